@@ -1,0 +1,157 @@
+//! Shared support for the end-to-end tests in `tests/`.
+//!
+//! Every test talks to the broker named by `KAFKA_BOOTSTRAP_SERVERS`: the one
+//! `scripts/test.sh` starts, or a real Kafka (`docker/compose.yaml`). Without it the
+//! tests fail with a message saying how to run them; they never skip silently.
+//! Each test uses its own topics and groups ([`unique_name`]), so tests run in
+//! parallel.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use kafka_client::config::AutoOffsetReset;
+use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use kafka_client::rdkafka::client::DefaultClientContext;
+use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::types::RDKafkaErrorCode;
+use kafka_client::ClientConfig;
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The broker's bootstrap servers; fails the test clearly when none is configured.
+pub fn bootstrap_servers() -> String {
+    init_tracing();
+    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(servers) if !servers.trim().is_empty() => servers,
+        _ => panic!(
+            "KAFKA_BOOTSTRAP_SERVERS is not set. These tests need a Kafka broker: run \
+             `bash scripts/test.sh` (starts one), or start docker/compose.yaml and set \
+             KAFKA_BOOTSTRAP_SERVERS=localhost:9092."
+        ),
+    }
+}
+
+/// A client configuration for the test broker (with any `KAFKA_*` security
+/// settings from the environment).
+pub fn config() -> ClientConfig {
+    let servers = bootstrap_servers();
+    ClientConfig::from_env().unwrap_or_else(|_| ClientConfig::new(servers))
+}
+
+/// A consumer configuration in group `group`, reading from the earliest offset.
+pub fn consumer_config(group: &str) -> ClientConfig {
+    config()
+        .group_id(group)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        // Short sessions make group hand-overs in tests quick on real Kafka too.
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates `topic` with `partitions` partitions and waits until its metadata shows
+/// every partition.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_with_config(topic, partitions, &[]).await
+}
+
+/// Creates `topic` with topic-level `configs` and waits until it is visible.
+pub async fn create_topic_with_config(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin: AdminClient<DefaultClientContext> = config()
+        .to_rdkafka()
+        .create()
+        .expect("creating the admin client");
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        new_topic = new_topic.set(k, v);
+    }
+    let results = admin
+        .create_topics(
+            [&new_topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("CreateTopics request");
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => panic!("creating topic {name}: {code:?}"),
+        }
+    }
+    wait_for_partitions(topic, partitions).await;
+}
+
+/// Waits until the broker's metadata lists `partitions` partitions for `topic`.
+pub async fn wait_for_partitions(topic: &str, partitions: i32) {
+    let topic = topic.to_owned();
+    let config = config();
+    tokio::task::spawn_blocking(move || {
+        let probe: BaseConsumer = config.to_rdkafka().create().expect("metadata client");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(metadata) = probe.fetch_metadata(Some(&topic), Duration::from_secs(5)) {
+                let ready = metadata.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && t.partitions().len() as i32 == partitions
+                });
+                if ready {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {topic} never showed {partitions} partitions"
+            );
+            // Pace the metadata requests; this is a blocking-pool thread.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("metadata wait");
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Installs a `tracing` subscriber once, filtered by `RUST_LOG` (default: warn).
+pub fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_test_writer()
+            .try_init();
+    });
+}

@@ -1,0 +1,171 @@
+//! Consumer groups: partition sharing, hand-over, committed offsets, and
+//! awaitable commits.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use integration_tests::{consumer_config, create_topic, eventually, unique_name};
+use kafka_client::{Consumer, Producer, ProducerRecord, RebalanceEvent};
+
+async fn produce_per_partition(topic: &str, partitions: i32, per_partition: i64, start: i64) {
+    let producer: Producer<String, i64> = Producer::new(&integration_tests::config()).unwrap();
+    for p in 0..partitions {
+        for i in start..start + per_partition {
+            producer
+                .send(ProducerRecord::new(topic, format!("k{i}"), i).with_partition(p))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+type Seen = Arc<Mutex<BTreeSet<(i32, i64)>>>;
+
+/// Consumes and commits every record, remembering (partition, value).
+fn spawn_reader(consumer: Arc<Consumer<String, i64>>, seen: Seen) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let record = consumer.recv().await.unwrap();
+            seen.lock()
+                .unwrap()
+                .insert((record.partition, record.value));
+            consumer.commit_record(&record).await.unwrap();
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_split_four_partitions_and_survivor_takes_all() {
+    let topic = unique_name("group-split");
+    let group = unique_name("group-split");
+    create_topic(&topic, 4).await;
+    produce_per_partition(&topic, 4, 25, 0).await;
+
+    let a = Arc::new(Consumer::<String, i64>::new(&consumer_config(&group)).unwrap());
+    let b = Arc::new(Consumer::<String, i64>::new(&consumer_config(&group)).unwrap());
+    let mut a_events = a.rebalance_events();
+    a.subscribe(&[&topic]).unwrap();
+    b.subscribe(&[&topic]).unwrap();
+    let seen: Seen = Arc::default();
+    let reader_a = spawn_reader(a.clone(), seen.clone());
+    let reader_b = spawn_reader(b.clone(), seen.clone());
+
+    eventually("a 2 + 2 split", || async {
+        let (na, nb) = (a.assignment().unwrap().len(), b.assignment().unwrap().len());
+        (na == 2 && nb == 2).then_some(())
+    })
+    .await;
+    eventually("the first 100 records", || async {
+        (seen.lock().unwrap().len() == 100).then_some(())
+    })
+    .await;
+
+    // B leaves; A must take over all four partitions and read everything after.
+    reader_b.abort();
+    let _ = reader_b.await;
+    let b = Arc::try_unwrap(b).ok().expect("b is no longer shared");
+    b.close().await.unwrap();
+    produce_per_partition(&topic, 4, 25, 25).await;
+
+    eventually("a owning all 4 partitions", || async {
+        (a.assignment().unwrap().len() == 4).then_some(())
+    })
+    .await;
+    eventually("all 200 records", || async {
+        (seen.lock().unwrap().len() == 200).then_some(())
+    })
+    .await;
+    let expected: BTreeSet<(i32, i64)> =
+        (0..4).flat_map(|p| (0..50).map(move |v| (p, v))).collect();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        expected,
+        "at-least-once: nothing lost"
+    );
+
+    // The rebalance channel told A about its assignments.
+    let mut assigned = Vec::new();
+    while let Ok(event) = a_events.try_recv() {
+        if let RebalanceEvent::Assigned(parts) = event {
+            assigned.extend(parts);
+        }
+    }
+    assert!(!assigned.is_empty(), "no Assigned event seen");
+    reader_a.abort();
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_a_restart_and_uncommitted_records_come_back() {
+    let topic = unique_name("restart");
+    let group = unique_name("restart");
+    create_topic(&topic, 1).await;
+    produce_per_partition(&topic, 1, 10, 0).await;
+
+    let first: Consumer<String, i64> = Consumer::new(&consumer_config(&group)).unwrap();
+    first.subscribe(&[&topic]).unwrap();
+    for expected in 0..4 {
+        let record = first.recv().await.unwrap();
+        assert_eq!(record.value, expected);
+        first.commit_record(&record).await.unwrap();
+    }
+    // Read, but a failing handler: process_at_least_once must not commit it.
+    let failed = first
+        .process_at_least_once(|record| async move {
+            Err::<(), _>(format!("cannot handle {}", record.value))
+        })
+        .await;
+    assert!(matches!(
+        failed,
+        Err(kafka_client::consumer::ProcessError::Handler(_))
+    ));
+    let committed = first.committed().await.unwrap();
+    assert_eq!(committed[0].1, Some(4));
+    first.close().await.unwrap();
+
+    let second: Consumer<String, i64> = Consumer::new(&consumer_config(&group)).unwrap();
+    second.subscribe(&[&topic]).unwrap();
+    let record = second.recv().await.unwrap();
+    assert_eq!(record.offset, 4, "resumes at the first uncommitted record");
+    assert_eq!(record.value, 4);
+    // at-most-once: committed before it is handed out.
+    let record = second.recv_at_most_once().await.unwrap();
+    assert_eq!(record.offset, 5);
+    assert_eq!(second.committed().await.unwrap()[0].1, Some(6));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn commits_leave_the_current_thread_runtime_free() {
+    let topic = unique_name("commit-async");
+    let group = unique_name("commit-async");
+    create_topic(&topic, 1).await;
+    produce_per_partition(&topic, 1, 5, 0).await;
+    let consumer: Consumer<String, i64> = Consumer::new(&consumer_config(&group)).unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+
+    // A task that counts how often the (single) executor thread gets to run it.
+    let ticks = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                ticks.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    for _ in 0..5 {
+        let record = consumer.recv().await.unwrap();
+        let before = ticks.load(Ordering::Relaxed);
+        consumer.commit_record(&record).await.unwrap();
+        let during = ticks.load(Ordering::Relaxed) - before;
+        // A commit that blocked the thread would let the ticker run zero times.
+        assert!(
+            during > 0,
+            "the executor was blocked during commit of offset {}",
+            record.offset
+        );
+    }
+    assert_eq!(consumer.committed().await.unwrap()[0].1, Some(5));
+    ticker.abort();
+}

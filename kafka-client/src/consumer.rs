@@ -1,0 +1,630 @@
+//! The typed consumer.
+//!
+//! [`Consumer<K, V>`] deserializes keys and values through the SDK's
+//! [`Deserializer`] traits. It joins a group with [`Consumer::subscribe`] (names) or
+//! [`Consumer::subscribe_pattern`] (a regex), or reads fixed partitions with
+//! [`Consumer::assign`].
+//!
+//! Offsets are committed explicitly unless `enable.auto.commit=true` is set: every
+//! commit is awaitable and runs off the async executor, because librdkafka's
+//! synchronous commit blocks its calling thread. [`Consumer::recv_at_most_once`] and
+//! [`Consumer::process_at_least_once`] package the two classic orders.
+//!
+//! A record that cannot be deserialized is a poison record: `recv` returns
+//! [`ConsumeError::Deserialization`] with the topic, partition, offset and raw bytes,
+//! and the next `recv` returns the following record.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use kafka_client::{ClientConfig, Consumer, ConsumeError};
+//!
+//! let config = ClientConfig::new("localhost:9092").group_id("plant-readers");
+//! let consumer: Consumer<String, i64> = Consumer::new(&config)?;
+//! consumer.subscribe(&["plant01"])?;
+//! loop {
+//!     match consumer.recv().await {
+//!         Ok(record) => {
+//!             println!("{} = {}", record.key, record.value);
+//!             consumer.commit_record(&record).await?;
+//!         }
+//!         Err(ConsumeError::Deserialization(poison)) => eprintln!("skipping {poison}"),
+//!         Err(other) => return Err(other.into()),
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset as RdOffset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::config::ClientConfig;
+use crate::context::ConsumerCallbacks;
+use crate::error::{ConsumeError, DeserializationError, Error, Result};
+use crate::record::{timestamp_parts, ConsumerRecord, Headers, TopicPartition};
+use crate::serde::{DefaultSerde, Deserializer, MessageField, SerdeContext, SerdeError};
+
+/// How long blocking librdkafka requests (committed offsets, watermarks, seeks,
+/// offsets for times) may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A position in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offset {
+    /// The earliest offset still in the log.
+    Beginning,
+    /// The end of the log: only records written from now on.
+    End,
+    /// This exact offset.
+    At(i64),
+    /// The committed offset (or `auto.offset.reset` without one).
+    Stored,
+}
+
+impl Offset {
+    fn to_rdkafka(self) -> RdOffset {
+        match self {
+            Offset::Beginning => RdOffset::Beginning,
+            Offset::End => RdOffset::End,
+            Offset::At(o) => RdOffset::Offset(o),
+            Offset::Stored => RdOffset::Stored,
+        }
+    }
+}
+
+/// A change of the partitions assigned to this consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// Partitions were assigned.
+    Assigned(Vec<TopicPartition>),
+    /// Partitions are being revoked cleanly: commit what was processed now.
+    Revoked(Vec<TopicPartition>),
+    /// Partitions were lost (session timeout): another member may own them already,
+    /// so committing for them would fail.
+    Lost(Vec<TopicPartition>),
+    /// The rebalance failed.
+    Error(String),
+}
+
+/// Synchronous rebalance callbacks, run on the thread that polls the consumer
+/// before the rebalance completes (Kafka's `ConsumerRebalanceListener`). For
+/// asynchronous handling use [`Consumer::rebalance_events`] instead.
+pub trait RebalanceListener: Send + Sync + 'static {
+    /// Partitions were assigned.
+    fn on_assigned(&self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+    /// Partitions are being revoked.
+    fn on_revoked(&self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+    /// Partitions were lost.
+    fn on_lost(&self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+}
+
+/// The lag of one partition: how far this consumer's position is behind the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The next offset this consumer will read, if known.
+    pub position: Option<i64>,
+    /// The partition's high watermark (offset of the next record to be written).
+    pub high_watermark: i64,
+    /// `high_watermark - position`; `None` while the position is unknown.
+    pub lag: Option<i64>,
+}
+
+/// Why [`Consumer::process_at_least_once`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError<E> {
+    /// No record could be read.
+    #[error(transparent)]
+    Consume(#[from] ConsumeError),
+    /// The handler failed; the record's offset was not committed.
+    #[error("processing failed: {0}")]
+    Handler(E),
+    /// The handler succeeded but the commit failed.
+    #[error(transparent)]
+    Commit(Error),
+}
+
+/// Builds a [`Consumer`] with explicit deserializers or a rebalance listener.
+pub struct ConsumerBuilder<K, V> {
+    config: ClientConfig,
+    key_deserializer: Option<Box<dyn Deserializer<K>>>,
+    value_deserializer: Option<Box<dyn Deserializer<V>>>,
+    listener: Option<Arc<dyn RebalanceListener>>,
+}
+
+impl<K: Send + 'static, V: Send + 'static> ConsumerBuilder<K, V> {
+    /// Uses `deserializer` for keys.
+    pub fn key_deserializer(mut self, deserializer: impl Deserializer<K> + 'static) -> Self {
+        self.key_deserializer = Some(Box::new(deserializer));
+        self
+    }
+
+    /// Uses `deserializer` for values.
+    pub fn value_deserializer(mut self, deserializer: impl Deserializer<V> + 'static) -> Self {
+        self.value_deserializer = Some(Box::new(deserializer));
+        self
+    }
+
+    /// Calls `listener` on every rebalance.
+    pub fn rebalance_listener(mut self, listener: impl RebalanceListener) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Creates the consumer.
+    pub fn build(self) -> Result<Consumer<K, V>> {
+        let key = self
+            .key_deserializer
+            .ok_or_else(|| Error::Config("the consumer has no key deserializer".into()))?;
+        let value = self
+            .value_deserializer
+            .ok_or_else(|| Error::Config("the consumer has no value deserializer".into()))?;
+        Consumer::create(&self.config, key, value, self.listener)
+    }
+}
+
+/// A typed Kafka consumer.
+pub struct Consumer<K, V> {
+    inner: Arc<StreamConsumer<ConsumerCallbacks>>,
+    key_deserializer: Box<dyn Deserializer<K>>,
+    value_deserializer: Box<dyn Deserializer<V>>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Consumer<K, V> {
+    /// A consumer with the built-in serdes of `K` and `V` (see [`DefaultSerde`]).
+    pub fn new(config: &ClientConfig) -> Result<Self> {
+        Consumer::create(
+            config,
+            Box::new(K::default_serde()),
+            Box::new(V::default_serde()),
+            None,
+        )
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
+    /// A consumer with the given deserializers.
+    pub fn with_deserializers(
+        config: &ClientConfig,
+        key_deserializer: impl Deserializer<K> + 'static,
+        value_deserializer: impl Deserializer<V> + 'static,
+    ) -> Result<Self> {
+        Consumer::create(
+            config,
+            Box::new(key_deserializer),
+            Box::new(value_deserializer),
+            None,
+        )
+    }
+
+    /// A builder for deserializers and a rebalance listener.
+    pub fn builder(config: &ClientConfig) -> ConsumerBuilder<K, V> {
+        ConsumerBuilder {
+            config: config.clone(),
+            key_deserializer: None,
+            value_deserializer: None,
+            listener: None,
+        }
+    }
+
+    fn create(
+        config: &ClientConfig,
+        key_deserializer: Box<dyn Deserializer<K>>,
+        value_deserializer: Box<dyn Deserializer<V>>,
+        listener: Option<Arc<dyn RebalanceListener>>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let config = config
+            .clone()
+            .with_default("enable.auto.commit", "false")
+            .with_default("enable.partition.eof", "false");
+        let callbacks = ConsumerCallbacks {
+            listener,
+            events: Mutex::new(None),
+        };
+        let inner: StreamConsumer<ConsumerCallbacks> = config
+            .to_rdkafka()
+            .create_with_context(callbacks)
+            .map_err(|e| Error::kafka("creating the consumer", "", e))?;
+        Ok(Consumer {
+            inner: Arc::new(inner),
+            key_deserializer,
+            value_deserializer,
+        })
+    }
+
+    /// Joins the group (`group.id`) and subscribes to these topics.
+    pub fn subscribe(&self, topics: &[&str]) -> Result<()> {
+        self.inner
+            .subscribe(topics)
+            .map_err(|e| Error::kafka("subscribe", format!("topics {topics:?}"), e))
+    }
+
+    /// Subscribes to every topic matching the regular expression `pattern`,
+    /// including topics created later.
+    pub fn subscribe_pattern(&self, pattern: &str) -> Result<()> {
+        // librdkafka treats subscriptions starting with '^' as regexes.
+        let regex = if pattern.starts_with('^') {
+            pattern.to_owned()
+        } else {
+            format!("^{pattern}")
+        };
+        self.inner
+            .subscribe(&[&regex])
+            .map_err(|e| Error::kafka("subscribe", format!("pattern {regex}"), e))
+    }
+
+    /// Leaves the subscription.
+    pub fn unsubscribe(&self) {
+        self.inner.unsubscribe();
+    }
+
+    /// Reads exactly these partitions, starting at the given offsets, without group
+    /// management.
+    pub fn assign(&self, partitions: &[(TopicPartition, Offset)]) -> Result<()> {
+        let tpl = tpl_with_offsets(partitions.iter().map(|(tp, o)| (tp, o.to_rdkafka())))?;
+        self.inner
+            .assign(&tpl)
+            .map_err(|e| Error::kafka("assign", format!("{partitions:?}"), e))
+    }
+
+    /// The partitions currently assigned.
+    pub fn assignment(&self) -> Result<Vec<TopicPartition>> {
+        let tpl = self
+            .inner
+            .assignment()
+            .map_err(|e| Error::kafka("assignment", "", e))?;
+        Ok(topic_partitions(&tpl))
+    }
+
+    /// Waits for the next record.
+    pub async fn recv(&self) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+        let span = tracing::debug_span!(
+            "kafka.recv",
+            topic = tracing::field::Empty,
+            partition = tracing::field::Empty,
+            offset = tracing::field::Empty
+        );
+        async {
+            let message = self
+                .inner
+                .recv()
+                .await
+                .map_err(|e| Error::kafka("receive", "", e))?;
+            let span = tracing::Span::current();
+            span.record("topic", message.topic());
+            span.record("partition", message.partition());
+            span.record("offset", message.offset());
+            self.decode(&message).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The records as a `Stream` (it never ends; errors are items).
+    pub fn stream(
+        &self,
+    ) -> impl Stream<Item = std::result::Result<ConsumerRecord<K, V>, ConsumeError>> + '_ {
+        futures::stream::unfold(self, |consumer| async move {
+            Some((consumer.recv().await, consumer))
+        })
+    }
+
+    async fn decode(
+        &self,
+        message: &BorrowedMessage<'_>,
+    ) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+        let headers = message
+            .headers()
+            .map(Headers::from_rdkafka)
+            .unwrap_or_default();
+        let topic = message.topic();
+        let key_ctx = SerdeContext::new(topic, MessageField::Key, &headers);
+        let value_ctx = SerdeContext::new(topic, MessageField::Value, &headers);
+        let poison = |field, source| poison(message, &headers, field, source);
+
+        if let Some(prepare) = self.key_deserializer.prepare(message.key(), &key_ctx) {
+            prepare.await.map_err(|e| poison(MessageField::Key, e))?;
+        }
+        if let Some(prepare) = self
+            .value_deserializer
+            .prepare(message.payload(), &value_ctx)
+        {
+            prepare.await.map_err(|e| poison(MessageField::Value, e))?;
+        }
+        let key = self
+            .key_deserializer
+            .deserialize(message.key(), &key_ctx)
+            .map_err(|e| poison(MessageField::Key, e))?;
+        let value = self
+            .value_deserializer
+            .deserialize(message.payload(), &value_ctx)
+            .map_err(|e| poison(MessageField::Value, e))?;
+        let (timestamp, timestamp_type) = timestamp_parts(message.timestamp());
+        Ok(ConsumerRecord {
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp,
+            timestamp_type,
+            headers,
+            key,
+            value,
+        })
+    }
+
+    /// Reads the next record and commits it before returning it (at-most-once:
+    /// if processing then fails, the record is not read again).
+    pub async fn recv_at_most_once(
+        &self,
+    ) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+        let record = self.recv().await?;
+        self.commit_record(&record).await?;
+        Ok(record)
+    }
+
+    /// Reads the next record, runs `handler` on it, and commits it only if the
+    /// handler succeeds (at-least-once: after a crash or a handler error the
+    /// record is read again by the group).
+    pub async fn process_at_least_once<F, Fut, T, E>(
+        &self,
+        handler: F,
+    ) -> std::result::Result<T, ProcessError<E>>
+    where
+        F: FnOnce(ConsumerRecord<K, V>) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let record = self.recv().await?;
+        let position = (record.topic_partition(), record.offset + 1);
+        let output = handler(record).await.map_err(ProcessError::Handler)?;
+        self.commit_offsets(&[position])
+            .await
+            .map_err(ProcessError::Commit)?;
+        Ok(output)
+    }
+
+    /// Commits `record` as processed: the group resumes after it.
+    pub async fn commit_record(&self, record: &ConsumerRecord<K, V>) -> Result<()> {
+        self.commit_offsets(&[(record.topic_partition(), record.offset + 1)])
+            .await
+    }
+
+    /// Commits explicit offsets: each is the offset of the next record to read
+    /// (Kafka's convention, i.e. last processed + 1).
+    pub async fn commit_offsets(&self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let tpl = tpl_with_offsets(offsets.iter().map(|(tp, o)| (tp, RdOffset::Offset(*o))))?;
+        let detail = format!("{offsets:?}");
+        self.blocking("commit", detail, move |consumer| {
+            consumer.commit(&tpl, CommitMode::Sync)
+        })
+        .await
+    }
+
+    /// Commits the position of every assigned partition (everything returned so far).
+    pub async fn commit(&self) -> Result<()> {
+        self.blocking("commit", String::new(), |consumer| {
+            consumer.commit_consumer_state(CommitMode::Sync)
+        })
+        .await
+    }
+
+    /// The committed offsets of the assigned partitions (`None` where nothing is
+    /// committed).
+    pub async fn committed(&self) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let tpl = self
+            .blocking("committed", String::new(), |c| c.committed(REQUEST_TIMEOUT))
+            .await?;
+        Ok(offsets_of(&tpl))
+    }
+
+    /// The next offset to be read for each assigned partition (`None` before the
+    /// first fetch).
+    pub fn position(&self) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let tpl = self
+            .inner
+            .position()
+            .map_err(|e| Error::kafka("position", "", e))?;
+        Ok(offsets_of(&tpl))
+    }
+
+    /// Moves the position of an assigned partition.
+    pub async fn seek(&self, partition: &TopicPartition, offset: Offset) -> Result<()> {
+        let tp = partition.clone();
+        self.blocking("seek", format!("{partition} to {offset:?}"), move |c| {
+            c.seek(
+                &tp.topic,
+                tp.partition,
+                offset.to_rdkafka(),
+                REQUEST_TIMEOUT,
+            )
+        })
+        .await
+    }
+
+    /// Moves the position to the first record whose timestamp is at or after
+    /// `timestamp_ms` (to the end when there is none).
+    pub async fn seek_to_timestamp(
+        &self,
+        partition: &TopicPartition,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        let tp = partition.clone();
+        let detail = format!("{partition} to timestamp {timestamp_ms}");
+        self.blocking("seek to timestamp", detail, move |c| {
+            let mut query = TopicPartitionList::new();
+            query.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(timestamp_ms))?;
+            let found = c.offsets_for_times(query, REQUEST_TIMEOUT)?;
+            let offset = found
+                .find_partition(&tp.topic, tp.partition)
+                .map(|e| e.offset())
+                .unwrap_or(RdOffset::End);
+            let offset = match offset {
+                RdOffset::Offset(o) if o >= 0 => RdOffset::Offset(o),
+                _ => RdOffset::End,
+            };
+            c.seek(&tp.topic, tp.partition, offset, REQUEST_TIMEOUT)
+        })
+        .await
+    }
+
+    /// Stops fetching from these partitions until [`Consumer::resume`].
+    pub fn pause(&self, partitions: &[TopicPartition]) -> Result<()> {
+        let tpl = tpl_of(partitions)?;
+        self.inner
+            .pause(&tpl)
+            .map_err(|e| Error::kafka("pause", format!("{partitions:?}"), e))
+    }
+
+    /// Resumes fetching from paused partitions.
+    pub fn resume(&self, partitions: &[TopicPartition]) -> Result<()> {
+        let tpl = tpl_of(partitions)?;
+        self.inner
+            .resume(&tpl)
+            .map_err(|e| Error::kafka("resume", format!("{partitions:?}"), e))
+    }
+
+    /// Lag per assigned partition: high watermark minus this consumer's position.
+    pub async fn lag(&self) -> Result<Vec<PartitionLag>> {
+        let positions = self.position()?;
+        self.blocking("lag", String::new(), move |c| {
+            positions
+                .into_iter()
+                .map(|(tp, position)| {
+                    let (_, high) = c.fetch_watermarks(&tp.topic, tp.partition, REQUEST_TIMEOUT)?;
+                    Ok(PartitionLag {
+                        lag: position.map(|p| (high - p).max(0)),
+                        partition: tp,
+                        position,
+                        high_watermark: high,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// A channel of rebalance events, for handling them asynchronously. Each call
+    /// replaces the previous channel.
+    pub fn rebalance_events(&self) -> mpsc::UnboundedReceiver<RebalanceEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut events = match self.inner.context().events.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *events = Some(tx);
+        rx
+    }
+
+    /// The group metadata, for `send_offsets_to_transaction`.
+    pub fn group_metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        self.inner.group_metadata()
+    }
+
+    /// Leaves the group and closes the consumer without blocking the executor.
+    pub async fn close(self) -> Result<()> {
+        let inner = self.inner;
+        tokio::task::spawn_blocking(move || {
+            inner.unsubscribe();
+            drop(inner);
+        })
+        .await
+        .map_err(|e| Error::background("close", e))
+    }
+
+    /// Runs a blocking librdkafka call on tokio's blocking pool.
+    async fn blocking<T, F>(&self, operation: &'static str, detail: String, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&StreamConsumer<ConsumerCallbacks>) -> rdkafka::error::KafkaResult<T>
+            + Send
+            + 'static,
+    {
+        let consumer = self.inner.clone();
+        let span = tracing::debug_span!("kafka.consumer", operation, detail = %detail);
+        let result = tokio::task::spawn_blocking(move || call(&consumer))
+            .instrument(span)
+            .await
+            .map_err(|e| Error::background(operation, e))?;
+        result.map_err(|e| Error::kafka(operation, detail, e))
+    }
+}
+
+fn poison(
+    message: &BorrowedMessage<'_>,
+    headers: &Headers,
+    field: MessageField,
+    source: SerdeError,
+) -> ConsumeError {
+    let error = DeserializationError {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: timestamp_parts(message.timestamp()).0,
+        field,
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: headers.clone(),
+        source,
+    };
+    tracing::warn!(
+        topic = %error.topic,
+        partition = error.partition,
+        offset = error.offset,
+        "poison record: {}",
+        error.source
+    );
+    ConsumeError::Deserialization(Box::new(error))
+}
+
+fn tpl_of(partitions: &[TopicPartition]) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    Ok(tpl)
+}
+
+fn tpl_with_offsets<'a>(
+    offsets: impl Iterator<Item = (&'a TopicPartition, RdOffset)>,
+) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, offset) in offsets {
+        tpl.add_partition_offset(&tp.topic, tp.partition, offset)
+            .map_err(|e| Error::kafka("setting offset", tp.to_string(), e))?;
+    }
+    Ok(tpl)
+}
+
+fn topic_partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+fn offsets_of(tpl: &TopicPartitionList) -> Vec<(TopicPartition, Option<i64>)> {
+    tpl.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                RdOffset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            };
+            (TopicPartition::new(e.topic(), e.partition()), offset)
+        })
+        .collect()
+}

@@ -1,0 +1,260 @@
+//! The one error type of kafka-streams, with a domain (whose fault) and a retry hint.
+//!
+//! Every variant that concerns a record names the topic, partition and offset, and every
+//! variant that concerns a node of the topology names the node, so that a log line or an
+//! `ERROR` state is enough to find the record and the code involved.
+
+use kafka_client::serde::{BoxError, SerdeError};
+
+/// Whose fault an error is (Arroyo's error domains).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorDomain {
+    /// The application: its topology, configuration, data or processor code.
+    User,
+    /// Kafka or the network: the broker, a timeout, an authorization failure.
+    External,
+    /// A bug in kafka-streams itself.
+    Internal,
+}
+
+/// Where a record came from: the input record being processed when an error happened.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordOrigin {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+}
+
+impl std::fmt::Display for RecordOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topic {} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
+fn origin_text(origin: &Option<RecordOrigin>) -> String {
+    match origin {
+        Some(o) => o.to_string(),
+        None => "a punctuation (no input record)".to_owned(),
+    }
+}
+
+/// An error of kafka-streams.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// The topology is invalid (unknown parent, duplicate name, missing serde...).
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A record's key or value could not be deserialized, and the handler said fail.
+    #[error("failed to deserialize the {field} of the record at topic {topic} partition {partition} offset {offset}: {source}")]
+    Deserialization {
+        /// Topic of the record.
+        topic: String,
+        /// Partition of the record.
+        partition: i32,
+        /// Offset of the record.
+        offset: i64,
+        /// `key` or `value`.
+        field: String,
+        /// The serde's error.
+        source: SerdeError,
+    },
+    /// A processor failed and the processing handler said fail.
+    #[error("processor {node} of task {task} failed on the record from {}: {source}", origin_text(.origin))]
+    Processing {
+        /// Name of the failing node.
+        node: String,
+        /// Task id, `<sub-topology>_<partition>`.
+        task: String,
+        /// The input record being processed, `None` in a punctuation.
+        origin: Option<RecordOrigin>,
+        /// The processor's error.
+        source: BoxError,
+    },
+    /// A record could not be serialized or produced and the production handler said
+    /// fail.
+    #[error("failed to produce to topic {topic} (from sink {node}) the record derived from {}: {reason}", origin_text(.origin))]
+    Production {
+        /// Destination topic.
+        topic: String,
+        /// Sink node name (empty for dead-letter records).
+        node: String,
+        /// The input record it derives from, when known.
+        origin: Option<RecordOrigin>,
+        /// What went wrong.
+        reason: String,
+        /// Whether retrying may succeed.
+        retriable: bool,
+    },
+    /// Source topics that must be co-partitioned have different partition counts.
+    #[error("co-partitioning violated in sub-topology {subtopology}: topics {topics:?} must have the same number of partitions, found {counts:?}")]
+    CoPartitioning {
+        /// The sub-topology.
+        subtopology: usize,
+        /// Topics that must be co-partitioned.
+        topics: Vec<String>,
+        /// Their partition counts, in the same order.
+        counts: Vec<i32>,
+    },
+    /// A source topic does not exist.
+    #[error("source topic {topic} does not exist (needed by sub-topology {subtopology})")]
+    MissingSourceTopic {
+        /// The topic.
+        topic: String,
+        /// The sub-topology reading it.
+        subtopology: usize,
+    },
+    /// A Kafka client call failed.
+    #[error("kafka error while {operation}{}: {source}", if .target.is_empty() { String::new() } else { format!(" ({})", .target) })]
+    Kafka {
+        /// What was being done ("committing offsets", "creating topic").
+        operation: String,
+        /// What it was done to (topic, partitions), may be empty.
+        target: String,
+        /// The librdkafka error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A state store problem.
+    #[error("state store {store}: {reason}")]
+    State {
+        /// Store name.
+        store: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An operation that is not valid in the current state (e.g. starting twice).
+    #[error("illegal state: {0}")]
+    IllegalState(String),
+    /// A stream thread panicked.
+    #[error("stream thread {thread} panicked: {message}")]
+    ThreadPanic {
+        /// Thread name.
+        thread: String,
+        /// Panic message.
+        message: String,
+    },
+    /// A bug in kafka-streams (should never happen).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StreamsError {
+    /// Whose fault the error is.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            StreamsError::Topology(_)
+            | StreamsError::Config(_)
+            | StreamsError::Deserialization { .. }
+            | StreamsError::Processing { .. }
+            | StreamsError::CoPartitioning { .. }
+            | StreamsError::MissingSourceTopic { .. }
+            | StreamsError::IllegalState(_) => ErrorDomain::User,
+            StreamsError::Production { retriable, .. } => {
+                if *retriable {
+                    ErrorDomain::External
+                } else {
+                    ErrorDomain::User
+                }
+            }
+            StreamsError::Kafka { .. } | StreamsError::State { .. } => ErrorDomain::External,
+            StreamsError::ThreadPanic { .. } => ErrorDomain::User,
+            StreamsError::Internal(_) => ErrorDomain::Internal,
+        }
+    }
+
+    /// Whether trying again (e.g. replacing the stream thread) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            StreamsError::Production { retriable, .. } => *retriable,
+            StreamsError::Kafka { source, .. } => source
+                .rdkafka_error_code()
+                .map(is_retriable_code)
+                .unwrap_or(true),
+            StreamsError::MissingSourceTopic { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn kafka(
+        operation: impl Into<String>,
+        target: impl Into<String>,
+        source: rdkafka::error::KafkaError,
+    ) -> Self {
+        StreamsError::Kafka {
+            operation: operation.into(),
+            target: target.into(),
+            source,
+        }
+    }
+}
+
+fn is_retriable_code(code: rdkafka::types::RDKafkaErrorCode) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::RequestTimedOut
+            | C::OperationTimedOut
+            | C::NetworkException
+            | C::BrokerTransportFailure
+            | C::AllBrokersDown
+            | C::LeaderNotAvailable
+            | C::NotLeaderForPartition
+            | C::NotCoordinator
+            | C::CoordinatorNotAvailable
+            | C::CoordinatorLoadInProgress
+            | C::RebalanceInProgress
+            | C::UnknownTopicOrPartition
+            | C::QueueFull
+            | C::NotEnoughReplicas
+            | C::NotEnoughReplicasAfterAppend
+    )
+}
+
+/// The result type of kafka-streams.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_topic_partition_offset_and_domains() {
+        let err = StreamsError::Processing {
+            node: "KSTREAM-MAP-0000000001".into(),
+            task: "0_3".into(),
+            origin: Some(RecordOrigin {
+                topic: "plant01".into(),
+                partition: 3,
+                offset: 42,
+            }),
+            source: "boom".into(),
+        };
+        let text = err.to_string();
+        assert!(text.contains("topic plant01 partition 3 offset 42"), "{text}");
+        assert!(text.contains("KSTREAM-MAP-0000000001"), "{text}");
+        assert_eq!(err.domain(), ErrorDomain::User);
+        assert!(!err.is_retriable());
+
+        let err = StreamsError::kafka(
+            "committing offsets",
+            "in-0",
+            rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::RebalanceInProgress,
+            ),
+        );
+        assert_eq!(err.domain(), ErrorDomain::External);
+        assert!(err.is_retriable());
+        assert!(err.to_string().contains("committing offsets (in-0)"));
+        let err = StreamsError::Internal("x".into());
+        assert_eq!(err.domain(), ErrorDomain::Internal);
+    }
+}

@@ -1,0 +1,198 @@
+//! The byte boundary of a topology: source nodes decode consumed bytes into typed
+//! (then erased) records, sink nodes encode them back, both through kafka-client's
+//! `Serializer` / `Deserializer` traits, the SDK's only codec path.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kafka_client::serde::{
+    Deserializer, MessageField, PrepareFuture, SerdeContext, SerdeError, Serializer,
+};
+use kafka_client::Headers;
+
+use crate::processor::internal::ErasedRecord;
+use crate::processor::{Data, Record};
+
+/// Runs a serde's asynchronous `prepare` hook to completion from synchronous task
+/// code: on a stream thread through the tokio handle, in the test driver with
+/// `futures::executor`.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Blocker {
+    /// `futures::executor::block_on`.
+    #[default]
+    Futures,
+    /// `Handle::block_on` of the application's tokio runtime (stream threads are
+    /// plain threads, outside the runtime, so this is allowed).
+    Tokio(tokio::runtime::Handle),
+}
+
+impl Blocker {
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self {
+            Blocker::Futures => futures::executor::block_on(future),
+            Blocker::Tokio(handle) => handle.block_on(future),
+        }
+    }
+
+    fn prepare(&self, future: Option<PrepareFuture<'_>>) -> Result<(), SerdeError> {
+        match future {
+            Some(f) => self.block_on(f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A consumed record, as bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct RawRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Broker timestamp, `-1` when absent.
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Headers,
+}
+
+/// Why a consumed record could not become a typed record.
+#[derive(Debug)]
+pub(crate) struct DecodeError {
+    pub field: MessageField,
+    pub source: SerdeError,
+}
+
+/// Decodes consumed records for one source node.
+pub(crate) trait SourceCodec: Send + Sync {
+    /// The typed record, with the timestamp from the timestamp extractor.
+    fn decode(
+        &self,
+        raw: &RawRecord,
+        partition_time: i64,
+        blocker: &Blocker,
+    ) -> Result<ErasedRecord, DecodeError>;
+}
+
+/// Reads the event time of a record (Kafka's `TimestampExtractor`): from the key,
+/// the value, the record's own timestamp (`record_timestamp`, `-1` if none) and the
+/// largest timestamp seen so far on the partition (`partition_time`).
+pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64, i64) -> i64 + Send + Sync>;
+
+pub(crate) struct TypedSource<K, V> {
+    pub key: Arc<dyn Deserializer<K>>,
+    pub value: Arc<dyn Deserializer<V>>,
+    pub extractor: Option<TimestampExtractor<K, V>>,
+}
+
+impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
+    fn decode(
+        &self,
+        raw: &RawRecord,
+        partition_time: i64,
+        blocker: &Blocker,
+    ) -> Result<ErasedRecord, DecodeError> {
+        let kctx = SerdeContext::new(&raw.topic, MessageField::Key, &raw.headers);
+        let key_bytes = raw.key.as_deref();
+        let key = blocker
+            .prepare(self.key.prepare(key_bytes, &kctx))
+            .and_then(|()| self.key.deserialize(key_bytes, &kctx))
+            .map_err(|source| DecodeError {
+                field: MessageField::Key,
+                source,
+            })?;
+        let vctx = SerdeContext::new(&raw.topic, MessageField::Value, &raw.headers);
+        let value_bytes = raw.value.as_deref();
+        let value = blocker
+            .prepare(self.value.prepare(value_bytes, &vctx))
+            .and_then(|()| self.value.deserialize(value_bytes, &vctx))
+            .map_err(|source| DecodeError {
+                field: MessageField::Value,
+                source,
+            })?;
+        let timestamp = match &self.extractor {
+            Some(extract) => extract(&key, &value, raw.timestamp, partition_time),
+            None => raw.timestamp,
+        };
+        Ok(ErasedRecord::from_record(
+            Record::new(key, value, timestamp).with_headers(raw.headers.clone()),
+        ))
+    }
+}
+
+/// A record ready to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EncodedRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: i64,
+    pub headers: Headers,
+}
+
+/// Why a record could not be encoded.
+#[derive(Debug)]
+pub(crate) enum EncodeError {
+    Serde { topic: String, source: SerdeError },
+    Internal(String),
+}
+
+/// Encodes records for one sink node.
+pub(crate) trait SinkCodec: Send + Sync {
+    /// `topic` is the resolved fixed topic, `None` when the sink picks one per record.
+    fn encode(
+        &self,
+        record: ErasedRecord,
+        topic: Option<&str>,
+        blocker: &Blocker,
+    ) -> Result<EncodedRecord, EncodeError>;
+}
+
+/// Chooses the topic of each record (Kafka's `TopicNameExtractor`).
+pub type TopicNameExtractor<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
+
+pub(crate) struct TypedSink<K, V> {
+    pub key: Arc<dyn Serializer<K>>,
+    pub value: Arc<dyn Serializer<V>>,
+    pub extractor: Option<TopicNameExtractor<K, V>>,
+}
+
+impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
+    fn encode(
+        &self,
+        record: ErasedRecord,
+        topic: Option<&str>,
+        blocker: &Blocker,
+    ) -> Result<EncodedRecord, EncodeError> {
+        let (key, value) = record.parts::<K, V>().map_err(EncodeError::Internal)?;
+        let topic = match (topic, &self.extractor) {
+            (Some(t), _) => t.to_owned(),
+            (None, Some(extract)) => extract(key, value),
+            (None, None) => {
+                return Err(EncodeError::Internal(
+                    "sink has neither a topic nor a topic extractor".into(),
+                ))
+            }
+        };
+        let serde_err = |source| EncodeError::Serde {
+            topic: topic.clone(),
+            source,
+        };
+        let kctx = SerdeContext::new(&topic, MessageField::Key, &record.headers);
+        blocker
+            .prepare(self.key.prepare(key, &kctx))
+            .map_err(serde_err)?;
+        let key_bytes = self.key.serialize(key, &kctx).map_err(serde_err)?;
+        let vctx = SerdeContext::new(&topic, MessageField::Value, &record.headers);
+        blocker
+            .prepare(self.value.prepare(value, &vctx))
+            .map_err(serde_err)?;
+        let value_bytes = self.value.serialize(value, &vctx).map_err(serde_err)?;
+        Ok(EncodedRecord {
+            topic,
+            key: key_bytes,
+            value: value_bytes,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        })
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh machine; skips what is there.
+#   - system packages: libclang (bindgen for rocksdb), a C/C++ toolchain, OpenSSL
+#     headers and pkg-config (librdkafka with TLS), cmake;
+#   - the test broker: nisshi, a Kafka-protocol broker, built once into the cache.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/env.sh"
+
+need_apt=()
+[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -n1)" ] || need_apt+=(libclang-dev)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+[ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
+command -v c++ >/dev/null || need_apt+=(g++)
+command -v make >/dev/null || need_apt+=(make)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v python3 >/dev/null || need_apt+=(python3)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing ${need_apt[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x "$NISSHI_BIN" ]; then
+    echo "setup: building the nisshi $NISSHI_VERSION test broker into $NISSHI_ROOT (10-15 minutes, once)"
+    cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version \
+        --root "$NISSHI_ROOT" --target-dir "$KAFKA_SDK_CACHE/nisshi-build"
+fi
+echo "setup: ready (broker: $NISSHI_BIN)"
