@@ -33,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod consumer;
 mod context;

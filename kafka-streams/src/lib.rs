@@ -1,1 +1,49 @@
-//! placeholder
+//! # kafka-streams
+//!
+//! Kafka Streams for Rust, over librdkafka: a typed DSL, topologies you can print and
+//! draw, a runtime of stream threads and tasks with one commit path, error handlers,
+//! the Processor API, and a synchronous test driver that runs the same task code.
+//!
+//! ```
+//! use kafka_streams::dsl::StreamsBuilder;
+//! use kafka_streams::test_driver::TopologyTestDriver;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<String, i64>("plant01")
+//!     .filter(|_, celsius| *celsius > -273)
+//!     .map_values(|celsius| celsius * 9 / 5 + 32)
+//!     .to("plant01-fahrenheit");
+//! let topology = builder.build().unwrap();
+//!
+//! let driver = TopologyTestDriver::new(topology).unwrap();
+//! let input = driver.create_input_topic::<String, i64>("plant01");
+//! let output = driver.create_output_topic::<String, i64>("plant01-fahrenheit");
+//! input.pipe_input("t1".to_string(), 100).unwrap();
+//! input.pipe_input("t2".to_string(), -300).unwrap();
+//! assert_eq!(output.read_key_values_to_list().unwrap(), vec![("t1".to_string(), 212)]);
+//! ```
+//!
+//! ## Layout
+//! Dependencies flow one way: [`dsl`] → [`topology`] → [`processor`] / [`state`] ←
+//! [`runtime`]; [`test_driver`] drives the runtime's tasks without a broker.
+//! - [`dsl`]: `StreamsBuilder`, `KStream`, option structs. Knows nothing of threads.
+//! - [`topology`]: the node graph, sub-topologies, `describe()` (text, DOT, Mermaid).
+//! - [`processor`]: the public `Processor` trait, `ProcessorContext`, `Record`.
+//! - [`state`]: the store handle a task owns.
+//! - [`runtime`]: `KafkaStreams`, stream threads, tasks, the commit path, handlers.
+//! - [`test_driver`]: `TopologyTestDriver`.
+//! - [`error`]: `StreamsError`, with a domain and a retry hint.
+#![deny(missing_docs)]
+
+pub mod dsl;
+pub mod error;
+pub mod processor;
+pub mod runtime;
+pub mod state;
+pub mod test_driver;
+pub mod topology;
+
+pub use dsl::{KStream, StreamsBuilder};
+pub use error::{ErrorDomain, Result, StreamsError};
+pub use topology::Topology;

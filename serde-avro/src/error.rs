@@ -124,7 +124,9 @@ pub enum AvroSerdeError {
         reason: String,
     },
     /// The registry answered with a server error (5xx, 408, 429). Retriable.
-    #[error("schema registry {url} failed with HTTP {status} (error code {error_code}): {message}")]
+    #[error(
+        "schema registry {url} failed with HTTP {status} (error code {error_code}): {message}"
+    )]
     RegistryServerError {
         /// The URL requested.
         url: String,

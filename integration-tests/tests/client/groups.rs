@@ -2,7 +2,7 @@
 //! awaitable commits.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use integration_tests::{consumer_config, create_topic, eventually, unique_name};
@@ -143,29 +143,23 @@ async fn commits_leave_the_current_thread_runtime_free() {
     let consumer: Consumer<String, i64> = Consumer::new(&consumer_config(&group)).unwrap();
     consumer.subscribe(&[&topic]).unwrap();
 
-    // A task that counts how often the (single) executor thread gets to run it.
-    let ticks = Arc::new(AtomicU64::new(0));
-    let ticker = tokio::spawn({
-        let ticks = ticks.clone();
-        async move {
-            loop {
-                ticks.fetch_add(1, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        }
-    });
     for _ in 0..5 {
         let record = consumer.recv().await.unwrap();
-        let before = ticks.load(Ordering::Relaxed);
+        // Another task, queued on the (single) executor thread before the commit
+        // starts. It runs while the commit is in flight only if the commit yields
+        // the thread; a commit that blocked it would finish before the task ran.
+        let ran = Arc::new(AtomicBool::new(false));
+        let other = tokio::spawn({
+            let ran = ran.clone();
+            async move { ran.store(true, Ordering::SeqCst) }
+        });
         consumer.commit_record(&record).await.unwrap();
-        let during = ticks.load(Ordering::Relaxed) - before;
-        // A commit that blocked the thread would let the ticker run zero times.
         assert!(
-            during > 0,
-            "the executor was blocked during commit of offset {}",
+            ran.load(Ordering::SeqCst),
+            "the executor was blocked during the commit of offset {}",
             record.offset
         );
+        other.await.unwrap();
     }
     assert_eq!(consumer.committed().await.unwrap()[0].1, Some(5));
-    ticker.abort();
 }

@@ -1,0 +1,160 @@
+//! The DSL: [`StreamsBuilder`] and [`KStream`], the part of the library most
+//! applications touch.
+//!
+//! ```
+//! use kafka_streams::dsl::StreamsBuilder;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<String, i64>("plant01")
+//!     .filter(|_sensor, value| *value >= 0)
+//!     .map_values(|value| value * 10)
+//!     .to("plant01-decimetres");
+//! let topology = builder.build().unwrap();
+//! assert_eq!(
+//!     topology.describe().to_string(),
+//!     "Topologies:
+//!    Sub-topology: 0
+//!     Source: KSTREAM-SOURCE-0000000000 (topics: [plant01])
+//!       --> KSTREAM-FILTER-0000000001
+//!     Processor: KSTREAM-FILTER-0000000001 (stores: [])
+//!       --> KSTREAM-MAPVALUES-0000000002
+//!       <-- KSTREAM-SOURCE-0000000000
+//!     Processor: KSTREAM-MAPVALUES-0000000002 (stores: [])
+//!       --> KSTREAM-SINK-0000000003
+//!       <-- KSTREAM-FILTER-0000000001
+//!     Sink: KSTREAM-SINK-0000000003 (topic: plant01-decimetres)
+//!       <-- KSTREAM-MAPVALUES-0000000002
+//!
+//! "
+//! );
+//! ```
+//!
+//! Each call adds a node to the topology. Nodes get Kafka Streams' generated names
+//! (`KSTREAM-FILTER-0000000001`: the operator and a counter of nodes built so far),
+//! so names are deterministic; [`KStream::named`], [`Consumed::with_name`],
+//! [`Produced::as_`] and friends give explicit ones.
+//!
+//! Serdes come from kafka-client's `Serializer`/`Deserializer` traits: explicit ones
+//! in [`Consumed`], [`Produced`] and [`Repartitioned`], or the type's
+//! [`DefaultSerde`](kafka_client::serde::DefaultSerde) as the application-wide
+//! default. A stream remembers the serdes it was read with while its key or value
+//! type does not change.
+
+mod kstream;
+mod ops;
+mod options;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kafka_client::serde::DefaultSerde;
+
+pub use kstream::{BranchedKStream, KStream};
+pub use options::{Branched, Consumed, Named, Printed, Produced, Repartitioned, SharedSerde};
+
+use crate::error::Result;
+use crate::processor::Data;
+use crate::state::StoreBuilder;
+use crate::topology::codec::TypedSource;
+use crate::topology::{Topology, TopologyBuilder};
+
+pub(crate) struct BuilderInner {
+    pub topology: TopologyBuilder,
+    index: usize,
+}
+
+impl BuilderInner {
+    /// Kafka's `newProcessorName`: `prefix` and a ten-digit counter.
+    pub fn new_name(&mut self, prefix: &str) -> String {
+        let name = format!("{prefix}{:010}", self.index);
+        self.index += 1;
+        name
+    }
+}
+
+pub(crate) type SharedBuilder = Arc<Mutex<BuilderInner>>;
+
+pub(crate) fn lock(builder: &SharedBuilder) -> MutexGuard<'_, BuilderInner> {
+    builder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds a [`Topology`] with the DSL (Kafka's `StreamsBuilder`).
+pub struct StreamsBuilder {
+    inner: SharedBuilder,
+}
+
+impl Default for StreamsBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder {
+            inner: Arc::new(Mutex::new(BuilderInner {
+                topology: TopologyBuilder::default(),
+                index: 0,
+            })),
+        }
+    }
+
+    /// A stream of `topic`, read with the default serdes of `K` and `V`.
+    pub fn stream<K, V>(&self, topic: &str) -> KStream<K, V>
+    where
+        K: Data + DefaultSerde,
+        V: Data + DefaultSerde,
+    {
+        self.stream_with(topic, Consumed::default())
+    }
+
+    /// A stream of `topic`, read as `consumed` says.
+    pub fn stream_with<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        self.stream_from_topics(&[topic], consumed)
+    }
+
+    /// One stream of several topics (their records interleaved by timestamp within a
+    /// task; the topics must have the same partition count).
+    pub fn stream_from_topics<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let mut inner = lock(&self.inner);
+        let name = match consumed.name {
+            Some(n) => n,
+            None => inner.new_name("KSTREAM-SOURCE-"),
+        };
+        let codec = Arc::new(TypedSource {
+            key: Arc::new(options::AsDe(consumed.key.clone())),
+            value: Arc::new(options::AsDe(consumed.value.clone())),
+            extractor: consumed.extractor,
+        });
+        let node = inner.topology.add_source(
+            name,
+            topics.iter().map(|t| (*t).to_owned()).collect(),
+            codec,
+        );
+        drop(inner);
+        KStream::new(
+            self.inner.clone(),
+            node,
+            Some(consumed.key),
+            Some(consumed.value),
+            false,
+        )
+    }
+
+    /// Adds a state store; connect it to processors with
+    /// [`KStream::process_with_stores`].
+    pub fn add_state_store(&self, store: impl StoreBuilder) {
+        lock(&self.inner).topology.add_store(Arc::new(store));
+    }
+
+    /// The topology built so far, or the first problem found (duplicate names,
+    /// missing serdes, unknown stores).
+    pub fn build(&self) -> Result<Topology> {
+        lock(&self.inner).topology.snapshot().build()
+    }
+}

@@ -1,0 +1,26 @@
+//! Where tasks send their output, and where committed offsets go: two small traits
+//! with a Kafka implementation (the stream thread) and an in-memory one (the test
+//! driver).
+
+use std::collections::BTreeMap;
+
+use kafka_client::TopicPartition;
+
+use crate::error::{RecordOrigin, Result};
+use crate::topology::codec::EncodedRecord;
+
+/// Sends a task's output records (Kafka's `RecordCollector`).
+pub(crate) trait RecordCollector {
+    /// Hands one record to the producer. An immediate failure goes through the
+    /// production handler: `Ok` when it says continue.
+    fn send(&mut self, record: EncodedRecord, node: &str, origin: Option<&RecordOrigin>) -> Result<()>;
+
+    /// Waits until every record sent so far is acknowledged; failed deliveries go
+    /// through the production handler.
+    fn flush(&mut self) -> Result<()>;
+}
+
+/// Commits consumed offsets (the next offset to read, per partition).
+pub(crate) trait OffsetCommitter {
+    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+}

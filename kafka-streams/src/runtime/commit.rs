@@ -1,0 +1,47 @@
+//! The single commit path, shared by the stream threads and the test driver.
+//!
+//! At-least-once commit, in this order (Kafka Streams' `prepareCommit` / commit /
+//! `postCommit`):
+//! 1. **prepare**: every task flushes its state stores and reports the next offset to
+//!    commit for each of its input partitions;
+//! 2. **flush the producer**: wait until every output record (including changelog and
+//!    repartition records) is acknowledged, so nothing committed can be lost;
+//! 3. **commit offsets** of the consumed input;
+//! 4. **post-commit**: tasks mark themselves clean (and, with state, write checkpoints).
+//!
+//! Exactly-once will replace steps 2–3 with a transaction commit, here and only here.
+
+use std::collections::BTreeMap;
+
+use super::collector::{OffsetCommitter, RecordCollector};
+use super::metrics::StreamsMetrics;
+use super::task::StreamTask;
+use crate::error::Result;
+
+/// Commits `tasks`. Returns how many partitions' offsets were committed.
+pub(crate) fn commit_tasks<'a>(
+    tasks: impl IntoIterator<Item = &'a mut StreamTask>,
+    collector: &mut dyn RecordCollector,
+    committer: &mut dyn OffsetCommitter,
+    metrics: &StreamsMetrics,
+) -> Result<usize> {
+    let mut tasks: Vec<&mut StreamTask> = tasks.into_iter().collect();
+    // 1. prepare: flush stores, collect offsets.
+    let mut offsets = BTreeMap::new();
+    for task in tasks.iter_mut() {
+        offsets.extend(task.prepare_commit()?);
+    }
+    // 2. flush the producer.
+    collector.flush()?;
+    // 3. commit offsets.
+    if !offsets.is_empty() {
+        committer.commit(&offsets)?;
+        tracing::debug!(partitions = offsets.len(), "committed offsets");
+    }
+    // 4. post-commit.
+    for task in tasks.iter_mut() {
+        task.post_commit();
+    }
+    metrics.committed();
+    Ok(offsets.len())
+}

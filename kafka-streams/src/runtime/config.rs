@@ -1,0 +1,217 @@
+//! [`StreamsConfig`]: the application id, the client configuration, and Kafka
+//! Streams' settings under their Java names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_client::ClientConfig;
+
+use super::handlers::{
+    DeadLetterQueueExceptionHandler, DefaultProductionExceptionHandler,
+    DeserializationExceptionHandler, LogAndContinueExceptionHandler, LogAndFailExceptionHandler,
+    LogAndFailProcessingExceptionHandler, ProcessingExceptionHandler, ProductionExceptionHandler,
+};
+use crate::error::{Result, StreamsError};
+
+/// Creates an internal topic: `(topic, partitions, replication_factor)`. The default
+/// uses the Kafka admin API; the embedded mock cluster, which has none, needs its own.
+pub type TopicCreator = Arc<dyn Fn(&str, i32, i32) -> Result<()> + Send + Sync>;
+
+/// The configuration of a Kafka Streams application.
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_client::ClientConfig;
+/// use kafka_streams::runtime::StreamsConfig;
+///
+/// let config = StreamsConfig::new("iot-pipeline", ClientConfig::new("localhost:9092"))
+///     .num_stream_threads(2)
+///     .commit_interval(Duration::from_millis(100))
+///     .set("num.stream.threads", "4")
+///     .unwrap();
+/// assert_eq!(config.get_num_stream_threads(), 4);
+/// ```
+#[derive(Clone)]
+pub struct StreamsConfig {
+    pub(crate) application_id: String,
+    pub(crate) client: ClientConfig,
+    pub(crate) num_stream_threads: usize,
+    pub(crate) commit_interval: Duration,
+    pub(crate) poll_timeout: Duration,
+    pub(crate) max_poll_records: usize,
+    pub(crate) replication_factor: i32,
+    pub(crate) deserialization_handler: Arc<dyn DeserializationExceptionHandler>,
+    pub(crate) processing_handler: Arc<dyn ProcessingExceptionHandler>,
+    pub(crate) production_handler: Arc<dyn ProductionExceptionHandler>,
+    pub(crate) topic_creator: Option<TopicCreator>,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("num_stream_threads", &self.num_stream_threads)
+            .field("commit_interval", &self.commit_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamsConfig {
+    /// `application.id` (also the consumer group id and the prefix of internal
+    /// topics) and the client settings (bootstrap servers, security...).
+    pub fn new(application_id: impl Into<String>, client: ClientConfig) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            client,
+            num_stream_threads: 1,
+            commit_interval: Duration::from_millis(30_000),
+            poll_timeout: Duration::from_millis(100),
+            max_poll_records: 1000,
+            replication_factor: -1,
+            deserialization_handler: Arc::new(LogAndFailExceptionHandler),
+            processing_handler: Arc::new(LogAndFailProcessingExceptionHandler),
+            production_handler: Arc::new(DefaultProductionExceptionHandler),
+            topic_creator: None,
+            runtime: None,
+        }
+    }
+
+    /// The application id.
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    /// `num.stream.threads` (default 1).
+    pub fn num_stream_threads(mut self, threads: usize) -> Self {
+        self.num_stream_threads = threads;
+        self
+    }
+
+    /// The configured number of stream threads.
+    pub fn get_num_stream_threads(&self) -> usize {
+        self.num_stream_threads
+    }
+
+    /// `commit.interval.ms` (default 30 s, at-least-once).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// `poll.ms`: how long a stream thread waits for records (default 100 ms).
+    pub fn poll_timeout(mut self, timeout: Duration) -> Self {
+        self.poll_timeout = timeout;
+        self
+    }
+
+    /// `replication.factor` of internal topics (default -1: the broker's default).
+    pub fn replication_factor(mut self, factor: i32) -> Self {
+        self.replication_factor = factor;
+        self
+    }
+
+    /// `default.deserialization.exception.handler`.
+    pub fn deserialization_exception_handler(
+        mut self,
+        handler: impl DeserializationExceptionHandler + 'static,
+    ) -> Self {
+        self.deserialization_handler = Arc::new(handler);
+        self
+    }
+
+    /// `processing.exception.handler`.
+    pub fn processing_exception_handler(
+        mut self,
+        handler: impl ProcessingExceptionHandler + 'static,
+    ) -> Self {
+        self.processing_handler = Arc::new(handler);
+        self
+    }
+
+    /// `default.production.exception.handler`.
+    pub fn production_exception_handler(
+        mut self,
+        handler: impl ProductionExceptionHandler + 'static,
+    ) -> Self {
+        self.production_handler = Arc::new(handler);
+        self
+    }
+
+    /// How internal topics are created (default: the Kafka admin API).
+    pub fn topic_creator(
+        mut self,
+        creator: impl Fn(&str, i32, i32) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.topic_creator = Some(Arc::new(creator));
+        self
+    }
+
+    /// The tokio runtime that serdes' asynchronous `prepare` hooks run on (default:
+    /// the runtime `KafkaStreams::new` is called from, if any).
+    pub fn tokio_handle(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
+        self
+    }
+
+    /// Sets a property by its Kafka Streams name. Streams properties
+    /// (`num.stream.threads`, `commit.interval.ms`, `poll.ms`, `replication.factor`,
+    /// `max.poll.records`, `default.deserialization.exception.handler` = `logAndFail`
+    /// / `logAndContinue`, `errors.dead.letter.queue.topic.name`) are parsed; anything
+    /// else is a librdkafka client property.
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self> {
+        let num = |v: &str| -> Result<u64> {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|e| StreamsError::Config(format!("{key}={v}: {e}")))
+        };
+        match key {
+            "application.id" => self.application_id = value.to_owned(),
+            "num.stream.threads" => self.num_stream_threads = num(value)? as usize,
+            "commit.interval.ms" => self.commit_interval = Duration::from_millis(num(value)?),
+            "poll.ms" => self.poll_timeout = Duration::from_millis(num(value)?),
+            "max.poll.records" => self.max_poll_records = num(value)?.max(1) as usize,
+            "replication.factor" => {
+                self.replication_factor = value
+                    .trim()
+                    .parse()
+                    .map_err(|e| StreamsError::Config(format!("{key}={value}: {e}")))?
+            }
+            "default.deserialization.exception.handler" => match value {
+                "logAndFail" | "LogAndFailExceptionHandler" => {
+                    self.deserialization_handler = Arc::new(LogAndFailExceptionHandler)
+                }
+                "logAndContinue" | "LogAndContinueExceptionHandler" => {
+                    self.deserialization_handler = Arc::new(LogAndContinueExceptionHandler)
+                }
+                other => {
+                    return Err(StreamsError::Config(format!(
+                        "{key}={other}: expected logAndFail or logAndContinue"
+                    )))
+                }
+            },
+            "errors.dead.letter.queue.topic.name" => {
+                self.deserialization_handler = Arc::new(DeadLetterQueueExceptionHandler::new(value))
+            }
+            _ => self.client = self.client.set(key, value),
+        }
+        Ok(self)
+    }
+
+    /// The client configuration.
+    pub fn client_config(&self) -> &ClientConfig {
+        &self.client
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.application_id.trim().is_empty() {
+            return Err(StreamsError::Config("application.id must not be empty".into()));
+        }
+        if self.num_stream_threads == 0 {
+            return Err(StreamsError::Config(
+                "num.stream.threads must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! The runtime: [`KafkaStreams`], stream threads, tasks and the single commit path.
+//!
+//! - A [`KafkaStreams`] client runs `num.stream.threads` stream threads. Each thread
+//!   is a plain OS thread (like Kafka's `StreamThread`) with its own consumer (group
+//!   id = `application.id`) and producer.
+//! - Partitions are assigned with the `range` assignor, which gives the same partition
+//!   number of every co-partitioned topic to the same thread; a thread groups its
+//!   partitions into **tasks** `(sub-topology, partition)` and creates or closes them
+//!   on rebalance (committing first).
+//! - The thread loop: poll a batch, buffer it in the tasks, process in timestamp
+//!   order, run punctuations, and every `commit.interval.ms` run the commit path
+//!   (see `commit.rs`: flush stores → flush producer → commit offsets).
+//! - On start, internal (repartition) topics are created as
+//!   `<application.id>-<name>-repartition` with their partition counts, and
+//!   co-partitioning is checked.
+
+mod collector;
+mod commit;
+mod config;
+pub mod handlers;
+mod metrics;
+pub(crate) mod task;
+
+pub use config::{StreamsConfig, TopicCreator};
+pub use metrics::{MetricsSnapshot, StreamsMetrics};
+pub(crate) use collector::{OffsetCommitter, RecordCollector};
+pub(crate) use commit::commit_tasks;

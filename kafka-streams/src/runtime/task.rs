@@ -1,0 +1,673 @@
+//! [`StreamTask`]: one sub-topology on one partition number. The only code that runs
+//! processors; the stream threads and the test driver both drive it.
+//!
+//! A task
+//! - owns a fresh instance of each processor of its sub-topology, and its state
+//!   stores;
+//! - buffers its input partitions' records and processes them in timestamp order
+//!   (the head with the smallest timestamp first), advancing **stream time** (the
+//!   largest timestamp processed);
+//! - runs stream-time and wall-clock punctuations;
+//! - remembers, per input partition, the next offset to commit.
+//!
+//! Its state follows Kafka's `StreamTask`: `Created` → `Running` → `Closed` (with
+//! `Restoring` and `Suspended` reserved for state restoration).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use kafka_client::serde::BoxError;
+use kafka_client::TopicPartition;
+
+use super::collector::RecordCollector;
+use super::handlers::{
+    ConsumedBytes, DeserializationResponse, ErrorContext, HandlerResponse,
+    ProductionErrorContext, DLQ_HEADER_APPLICATION, DLQ_HEADER_EXCEPTION, DLQ_HEADER_MESSAGE,
+    DLQ_HEADER_OFFSET, DLQ_HEADER_PARTITION, DLQ_HEADER_TOPIC,
+};
+use super::metrics::StreamsMetrics;
+use super::StreamsConfig;
+use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::processor::internal::{
+    ContextCore, ErasedProcessor, ErasedRecord, Punctuators, StoreMap,
+};
+use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
+use crate::topology::codec::{
+    Blocker, EncodeError, EncodedRecord, RawRecord, SinkCodec, SourceCodec,
+};
+use crate::topology::{NodeKindDef, SubTopology, Topology};
+
+/// What every task of a client shares.
+pub(crate) struct TaskEnv {
+    pub application_id: String,
+    pub config: StreamsConfig,
+    pub blocker: Blocker,
+    pub metrics: Arc<StreamsMetrics>,
+}
+
+/// Lifecycle of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskState {
+    Created,
+    Running,
+    Closed,
+}
+
+enum RuntimeKind {
+    Source,
+    Processor(Box<dyn ErasedProcessor>),
+    Sink {
+        topic: Option<String>,
+        codec: Arc<dyn SinkCodec>,
+    },
+}
+
+struct RuntimeNode {
+    name: String,
+    kind: RuntimeKind,
+    children: Vec<usize>,
+    child_names: Vec<String>,
+    stores: Vec<String>,
+}
+
+struct Queued {
+    /// `None`: a skipped record, which only advances the committed offset.
+    record: Option<ErasedRecord>,
+    offset: i64,
+}
+
+struct PartitionQueue {
+    tp: TopicPartition,
+    source: usize,
+    codec: Arc<dyn SourceCodec>,
+    records: VecDeque<Queued>,
+    partition_time: i64,
+}
+
+impl PartitionQueue {
+    fn head_timestamp(&self) -> Option<i64> {
+        self.records
+            .front()
+            .map(|q| q.record.as_ref().map_or(i64::MIN, |r| r.timestamp))
+    }
+}
+
+enum Step {
+    Process(ErasedRecord),
+    Punctuate(PunctuatorId, i64),
+}
+
+enum Failure {
+    /// A processor's error: goes to the processing handler.
+    Processor { node: String, error: BoxError },
+    /// Fatal: production said fail, or an internal error.
+    Fatal(StreamsError),
+}
+
+/// One task.
+pub(crate) struct StreamTask {
+    id: TaskId,
+    state: TaskState,
+    nodes: Vec<RuntimeNode>,
+    queues: Vec<PartitionQueue>,
+    stream_time: i64,
+    punctuators: Punctuators,
+    stores: StoreMap,
+    pending: Vec<(usize, ErasedRecord)>,
+    stack: Vec<(usize, ErasedRecord)>,
+    offsets: BTreeMap<TopicPartition, i64>,
+    commit_needed: bool,
+    env: Arc<TaskEnv>,
+}
+
+impl StreamTask {
+    /// A task of `sub` for partition `partition`, reading the resolved topics of its
+    /// sources.
+    pub fn new(topology: &Topology, sub: &SubTopology, partition: i32, env: Arc<TaskEnv>) -> Result<Self> {
+        let id = TaskId {
+            subtopology: sub.id,
+            partition,
+        };
+        let local: HashMap<usize, usize> = sub.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+        let mut nodes = Vec::with_capacity(sub.nodes.len());
+        let mut queues = Vec::new();
+        for (l, &g) in sub.nodes.iter().enumerate() {
+            let def = &topology.nodes[g];
+            let kind = match &def.kind {
+                NodeKindDef::Source { topics, codec } => {
+                    for t in topics {
+                        queues.push(PartitionQueue {
+                            tp: TopicPartition::new(topology.resolve_topic(&env.application_id, t), partition),
+                            source: l,
+                            codec: codec.clone(),
+                            records: VecDeque::new(),
+                            partition_time: i64::MIN,
+                        });
+                    }
+                    RuntimeKind::Source
+                }
+                NodeKindDef::Processor { factory } => RuntimeKind::Processor(factory()),
+                NodeKindDef::Sink { topic, codec } => RuntimeKind::Sink {
+                    topic: topic
+                        .as_ref()
+                        .map(|t| topology.resolve_topic(&env.application_id, t)),
+                    codec: codec.clone(),
+                },
+            };
+            let children = def
+                .children
+                .iter()
+                .map(|c| {
+                    local.get(c).copied().ok_or_else(|| {
+                        StreamsError::Internal(format!(
+                            "child of {} is outside sub-topology {}",
+                            def.name, sub.id
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let child_names = def.children.iter().map(|&c| topology.nodes[c].name.clone()).collect();
+            nodes.push(RuntimeNode {
+                name: def.name.clone(),
+                kind,
+                children,
+                child_names,
+                stores: def.stores.clone(),
+            });
+        }
+        let mut stores = StoreMap::new();
+        for name in &sub.stores {
+            let builder = topology.stores.get(name).ok_or_else(|| {
+                StreamsError::Internal(format!("store {name} of sub-topology {} is not registered", sub.id))
+            })?;
+            stores.insert(name.clone(), builder.build(id)?);
+        }
+        Ok(StreamTask {
+            id,
+            state: TaskState::Created,
+            nodes,
+            queues,
+            stream_time: i64::MIN,
+            punctuators: Punctuators::default(),
+            stores,
+            pending: Vec::new(),
+            stack: Vec::new(),
+            offsets: BTreeMap::new(),
+            commit_needed: false,
+            env,
+        })
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    pub fn state(&self) -> TaskState {
+        self.state
+    }
+
+    /// The input partitions of the task.
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.queues.iter().map(|q| &q.tp)
+    }
+
+    /// Records buffered and not processed yet.
+    pub fn buffered(&self) -> usize {
+        self.queues.iter().map(|q| q.records.len()).sum()
+    }
+
+    /// Stream time (largest processed timestamp; `i64::MIN` before the first).
+    pub fn stream_time(&self) -> i64 {
+        self.stream_time
+    }
+
+    /// Initializes the processors (which may schedule punctuations).
+    pub fn initialize(&mut self, wall_clock: i64) -> Result<()> {
+        if self.state != TaskState::Created {
+            return Ok(());
+        }
+        let Self {
+            nodes,
+            pending,
+            punctuators,
+            stores,
+            stream_time,
+            id,
+            env,
+            ..
+        } = self;
+        for (idx, node) in nodes.iter_mut().enumerate() {
+            let RuntimeNode {
+                name,
+                kind,
+                children,
+                child_names,
+                stores: allowed,
+            } = node;
+            if let RuntimeKind::Processor(p) = kind {
+                let core = ContextCore {
+                    node: idx,
+                    node_name: name,
+                    children,
+                    child_names,
+                    allowed_stores: allowed,
+                    pending,
+                    punctuators,
+                    stores,
+                    metadata: None,
+                    stream_time: *stream_time,
+                    wall_clock,
+                    task_id: *id,
+                    application_id: &env.application_id,
+                };
+                p.init(core).map_err(|source| StreamsError::Processing {
+                    node: name.clone(),
+                    task: id.to_string(),
+                    origin: None,
+                    source,
+                })?;
+            }
+        }
+        pending.clear();
+        self.state = TaskState::Running;
+        tracing::debug!(task = %self.id, "task initialized");
+        Ok(())
+    }
+
+    /// Buffers a consumed record (deserializing it; poison records go through the
+    /// deserialization handler).
+    pub fn add_record(&mut self, raw: RawRecord, collector: &mut dyn RecordCollector) -> Result<()> {
+        let Some(qi) = self
+            .queues
+            .iter()
+            .position(|q| q.tp.partition == raw.partition && q.tp.topic == raw.topic)
+        else {
+            return Err(StreamsError::Internal(format!(
+                "task {} got a record of topic {} partition {} offset {}, which it does not read",
+                self.id, raw.topic, raw.partition, raw.offset
+            )));
+        };
+        let queue = &mut self.queues[qi];
+        let decoded = queue
+            .codec
+            .decode(&raw, queue.partition_time, &self.env.blocker);
+        let record = match decoded {
+            Ok(r) if r.timestamp >= 0 => Some(r),
+            Ok(r) => {
+                tracing::warn!(
+                    task = %self.id, topic = %raw.topic, partition = raw.partition, offset = raw.offset,
+                    timestamp = r.timestamp,
+                    "record has an invalid (negative) timestamp; skipping it"
+                );
+                self.env.metrics.skipped();
+                None
+            }
+            Err(err) => {
+                let context = ErrorContext {
+                    task: self.id,
+                    node: self.nodes[queue.source].name.clone(),
+                    topic: Some(raw.topic.clone()),
+                    partition: Some(raw.partition),
+                    offset: Some(raw.offset),
+                };
+                let bytes = ConsumedBytes {
+                    key: raw.key.clone(),
+                    value: raw.value.clone(),
+                    headers: raw.headers.clone(),
+                    timestamp: raw.timestamp,
+                };
+                match self
+                    .env
+                    .config
+                    .deserialization_handler
+                    .handle(&context, &bytes, &err.source)
+                {
+                    DeserializationResponse::Fail => {
+                        return Err(StreamsError::Deserialization {
+                            topic: raw.topic,
+                            partition: raw.partition,
+                            offset: raw.offset,
+                            field: err.field.to_string(),
+                            source: err.source,
+                        })
+                    }
+                    DeserializationResponse::Continue => {
+                        self.env.metrics.skipped();
+                        None
+                    }
+                    DeserializationResponse::DeadLetter { topic } => {
+                        let mut headers = raw.headers.clone();
+                        headers.insert(DLQ_HEADER_TOPIC, raw.topic.as_bytes());
+                        headers.insert(DLQ_HEADER_PARTITION, raw.partition.to_string());
+                        headers.insert(DLQ_HEADER_OFFSET, raw.offset.to_string());
+                        headers.insert(DLQ_HEADER_EXCEPTION, "DeserializationException");
+                        headers.insert(
+                            DLQ_HEADER_MESSAGE,
+                            format!("{} deserialization failed: {}", err.field, err.source),
+                        );
+                        headers.insert(DLQ_HEADER_APPLICATION, self.env.application_id.as_bytes());
+                        let origin = RecordOrigin {
+                            topic: raw.topic.clone(),
+                            partition: raw.partition,
+                            offset: raw.offset,
+                        };
+                        collector.send(
+                            EncodedRecord {
+                                topic,
+                                key: raw.key,
+                                value: raw.value,
+                                timestamp: raw.timestamp.max(0),
+                                headers,
+                            },
+                            "",
+                            Some(&origin),
+                        )?;
+                        self.env.metrics.dead_lettered();
+                        None
+                    }
+                }
+            }
+        };
+        let queue = &mut self.queues[qi];
+        if let Some(r) = &record {
+            queue.partition_time = queue.partition_time.max(r.timestamp);
+        }
+        queue.records.push_back(Queued {
+            record,
+            offset: raw.offset,
+        });
+        Ok(())
+    }
+
+    /// Processes the buffered record with the smallest timestamp. `false` when
+    /// nothing was buffered.
+    pub fn process_one(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<bool> {
+        let mut best: Option<(i64, usize)> = None;
+        for (i, q) in self.queues.iter().enumerate() {
+            if let Some(ts) = q.head_timestamp() {
+                if best.is_none_or(|(b, _)| ts < b) {
+                    best = Some((ts, i));
+                }
+            }
+        }
+        let Some((_, qi)) = best else {
+            return Ok(false);
+        };
+        let queue = &mut self.queues[qi];
+        let Some(queued) = queue.records.pop_front() else {
+            return Ok(false);
+        };
+        let tp = queue.tp.clone();
+        let source = queue.source;
+        self.offsets.insert(tp.clone(), queued.offset + 1);
+        self.commit_needed = true;
+        let Some(record) = queued.record else {
+            return Ok(true);
+        };
+        self.stream_time = self.stream_time.max(record.timestamp);
+        let metadata = RecordMetadata {
+            topic: tp.topic,
+            partition: tp.partition,
+            offset: queued.offset,
+        };
+        self.run(source, Step::Process(record), Some(&metadata), collector, wall_clock)?;
+        self.env.metrics.processed();
+        Ok(true)
+    }
+
+    /// Processes every buffered record.
+    pub fn process_all(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<usize> {
+        let mut n = 0;
+        while self.process_one(collector, wall_clock)? {
+            n += 1;
+            self.maybe_punctuate(PunctuationType::StreamTime, self.stream_time, collector, wall_clock)?;
+        }
+        Ok(n)
+    }
+
+    /// Runs the punctuations of `kind` due at `time`. `true` if any ran.
+    pub fn maybe_punctuate(
+        &mut self,
+        kind: PunctuationType,
+        time: i64,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<bool> {
+        if self.state != TaskState::Running || time == i64::MIN {
+            return Ok(false);
+        }
+        let due = self.punctuators.due(kind, time);
+        let mut ran = false;
+        for (id, node) in due {
+            if self.punctuators.is_cancelled(id) {
+                continue;
+            }
+            self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)?;
+            self.env.metrics.punctuated();
+            ran = true;
+        }
+        Ok(ran)
+    }
+
+    /// Runs `step` at node `start` and everything it forwards, depth-first; failures
+    /// go to the processing handler.
+    fn run(
+        &mut self,
+        start: usize,
+        step: Step,
+        metadata: Option<&RecordMetadata>,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<()> {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.drive(start, step, metadata, collector, wall_clock)
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            Err(Failure::Processor {
+                node: "<panicked processor>".to_owned(),
+                error: format!("panicked: {message}").into(),
+            })
+        });
+        self.stack.clear();
+        self.pending.clear();
+        match result {
+            Ok(()) => Ok(()),
+            Err(Failure::Fatal(e)) => Err(e),
+            Err(Failure::Processor { node, error }) => {
+                let context = ErrorContext {
+                    task: self.id,
+                    node: node.clone(),
+                    topic: metadata.map(|m| m.topic.clone()),
+                    partition: metadata.map(|m| m.partition),
+                    offset: metadata.map(|m| m.offset),
+                };
+                match self.env.config.processing_handler.handle(&context, &error) {
+                    HandlerResponse::Continue => {
+                        self.env.metrics.processing_error_skipped();
+                        Ok(())
+                    }
+                    HandlerResponse::Fail => Err(StreamsError::Processing {
+                        node,
+                        task: self.id.to_string(),
+                        origin: metadata.map(|m| RecordOrigin {
+                            topic: m.topic.clone(),
+                            partition: m.partition,
+                            offset: m.offset,
+                        }),
+                        source: error,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn drive(
+        &mut self,
+        start: usize,
+        step: Step,
+        metadata: Option<&RecordMetadata>,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<(), Failure> {
+        let Self {
+            nodes,
+            pending,
+            stack,
+            punctuators,
+            stores,
+            stream_time,
+            id,
+            env,
+            ..
+        } = self;
+        let origin = metadata.map(|m| RecordOrigin {
+            topic: m.topic.clone(),
+            partition: m.partition,
+            offset: m.offset,
+        });
+        let mut next = Some((start, step));
+        while let Some((idx, step)) = next.take() {
+            let RuntimeNode {
+                name,
+                kind,
+                children,
+                child_names,
+                stores: allowed,
+            } = &mut nodes[idx];
+            macro_rules! core {
+                () => {
+                    ContextCore {
+                        node: idx,
+                        node_name: name,
+                        children,
+                        child_names,
+                        allowed_stores: allowed,
+                        pending: &mut *pending,
+                        punctuators: &mut *punctuators,
+                        stores: &mut *stores,
+                        metadata,
+                        stream_time: *stream_time,
+                        wall_clock,
+                        task_id: *id,
+                        application_id: &env.application_id,
+                    }
+                };
+            }
+            match (kind, step) {
+                (RuntimeKind::Source, Step::Process(record)) => {
+                    if let Some((&last, rest)) = children.split_last() {
+                        for &c in rest {
+                            pending.push((c, record.clone()));
+                        }
+                        pending.push((last, record));
+                    }
+                }
+                (RuntimeKind::Processor(p), Step::Process(record)) => {
+                    let c = core!();
+                    p.process(c, record).map_err(|error| Failure::Processor {
+                        node: name.clone(),
+                        error,
+                    })?;
+                }
+                (RuntimeKind::Processor(p), Step::Punctuate(pid, ts)) => {
+                    let c = core!();
+                    p.punctuate(c, pid, ts).map_err(|error| Failure::Processor {
+                        node: name.clone(),
+                        error,
+                    })?;
+                }
+                (RuntimeKind::Sink { topic, codec }, Step::Process(record)) => {
+                    match codec.encode(record, topic.as_deref(), &env.blocker) {
+                        Ok(encoded) => {
+                            collector
+                                .send(encoded, name, origin.as_ref())
+                                .map_err(Failure::Fatal)?;
+                            env.metrics.produced();
+                        }
+                        Err(EncodeError::Serde { topic, source }) => {
+                            let context = ProductionErrorContext {
+                                topic: topic.clone(),
+                                node: name.clone(),
+                                origin: origin.clone(),
+                            };
+                            let reason = format!("serialization failed: {source}");
+                            match env.config.production_handler.handle(&context, &reason) {
+                                HandlerResponse::Continue => env.metrics.production_error_skipped(),
+                                HandlerResponse::Fail => {
+                                    return Err(Failure::Fatal(StreamsError::Production {
+                                        topic,
+                                        node: name.clone(),
+                                        origin: origin.clone(),
+                                        reason,
+                                        retriable: false,
+                                    }))
+                                }
+                            }
+                        }
+                        Err(EncodeError::Internal(msg)) => {
+                            return Err(Failure::Fatal(StreamsError::Internal(format!(
+                                "sink {name}: {msg}"
+                            ))))
+                        }
+                    }
+                }
+                (_, Step::Punctuate(..)) => {
+                    return Err(Failure::Fatal(StreamsError::Internal(format!(
+                        "punctuation scheduled on non-processor node {name}"
+                    ))))
+                }
+            }
+            // Depth-first, in forwarding order: the first forwarded record is on top.
+            stack.extend(pending.drain(..).rev());
+            next = stack.pop().map(|(i, r)| (i, Step::Process(r)));
+        }
+        Ok(())
+    }
+
+    /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores and
+    /// returns the offsets to commit (empty when nothing was processed since the last
+    /// commit).
+    pub fn prepare_commit(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
+        for store in self.stores.values_mut() {
+            store.flush()?;
+        }
+        if self.commit_needed {
+            Ok(self.offsets.clone())
+        } else {
+            Ok(BTreeMap::new())
+        }
+    }
+
+    /// Commit, last step (Kafka's `postCommit`): the offsets are committed.
+    /// (Checkpoint files of stores will be written here.)
+    pub fn post_commit(&mut self) {
+        self.commit_needed = false;
+    }
+
+    /// Closes processors and stores. The caller commits first.
+    pub fn close(&mut self) {
+        if self.state == TaskState::Closed {
+            return;
+        }
+        for node in &mut self.nodes {
+            if let RuntimeKind::Processor(p) = &mut node.kind {
+                if let Err(error) = p.close() {
+                    tracing::warn!(task = %self.id, node = %node.name, %error, "processor close failed");
+                }
+            }
+        }
+        for (name, store) in &mut self.stores {
+            if let Err(error) = store.close() {
+                tracing::warn!(task = %self.id, store = %name, %error, "store close failed");
+            }
+        }
+        self.state = TaskState::Closed;
+        tracing::debug!(task = %self.id, "task closed");
+    }
+}

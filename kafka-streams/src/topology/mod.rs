@@ -1,0 +1,358 @@
+//! The topology: a plain graph of named source, processor and sink nodes, split into
+//! sub-topologies at topics (repartition topics in particular).
+//!
+//! The DSL ([`crate::dsl`]) writes nodes here; the runtime and the test driver read
+//! them to build tasks. A [`Topology`] is immutable once built and is shared by every
+//! task of every stream thread.
+//!
+//! - Nodes connected by parent/child edges (or sharing a state store) form one
+//!   **sub-topology**; a topic written by one sub-topology's sink and read by another's
+//!   source is where they split.
+//! - **Internal topics** (repartition topics) are recorded by their logical name,
+//!   `<name>-repartition`; the runtime prefixes the application id:
+//!   `<application.id>-<name>-repartition`.
+//! - [`Topology::describe`] gives a [`TopologyDescription`], printed like Kafka Streams'
+//!   `TopologyDescription` and rendered as Graphviz DOT or Mermaid.
+
+pub(crate) mod codec;
+mod describe;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub use codec::{TimestampExtractor, TopicNameExtractor};
+pub use describe::{NodeDescription, NodeKind, SubtopologyDescription, TopologyDescription};
+
+use crate::error::{Result, StreamsError};
+use crate::processor::internal::ProcessorFactory;
+use crate::state::StoreBuilder;
+use codec::{SinkCodec, SourceCodec};
+
+#[derive(Clone)]
+pub(crate) enum NodeKindDef {
+    Source {
+        topics: Vec<String>,
+        codec: Arc<dyn SourceCodec>,
+    },
+    Processor {
+        factory: ProcessorFactory,
+    },
+    Sink {
+        /// `None` when a topic extractor picks the topic per record.
+        topic: Option<String>,
+        codec: Arc<dyn SinkCodec>,
+    },
+}
+
+#[derive(Clone)]
+pub(crate) struct NodeDef {
+    pub name: String,
+    pub kind: NodeKindDef,
+    pub parents: Vec<usize>,
+    pub children: Vec<usize>,
+    pub stores: Vec<String>,
+}
+
+/// An internal topic the application owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Logical name, e.g. `my-repartition`; the broker topic is
+    /// `<application.id>-<logical name>`.
+    pub name: String,
+    /// Partition count; `None` means "as many as the largest source topic of the
+    /// sub-topology that writes it".
+    pub partitions: Option<i32>,
+}
+
+/// A sub-topology: connected nodes that run together in one task per partition.
+#[derive(Debug, Clone)]
+pub(crate) struct SubTopology {
+    pub id: usize,
+    /// Node indices, in insertion order.
+    pub nodes: Vec<usize>,
+    /// Logical source topic names.
+    pub source_topics: Vec<String>,
+    /// Logical fixed sink topic names.
+    pub sink_topics: Vec<String>,
+    /// Stores used by its processors.
+    pub stores: Vec<String>,
+}
+
+/// A built, immutable topology.
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeDef>,
+    pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
+    pub(crate) subtopologies: Vec<SubTopology>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Topology {
+    /// The description of the topology: print it (`{}`) in Kafka Streams' format, or
+    /// render it with [`TopologyDescription::to_dot`] /
+    /// [`TopologyDescription::to_mermaid`].
+    pub fn describe(&self) -> TopologyDescription {
+        describe::describe(self)
+    }
+
+    /// The internal topics, by logical name (without the application id prefix).
+    pub fn internal_topics(&self) -> impl Iterator<Item = &InternalTopic> {
+        self.internal_topics.values()
+    }
+
+    /// The external topics the topology reads (internal topics excluded).
+    pub fn source_topics(&self) -> BTreeSet<String> {
+        self.subtopologies
+            .iter()
+            .flat_map(|s| s.source_topics.iter())
+            .filter(|t| !self.internal_topics.contains_key(*t))
+            .cloned()
+            .collect()
+    }
+
+    /// Number of sub-topologies.
+    pub fn subtopology_count(&self) -> usize {
+        self.subtopologies.len()
+    }
+
+    /// The broker topic for a logical topic name: internal topics get the
+    /// `<application_id>-` prefix, others are unchanged.
+    pub fn resolve_topic(&self, application_id: &str, topic: &str) -> String {
+        if self.internal_topics.contains_key(topic) {
+            format!("{application_id}-{topic}")
+        } else {
+            topic.to_owned()
+        }
+    }
+
+    /// The sub-topology that reads `logical_topic`.
+    pub(crate) fn subtopology_of_topic(&self, logical_topic: &str) -> Option<&SubTopology> {
+        self.subtopologies
+            .iter()
+            .find(|s| s.source_topics.iter().any(|t| t == logical_topic))
+    }
+}
+
+/// Accumulates nodes; used by the DSL.
+#[derive(Default, Clone)]
+pub(crate) struct TopologyBuilder {
+    nodes: Vec<NodeDef>,
+    stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    internal_topics: BTreeMap<String, InternalTopic>,
+    errors: Vec<String>,
+}
+
+impl TopologyBuilder {
+    fn check_name(&mut self, name: &str) -> bool {
+        if name.is_empty() {
+            self.errors.push("a node name must not be empty".into());
+            return false;
+        }
+        if self.nodes.iter().any(|n| n.name == name) {
+            self.errors
+                .push(format!("node name {name} is used twice; names must be unique"));
+            return false;
+        }
+        true
+    }
+
+    /// A copy to build from, leaving this builder usable.
+    pub fn snapshot(&self) -> Self {
+        self.clone()
+    }
+
+    /// Gives node `idx` another name (only before it has children).
+    pub fn rename(&mut self, idx: usize, name: String) {
+        if !self.nodes[idx].children.is_empty() {
+            let old = self.nodes[idx].name.clone();
+            self.errors.push(format!(
+                "node {old} cannot be renamed to {name} after operators were added to it"
+            ));
+            return;
+        }
+        if self.nodes[idx].name == name {
+            return;
+        }
+        if self.check_name(&name) {
+            self.nodes[idx].name = name;
+        }
+    }
+
+    /// Records a problem found while building; `build` reports the first.
+    pub fn error(&mut self, message: String) {
+        self.errors.push(message);
+    }
+
+    fn push(&mut self, name: String, kind: NodeKindDef, parents: &[usize]) -> usize {
+        self.check_name(&name);
+        let idx = self.nodes.len();
+        self.nodes.push(NodeDef {
+            name,
+            kind,
+            parents: parents.to_vec(),
+            children: Vec::new(),
+            stores: Vec::new(),
+        });
+        for &p in parents {
+            self.nodes[p].children.push(idx);
+        }
+        idx
+    }
+
+    pub fn add_source(
+        &mut self,
+        name: String,
+        topics: Vec<String>,
+        codec: Arc<dyn SourceCodec>,
+    ) -> usize {
+        if topics.is_empty() {
+            self.errors.push(format!("source {name} has no topic"));
+        }
+        for t in &topics {
+            let taken = self.nodes.iter().any(|n| match &n.kind {
+                NodeKindDef::Source { topics, .. } => topics.contains(t),
+                _ => false,
+            });
+            if taken {
+                self.errors.push(format!(
+                    "topic {t} is read by two source nodes; read it once and share the stream"
+                ));
+            }
+        }
+        self.push(name, NodeKindDef::Source { topics, codec }, &[])
+    }
+
+    pub fn add_processor(&mut self, name: String, factory: ProcessorFactory, parents: &[usize]) -> usize {
+        self.push(name, NodeKindDef::Processor { factory }, parents)
+    }
+
+    pub fn add_sink(
+        &mut self,
+        name: String,
+        topic: Option<String>,
+        codec: Arc<dyn SinkCodec>,
+        parents: &[usize],
+    ) -> usize {
+        self.push(name, NodeKindDef::Sink { topic, codec }, parents)
+    }
+
+    pub fn add_internal_topic(&mut self, name: String, partitions: Option<i32>) {
+        if let Some(p) = partitions {
+            if p < 1 {
+                self.errors.push(format!(
+                    "internal topic {name} needs at least one partition, got {p}"
+                ));
+            }
+        }
+        self.internal_topics
+            .insert(name.clone(), InternalTopic { name, partitions });
+    }
+
+    pub fn add_store(&mut self, builder: Arc<dyn StoreBuilder>) {
+        let name = builder.name().to_owned();
+        if self.stores.insert(name.clone(), builder).is_some() {
+            self.errors
+                .push(format!("state store {name} is added twice"));
+        }
+    }
+
+    pub fn connect_store(&mut self, node: usize, store: &str) {
+        if !self.stores.contains_key(store) {
+            self.errors.push(format!(
+                "processor {} uses state store {store}, which was not added",
+                self.nodes[node].name
+            ));
+        }
+        self.nodes[node].stores.push(store.to_owned());
+    }
+
+    pub fn node_name(&self, idx: usize) -> &str {
+        &self.nodes[idx].name
+    }
+
+    pub fn build(self) -> Result<Topology> {
+        if let Some(first) = self.errors.first() {
+            let more = self.errors.len() - 1;
+            return Err(StreamsError::Topology(if more == 0 {
+                first.clone()
+            } else {
+                format!("{first} (and {more} more problems)")
+            }));
+        }
+        let subtopologies = split(&self.nodes);
+        Ok(Topology {
+            nodes: self.nodes,
+            stores: self.stores,
+            internal_topics: self.internal_topics,
+            subtopologies,
+        })
+    }
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Connected components of the node graph (edges and shared stores), numbered in
+/// the order of their first node.
+fn split(nodes: &[NodeDef]) -> Vec<SubTopology> {
+    let mut parent: Vec<usize> = (0..nodes.len()).collect();
+    let mut union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+        let (ra, rb) = (find(parent, a), find(parent, b));
+        if ra != rb {
+            parent[ra.max(rb)] = ra.min(rb);
+        }
+    };
+    let mut store_owner: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for &c in &node.children {
+            union(&mut parent, i, c);
+        }
+        for s in &node.stores {
+            match store_owner.get(s.as_str()) {
+                Some(&o) => union(&mut parent, i, o),
+                None => {
+                    store_owner.insert(s, i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..nodes.len() {
+        let root = find(&mut parent, i);
+        groups.entry(root).or_default().push(i);
+    }
+    groups
+        .into_values()
+        .enumerate()
+        .map(|(id, members)| {
+            let mut source_topics = Vec::new();
+            let mut sink_topics = Vec::new();
+            let mut stores = BTreeSet::new();
+            for &m in &members {
+                match &nodes[m].kind {
+                    NodeKindDef::Source { topics, .. } => source_topics.extend(topics.iter().cloned()),
+                    NodeKindDef::Sink { topic: Some(t), .. } => sink_topics.push(t.clone()),
+                    _ => {}
+                }
+                stores.extend(nodes[m].stores.iter().cloned());
+            }
+            SubTopology {
+                id,
+                nodes: members,
+                source_topics,
+                sink_topics,
+                stores: stores.into_iter().collect(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs a benchmark binary (release build) against the test broker, started here
+# unless KAFKA_BOOTSTRAP_SERVERS names one.
+#   bash scripts/bench.sh client_throughput [-- ARGS]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/.."
+source "$here/env.sh"
+bench="${1:?usage: bench.sh BENCH_BIN [-- ARGS]}"
+shift
+[ "${1:-}" = "--" ] && shift
+
+bash "$here/setup.sh"
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    pid_file="$(mktemp)"
+    trap 'kill "$(cat "$pid_file")" 2>/dev/null || true; rm -f "$pid_file"' EXIT
+    KAFKA_BOOTSTRAP_SERVERS="$(bash "$here/broker.sh" "$pid_file")"
+    export KAFKA_BOOTSTRAP_SERVERS
+fi
+cargo run --release -p kafka-benchmarks --bin "$bench" -- "$@"
