@@ -8,12 +8,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
 
 need_apt=()
-[ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null | head -n1)" ] || need_apt+=(libclang-dev)
-command -v pkg-config >/dev/null || need_apt+=(pkg-config)
-[ -e /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
-command -v c++ >/dev/null || need_apt+=(g++)
-command -v make >/dev/null || need_apt+=(make)
-command -v cmake >/dev/null || need_apt+=(cmake)
+for pkg in libclang-dev libssl-dev pkg-config cmake g++ make; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 command -v python3 >/dev/null || need_apt+=(python3)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]}"

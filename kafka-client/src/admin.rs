@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{
-    AdminClient as RdAdminClient, AdminOptions, AlterConfig, ConfigSource as RdConfigSource,
+    AdminClient as RdAdminClient, AdminOptions, ConfigSource as RdConfigSource,
     NewPartitions, NewTopic as RdNewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::ClientContext;
@@ -573,6 +573,8 @@ impl AdminClient {
         for key in MEMBER_PROPERTIES {
             base = base.unset(key);
         }
+        // Looking a topic up must not create it.
+        let base = base.set("allow.auto.create.topics", "false");
         let admin: RdAdminClient<AdminContext> = base
             .to_rdkafka()
             .create_with_context(AdminContext)
@@ -728,48 +730,23 @@ impl AdminClient {
     }
 
     /// Changes topic configs: `Some(value)` sets, `None` removes the override
-    /// (back to the broker default). Other overrides of the topic are kept
-    /// (`kafka-configs --alter --add-config/--delete-config`).
-    ///
-    /// Kafka's legacy AlterConfigs replaces a topic's whole config, so this reads
-    /// the current overrides first and sends them along with the changes; a
-    /// concurrent change by another client between the two requests can be lost.
+    /// (back to the broker default); other configs of the topic are untouched
+    /// (`kafka-configs --alter --add-config/--delete-config`, Kafka's
+    /// IncrementalAlterConfigs, brokers 2.3 and later).
     pub async fn alter_topic_config(
         &self,
         topic: &str,
         changes: &[(&str, Option<&str>)],
     ) -> AdminResult<()> {
-        let current = self.describe_topic_config(topic).await?;
-        let mut merged: BTreeMap<String, String> = current
-            .overrides()
-            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        let topic = topic.to_owned();
+        let changes: Vec<(String, Option<String>)> = changes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
             .collect();
-        for (name, value) in changes {
-            match value {
-                Some(v) => merged.insert((*name).to_owned(), (*v).to_owned()),
-                None => merged.remove(*name),
-            };
-        }
-        let alter = merged.iter().fold(
-            AlterConfig::new(ResourceSpecifier::Topic(topic)),
-            |alter, (k, v)| alter.set(k, v),
-        );
-        let results = self
-            .shared
-            .admin
-            .alter_configs([&alter], &Self::options())
-            .await
-            .map_err(|e| Error::kafka("alter configs", format!("topic {topic}"), e))?;
-        for result in results {
-            if let Err((_, code)) = result {
-                return Err(AdminError::Topic {
-                    operation: "alter configs",
-                    topic: topic.to_owned(),
-                    code,
-                });
-            }
-        }
-        Ok(())
+        self.blocking("alter configs", move |s| {
+            incremental::alter_topic_config(s.admin.inner().native_ptr(), &topic, &changes)
+        })
+        .await
     }
 
     /// Grows a topic to `total_partitions` partitions (`kafka-topics --alter
@@ -1154,12 +1131,13 @@ fn committed_offsets(
     Ok(partitions
         .iter()
         .map(|tp| {
-            let offset = found
-                .find_partition(&tp.topic, tp.partition)
-                .and_then(|e| match e.offset() {
-                    RdOffset::Offset(o) if o >= 0 => Some(o),
-                    _ => None,
-                });
+            let offset =
+                found
+                    .find_partition(&tp.topic, tp.partition)
+                    .and_then(|e| match e.offset() {
+                        RdOffset::Offset(o) if o >= 0 => Some(o),
+                        _ => None,
+                    });
             (tp.clone(), offset)
         })
         .collect())
@@ -1179,7 +1157,10 @@ fn group_offsets(
         })
         .collect();
     if let Some(wanted) = topics {
-        if let Some(missing) = wanted.iter().find(|w| !listing.iter().any(|t| &t.name == *w)) {
+        if let Some(missing) = wanted
+            .iter()
+            .find(|w| !listing.iter().any(|t| &t.name == *w))
+        {
             return Err(AdminError::UnknownTopic {
                 topic: missing.clone(),
             });
@@ -1318,6 +1299,148 @@ fn commit_plan(
                 offset,
                 code,
             })
+        }
+    }
+}
+
+/// IncrementalAlterConfigs through librdkafka's C API (the `rdkafka` crate only
+/// wraps the legacy AlterConfigs, which replaces a topic's whole config).
+mod incremental {
+    use std::ffi::{CStr, CString};
+    use std::ptr;
+
+    use rdkafka::bindings as rd;
+    use rdkafka::error::RDKafkaErrorCode;
+
+    use super::{AdminError, AdminResult, REQUEST_TIMEOUT};
+    use crate::error::Error;
+
+    /// Owns a librdkafka object and destroys it on drop.
+    struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
+
+    impl<T> Drop for Owned<T> {
+        fn drop(&mut self) {
+            if !self.0.is_null() {
+                // SAFETY: the pointer came from the matching librdkafka constructor
+                // and is destroyed exactly once.
+                unsafe { (self.1)(self.0) }
+            }
+        }
+    }
+
+    fn cstring(what: &str, value: &str) -> AdminResult<CString> {
+        CString::new(value).map_err(|_| {
+            AdminError::from(Error::Config(format!(
+                "{what} {value:?} contains a NUL byte"
+            )))
+        })
+    }
+
+    fn topic_error(topic: &str, code: RDKafkaErrorCode) -> AdminError {
+        AdminError::Topic {
+            operation: "alter configs",
+            topic: topic.to_owned(),
+            code,
+        }
+    }
+
+    /// Blocking: sends the request and waits for its result.
+    pub(super) fn alter_topic_config(
+        rk: *mut rd::rd_kafka_t,
+        topic: &str,
+        changes: &[(String, Option<String>)],
+    ) -> AdminResult<()> {
+        let name = cstring("topic", topic)?;
+        // SAFETY: every pointer below is created by librdkafka, checked for null,
+        // used while `rk` (owned by the caller's AdminClient) is alive, and freed
+        // once by its `Owned` guard; C strings outlive the calls that read them.
+        unsafe {
+            let resource = rd::rd_kafka_ConfigResource_new(
+                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+                name.as_ptr(),
+            );
+            if resource.is_null() {
+                return Err(topic_error(topic, RDKafkaErrorCode::InvalidArgument));
+            }
+            let resource = Owned(resource, rd::rd_kafka_ConfigResource_destroy);
+            for (key, value) in changes {
+                let key_c = cstring("config name", key)?;
+                let value_c = value.as_deref().map(|v| cstring("config value", v)).transpose()?;
+                let op = if value.is_some() {
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
+                } else {
+                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE
+                };
+                let error = rd::rd_kafka_ConfigResource_add_incremental_config(
+                    resource.0,
+                    key_c.as_ptr(),
+                    op,
+                    value_c.as_ref().map_or(ptr::null(), |v| v.as_ptr()),
+                );
+                if !error.is_null() {
+                    let error = Owned(error, rd::rd_kafka_error_destroy);
+                    let message = CStr::from_ptr(rd::rd_kafka_error_string(error.0))
+                        .to_string_lossy()
+                        .into_owned();
+                    return Err(Error::Config(format!(
+                        "config {key} of topic {topic}: {message}"
+                    ))
+                    .into());
+                }
+            }
+            let options = rd::rd_kafka_AdminOptions_new(
+                rk,
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+            );
+            if options.is_null() {
+                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
+            }
+            let options = Owned(options, rd::rd_kafka_AdminOptions_destroy);
+            let mut errstr = [0 as std::ffi::c_char; 256];
+            let timeout_ms = REQUEST_TIMEOUT.as_millis() as i32;
+            rd::rd_kafka_AdminOptions_set_request_timeout(
+                options.0,
+                timeout_ms,
+                errstr.as_mut_ptr(),
+                errstr.len(),
+            );
+            let queue = rd::rd_kafka_queue_new(rk);
+            if queue.is_null() {
+                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
+            }
+            let queue = Owned(queue, rd::rd_kafka_queue_destroy);
+            let mut resources = [resource.0];
+            rd::rd_kafka_IncrementalAlterConfigs(
+                rk,
+                resources.as_mut_ptr(),
+                1,
+                options.0,
+                queue.0,
+            );
+            // The request itself times out after REQUEST_TIMEOUT; allow a margin.
+            let event = rd::rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(5_000));
+            if event.is_null() {
+                return Err(topic_error(topic, RDKafkaErrorCode::OperationTimedOut));
+            }
+            let event = Owned(event, rd::rd_kafka_event_destroy);
+            let err = rd::rd_kafka_event_error(event.0);
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return Err(topic_error(topic, RDKafkaErrorCode::from(err)));
+            }
+            let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.0);
+            if result.is_null() {
+                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
+            }
+            let mut count = 0usize;
+            let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
+            for i in 0..count {
+                let res = *results.add(i);
+                let err = rd::rd_kafka_ConfigResource_error(res);
+                if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return Err(topic_error(topic, RDKafkaErrorCode::from(err)));
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -305,6 +305,12 @@ impl ClientConfig {
         )
     }
 
+    /// `statistics.interval.ms`: how often the client publishes a statistics
+    /// snapshot (see [`crate::stats`]); zero turns statistics off (the default).
+    pub fn statistics_interval(self, interval: Duration) -> Self {
+        self.set("statistics.interval.ms", interval.as_millis().to_string())
+    }
+
     /// `enable.auto.commit` (off unless set: the typed consumer commits explicitly).
     pub fn enable_auto_commit(self, enabled: bool) -> Self {
         self.set("enable.auto.commit", enabled.to_string())

@@ -235,6 +235,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         let callbacks = ConsumerCallbacks {
             listener,
             events: Mutex::new(None),
+            stats: Default::default(),
         };
         let inner: StreamConsumer<ConsumerCallbacks> = config
             .to_rdkafka()
@@ -299,20 +300,20 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             partition = tracing::field::Empty,
             offset = tracing::field::Empty
         );
-        async {
+        let receive = async {
             let message = self
                 .inner
                 .recv()
                 .await
                 .map_err(|e| Error::kafka("receive", "", e))?;
-            let span = tracing::Span::current();
+            // Recorded on the handle, not via Span::current(): that lookup costs a
+            // subscriber call per record even when the span is disabled.
             span.record("topic", message.topic());
             span.record("partition", message.partition());
             span.record("offset", message.offset());
             self.decode(&message).await
-        }
-        .instrument(span)
-        .await
+        };
+        receive.instrument(span.clone()).await
     }
 
     /// The records as a `Stream` (it never ends; errors are items).
@@ -527,6 +528,12 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         };
         *events = Some(tx);
         rx
+    }
+
+    /// The latest statistics snapshot, updated every `statistics.interval.ms`
+    /// (see [`crate::stats`]).
+    pub fn statistics(&self) -> crate::stats::StatsReceiver {
+        self.inner.context().stats.subscribe()
     }
 
     /// The group metadata, for `send_offsets_to_transaction`.

@@ -1,7 +1,8 @@
 //! librdkafka callbacks: logs and errors routed into `tracing`, delivery reports,
 //! the partitioner hook, and rebalance notifications.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
@@ -11,6 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{Partitioner as RdPartitioner, ProducerContext};
 use rdkafka::Message;
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::consumer::{RebalanceEvent, RebalanceListener};
@@ -62,11 +64,61 @@ impl ClientContext for LoggingContext {
 /// The outcome of one delivery: partition, offset and timestamp, or the error.
 pub(crate) type DeliveryOutcome = Result<(i32, i64, rdkafka::Timestamp), KafkaError>;
 
+/// Wakes senders waiting for room in librdkafka's full queue.
+///
+/// Deliveries touch the `Notify` (and its lock) only while someone waits, so the
+/// per-record path stays lock-free.
+#[derive(Default)]
+pub(crate) struct QueueSpace {
+    notify: Notify,
+    waiters: AtomicUsize,
+}
+
+impl QueueSpace {
+    /// A delivery freed a slot.
+    fn freed(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Registers interest in the next freed slot. Retry the send after this and
+    /// before waiting, so a slot freed in between is not missed.
+    pub(crate) fn waiter(&self) -> QueueWaiter<'_> {
+        let mut notified = Box::pin(self.notify.notified());
+        notified.as_mut().enable();
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        QueueWaiter {
+            space: self,
+            notified,
+        }
+    }
+}
+
+/// A registered wait for room in the queue (see [`QueueSpace::waiter`]).
+pub(crate) struct QueueWaiter<'a> {
+    space: &'a QueueSpace,
+    notified: Pin<Box<Notified<'a>>>,
+}
+
+impl QueueWaiter<'_> {
+    pub(crate) async fn wait(mut self) {
+        self.notified.as_mut().await;
+    }
+}
+
+impl Drop for QueueWaiter<'_> {
+    fn drop(&mut self) {
+        self.space.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Producer callbacks: completes each send's oneshot and wakes senders waiting
 /// for room in librdkafka's queue.
 pub(crate) struct ProducerCallbacks {
-    pub(crate) queue_space: Arc<Notify>,
+    pub(crate) queue_space: Arc<QueueSpace>,
     pub(crate) partitioner: PartitionerAdapter,
+    pub(crate) stats: crate::stats::StatsSink,
 }
 
 impl ClientContext for ProducerCallbacks {
@@ -75,6 +127,9 @@ impl ClientContext for ProducerCallbacks {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         LoggingContext.error(error, reason)
+    }
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.stats.publish(&statistics)
     }
 }
 
@@ -89,7 +144,7 @@ impl ProducerContext<PartitionerAdapter> for ProducerCallbacks {
         // The sender may have been dropped (a cancelled send); the record was still
         // delivered or failed, and nobody is waiting for which.
         let _ = done.send(outcome);
-        self.queue_space.notify_waiters();
+        self.queue_space.freed();
     }
 
     fn get_custom_partitioner(&self) -> Option<&PartitionerAdapter> {
@@ -144,6 +199,7 @@ impl RdPartitioner for PartitionerAdapter {
 pub(crate) struct ConsumerCallbacks {
     pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
     pub(crate) events: Mutex<Option<mpsc::UnboundedSender<RebalanceEvent>>>,
+    pub(crate) stats: crate::stats::StatsSink,
 }
 
 impl ConsumerCallbacks {
@@ -174,6 +230,9 @@ impl ClientContext for ConsumerCallbacks {
     }
     fn error(&self, error: KafkaError, reason: &str) {
         LoggingContext.error(error, reason)
+    }
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        self.stats.publish(&statistics)
     }
 }
 

@@ -42,6 +42,7 @@ pub mod error;
 pub mod producer;
 pub mod record;
 pub mod serde;
+pub mod stats;
 
 pub use config::ClientConfig;
 pub use consumer::{

@@ -25,17 +25,18 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig as RdClientConfig;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
-use crate::context::{DeliveryOutcome, PartitionerAdapter, ProducerCallbacks};
+use crate::context::{DeliveryOutcome, PartitionerAdapter, ProducerCallbacks, QueueSpace};
 use crate::error::{Error, Result, SendError, SendErrorKind};
 use crate::record::{timestamp_parts, ProducerRecord, RecordMetadata};
 use crate::serde::{DefaultSerde, MessageField, SerdeContext, SerdeError, Serializer};
@@ -126,7 +127,7 @@ type RdProducer = ThreadedProducer<ProducerCallbacks, PartitionerAdapter>;
 
 struct Shared<K, V> {
     producer: RdProducer,
-    queue_space: Arc<Notify>,
+    queue_space: Arc<QueueSpace>,
     key_serializer: Box<dyn Serializer<K>>,
     value_serializer: Box<dyn Serializer<V>>,
 }
@@ -197,10 +198,11 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             config = config.set("sticky.partitioning.linger.ms", "0");
         }
         let rd_config: RdClientConfig = config.to_rdkafka();
-        let queue_space = Arc::new(Notify::new());
+        let queue_space = Arc::new(QueueSpace::default());
         let callbacks = ProducerCallbacks {
             queue_space: queue_space.clone(),
             partitioner: PartitionerAdapter::new(partitioner),
+            stats: Default::default(),
         };
         let producer: RdProducer = rd_config
             .create_with_context(callbacks)
@@ -230,7 +232,12 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             partition = tracing::field::Empty,
             offset = tracing::field::Empty
         );
-        self.send_inner(record).instrument(span).await
+        let result = self.send_inner(record).instrument(span.clone()).await;
+        if let Ok(meta) = &result {
+            span.record("partition", meta.partition);
+            span.record("offset", meta.offset);
+        }
+        result
     }
 
     async fn send_inner(
@@ -254,22 +261,26 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         base.timestamp = record.timestamp;
         base.headers = record.headers.to_rdkafka();
 
+        let mut waiter = None;
         let enqueued = loop {
-            // Registered before trying, so a delivery between the attempt and the
-            // wait still wakes us.
-            let room = self.shared.queue_space.notified();
-            tokio::pin!(room);
-            room.as_mut().enable();
             match self.shared.producer.send(base) {
                 Ok(()) => break Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     base = back;
-                    tracing::trace!("producer queue full, waiting for deliveries");
-                    room.await;
+                    match waiter.take() {
+                        // Register, then retry once before waiting: a delivery in
+                        // between has already made room.
+                        None => waiter = Some(self.shared.queue_space.waiter()),
+                        Some(registered) => {
+                            tracing::trace!("producer queue full, waiting for deliveries");
+                            registered.wait().await;
+                        }
+                    }
                 }
                 Err((e, _)) => break Err(e),
             }
         };
+        drop(waiter);
         let outcome = match enqueued {
             Ok(()) => rx.await.unwrap_or_else(|_| {
                 Err(KafkaError::Canceled) // the producer was torn down before the report
@@ -278,9 +289,6 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         };
         match outcome {
             Ok((partition, offset, timestamp)) => {
-                let span = tracing::Span::current();
-                span.record("partition", partition);
-                span.record("offset", offset);
                 Ok(RecordMetadata {
                     topic: record.topic,
                     partition,
@@ -295,10 +303,12 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         }
     }
 
-    async fn serialize(
+    /// Runs the serializers' async preparation, then serializes without copying
+    /// where the serde allows it.
+    async fn serialize<'r>(
         &self,
-        record: &ProducerRecord<K, V>,
-    ) -> std::result::Result<(Option<Vec<u8>>, Option<Vec<u8>>), SerdeError> {
+        record: &'r ProducerRecord<K, V>,
+    ) -> std::result::Result<(Option<Cow<'r, [u8]>>, Option<Cow<'r, [u8]>>), SerdeError> {
         let key_ctx = SerdeContext::new(&record.topic, MessageField::Key, &record.headers);
         let value_ctx = SerdeContext::new(&record.topic, MessageField::Value, &record.headers);
         if let Some(prepare) = self.shared.key_serializer.prepare(&record.key, &key_ctx) {
@@ -314,11 +324,11 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         let key = self
             .shared
             .key_serializer
-            .serialize(&record.key, &key_ctx)?;
+            .serialize_borrowed(&record.key, &key_ctx)?;
         let value = self
             .shared
             .value_serializer
-            .serialize(&record.value, &value_ctx)?;
+            .serialize_borrowed(&record.value, &value_ctx)?;
         Ok((key, value))
     }
 
@@ -336,6 +346,12 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     /// Records queued or in flight.
     pub fn in_flight_count(&self) -> i32 {
         self.shared.producer.in_flight_count()
+    }
+
+    /// The latest statistics snapshot, updated every `statistics.interval.ms`
+    /// (see [`crate::stats`]).
+    pub fn statistics(&self) -> crate::stats::StatsReceiver {
+        self.shared.producer.context().stats.subscribe()
     }
 }
 

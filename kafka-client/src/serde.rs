@@ -29,6 +29,7 @@
 //! assert_eq!(back, 1);
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -173,6 +174,17 @@ pub trait Serializer<T: ?Sized>: Send + Sync {
     /// Encodes `data`. Must not block: do I/O in [`Serializer::prepare`].
     fn serialize(&self, data: &T, ctx: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError>;
 
+    /// Like [`Serializer::serialize`], but may return bytes borrowed from `data`
+    /// (zero-copy). The producer calls this; serdes whose bytes already exist in
+    /// the value (strings, byte buffers) override it.
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a T,
+        ctx: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(self.serialize(data, ctx)?.map(Cow::Owned))
+    }
+
     /// Asynchronous work needed before [`Serializer::serialize`] can encode `data`,
     /// such as registering a schema. `None` (the default) when there is none; a
     /// serializer returns `None` once its caches are warm.
@@ -207,6 +219,14 @@ impl<T: ?Sized, S: Serializer<T> + ?Sized> Serializer<T> for Arc<S> {
     }
     fn prepare<'a>(&'a self, data: &'a T, ctx: &'a SerdeContext<'a>) -> Option<PrepareFuture<'a>> {
         (**self).prepare(data, ctx)
+    }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a T,
+        ctx: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        (**self).serialize_borrowed(data, ctx)
     }
 }
 
@@ -256,6 +276,14 @@ impl Serializer<str> for StringSerde {
     fn serialize(&self, data: &str, _: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.as_bytes().to_vec()))
     }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a str,
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(data.as_bytes())))
+    }
 }
 
 impl Serializer<String> for StringSerde {
@@ -266,11 +294,27 @@ impl Serializer<String> for StringSerde {
     ) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.as_bytes().to_vec()))
     }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a String,
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(data.as_bytes())))
+    }
 }
 
 impl Serializer<&str> for StringSerde {
     fn serialize(&self, data: &&str, _: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.as_bytes().to_vec()))
+    }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a &str,
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(data.as_bytes())))
     }
 }
 
@@ -303,6 +347,14 @@ impl Serializer<[u8]> for BytesSerde {
     fn serialize(&self, data: &[u8], _: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.to_vec()))
     }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a [u8],
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(data)))
+    }
 }
 
 impl Serializer<Vec<u8>> for BytesSerde {
@@ -313,6 +365,14 @@ impl Serializer<Vec<u8>> for BytesSerde {
     ) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.clone()))
     }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a Vec<u8>,
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(data.as_slice())))
+    }
 }
 
 impl Serializer<bytes::Bytes> for BytesSerde {
@@ -322,6 +382,14 @@ impl Serializer<bytes::Bytes> for BytesSerde {
         _: &SerdeContext<'_>,
     ) -> Result<Option<Vec<u8>>, SerdeError> {
         Ok(Some(data.to_vec()))
+    }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a bytes::Bytes,
+        _: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        Ok(Some(Cow::Borrowed(&data[..])))
     }
 }
 
@@ -554,6 +622,17 @@ impl<T, S: Serializer<T>> Serializer<Option<T>> for OptionSerde<S> {
     ) -> Option<PrepareFuture<'a>> {
         data.as_ref().and_then(|inner| self.0.prepare(inner, ctx))
     }
+
+    fn serialize_borrowed<'a>(
+        &self,
+        data: &'a Option<T>,
+        ctx: &SerdeContext<'_>,
+    ) -> Result<Option<Cow<'a, [u8]>>, SerdeError> {
+        match data {
+            None => Ok(None),
+            Some(inner) => self.0.serialize_borrowed(inner, ctx),
+        }
+    }
 }
 
 impl<T, S: Deserializer<T>> Deserializer<Option<T>> for OptionSerde<S> {
@@ -678,6 +757,26 @@ mod tests {
         assert!(matches!(err, SerdeError::Utf8 { .. }));
         let err = UnitSerde.deserialize(Some(&[1]), &c).unwrap_err();
         assert!(matches!(err, SerdeError::ExpectedNull { len: 1, .. }));
+    }
+
+    #[test]
+    fn strings_and_bytes_serialize_without_copying() {
+        let headers = Headers::new();
+        let c = ctx(&headers);
+        let text = String::from("sensor-1");
+        let bytes = StringSerde.serialize_borrowed(&text, &c).unwrap().unwrap();
+        assert!(matches!(bytes, Cow::Borrowed(b) if b.as_ptr() == text.as_ptr()));
+        let buffer = vec![1_u8, 2];
+        let bytes = BytesSerde.serialize_borrowed(&buffer, &c).unwrap().unwrap();
+        assert!(matches!(bytes, Cow::Borrowed(b) if b.as_ptr() == buffer.as_ptr()));
+        let option = Some(text.clone());
+        let some = OptionSerde(StringSerde)
+            .serialize_borrowed(&option, &c)
+            .unwrap();
+        assert_eq!(some.as_deref(), Some(&b"sensor-1"[..]));
+        // Types without a byte form of their own fall back to an owned buffer.
+        let number = BigEndian.serialize_borrowed(&1_i32, &c).unwrap().unwrap();
+        assert!(matches!(number, Cow::Owned(ref v) if v == &[0, 0, 0, 1]));
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl std::fmt::Display for RecordOrigin {
     }
 }
 
-fn origin_text(origin: &Option<RecordOrigin>) -> String {
+fn origin_text(origin: &Option<Box<RecordOrigin>>) -> String {
     match origin {
         Some(o) => o.to_string(),
         None => "a punctuation (no input record)".to_owned(),
@@ -76,7 +76,7 @@ pub enum StreamsError {
         /// Task id, `<sub-topology>_<partition>`.
         task: String,
         /// The input record being processed, `None` in a punctuation.
-        origin: Option<RecordOrigin>,
+        origin: Option<Box<RecordOrigin>>,
         /// The processor's error.
         source: BoxError,
     },
@@ -89,7 +89,7 @@ pub enum StreamsError {
         /// Sink node name (empty for dead-letter records).
         node: String,
         /// The input record it derives from, when known.
-        origin: Option<RecordOrigin>,
+        origin: Option<Box<RecordOrigin>>,
         /// What went wrong.
         reason: String,
         /// Whether retrying may succeed.
@@ -121,7 +121,7 @@ pub enum StreamsError {
         /// What it was done to (topic, partitions), may be empty.
         target: String,
         /// The librdkafka error.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     /// A state store problem.
     #[error("state store {store}: {reason}")]
@@ -192,7 +192,7 @@ impl StreamsError {
         StreamsError::Kafka {
             operation: operation.into(),
             target: target.into(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -227,19 +227,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_stays_small() {
+        assert!(std::mem::size_of::<StreamsError>() <= 128);
+    }
+
+    #[test]
     fn messages_name_topic_partition_offset_and_domains() {
         let err = StreamsError::Processing {
             node: "KSTREAM-MAP-0000000001".into(),
             task: "0_3".into(),
-            origin: Some(RecordOrigin {
+            origin: Some(Box::new(RecordOrigin {
                 topic: "plant01".into(),
                 partition: 3,
                 offset: 42,
-            }),
+            })),
             source: "boom".into(),
         };
         let text = err.to_string();
-        assert!(text.contains("topic plant01 partition 3 offset 42"), "{text}");
+        assert!(
+            text.contains("topic plant01 partition 3 offset 42"),
+            "{text}"
+        );
         assert!(text.contains("KSTREAM-MAP-0000000001"), "{text}");
         assert_eq!(err.domain(), ErrorDomain::User);
         assert!(!err.is_retriable());

@@ -32,7 +32,7 @@
 //! - [`processor`]: the public `Processor` trait, `ProcessorContext`, `Record`.
 //! - [`state`]: the store handle a task owns.
 //! - [`runtime`]: `KafkaStreams`, stream threads, tasks, the commit path, handlers.
-//! - [`test_driver`]: `TopologyTestDriver`.
+//! - [`test_driver`]: `TopologyTestDriver`, no broker.
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
 #![deny(missing_docs)]
 

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::client::SchemaRegistryClient;
 use crate::config::SchemaRegistryConfig;
 use crate::error::{AvroSerdeError, Result};
+use crate::fast_hash::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SharedSchema};
 use crate::wire;
 
@@ -25,7 +26,7 @@ enum DecodePlan {
 }
 
 #[derive(Debug, Default)]
-struct PlanCache(RwLock<HashMap<u32, DecodePlan>>);
+struct PlanCache(RwLock<HashMap<u32, DecodePlan, FnvBuildHasher>>);
 
 impl PlanCache {
     fn get(&self, id: u32) -> Option<DecodePlan> {

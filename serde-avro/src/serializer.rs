@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::client::SchemaRegistryClient;
 use crate::config::{AvroSerdeConfig, SchemaRegistryConfig};
 use crate::error::{AvroSerdeError, Result};
+use crate::fast_hash::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SchemaDefinition, SharedSchema};
 use crate::wire;
 
@@ -27,7 +28,7 @@ struct WriterSchema {
 /// Writer schemas by topic, key and value apart. Looked up with the borrowed topic, so the
 /// warm path allocates nothing.
 #[derive(Debug, Default)]
-struct WriterCache(RwLock<HashMap<String, [Option<Arc<WriterSchema>>; 2]>>);
+struct WriterCache(RwLock<HashMap<String, [Option<Arc<WriterSchema>>; 2], FnvBuildHasher>>);
 
 fn slot(field: MessageField) -> usize {
     match field {
@@ -38,8 +39,18 @@ fn slot(field: MessageField) -> usize {
 
 impl WriterCache {
     fn get(&self, topic: &str, field: MessageField) -> Option<Arc<WriterSchema>> {
+        self.with(topic, field, |writer| writer.map(Arc::clone))
+    }
+
+    /// Runs `f` on the cached writer without cloning it out of the lock.
+    fn with<R>(
+        &self,
+        topic: &str,
+        field: MessageField,
+        f: impl FnOnce(Option<&Arc<WriterSchema>>) -> R,
+    ) -> R {
         let map = self.0.read().unwrap_or_else(|p| p.into_inner());
-        map.get(topic).and_then(|slots| slots[slot(field)].clone())
+        f(map.get(topic).and_then(|slots| slots[slot(field)].as_ref()))
     }
 
     fn contains(&self, topic: &str, field: MessageField) -> bool {
@@ -239,22 +250,25 @@ impl<T: Serialize> AvroSerializer<T> {
 
 impl<T: Serialize> Serializer<T> for AvroSerializer<T> {
     fn serialize(&self, data: &T, ctx: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError> {
-        let writer = match &self.fixed {
-            Some(fixed) => fixed.clone(),
-            None => self.writers.get(ctx.topic, ctx.field).ok_or_else(|| {
+        let encode = |writer: Option<&Arc<WriterSchema>>| {
+            let writer = writer.ok_or_else(|| {
                 not_prepared(ctx, format!("the schema of {}", std::any::type_name::<T>()))
-            })?,
+            })?;
+            let schema = &writer.schema;
+            let mut buf = wire::header(writer.id, 64);
+            apache_avro::write_avro_datum_ref(
+                schema.schema(),
+                schema.resolved().get_names(),
+                data,
+                &mut buf,
+            )
+            .map_err(|e| datum_mismatch(ctx, writer, e))?;
+            Ok(Some(buf))
         };
-        let schema = &writer.schema;
-        let mut buf = wire::header(writer.id, 64);
-        apache_avro::write_avro_datum_ref(
-            schema.schema(),
-            schema.resolved().get_names(),
-            data,
-            &mut buf,
-        )
-        .map_err(|e| datum_mismatch(ctx, &writer, e))?;
-        Ok(Some(buf))
+        match &self.fixed {
+            Some(fixed) => encode(Some(fixed)),
+            None => self.writers.with(ctx.topic, ctx.field, encode),
+        }
     }
 
     fn prepare<'a>(&'a self, _data: &'a T, ctx: &'a SerdeContext<'a>) -> Option<PrepareFuture<'a>> {

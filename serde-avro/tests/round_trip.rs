@@ -14,8 +14,8 @@ use kafka_client::serde::{Deserializer, MessageField, SerdeContext, Serializer};
 use kafka_client::Headers;
 use serde::{Deserialize, Serialize};
 use serde_avro::{
-    AvroDeserializer, AvroSerdeConfig, AvroSerializer, GenericAvroDeserializer, GenericAvroSerializer,
-    SchemaDefinition, SchemaRegistryClient,
+    AvroDeserializer, AvroSerdeConfig, AvroSerializer, GenericAvroDeserializer,
+    GenericAvroSerializer, SchemaDefinition, SchemaRegistryClient,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
@@ -116,7 +116,10 @@ async fn typed_round_trip_of_every_avro_type_same_schema() {
         let ctx = SerdeContext::new("types", field, &headers);
         let value = every_type();
         let bytes = serializer.serialize_async(&value, &ctx).await.unwrap();
-        let back = deserializer.deserialize_async(bytes.as_deref(), &ctx).await.unwrap();
+        let back = deserializer
+            .deserialize_async(bytes.as_deref(), &ctx)
+            .await
+            .unwrap();
         assert_eq!(back, value, "{field}");
     }
     // Keys and values are registered under TopicNameStrategy subjects.
@@ -126,9 +129,23 @@ async fn typed_round_trip_of_every_avro_type_same_schema() {
     // The registered schema carries every type.
     let json = &serializer.schema().schema;
     for avro_type in [
-        "\"null\"", "\"boolean\"", "\"int\"", "\"long\"", "\"float\"", "\"double\"", "\"bytes\"", "\"string\"",
-        "\"record\"", "\"enum\"", "\"array\"", "\"map\"", "[\"null\",\"long\"]", "\"fixed\"",
-        "\"logicalType\":\"uuid\"", "\"logicalType\":\"date\"", "\"logicalType\":\"timestamp-millis\"",
+        "\"null\"",
+        "\"boolean\"",
+        "\"int\"",
+        "\"long\"",
+        "\"float\"",
+        "\"double\"",
+        "\"bytes\"",
+        "\"string\"",
+        "\"record\"",
+        "\"enum\"",
+        "\"array\"",
+        "\"map\"",
+        "[\"null\",\"long\"]",
+        "\"fixed\"",
+        "\"logicalType\":\"uuid\"",
+        "\"logicalType\":\"date\"",
+        "\"logicalType\":\"timestamp-millis\"",
         "\"logicalType\":\"timestamp-micros\"",
     ] {
         assert!(json.contains(avro_type), "{avro_type} missing in {json}");
@@ -165,14 +182,20 @@ async fn typed_round_trip_of_every_avro_type_through_schema_resolution() {
             *value = Value::Uuid(expected.id);
         }
     }
-    let Value::Record(mut fields) = Value::Record(fields).resolve(&EveryType::get_schema()).unwrap() else {
+    let Value::Record(mut fields) = Value::Record(fields)
+        .resolve(&EveryType::get_schema())
+        .unwrap()
+    else {
         panic!("a record")
     };
     fields.push(("writer_only".into(), Value::String("ignored".into())));
     let record = Value::Record(fields);
     assert!(record.validate(&writer_schema));
     let bytes = serializer.serialize_async(&record, &ctx).await.unwrap();
-    let back = deserializer.deserialize_async(bytes.as_deref(), &ctx).await.unwrap();
+    let back = deserializer
+        .deserialize_async(bytes.as_deref(), &ctx)
+        .await
+        .unwrap();
     assert_eq!(back, expected);
 }
 
@@ -193,33 +216,68 @@ const LOGICAL_SCHEMA: &str = r#"{
 #[tokio::test]
 async fn generic_round_trip_of_logical_types() {
     let client = SchemaRegistryClient::from_url(&fresh_mock_url("logical")).unwrap();
-    let serializer =
-        GenericAvroSerializer::new(client.clone(), AvroSerdeConfig::default(), SchemaDefinition::new(LOGICAL_SCHEMA));
+    let serializer = GenericAvroSerializer::new(
+        client.clone(),
+        AvroSerdeConfig::default(),
+        SchemaDefinition::new(LOGICAL_SCHEMA),
+    );
     let deserializer = GenericAvroDeserializer::new(client.clone());
-    let resolving = GenericAvroDeserializer::with_reader_schema(client, Schema::parse_str(LOGICAL_SCHEMA).unwrap()).unwrap();
+    let resolving = GenericAvroDeserializer::with_reader_schema(
+        client,
+        Schema::parse_str(LOGICAL_SCHEMA).unwrap(),
+    )
+    .unwrap();
     let headers = Headers::new();
     let ctx = SerdeContext::new("prices", MessageField::Value, &headers);
     let record = Value::Record(vec![
-        ("price".into(), Value::Decimal(Decimal::from(12_345_i64.to_be_bytes().to_vec()))),
+        (
+            "price".into(),
+            Value::Decimal(Decimal::from(12_345_i64.to_be_bytes().to_vec())),
+        ),
         ("id".into(), Value::Uuid(Uuid::from_u128(42))),
         ("day".into(), Value::Date(19_000)),
-        ("at_millis".into(), Value::TimestampMillis(1_700_000_000_123)),
-        ("at_micros".into(), Value::TimestampMicros(1_700_000_000_123_456)),
+        (
+            "at_millis".into(),
+            Value::TimestampMillis(1_700_000_000_123),
+        ),
+        (
+            "at_micros".into(),
+            Value::TimestampMicros(1_700_000_000_123_456),
+        ),
         ("nothing".into(), Value::Null),
         ("fixed4".into(), Value::Fixed(4, vec![1, 2, 3, 4])),
         ("choice".into(), Value::Union(2, Box::new(Value::Long(5)))),
     ]);
     let bytes = serializer.serialize_async(&record, &ctx).await.unwrap();
     for deserializer in [&deserializer, &resolving] {
-        let back = deserializer.deserialize_async(bytes.as_deref(), &ctx).await.unwrap();
-        let Value::Record(fields) = &back else { panic!("record expected, got {back:?}") };
-        let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap();
-        let Value::Decimal(price) = get("price") else { panic!("decimal") };
-        assert_eq!(Vec::<u8>::try_from(price).unwrap(), 12_345_i64.to_be_bytes().to_vec());
+        let back = deserializer
+            .deserialize_async(bytes.as_deref(), &ctx)
+            .await
+            .unwrap();
+        let Value::Record(fields) = &back else {
+            panic!("record expected, got {back:?}")
+        };
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let Value::Decimal(price) = get("price") else {
+            panic!("decimal")
+        };
+        assert_eq!(
+            Vec::<u8>::try_from(price).unwrap(),
+            12_345_i64.to_be_bytes().to_vec()
+        );
         assert_eq!(get("id"), Value::Uuid(Uuid::from_u128(42)));
         assert_eq!(get("day"), Value::Date(19_000));
         assert_eq!(get("at_millis"), Value::TimestampMillis(1_700_000_000_123));
-        assert_eq!(get("at_micros"), Value::TimestampMicros(1_700_000_000_123_456));
+        assert_eq!(
+            get("at_micros"),
+            Value::TimestampMicros(1_700_000_000_123_456)
+        );
         assert_eq!(get("nothing"), Value::Null);
         assert_eq!(get("fixed4"), Value::Fixed(4, vec![1, 2, 3, 4]));
         assert_eq!(get("choice"), Value::Union(2, Box::new(Value::Long(5))));
@@ -245,7 +303,7 @@ const GOLDEN: [u8; 11] = [
 
 #[tokio::test]
 async fn golden_bytes_for_schema_id_42() {
-        let config = AvroSerdeConfig {
+    let config = AvroSerdeConfig {
         use_schema_id: Some(42),
         ..AvroSerdeConfig::default()
     };
@@ -269,7 +327,10 @@ async fn golden_bytes_decode_with_the_registered_id() {
     // Register so that id 1 is the schema, then rewrite the golden id to it and decode.
     let client = SchemaRegistryClient::from_url(&fresh_mock_url("golden-decode")).unwrap();
     let id = client
-        .register("plant01-value", &SchemaDefinition::from_schema(&SensorMeasurement::get_schema()))
+        .register(
+            "plant01-value",
+            &SchemaDefinition::from_schema(&SensorMeasurement::get_schema()),
+        )
         .await
         .unwrap();
     let mut bytes = GOLDEN.to_vec();
@@ -277,7 +338,10 @@ async fn golden_bytes_decode_with_the_registered_id() {
     let deserializer = AvroDeserializer::<SensorMeasurement>::new(client).unwrap();
     let headers = Headers::new();
     let ctx = SerdeContext::new("plant01", MessageField::Value, &headers);
-    let back = deserializer.deserialize_async(Some(&bytes), &ctx).await.unwrap();
+    let back = deserializer
+        .deserialize_async(Some(&bytes), &ctx)
+        .await
+        .unwrap();
     assert_eq!(
         back,
         SensorMeasurement {
@@ -301,11 +365,24 @@ async fn warm_caches_need_no_prepare() {
         datetime: 1,
         value: 2,
     };
-    assert!(Serializer::prepare(&serializer, &record, &ctx).is_some(), "cold cache must prepare");
-    let bytes = serializer.serialize_async(&record, &ctx).await.unwrap().unwrap();
-    assert!(Serializer::prepare(&serializer, &record, &ctx).is_none(), "warm cache needs no I/O");
+    assert!(
+        Serializer::prepare(&serializer, &record, &ctx).is_some(),
+        "cold cache must prepare"
+    );
+    let bytes = serializer
+        .serialize_async(&record, &ctx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        Serializer::prepare(&serializer, &record, &ctx).is_none(),
+        "warm cache needs no I/O"
+    );
     assert!(Deserializer::prepare(&deserializer, Some(&bytes), &ctx).is_some());
-    deserializer.deserialize_async(Some(&bytes), &ctx).await.unwrap();
+    deserializer
+        .deserialize_async(Some(&bytes), &ctx)
+        .await
+        .unwrap();
     assert!(Deserializer::prepare(&deserializer, Some(&bytes), &ctx).is_none());
     // Another topic is another subject: prepare again.
     let other = SerdeContext::new("plant02", MessageField::Value, &headers);

@@ -22,7 +22,10 @@ use kafka_benchmarks::{broker_config, create_topic, init_tracing, report, timed,
 use kafka_client::rdkafka::client::ClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::message::DeliveryResult;
-use kafka_client::rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use kafka_client::rdkafka::producer::{
+    BaseRecord, FutureProducer, FutureRecord, Producer as _, ProducerContext, ThreadedProducer,
+};
+use kafka_client::rdkafka::util::Timeout;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::{ClientConfig, Consumer, Offset as TypedOffset, Producer, ProducerRecord, TopicPartition};
 
@@ -99,6 +102,30 @@ async fn raw_produce(config: &ClientConfig, topic: &str, keys: &[String], value:
         Ok(delivered.load(Ordering::Relaxed))
     })
     .await?
+}
+
+async fn raw_future_produce(
+    config: &ClientConfig,
+    topic: &str,
+    keys: &[String],
+    value: &str,
+    window: usize,
+) -> anyhow::Result<u64> {
+    let producer: FutureProducer = producer_settings(config).to_rdkafka().create()?;
+    let mut sends = futures::stream::iter(keys.iter())
+        .map(|key| {
+            producer.send(
+                FutureRecord::to(topic).key(key.as_str()).payload(value),
+                Timeout::Never,
+            )
+        })
+        .buffer_unordered(window);
+    let mut delivered = 0;
+    while let Some(result) = sends.next().await {
+        result.map_err(|(e, _)| e)?;
+        delivered += 1;
+    }
+    Ok(delivered)
 }
 
 async fn typed_produce(
@@ -182,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let (mut raw_p, mut typed_p): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
+    let mut future_p: Vec<Rate> = Vec::new();
     let mut filled_topic = None;
     for round in 0..args.rounds {
         let raw_topic = unique("bench-raw-produce");
@@ -189,6 +217,12 @@ async fn main() -> anyhow::Result<()> {
         let rate = timed(|| raw_produce(&config, &raw_topic, &keys, &value)).await?;
         tracing::info!(round, side = "raw", rate = rate.per_second() as u64, "produce run done");
         raw_p.push(rate);
+
+        let future_topic = unique("bench-future-produce");
+        create_topic(&config, &future_topic, args.partitions).await?;
+        let rate = timed(|| raw_future_produce(&config, &future_topic, &keys, &value, args.window)).await?;
+        tracing::info!(round, side = "raw-future", rate = rate.per_second() as u64, "produce run done");
+        future_p.push(rate);
 
         let typed_topic = unique("bench-typed-produce");
         create_topic(&config, &typed_topic, args.partitions).await?;
@@ -209,7 +243,8 @@ async fn main() -> anyhow::Result<()> {
         typed_c.push(rate);
     }
 
-    report("producer (typed / raw)", &typed_p, &raw_p, 0.95);
+    report("producer (typed / raw callback)", &typed_p, &raw_p, 0.95);
+    report("producer (typed / raw FutureProducer)", &typed_p, &future_p, 0.95);
     report("consumer (typed / raw)", &typed_c, &raw_c, 0.9);
     Ok(())
 }

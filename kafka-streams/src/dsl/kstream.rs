@@ -332,13 +332,17 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
         let name = inner.new_name("KSTREAM-MERGE-");
         let f: ProcessorFactory = factory(|| ops::PassThrough::<K, V>(PhantomData));
-        let node = inner.topology.add_processor(name, f, &[self.node, other.node]);
+        let node = inner
+            .topology
+            .add_processor(name, f, &[self.node, other.node]);
         drop(inner);
         KStream::new(
             self.builder.clone(),
             node,
             self.key_serde.clone().or_else(|| other.key_serde.clone()),
-            self.value_serde.clone().or_else(|| other.value_serde.clone()),
+            self.value_serde
+                .clone()
+                .or_else(|| other.value_serde.clone()),
             self.repartition_required || other.repartition_required,
         )
     }
@@ -430,7 +434,11 @@ impl<K: Data, V: Data> KStream<K, V> {
             value: None,
             name: None,
         };
-        self.sink(None, Some(Arc::new(extractor)), self.fill_defaults(produced));
+        self.sink(
+            None,
+            Some(Arc::new(extractor)),
+            self.fill_defaults(produced),
+        );
     }
 
     /// [`KStream::to_dynamic`] as `produced` says.

@@ -110,7 +110,11 @@ impl StreamsBuilder {
     }
 
     /// A stream of `topic`, read as `consumed` says.
-    pub fn stream_with<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+    pub fn stream_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
         self.stream_from_topics(&[topic], consumed)
     }
 

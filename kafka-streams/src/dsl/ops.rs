@@ -20,7 +20,11 @@ impl<F, K: Data, V: Data> Processor<K, V> for Filter<F, K, V>
 where
     F: Fn(&K, &V) -> bool + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         if (self.f)(&record.key, &record.value) == self.keep_when {
             ctx.forward(record);
         }
@@ -37,7 +41,11 @@ impl<F, K: Data, V: Data, K2: Data, V2: Data> Processor<K, V, K2, V2> for Map<F,
 where
     F: Fn(K, V) -> (K2, V2) + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K2, V2>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K2, V2>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let Record {
             key,
             value,
@@ -64,7 +72,11 @@ impl<F, K: Data, V: Data, V2: Data> Processor<K, V, K, V2> for MapValues<F, K, V
 where
     F: Fn(&K, V) -> V2 + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V2>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V2>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let Record {
             key,
             value,
@@ -92,7 +104,11 @@ where
     F: Fn(K, V) -> I + Send + Sync,
     I: IntoIterator<Item = (K2, V2)>,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K2, V2>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K2, V2>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let Record {
             key,
             value,
@@ -121,7 +137,11 @@ where
     F: Fn(&K, V) -> I + Send + Sync,
     I: IntoIterator<Item = V2>,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V2>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V2>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let Record {
             key,
             value,
@@ -149,7 +169,11 @@ impl<F, K: Data, V: Data, K2: Data> Processor<K, V, K2, V> for SelectKey<F, K, V
 where
     F: Fn(&K, &V) -> K2 + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K2, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K2, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let k2 = (self.f)(&record.key, &record.value);
         ctx.forward(record.with_key(k2));
         Ok(())
@@ -166,7 +190,11 @@ impl<F, K: Data, V: Data> Processor<K, V> for Peek<F, K, V>
 where
     F: Fn(&K, &V) + Send + Sync,
 {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         (self.f)(&record.key, &record.value);
         if self.forward {
             ctx.forward(record);
@@ -178,11 +206,15 @@ where
 pub(crate) struct Print<K, V> {
     pub target: PrintTarget,
     pub label: Option<String>,
-    pub mapper: Arc<dyn Fn(&K, &V) -> String + Send + Sync>,
+    pub mapper: super::options::KeyValueMapper<K, V>,
 }
 
 impl<K: Data, V: Data> Processor<K, V> for Print<K, V> {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         let label = self.label.as_deref().unwrap_or(ctx.node_name());
         let line = format!("[{label}]: {}\n", (self.mapper)(&record.key, &record.value));
         match &self.target {
@@ -204,7 +236,11 @@ impl<K: Data, V: Data> Processor<K, V> for Print<K, V> {
 pub(crate) struct PassThrough<K, V>(pub PhantomData<fn(K, V)>);
 
 impl<K: Data, V: Data> Processor<K, V> for PassThrough<K, V> {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         ctx.forward(record);
         Ok(())
     }
@@ -220,7 +256,11 @@ pub(crate) struct Branch<K, V> {
 }
 
 impl<K: Data, V: Data> Processor<K, V> for Branch<K, V> {
-    fn process(&mut self, ctx: &mut Ctx<'_, K, V>, record: Record<K, V>) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        ctx: &mut Ctx<'_, K, V>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
         for (pred, child) in &self.predicates {
             if pred(&record.key, &record.value) {
                 return ctx.forward_to(child, record);

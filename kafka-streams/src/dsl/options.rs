@@ -15,6 +15,9 @@ use crate::topology::TimestampExtractor;
 /// A serde usable for both directions, shared between tasks.
 pub type SharedSerde<T> = Arc<dyn Serde<T>>;
 
+/// Formats a key and value for printing.
+pub(crate) type KeyValueMapper<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
+
 /// A shared serde seen as a deserializer only.
 pub(crate) struct AsDe<T>(pub SharedSerde<T>);
 
@@ -251,7 +254,7 @@ pub(crate) enum PrintTarget {
 pub struct Printed<K, V> {
     pub(crate) target: PrintTarget,
     pub(crate) label: Option<String>,
-    pub(crate) mapper: Arc<dyn Fn(&K, &V) -> String + Send + Sync>,
+    pub(crate) mapper: KeyValueMapper<K, V>,
     pub(crate) name: Option<String>,
 }
 

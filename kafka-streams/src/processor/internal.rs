@@ -15,8 +15,8 @@ use std::sync::Arc;
 use kafka_client::Headers;
 
 use super::{
-    Cancellable, Data, Processor, ProcessorContext, ProcessorError, PunctuationType,
-    PunctuatorId, Record, RecordMetadata, TaskId,
+    Cancellable, Data, Processor, ProcessorContext, ProcessorError, PunctuationType, PunctuatorId,
+    Record, RecordMetadata, TaskId,
 };
 use crate::state::StateStore;
 
@@ -131,7 +131,11 @@ pub(crate) struct ContextCore<'a> {
 /// A processor with erased types.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, core: ContextCore<'_>) -> Result<(), ProcessorError>;
-    fn process(&mut self, core: ContextCore<'_>, record: ErasedRecord) -> Result<(), ProcessorError>;
+    fn process(
+        &mut self,
+        core: ContextCore<'_>,
+        record: ErasedRecord,
+    ) -> Result<(), ProcessorError>;
     fn punctuate(
         &mut self,
         core: ContextCore<'_>,
@@ -171,7 +175,11 @@ where
         self.inner.init(&mut ProcessorContext::new(core))
     }
 
-    fn process(&mut self, core: ContextCore<'_>, record: ErasedRecord) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        core: ContextCore<'_>,
+        record: ErasedRecord,
+    ) -> Result<(), ProcessorError> {
         let record = record.into_record::<KIn, VIn>()?;
         self.inner.process(&mut ProcessorContext::new(core), record)
     }
@@ -262,7 +270,9 @@ impl Punctuators {
                 let mut next = s.next.saturating_add(s.interval);
                 if time >= next {
                     let missed = (time - s.next) / s.interval;
-                    next = s.next.saturating_add((missed + 1).saturating_mul(s.interval));
+                    next = s
+                        .next
+                        .saturating_add((missed + 1).saturating_mul(s.interval));
                 }
                 s.next = next;
             }

@@ -13,7 +13,12 @@ use crate::topology::codec::EncodedRecord;
 pub(crate) trait RecordCollector {
     /// Hands one record to the producer. An immediate failure goes through the
     /// production handler: `Ok` when it says continue.
-    fn send(&mut self, record: EncodedRecord, node: &str, origin: Option<&RecordOrigin>) -> Result<()>;
+    fn send(
+        &mut self,
+        record: EncodedRecord,
+        node: &str,
+        origin: Option<&RecordOrigin>,
+    ) -> Result<()>;
 
     /// Waits until every record sent so far is acknowledged; failed deliveries go
     /// through the production handler.

@@ -205,7 +205,9 @@ impl StreamsConfig {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.application_id.trim().is_empty() {
-            return Err(StreamsError::Config("application.id must not be empty".into()));
+            return Err(StreamsError::Config(
+                "application.id must not be empty".into(),
+            ));
         }
         if self.num_stream_threads == 0 {
             return Err(StreamsError::Config(

@@ -94,7 +94,12 @@ pub trait DeserializationExceptionHandler: Send + Sync {
 pub struct LogAndFailExceptionHandler;
 
 impl DeserializationExceptionHandler for LogAndFailExceptionHandler {
-    fn handle(&self, context: &ErrorContext, _: &ConsumedBytes, error: &SerdeError) -> DeserializationResponse {
+    fn handle(
+        &self,
+        context: &ErrorContext,
+        _: &ConsumedBytes,
+        error: &SerdeError,
+    ) -> DeserializationResponse {
         tracing::error!(%context, %error, "deserialization failed; failing (log-and-fail)");
         DeserializationResponse::Fail
     }
@@ -105,7 +110,12 @@ impl DeserializationExceptionHandler for LogAndFailExceptionHandler {
 pub struct LogAndContinueExceptionHandler;
 
 impl DeserializationExceptionHandler for LogAndContinueExceptionHandler {
-    fn handle(&self, context: &ErrorContext, _: &ConsumedBytes, error: &SerdeError) -> DeserializationResponse {
+    fn handle(
+        &self,
+        context: &ErrorContext,
+        _: &ConsumedBytes,
+        error: &SerdeError,
+    ) -> DeserializationResponse {
         tracing::warn!(%context, %error, "deserialization failed; skipping the record (log-and-continue)");
         DeserializationResponse::Continue
     }
@@ -129,7 +139,12 @@ impl DeadLetterQueueExceptionHandler {
 }
 
 impl DeserializationExceptionHandler for DeadLetterQueueExceptionHandler {
-    fn handle(&self, context: &ErrorContext, _: &ConsumedBytes, error: &SerdeError) -> DeserializationResponse {
+    fn handle(
+        &self,
+        context: &ErrorContext,
+        _: &ConsumedBytes,
+        error: &SerdeError,
+    ) -> DeserializationResponse {
         tracing::warn!(%context, %error, dlq = %self.topic, "deserialization failed; dead-lettering the record");
         DeserializationResponse::DeadLetter {
             topic: self.topic.clone(),

@@ -63,10 +63,12 @@ impl StreamsMetrics {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn processing_error_skipped(&self) {
-        self.processing_errors_skipped.fetch_add(1, Ordering::Relaxed);
+        self.processing_errors_skipped
+            .fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn production_error_skipped(&self) {
-        self.production_errors_skipped.fetch_add(1, Ordering::Relaxed);
+        self.production_errors_skipped
+            .fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn produced(&self) {
         self.produced.fetch_add(1, Ordering::Relaxed);

@@ -18,10 +18,16 @@ mod collector;
 mod commit;
 mod config;
 pub mod handlers;
+mod kafka;
 mod metrics;
+mod streams;
 pub(crate) mod task;
+mod thread;
+mod topics;
 
-pub use config::{StreamsConfig, TopicCreator};
-pub use metrics::{MetricsSnapshot, StreamsMetrics};
 pub(crate) use collector::{OffsetCommitter, RecordCollector};
 pub(crate) use commit::commit_tasks;
+pub use config::{StreamsConfig, TopicCreator};
+pub use metrics::{MetricsSnapshot, StreamsMetrics};
+pub use streams::{KafkaStreams, State};
+pub use thread::ThreadState;

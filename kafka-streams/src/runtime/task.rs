@@ -22,9 +22,9 @@ use kafka_client::TopicPartition;
 
 use super::collector::RecordCollector;
 use super::handlers::{
-    ConsumedBytes, DeserializationResponse, ErrorContext, HandlerResponse,
-    ProductionErrorContext, DLQ_HEADER_APPLICATION, DLQ_HEADER_EXCEPTION, DLQ_HEADER_MESSAGE,
-    DLQ_HEADER_OFFSET, DLQ_HEADER_PARTITION, DLQ_HEADER_TOPIC,
+    ConsumedBytes, DeserializationResponse, ErrorContext, HandlerResponse, ProductionErrorContext,
+    DLQ_HEADER_APPLICATION, DLQ_HEADER_EXCEPTION, DLQ_HEADER_MESSAGE, DLQ_HEADER_OFFSET,
+    DLQ_HEADER_PARTITION, DLQ_HEADER_TOPIC,
 };
 use super::metrics::StreamsMetrics;
 use super::StreamsConfig;
@@ -124,12 +124,18 @@ pub(crate) struct StreamTask {
 impl StreamTask {
     /// A task of `sub` for partition `partition`, reading the resolved topics of its
     /// sources.
-    pub fn new(topology: &Topology, sub: &SubTopology, partition: i32, env: Arc<TaskEnv>) -> Result<Self> {
+    pub fn new(
+        topology: &Topology,
+        sub: &SubTopology,
+        partition: i32,
+        env: Arc<TaskEnv>,
+    ) -> Result<Self> {
         let id = TaskId {
             subtopology: sub.id,
             partition,
         };
-        let local: HashMap<usize, usize> = sub.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+        let local: HashMap<usize, usize> =
+            sub.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
         let mut nodes = Vec::with_capacity(sub.nodes.len());
         let mut queues = Vec::new();
         for (l, &g) in sub.nodes.iter().enumerate() {
@@ -138,7 +144,10 @@ impl StreamTask {
                 NodeKindDef::Source { topics, codec } => {
                     for t in topics {
                         queues.push(PartitionQueue {
-                            tp: TopicPartition::new(topology.resolve_topic(&env.application_id, t), partition),
+                            tp: TopicPartition::new(
+                                topology.resolve_topic(&env.application_id, t),
+                                partition,
+                            ),
                             source: l,
                             codec: codec.clone(),
                             records: VecDeque::new(),
@@ -167,7 +176,11 @@ impl StreamTask {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let child_names = def.children.iter().map(|&c| topology.nodes[c].name.clone()).collect();
+            let child_names = def
+                .children
+                .iter()
+                .map(|&c| topology.nodes[c].name.clone())
+                .collect();
             nodes.push(RuntimeNode {
                 name: def.name.clone(),
                 kind,
@@ -179,7 +192,10 @@ impl StreamTask {
         let mut stores = StoreMap::new();
         for name in &sub.stores {
             let builder = topology.stores.get(name).ok_or_else(|| {
-                StreamsError::Internal(format!("store {name} of sub-topology {} is not registered", sub.id))
+                StreamsError::Internal(format!(
+                    "store {name} of sub-topology {} is not registered",
+                    sub.id
+                ))
             })?;
             stores.insert(name.clone(), builder.build(id)?);
         }
@@ -199,27 +215,21 @@ impl StreamTask {
         })
     }
 
-    pub fn id(&self) -> TaskId {
-        self.id
-    }
-
-    pub fn state(&self) -> TaskState {
-        self.state
-    }
-
     /// The input partitions of the task.
     pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
         self.queues.iter().map(|q| &q.tp)
     }
 
-    /// Records buffered and not processed yet.
-    pub fn buffered(&self) -> usize {
-        self.queues.iter().map(|q| q.records.len()).sum()
-    }
-
     /// Stream time (largest processed timestamp; `i64::MIN` before the first).
     pub fn stream_time(&self) -> i64 {
         self.stream_time
+    }
+
+    /// The store `name` of this task, if it is of type `S`.
+    pub fn store_mut<S: crate::state::StateStore>(&mut self, name: &str) -> Option<&mut S> {
+        self.stores
+            .get_mut(name)
+            .and_then(|s| (s.as_any_mut() as &mut dyn std::any::Any).downcast_mut::<S>())
     }
 
     /// Initializes the processors (which may schedule punctuations).
@@ -277,7 +287,11 @@ impl StreamTask {
 
     /// Buffers a consumed record (deserializing it; poison records go through the
     /// deserialization handler).
-    pub fn add_record(&mut self, raw: RawRecord, collector: &mut dyn RecordCollector) -> Result<()> {
+    pub fn add_record(
+        &mut self,
+        raw: RawRecord,
+        collector: &mut dyn RecordCollector,
+    ) -> Result<()> {
         let Some(qi) = self
             .queues
             .iter()
@@ -382,7 +396,11 @@ impl StreamTask {
 
     /// Processes the buffered record with the smallest timestamp. `false` when
     /// nothing was buffered.
-    pub fn process_one(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<bool> {
+    pub fn process_one(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<bool> {
         let mut best: Option<(i64, usize)> = None;
         for (i, q) in self.queues.iter().enumerate() {
             if let Some(ts) = q.head_timestamp() {
@@ -411,17 +429,32 @@ impl StreamTask {
             partition: tp.partition,
             offset: queued.offset,
         };
-        self.run(source, Step::Process(record), Some(&metadata), collector, wall_clock)?;
+        self.run(
+            source,
+            Step::Process(record),
+            Some(&metadata),
+            collector,
+            wall_clock,
+        )?;
         self.env.metrics.processed();
         Ok(true)
     }
 
     /// Processes every buffered record.
-    pub fn process_all(&mut self, collector: &mut dyn RecordCollector, wall_clock: i64) -> Result<usize> {
+    pub fn process_all(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        wall_clock: i64,
+    ) -> Result<usize> {
         let mut n = 0;
         while self.process_one(collector, wall_clock)? {
             n += 1;
-            self.maybe_punctuate(PunctuationType::StreamTime, self.stream_time, collector, wall_clock)?;
+            self.maybe_punctuate(
+                PunctuationType::StreamTime,
+                self.stream_time,
+                collector,
+                wall_clock,
+            )?;
         }
         Ok(n)
     }
@@ -495,10 +528,12 @@ impl StreamTask {
                     HandlerResponse::Fail => Err(StreamsError::Processing {
                         node,
                         task: self.id.to_string(),
-                        origin: metadata.map(|m| RecordOrigin {
-                            topic: m.topic.clone(),
-                            partition: m.partition,
-                            offset: m.offset,
+                        origin: metadata.map(|m| {
+                            Box::new(RecordOrigin {
+                                topic: m.topic.clone(),
+                                partition: m.partition,
+                                offset: m.offset,
+                            })
                         }),
                         source: error,
                     }),
@@ -577,10 +612,11 @@ impl StreamTask {
                 }
                 (RuntimeKind::Processor(p), Step::Punctuate(pid, ts)) => {
                     let c = core!();
-                    p.punctuate(c, pid, ts).map_err(|error| Failure::Processor {
-                        node: name.clone(),
-                        error,
-                    })?;
+                    p.punctuate(c, pid, ts)
+                        .map_err(|error| Failure::Processor {
+                            node: name.clone(),
+                            error,
+                        })?;
                 }
                 (RuntimeKind::Sink { topic, codec }, Step::Process(record)) => {
                     match codec.encode(record, topic.as_deref(), &env.blocker) {
@@ -603,7 +639,7 @@ impl StreamTask {
                                     return Err(Failure::Fatal(StreamsError::Production {
                                         topic,
                                         node: name.clone(),
-                                        origin: origin.clone(),
+                                        origin: origin.clone().map(Box::new),
                                         reason,
                                         retriable: false,
                                     }))

@@ -94,7 +94,10 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
     }
     let size = |i: usize| sizes[i].unwrap_or(1);
     let sorted_names = |idxs: &[usize]| -> Vec<String> {
-        let mut v: Vec<(usize, &str)> = idxs.iter().map(|&i| (size(i), nodes[i].name.as_str())).collect();
+        let mut v: Vec<(usize, &str)> = idxs
+            .iter()
+            .map(|&i| (size(i), nodes[i].name.as_str()))
+            .collect();
         v.sort_by(order);
         v.into_iter().map(|(_, n)| n.to_owned()).collect()
     };
@@ -258,7 +261,9 @@ impl TopologyDescription {
     /// Render with `dot -Tsvg`.
     pub fn to_dot(&self) -> String {
         let (topics, stores) = self.topics_and_stores();
-        let mut out = String::from("digraph topology {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+        let mut out = String::from(
+            "digraph topology {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n",
+        );
         for (topic, id) in &topics {
             let style = if self.is_internal(topic) {
                 "dashed,filled"
@@ -283,11 +288,7 @@ impl TopologyDescription {
                     NodeKind::Processor { .. } => "box",
                     NodeKind::Sink { .. } => "house",
                 };
-                let _ = writeln!(
-                    out,
-                    "    \"{}\" [shape={shape}];",
-                    dot_escape(&node.name)
-                );
+                let _ = writeln!(out, "    \"{}\" [shape={shape}];", dot_escape(&node.name));
                 if let NodeKind::Processor { stores: ss } = &node.kind {
                     for s in ss {
                         let _ = writeln!(
@@ -336,10 +337,8 @@ impl TopologyDescription {
     pub fn to_mermaid(&self) -> String {
         let (topics, stores) = self.topics_and_stores();
         let mut ids: BTreeMap<&str, String> = BTreeMap::new();
-        let mut n = 0;
-        for node in self.nodes() {
+        for (n, node) in self.nodes().enumerate() {
             ids.insert(&node.name, format!("n{n}"));
-            n += 1;
         }
         let mut out = String::from("flowchart TB\n");
         for (topic, id) in &topics {
@@ -361,7 +360,12 @@ impl TopologyDescription {
                     NodeKind::Processor { stores: ss } => {
                         let _ = writeln!(out, "        {id}[\"{label}\"]");
                         for s in ss {
-                            let _ = writeln!(out, "        s{}[(\"{}\")]", stores[s], mermaid_escape(s));
+                            let _ = writeln!(
+                                out,
+                                "        s{}[(\"{}\")]",
+                                stores[s],
+                                mermaid_escape(s)
+                            );
                         }
                     }
                     NodeKind::Sink { .. } => {

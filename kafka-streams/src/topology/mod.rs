@@ -72,8 +72,6 @@ pub(crate) struct SubTopology {
     pub nodes: Vec<usize>,
     /// Logical source topic names.
     pub source_topics: Vec<String>,
-    /// Logical fixed sink topic names.
-    pub sink_topics: Vec<String>,
     /// Stores used by its processors.
     pub stores: Vec<String>,
 }
@@ -129,13 +127,6 @@ impl Topology {
             topic.to_owned()
         }
     }
-
-    /// The sub-topology that reads `logical_topic`.
-    pub(crate) fn subtopology_of_topic(&self, logical_topic: &str) -> Option<&SubTopology> {
-        self.subtopologies
-            .iter()
-            .find(|s| s.source_topics.iter().any(|t| t == logical_topic))
-    }
 }
 
 /// Accumulates nodes; used by the DSL.
@@ -154,8 +145,9 @@ impl TopologyBuilder {
             return false;
         }
         if self.nodes.iter().any(|n| n.name == name) {
-            self.errors
-                .push(format!("node name {name} is used twice; names must be unique"));
+            self.errors.push(format!(
+                "node name {name} is used twice; names must be unique"
+            ));
             return false;
         }
         true
@@ -227,7 +219,12 @@ impl TopologyBuilder {
         self.push(name, NodeKindDef::Source { topics, codec }, &[])
     }
 
-    pub fn add_processor(&mut self, name: String, factory: ProcessorFactory, parents: &[usize]) -> usize {
+    pub fn add_processor(
+        &mut self,
+        name: String,
+        factory: ProcessorFactory,
+        parents: &[usize],
+    ) -> usize {
         self.push(name, NodeKindDef::Processor { factory }, parents)
     }
 
@@ -306,7 +303,7 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
 /// the order of their first node.
 fn split(nodes: &[NodeDef]) -> Vec<SubTopology> {
     let mut parent: Vec<usize> = (0..nodes.len()).collect();
-    let mut union = |parent: &mut Vec<usize>, a: usize, b: usize| {
+    let union = |parent: &mut Vec<usize>, a: usize, b: usize| {
         let (ra, rb) = (find(parent, a), find(parent, b));
         if ra != rb {
             parent[ra.max(rb)] = ra.min(rb);
@@ -336,13 +333,10 @@ fn split(nodes: &[NodeDef]) -> Vec<SubTopology> {
         .enumerate()
         .map(|(id, members)| {
             let mut source_topics = Vec::new();
-            let mut sink_topics = Vec::new();
             let mut stores = BTreeSet::new();
             for &m in &members {
-                match &nodes[m].kind {
-                    NodeKindDef::Source { topics, .. } => source_topics.extend(topics.iter().cloned()),
-                    NodeKindDef::Sink { topic: Some(t), .. } => sink_topics.push(t.clone()),
-                    _ => {}
+                if let NodeKindDef::Source { topics, .. } = &nodes[m].kind {
+                    source_topics.extend(topics.iter().cloned());
                 }
                 stores.extend(nodes[m].stores.iter().cloned());
             }
@@ -350,7 +344,6 @@ fn split(nodes: &[NodeDef]) -> Vec<SubTopology> {
                 id,
                 nodes: members,
                 source_topics,
-                sink_topics,
                 stores: stores.into_iter().collect(),
             }
         })

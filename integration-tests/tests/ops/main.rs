@@ -1,0 +1,6 @@
+//! End-to-end tests of the operations layer: admin client, group lag and offset
+//! resets, dead-letter policy, transactions, statistics, trace context and
+//! security settings.
+
+mod admin;
+mod stats;

@@ -1,0 +1,246 @@
+//! The Kafka side of a stream thread: a record collector over librdkafka's producer
+//! and an offset committer over its consumer. Bytes in, bytes out; typed records exist
+//! only inside tasks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_client::{Headers, TopicPartition};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::collector::{OffsetCommitter, RecordCollector};
+use super::handlers::{HandlerResponse, ProductionErrorContext, ProductionExceptionHandler};
+use super::metrics::StreamsMetrics;
+use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::topology::codec::{EncodedRecord, RawRecord};
+
+/// Copies a consumed message into a [`RawRecord`].
+pub(crate) fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
+    let headers = match msg.headers() {
+        Some(h) => h
+            .iter()
+            .map(|h| kafka_client::Header {
+                key: h.key.to_owned(),
+                value: h.value.map(<[u8]>::to_vec),
+            })
+            .collect(),
+        None => Headers::new(),
+    };
+    RawRecord {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp: msg.timestamp().to_millis().unwrap_or(-1),
+        key: msg.key().map(<[u8]>::to_vec),
+        value: msg.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+fn owned_headers(headers: &Headers) -> Option<OwnedHeaders> {
+    if headers.is_empty() {
+        return None;
+    }
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for h in headers {
+        owned = owned.insert(Header {
+            key: &h.key,
+            value: h.value.as_deref(),
+        });
+    }
+    Some(owned)
+}
+
+/// A delivery that failed, reported by librdkafka's callback.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryFailure {
+    topic: String,
+    partition: i32,
+    error: KafkaError,
+}
+
+/// Producer callbacks: log lines to `tracing`, delivery failures to a list.
+#[derive(Clone, Default)]
+pub(crate) struct CollectorContext {
+    failures: Arc<Mutex<Vec<DeliveryFailure>>>,
+}
+
+impl ClientContext for CollectorContext {}
+
+impl ProducerContext for CollectorContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, msg)) = result {
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(DeliveryFailure {
+                    topic: msg.topic().to_owned(),
+                    partition: msg.partition(),
+                    error: error.clone(),
+                });
+        }
+    }
+}
+
+/// Sends task output through a librdkafka producer (one per stream thread).
+pub(crate) struct KafkaCollector {
+    producer: BaseProducer<CollectorContext>,
+    context: CollectorContext,
+    handler: Arc<dyn ProductionExceptionHandler>,
+    metrics: Arc<StreamsMetrics>,
+    flush_timeout: Duration,
+}
+
+impl KafkaCollector {
+    pub fn new(
+        config: &rdkafka::ClientConfig,
+        handler: Arc<dyn ProductionExceptionHandler>,
+        metrics: Arc<StreamsMetrics>,
+    ) -> Result<Self> {
+        let context = CollectorContext::default();
+        let producer = config
+            .create_with_context(context.clone())
+            .map_err(|e| StreamsError::kafka("creating the stream thread's producer", "", e))?;
+        Ok(KafkaCollector {
+            producer,
+            context,
+            handler,
+            metrics,
+            flush_timeout: Duration::from_secs(60),
+        })
+    }
+
+    /// Serves delivery callbacks.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    fn check_failures(&mut self) -> Result<()> {
+        let failures: Vec<DeliveryFailure> = std::mem::take(
+            &mut *self
+                .context
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for f in failures {
+            let context = ProductionErrorContext {
+                topic: f.topic.clone(),
+                node: String::new(),
+                origin: None,
+            };
+            let reason = format!("delivery to partition {} failed: {}", f.partition, f.error);
+            match self.handler.handle(&context, &reason) {
+                HandlerResponse::Continue => self.metrics.production_error_skipped(),
+                HandlerResponse::Fail => {
+                    return Err(StreamsError::Production {
+                        topic: f.topic,
+                        node: String::new(),
+                        origin: None,
+                        reason,
+                        retriable: false,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RecordCollector for KafkaCollector {
+    fn send(
+        &mut self,
+        record: EncodedRecord,
+        node: &str,
+        origin: Option<&RecordOrigin>,
+    ) -> Result<()> {
+        let headers = owned_headers(&record.headers);
+        loop {
+            let mut base: BaseRecord<'_, [u8], [u8], ()> =
+                BaseRecord::to(&record.topic).timestamp(record.timestamp);
+            if let Some(k) = &record.key {
+                base = base.key(k.as_slice());
+            }
+            if let Some(v) = &record.value {
+                base = base.payload(v.as_slice());
+            }
+            if let Some(h) = &headers {
+                base = base.headers(h.clone());
+            }
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Back-pressure: let deliveries complete.
+                    self.producer.poll(Duration::from_millis(50));
+                    self.check_failures()?;
+                }
+                Err((error, _)) => {
+                    let context = ProductionErrorContext {
+                        topic: record.topic.clone(),
+                        node: node.to_owned(),
+                        origin: origin.cloned(),
+                    };
+                    let reason = error.to_string();
+                    return match self.handler.handle(&context, &reason) {
+                        HandlerResponse::Continue => {
+                            self.metrics.production_error_skipped();
+                            Ok(())
+                        }
+                        HandlerResponse::Fail => Err(StreamsError::Production {
+                            topic: record.topic.clone(),
+                            node: node.to_owned(),
+                            origin: origin.cloned().map(Box::new),
+                            reason,
+                            retriable: false,
+                        }),
+                    };
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.producer
+            .flush(self.flush_timeout)
+            .map_err(|e| StreamsError::Production {
+                topic: String::new(),
+                node: String::new(),
+                origin: None,
+                reason: format!("flushing the producer: {e}"),
+                retriable: true,
+            })?;
+        self.check_failures()
+    }
+}
+
+/// Commits offsets synchronously through a consumer (on the stream thread, never
+/// on an async executor).
+pub(crate) struct KafkaCommitter<'a, C: ConsumerContext + 'static> {
+    pub consumer: &'a BaseConsumer<C>,
+}
+
+impl<C: ConsumerContext + 'static> OffsetCommitter for KafkaCommitter<'_, C> {
+    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, offset) in offsets {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(|e| StreamsError::kafka("building the commit", tp.to_string(), e))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            let target = offsets
+                .iter()
+                .map(|(tp, o)| format!("{tp}@{o}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            StreamsError::kafka("committing offsets", target, e)
+        })
+    }
+}

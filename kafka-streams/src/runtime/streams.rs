@@ -1,0 +1,454 @@
+//! [`KafkaStreams`]: the client handle (start, close, state, listener, handlers).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
+use super::metrics::{MetricsSnapshot, StreamsMetrics};
+use super::task::TaskEnv;
+use super::thread::{run_stream_thread, ThreadState};
+use super::topics::prepare_topics;
+use super::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::topology::codec::Blocker;
+use crate::topology::Topology;
+
+/// The state of a Kafka Streams client (Kafka's `KafkaStreams.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Started; partitions are being assigned (at start or on a rebalance).
+    Rebalancing,
+    /// Every stream thread is processing.
+    Running,
+    /// `close()` was called; threads are committing and stopping.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A stream thread failed and the client shut down; see
+    /// [`KafkaStreams::error`].
+    Error,
+}
+
+type StateListener = Arc<dyn Fn(State, State) + Send + Sync>;
+
+struct Status {
+    state: State,
+    threads: Vec<ThreadState>,
+    error: Option<Arc<StreamsError>>,
+}
+
+/// What the client and its threads share.
+pub(crate) struct ClientShared {
+    status: Mutex<Status>,
+    changed: Condvar,
+    listener: Mutex<Option<StateListener>>,
+    pub shutdown: AtomicBool,
+}
+
+impl ClientShared {
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn thread_state(&self, index: usize) -> Option<ThreadState> {
+        self.status().threads.get(index).copied()
+    }
+
+    pub fn set_thread_state(&self, index: usize, state: ThreadState) {
+        let mut status = self.status();
+        if let Some(t) = status.threads.get_mut(index) {
+            *t = state;
+        }
+        let next = aggregate(&status);
+        self.transition(status, next);
+    }
+
+    /// Moves to `next` (if allowed) and tells the listener, outside the lock.
+    fn transition(&self, mut status: MutexGuard<'_, Status>, next: Option<State>) {
+        let Some(next) = next else { return };
+        let old = status.state;
+        if old == next || !allowed(old, next) {
+            return;
+        }
+        status.state = next;
+        drop(status);
+        tracing::info!(from = ?old, to = ?next, "kafka streams state change");
+        self.changed.notify_all();
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            listener(next, old);
+        }
+    }
+
+    fn set_state(&self, next: State) {
+        let status = self.status();
+        self.transition(status, Some(next));
+    }
+}
+
+fn allowed(from: State, to: State) -> bool {
+    use State::*;
+    matches!(
+        (from, to),
+        (Created, Rebalancing)
+            | (Created, PendingShutdown)
+            | (Created, Error)
+            | (Rebalancing, Running)
+            | (Rebalancing, PendingShutdown)
+            | (Rebalancing, Error)
+            | (Running, Rebalancing)
+            | (Running, PendingShutdown)
+            | (Running, Error)
+            | (PendingShutdown, NotRunning)
+            | (Error, PendingShutdown)
+    )
+}
+
+/// The client state the thread states amount to.
+fn aggregate(status: &Status) -> Option<State> {
+    if matches!(
+        status.state,
+        State::PendingShutdown | State::NotRunning | State::Error
+    ) {
+        return None;
+    }
+    let alive: Vec<ThreadState> = status
+        .threads
+        .iter()
+        .copied()
+        .filter(|t| *t != ThreadState::Dead)
+        .collect();
+    if status.error.is_some() && alive.is_empty() {
+        return Some(State::Error);
+    }
+    if status.state == State::Created {
+        return None;
+    }
+    if alive.is_empty() {
+        return None;
+    }
+    if alive.iter().all(|t| *t == ThreadState::Running) {
+        Some(State::Running)
+    } else if alive.iter().any(|t| {
+        matches!(
+            t,
+            ThreadState::Starting
+                | ThreadState::PartitionsRevoked
+                | ThreadState::PartitionsAssigned
+        )
+    }) {
+        Some(State::Rebalancing)
+    } else {
+        None
+    }
+}
+
+struct ClientInner {
+    topology: Arc<Topology>,
+    env: Arc<TaskEnv>,
+    shared: Arc<ClientShared>,
+    uncaught: Mutex<Option<UncaughtExceptionHandler>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A Kafka Streams client: runs a topology with `num.stream.threads` stream threads
+/// (Kafka's `KafkaStreams`).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kafka_client::ClientConfig;
+/// use kafka_streams::dsl::StreamsBuilder;
+/// use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("in").map_values(|v| v.to_uppercase()).to("out");
+/// let config = StreamsConfig::new("upper", ClientConfig::new("localhost:9092"));
+/// let streams = KafkaStreams::new(builder.build()?, config)?;
+/// streams.set_state_listener(|new, old| println!("{old:?} -> {new:?}"));
+/// streams.start()?;
+/// streams.wait_for_state(State::Running, Duration::from_secs(60));
+/// // ...
+/// streams.close();
+/// # Ok::<(), kafka_streams::StreamsError>(())
+/// ```
+pub struct KafkaStreams {
+    inner: Arc<ClientInner>,
+}
+
+impl KafkaStreams {
+    /// A client for `topology`; nothing connects until [`KafkaStreams::start`].
+    pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        config.validate()?;
+        let blocker = match config
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        {
+            Some(handle) => Blocker::Tokio(handle),
+            None => Blocker::Futures,
+        };
+        let threads = config.num_stream_threads;
+        let env = Arc::new(TaskEnv {
+            application_id: config.application_id.clone(),
+            config,
+            blocker,
+            metrics: Arc::new(StreamsMetrics::default()),
+        });
+        Ok(KafkaStreams {
+            inner: Arc::new(ClientInner {
+                topology: Arc::new(topology),
+                env,
+                shared: Arc::new(ClientShared {
+                    status: Mutex::new(Status {
+                        state: State::Created,
+                        threads: vec![ThreadState::Starting; threads],
+                        error: None,
+                    }),
+                    changed: Condvar::new(),
+                    listener: Mutex::new(None),
+                    shutdown: AtomicBool::new(false),
+                }),
+                uncaught: Mutex::new(None),
+                handles: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Called with `(new, old)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *self
+            .inner
+            .shared
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(listener));
+    }
+
+    /// Decides what happens when a stream thread fails (default: shut the client
+    /// down, state `ERROR`).
+    pub fn set_uncaught_exception_handler(
+        &self,
+        handler: impl Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync + 'static,
+    ) {
+        *self
+            .inner
+            .uncaught
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handler));
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner.shared.status().state
+    }
+
+    /// The error that put the client in `ERROR`.
+    pub fn error(&self) -> Option<Arc<StreamsError>> {
+        self.inner.shared.status().error.clone()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.env.metrics.snapshot()
+    }
+
+    /// Waits (blocking) until the state is `target` or `timeout` passes; `true` if
+    /// reached. Returns early with `false` on `ERROR` when waiting for another state.
+    pub fn wait_for_state(&self, target: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.inner.shared.status();
+        loop {
+            if status.state == target {
+                return true;
+            }
+            if status.state == State::Error || status.state == State::NotRunning {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            status = self
+                .inner
+                .shared
+                .changed
+                .wait_timeout(status, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Starts the client: internal topics are created and co-partitioning checked
+    /// on a background thread, then the stream threads start. Returns at once;
+    /// problems move the client to `ERROR` (see [`KafkaStreams::error`]).
+    pub fn start(&self) -> Result<()> {
+        {
+            let status = self.inner.shared.status();
+            if status.state != State::Created {
+                return Err(StreamsError::IllegalState(format!(
+                    "start() called in state {:?}; a client starts once",
+                    status.state
+                )));
+            }
+        }
+        self.inner.shared.set_state(State::Rebalancing);
+        let inner = self.inner.clone();
+        let setup = std::thread::Builder::new()
+            .name(format!("{}-setup", inner.env.application_id))
+            .spawn(move || {
+                if let Err(e) = prepare_topics(&inner.topology, &inner.env.config) {
+                    tracing::error!(error = %e, "kafka streams could not start");
+                    let mut status = inner.shared.status();
+                    status.error = Some(Arc::new(e));
+                    for t in status.threads.iter_mut() {
+                        *t = ThreadState::Dead;
+                    }
+                    let next = aggregate(&status);
+                    inner.shared.transition(status, next);
+                    return;
+                }
+                for index in 0..inner.env.config.num_stream_threads {
+                    if inner.shared.shutdown.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    spawn_thread(&inner, index);
+                }
+            })
+            .map_err(|e| StreamsError::Internal(format!("spawning the setup thread: {e}")))?;
+        lock_handles(&self.inner).push(setup);
+        Ok(())
+    }
+
+    /// Closes gracefully: every stream thread commits (flush stores, flush
+    /// producer, commit offsets), closes its tasks and leaves the group. Blocks
+    /// until done (from async code, call it in `spawn_blocking`). `true` when every
+    /// thread stopped within `timeout`.
+    pub fn close_timeout(&self, timeout: Duration) -> bool {
+        let state = self.state();
+        if state == State::NotRunning {
+            return true;
+        }
+        self.inner.shared.set_state(State::PendingShutdown);
+        self.inner.shared.shutdown.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let handles: Vec<JoinHandle<()>> = std::mem::take(&mut *lock_handles(&self.inner));
+            if handles.is_empty() {
+                break;
+            }
+            for h in handles {
+                while !h.is_finished() {
+                    if Instant::now() >= deadline {
+                        tracing::warn!("close timed out; stream threads still running");
+                        lock_handles(&self.inner).push(h);
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = h.join();
+            }
+        }
+        self.inner.shared.set_state(State::NotRunning);
+        true
+    }
+
+    /// [`KafkaStreams::close_timeout`] with a 60 s timeout.
+    pub fn close(&self) -> bool {
+        self.close_timeout(Duration::from_secs(60))
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !matches!(self.state(), State::NotRunning | State::Created) {
+            self.close();
+        }
+    }
+}
+
+fn lock_handles(inner: &ClientInner) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+    inner.handles.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn spawn_thread(inner: &Arc<ClientInner>, index: usize) {
+    let name = format!("{}-StreamThread-{}", inner.env.application_id, index + 1);
+    inner.shared.set_thread_state(index, ThreadState::Starting);
+    let inner2 = inner.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let inner = inner2;
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_stream_thread(
+                    index,
+                    inner.topology.clone(),
+                    inner.env.clone(),
+                    inner.shared.clone(),
+                )
+            }))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                Err(StreamsError::ThreadPanic {
+                    thread: format!("StreamThread-{}", index + 1),
+                    message,
+                })
+            });
+            match result {
+                Ok(()) => inner.shared.set_thread_state(index, ThreadState::Dead),
+                Err(error) => {
+                    tracing::error!(thread = index + 1, %error, "stream thread failed");
+                    let handler = inner
+                        .uncaught
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone();
+                    let response = handler
+                        .map(|h| h(&error))
+                        .unwrap_or(StreamThreadExceptionResponse::ShutdownClient);
+                    let shutting_down = inner.shared.shutdown.load(Ordering::SeqCst);
+                    if response == StreamThreadExceptionResponse::ReplaceThread && !shutting_down {
+                        tracing::info!(thread = index + 1, "replacing the failed stream thread");
+                        spawn_thread(&inner, index);
+                    } else {
+                        inner.shared.shutdown.store(true, Ordering::SeqCst);
+                        let mut status = inner.shared.status();
+                        if status.error.is_none() {
+                            status.error = Some(Arc::new(error));
+                        }
+                        if let Some(t) = status.threads.get_mut(index) {
+                            *t = ThreadState::Dead;
+                        }
+                        let next = aggregate(&status);
+                        inner.shared.transition(status, next);
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => lock_handles(inner).push(handle),
+        Err(e) => {
+            let mut status = inner.shared.status();
+            status.error = Some(Arc::new(StreamsError::Internal(format!(
+                "spawning stream thread {name}: {e}"
+            ))));
+            if let Some(t) = status.threads.get_mut(index) {
+                *t = ThreadState::Dead;
+            }
+            inner.shared.shutdown.store(true, Ordering::SeqCst);
+            let next = aggregate(&status);
+            inner.shared.transition(status, next);
+        }
+    }
+}

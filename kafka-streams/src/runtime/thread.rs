@@ -1,0 +1,348 @@
+//! A stream thread: one consumer, one producer, the tasks of its partitions, and the
+//! poll → process → punctuate → commit loop (Kafka's `StreamThread` and
+//! `TaskManager`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::ClientContext;
+
+use super::commit::commit_tasks;
+use super::kafka::{raw_record, KafkaCollector, KafkaCommitter};
+use super::streams::ClientShared;
+use super::task::{StreamTask, TaskEnv};
+use crate::error::{Result, StreamsError};
+use crate::processor::{PunctuationType, TaskId};
+use crate::topology::codec::RawRecord;
+use crate::topology::Topology;
+
+/// A stream thread's state (Kafka's `StreamThread.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadState {
+    /// Started, no assignment yet.
+    Starting,
+    /// Partitions revoked, waiting for the new assignment.
+    PartitionsRevoked,
+    /// Partitions assigned, tasks created.
+    PartitionsAssigned,
+    /// Processing.
+    Running,
+    /// Shutting down.
+    PendingShutdown,
+    /// Stopped.
+    Dead,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the loop and the rebalance callbacks share.
+struct ThreadCore {
+    tasks: BTreeMap<TaskId, StreamTask>,
+    collector: KafkaCollector,
+    error: Option<StreamsError>,
+}
+
+struct StreamsConsumerContext {
+    index: usize,
+    core: Arc<Mutex<ThreadCore>>,
+    topology: Arc<Topology>,
+    env: Arc<TaskEnv>,
+    sub_of_topic: HashMap<String, usize>,
+    shared: Arc<ClientShared>,
+}
+
+fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ClientContext for StreamsConsumerContext {}
+
+impl StreamsConsumerContext {
+    fn revoke_all(&self, consumer: &BaseConsumer<Self>) -> Result<()> {
+        let mut core = lock(&self.core);
+        let core = &mut *core;
+        if core.tasks.is_empty() {
+            return Ok(());
+        }
+        commit_tasks(
+            core.tasks.values_mut(),
+            &mut core.collector,
+            &mut KafkaCommitter { consumer },
+            &self.env.metrics,
+        )?;
+        for task in core.tasks.values_mut() {
+            task.close();
+        }
+        let closed: Vec<String> = core.tasks.keys().map(ToString::to_string).collect();
+        core.tasks.clear();
+        tracing::info!(thread = self.index, tasks = ?closed, "partitions revoked: committed and closed tasks");
+        Ok(())
+    }
+
+    fn assign(&self, tpl: &rdkafka::TopicPartitionList) -> Result<()> {
+        let mut core = lock(&self.core);
+        let mut ids: Vec<TaskId> = Vec::new();
+        for elem in tpl.elements() {
+            let Some(&sub) = self.sub_of_topic.get(elem.topic()) else {
+                return Err(StreamsError::Internal(format!(
+                    "assigned topic {} is not read by the topology",
+                    elem.topic()
+                )));
+            };
+            let id = TaskId {
+                subtopology: sub,
+                partition: elem.partition(),
+            };
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let now = now_ms();
+        for id in &ids {
+            if core.tasks.contains_key(id) {
+                continue;
+            }
+            let sub = &self.topology.subtopologies[id.subtopology];
+            let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
+            task.initialize(now)?;
+            core.tasks.insert(*id, task);
+        }
+        let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        names.sort();
+        tracing::info!(thread = self.index, tasks = ?names, "partitions assigned: tasks created");
+        Ok(())
+    }
+
+    fn fail(&self, error: StreamsError) {
+        let mut core = lock(&self.core);
+        if core.error.is_none() {
+            core.error = Some(error);
+        }
+    }
+}
+
+impl ConsumerContext for StreamsConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.shared
+                .set_thread_state(self.index, ThreadState::PartitionsRevoked);
+            if let Err(e) = self.revoke_all(consumer) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                if let Err(e) = self.assign(tpl) {
+                    self.fail(e);
+                }
+                self.shared
+                    .set_thread_state(self.index, ThreadState::PartitionsAssigned);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => {
+                tracing::warn!(thread = self.index, error = %e, "rebalance error");
+            }
+        }
+    }
+}
+
+/// Runs stream thread `index` until shutdown or failure.
+pub(crate) fn run_stream_thread(
+    index: usize,
+    topology: Arc<Topology>,
+    env: Arc<TaskEnv>,
+    shared: Arc<ClientShared>,
+) -> Result<()> {
+    let config = &env.config;
+    let app = &env.application_id;
+    let thread_name = format!("{app}-StreamThread-{index}");
+    let mut consumer_config = config.client.to_rdkafka();
+    consumer_config
+        .set("group.id", app)
+        .set("client.id", format!("{thread_name}-consumer"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "range");
+    if config.client.get("auto.offset.reset").is_none() {
+        consumer_config.set("auto.offset.reset", "earliest");
+    }
+    let mut producer_config = config.client.to_rdkafka();
+    producer_config
+        .set("client.id", format!("{thread_name}-producer"))
+        .remove("group.id");
+    if config.client.get("partitioner").is_none() {
+        // Java-compatible key partitioning, so repartition topics agree with Kafka
+        // Streams applications in other languages.
+        producer_config.set("partitioner", "murmur2_random");
+    }
+    let collector = KafkaCollector::new(
+        &producer_config,
+        config.production_handler.clone(),
+        env.metrics.clone(),
+    )?;
+    let core = Arc::new(Mutex::new(ThreadCore {
+        tasks: BTreeMap::new(),
+        collector,
+        error: None,
+    }));
+    let mut sub_of_topic = HashMap::new();
+    let mut topics = Vec::new();
+    for sub in &topology.subtopologies {
+        for t in &sub.source_topics {
+            let resolved = topology.resolve_topic(app, t);
+            sub_of_topic.insert(resolved.clone(), sub.id);
+            topics.push(resolved);
+        }
+    }
+    let context = StreamsConsumerContext {
+        index,
+        core: core.clone(),
+        topology: topology.clone(),
+        env: env.clone(),
+        sub_of_topic,
+        shared: shared.clone(),
+    };
+    let consumer: BaseConsumer<StreamsConsumerContext> =
+        consumer_config.create_with_context(context).map_err(|e| {
+            StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
+        })?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| StreamsError::kafka("subscribing", topics.join(", "), e))?;
+    tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
+
+    let result = run_loop(index, &consumer, &core, &env, &shared);
+    let mut guard = lock(&core);
+    let core_ref = &mut *guard;
+    let final_result = match result {
+        Ok(()) => {
+            // Graceful: one last commit, then close the tasks.
+            shared.set_thread_state(index, ThreadState::PendingShutdown);
+            let committed = commit_tasks(
+                core_ref.tasks.values_mut(),
+                &mut core_ref.collector,
+                &mut KafkaCommitter {
+                    consumer: &consumer,
+                },
+                &env.metrics,
+            );
+            for task in core_ref.tasks.values_mut() {
+                task.close();
+            }
+            committed.map(|_| ())
+        }
+        Err(e) => {
+            // Dirty close: no commit, so the failed records are processed again
+            // by whoever takes the partitions over.
+            for task in core_ref.tasks.values_mut() {
+                task.close();
+            }
+            Err(e)
+        }
+    };
+    core_ref.tasks.clear();
+    drop(guard);
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(thread = %thread_name, ok = final_result.is_ok(), "stream thread stopped");
+    final_result
+}
+
+fn run_loop(
+    index: usize,
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    core: &Mutex<ThreadCore>,
+    env: &TaskEnv,
+    shared: &ClientShared,
+) -> Result<()> {
+    let config = &env.config;
+    let mut last_commit = Instant::now();
+    let mut batch: Vec<RawRecord> = Vec::with_capacity(config.max_poll_records);
+    let mut last_progress_log = Instant::now();
+    loop {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        batch.clear();
+        while batch.len() < config.max_poll_records {
+            let timeout = if batch.is_empty() {
+                config.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(msg)) => batch.push(raw_record(&msg)),
+                Some(Err(e)) => {
+                    tracing::warn!(thread = index, error = %e, "consumer error");
+                    break;
+                }
+            }
+        }
+        let mut guard = lock(core);
+        let c = &mut *guard;
+        if let Some(e) = c.error.take() {
+            return Err(e);
+        }
+        let now = now_ms();
+        for raw in batch.drain(..) {
+            let id = consumer
+                .context()
+                .sub_of_topic
+                .get(&raw.topic)
+                .map(|&sub| TaskId {
+                    subtopology: sub,
+                    partition: raw.partition,
+                })
+                .filter(|id| c.tasks.contains_key(id));
+            let Some(id) = id else {
+                tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, "record for a partition without task; dropped (it will be re-read by its owner)");
+                continue;
+            };
+            if let Some(task) = c.tasks.get_mut(&id) {
+                task.add_record(raw, &mut c.collector)?;
+            }
+        }
+        for task in c.tasks.values_mut() {
+            task.process_all(&mut c.collector, now)?;
+            task.maybe_punctuate(PunctuationType::WallClockTime, now, &mut c.collector, now)?;
+        }
+        c.collector.poll();
+        if last_commit.elapsed() >= config.commit_interval {
+            commit_tasks(
+                c.tasks.values_mut(),
+                &mut c.collector,
+                &mut KafkaCommitter { consumer },
+                &env.metrics,
+            )?;
+            last_commit = Instant::now();
+        }
+        let assigned = shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
+        drop(guard);
+        if assigned {
+            shared.set_thread_state(index, ThreadState::Running);
+        }
+        if last_progress_log.elapsed() >= Duration::from_secs(30) {
+            let m = env.metrics.snapshot();
+            tracing::info!(
+                thread = index,
+                processed = m.processed_records,
+                commits = m.commits,
+                "stream thread progress"
+            );
+            last_progress_log = Instant::now();
+        }
+    }
+}

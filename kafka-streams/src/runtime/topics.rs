@@ -1,0 +1,191 @@
+//! Internal topics and partition counts, settled before the stream threads start
+//! (Kafka's `InternalTopicManager` and `CopartitionedTopicsEnforcer`).
+//!
+//! 1. read the partition counts of the source topics;
+//! 2. give each repartition topic its count: the one set with
+//!    `Repartitioned::with_number_of_partitions`, else the largest count among the
+//!    source topics of the sub-topology that writes it;
+//! 3. create missing internal topics as `<application.id>-<name>` (through
+//!    [`StreamsConfig::topic_creator`](super::StreamsConfig::topic_creator) if set,
+//!    else the admin API), and wait until the cluster shows them;
+//! 4. check that every sub-topology's source topics have the same partition count
+//!    (tasks are `(sub-topology, partition)`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::StreamsConfig;
+use crate::error::{Result, StreamsError};
+use crate::topology::{NodeKindDef, Topology};
+
+fn partition_counts(consumer: &BaseConsumer, timeout: Duration) -> Result<BTreeMap<String, i32>> {
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| StreamsError::kafka("fetching cluster metadata", "", e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect())
+}
+
+/// Creates `topic` with the admin API; an existing topic is fine.
+pub(crate) fn create_topic_with_admin(
+    config: &rdkafka::ClientConfig,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| StreamsError::kafka("creating the admin client", topic, e))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = futures::executor::block_on(admin.create_topics([&new], &options))
+        .map_err(|e| StreamsError::kafka("creating topic", topic, e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(StreamsError::kafka(
+                    "creating topic",
+                    name,
+                    rdkafka::error::KafkaError::AdminOp(code),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Settles internal topics and checks co-partitioning; returns the partition count
+/// of every (resolved) source topic. Blocking: call it off the async executor.
+pub(crate) fn prepare_topics(
+    topology: &Topology,
+    config: &StreamsConfig,
+) -> Result<BTreeMap<String, i32>> {
+    let app = &config.application_id;
+    let rd = config.client.to_rdkafka();
+    let consumer: BaseConsumer = rd
+        .create()
+        .map_err(|e| StreamsError::kafka("creating the metadata client", "", e))?;
+    let timeout = Duration::from_secs(30);
+    let mut counts = partition_counts(&consumer, timeout)?;
+
+    for sub in &topology.subtopologies {
+        for t in &sub.source_topics {
+            if !topology.internal_topics.contains_key(t) && !counts.contains_key(t) {
+                return Err(StreamsError::MissingSourceTopic {
+                    topic: t.clone(),
+                    subtopology: sub.id,
+                });
+            }
+        }
+    }
+
+    // Partition counts of internal topics, upstream first (a sub-topology may read
+    // a repartition topic written by another one).
+    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
+    for _ in 0..=topology.subtopologies.len() {
+        for (name, internal) in &topology.internal_topics {
+            if wanted.contains_key(name) {
+                continue;
+            }
+            if let Some(p) = internal.partitions {
+                wanted.insert(name.clone(), p);
+                continue;
+            }
+            let writer = topology.subtopologies.iter().find(|s| {
+                s.nodes.iter().any(|&n| {
+                    matches!(&topology.nodes[n].kind, NodeKindDef::Sink { topic: Some(t), .. } if t == name)
+                })
+            });
+            let Some(writer) = writer else { continue };
+            let upstream: Option<Vec<i32>> = writer
+                .source_topics
+                .iter()
+                .map(|t| {
+                    if topology.internal_topics.contains_key(t) {
+                        wanted.get(t).copied()
+                    } else {
+                        counts.get(t).copied()
+                    }
+                })
+                .collect();
+            if let Some(max) = upstream.and_then(|v| v.into_iter().max()) {
+                wanted.insert(name.clone(), max);
+            }
+        }
+    }
+
+    for (name, partitions) in &wanted {
+        let topic = format!("{app}-{name}");
+        match counts.get(&topic) {
+            Some(existing) if existing == partitions => {}
+            Some(existing) => {
+                return Err(StreamsError::Topology(format!(
+                "internal topic {topic} exists with {existing} partitions, expected {partitions}"
+            )))
+            }
+            None => {
+                tracing::info!(%topic, partitions, "creating internal topic");
+                match &config.topic_creator {
+                    Some(create) => create(&topic, *partitions, config.replication_factor)?,
+                    None => create_topic_with_admin(
+                        &rd,
+                        &topic,
+                        *partitions,
+                        config.replication_factor,
+                    )?,
+                }
+            }
+        }
+    }
+
+    // Wait until the new topics are visible with their partitions.
+    let deadline = Instant::now() + timeout;
+    loop {
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(name, p)| counts.get(&format!("{app}-{name}")) != Some(p))
+            .map(|(name, _)| format!("{app}-{name}"))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(StreamsError::Topology(format!(
+                "internal topics {missing:?} did not appear within {timeout:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        counts = partition_counts(&consumer, timeout)?;
+    }
+
+    // Co-partitioning: every source topic of a sub-topology has the same count.
+    for sub in &topology.subtopologies {
+        let topics: Vec<String> = sub
+            .source_topics
+            .iter()
+            .map(|t| topology.resolve_topic(app, t))
+            .collect();
+        let found: Vec<i32> = topics
+            .iter()
+            .map(|t| counts.get(t).copied().unwrap_or(0))
+            .collect();
+        if found.windows(2).any(|w| w[0] != w[1]) {
+            return Err(StreamsError::CoPartitioning {
+                subtopology: sub.id,
+                topics,
+                counts: found,
+            });
+        }
+    }
+    Ok(counts)
+}
