@@ -10,16 +10,26 @@ use kafka_client::ClientConfig;
 /// The broker under test: `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/bench.sh`).
 pub fn broker_config() -> anyhow::Result<ClientConfig> {
     ClientConfig::from_env().map_err(|e| {
-        anyhow::anyhow!("{e}: run the benchmarks with `bash scripts/bench.sh`, which starts a broker")
+        anyhow::anyhow!(
+            "{e}: run the benchmarks with `bash scripts/bench.sh`, which starts a broker"
+        )
     })
 }
 
 /// Creates a topic and waits for the broker to confirm it.
-pub async fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+pub async fn create_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = config.to_rdkafka().create()?;
     let results = admin
         .create_topics(
-            [&NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            [&NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await?;

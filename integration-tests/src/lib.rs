@@ -155,3 +155,8 @@ pub fn init_tracing() {
             .try_init();
     });
 }
+
+/// The README's code blocks compile as doc tests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -69,7 +69,11 @@ async fn v1_producer_and_v2_consumer() {
         .collect();
     for reading in &sent {
         producer
-            .send(ProducerRecord::new(&topic, reading.sensor_id.clone(), reading.clone()))
+            .send(ProducerRecord::new(
+                &topic,
+                reading.sensor_id.clone(),
+                reading.clone(),
+            ))
             .await
             .unwrap_or_else(|e| panic!("send: {e}"));
     }
@@ -82,7 +86,10 @@ async fn v1_producer_and_v2_consumer() {
     .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
     for expected in &sent {
-        let record = consumer.recv().await.unwrap_or_else(|e| panic!("recv: {e}"));
+        let record = consumer
+            .recv()
+            .await
+            .unwrap_or_else(|e| panic!("recv: {e}"));
         assert_eq!(record.key, expected.sensor_id);
         assert_eq!(
             record.value,
@@ -119,7 +126,11 @@ async fn v2_producer_and_v1_consumer() {
         value: 3,
     };
     v1_producer
-        .send(ProducerRecord::new(&topic, old.sensor_id.clone(), old.clone()))
+        .send(ProducerRecord::new(
+            &topic,
+            old.sensor_id.clone(),
+            old.clone(),
+        ))
         .await
         .unwrap_or_else(|e| panic!("send v1: {e}"));
     let v2_producer = Producer::with_serializers(
@@ -135,11 +146,18 @@ async fn v2_producer_and_v1_consumer() {
         unit: "bar".into(),
     };
     v2_producer
-        .send(ProducerRecord::new(&topic, new.sensor_id.clone(), new.clone()))
+        .send(ProducerRecord::new(
+            &topic,
+            new.sensor_id.clone(),
+            new.clone(),
+        ))
         .await
         .unwrap_or_else(|e| panic!("send v2: {e}"));
     let client = SchemaRegistryClient::from_url(&url).unwrap();
-    assert_eq!(client.versions(&format!("{topic}-value")).await.unwrap(), [1, 2]);
+    assert_eq!(
+        client.versions(&format!("{topic}-value")).await.unwrap(),
+        [1, 2]
+    );
 
     let consumer = Consumer::with_deserializers(
         &consumer_config(&unique_name("avro-v1-reader")),
@@ -148,9 +166,15 @@ async fn v2_producer_and_v1_consumer() {
     )
     .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
-    let first = consumer.recv().await.unwrap_or_else(|e| panic!("recv: {e}"));
+    let first = consumer
+        .recv()
+        .await
+        .unwrap_or_else(|e| panic!("recv: {e}"));
     assert_eq!(first.value, old);
-    let second = consumer.recv().await.unwrap_or_else(|e| panic!("recv: {e}"));
+    let second = consumer
+        .recv()
+        .await
+        .unwrap_or_else(|e| panic!("recv: {e}"));
     assert_eq!(second.key, "pressure-2");
     // The v1 reader skips `unit` and keeps every field it knows.
     assert_eq!(

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{
-    AdminClient as RdAdminClient, AdminOptions, ConfigSource as RdConfigSource,
-    NewPartitions, NewTopic as RdNewTopic, ResourceSpecifier, TopicReplication,
+    AdminClient as RdAdminClient, AdminOptions, ConfigSource as RdConfigSource, NewPartitions,
+    NewTopic as RdNewTopic, ResourceSpecifier, TopicReplication,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -1365,7 +1365,10 @@ mod incremental {
             let resource = Owned(resource, rd::rd_kafka_ConfigResource_destroy);
             for (key, value) in changes {
                 let key_c = cstring("config name", key)?;
-                let value_c = value.as_deref().map(|v| cstring("config value", v)).transpose()?;
+                let value_c = value
+                    .as_deref()
+                    .map(|v| cstring("config value", v))
+                    .transpose()?;
                 let op = if value.is_some() {
                     rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
                 } else {
@@ -1382,10 +1385,9 @@ mod incremental {
                     let message = CStr::from_ptr(rd::rd_kafka_error_string(error.0))
                         .to_string_lossy()
                         .into_owned();
-                    return Err(Error::Config(format!(
-                        "config {key} of topic {topic}: {message}"
-                    ))
-                    .into());
+                    return Err(
+                        Error::Config(format!("config {key} of topic {topic}: {message}")).into(),
+                    );
                 }
             }
             let options = rd::rd_kafka_AdminOptions_new(
@@ -1410,13 +1412,7 @@ mod incremental {
             }
             let queue = Owned(queue, rd::rd_kafka_queue_destroy);
             let mut resources = [resource.0];
-            rd::rd_kafka_IncrementalAlterConfigs(
-                rk,
-                resources.as_mut_ptr(),
-                1,
-                options.0,
-                queue.0,
-            );
+            rd::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options.0, queue.0);
             // The request itself times out after REQUEST_TIMEOUT; allow a margin.
             let event = rd::rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(5_000));
             if event.is_null() {

@@ -17,7 +17,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use kafka_client::{serde::Json, ClientConfig, Consumer, Producer, ProducerRecord};
 //!
-//! #[derive(serde::Serialize, serde::Deserialize)]
+//! #[derive(Debug, serde::Serialize, serde::Deserialize)]
 //! struct Reading { sensor_id: String, value: i64 }
 //!
 //! let config = ClientConfig::new("localhost:9092").group_id("readers");
@@ -43,6 +43,7 @@ pub mod producer;
 pub mod record;
 pub mod serde;
 pub mod stats;
+pub mod transaction;
 
 pub use config::ClientConfig;
 pub use consumer::{

@@ -288,14 +288,12 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             Err(e) => Err(e),
         };
         match outcome {
-            Ok((partition, offset, timestamp)) => {
-                Ok(RecordMetadata {
-                    topic: record.topic,
-                    partition,
-                    offset,
-                    timestamp: timestamp_parts(timestamp).0,
-                })
-            }
+            Ok((partition, offset, timestamp)) => Ok(RecordMetadata {
+                topic: record.topic,
+                partition,
+                offset,
+                timestamp: timestamp_parts(timestamp).0,
+            }),
             Err(e) => Err(SendError {
                 record,
                 kind: SendErrorKind::Kafka(e),
@@ -341,6 +339,24 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             .await
             .map_err(|e| Error::background("flush", e))?
             .map_err(|e| Error::kafka("flush", "", e))
+    }
+
+    /// Runs a call on the librdkafka producer on tokio's blocking pool (for the
+    /// transactional calls, which block).
+    pub(crate) async fn run_blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RdProducer) -> T + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || call(&shared.producer))
+            .await
+            .map_err(|e| Error::background(operation, e))
+    }
+
+    /// Runs a non-blocking call on the librdkafka producer.
+    pub(crate) fn with_rd<T>(&self, call: impl FnOnce(&RdProducer) -> T) -> T {
+        call(&self.shared.producer)
     }
 
     /// Records queued or in flight.

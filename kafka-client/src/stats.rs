@@ -285,16 +285,66 @@ impl ClientStats {
             }
         };
         let one = |v: f64| vec![(client.clone(), v)];
-        metric("queue_messages", "gauge", "Messages waiting in the producer queues.", &one(self.queued_messages as f64));
-        metric("queue_bytes", "gauge", "Bytes waiting in the producer queues.", &one(self.queued_bytes as f64));
-        metric("tx_requests_total", "counter", "Requests sent to brokers.", &one(self.tx_requests as f64));
-        metric("tx_bytes_total", "counter", "Bytes sent to brokers.", &one(self.tx_bytes as f64));
-        metric("rx_responses_total", "counter", "Responses received from brokers.", &one(self.rx_responses as f64));
-        metric("rx_bytes_total", "counter", "Bytes received from brokers.", &one(self.rx_bytes as f64));
-        metric("tx_messages_total", "counter", "Messages produced.", &one(self.tx_messages as f64));
-        metric("tx_message_bytes_total", "counter", "Message bytes produced.", &one(self.tx_message_bytes as f64));
-        metric("rx_messages_total", "counter", "Messages consumed.", &one(self.rx_messages as f64));
-        metric("rx_message_bytes_total", "counter", "Message bytes consumed.", &one(self.rx_message_bytes as f64));
+        metric(
+            "queue_messages",
+            "gauge",
+            "Messages waiting in the producer queues.",
+            &one(self.queued_messages as f64),
+        );
+        metric(
+            "queue_bytes",
+            "gauge",
+            "Bytes waiting in the producer queues.",
+            &one(self.queued_bytes as f64),
+        );
+        metric(
+            "tx_requests_total",
+            "counter",
+            "Requests sent to brokers.",
+            &one(self.tx_requests as f64),
+        );
+        metric(
+            "tx_bytes_total",
+            "counter",
+            "Bytes sent to brokers.",
+            &one(self.tx_bytes as f64),
+        );
+        metric(
+            "rx_responses_total",
+            "counter",
+            "Responses received from brokers.",
+            &one(self.rx_responses as f64),
+        );
+        metric(
+            "rx_bytes_total",
+            "counter",
+            "Bytes received from brokers.",
+            &one(self.rx_bytes as f64),
+        );
+        metric(
+            "tx_messages_total",
+            "counter",
+            "Messages produced.",
+            &one(self.tx_messages as f64),
+        );
+        metric(
+            "tx_message_bytes_total",
+            "counter",
+            "Message bytes produced.",
+            &one(self.tx_message_bytes as f64),
+        );
+        metric(
+            "rx_messages_total",
+            "counter",
+            "Messages consumed.",
+            &one(self.rx_messages as f64),
+        );
+        metric(
+            "rx_message_bytes_total",
+            "counter",
+            "Message bytes consumed.",
+            &one(self.rx_message_bytes as f64),
+        );
 
         let broker = |b: &BrokerStats| format!("{client},broker=\"{}\"", escape(&b.name));
         let up: Vec<_> = self
@@ -302,21 +352,41 @@ impl ClientStats {
             .iter()
             .map(|b| (broker(b), if b.is_up() { 1.0 } else { 0.0 }))
             .collect();
-        metric("broker_up", "gauge", "1 when the broker connection is up.", &up);
+        metric(
+            "broker_up",
+            "gauge",
+            "1 when the broker connection is up.",
+            &up,
+        );
         let rtt = |pick: fn(&Latency) -> i64| -> Vec<(String, f64)> {
             self.brokers
                 .iter()
                 .filter_map(|b| b.rtt.as_ref().map(|l| (broker(b), pick(l) as f64 / 1e6)))
                 .collect()
         };
-        metric("broker_rtt_avg_seconds", "gauge", "Mean broker round-trip time.", &rtt(|l| l.avg_us));
-        metric("broker_rtt_p99_seconds", "gauge", "99th percentile broker round-trip time.", &rtt(|l| l.p99_us));
+        metric(
+            "broker_rtt_avg_seconds",
+            "gauge",
+            "Mean broker round-trip time.",
+            &rtt(|l| l.avg_us),
+        );
+        metric(
+            "broker_rtt_p99_seconds",
+            "gauge",
+            "99th percentile broker round-trip time.",
+            &rtt(|l| l.p99_us),
+        );
         let outbuf: Vec<_> = self
             .brokers
             .iter()
             .map(|b| (broker(b), b.outbuf_requests as f64))
             .collect();
-        metric("broker_outbuf_requests", "gauge", "Requests waiting to be sent to the broker.", &outbuf);
+        metric(
+            "broker_outbuf_requests",
+            "gauge",
+            "Requests waiting to be sent to the broker.",
+            &outbuf,
+        );
 
         let partition = |p: &PartitionStats| {
             format!(
@@ -331,12 +401,42 @@ impl ClientStats {
                 .filter_map(|p| pick(p).map(|v| (partition(p), v as f64)))
                 .collect()
         };
-        metric("consumer_lag", "gauge", "High watermark minus committed offset.", &per_partition(|p| p.consumer_lag));
-        metric("committed_offset", "gauge", "Committed offset.", &per_partition(|p| p.committed_offset));
-        metric("high_watermark", "gauge", "Partition high watermark.", &per_partition(|p| p.high_watermark));
-        metric("partition_queue_messages", "gauge", "Messages queued for the partition (producer).", &per_partition(|p| Some(p.queued_messages)));
-        metric("partition_tx_messages_total", "counter", "Messages produced to the partition.", &per_partition(|p| Some(p.tx_messages as i64)));
-        metric("partition_rx_messages_total", "counter", "Messages consumed from the partition.", &per_partition(|p| Some(p.rx_messages as i64)));
+        metric(
+            "consumer_lag",
+            "gauge",
+            "High watermark minus committed offset.",
+            &per_partition(|p| p.consumer_lag),
+        );
+        metric(
+            "committed_offset",
+            "gauge",
+            "Committed offset.",
+            &per_partition(|p| p.committed_offset),
+        );
+        metric(
+            "high_watermark",
+            "gauge",
+            "Partition high watermark.",
+            &per_partition(|p| p.high_watermark),
+        );
+        metric(
+            "partition_queue_messages",
+            "gauge",
+            "Messages queued for the partition (producer).",
+            &per_partition(|p| Some(p.queued_messages)),
+        );
+        metric(
+            "partition_tx_messages_total",
+            "counter",
+            "Messages produced to the partition.",
+            &per_partition(|p| Some(p.tx_messages as i64)),
+        );
+        metric(
+            "partition_rx_messages_total",
+            "counter",
+            "Messages consumed from the partition.",
+            &per_partition(|p| Some(p.rx_messages as i64)),
+        );
         out
     }
 }
@@ -449,18 +549,26 @@ mod tests {
     #[test]
     fn prometheus_text_has_help_type_and_escaped_labels() {
         let text = ClientStats::from(&sample()).to_prometheus();
-        assert!(text.contains("# TYPE kafka_client_consumer_lag gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE kafka_client_consumer_lag gauge"),
+            "{text}"
+        );
         assert!(text.contains(
             "kafka_client_consumer_lag{client_id=\"plant \\\"ingest\\\"\",name=\"rdkafka#consumer-1\",type=\"consumer\",topic=\"plant01\",partition=\"0\"} 60\n"
         ), "{text}");
-        assert!(!text.contains("partition=\"1\"} -1"), "unknown lag is not exported");
+        assert!(
+            !text.contains("partition=\"1\"} -1"),
+            "unknown lag is not exported"
+        );
         assert!(text.contains("kafka_client_broker_rtt_avg_seconds{client_id=\"plant \\\"ingest\\\"\",name=\"rdkafka#consumer-1\",type=\"consumer\",broker=\"127.0.0.1:9092/1\"} 0.0015"), "{text}");
         assert!(text.contains("kafka_client_queue_messages{") && text.contains("} 7\n"));
         assert!(text.contains("kafka_client_rx_messages_total{") && text.contains("} 42\n"));
         // Every sample line is `name{labels} value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (_, value) = line.rsplit_once(' ').unwrap();
-            value.parse::<f64>().unwrap_or_else(|_| panic!("bad sample {line}"));
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad sample {line}"));
         }
     }
 

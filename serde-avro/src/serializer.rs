@@ -28,7 +28,10 @@ struct WriterSchema {
 /// Writer schemas by topic, key and value apart. Looked up with the borrowed topic, so the
 /// warm path allocates nothing.
 #[derive(Debug, Default)]
-struct WriterCache(RwLock<HashMap<String, [Option<Arc<WriterSchema>>; 2], FnvBuildHasher>>);
+struct WriterCache(RwLock<HashMap<String, WriterSlots, FnvBuildHasher>>);
+
+/// The key's and the value's writer schema of one topic.
+type WriterSlots = [Option<Arc<WriterSchema>>; 2];
 
 fn slot(field: MessageField) -> usize {
     match field {

@@ -27,7 +27,9 @@ use kafka_client::rdkafka::producer::{
 };
 use kafka_client::rdkafka::util::Timeout;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
-use kafka_client::{ClientConfig, Consumer, Offset as TypedOffset, Producer, ProducerRecord, TopicPartition};
+use kafka_client::{
+    ClientConfig, Consumer, Offset as TypedOffset, Producer, ProducerRecord, TopicPartition,
+};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -75,10 +77,16 @@ fn keys(n: u64) -> Vec<String> {
     (0..n).map(|i| format!("sensor-{}", i % 1000)).collect()
 }
 
-async fn raw_produce(config: &ClientConfig, topic: &str, keys: &[String], value: &str) -> anyhow::Result<u64> {
+async fn raw_produce(
+    config: &ClientConfig,
+    topic: &str,
+    keys: &[String],
+    value: &str,
+) -> anyhow::Result<u64> {
     let delivered = Arc::new(AtomicU64::new(0));
-    let producer: ThreadedProducer<Counting> =
-        producer_settings(config).to_rdkafka().create_with_context(Counting(delivered.clone()))?;
+    let producer: ThreadedProducer<Counting> = producer_settings(config)
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
     let topic = topic.to_owned();
     let keys = keys.to_vec();
     let value = value.to_owned();
@@ -86,11 +94,16 @@ async fn raw_produce(config: &ClientConfig, topic: &str, keys: &[String], value:
     // thread drain it.
     tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         for key in &keys {
-            let mut record = BaseRecord::to(&topic).key(key.as_str()).payload(value.as_str());
+            let mut record = BaseRecord::to(&topic)
+                .key(key.as_str())
+                .payload(value.as_str());
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((e, back)) if e.rdkafka_error_code() == Some(kafka_client::rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    Err((e, back))
+                        if e.rdkafka_error_code()
+                            == Some(kafka_client::rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                    {
                         record = back;
                         producer.poll(Duration::from_millis(1));
                     }
@@ -155,7 +168,12 @@ fn consumer_settings(config: &ClientConfig) -> ClientConfig {
         .set("fetch.wait.max.ms", "10")
 }
 
-async fn raw_consume(config: &ClientConfig, topic: &str, partitions: i32, expected: u64) -> anyhow::Result<u64> {
+async fn raw_consume(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    expected: u64,
+) -> anyhow::Result<u64> {
     let consumer: BaseConsumer = consumer_settings(config).to_rdkafka().create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -177,7 +195,12 @@ async fn raw_consume(config: &ClientConfig, topic: &str, partitions: i32, expect
     .await?
 }
 
-async fn typed_consume(config: &ClientConfig, topic: &str, partitions: i32, expected: u64) -> anyhow::Result<u64> {
+async fn typed_consume(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    expected: u64,
+) -> anyhow::Result<u64> {
     let consumer: Consumer<String, String> = Consumer::new(&consumer_settings(config))?;
     let assignment: Vec<_> = (0..partitions)
         .map(|p| (TopicPartition::new(topic, p), TypedOffset::Beginning))
@@ -215,19 +238,36 @@ async fn main() -> anyhow::Result<()> {
         let raw_topic = unique("bench-raw-produce");
         create_topic(&config, &raw_topic, args.partitions).await?;
         let rate = timed(|| raw_produce(&config, &raw_topic, &keys, &value)).await?;
-        tracing::info!(round, side = "raw", rate = rate.per_second() as u64, "produce run done");
+        tracing::info!(
+            round,
+            side = "raw",
+            rate = rate.per_second() as u64,
+            "produce run done"
+        );
         raw_p.push(rate);
 
         let future_topic = unique("bench-future-produce");
         create_topic(&config, &future_topic, args.partitions).await?;
-        let rate = timed(|| raw_future_produce(&config, &future_topic, &keys, &value, args.window)).await?;
-        tracing::info!(round, side = "raw-future", rate = rate.per_second() as u64, "produce run done");
+        let rate = timed(|| raw_future_produce(&config, &future_topic, &keys, &value, args.window))
+            .await?;
+        tracing::info!(
+            round,
+            side = "raw-future",
+            rate = rate.per_second() as u64,
+            "produce run done"
+        );
         future_p.push(rate);
 
         let typed_topic = unique("bench-typed-produce");
         create_topic(&config, &typed_topic, args.partitions).await?;
-        let rate = timed(|| typed_produce(&config, &typed_topic, &keys, &value, args.window)).await?;
-        tracing::info!(round, side = "typed", rate = rate.per_second() as u64, "produce run done");
+        let rate =
+            timed(|| typed_produce(&config, &typed_topic, &keys, &value, args.window)).await?;
+        tracing::info!(
+            round,
+            side = "typed",
+            rate = rate.per_second() as u64,
+            "produce run done"
+        );
         typed_p.push(rate);
         filled_topic = Some(typed_topic);
     }
@@ -236,15 +276,30 @@ async fn main() -> anyhow::Result<()> {
     let (mut raw_c, mut typed_c): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let rate = timed(|| raw_consume(&config, &topic, args.partitions, args.records)).await?;
-        tracing::info!(round, side = "raw", rate = rate.per_second() as u64, "consume run done");
+        tracing::info!(
+            round,
+            side = "raw",
+            rate = rate.per_second() as u64,
+            "consume run done"
+        );
         raw_c.push(rate);
         let rate = timed(|| typed_consume(&config, &topic, args.partitions, args.records)).await?;
-        tracing::info!(round, side = "typed", rate = rate.per_second() as u64, "consume run done");
+        tracing::info!(
+            round,
+            side = "typed",
+            rate = rate.per_second() as u64,
+            "consume run done"
+        );
         typed_c.push(rate);
     }
 
     report("producer (typed / raw callback)", &typed_p, &raw_p, 0.95);
-    report("producer (typed / raw FutureProducer)", &typed_p, &future_p, 0.95);
+    report(
+        "producer (typed / raw FutureProducer)",
+        &typed_p,
+        &future_p,
+        0.95,
+    );
     report("consumer (typed / raw)", &typed_c, &raw_c, 0.9);
     Ok(())
 }

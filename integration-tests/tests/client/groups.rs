@@ -5,8 +5,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use integration_tests::{consumer_config, create_topic, eventually, unique_name};
-use kafka_client::{Consumer, Producer, ProducerRecord, RebalanceEvent};
+use kafka_client::{
+    Consumer, Producer, ProducerRecord, RebalanceEvent, RebalanceListener, TopicPartition,
+};
 
 async fn produce_per_partition(topic: &str, partitions: i32, per_partition: i64, start: i64) {
     let producer: Producer<String, i64> = Producer::new(&integration_tests::config()).unwrap();
@@ -162,4 +165,71 @@ async fn commits_leave_the_current_thread_runtime_free() {
         other.await.unwrap();
     }
     assert_eq!(consumer.committed().await.unwrap()[0].1, Some(5));
+}
+
+/// Remembers what the synchronous rebalance callbacks were told.
+#[derive(Default, Clone)]
+struct Recorder {
+    assigned: Arc<Mutex<Vec<TopicPartition>>>,
+    revoked: Arc<Mutex<Vec<TopicPartition>>>,
+}
+
+impl RebalanceListener for Recorder {
+    fn on_assigned(&self, partitions: &[TopicPartition]) {
+        self.assigned.lock().unwrap().extend_from_slice(partitions);
+    }
+    fn on_revoked(&self, partitions: &[TopicPartition]) {
+        self.revoked.lock().unwrap().extend_from_slice(partitions);
+    }
+}
+
+#[tokio::test]
+async fn auto_commit_stream_and_rebalance_listener() {
+    let topic = unique_name("auto-commit");
+    let group = unique_name("auto-commit");
+    create_topic(&topic, 2).await;
+    produce_per_partition(&topic, 2, 3, 0).await;
+
+    let recorder = Recorder::default();
+    let consumer: Consumer<String, i64> = Consumer::builder(
+        &consumer_config(&group)
+            .enable_auto_commit(true)
+            .set("auto.commit.interval.ms", "100"),
+    )
+    .key_deserializer(kafka_client::serde::StringSerde)
+    .value_deserializer(kafka_client::serde::BigEndian)
+    .rebalance_listener(recorder.clone())
+    .build()
+    .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let records: Vec<_> = consumer.stream().take(6).collect().await;
+    let mut values: Vec<(i32, i64)> = records
+        .into_iter()
+        .map(|r| r.map(|r| (r.partition, r.value)).unwrap())
+        .collect();
+    values.sort_unstable();
+    assert_eq!(values, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+    let mut assigned = recorder.assigned.lock().unwrap().clone();
+    assigned.sort();
+    assert_eq!(
+        assigned,
+        vec![
+            TopicPartition::new(&topic, 0),
+            TopicPartition::new(&topic, 1)
+        ]
+    );
+
+    // No explicit commit: the auto-commit timer commits what was handed out.
+    eventually("auto-committed offsets", || async {
+        let committed = consumer.committed().await.unwrap();
+        committed.iter().all(|(_, o)| *o == Some(3)).then_some(())
+    })
+    .await;
+    consumer.close().await.unwrap();
+    let mut revoked = recorder.revoked.lock().unwrap().clone();
+    revoked.sort();
+    assert_eq!(
+        revoked, assigned,
+        "close revokes the assignment through the listener"
+    );
 }

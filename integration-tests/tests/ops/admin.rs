@@ -68,7 +68,11 @@ async fn compacted_topic_config_describe_alter_and_delete() {
     wait_for_partitions(&topic, 2).await;
 
     let described = admin.describe_topic_config(&topic).await.unwrap();
-    assert_eq!(described.get("cleanup.policy"), Some("compact"), "{described:?}");
+    assert_eq!(
+        described.get("cleanup.policy"),
+        Some("compact"),
+        "{described:?}"
+    );
 
     admin
         .alter_topic_config(&topic, &[("retention.ms", Some("3600000"))])
@@ -84,7 +88,10 @@ async fn compacted_topic_config_describe_alter_and_delete() {
 
     let listed = admin.describe_topic(&topic).await.unwrap();
     assert_eq!(listed.partition_count(), 2);
-    assert!(listed.partitions.iter().all(|p| p.leader >= 0), "{listed:?}");
+    assert!(
+        listed.partitions.iter().all(|p| p.leader >= 0),
+        "{listed:?}"
+    );
     assert!(admin
         .list_topics()
         .await
@@ -163,17 +170,32 @@ async fn reset_shift_by_one_on_one_partition_skips_exactly_one_record() {
         .unwrap();
     assert!(!dry.executed);
     assert_eq!(dry.offsets.len(), 1, "{dry}");
-    assert_eq!((dry.offsets[0].current, dry.offsets[0].target), (Some(3), 4));
+    assert_eq!(
+        (dry.offsets[0].current, dry.offsets[0].target),
+        (Some(3), 4)
+    );
     // The dry run changed nothing.
-    let offsets = admin.group_offsets_for_topics(&group, &[&topic]).await.unwrap();
-    assert_eq!(offsets, vec![(TopicPartition::new(&topic, 0), Some(3)), (TopicPartition::new(&topic, 1), Some(3))]);
+    let offsets = admin
+        .group_offsets_for_topics(&group, &[&topic])
+        .await
+        .unwrap();
+    assert_eq!(
+        offsets,
+        vec![
+            (TopicPartition::new(&topic, 0), Some(3)),
+            (TopicPartition::new(&topic, 1), Some(3))
+        ]
+    );
 
     let done = admin
         .reset_group_offsets(&group, &[scope], ResetTarget::ShiftBy(1))
         .await
         .unwrap();
     assert!(done.executed);
-    let offsets = admin.group_offsets_for_topics(&group, &[&topic]).await.unwrap();
+    let offsets = admin
+        .group_offsets_for_topics(&group, &[&topic])
+        .await
+        .unwrap();
     assert_eq!(
         offsets,
         vec![
@@ -201,21 +223,33 @@ async fn reset_shift_by_one_on_one_partition_skips_exactly_one_record() {
     })
     .await;
     let err = admin
-        .reset_group_offsets(&group, &[ResetScope::Topic(topic.clone())], ResetTarget::ToEarliest)
+        .reset_group_offsets(
+            &group,
+            &[ResetScope::Topic(topic.clone())],
+            ResetTarget::ToEarliest,
+        )
         .await
         .unwrap_err();
     match &err {
-        AdminError::GroupNotEmpty { group: g, members, .. } => {
+        AdminError::GroupNotEmpty {
+            group: g, members, ..
+        } => {
             assert_eq!(g, &group);
             assert_eq!(members.len(), 1, "{err}");
         }
         other => panic!("expected GroupNotEmpty, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains(&group) && message.contains("active member"), "{message}");
+    assert!(
+        message.contains(&group) && message.contains("active member"),
+        "{message}"
+    );
     // ... and nothing was committed by the refused reset.
     consumer.close().await.unwrap();
-    let offsets = admin.group_offsets_for_topics(&group, &[&topic]).await.unwrap();
+    let offsets = admin
+        .group_offsets_for_topics(&group, &[&topic])
+        .await
+        .unwrap();
     assert_eq!(offsets[0].1, Some(4));
 }
 
@@ -262,8 +296,14 @@ async fn reset_to_datetime_earliest_latest_and_offset() {
         (ResetTarget::ToLatest, 10),
         (ResetTarget::ShiftBy(-3), 7),
     ] {
-        admin.reset_group_offsets(&group, &scope, target).await.unwrap();
-        let offsets = admin.group_offsets_for_topics(&group, &[&topic]).await.unwrap();
+        admin
+            .reset_group_offsets(&group, &scope, target)
+            .await
+            .unwrap();
+        let offsets = admin
+            .group_offsets_for_topics(&group, &[&topic])
+            .await
+            .unwrap();
         assert_eq!(offsets[0].1, Some(expected), "{target:?}");
     }
 
@@ -309,11 +349,19 @@ async fn groups_are_listed_described_and_deleted() {
 
     consumer.close().await.unwrap();
     eventually("the group to empty", || async {
-        admin.describe_group(&group).await.unwrap().is_inactive().then_some(())
+        admin
+            .describe_group(&group)
+            .await
+            .unwrap()
+            .is_inactive()
+            .then_some(())
     })
     .await;
     admin.delete_group(&group).await.unwrap();
-    let offsets = admin.group_offsets_for_topics(&group, &[&topic]).await.unwrap();
+    let offsets = admin
+        .group_offsets_for_topics(&group, &[&topic])
+        .await
+        .unwrap();
     assert!(offsets.iter().all(|(_, o)| o.is_none()), "{offsets:?}");
 }
 
@@ -333,13 +381,24 @@ async fn records_are_deleted_before_an_offset() {
         .unwrap();
     let group = unique_name("delete-records");
     let plan = admin
-        .plan_group_offsets_reset(&group, &[format!("{topic}:0").parse().unwrap()], ResetTarget::ToEarliest)
+        .plan_group_offsets_reset(
+            &group,
+            &[format!("{topic}:0").parse().unwrap()],
+            ResetTarget::ToEarliest,
+        )
         .await
         .unwrap();
     assert_eq!(plan.target(&topic, 0), Some(4), "log start moved to 4");
     let err = admin
-        .plan_group_offsets_reset(&group, &[format!("{topic}:7").parse().unwrap()], ResetTarget::ToEarliest)
+        .plan_group_offsets_reset(
+            &group,
+            &[format!("{topic}:7").parse().unwrap()],
+            ResetTarget::ToEarliest,
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, AdminError::UnknownPartition { partition: 7, .. }), "{err}");
+    assert!(
+        matches!(err, AdminError::UnknownPartition { partition: 7, .. }),
+        "{err}"
+    );
 }

@@ -27,9 +27,8 @@ async fn consumer_stats_arrive_on_interval_and_match_admin_lag() {
     }
 
     let created = Instant::now();
-    let consumer: Arc<Consumer<String, i64>> = Arc::new(
-        Consumer::new(&consumer_config(&group).statistics_interval(INTERVAL)).unwrap(),
-    );
+    let consumer: Arc<Consumer<String, i64>> =
+        Arc::new(Consumer::new(&consumer_config(&group).statistics_interval(INTERVAL)).unwrap());
     let mut stats = consumer.statistics();
     let assignment: Vec<_> = (0..3)
         .map(|p| (TopicPartition::new(&topic, p), Offset::Beginning))
@@ -72,7 +71,9 @@ async fn consumer_stats_arrive_on_interval_and_match_admin_lag() {
         .expect("no statistics within 1.5 intervals of the previous one")
         .unwrap();
     let gap = mark.elapsed();
-    println!("statistics: first snapshot after {first:?}, next after {gap:?} (interval {INTERVAL:?})");
+    println!(
+        "statistics: first snapshot after {first:?}, next after {gap:?} (interval {INTERVAL:?})"
+    );
     eventually("120 commits", || async {
         (committed.load(Ordering::SeqCst) == 120).then_some(())
     })
@@ -110,7 +111,9 @@ async fn consumer_stats_arrive_on_interval_and_match_admin_lag() {
     for p in 0..3 {
         let line = format!("topic=\"{topic}\",partition=\"{p}\"}} 60\n");
         assert!(
-            text.lines().any(|l| l.starts_with("kafka_client_consumer_lag{") && format!("{l}\n").ends_with(&line)),
+            text.lines()
+                .any(|l| l.starts_with("kafka_client_consumer_lag{")
+                    && format!("{l}\n").ends_with(&line)),
             "no lag line for partition {p} in\n{text}"
         );
     }
@@ -135,7 +138,10 @@ async fn producer_stats_count_sent_messages_and_broker_rtt() {
     })
     .await;
     assert_eq!(snapshot.client_type, "producer");
-    assert_eq!(snapshot.partition(&topic, 0).map(|p| p.tx_messages), Some(25));
+    assert_eq!(
+        snapshot.partition(&topic, 0).map(|p| p.tx_messages),
+        Some(25)
+    );
     assert_eq!(snapshot.queued_messages, 0, "everything was acknowledged");
     let broker = snapshot
         .brokers
@@ -145,5 +151,8 @@ async fn producer_stats_count_sent_messages_and_broker_rtt() {
     assert!(broker.rtt.is_some_and(|r| r.samples > 0 || r.avg_us >= 0));
     let text = snapshot.to_prometheus();
     assert!(text.contains("# TYPE kafka_client_tx_messages_total counter"));
-    assert!(text.contains("kafka_client_broker_rtt_avg_seconds{"), "{text}");
+    assert!(
+        text.contains("kafka_client_broker_rtt_avg_seconds{"),
+        "{text}"
+    );
 }
