@@ -47,6 +47,7 @@ use tracing::Instrument;
 
 use crate::config::ClientConfig;
 use crate::context::ConsumerCallbacks;
+use crate::dlq::{DeadLetterPolicy, PoisonHandler, PoisonOutcome};
 use crate::error::{ConsumeError, DeserializationError, Error, Result};
 use crate::record::{timestamp_parts, ConsumerRecord, Headers, TopicPartition};
 use crate::serde::{DefaultSerde, Deserializer, MessageField, SerdeContext, SerdeError};
@@ -144,6 +145,8 @@ pub struct ConsumerBuilder<K, V> {
     key_deserializer: Option<Box<dyn Deserializer<K>>>,
     value_deserializer: Option<Box<dyn Deserializer<V>>>,
     listener: Option<Arc<dyn RebalanceListener>>,
+    dead_letter: DeadLetterPolicy,
+    trace_context: bool,
 }
 
 impl<K: Send + 'static, V: Send + 'static> ConsumerBuilder<K, V> {
@@ -165,6 +168,20 @@ impl<K: Send + 'static, V: Send + 'static> ConsumerBuilder<K, V> {
         self
     }
 
+    /// What `recv` does with poison records (default: return the error).
+    pub fn dead_letter_policy(mut self, policy: DeadLetterPolicy) -> Self {
+        self.dead_letter = policy;
+        self
+    }
+
+    /// Makes [`Consumer::processing_span`] and [`Consumer::process_at_least_once`]
+    /// continue the producer's trace from the record's W3C `traceparent` header
+    /// (off by default; see [`crate::trace_context`]).
+    pub fn trace_context(mut self, enabled: bool) -> Self {
+        self.trace_context = enabled;
+        self
+    }
+
     /// Creates the consumer.
     pub fn build(self) -> Result<Consumer<K, V>> {
         let key = self
@@ -173,7 +190,10 @@ impl<K: Send + 'static, V: Send + 'static> ConsumerBuilder<K, V> {
         let value = self
             .value_deserializer
             .ok_or_else(|| Error::Config("the consumer has no value deserializer".into()))?;
-        Consumer::create(&self.config, key, value, self.listener)
+        let mut consumer = Consumer::create(&self.config, key, value, self.listener)?;
+        consumer.poison = PoisonHandler::new(self.dead_letter, &self.config)?;
+        consumer.trace_context = self.trace_context;
+        Ok(consumer)
     }
 }
 
@@ -182,6 +202,8 @@ pub struct Consumer<K, V> {
     inner: Arc<StreamConsumer<ConsumerCallbacks>>,
     key_deserializer: Box<dyn Deserializer<K>>,
     value_deserializer: Box<dyn Deserializer<V>>,
+    poison: PoisonHandler,
+    trace_context: bool,
 }
 
 impl<K: DefaultSerde, V: DefaultSerde> Consumer<K, V> {
@@ -218,6 +240,8 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             key_deserializer: None,
             value_deserializer: None,
             listener: None,
+            dead_letter: DeadLetterPolicy::Fail,
+            trace_context: false,
         }
     }
 
@@ -245,6 +269,8 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             inner: Arc::new(inner),
             key_deserializer,
             value_deserializer,
+            poison: PoisonHandler::Fail,
+            trace_context: false,
         })
     }
 
@@ -292,8 +318,36 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         Ok(topic_partitions(&tpl))
     }
 
-    /// Waits for the next record.
+    /// Waits for the next record. Poison records go through the consumer's
+    /// [`DeadLetterPolicy`] (by default `recv` returns them as errors).
     pub async fn recv(&self) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+        loop {
+            let poison = match self.recv_decoded().await {
+                Err(ConsumeError::Deserialization(poison)) if !self.poison.is_fail() => poison,
+                other => return other,
+            };
+            match self.poison.handle(&poison).await {
+                Ok(PoisonOutcome::Fail) => return Err(ConsumeError::Deserialization(poison)),
+                Ok(PoisonOutcome::Skipped) => {}
+                // Parked and acknowledged: only now move the group past it.
+                Ok(PoisonOutcome::DeadLettered) => {
+                    self.commit_offsets(&[(poison.topic_partition(), poison.next_offset())])
+                        .await?
+                }
+                Err(e) => {
+                    // Not parked: read it again next time rather than lose it.
+                    let tp = poison.topic_partition();
+                    if let Err(seek) = self.seek(&tp, Offset::At(poison.offset)).await {
+                        tracing::error!(partition = %tp, offset = poison.offset, error = %seek, "cannot rewind to a poison record that was not dead-lettered");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// The next record, decoded, before the dead-letter policy.
+    async fn recv_decoded(&self) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
         let span = tracing::debug_span!(
             "kafka.recv",
             topic = tracing::field::Empty,
@@ -391,11 +445,38 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     {
         let record = self.recv().await?;
         let position = (record.topic_partition(), record.offset + 1);
-        let output = handler(record).await.map_err(ProcessError::Handler)?;
+        let output = if self.trace_context {
+            let span = self.processing_span(&record);
+            handler(record).instrument(span).await
+        } else {
+            handler(record).await
+        }
+        .map_err(ProcessError::Handler)?;
         self.commit_offsets(&[position])
             .await
             .map_err(ProcessError::Commit)?;
         Ok(output)
+    }
+
+    /// An info-level `kafka.process` span to handle `record` in. With
+    /// [`ConsumerBuilder::trace_context`] on, its parent is the producer's span
+    /// carried in the record's `traceparent` header.
+    pub fn processing_span(&self, record: &ConsumerRecord<K, V>) -> tracing::Span {
+        if self.trace_context {
+            crate::trace_context::processing_span(
+                &record.topic,
+                record.partition,
+                record.offset,
+                &record.headers,
+            )
+        } else {
+            crate::trace_context::processing_span(
+                &record.topic,
+                record.partition,
+                record.offset,
+                &Headers::new(),
+            )
+        }
     }
 
     /// Commits `record` as processed: the group resumes after it.

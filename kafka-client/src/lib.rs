@@ -38,11 +38,13 @@ pub mod config;
 pub mod consumer;
 mod context;
 pub mod dev;
+pub mod dlq;
 pub mod error;
 pub mod producer;
 pub mod record;
 pub mod serde;
 pub mod stats;
+pub mod trace_context;
 pub mod transaction;
 
 pub use config::ClientConfig;

@@ -26,6 +26,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,6 +85,7 @@ pub struct ProducerBuilder<K, V> {
     key_serializer: Option<Box<dyn Serializer<K>>>,
     value_serializer: Option<Box<dyn Serializer<V>>>,
     partitioner: Option<Arc<dyn Partitioner>>,
+    trace_context: bool,
 }
 
 impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
@@ -105,6 +107,13 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
         self
     }
 
+    /// Writes the current `tracing` span's W3C `traceparent` into each record's
+    /// headers (off by default; see [`crate::trace_context`]).
+    pub fn trace_context(mut self, enabled: bool) -> Self {
+        self.trace_context = enabled;
+        self
+    }
+
     /// Creates the producer. Fails if a serializer is missing or librdkafka
     /// rejects the configuration.
     pub fn build(self) -> Result<Producer<K, V>> {
@@ -114,12 +123,17 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
         let value_serializer = self
             .value_serializer
             .ok_or_else(|| Error::Config("the producer has no value serializer".into()))?;
-        Producer::create(
+        let producer = Producer::create(
             &self.config,
             key_serializer,
             value_serializer,
             self.partitioner,
-        )
+        )?;
+        producer
+            .shared
+            .trace_context
+            .store(self.trace_context, Ordering::Relaxed);
+        Ok(producer)
     }
 }
 
@@ -130,6 +144,7 @@ struct Shared<K, V> {
     queue_space: Arc<QueueSpace>,
     key_serializer: Box<dyn Serializer<K>>,
     value_serializer: Box<dyn Serializer<V>>,
+    trace_context: AtomicBool,
 }
 
 /// A typed Kafka producer. Cheap to clone; clones share one librdkafka producer.
@@ -179,6 +194,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             key_serializer: None,
             value_serializer: None,
             partitioner: None,
+            trace_context: false,
         }
     }
 
@@ -213,6 +229,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 queue_space,
                 key_serializer,
                 value_serializer,
+                trace_context: AtomicBool::new(false),
             }),
         })
     }
@@ -224,8 +241,11 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     /// (`futures::stream::FuturesUnordered`, `buffer_unordered`) for throughput.
     pub async fn send(
         &self,
-        record: ProducerRecord<K, V>,
+        mut record: ProducerRecord<K, V>,
     ) -> std::result::Result<RecordMetadata, SendError<K, V>> {
+        if self.shared.trace_context.load(Ordering::Relaxed) {
+            crate::trace_context::inject_current(&mut record.headers);
+        }
         let span = tracing::debug_span!(
             "kafka.send",
             topic = %record.topic,

@@ -34,7 +34,7 @@
 //!     producer.send(ProducerRecord::new("doubled", record.key.clone(), record.value * 2)).await?;
 //!     let group = consumer.group_metadata().ok_or("no group metadata")?;
 //!     producer
-//!         .send_offsets_to_transaction(&[(record.topic_partition(), record.offset + 1)], &group, Duration::from_secs(30))
+//!         .send_offsets_to_transaction(&[(record.topic_partition(), record.offset + 1)], group, Duration::from_secs(30))
 //!         .await?;
 //!     producer.commit(Duration::from_secs(30)).await?;
 //! }
@@ -284,7 +284,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> TransactionalProducer<K
     pub async fn send_offsets_to_transaction(
         &self,
         offsets: &[(TopicPartition, i64)],
-        group: &ConsumerGroupMetadata,
+        group: ConsumerGroupMetadata,
         timeout: Duration,
     ) -> TransactionResult<()> {
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
@@ -294,7 +294,6 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> TransactionalProducer<K
                     TransactionError::new("send offsets to transaction", &self.transactional_id, e)
                 })?;
         }
-        let group = group.clone();
         self.blocking("send offsets to transaction", move |p| {
             p.send_offsets_to_transaction(&tpl, &group, timeout)
         })

@@ -580,3 +580,20 @@ fn dot_and_mermaid_renderings() -> R {
     );
     Ok(())
 }
+
+#[test]
+fn readme_shows_the_current_mermaid_rendering() -> R {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>("plant01")
+        .select_key(|_, v| v.to_string())
+        .repartition_with(Repartitioned::as_("by-value"))
+        .to("out");
+    let mermaid = builder.build()?.describe().to_mermaid();
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("```mermaid\n{mermaid}```")),
+        "README's example is stale; current rendering:\n{mermaid}"
+    );
+    Ok(())
+}

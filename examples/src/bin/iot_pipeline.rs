@@ -27,6 +27,7 @@ use kafka_client::dev::Cluster;
 use kafka_client::serde::Json;
 use kafka_client::{Consumer, Producer, ProducerRecord};
 use kafka_streams::dsl::{Branched, Consumed, StreamsBuilder};
+use kafka_streams::runtime::handlers::LogAndContinueExceptionHandler;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 use serde::{Deserialize, Serialize};
 
@@ -156,7 +157,9 @@ async fn main() -> anyhow::Result<()> {
     let streams = KafkaStreams::new(
         topology,
         StreamsConfig::new(format!("iot-pipeline-{now}"), config.clone())
-            .commit_interval(Duration::from_millis(100)),
+            .commit_interval(Duration::from_millis(100))
+            // The NaN reading is JSON `null`, a poison record: log it and go on.
+            .deserialization_exception_handler(LogAndContinueExceptionHandler),
     )?;
     streams.set_state_listener(|new, old| println!("streams: {old:?} -> {new:?}"));
     streams.start()?;
@@ -195,9 +198,10 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     println!(
-        "done: {} readings processed, {} bad ones dropped, streams {:?} (closed cleanly: {})",
+        "done: {} readings processed, {} poison record skipped, {} bad ones dropped, streams {:?} (closed cleanly: {})",
         closed.2.processed_records,
-        samples.len() - count,
+        closed.2.skipped_records,
+        samples.len() - count - closed.2.skipped_records as usize,
         closed.1,
         closed.0
     );

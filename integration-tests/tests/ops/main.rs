@@ -4,3 +4,4 @@
 
 mod admin;
 mod stats;
+mod transactions;

@@ -1,17 +1,94 @@
-//! State stores: the handle processors use, and how a task owns its stores.
+//! State stores: the handle processors use, how a task owns its stores, and the
+//! key-value stores themselves.
 //!
-//! This module holds the contract only; key-value stores, RocksDB, changelogs and
-//! restoration come with the state-store work. What is fixed here:
+//! What is fixed by the contract:
 //! - a task owns one instance of each store connected to its processors, built by a
-//!   [`StoreBuilder`] when the task is created;
+//!   [`StoreBuilder`] when the task is created and opened by [`StateStore::init`];
 //! - the single commit path flushes every store of a task **before** the producer is
 //!   flushed and the offsets are committed ([`StateStore::flush`]);
 //! - stores are closed when their task closes.
+//!
+//! # Stores are decorators over bytes
+//! As in Kafka Streams, a key-value store is a stack in which only the outer layer
+//! knows types ([`KeyValueStoreBuilder`] assembles it):
+//!
+//! ```text
+//! TypedKeyValueStore<K, V>   serdes: kafka-client's Serializer / Deserializer
+//!   └ CachingStore           record cache: folds updates between commits, evicts
+//!                            over budget, forwards updates to a CacheFlushListener
+//!       └ ChangeLoggingStore every put/delete → ChangelogWriter (deletes = tombstones)
+//!           └ RocksDbStore   <state.dir>/<application.id>/<task>/<store>
+//!             | InMemoryStore
+//! ```
+//! Every layer implements the byte-level [`KeyValueStore`]; interactive queries use
+//! the read-only halves ([`ReadOnlyKeyValueStore`], [`QueryableKeyValueStore`]).
+//!
+//! This module knows nothing of tasks' threads, consumers or rdkafka: changelog records
+//! leave through the [`ChangelogWriter`] trait, which the runtime implements over its
+//! record collector.
+//!
+//! # Commit, checkpoint and restore (what the runtime calls)
+//! 1. `prepare_commit`: [`StateStore::flush`] on every store: the cache writes its
+//!    folded updates through (to the inner store, the changelog writer and the flush
+//!    listener), then the inner store syncs.
+//! 2. Flush the producer; commit offsets (or the transaction).
+//! 3. `post_commit`: [`KeyValueStore::checkpoint`] with one past the last changelog
+//!    offset the store's records got (from the producer's delivery reports). RocksDB
+//!    stores keep it in a metadata column family, never ahead of the data;
+//!    [`CheckpointFile`] is the per-task `.checkpoint` file for anything else.
+//! 4. On assignment: [`StateStore::init`], then read
+//!    [`KeyValueStore::checkpointed_offset`] (`None` = from the beginning: no
+//!    checkpoint, or missing/corrupt state that was wiped), seek the restore consumer
+//!    there, and feed [`KeyValueStore::restore_batch`] until the changelog's end,
+//!    reporting through [`RestoreProgress`] and the user's [`StateRestoreListener`].
+//!
+//! # Memory
+//! All RocksDB stores of an application share one [`RocksDbMemory`] (block cache with
+//! index, filter and memtable memory charged to it); each stream thread's caching
+//! stores share one [`CacheBudget`].
 
 use std::any::Any;
 
 use crate::error::Result;
 use crate::processor::TaskId;
+
+mod builder;
+mod cache;
+mod checkpoint;
+mod error;
+mod key_value;
+mod logging;
+mod memory;
+mod restore;
+mod rocks;
+mod typed;
+pub mod window;
+
+pub use builder::{
+    KeyValueStoreBuilder, KeyValueStoreSpec, OpenedStore, StoreContext, StoreKind,
+    DEFAULT_CACHE_MAX_BYTES,
+};
+pub use cache::{
+    CacheBudget, CacheFlushListener, CachingStore, FlushQueue, FlushedEntry,
+    CACHE_ENTRY_OVERHEAD,
+};
+pub use checkpoint::{CheckpointEntry, CheckpointFile, CHECKPOINT_FILE_NAME};
+pub use error::{StateError, StateResult};
+pub use key_value::{
+    changelog_topic, BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore,
+    ReadOnlyKeyValueStore, RestoreRecord,
+};
+pub use logging::{ChangeLoggingStore, ChangelogWriter, LoggedRecord, RecordingChangelogWriter};
+pub use memory::InMemoryStore;
+pub use restore::{RestoreProgress, StateRestoreListener};
+pub use rocks::{
+    RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
+    StoreRecovery, METADATA_COLUMN_FAMILY,
+};
+pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
+
+/// The RocksDB crate the stores are built on, for [`RocksDbConfigSetter`]s.
+pub use rocksdb;
 
 /// A store owned by one task (Kafka's `StateStore`).
 pub trait StateStore: Send + 'static {
@@ -31,6 +108,25 @@ pub trait StateStore: Send + 'static {
 
     /// The store as `Any`, so a processor can reach its concrete type.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+
+    /// Opens the store for its task (Kafka's `StateStore.init`): called once by the
+    /// task after [`StoreBuilder::build`] and before any processor uses it. Stores built
+    /// already open need not override it.
+    fn init(&mut self, context: &StoreContext) -> Result<()> {
+        let _ = context;
+        Ok(())
+    }
+
+    /// The byte-level store, for the state manager's restore and checkpoint calls;
+    /// `None` for stores that are not key-value stores over bytes.
+    fn byte_store(&mut self) -> Option<&mut dyn KeyValueStore> {
+        None
+    }
+
+    /// The changelog partition the store is logged to; `None` when not logged.
+    fn changelog(&self) -> Option<&ChangelogPartition> {
+        None
+    }
 }
 
 /// Makes a task's instance of a store (Kafka's `StoreBuilder`).
@@ -40,4 +136,11 @@ pub trait StoreBuilder: Send + Sync + 'static {
 
     /// A new store for `task`.
     fn build(&self, task: TaskId) -> Result<Box<dyn StateStore>>;
+
+    /// The changelog topic of the stores it builds, if they are logged
+    /// (`<application.id>-<store>-changelog`), for creating it as a compacted topic.
+    fn changelog_topic(&self, application_id: &str) -> Option<String> {
+        let _ = application_id;
+        None
+    }
 }

@@ -1,0 +1,291 @@
+//! Building a task's store stack: [`KeyValueStoreBuilder`] (Kafka's
+//! `Stores.keyValueStoreBuilder`) and the [`StoreContext`] a task opens stores with.
+//!
+//! A builder makes an unopened [`TypedKeyValueStore`] per task; the task then calls
+//! [`StateStore::init`](super::StateStore::init) with a [`StoreContext`] carrying what
+//! only the runtime knows (application id, state directory, the task's changelog writer,
+//! the thread's cache budget and the application's RocksDB memory). Opening assembles,
+//! from the inside out:
+//!
+//! ```text
+//! TypedKeyValueStore<K, V>      serdes (only this layer knows the types)
+//!   └ CachingStore              if caching is enabled
+//!       └ ChangeLoggingStore    if logging is enabled
+//!           └ RocksDbStore | InMemoryStore
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kafka_client::serde::{DefaultSerde, Serde};
+
+use super::cache::{CacheBudget, CachingStore};
+use super::error::{StateError, StateResult};
+use super::key_value::{changelog_topic, ChangelogPartition, KeyValueStore};
+use super::logging::{ChangeLoggingStore, ChangelogWriter};
+use super::memory::InMemoryStore;
+use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation};
+use super::typed::TypedKeyValueStore;
+use super::{StateStore, StoreBuilder};
+use crate::processor::TaskId;
+
+/// Default record cache per stream thread when the runtime gives none: Kafka's default
+/// `statestore.cache.max.bytes` (10 MiB).
+pub const DEFAULT_CACHE_MAX_BYTES: usize = 10 << 20;
+
+/// Which inner store a builder makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreKind {
+    /// [`RocksDbStore`], persistent (the default).
+    RocksDb,
+    /// [`InMemoryStore`], rebuilt from the changelog on every start.
+    InMemory,
+}
+
+/// What a task gives its stores when it opens them (Kafka's `StateStoreContext`).
+#[derive(Clone)]
+pub struct StoreContext {
+    /// The `application.id`.
+    pub application_id: String,
+    /// The `state.dir`.
+    pub state_dir: PathBuf,
+    /// The task opening the store; its partition is the changelog partition.
+    pub task: TaskId,
+    /// Where changelog records go (the task's record collector). Required by stores
+    /// with logging enabled.
+    pub changelog_writer: Option<Arc<dyn ChangelogWriter>>,
+    /// The stream thread's record-cache budget, shared by its caching stores.
+    pub cache_budget: CacheBudget,
+    /// The application's shared RocksDB memory.
+    pub rocksdb: RocksDbMemory,
+}
+
+impl fmt::Debug for StoreContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreContext")
+            .field("application_id", &self.application_id)
+            .field("state_dir", &self.state_dir)
+            .field("task", &self.task)
+            .field("changelog_writer", &self.changelog_writer.is_some())
+            .field("cache_budget", &self.cache_budget)
+            .field("rocksdb", &self.rocksdb)
+            .finish()
+    }
+}
+
+impl StoreContext {
+    /// A context with no changelog writer, a [`DEFAULT_CACHE_MAX_BYTES`] cache budget
+    /// and default RocksDB memory; the runtime replaces those with the shared ones.
+    pub fn new(application_id: impl Into<String>, state_dir: impl Into<PathBuf>, task: TaskId) -> Self {
+        StoreContext {
+            application_id: application_id.into(),
+            state_dir: state_dir.into(),
+            task,
+            changelog_writer: None,
+            cache_budget: CacheBudget::new(DEFAULT_CACHE_MAX_BYTES),
+            rocksdb: RocksDbMemory::with_config(RocksDbMemoryConfig::default()),
+        }
+    }
+
+    /// Sets the changelog writer.
+    pub fn with_changelog_writer(mut self, writer: Arc<dyn ChangelogWriter>) -> Self {
+        self.changelog_writer = Some(writer);
+        self
+    }
+
+    /// Sets the record-cache budget.
+    pub fn with_cache_budget(mut self, budget: CacheBudget) -> Self {
+        self.cache_budget = budget;
+        self
+    }
+
+    /// Sets the shared RocksDB memory.
+    pub fn with_rocksdb(mut self, memory: RocksDbMemory) -> Self {
+        self.rocksdb = memory;
+        self
+    }
+
+    /// Where `store` of this task lives on disk.
+    pub fn location(&self, store: &str) -> StoreLocation {
+        StoreLocation {
+            state_dir: self.state_dir.clone(),
+            application_id: self.application_id.clone(),
+            task: self.task.to_string(),
+            store: store.to_owned(),
+        }
+    }
+}
+
+/// How to assemble one key-value store stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValueStoreSpec {
+    /// Store name.
+    pub name: String,
+    /// The inner store.
+    pub kind: StoreKind,
+    /// Whether writes are logged to `<application.id>-<name>-changelog`.
+    pub logging: bool,
+    /// Whether a record cache folds writes between commits.
+    pub caching: bool,
+}
+
+/// An opened byte-level stack.
+pub struct OpenedStore {
+    /// The outermost byte-level layer.
+    pub store: Box<dyn KeyValueStore>,
+    /// The changelog partition, if logging is enabled.
+    pub changelog: Option<ChangelogPartition>,
+    /// The topic the serdes are told: the changelog topic name.
+    pub serde_topic: String,
+}
+
+impl fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedStore")
+            .field("store", &self.store.name())
+            .field("changelog", &self.changelog)
+            .finish()
+    }
+}
+
+impl KeyValueStoreSpec {
+    /// Opens the stack for the task of `context`.
+    pub fn open(&self, context: &StoreContext) -> StateResult<OpenedStore> {
+        let topic = changelog_topic(&context.application_id, &self.name);
+        let changelog = self.logging.then(|| ChangelogPartition {
+            topic: topic.clone(),
+            partition: context.task.partition,
+        });
+        let mut store: Box<dyn KeyValueStore> = match self.kind {
+            StoreKind::RocksDb => Box::new(RocksDbStore::open(
+                &context.location(&self.name),
+                changelog.clone(),
+                &context.rocksdb,
+            )?),
+            StoreKind::InMemory => Box::new(InMemoryStore::new(self.name.clone())),
+        };
+        if let Some(changelog) = &changelog {
+            let writer = context
+                .changelog_writer
+                .clone()
+                .ok_or_else(|| StateError::Config {
+                    store: self.name.clone(),
+                    reason: "logging is enabled but the task gave no changelog writer".into(),
+                })?;
+            store = Box::new(ChangeLoggingStore::new(store, changelog.clone(), writer));
+        }
+        if self.caching {
+            store = Box::new(CachingStore::new(store, context.cache_budget.clone()));
+        }
+        Ok(OpenedStore {
+            store,
+            changelog,
+            serde_topic: topic,
+        })
+    }
+}
+
+/// Builds a typed key-value store for each task (Kafka's `KeyValueStoreBuilder`).
+///
+/// Defaults: RocksDB, logging enabled, caching disabled (the DSL enables caching for
+/// its tables, as Kafka does).
+///
+/// ```
+/// use kafka_streams::state::KeyValueStoreBuilder;
+/// let counts = KeyValueStoreBuilder::<String, i64>::new("counts").with_caching_enabled();
+/// ```
+pub struct KeyValueStoreBuilder<K, V> {
+    spec: KeyValueStoreSpec,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> KeyValueStoreBuilder<K, V> {
+    /// A builder for `name` with the types' default serdes.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self::with_serdes(
+            name,
+            Arc::new(K::default_serde()),
+            Arc::new(V::default_serde()),
+        )
+    }
+}
+
+impl<K, V> KeyValueStoreBuilder<K, V> {
+    /// A builder for `name` with explicit serdes.
+    pub fn with_serdes(
+        name: impl Into<String>,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Self {
+        KeyValueStoreBuilder {
+            spec: KeyValueStoreSpec {
+                name: name.into(),
+                kind: StoreKind::RocksDb,
+                logging: true,
+                caching: false,
+            },
+            key_serde,
+            value_serde,
+            _types: PhantomData,
+        }
+    }
+
+    /// Keeps the store in memory instead of RocksDB.
+    pub fn in_memory(mut self) -> Self {
+        self.spec.kind = StoreKind::InMemory;
+        self
+    }
+
+    /// Selects the inner store.
+    pub fn with_kind(mut self, kind: StoreKind) -> Self {
+        self.spec.kind = kind;
+        self
+    }
+
+    /// Stops logging to the changelog: the store is not restored after a failure.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.spec.logging = false;
+        self
+    }
+
+    /// Folds writes in the record cache between commits.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.spec.caching = true;
+        self
+    }
+
+    /// Writes every update straight through.
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.spec.caching = false;
+        self
+    }
+
+    /// The stack this builder opens.
+    pub fn spec(&self) -> &KeyValueStoreSpec {
+        &self.spec
+    }
+}
+
+impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {
+        Ok(Box::new(TypedKeyValueStore::unopened(
+            self.spec.clone(),
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+        )))
+    }
+
+    fn changelog_topic(&self, application_id: &str) -> Option<String> {
+        self.spec
+            .logging
+            .then(|| changelog_topic(application_id, &self.spec.name))
+    }
+}

@@ -1,0 +1,685 @@
+//! The RocksDB key-value store, and the memory budget all RocksDB stores share.
+//!
+//! # Layout
+//! One RocksDB instance per task and store, at
+//! `<state.dir>/<application.id>/<task>/<store>` ([`StoreLocation`]). The data lives in
+//! the default column family; a second column family, `streams-metadata`, holds the
+//! changelog checkpoint.
+//!
+//! # Crash-consistent checkpoints
+//! As in Quix Streams, the changelog offset is written in the same `WriteBatch` as the
+//! data it describes when restoring, and always after it in the same write-ahead log
+//! otherwise. RocksDB recovers a prefix of its log, so the checkpoint found after a
+//! crash is never ahead of the data: restoring from it replays at most some records
+//! twice, which writes the same values again. There is no separate checkpoint file to
+//! keep in step.
+//!
+//! On opening, the store decides where restoring must start ([`StoreRecovery`]):
+//! - no directory or an empty store: from the beginning;
+//! - a valid checkpoint for the same changelog partition: from the checkpoint;
+//! - data without a checkpoint, an unreadable checkpoint, a checkpoint of another
+//!   changelog partition, or a database RocksDB reports as corrupt: the store's
+//!   directory is wiped and it restores from the beginning (Kafka's "task corrupted").
+//!
+//! # Bounded memory
+//! RocksDB's memory complaints come from each instance having its own block cache and
+//! memtables. Here every store of the application shares one [`RocksDbMemory`]: one LRU
+//! block cache, into which index and filter blocks are also charged, and one
+//! `WriteBufferManager` whose memtable memory is charged to the same cache (Kafka's
+//! `BoundedMemoryRocksDBConfig`). Total RocksDB memory thus stays near
+//! [`RocksDbMemoryConfig::total_bytes`] however many stores there are. A
+//! [`RocksDbConfigSetter`] may tune each store's options afterwards (Kafka's
+//! `rocksdb.config.setter`).
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions,
+    WriteBatch, WriteBufferManager, WriteOptions, DB,
+};
+
+use super::error::{StateError, StateResult};
+use super::key_value::{
+    BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore,
+    ReadOnlyKeyValueStore, RestoreRecord,
+};
+
+/// Name of the column family holding the changelog checkpoint.
+pub const METADATA_COLUMN_FAMILY: &str = "streams-metadata";
+const CHECKPOINT_KEY: &[u8] = b"changelog-checkpoint";
+const CHECKPOINT_FORMAT: u8 = 1;
+
+/// Where a store instance lives on disk: `<state_dir>/<application_id>/<task>/<store>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreLocation {
+    /// The `state.dir` setting.
+    pub state_dir: PathBuf,
+    /// The `application.id` setting.
+    pub application_id: String,
+    /// The task id, `<sub-topology>_<partition>`.
+    pub task: String,
+    /// The store name.
+    pub store: String,
+}
+
+impl StoreLocation {
+    /// The task's directory, `<state_dir>/<application_id>/<task>`.
+    pub fn task_dir(&self) -> PathBuf {
+        self.state_dir.join(&self.application_id).join(&self.task)
+    }
+
+    /// The store's directory, `<state_dir>/<application_id>/<task>/<store>`.
+    pub fn store_dir(&self) -> PathBuf {
+        self.task_dir().join(&self.store)
+    }
+}
+
+/// Sizes of the memory shared by all RocksDB stores of an application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RocksDbMemoryConfig {
+    /// Capacity of the shared block cache, which also accounts for index and filter
+    /// blocks and for the memtables: the bound on RocksDB's memory. Default 64 MiB.
+    pub total_bytes: usize,
+    /// The part of `total_bytes` that memtables (write buffers) may use across all
+    /// stores before RocksDB flushes them. Default 16 MiB.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for RocksDbMemoryConfig {
+    fn default() -> Self {
+        RocksDbMemoryConfig {
+            total_bytes: 64 << 20,
+            write_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Customises the RocksDB options of each store (Kafka's `RocksDBConfigSetter`).
+///
+/// Called when a store opens, after the defaults and the shared cache and write-buffer
+/// manager have been set. Replacing the block cache in `table` takes the store out of
+/// the shared memory bound.
+pub trait RocksDbConfigSetter: Send + Sync {
+    /// Adjusts `options` and the block-based `table` options of the store named `store`.
+    fn set_config(&self, store: &str, options: &mut Options, table: &mut BlockBasedOptions);
+}
+
+/// The block cache and write-buffer manager shared by every RocksDB store of an
+/// application, and the optional per-store options hook. Clones share them.
+#[derive(Clone)]
+pub struct RocksDbMemory {
+    config: RocksDbMemoryConfig,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+    config_setter: Option<Arc<dyn RocksDbConfigSetter>>,
+}
+
+impl fmt::Debug for RocksDbMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbMemory")
+            .field("config", &self.config)
+            .field("block_cache_usage", &self.block_cache_usage())
+            .field("write_buffer_usage", &self.write_buffer_usage())
+            .field("config_setter", &self.config_setter.is_some())
+            .finish()
+    }
+}
+
+impl RocksDbMemory {
+    /// A shared cache of `config.total_bytes`, with `config.write_buffer_bytes` of it for
+    /// memtables.
+    pub fn new(config: RocksDbMemoryConfig) -> StateResult<Self> {
+        if config.total_bytes == 0 || config.write_buffer_bytes == 0 {
+            return Err(StateError::Config {
+                store: "*".into(),
+                reason: "RocksDB memory sizes must be positive".into(),
+            });
+        }
+        if config.write_buffer_bytes > config.total_bytes {
+            return Err(StateError::Config {
+                store: "*".into(),
+                reason: format!(
+                    "RocksDB write buffer budget ({} bytes) exceeds the total memory budget ({} bytes)",
+                    config.write_buffer_bytes, config.total_bytes
+                ),
+            });
+        }
+        Ok(Self::with_config(config))
+    }
+
+    /// Builds without validating (callers pass sizes known to be valid).
+    pub(crate) fn with_config(config: RocksDbMemoryConfig) -> Self {
+        let cache = Cache::new_lru_cache(config.total_bytes);
+        let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            config.write_buffer_bytes,
+            false,
+            cache.clone(),
+        );
+        RocksDbMemory {
+            config,
+            cache,
+            write_buffers,
+            config_setter: None,
+        }
+    }
+
+    /// Adds the per-store options hook.
+    pub fn with_config_setter(mut self, setter: Arc<dyn RocksDbConfigSetter>) -> Self {
+        self.config_setter = Some(setter);
+        self
+    }
+
+    /// The configured sizes.
+    pub fn config(&self) -> RocksDbMemoryConfig {
+        self.config
+    }
+
+    /// Bytes in the shared block cache now (data, index and filter blocks, and the
+    /// memtable reservations), RocksDB's `Cache::GetUsage`.
+    pub fn block_cache_usage(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    /// Bytes of the block cache pinned by open iterators and readers.
+    pub fn block_cache_pinned_usage(&self) -> usize {
+        self.cache.get_pinned_usage()
+    }
+
+    /// Bytes of memtables across all stores.
+    pub fn write_buffer_usage(&self) -> usize {
+        self.write_buffers.get_usage()
+    }
+
+    fn options(&self, store: &str) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_block_size(4 << 10);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_bloom_filter(10.0, false);
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(DBCompressionType::None);
+        options.set_write_buffer_size(self.config.write_buffer_bytes.clamp(64 << 10, 16 << 20));
+        options.set_max_write_buffer_number(3);
+        options.set_write_buffer_manager(&self.write_buffers);
+        if let Some(setter) = &self.config_setter {
+            setter.set_config(store, &mut options, &mut table);
+        }
+        options.set_block_based_table_factory(&table);
+        options
+    }
+}
+
+/// What opening a RocksDB store found, which decides where restoring starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreRecovery {
+    /// No previous state: restore from the beginning.
+    Fresh,
+    /// A valid checkpoint: restore from `offset`.
+    Resumed {
+        /// The next changelog offset to restore from.
+        offset: i64,
+    },
+    /// The store has no changelog: its data is kept as found.
+    Unlogged,
+    /// The previous state was unusable and has been deleted: restore from the
+    /// beginning.
+    Wiped {
+        /// Why it was unusable.
+        reason: String,
+    },
+}
+
+/// A key-value store in RocksDB (Kafka's `RocksDBStore`).
+pub struct RocksDbStore {
+    name: String,
+    task: String,
+    path: PathBuf,
+    db: Option<DB>,
+    changelog: Option<ChangelogPartition>,
+    checkpoint: Option<i64>,
+    recovery: StoreRecovery,
+    write_options: WriteOptions,
+}
+
+impl fmt::Debug for RocksDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RocksDbStore")
+            .field("name", &self.name)
+            .field("task", &self.task)
+            .field("path", &self.path)
+            .field("changelog", &self.changelog)
+            .field("checkpoint", &self.checkpoint)
+            .field("open", &self.db.is_some())
+            .finish()
+    }
+}
+
+impl RocksDbStore {
+    /// Opens (creating if needed) the store at `location`, logged to `changelog` (`None`
+    /// when logging is disabled), using the shared `memory`.
+    ///
+    /// Unusable previous state is wiped (see [`StoreRecovery`]); other failures (the
+    /// directory cannot be created, another instance holds the lock) are errors.
+    pub fn open(
+        location: &StoreLocation,
+        changelog: Option<ChangelogPartition>,
+        memory: &RocksDbMemory,
+    ) -> StateResult<Self> {
+        let path = location.store_dir();
+        let mut store = RocksDbStore {
+            name: location.store.clone(),
+            task: location.task.clone(),
+            path,
+            db: None,
+            changelog,
+            checkpoint: None,
+            recovery: StoreRecovery::Fresh,
+            write_options: WriteOptions::default(),
+        };
+        let options = memory.options(&store.name);
+        let existed = store.path.exists();
+        let wiped = match store.open_db(&options) {
+            Ok(()) => None,
+            Err(err) if err.is_corruption() => {
+                Some(format!("RocksDB reported corruption on opening: {err}"))
+            }
+            Err(err) => return Err(err),
+        };
+        let wiped = match wiped {
+            Some(reason) => Some(reason),
+            None => store.inspect_checkpoint(existed)?,
+        };
+        if let Some(reason) = wiped {
+            tracing::warn!(
+                store = %store.name,
+                task = %store.task,
+                path = %store.path.display(),
+                %reason,
+                "wiping unusable state; it will be restored from the beginning of the changelog"
+            );
+            store.db = None;
+            if store.path.exists() {
+                std::fs::remove_dir_all(&store.path).map_err(|source| StateError::Io {
+                    store: store.name.clone(),
+                    path: store.path.clone(),
+                    operation: "wiping the store directory",
+                    source,
+                })?;
+            }
+            store.open_db(&options)?;
+            store.checkpoint = None;
+            store.recovery = StoreRecovery::Wiped { reason };
+        }
+        tracing::debug!(
+            store = %store.name,
+            task = %store.task,
+            path = %store.path.display(),
+            recovery = ?store.recovery,
+            "opened RocksDB store"
+        );
+        Ok(store)
+    }
+
+    fn open_db(&mut self, options: &Options) -> StateResult<()> {
+        std::fs::create_dir_all(&self.path).map_err(|source| StateError::Io {
+            store: self.name.clone(),
+            path: self.path.clone(),
+            operation: "creating the store directory",
+            source,
+        })?;
+        let families = vec![
+            ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone()),
+            ColumnFamilyDescriptor::new(METADATA_COLUMN_FAMILY, options.clone()),
+        ];
+        let db = DB::open_cf_descriptors(options, &self.path, families)
+            .map_err(|e| self.rocks_error("opening", e))?;
+        self.db = Some(db);
+        Ok(())
+    }
+
+    /// Reads the checkpoint and sets `recovery`; returns why the state must be wiped.
+    fn inspect_checkpoint(&mut self, existed: bool) -> StateResult<Option<String>> {
+        let raw = {
+            let db = self.db()?;
+            let meta = self.meta_cf(db)?;
+            db.get_cf(meta, CHECKPOINT_KEY)
+                .map_err(|e| self.rocks_error("reading the checkpoint", e))?
+        };
+        let Some(changelog) = self.changelog.clone() else {
+            self.recovery = StoreRecovery::Unlogged;
+            return Ok(None);
+        };
+        match raw {
+            None => {
+                let has_data = {
+                    let db = self.db()?;
+                    let mut iter = db.raw_iterator();
+                    iter.seek_to_first();
+                    iter.valid()
+                };
+                if has_data {
+                    return Ok(Some("data without a checkpoint".into()));
+                }
+                self.recovery = StoreRecovery::Fresh;
+                if existed {
+                    tracing::debug!(store = %self.name, "empty store without checkpoint");
+                }
+                Ok(None)
+            }
+            Some(bytes) => match decode_checkpoint(&bytes) {
+                None => Ok(Some("unreadable checkpoint metadata".into())),
+                Some((found, _)) if found != changelog => Ok(Some(format!(
+                    "checkpoint is for changelog {found}, expected {changelog}"
+                ))),
+                Some((_, offset)) => {
+                    self.checkpoint = Some(offset);
+                    self.recovery = StoreRecovery::Resumed { offset };
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// What opening found; see [`StoreRecovery`].
+    pub fn recovery(&self) -> &StoreRecovery {
+        &self.recovery
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An integer property of the data column family (e.g.
+    /// `rocksdb.block-cache-usage`, `rocksdb.cur-size-all-mem-tables`).
+    pub fn property_int(&self, name: &str) -> StateResult<Option<u64>> {
+        let db = self.db()?;
+        db.property_int_value(name)
+            .map_err(|e| self.rocks_error("reading a property", e))
+    }
+
+    fn db(&self) -> StateResult<&DB> {
+        self.db.as_ref().ok_or_else(|| StateError::NotOpen {
+            store: self.name.clone(),
+            state: "closed",
+        })
+    }
+
+    fn meta_cf<'a>(&self, db: &'a DB) -> StateResult<&'a rocksdb::ColumnFamily> {
+        db.cf_handle(METADATA_COLUMN_FAMILY)
+            .ok_or_else(|| StateError::CorruptCheckpoint {
+                store: self.name.clone(),
+                path: self.path.clone(),
+                reason: format!("column family {METADATA_COLUMN_FAMILY} is missing"),
+            })
+    }
+
+    fn rocks_error(&self, operation: &'static str, source: rocksdb::Error) -> StateError {
+        StateError::RocksDb {
+            store: self.name.clone(),
+            task: self.task.clone(),
+            path: self.path.clone(),
+            operation,
+            source,
+        }
+    }
+
+    fn checkpoint_value(&self, offset: i64) -> Vec<u8> {
+        let default = ChangelogPartition {
+            topic: String::new(),
+            partition: -1,
+        };
+        encode_checkpoint(self.changelog.as_ref().unwrap_or(&default), offset)
+    }
+}
+
+fn encode_checkpoint(changelog: &ChangelogPartition, offset: i64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(13 + changelog.topic.len());
+    value.push(CHECKPOINT_FORMAT);
+    value.extend_from_slice(&offset.to_be_bytes());
+    value.extend_from_slice(&changelog.partition.to_be_bytes());
+    value.extend_from_slice(changelog.topic.as_bytes());
+    value
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Option<(ChangelogPartition, i64)> {
+    let (&format, rest) = bytes.split_first()?;
+    if format != CHECKPOINT_FORMAT || rest.len() < 12 {
+        return None;
+    }
+    let offset = i64::from_be_bytes(rest[..8].try_into().ok()?);
+    let partition = i32::from_be_bytes(rest[8..12].try_into().ok()?);
+    let topic = std::str::from_utf8(&rest[12..]).ok()?.to_owned();
+    (offset >= 0).then_some((ChangelogPartition { topic, partition }, offset))
+}
+
+/// The smallest key greater than `key` in byte order.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+struct RangeIter<'a> {
+    raw: rocksdb::DBRawIterator<'a>,
+    store: &'a RocksDbStore,
+    done: bool,
+}
+
+impl Iterator for RangeIter<'_> {
+    type Item = StateResult<KeyValue>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let Some((key, value)) = self.raw.item() {
+            let item = (key.to_vec(), value.to_vec());
+            self.raw.next();
+            return Some(Ok(item));
+        }
+        self.done = true;
+        match self.raw.status() {
+            Ok(()) => None,
+            Err(e) => Some(Err(self.store.rocks_error("iterating", e))),
+        }
+    }
+}
+
+impl ReadOnlyKeyValueStore for RocksDbStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get(&self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
+        let db = self.db()?;
+        db.get(key).map_err(|e| self.rocks_error("reading", e))
+    }
+
+    fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> StateResult<KeyValueIter<'_>> {
+        let db = self.db()?;
+        if super::key_value::range_is_empty(from, to) {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        // Every bound maps exactly onto RocksDB's [lower, upper) bounds.
+        let mut read = ReadOptions::default();
+        match from {
+            Bound::Included(k) => read.set_iterate_lower_bound(k.to_vec()),
+            Bound::Excluded(k) => read.set_iterate_lower_bound(successor(k)),
+            Bound::Unbounded => {}
+        }
+        match to {
+            Bound::Included(k) => read.set_iterate_upper_bound(successor(k)),
+            Bound::Excluded(k) => read.set_iterate_upper_bound(k.to_vec()),
+            Bound::Unbounded => {}
+        }
+        let mut raw = db.raw_iterator_opt(read);
+        raw.seek_to_first();
+        Ok(Box::new(RangeIter {
+            raw,
+            store: self,
+            done: false,
+        }))
+    }
+
+    fn approximate_num_entries(&self) -> StateResult<u64> {
+        Ok(self
+            .property_int("rocksdb.estimate-num-keys")?
+            .unwrap_or(0))
+    }
+}
+
+impl KeyValueStore for RocksDbStore {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> StateResult<()> {
+        let db = self.db()?;
+        db.put_opt(key, value, &self.write_options)
+            .map_err(|e| self.rocks_error("writing", e))
+    }
+
+    fn delete(&mut self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
+        let old = self.get(key)?;
+        let db = self.db()?;
+        db.delete_opt(key, &self.write_options)
+            .map_err(|e| self.rocks_error("deleting", e))?;
+        Ok(old)
+    }
+
+    fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
+        let db = self.db()?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in entries {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        db.write_opt(batch, &self.write_options)
+            .map_err(|e| self.rocks_error("writing a batch", e))
+    }
+
+    /// Syncs the write-ahead log, so the writes so far survive a machine crash too
+    /// (they survive a process crash as soon as each write returns).
+    fn flush(&mut self) -> StateResult<()> {
+        let db = self.db()?;
+        db.flush_wal(true)
+            .map_err(|e| self.rocks_error("syncing the write-ahead log", e))
+    }
+
+    fn close(&mut self) -> StateResult<()> {
+        if self.db.take().is_some() {
+            tracing::debug!(store = %self.name, task = %self.task, "closed RocksDB store");
+        }
+        Ok(())
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+
+    fn checkpointed_offset(&self) -> Option<i64> {
+        self.checkpoint
+    }
+
+    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
+        let db = self.db()?;
+        let from = self.checkpoint.unwrap_or(i64::MIN);
+        let mut batch = WriteBatch::default();
+        let mut last = None;
+        for record in records.iter().filter(|r| r.offset >= from) {
+            if let Some(prev) = last {
+                if record.offset <= prev {
+                    let changelog = self.changelog.clone().unwrap_or(ChangelogPartition {
+                        topic: String::new(),
+                        partition: -1,
+                    });
+                    return Err(StateError::Restore {
+                        store: self.name.clone(),
+                        topic: changelog.topic,
+                        partition: changelog.partition,
+                        offset: record.offset,
+                        reason: format!("offsets must increase within a batch (after {prev})"),
+                    });
+                }
+            }
+            match record.value {
+                Some(value) => batch.put(record.key, value),
+                None => batch.delete(record.key),
+            }
+            last = Some(record.offset);
+        }
+        let Some(last) = last else {
+            return Ok(());
+        };
+        let next = last.saturating_add(1);
+        let meta = self.meta_cf(db)?;
+        batch.put_cf(meta, CHECKPOINT_KEY, self.checkpoint_value(next));
+        db.write_opt(batch, &self.write_options)
+            .map_err(|e| self.rocks_error("writing a restore batch", e))?;
+        self.checkpoint = Some(next);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
+        let db = self.db()?;
+        let meta = self.meta_cf(db)?;
+        db.put_cf_opt(
+            meta,
+            CHECKPOINT_KEY,
+            self.checkpoint_value(next_offset),
+            &self.write_options,
+        )
+        .map_err(|e| self.rocks_error("writing the checkpoint", e))?;
+        self.checkpoint = Some(next_offset);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_codec_round_trips_and_rejects_garbage() {
+        let cp = ChangelogPartition {
+            topic: "app-s-changelog".into(),
+            partition: 3,
+        };
+        let bytes = encode_checkpoint(&cp, 99);
+        assert_eq!(decode_checkpoint(&bytes), Some((cp, 99)));
+        assert_eq!(decode_checkpoint(&[]), None);
+        assert_eq!(decode_checkpoint(&[CHECKPOINT_FORMAT, 0, 0]), None);
+        assert_eq!(decode_checkpoint(&[9; 20]), None);
+        let mut negative = encode_checkpoint(&ChangelogPartition { topic: "t".into(), partition: 0 }, 0);
+        negative[1] = 0x80;
+        assert_eq!(decode_checkpoint(&negative), None);
+    }
+
+    #[test]
+    fn memory_config_is_validated() {
+        let err = RocksDbMemory::new(RocksDbMemoryConfig {
+            total_bytes: 1 << 20,
+            write_buffer_bytes: 2 << 20,
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(RocksDbMemory::new(RocksDbMemoryConfig {
+            total_bytes: 0,
+            write_buffer_bytes: 0,
+        })
+        .is_err());
+    }
+
+    #[test]
+    fn successor_is_the_next_key() {
+        assert_eq!(successor(b"ab"), b"ab\0".to_vec());
+        assert!(successor(b"ab").as_slice() > b"ab".as_slice());
+        assert!(successor(b"ab").as_slice() < b"ab\0\0".as_slice());
+    }
+}
