@@ -172,7 +172,10 @@ pub(crate) enum PoisonOutcome {
 }
 
 impl PoisonHandler {
-    pub(crate) fn new(policy: DeadLetterPolicy, consumer_config: &ClientConfig) -> crate::Result<Self> {
+    pub(crate) fn new(
+        policy: DeadLetterPolicy,
+        consumer_config: &ClientConfig,
+    ) -> crate::Result<Self> {
         Ok(match policy {
             DeadLetterPolicy::Fail => PoisonHandler::Fail,
             DeadLetterPolicy::SkipAndLog => PoisonHandler::Skip,
@@ -232,7 +235,9 @@ impl PoisonHandler {
                             poison.topic, poison.partition, poison.offset
                         );
                         Err(ConsumeError::Kafka(match e.kind {
-                            SendErrorKind::Kafka(source) => Error::kafka("dead-letter", detail, source),
+                            SendErrorKind::Kafka(source) => {
+                                Error::kafka("dead-letter", detail, source)
+                            }
                             SendErrorKind::Serialization(source) => {
                                 Error::Config(format!("dead-letter {detail}: {source}"))
                             }
@@ -309,11 +314,18 @@ mod tests {
         assert_eq!(record.key, None, "a null key stays null");
         assert_eq!(record.value, Some(vec![0xff, 0x00]));
         let h = &record.headers;
-        assert_eq!(h.iter().next().map(|h| h.key.as_str()), Some("source"), "original headers first");
+        assert_eq!(
+            h.iter().next().map(|h| h.key.as_str()),
+            Some("source"),
+            "original headers first"
+        );
         assert_eq!(h.last(HEADER_ORIGINAL_TOPIC), Some(&b"plant01"[..]));
         assert_eq!(h.last(HEADER_ORIGINAL_PARTITION), Some(&b"2"[..]));
         assert_eq!(h.last(HEADER_ORIGINAL_OFFSET), Some(&b"17"[..]));
-        assert_eq!(h.last(HEADER_ORIGINAL_TIMESTAMP), Some(&b"1700000000000"[..]));
+        assert_eq!(
+            h.last(HEADER_ORIGINAL_TIMESTAMP),
+            Some(&b"1700000000000"[..])
+        );
         assert_eq!(
             h.last(HEADER_ERROR_CLASS),
             Some(&b"deserialization.value.expected_null"[..])
@@ -325,8 +337,14 @@ mod tests {
     #[test]
     fn topics_default_to_the_dlq_suffix() {
         assert_eq!(DeadLetterConfig::default().topic_for("a"), "a.dlq");
-        assert_eq!(DeadLetterConfig::suffix("-errors").topic_for("a"), "a-errors");
-        assert_eq!(DeadLetterConfig::topic("all-errors").topic_for("a"), "all-errors");
+        assert_eq!(
+            DeadLetterConfig::suffix("-errors").topic_for("a"),
+            "a-errors"
+        );
+        assert_eq!(
+            DeadLetterConfig::topic("all-errors").topic_for("a"),
+            "all-errors"
+        );
         assert_eq!(DeadLetterPolicy::default(), DeadLetterPolicy::Fail);
     }
 

@@ -68,18 +68,13 @@ pub fn parse_traceparent(value: &str, tracestate: Option<&str>) -> Option<SpanCo
     let state = tracestate
         .and_then(|s| TraceState::from_str(s).ok())
         .unwrap_or_default();
-    let context = SpanContext::new(
-        trace_id,
-        span_id,
-        TraceFlags::new(flags),
-        true,
-        state,
-    );
+    let context = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
     context.is_valid().then_some(context)
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Writes the context of the current `tracing` span into `headers`, replacing
@@ -117,7 +112,12 @@ pub fn extract(headers: &Headers) -> Option<SpanContext> {
 /// An info-level `kafka.process` span for a record, whose parent is the span
 /// context in its headers (when there is one and `tracing-opentelemetry` is
 /// installed).
-pub fn processing_span(topic: &str, partition: i32, offset: i64, headers: &Headers) -> tracing::Span {
+pub fn processing_span(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    headers: &Headers,
+) -> tracing::Span {
     let span = tracing::info_span!(
         "kafka.process",
         messaging.system = "kafka",
@@ -145,7 +145,10 @@ mod tests {
             context.trace_id(),
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap()
         );
-        assert_eq!(context.span_id(), SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert_eq!(
+            context.span_id(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        );
         assert!(context.is_sampled() && context.is_remote());
         assert_eq!(context.trace_state().get("congo"), Some("t61rcWkgMzE"));
         assert_eq!(format_traceparent(&context).as_deref(), Some(SAMPLE));

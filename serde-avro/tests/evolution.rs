@@ -811,3 +811,80 @@ impl NormalizedForTest for SchemaDefinition {
         SchemaDefinition::new(json.to_string()).with_references(self.references.clone())
     }
 }
+
+#[tokio::test]
+async fn enum_union_and_promotion_resolution_rules() {
+    let client = SchemaRegistryClient::from_url(&fresh_mock_url("rules")).unwrap();
+    client
+        .set_subject_compatibility("plant01-value", CompatibilityLevel::None)
+        .await
+        .unwrap();
+    let writer = SchemaDefinition::new(
+        r#"{"type":"record","name":"Signal","fields":[
+            {"name":"state","type":{"type":"enum","name":"MotorState","symbols":["ON","OFF","SERVICE"]}},
+            {"name":"rpm","type":"int"},
+            {"name":"reading","type":["null","int"]}]}"#,
+    );
+    let reader = Schema::parse_str(
+        r#"{"type":"record","name":"Signal","fields":[
+            {"name":"state","type":{"type":"enum","name":"MotorState","symbols":["ON","OFF","UNKNOWN"],"default":"UNKNOWN"}},
+            {"name":"rpm","type":"double"},
+            {"name":"reading","type":["null","long","string"]}]}"#,
+    )
+    .unwrap();
+    let producer = GenericAvroSerializer::new(client.clone(), AvroSerdeConfig::default(), writer);
+    let consumer = GenericAvroDeserializer::with_reader_schema(client, reader).unwrap();
+    let headers = Headers::new();
+    let ctx = SerdeContext::new(TOPIC, MessageField::Value, &headers);
+    let record = Value::Record(vec![
+        ("state".into(), Value::Enum(2, "SERVICE".into())),
+        ("rpm".into(), Value::Int(1500)),
+        ("reading".into(), Value::Union(1, Box::new(Value::Int(7)))),
+    ]);
+    let bytes = producer.serialize_async(&record, &ctx).await.unwrap();
+    let read = consumer
+        .deserialize_async(bytes.as_deref(), &ctx)
+        .await
+        .unwrap();
+    // An unknown symbol takes the reader's enum default.
+    assert_eq!(
+        field(&read, "state"),
+        Some(&Value::Enum(2, "UNKNOWN".into()))
+    );
+    // int promotes to double.
+    assert_eq!(field(&read, "rpm"), Some(&Value::Double(1500.0)));
+    // A union branch resolves to the first reader branch it promotes to (int -> long).
+    assert_eq!(
+        field(&read, "reading"),
+        Some(&Value::Union(1, Box::new(Value::Long(7))))
+    );
+}
+
+#[tokio::test]
+async fn registry_rejects_a_partial_enum_match() {
+    let client = SchemaRegistryClient::from_url(&fresh_mock_url("partial-enum")).unwrap();
+    let with_symbols = |symbols: &str| {
+        SchemaDefinition::new(format!(
+            r#"{{"type":"record","name":"Signal","fields":[{{"name":"unit","type":{{"type":"enum","name":"Unit","symbols":[{symbols}]}}}}]}}"#
+        ))
+    };
+    client
+        .register("signals-value", &with_symbols(r#""CM","MM","KM""#))
+        .await
+        .unwrap();
+    // BACKWARD: the new reader lacks KM and has no default. apache-avro calls this a
+    // partial match; Confluent rejects it, and so does the mock registry.
+    let err = client
+        .register("signals-value", &with_symbols(r#""CM","MM""#))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AvroSerdeError::IncompatibleSchema { reason, .. } if reason.contains("partial")),
+        "{err}"
+    );
+    // Adding a symbol is fine under BACKWARD.
+    client
+        .register("signals-value", &with_symbols(r#""CM","MM","KM","M""#))
+        .await
+        .unwrap();
+}

@@ -10,8 +10,8 @@ use kafka_client::serde::{MessageField, SerdeContext};
 use kafka_client::Headers;
 use serde::{Deserialize, Serialize};
 use serde_avro::{
-    AvroDeserializer, AvroSerdeConfig, AvroSerdeError, AvroSerializer, CompatibilityLevel,
-    SchemaDefinition, SchemaReference, SchemaRegistryClient, SchemaRegistryConfig,
+    AvroDeserializer, AvroSerdeError, AvroSerializer, CompatibilityLevel, SchemaDefinition,
+    SchemaReference, SchemaRegistryClient, SchemaRegistryConfig,
 };
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -597,6 +597,38 @@ async fn references_are_registered_and_resolved_over_http() {
 }
 
 #[tokio::test]
+async fn request_timeout_is_a_retriable_unreachable_registry() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/subjects"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([]))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .expect(2) // the attempt and one retry
+        .mount(&server)
+        .await;
+    let config = SchemaRegistryConfig::from_properties([
+        ("schema.registry.url", server.uri().as_str()),
+        ("http.read.timeout.ms", "100"),
+        ("max.retries", "1"),
+        ("retries.wait.ms", "1"),
+    ])
+    .unwrap();
+    let err = SchemaRegistryClient::new(&config)
+        .unwrap()
+        .subjects()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AvroSerdeError::RegistryUnreachable { .. }),
+        "{err}"
+    );
+    assert!(err.is_retriable());
+}
+
+#[tokio::test]
 async fn second_url_is_tried_when_the_first_is_unreachable() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -609,5 +641,4 @@ async fn second_url_is_tried_when_the_first_is_unreachable() {
     let config = SchemaRegistryConfig::new(urls).with_retries(0, Duration::from_millis(1));
     let client = SchemaRegistryClient::new(&config).unwrap();
     assert!(client.subjects().await.unwrap().is_empty());
-    let _ = AvroSerdeConfig::default();
 }

@@ -79,12 +79,20 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
 
     producer.begin().unwrap();
     let meta = producer
-        .send(ProducerRecord::new("out", input.key.clone(), format!("{}!", input.value)))
+        .send(ProducerRecord::new(
+            "out",
+            input.key.clone(),
+            format!("{}!", input.value),
+        ))
         .await
         .unwrap();
     let group = consumer.group_metadata().expect("group metadata");
     producer
-        .send_offsets_to_transaction(&[(input.topic_partition(), input.offset + 1)], group, TIMEOUT)
+        .send_offsets_to_transaction(
+            &[(input.topic_partition(), input.offset + 1)],
+            group,
+            TIMEOUT,
+        )
         .await
         .unwrap();
     let (commit, ticks) = ticks_during(producer.commit(TIMEOUT)).await;
@@ -97,7 +105,10 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
     // The transformed record is in the output topic.
     let check = reader(&config, "txn-check", IsolationLevel::ReadUncommitted);
     check
-        .assign(&[(TopicPartition::new("out", meta.partition), Offset::At(meta.offset))])
+        .assign(&[(
+            TopicPartition::new("out", meta.partition),
+            Offset::At(meta.offset),
+        )])
         .unwrap();
     let out = check.recv().await.unwrap();
     assert_eq!((out.key.as_str(), out.value.as_str()), ("k0", "v0!"));
@@ -105,13 +116,21 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
     // begin, send, abort; then the producer is usable for the next transaction.
     producer.begin().unwrap();
     producer
-        .send(ProducerRecord::new("out", "k".to_string(), "aborted".to_string()))
+        .send(ProducerRecord::new(
+            "out",
+            "k".to_string(),
+            "aborted".to_string(),
+        ))
         .await
         .unwrap();
     producer.abort(TIMEOUT).await.unwrap();
     producer.begin().unwrap();
     producer
-        .send(ProducerRecord::new("out", "k".to_string(), "again".to_string()))
+        .send(ProducerRecord::new(
+            "out",
+            "k".to_string(),
+            "again".to_string(),
+        ))
         .await
         .unwrap();
     producer.commit(TIMEOUT).await.unwrap();
@@ -122,7 +141,10 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
     assert!(err.to_string().contains("txn-seq"), "{err}");
 }
 
-fn mock_producer(cluster: &MockCluster<'static, kafka_client::rdkafka::producer::DefaultProducerContext>, id: &str) -> TransactionalProducer<String, String> {
+fn mock_producer(
+    cluster: &MockCluster<'static, kafka_client::rdkafka::producer::DefaultProducerContext>,
+    id: &str,
+) -> TransactionalProducer<String, String> {
     TransactionalProducer::new(&ClientConfig::new(cluster.bootstrap_servers()), id).unwrap()
 }
 
@@ -147,7 +169,10 @@ async fn fenced_producer_is_fatal() {
     assert_eq!(err.kind, TransactionErrorKind::Fatal, "{err}");
     assert!(err.is_fatal() && err.is_fenced(), "{err}");
     let text = err.to_string();
-    assert!(text.contains("txn-fenced") && text.contains("create a new one"), "{text}");
+    assert!(
+        text.contains("txn-fenced") && text.contains("create a new one"),
+        "{text}"
+    );
     // A fenced producer stays unusable.
     let again = producer.begin().unwrap_err();
     assert_eq!(again.kind, TransactionErrorKind::Fatal, "{again}");
@@ -167,7 +192,10 @@ async fn refused_partition_requires_abort_then_recovers() {
     let sent = producer
         .send(ProducerRecord::new("t", "k".to_string(), "v".to_string()))
         .await;
-    assert!(sent.is_err(), "the record of a refused partition is not delivered");
+    assert!(
+        sent.is_err(),
+        "the record of a refused partition is not delivered"
+    );
     let err = producer.commit(TIMEOUT).await.unwrap_err();
     assert_eq!(err.kind, TransactionErrorKind::AbortRequired, "{err}");
     assert!(err.requires_abort() && !err.is_fatal());
@@ -220,25 +248,46 @@ async fn read_committed_hides_aborted_records_on_a_transactional_broker() {
     }
     producer.begin().unwrap();
     producer
-        .send(ProducerRecord::new(&topic, "k".to_string(), "aborted".to_string()))
+        .send(ProducerRecord::new(
+            &topic,
+            "k".to_string(),
+            "aborted".to_string(),
+        ))
         .await
         .unwrap();
     producer.abort(TIMEOUT).await.unwrap();
     producer.begin().unwrap();
     producer
-        .send(ProducerRecord::new(&topic, "k".to_string(), "committed".to_string()))
+        .send(ProducerRecord::new(
+            &topic,
+            "k".to_string(),
+            "committed".to_string(),
+        ))
         .await
         .unwrap();
     producer.commit(TIMEOUT).await.unwrap();
 
     let tp = TopicPartition::new(&topic, 0);
     // read_uncommitted sees the aborted record: it was written.
-    let uncommitted = reader(&consumer_config(&unique_name("iso")), &unique_name("iso"), IsolationLevel::ReadUncommitted);
-    uncommitted.assign(&[(tp.clone(), Offset::Beginning)]).unwrap();
+    let uncommitted = reader(
+        &consumer_config(&unique_name("iso")),
+        &unique_name("iso"),
+        IsolationLevel::ReadUncommitted,
+    );
+    uncommitted
+        .assign(&[(tp.clone(), Offset::Beginning)])
+        .unwrap();
     assert_eq!(uncommitted.recv().await.unwrap().value, "aborted");
     // read_committed skips it and sees the committed one.
-    let committed = reader(&consumer_config(&unique_name("iso")), &unique_name("iso"), IsolationLevel::ReadCommitted);
+    let committed = reader(
+        &consumer_config(&unique_name("iso")),
+        &unique_name("iso"),
+        IsolationLevel::ReadCommitted,
+    );
     committed.assign(&[(tp, Offset::Beginning)]).unwrap();
     let first = committed.recv().await.unwrap();
-    assert_eq!(first.value, "committed", "read_committed must not see the aborted record");
+    assert_eq!(
+        first.value, "committed",
+        "read_committed must not see the aborted record"
+    );
 }
