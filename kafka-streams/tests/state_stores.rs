@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kafka_streams::processor::TaskId;
 use kafka_streams::state::{
     ChangelogPartition, FlushQueue, InMemoryStore, KeyValueStore, KeyValueStoreBuilder,
-    QueryableKeyValueStore, RecordingChangelogWriter, RestoreRecord, RocksDbMemory,
+    ReadOnlyKeyValueStore, RecordingChangelogWriter, RestoreRecord, RocksDbMemory,
     RocksDbMemoryConfig, RocksDbStore, StateError, StateResult, StateStore, StoreBuilder,
     StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore, CHECKPOINT_FILE_NAME,
 };
@@ -42,7 +42,11 @@ fn changelog(partition: i32) -> ChangelogPartition {
     }
 }
 
-fn collect(store: &dyn KeyValueStore, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn collect(
+    store: &dyn KeyValueStore,
+    from: Bound<&[u8]>,
+    to: Bound<&[u8]>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     store
         .range(from, to)
         .unwrap()
@@ -83,7 +87,7 @@ fn key_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// RocksDB and the in-memory store agree with a BTreeMap model on every read,
     /// including ranges with every combination of bound kinds.
@@ -149,7 +153,10 @@ fn rocksdb_lives_at_state_dir_app_task_store() -> R {
     let dir = tempfile::tempdir()?;
     let loc = location(dir.path(), "1_3", "counts");
     let store = RocksDbStore::open(&loc, Some(changelog(3)), &memory())?;
-    assert_eq!(store.path(), dir.path().join("wordcount").join("1_3").join("counts"));
+    assert_eq!(
+        store.path(),
+        dir.path().join("wordcount").join("1_3").join("counts")
+    );
     assert!(store.path().join("CURRENT").exists());
     assert_eq!(store.recovery(), &StoreRecovery::Fresh);
     assert_eq!(store.checkpointed_offset(), None);
@@ -172,7 +179,10 @@ fn checkpoint_and_data_survive_reopen_and_restore_resumes() -> R {
         store.flush()?;
         store.checkpoint(10)?;
         store.close()?;
-        assert!(matches!(store.get(b"kafka"), Err(StateError::NotOpen { .. })));
+        assert!(matches!(
+            store.get(b"kafka"),
+            Err(StateError::NotOpen { .. })
+        ));
     }
     let mut store = RocksDbStore::open(&loc, Some(changelog(1)), &memory())?;
     assert_eq!(store.recovery(), &StoreRecovery::Resumed { offset: 10 });
@@ -256,8 +266,15 @@ fn a_store_locked_by_another_instance_is_an_error_not_a_wipe() -> R {
     let err = RocksDbStore::open(&loc, Some(changelog(0)), &memory()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("counts") && text.contains("0_0"), "{text}");
-    assert!(text.contains(&loc.store_dir().display().to_string()), "{text}");
-    assert_eq!(first.get(b"k")?, Some(b"v".to_vec()), "the data must survive");
+    assert!(
+        text.contains(&loc.store_dir().display().to_string()),
+        "{text}"
+    );
+    assert_eq!(
+        first.get(b"k")?,
+        Some(b"v".to_vec()),
+        "the data must survive"
+    );
     Ok(())
 }
 
@@ -276,9 +293,16 @@ fn unlogged_rocksdb_store_keeps_its_data() -> R {
 }
 
 fn context(dir: &std::path::Path, writer: &RecordingChangelogWriter) -> StoreContext {
-    StoreContext::new("wordcount", dir, TaskId { subtopology: 0, partition: 2 })
-        .with_changelog_writer(Arc::new(writer.clone()))
-        .with_rocksdb(memory())
+    StoreContext::new(
+        "wordcount",
+        dir,
+        TaskId {
+            subtopology: 0,
+            partition: 2,
+        },
+    )
+    .with_changelog_writer(Arc::new(writer.clone()))
+    .with_rocksdb(memory())
 }
 
 fn open_counts(
@@ -311,7 +335,13 @@ fn changelog_rebuilds_exactly_the_store_contents() -> R {
         Some("wordcount-counts-changelog")
     );
     let mut store = open_counts(&builder, &ctx)?;
-    assert_eq!(store.changelog(), Some(&ChangelogPartition { topic: "wordcount-counts-changelog".into(), partition: 2 }));
+    assert_eq!(
+        store.changelog(),
+        Some(&ChangelogPartition {
+            topic: "wordcount-counts-changelog".into(),
+            partition: 2
+        })
+    );
     assert!(store.persistent());
     let queue = FlushQueue::new();
     assert!(counts(&mut store).set_flush_listener(Box::new(queue.clone()), false)?);
@@ -325,20 +355,35 @@ fn changelog_rebuilds_exactly_the_store_contents() -> R {
     assert!(writer.take().is_empty(), "folded in the cache until commit");
     store.flush()?;
     let logged = writer.take();
-    let distinct = text.split(' ').collect::<std::collections::BTreeSet<_>>().len();
+    let distinct = text
+        .split(' ')
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     assert_eq!(logged.len(), distinct, "one changelog record per word");
-    assert!(logged.iter().all(|r| r.topic == "wordcount-counts-changelog" && r.partition == 2));
-    assert_eq!(queue.drain().len(), distinct, "one downstream update per word");
+    assert!(logged
+        .iter()
+        .all(|r| r.topic == "wordcount-counts-changelog" && r.partition == 2));
+    assert_eq!(
+        queue.drain().len(),
+        distinct,
+        "one downstream update per word"
+    );
 
     // Second "commit" interval: the witness-protection delete.
     counts(&mut store).delete(&"fox".to_string())?;
     store.flush()?;
     let deletes = writer.take();
     assert_eq!(deletes.len(), 1);
-    assert_eq!((deletes[0].key.as_slice(), deletes[0].value.as_deref()), (&b"fox"[..], None));
+    assert_eq!(
+        (deletes[0].key.as_slice(), deletes[0].value.as_deref()),
+        (&b"fox"[..], None)
+    );
     let forwarded = queue.drain();
     assert_eq!(forwarded.len(), 1);
-    assert_eq!(forwarded[0].new_value, None, "tombstone forwarded downstream");
+    assert_eq!(
+        forwarded[0].new_value, None,
+        "tombstone forwarded downstream"
+    );
 
     // Rebuild from the changelog (offsets 0..) into a fresh state directory.
     let changelog: Vec<_> = logged.into_iter().chain(deletes).collect();
@@ -379,8 +424,17 @@ fn in_memory_and_unlogged_stores_from_the_builder() -> R {
     let mut store = open_counts(&builder, &ctx)?;
     assert!(!store.persistent());
     counts(&mut store).put(&"s1".to_string(), &5)?;
-    assert_eq!(writer.take().len(), 1, "logged without cache: written through");
-    assert!(!dir.path().join("wordcount").join("0_2").join("latest").exists());
+    assert_eq!(
+        writer.take().len(),
+        1,
+        "logged without cache: written through"
+    );
+    assert!(!dir
+        .path()
+        .join("wordcount")
+        .join("0_2")
+        .join("latest")
+        .exists());
 
     let builder = KeyValueStoreBuilder::<String, i64>::new("scratch").with_logging_disabled();
     assert_eq!(builder.changelog_topic("wordcount"), None);
@@ -390,8 +444,15 @@ fn in_memory_and_unlogged_stores_from_the_builder() -> R {
     assert!(writer.take().is_empty(), "logging disabled");
 
     // A logged store without a changelog writer is a configuration error, not silence.
-    let no_writer = StoreContext::new("wordcount", dir.path(), TaskId { subtopology: 0, partition: 9 })
-        .with_rocksdb(memory());
+    let no_writer = StoreContext::new(
+        "wordcount",
+        dir.path(),
+        TaskId {
+            subtopology: 0,
+            partition: 9,
+        },
+    )
+    .with_rocksdb(memory());
     let mut store = KeyValueStoreBuilder::<String, i64>::new("counts").build(no_writer.task)?;
     let err = store.init(&no_writer).unwrap_err();
     assert!(err.to_string().contains("changelog writer"), "{err}");
@@ -400,12 +461,17 @@ fn in_memory_and_unlogged_stores_from_the_builder() -> R {
 
 #[test]
 fn uninitialised_store_reports_not_open() -> R {
-    let mut store = KeyValueStoreBuilder::<String, i64>::new("counts")
-        .build(TaskId { subtopology: 0, partition: 0 })?;
+    let mut store = KeyValueStoreBuilder::<String, i64>::new("counts").build(TaskId {
+        subtopology: 0,
+        partition: 0,
+    })?;
     let typed = counts(&mut store);
     assert!(matches!(
         typed.get(&"k".to_string()),
-        Err(StateError::NotOpen { state: "not initialized", .. })
+        Err(StateError::NotOpen {
+            state: "not initialized",
+            ..
+        })
     ));
     Ok(())
 }

@@ -78,7 +78,11 @@ impl fmt::Debug for StoreContext {
 impl StoreContext {
     /// A context with no changelog writer, a [`DEFAULT_CACHE_MAX_BYTES`] cache budget
     /// and default RocksDB memory; the runtime replaces those with the shared ones.
-    pub fn new(application_id: impl Into<String>, state_dir: impl Into<PathBuf>, task: TaskId) -> Self {
+    pub fn new(
+        application_id: impl Into<String>,
+        state_dir: impl Into<PathBuf>,
+        task: TaskId,
+    ) -> Self {
         StoreContext {
             application_id: application_id.into(),
             state_dir: state_dir.into(),

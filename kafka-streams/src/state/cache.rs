@@ -250,11 +250,12 @@ impl CachingStore {
         let mut skipped: Vec<Vec<u8>> = Vec::new();
         for key in self.order.values().take(count) {
             let new_value = self.entries.get(key).and_then(|e| e.value.clone());
-            let old_value = if self.listener.is_some() && (new_value.is_none() || self.send_old_values) {
-                self.inner.get(key)?
-            } else {
-                None
-            };
+            let old_value =
+                if self.listener.is_some() && (new_value.is_none() || self.send_old_values) {
+                    self.inner.get(key)?
+                } else {
+                    None
+                };
             if self.listener.is_some() && new_value.is_none() && old_value.is_none() {
                 // Deleting a key the inner store never had: nothing to write or forward.
                 skipped.push(key.clone());
@@ -273,7 +274,11 @@ impl CachingStore {
                 listener.apply(FlushedEntry {
                     key,
                     new_value,
-                    old_value: if self.send_old_values { old_value } else { None },
+                    old_value: if self.send_old_values {
+                        old_value
+                    } else {
+                        None
+                    },
                 });
             }
         }
@@ -392,7 +397,9 @@ impl KeyValueStore for CachingStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ChangeLoggingStore, ChangelogPartition, InMemoryStore, RecordingChangelogWriter};
+    use crate::state::{
+        ChangeLoggingStore, ChangelogPartition, InMemoryStore, RecordingChangelogWriter,
+    };
 
     fn cached(budget: &CacheBudget) -> (CachingStore, RecordingChangelogWriter, FlushQueue) {
         let writer = RecordingChangelogWriter::new();
@@ -418,8 +425,14 @@ mod tests {
             store.put(b"word", &i.to_be_bytes()).unwrap();
         }
         store.put(b"other", b"x").unwrap();
-        assert_eq!(store.get(b"word").unwrap(), Some(99u32.to_be_bytes().to_vec()));
-        assert!(writer.take().is_empty(), "nothing reaches the changelog before flush");
+        assert_eq!(
+            store.get(b"word").unwrap(),
+            Some(99u32.to_be_bytes().to_vec())
+        );
+        assert!(
+            writer.take().is_empty(),
+            "nothing reaches the changelog before flush"
+        );
         assert!(queue.drain().is_empty());
         assert!(budget.used_bytes() > 0);
         store.flush().unwrap();
@@ -452,7 +465,10 @@ mod tests {
         store.put(b"c", b"3").unwrap();
         let logged = writer.take();
         assert_eq!(logged.len(), 1);
-        assert_eq!(logged[0].key, b"a", "the least recently written entry goes first");
+        assert_eq!(
+            logged[0].key, b"a",
+            "the least recently written entry goes first"
+        );
         assert_eq!(queue.drain()[0].key, b"a".to_vec());
         assert!(budget.used_bytes() <= budget.max_bytes());
         // Reads see evicted and cached entries alike.

@@ -123,10 +123,7 @@ impl CheckpointFile {
             );
         }
         if entries.len() != count {
-            return Err(self.corrupt(format!(
-                "expected {count} entries, found {}",
-                entries.len()
-            )));
+            return Err(self.corrupt(format!("expected {count} entries, found {}", entries.len())));
         }
         if lines.any(|l| !l.trim().is_empty()) {
             return Err(self.corrupt("trailing data after the entries"));
@@ -155,8 +152,7 @@ impl CheckpointFile {
         fs::create_dir_all(dir).map_err(|e| self.io("creating the directory", dir, e))?;
         let tmp = self.path.with_extension("tmp");
         {
-            let mut file =
-                fs::File::create(&tmp).map_err(|e| self.io("creating", &tmp, e))?;
+            let mut file = fs::File::create(&tmp).map_err(|e| self.io("creating", &tmp, e))?;
             file.write_all(text.as_bytes())
                 .map_err(|e| self.io("writing", &tmp, e))?;
             file.sync_all().map_err(|e| self.io("syncing", &tmp, e))?;
@@ -230,9 +226,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = CheckpointFile::in_dir(dir.path().join("0_1"));
         assert!(file.read().unwrap().is_empty());
-        file.update("counts", &cp("app-counts-changelog", 1), 42).unwrap();
-        file.update("totals", &cp("app-totals-changelog", 1), 7).unwrap();
-        file.update("counts", &cp("app-counts-changelog", 1), 50).unwrap();
+        file.update("counts", &cp("app-counts-changelog", 1), 42)
+            .unwrap();
+        file.update("totals", &cp("app-totals-changelog", 1), 7)
+            .unwrap();
+        file.update("counts", &cp("app-counts-changelog", 1), 50)
+            .unwrap();
         let entries = file.read().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries["counts"].offset, 50);

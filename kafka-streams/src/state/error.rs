@@ -54,7 +54,9 @@ pub enum StateError {
         reason: String,
     },
     /// A key or value could not be turned into bytes or back.
-    #[error("store {store}: failed to {direction} the {field} (changelog topic {topic}): {source}")]
+    #[error(
+        "store {store}: failed to {direction} the {field} (changelog topic {topic}): {source}"
+    )]
     Serde {
         /// Store name.
         store: String,
@@ -64,11 +66,13 @@ pub enum StateError {
         field: &'static str,
         /// `serialize` or `deserialize`.
         direction: &'static str,
-        /// The serde's error.
-        source: SerdeError,
+        /// The serde's error (boxed to keep the error small).
+        source: Box<SerdeError>,
     },
     /// A serializer returned null for a key, or for a value being put.
-    #[error("store {store}: the serializer returned null for a {field}; use delete() to remove a key")]
+    #[error(
+        "store {store}: the serializer returned null for a {field}; use delete() to remove a key"
+    )]
     NullBytes {
         /// Store name.
         store: String,
@@ -76,7 +80,9 @@ pub enum StateError {
         field: &'static str,
     },
     /// The changelog writer refused a record.
-    #[error("store {store}: failed to send to changelog topic {topic} partition {partition}: {source}")]
+    #[error(
+        "store {store}: failed to send to changelog topic {topic} partition {partition}: {source}"
+    )]
     Changelog {
         /// Store name.
         store: String,
@@ -149,9 +155,7 @@ impl StateError {
     pub fn is_corruption(&self) -> bool {
         match self {
             StateError::CorruptCheckpoint { .. } => true,
-            StateError::RocksDb { source, .. } => {
-                source.kind() == rocksdb::ErrorKind::Corruption
-            }
+            StateError::RocksDb { source, .. } => source.kind() == rocksdb::ErrorKind::Corruption,
             _ => false,
         }
     }
@@ -185,11 +189,19 @@ mod tests {
         match &streams {
             StreamsError::State { store, reason } => {
                 assert_eq!(store, "counts");
-                assert!(reason.contains("app-counts-changelog partition 2"), "{reason}");
+                assert!(
+                    reason.contains("app-counts-changelog partition 2"),
+                    "{reason}"
+                );
                 assert!(reason.contains("offset 17"), "{reason}");
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn error_stays_small() {
+        assert!(std::mem::size_of::<StateError>() <= 128);
     }
 
     #[test]

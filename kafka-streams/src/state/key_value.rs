@@ -170,24 +170,6 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore + Send {
     }
 }
 
-/// Whether `key` is at or after `from`.
-pub(crate) fn after_lower(key: &[u8], from: Bound<&[u8]>) -> bool {
-    match from {
-        Bound::Unbounded => true,
-        Bound::Included(from) => key >= from,
-        Bound::Excluded(from) => key > from,
-    }
-}
-
-/// Whether `key` is at or before `to`.
-pub(crate) fn before_upper(key: &[u8], to: Bound<&[u8]>) -> bool {
-    match to {
-        Bound::Unbounded => true,
-        Bound::Included(to) => key <= to,
-        Bound::Excluded(to) => key < to,
-    }
-}
-
 /// Whether the range contains no key at all (inverted, or empty with an exclusive end).
 pub(crate) fn range_is_empty(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
     match (from, to) {
@@ -196,15 +178,6 @@ pub(crate) fn range_is_empty(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
         | (Bound::Excluded(a), Bound::Included(b))
         | (Bound::Excluded(a), Bound::Excluded(b)) => a >= b,
         _ => false,
-    }
-}
-
-/// Owned copy of a borrowed bound.
-pub(crate) fn owned_bound(bound: Bound<&[u8]>) -> Bound<Vec<u8>> {
-    match bound {
-        Bound::Included(b) => Bound::Included(b.to_vec()),
-        Bound::Excluded(b) => Bound::Excluded(b.to_vec()),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
@@ -278,10 +251,7 @@ mod tests {
         assert!(range_is_empty(Bound::Included(a), Bound::Excluded(a)));
         assert!(!range_is_empty(Bound::Included(a), Bound::Included(a)));
         assert!(!range_is_empty(Bound::Unbounded, Bound::Excluded(a)));
-        assert!(after_lower(b"b", Bound::Excluded(a)));
-        assert!(!after_lower(b"a", Bound::Excluded(a)));
-        assert!(before_upper(b"a", Bound::Included(a)));
-        assert!(!before_upper(b"a", Bound::Excluded(a)));
+        assert!(!range_is_empty(Bound::Excluded(a), Bound::Included(b)));
     }
 
     #[test]
@@ -297,9 +267,10 @@ mod tests {
             (b"d".to_vec(), None),
             (b"e".to_vec(), Some(b"50".to_vec())),
         ];
-        let merged: Vec<KeyValue> = MergeIter::new(Box::new(stored.into_iter()), pending.into_iter())
-            .collect::<StateResult<_>>()
-            .unwrap();
+        let merged: Vec<KeyValue> =
+            MergeIter::new(Box::new(stored.into_iter()), pending.into_iter())
+                .collect::<StateResult<_>>()
+                .unwrap();
         assert_eq!(
             merged,
             vec![

@@ -227,7 +227,11 @@ mod tests {
             .put_all(&[(b"a".to_vec(), Some(b"1".to_vec())), (b"b".to_vec(), None)])
             .unwrap();
         store
-            .restore_batch(&[RestoreRecord { key: b"r", value: Some(b"x"), offset: 9 }])
+            .restore_batch(&[RestoreRecord {
+                key: b"r",
+                value: Some(b"x"),
+                offset: 9,
+            }])
             .unwrap();
         let logged = writer.take();
         let summary: Vec<_> = logged

@@ -11,8 +11,7 @@ use std::ops::Bound;
 
 use super::error::{StateError, StateResult};
 use super::key_value::{
-    range_is_empty, BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
-    RestoreRecord,
+    range_is_empty, BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, RestoreRecord,
 };
 
 /// A key-value store held in memory (Kafka's `InMemoryKeyValueStore`).
@@ -174,7 +173,12 @@ mod tests {
         .map(|(k, _)| k)
         .collect();
         assert_eq!(keys, vec![b"b".to_vec(), b"c".to_vec()]);
-        assert!(collect(store.range(Bound::Included(b"c"), Bound::Included(b"a")).unwrap()).is_empty());
+        assert!(collect(
+            store
+                .range(Bound::Included(b"c"), Bound::Included(b"a"))
+                .unwrap()
+        )
+        .is_empty());
         assert_eq!(store.approximate_num_entries().unwrap(), 3);
     }
 
@@ -184,16 +188,32 @@ mod tests {
         assert_eq!(store.checkpointed_offset(), None);
         store
             .restore_batch(&[
-                RestoreRecord { key: b"k", value: Some(b"1"), offset: 0 },
-                RestoreRecord { key: b"k", value: Some(b"2"), offset: 1 },
+                RestoreRecord {
+                    key: b"k",
+                    value: Some(b"1"),
+                    offset: 0,
+                },
+                RestoreRecord {
+                    key: b"k",
+                    value: Some(b"2"),
+                    offset: 1,
+                },
             ])
             .unwrap();
         assert_eq!(store.checkpointed_offset(), Some(2));
         // Redelivered offset 1 must not overwrite the later state.
         store
             .restore_batch(&[
-                RestoreRecord { key: b"k", value: Some(b"old"), offset: 1 },
-                RestoreRecord { key: b"k", value: None, offset: 2 },
+                RestoreRecord {
+                    key: b"k",
+                    value: Some(b"old"),
+                    offset: 1,
+                },
+                RestoreRecord {
+                    key: b"k",
+                    value: None,
+                    offset: 2,
+                },
             ])
             .unwrap();
         assert_eq!(store.get(b"k").unwrap(), None);

@@ -69,8 +69,7 @@ pub use builder::{
     DEFAULT_CACHE_MAX_BYTES,
 };
 pub use cache::{
-    CacheBudget, CacheFlushListener, CachingStore, FlushQueue, FlushedEntry,
-    CACHE_ENTRY_OVERHEAD,
+    CacheBudget, CacheFlushListener, CachingStore, FlushQueue, FlushedEntry, CACHE_ENTRY_OVERHEAD,
 };
 pub use checkpoint::{CheckpointEntry, CheckpointFile, CHECKPOINT_FILE_NAME};
 pub use error::{StateError, StateResult};

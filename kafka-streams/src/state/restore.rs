@@ -89,7 +89,14 @@ impl RestoreProgress {
         end_offset: i64,
         listener: Option<Arc<dyn StateRestoreListener>>,
     ) -> Self {
-        Self::start_at(Instant::now(), store, changelog, start_offset, end_offset, listener)
+        Self::start_at(
+            Instant::now(),
+            store,
+            changelog,
+            start_offset,
+            end_offset,
+            listener,
+        )
     }
 
     /// [`RestoreProgress::start`] with an explicit clock reading (for tests).
@@ -121,7 +128,12 @@ impl RestoreProgress {
             "restoring state store"
         );
         if let Some(listener) = &progress.listener {
-            listener.on_restore_start(&progress.changelog, &progress.store, start_offset, end_offset);
+            listener.on_restore_start(
+                &progress.changelog,
+                &progress.store,
+                start_offset,
+                end_offset,
+            );
         }
         progress
     }
@@ -219,7 +231,10 @@ mod tests {
     struct Recorder(Mutex<Vec<String>>);
     impl StateRestoreListener for Recorder {
         fn on_restore_start(&self, c: &ChangelogPartition, s: &str, from: i64, to: i64) {
-            self.0.lock().unwrap().push(format!("start {c} {s} {from} {to}"));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("start {c} {s} {from} {to}"));
         }
         fn on_batch_restored(&self, _: &ChangelogPartition, _: &str, end: i64, n: u64) {
             self.0.lock().unwrap().push(format!("batch {end} {n}"));

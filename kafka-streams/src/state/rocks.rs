@@ -37,14 +37,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteBufferManager, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, LruCacheOptions, Options,
+    ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
 use super::error::{StateError, StateResult};
 use super::key_value::{
-    BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore,
-    ReadOnlyKeyValueStore, RestoreRecord,
+    BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
+    RestoreRecord,
 };
 
 /// Name of the column family holding the changelog checkpoint.
@@ -84,7 +84,9 @@ pub struct RocksDbMemoryConfig {
     /// blocks and for the memtables: the bound on RocksDB's memory. Default 64 MiB.
     pub total_bytes: usize,
     /// The part of `total_bytes` that memtables (write buffers) may use across all
-    /// stores before RocksDB flushes them. Default 16 MiB.
+    /// stores before RocksDB flushes them. Default 16 MiB. A soft target: a store that
+    /// stops writing keeps its last memtable (at most an eighth of this) until it
+    /// writes again; the memtables stay charged to the cache, within `total_bytes`.
     pub write_buffer_bytes: usize,
 }
 
@@ -152,7 +154,10 @@ impl RocksDbMemory {
 
     /// Builds without validating (callers pass sizes known to be valid).
     pub(crate) fn with_config(config: RocksDbMemoryConfig) -> Self {
-        let cache = Cache::new_lru_cache(config.total_bytes);
+        let mut cache_options = LruCacheOptions::default();
+        cache_options.set_capacity(config.total_bytes);
+        cache_options.set_num_shard_bits(cache_shard_bits(config.total_bytes));
+        let cache = Cache::new_lru_cache_opts(&cache_options);
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
             config.write_buffer_bytes,
             false,
@@ -197,14 +202,21 @@ impl RocksDbMemory {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         table.set_block_size(4 << 10);
+        // Index and filter blocks are charged to the cache and evictable (pinning them,
+        // per L0 file of every store, is what lets usage outgrow the capacity).
         table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(false);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_bloom_filter(10.0, false);
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(DBCompressionType::None);
-        options.set_write_buffer_size(self.config.write_buffer_bytes.clamp(64 << 10, 16 << 20));
+        // Each store keeps its active memtable until it writes again (the shared
+        // manager only makes the *writing* store flush), so one memtable is kept to an
+        // eighth of the budget: idle stores cannot hold the whole budget.
+        options
+            .set_write_buffer_size((self.config.write_buffer_bytes / 8).clamp(64 << 10, 8 << 20));
         options.set_max_write_buffer_number(3);
         options.set_write_buffer_manager(&self.write_buffers);
         if let Some(setter) = &self.config_setter {
@@ -213,6 +225,17 @@ impl RocksDbMemory {
         options.set_block_based_table_factory(&table);
         options
     }
+}
+
+/// Shards of the shared LRU cache: one per 8 MiB, at most 64.
+///
+/// The cache stays within its capacity as long as each shard can evict enough
+/// unpinned blocks; memtable reservations (256 KiB dummy entries) and pinned blocks
+/// hash to shards unevenly, so small shards overflow. RocksDB's default (512 KiB
+/// shards) let a 4 MiB cache shared by ten stores exceed its capacity by 6 %.
+fn cache_shard_bits(capacity: usize) -> i32 {
+    let shards = (capacity / (8 << 20)).max(1);
+    (usize::BITS - 1 - shards.leading_zeros()).min(6) as i32
 }
 
 /// What opening a RocksDB store found, which decides where restoring starts.
@@ -333,9 +356,12 @@ impl RocksDbStore {
             operation: "creating the store directory",
             source,
         })?;
+        // The metadata family holds one key: the smallest memtable will do.
+        let mut meta_options = options.clone();
+        meta_options.set_write_buffer_size(64 << 10);
         let families = vec![
             ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, options.clone()),
-            ColumnFamilyDescriptor::new(METADATA_COLUMN_FAMILY, options.clone()),
+            ColumnFamilyDescriptor::new(METADATA_COLUMN_FAMILY, meta_options),
         ];
         let db = DB::open_cf_descriptors(options, &self.path, families)
             .map_err(|e| self.rocks_error("opening", e))?;
@@ -530,9 +556,7 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
     }
 
     fn approximate_num_entries(&self) -> StateResult<u64> {
-        Ok(self
-            .property_int("rocksdb.estimate-num-keys")?
-            .unwrap_or(0))
+        Ok(self.property_int("rocksdb.estimate-num-keys")?.unwrap_or(0))
     }
 }
 
@@ -656,7 +680,13 @@ mod tests {
         assert_eq!(decode_checkpoint(&[]), None);
         assert_eq!(decode_checkpoint(&[CHECKPOINT_FORMAT, 0, 0]), None);
         assert_eq!(decode_checkpoint(&[9; 20]), None);
-        let mut negative = encode_checkpoint(&ChangelogPartition { topic: "t".into(), partition: 0 }, 0);
+        let mut negative = encode_checkpoint(
+            &ChangelogPartition {
+                topic: "t".into(),
+                partition: 0,
+            },
+            0,
+        );
         negative[1] = 0x80;
         assert_eq!(decode_checkpoint(&negative), None);
     }
@@ -674,6 +704,15 @@ mod tests {
             write_buffer_bytes: 0,
         })
         .is_err());
+    }
+
+    #[test]
+    fn cache_shards_are_at_least_8_mib() {
+        assert_eq!(cache_shard_bits(4 << 20), 0);
+        assert_eq!(cache_shard_bits(16 << 20), 1);
+        assert_eq!(cache_shard_bits(64 << 20), 3);
+        assert_eq!(cache_shard_bits(100 << 20), 3);
+        assert_eq!(cache_shard_bits(1 << 40), 6);
     }
 
     #[test]

@@ -162,7 +162,7 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
             topic: self.serde_topic.clone(),
             field,
             direction,
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -207,10 +207,12 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     /// Sets `key` to `value` unless it has a value; returns the existing value.
     pub fn put_if_absent(&mut self, key: &K, value: &V) -> StateResult<Option<V>> {
         let key = self.key_bytes(key)?;
-        let value = self.value_bytes(value)?.ok_or_else(|| StateError::NullBytes {
-            store: self.name.clone(),
-            field: "value",
-        })?;
+        let value = self
+            .value_bytes(value)?
+            .ok_or_else(|| StateError::NullBytes {
+                store: self.name.clone(),
+                field: "value",
+            })?;
         match self.bytes_mut()?.put_if_absent(&key, &value)? {
             Some(existing) => Ok(Some(self.decode_value(&existing)?)),
             None => Ok(None),
@@ -262,8 +264,9 @@ fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore<K, V> {
-    fn get(&self, key: &K) -> StateResult<Option<V>> {
+impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
+    /// The value of `key`, if any.
+    pub fn get(&self, key: &K) -> StateResult<Option<V>> {
         let key = self.key_bytes(key)?;
         match self.bytes()?.get(&key)? {
             Some(value) => Ok(Some(self.decode_value(&value)?)),
@@ -271,7 +274,9 @@ impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore
         }
     }
 
-    fn range(&self, from: Bound<&K>, to: Bound<&K>) -> StateResult<TypedIter<'_, K, V>> {
+    /// The entries with keys between `from` and `to`, in the order of the serialized
+    /// keys.
+    pub fn range(&self, from: Bound<&K>, to: Bound<&K>) -> StateResult<TypedIter<'_, K, V>> {
         let from = self.bound_bytes(from)?;
         let to = self.bound_bytes(to)?;
         let iter = self
@@ -280,13 +285,33 @@ impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore
         Ok(self.typed_iter(iter))
     }
 
-    fn all(&self) -> StateResult<TypedIter<'_, K, V>> {
+    /// Every entry, in the order of the serialized keys.
+    pub fn all(&self) -> StateResult<TypedIter<'_, K, V>> {
         let iter = self.bytes()?.all()?;
         Ok(self.typed_iter(iter))
     }
 
-    fn approximate_num_entries(&self) -> StateResult<u64> {
+    /// An estimate of the number of keys.
+    pub fn approximate_num_entries(&self) -> StateResult<u64> {
         self.bytes()?.approximate_num_entries()
+    }
+}
+
+impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore<K, V> {
+    fn get(&self, key: &K) -> StateResult<Option<V>> {
+        TypedKeyValueStore::get(self, key)
+    }
+
+    fn range(&self, from: Bound<&K>, to: Bound<&K>) -> StateResult<TypedIter<'_, K, V>> {
+        TypedKeyValueStore::range(self, from, to)
+    }
+
+    fn all(&self) -> StateResult<TypedIter<'_, K, V>> {
+        TypedKeyValueStore::all(self)
+    }
+
+    fn approximate_num_entries(&self) -> StateResult<u64> {
+        TypedKeyValueStore::approximate_num_entries(self)
     }
 }
 
@@ -364,16 +389,25 @@ mod tests {
         let all: Vec<_> = s.all().unwrap().collect::<StateResult<_>>().unwrap();
         assert_eq!(
             all,
-            vec![("apache".into(), 1), ("kafka".into(), 3), ("streams".into(), 2)]
+            vec![
+                ("apache".into(), 1),
+                ("kafka".into(), 3),
+                ("streams".into(), 2)
+            ]
         );
         let some: Vec<_> = s
-            .range(Bound::Excluded(&"apache".to_string()), Bound::Included(&"kafka".to_string()))
+            .range(
+                Bound::Excluded(&"apache".to_string()),
+                Bound::Included(&"kafka".to_string()),
+            )
             .unwrap()
             .collect::<StateResult<_>>()
             .unwrap();
         assert_eq!(some, vec![("kafka".to_string(), 3)]);
         assert_eq!(s.delete(&"kafka".to_string()).unwrap(), Some(3));
-        assert_eq!(QueryableKeyValueStore::approximate_num_entries(&s).unwrap(), 2);
+        assert_eq!(s.approximate_num_entries().unwrap(), 2);
+        let queryable: &dyn QueryableKeyValueStore<String, i64> = &s;
+        assert_eq!(queryable.get(&"apache".to_string()).unwrap(), Some(1));
     }
 
     #[test]
@@ -407,7 +441,10 @@ mod tests {
         StateStore::close(&mut s).unwrap();
         assert!(matches!(
             s.get(&"k".to_string()),
-            Err(StateError::NotOpen { state: "closed", .. })
+            Err(StateError::NotOpen {
+                state: "closed",
+                ..
+            })
         ));
     }
 }

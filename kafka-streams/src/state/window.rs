@@ -62,9 +62,8 @@ pub fn key_time_range(key: &[u8], from_start: i64, to_start: i64) -> (Vec<u8>, V
 /// Whether the store key `bytes` belongs to record key `key` with a window start in
 /// `[from_start, to_start]`.
 pub fn matches_key(bytes: &[u8], key: &[u8], from_start: i64, to_start: i64) -> bool {
-    from_store_key(bytes).is_some_and(|w| {
-        w.key == key && w.window_start >= from_start && w.window_start <= to_start
-    })
+    from_store_key(bytes)
+        .is_some_and(|w| w.key == key && w.window_start >= from_start && w.window_start <= to_start)
 }
 
 #[cfg(test)]
@@ -97,7 +96,9 @@ mod tests {
             (b"s1", 180_000),
             (b"s2", 60_000),
         ] {
-            store.put(&to_store_key(key, start, 0), &start.to_be_bytes()).unwrap();
+            store
+                .put(&to_store_key(key, start, 0), &start.to_be_bytes())
+                .unwrap();
         }
         let (from, to) = key_time_range(b"s1", 0, 120_000);
         let starts: Vec<i64> = store
