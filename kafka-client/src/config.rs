@@ -414,6 +414,71 @@ impl ClientConfig {
                 }
             }
         }
+        self.validate_security(&protocol)
+    }
+
+    /// The protocol is known, TLS and SASL settings are not silently ignored, and
+    /// the TLS files are readable PEM.
+    fn validate_security(&self, protocol: &str) -> Result<()> {
+        let (tls, sasl) = match protocol {
+            "plaintext" => (false, false),
+            "ssl" => (true, false),
+            "sasl_plaintext" => (false, true),
+            "sasl_ssl" => (true, true),
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown security.protocol {other:?}: use plaintext, ssl, sasl_plaintext or sasl_ssl"
+                )))
+            }
+        };
+        let tls_keys = [
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "ssl.key.location",
+        ];
+        if !tls {
+            if let Some(key) = tls_keys.iter().find(|k| self.get(k).is_some()) {
+                return Err(Error::Config(format!(
+                    "{key} is set but security.protocol={protocol} does not use TLS: use ssl or sasl_ssl"
+                )));
+            }
+        }
+        if !sasl {
+            if let Some(key) = ["sasl.mechanism", "sasl.username", "sasl.password"]
+                .iter()
+                .find(|k| self.get(k).is_some())
+            {
+                return Err(Error::Config(format!(
+                    "{key} is set but security.protocol={protocol} does not use SASL: use sasl_plaintext or sasl_ssl"
+                )));
+            }
+        }
+        match (
+            self.get("ssl.certificate.location"),
+            self.get("ssl.key.location"),
+        ) {
+            (Some(_), None) => return Err(Error::Config(
+                "ssl.certificate.location is set without ssl.key.location (mutual TLS needs both)"
+                    .into(),
+            )),
+            (None, Some(_)) => return Err(Error::Config(
+                "ssl.key.location is set without ssl.certificate.location (mutual TLS needs both)"
+                    .into(),
+            )),
+            _ => {}
+        }
+        for key in tls_keys {
+            let Some(path) = self.get(key).filter(|p| *p != "probe") else {
+                continue;
+            };
+            let contents = std::fs::read(path)
+                .map_err(|e| Error::Config(format!("{key}: cannot read {path}: {e}")))?;
+            if !contents.windows(11).any(|w| w == b"-----BEGIN ") {
+                return Err(Error::Config(format!(
+                    "{key}: {path} is not a PEM file (no -----BEGIN line)"
+                )));
+            }
+        }
         Ok(())
     }
 

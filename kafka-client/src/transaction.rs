@@ -98,7 +98,7 @@ pub struct TransactionError {
     pub kind: TransactionErrorKind,
     /// The underlying error.
     #[source]
-    pub source: Error,
+    pub source: Box<Error>,
 }
 
 impl TransactionError {
@@ -108,11 +108,11 @@ impl TransactionError {
             operation,
             transactional_id: transactional_id.to_owned(),
             kind,
-            source: Error::kafka(
+            source: Box::new(Error::kafka(
                 operation,
                 format!("transactional.id {transactional_id}"),
                 error,
-            ),
+            )),
         }
     }
 
@@ -135,7 +135,11 @@ impl TransactionError {
     pub fn is_fenced(&self) -> bool {
         matches!(
             self.source.code(),
-            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+            )
         )
     }
 
@@ -154,6 +158,7 @@ fn classify(error: &KafkaError) -> TransactionErrorKind {
         KafkaError::Transaction(e) if e.is_retriable() => TransactionErrorKind::Retriable,
         KafkaError::Transaction(e) => match e.code() {
             RDKafkaErrorCode::Fatal
+            | RDKafkaErrorCode::Fenced
             | RDKafkaErrorCode::ProducerFenced
             | RDKafkaErrorCode::InvalidProducerEpoch => TransactionErrorKind::Fatal,
             _ => TransactionErrorKind::InvalidState,
@@ -249,7 +254,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> TransactionalProducer<K
                 operation,
                 transactional_id: self.transactional_id.to_string(),
                 kind: TransactionErrorKind::Retriable,
-                source,
+                source: Box::new(source),
             })?;
         result.map_err(|e| TransactionError::new(operation, &self.transactional_id, e))
     }

@@ -116,10 +116,16 @@ fn ten_stores_share_a_bounded_block_cache() -> anyhow::Result<()> {
             "store not using the shared cache: {reported}"
         );
     }
-    // The cache is really used (not bypassed by per-store caches): it is mostly full.
+    // The cache is really used (not bypassed by per-store caches): it is mostly full,
+    // and not only with memtable reservations but with the blocks the reads loaded.
     assert!(
         usage >= CACHE_BYTES / 2,
         "usage {usage} suggests the shared cache is not used"
+    );
+    let blocks = usage.saturating_sub(memory.write_buffer_usage());
+    assert!(
+        blocks >= CACHE_BYTES / 4,
+        "only {blocks} B of blocks in the shared cache: reads bypass it"
     );
     // Memtables are charged to the same cache: they are inside the bound.
     assert!(memory.write_buffer_usage() > 0);

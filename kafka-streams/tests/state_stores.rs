@@ -218,6 +218,30 @@ fn data_without_checkpoint_is_wiped_and_restored_from_zero() -> R {
     Ok(())
 }
 
+/// Exactly-once: the checkpoint is removed while processing, so a crash (no clean
+/// close) leaves state that is wiped and restored from the beginning.
+#[test]
+fn removed_checkpoint_means_wipe_after_a_crash() -> R {
+    let dir = tempfile::tempdir()?;
+    let loc = location(dir.path(), "0_0", "counts");
+    {
+        let mut store = RocksDbStore::open(&loc, Some(changelog(0)), &memory())?;
+        store.restore_batch(&[rec(b"k", Some(b"v"), 0)])?;
+        store.remove_checkpoint()?;
+        assert_eq!(store.checkpointed_offset(), None);
+        store.put(b"uncommitted", b"x")?;
+        // Dropped without a checkpoint: a crash.
+    }
+    let store = RocksDbStore::open(&loc, Some(changelog(0)), &memory())?;
+    assert!(
+        matches!(store.recovery(), StoreRecovery::Wiped { .. }),
+        "{:?}",
+        store.recovery()
+    );
+    assert_eq!(store.get(b"uncommitted")?, None);
+    Ok(())
+}
+
 #[test]
 fn checkpoint_of_another_changelog_partition_is_not_trusted() -> R {
     let dir = tempfile::tempdir()?;

@@ -3,5 +3,8 @@
 //! security settings.
 
 mod admin;
+mod dlq;
+mod security;
 mod stats;
+mod trace;
 mod transactions;

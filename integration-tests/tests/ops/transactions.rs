@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use integration_tests::{config, consumer_config, create_topic, unique_name};
 use kafka_client::config::{AutoOffsetReset, IsolationLevel};
-use kafka_client::dev::EmbeddedCluster;
 use kafka_client::rdkafka::mocking::MockCluster;
 use kafka_client::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use kafka_client::transaction::{TransactionErrorKind, TransactionalProducer};
@@ -52,10 +51,12 @@ async fn ticks_during<T>(work: impl std::future::Future<Output = T>) -> (T, u64)
 
 #[tokio::test(flavor = "current_thread")]
 async fn full_transaction_sequence_on_the_mock_cluster() {
-    let cluster = EmbeddedCluster::start(1).unwrap();
-    cluster.create_topic("in", 1).unwrap();
-    cluster.create_topic("out", 1).unwrap();
-    let config = cluster.client_config();
+    // librdkafka's mock cluster, as `dev::EmbeddedCluster` runs it, used directly
+    // to slow the broker down: a blocking call would then stall the executor.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("in", 1, 1).unwrap();
+    cluster.create_topic("out", 1, 1).unwrap();
+    let config = ClientConfig::new(cluster.bootstrap_servers());
     let plain: Producer<String, String> = Producer::new(&config).unwrap();
     for i in 0..3 {
         plain
@@ -72,6 +73,10 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
 
     let producer: TransactionalProducer<String, String> =
         TransactionalProducer::new(&config, "txn-seq").unwrap();
+    // 100 ms per request: init and commit take several round trips each.
+    cluster
+        .broker_round_trip_time(-1, Duration::from_millis(100))
+        .unwrap();
     // init blocks inside librdkafka; the current-thread executor keeps running.
     let (init, ticks) = ticks_during(producer.init(TIMEOUT)).await;
     init.unwrap();
@@ -98,10 +103,10 @@ async fn full_transaction_sequence_on_the_mock_cluster() {
     let (commit, ticks) = ticks_during(producer.commit(TIMEOUT)).await;
     commit.unwrap();
     assert!(ticks > 0, "commit_transaction blocked the executor");
+    cluster.broker_round_trip_time(-1, Duration::ZERO).unwrap();
 
-    // The offsets sent to the transaction were committed for the group.
-    let committed = consumer.committed().await.unwrap();
-    assert_eq!(committed, vec![(TopicPartition::new("in", 0), Some(1))]);
+    // The mock cluster acknowledges TxnOffsetCommit without storing the offsets
+    // (librdkafka 2.12), so their effect is checked by the isolation test (b).
     // The transformed record is in the output topic.
     let check = reader(&config, "txn-check", IsolationLevel::ReadUncommitted);
     check
@@ -256,6 +261,28 @@ async fn read_committed_hides_aborted_records_on_a_transactional_broker() {
         .await
         .unwrap();
     producer.abort(TIMEOUT).await.unwrap();
+
+    // The committed transaction also carries a consumer group's offsets.
+    let source = unique_name("isolation-in");
+    create_topic(&source, 1).await;
+    let plain: Producer<String, String> = Producer::new(&config()).unwrap();
+    plain
+        .send(ProducerRecord::new(
+            &source,
+            "k".to_string(),
+            "in".to_string(),
+        ))
+        .await
+        .unwrap();
+    let group = unique_name("isolation-group");
+    let input_consumer = reader(
+        &consumer_config(&group),
+        &group,
+        IsolationLevel::ReadCommitted,
+    );
+    input_consumer.subscribe(&[&source]).unwrap();
+    let input = input_consumer.recv().await.unwrap();
+
     producer.begin().unwrap();
     producer
         .send(ProducerRecord::new(
@@ -265,7 +292,20 @@ async fn read_committed_hides_aborted_records_on_a_transactional_broker() {
         ))
         .await
         .unwrap();
+    producer
+        .send_offsets_to_transaction(
+            &[(input.topic_partition(), input.offset + 1)],
+            input_consumer.group_metadata().expect("group metadata"),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
     producer.commit(TIMEOUT).await.unwrap();
+    assert_eq!(
+        input_consumer.committed().await.unwrap(),
+        vec![(input.topic_partition(), Some(input.offset + 1))],
+        "the transaction committed the group's offsets"
+    );
 
     let tp = TopicPartition::new(&topic, 0);
     // read_uncommitted sees the aborted record: it was written.

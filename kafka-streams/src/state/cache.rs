@@ -381,6 +381,10 @@ impl KeyValueStore for CachingStore {
         self.inner.checkpoint(next_offset)
     }
 
+    fn remove_checkpoint(&mut self) -> StateResult<()> {
+        self.inner.remove_checkpoint()
+    }
+
     /// Sets the listener of the updates leaving the cache; with `send_old_values`, each
     /// carries the inner store's previous value (read before writing through).
     fn set_flush_listener(

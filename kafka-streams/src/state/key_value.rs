@@ -157,6 +157,14 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore + Send {
     /// changelog record the store wrote.
     fn checkpoint(&mut self, next_offset: i64) -> StateResult<()>;
 
+    /// Forgets the checkpoint, so that if the process dies before the next
+    /// [`KeyValueStore::checkpoint`], the state is wiped and restored from the beginning.
+    ///
+    /// Under exactly-once the runtime calls it when a task starts processing (the store
+    /// may then hold writes of a transaction that could abort) and checkpoints again
+    /// only on a clean close, as Kafka does with its checkpoint file.
+    fn remove_checkpoint(&mut self) -> StateResult<()>;
+
     /// Sets the listener of the updates a record cache in the stack writes through
     /// ([`CachingStore`](super::CachingStore)); returns `false` (dropping the listener)
     /// when the stack has no cache.

@@ -192,6 +192,10 @@ impl KeyValueStore for ChangeLoggingStore {
     fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
         self.inner.checkpoint(next_offset)
     }
+
+    fn remove_checkpoint(&mut self) -> StateResult<()> {
+        self.inner.remove_checkpoint()
+    }
 }
 
 #[cfg(test)]

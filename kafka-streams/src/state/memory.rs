@@ -145,6 +145,11 @@ impl KeyValueStore for InMemoryStore {
         self.checkpoint = Some(next_offset);
         Ok(())
     }
+
+    fn remove_checkpoint(&mut self) -> StateResult<()> {
+        self.checkpoint = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@
 //!    checkpoint, or missing/corrupt state that was wiped), seek the restore consumer
 //!    there, and feed [`KeyValueStore::restore_batch`] until the changelog's end,
 //!    reporting through [`RestoreProgress`] and the user's [`StateRestoreListener`].
+//! 5. Under exactly-once, once restored and before processing:
+//!    [`KeyValueStore::remove_checkpoint`]; then checkpoint only on a clean close, so a
+//!    crash mid-transaction leaves no checkpoint and the state is wiped and rebuilt.
 //!
 //! # Memory
 //! All RocksDB stores of an application share one [`RocksDbMemory`] (block cache with

@@ -663,6 +663,18 @@ impl KeyValueStore for RocksDbStore {
         self.checkpoint = Some(next_offset);
         Ok(())
     }
+
+    fn remove_checkpoint(&mut self) -> StateResult<()> {
+        let db = self.db()?;
+        let meta = self.meta_cf(db)?;
+        db.delete_cf_opt(meta, CHECKPOINT_KEY, &self.write_options)
+            .map_err(|e| self.rocks_error("removing the checkpoint", e))?;
+        // Synced: the point is that a crash from now on must not find the old one.
+        db.flush_wal(true)
+            .map_err(|e| self.rocks_error("syncing the write-ahead log", e))?;
+        self.checkpoint = None;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -200,6 +200,13 @@ impl fmt::Display for TopologyDescription {
     }
 }
 
+/// Topics in the order they were first met (their ids).
+fn by_id(topics: &BTreeMap<String, usize>) -> Vec<(usize, &str)> {
+    let mut v: Vec<(usize, &str)> = topics.iter().map(|(t, &id)| (id, t.as_str())).collect();
+    v.sort();
+    v
+}
+
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -264,7 +271,7 @@ impl TopologyDescription {
         let mut out = String::from(
             "digraph topology {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n",
         );
-        for (topic, id) in &topics {
+        for (id, topic) in by_id(&topics) {
             let style = if self.is_internal(topic) {
                 "dashed,filled"
             } else {
@@ -341,7 +348,7 @@ impl TopologyDescription {
             ids.insert(&node.name, format!("n{n}"));
         }
         let mut out = String::from("flowchart TB\n");
-        for (topic, id) in &topics {
+        for (id, topic) in by_id(&topics) {
             let _ = writeln!(out, "    t{id}[/\"{}\"/]", mermaid_escape(topic));
         }
         for sub in &self.subtopologies {
