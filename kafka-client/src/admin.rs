@@ -34,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{
@@ -83,6 +83,15 @@ pub enum AdminError {
         group: String,
         /// The broker's error code.
         code: RDKafkaErrorCode,
+    },
+    /// No broker could be reached with this configuration.
+    #[error("cannot connect to {servers}: {reason}")]
+    Connection {
+        /// `bootstrap.servers`.
+        servers: String,
+        /// librdkafka's explanation, e.g. "SASL authentication error: ..." or
+        /// "SSL handshake failed: ...".
+        reason: String,
     },
     /// The topic does not exist.
     #[error("topic {topic} does not exist")]
@@ -517,12 +526,44 @@ impl fmt::Display for ResetPlan {
     }
 }
 
-/// Client context for the admin client and its helper consumers: logs to `tracing`.
+/// Client context for the admin client and its helper consumers: logs to
+/// `tracing`, and remembers the last connection failure librdkafka logged
+/// (authentication, TLS handshake, wrong protocol) to explain timeouts.
 #[derive(Clone, Default)]
-struct AdminContext;
+struct AdminContext {
+    last_failure: Arc<Mutex<Option<String>>>,
+}
+
+impl AdminContext {
+    fn last_failure(&self) -> Option<String> {
+        match self.last_failure.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
 
 impl ClientContext for AdminContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if fac == "FAIL"
+            && matches!(
+                level,
+                RDKafkaLogLevel::Emerg
+                    | RDKafkaLogLevel::Alert
+                    | RDKafkaLogLevel::Critical
+                    | RDKafkaLogLevel::Error
+            )
+        {
+            // "<broker>: SASL authentication error: ..." -> the part after the broker.
+            let reason = message
+                .split_once(": ")
+                .map_or(message, |(_, rest)| rest)
+                .to_owned();
+            match self.last_failure.lock() {
+                Ok(mut guard) => *guard = Some(reason),
+                Err(poisoned) => *poisoned.into_inner() = Some(reason),
+            }
+        }
         LoggingContext.log(level, fac, message)
     }
     fn error(&self, error: KafkaError, reason: &str) {
@@ -575,16 +616,17 @@ impl AdminClient {
         }
         // Looking a topic up must not create it.
         let base = base.set("allow.auto.create.topics", "false");
+        let context = AdminContext::default();
         let admin: RdAdminClient<AdminContext> = base
             .to_rdkafka()
-            .create_with_context(AdminContext)
+            .create_with_context(context.clone())
             .map_err(|e| Error::kafka("creating the admin client", "", e))?;
         let probe: BaseConsumer<AdminContext> = base
             .clone()
             .set("isolation.level", "read_uncommitted")
             .set("enable.auto.commit", "false")
             .to_rdkafka()
-            .create_with_context(AdminContext)
+            .create_with_context(context.clone())
             .map_err(|e| Error::kafka("creating the admin client", "", e))?;
         Ok(AdminClient {
             shared: Arc::new(Shared {
@@ -611,6 +653,40 @@ impl AdminClient {
         tokio::task::spawn_blocking(move || call(&shared))
             .await
             .map_err(|e| Error::background(operation, e))?
+    }
+
+    /// Fetches the cluster's metadata to check that the configuration connects
+    /// (address, TLS, SASL); returns the number of brokers. Fails with
+    /// [`AdminError::Connection`] carrying librdkafka's reason, e.g. a SASL
+    /// authentication or TLS handshake failure.
+    pub async fn check_connection(&self, timeout: Duration) -> AdminResult<usize> {
+        self.blocking("check connection", move |s| {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+                let error = match s.admin.inner().fetch_metadata(None, remaining) {
+                    Ok(metadata) => return Ok(metadata.brokers().len()),
+                    Err(e) => e,
+                };
+                // librdkafka logs why a connection failed (SASL, TLS, protocol)
+                // around the time the request fails; retry until it has, or
+                // until the deadline.
+                let reason = s.admin.inner().context().last_failure();
+                if reason.is_some() || std::time::Instant::now() >= deadline {
+                    return Err(AdminError::Connection {
+                        servers: s
+                            .config
+                            .get("bootstrap.servers")
+                            .unwrap_or_default()
+                            .to_owned(),
+                        reason: reason.unwrap_or_else(|| error.to_string()),
+                    });
+                }
+                // Paces the retries on this blocking-pool thread.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+        .await
     }
 
     // ---- topics -------------------------------------------------------------
@@ -1109,7 +1185,7 @@ fn group_consumer(s: &Shared, group: &str) -> AdminResult<BaseConsumer<AdminCont
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .to_rdkafka()
-        .create_with_context(AdminContext)
+        .create_with_context(AdminContext::default())
         .map_err(|e| AdminError::from(Error::kafka("creating a group client", group, e)))
 }
 

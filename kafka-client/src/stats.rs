@@ -5,7 +5,9 @@
 //! [`ClientConfig::statistics_interval`](crate::ClientConfig::statistics_interval);
 //! off by default). [`Producer::statistics`](crate::Producer::statistics) and
 //! [`Consumer::statistics`](crate::Consumer::statistics) return a
-//! `tokio::sync::watch` receiver holding the latest snapshot.
+//! `tokio::sync::watch` receiver holding the latest snapshot. A producer
+//! publishes from its background thread; a consumer publishes while it is being
+//! polled (`recv`), as librdkafka serves consumer callbacks from the poll loop.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

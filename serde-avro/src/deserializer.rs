@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::client::SchemaRegistryClient;
 use crate::config::SchemaRegistryConfig;
 use crate::error::{AvroSerdeError, Result};
-use crate::fast_hash::FnvBuildHasher;
+use fnv::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SharedSchema};
 use crate::wire;
 

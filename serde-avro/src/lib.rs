@@ -24,7 +24,6 @@ pub mod compatibility;
 pub mod config;
 pub mod deserializer;
 pub mod error;
-mod fast_hash;
 mod http;
 pub mod mock;
 pub mod schema;

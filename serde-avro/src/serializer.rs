@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::client::SchemaRegistryClient;
 use crate::config::{AvroSerdeConfig, SchemaRegistryConfig};
 use crate::error::{AvroSerdeError, Result};
-use crate::fast_hash::FnvBuildHasher;
+use fnv::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SchemaDefinition, SharedSchema};
 use crate::wire;
 

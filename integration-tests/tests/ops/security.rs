@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_tests::{eventually, unique_name};
-use kafka_client::admin::{AdminClient, NewTopic};
+use kafka_client::admin::{AdminClient, AdminError, NewTopic};
 use kafka_client::config::{SaslMechanism, SecurityProtocol};
 use kafka_client::{ClientConfig, Consumer, Offset, Producer, ProducerRecord, TopicPartition};
 
@@ -262,8 +262,6 @@ fn secure(port: u16, ca: &Path, password: &str) -> ClientConfig {
         .security_protocol(SecurityProtocol::SaslSsl)
         .tls_ca(ca)
         .sasl(SaslMechanism::ScramSha512, "alice", password)
-        // Fail fast instead of retrying for minutes.
-        .set("message.timeout.ms", "10000")
         .set("socket.connection.setup.timeout.ms", "5000")
 }
 
@@ -338,29 +336,48 @@ async fn tls_with_scram_connects_with_good_credentials_and_fails_clearly_with_ba
         .unwrap();
     assert_eq!(consumer.recv().await.unwrap().value, "v");
 
-    // A wrong password fails with an authentication error.
-    let err = try_send(&secure(broker.port, &ca, "wrong-password"), &topic)
-        .await
-        .unwrap_err();
-    println!("wrong password: {err}");
-    assert!(err.contains(&topic), "{err}");
     assert!(
-        err.to_lowercase().contains("authentication") || err.to_lowercase().contains("sasl"),
-        "{err}"
+        admin
+            .check_connection(Duration::from_secs(10))
+            .await
+            .unwrap()
+            >= 1
     );
-    // An untrusted broker certificate fails the TLS handshake.
-    let err = try_send(
-        &secure(broker.port, &dir.join("other-ca.pem"), "alice-secret"),
-        &topic,
-    )
-    .await
-    .unwrap_err();
-    println!("untrusted CA: {err}");
-    assert!(err.contains(&topic), "{err}");
-    // Plaintext against the TLS listener is refused.
+
+    // Bad settings fail with librdkafka's reason, not just a timeout.
+    let wrong_password = connection_failure(secure(broker.port, &ca, "wrong-password")).await;
+    println!("wrong password: {wrong_password}");
+    assert!(
+        wrong_password.contains("SASL authentication"),
+        "{wrong_password}"
+    );
+    let untrusted = connection_failure(secure(
+        broker.port,
+        &dir.join("other-ca.pem"),
+        "alice-secret",
+    ))
+    .await;
+    println!("untrusted CA: {untrusted}");
+    assert!(untrusted.contains("SSL handshake failed"), "{untrusted}");
     let plaintext =
-        ClientConfig::new(format!("127.0.0.1:{}", broker.port)).set("message.timeout.ms", "5000");
-    let err = try_send(&plaintext, &topic).await.unwrap_err();
-    println!("plaintext: {err}");
-    assert!(err.contains(&topic), "{err}");
+        connection_failure(ClientConfig::new(format!("127.0.0.1:{}", broker.port))).await;
+    println!("plaintext client: {plaintext}");
+    assert!(plaintext.contains("security.protocol"), "{plaintext}");
+}
+
+/// The message of the connection error `config` gets.
+async fn connection_failure(config: ClientConfig) -> String {
+    let servers = config.get("bootstrap.servers").unwrap().to_owned();
+    match AdminClient::new(&config)
+        .unwrap()
+        .check_connection(Duration::from_secs(5))
+        .await
+    {
+        Err(err @ AdminError::Connection { .. }) => {
+            let text = err.to_string();
+            assert!(text.contains(&servers), "{text}");
+            text
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
 }

@@ -19,8 +19,8 @@ use crate::topology::codec::{TypedSink, TypedSource};
 ///
 /// Operators take `&self`, so one stream can feed several downstream branches.
 pub struct KStream<K, V> {
-    builder: SharedBuilder,
-    node: usize,
+    pub(crate) builder: SharedBuilder,
+    pub(crate) node: usize,
     key_serde: Option<SharedSerde<K>>,
     value_serde: Option<SharedSerde<V>>,
     repartition_required: bool,
@@ -564,7 +564,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
-    fn repartition_through(
+    pub(crate) fn repartition_through(
         &self,
         name: Option<String>,
         partitions: Option<i32>,
@@ -596,6 +596,40 @@ impl<K: Data, V: Data> KStream<K, V> {
         );
         drop(inner);
         KStream::new(self.builder.clone(), source, Some(key), Some(value), false)
+    }
+
+    /// Groups the records by their key, to aggregate (Kafka's `groupByKey`). Serdes:
+    /// the stream's, else the types' defaults (used by the repartition topic and the
+    /// store). If the key changed upstream, the aggregation repartitions first.
+    pub fn group_by_key(&self) -> super::KGroupedStream<K, V>
+    where
+        K: DefaultSerde,
+        V: DefaultSerde,
+    {
+        let key = self.key_serde.clone().unwrap_or_else(default_serde::<K>);
+        let value = self.value_serde.clone().unwrap_or_else(default_serde::<V>);
+        super::KGroupedStream::new(self.clone(), key, value)
+    }
+
+    /// [`KStream::group_by_key`] with explicit serdes, for types without a default
+    /// serde.
+    pub fn group_by_key_with_serdes(
+        &self,
+        key: SharedSerde<K>,
+        value: SharedSerde<V>,
+    ) -> super::KGroupedStream<K, V> {
+        super::KGroupedStream::new(self.clone(), key, value)
+    }
+
+    /// Groups the records by a new key computed from key and value (Kafka's
+    /// `groupBy`); the aggregation repartitions through `<store>-repartition`.
+    pub fn group_by<K2, F>(&self, selector: F) -> super::KGroupedStream<K2, V>
+    where
+        K2: Data + DefaultSerde,
+        V: DefaultSerde,
+        F: Fn(&K, &V) -> K2 + Send + Sync + 'static,
+    {
+        self.select_key(selector).group_by_key()
     }
 
     /// Runs a custom [`Processor`] on each record; `supplier` makes one instance per

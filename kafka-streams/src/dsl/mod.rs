@@ -42,6 +42,7 @@
 //! type does not change.
 
 mod kstream;
+mod ktable;
 mod ops;
 mod options;
 
@@ -50,6 +51,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kafka_client::serde::DefaultSerde;
 
 pub use kstream::{BranchedKStream, KStream};
+pub use ktable::{Change, CogroupedKStream, KGroupedStream, KGroupedTable, KTable, Materialized};
 pub use options::{Branched, Consumed, Named, Printed, Produced, Repartitioned, SharedSerde};
 
 use crate::error::Result;
@@ -147,6 +149,52 @@ impl StreamsBuilder {
             Some(consumed.key),
             Some(consumed.value),
             false,
+        )
+    }
+
+    /// A table of `topic` (Kafka's `builder.table`): the latest value per key, read
+    /// with the default serdes and kept in a store named
+    /// `<topic>-STATE-STORE-<n>`. A null value deletes the key.
+    pub fn table<K, V>(&self, topic: &str) -> KTable<K, V>
+    where
+        K: Data + DefaultSerde,
+        V: Data + DefaultSerde,
+    {
+        self.table_with(topic, Materialized::default())
+    }
+
+    /// [`StreamsBuilder::table`] kept in the store `materialized` describes.
+    pub fn table_with<K, V>(&self, topic: &str, materialized: Materialized<K, V>) -> KTable<K, V>
+    where
+        K: Data + DefaultSerde,
+        V: Data + DefaultSerde,
+    {
+        let key = materialized
+            .key
+            .clone()
+            .unwrap_or_else(options::default_serde::<K>);
+        let value = materialized
+            .value
+            .clone()
+            .unwrap_or_else(options::default_serde::<V>);
+        let store = match &materialized.name {
+            Some(n) => n.clone(),
+            None => lock(&self.inner).new_name(&format!("{topic}-STATE-STORE-")),
+        };
+        let consumed: Consumed<K, Option<V>> = Consumed {
+            key: key.clone(),
+            value: options::default_serde::<Option<V>>(),
+            extractor: None,
+            name: None,
+        };
+        let source = self.stream_with(topic, consumed);
+        KTable::from_source(
+            self.inner.clone(),
+            source.node,
+            store,
+            &materialized,
+            key,
+            value,
         )
     }
 

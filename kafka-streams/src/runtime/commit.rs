@@ -29,7 +29,7 @@ pub(crate) fn commit_tasks<'a>(
     // 1. prepare: flush stores, collect offsets.
     let mut offsets = BTreeMap::new();
     for task in tasks.iter_mut() {
-        offsets.extend(task.prepare_commit()?);
+        offsets.extend(task.prepare_commit(collector)?);
     }
     // 2. flush the producer.
     collector.flush()?;

@@ -45,6 +45,7 @@ pub struct StreamsConfig {
     pub(crate) production_handler: Arc<dyn ProductionExceptionHandler>,
     pub(crate) topic_creator: Option<TopicCreator>,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) state_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -74,6 +75,7 @@ impl StreamsConfig {
             production_handler: Arc::new(DefaultProductionExceptionHandler),
             topic_creator: None,
             runtime: None,
+            state_dir: std::env::temp_dir().join("kafka-streams"),
         }
     }
 
@@ -154,8 +156,21 @@ impl StreamsConfig {
         self
     }
 
+    /// `state.dir`: where persistent stores live, as
+    /// `<state.dir>/<application.id>/<task>/<store>` (default
+    /// `<temp dir>/kafka-streams`, as in Kafka Streams).
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// The configured `state.dir`.
+    pub fn get_state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     /// Sets a property by its Kafka Streams name. Streams properties
-    /// (`num.stream.threads`, `commit.interval.ms`, `poll.ms`, `replication.factor`,
+    /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `max.poll.records`, `default.deserialization.exception.handler` = `logAndFail`
     /// / `logAndContinue`, `errors.dead.letter.queue.topic.name`) are parsed; anything
     /// else is a librdkafka client property.
@@ -167,6 +182,7 @@ impl StreamsConfig {
         };
         match key {
             "application.id" => self.application_id = value.to_owned(),
+            "state.dir" => self.state_dir = value.into(),
             "num.stream.threads" => self.num_stream_threads = num(value)? as usize,
             "commit.interval.ms" => self.commit_interval = Duration::from_millis(num(value)?),
             "poll.ms" => self.poll_timeout = Duration::from_millis(num(value)?),

@@ -166,6 +166,9 @@ impl RecordCollector for KafkaCollector {
         loop {
             let mut base: BaseRecord<'_, [u8], [u8], ()> =
                 BaseRecord::to(&record.topic).timestamp(record.timestamp);
+            if let Some(p) = record.partition {
+                base = base.partition(p);
+            }
             if let Some(k) = &record.key {
                 base = base.key(k.as_slice());
             }

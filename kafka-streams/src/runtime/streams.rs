@@ -200,6 +200,7 @@ impl KafkaStreams {
             application_id: config.application_id.clone(),
             config,
             blocker,
+            rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: Arc::new(StreamsMetrics::default()),
         });
         Ok(KafkaStreams {

@@ -33,6 +33,7 @@ use crate::processor::internal::{
     ContextCore, ErasedProcessor, ErasedRecord, Punctuators, StoreMap,
 };
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
+use crate::state::{RecordingChangelogWriter, StoreContext};
 use crate::topology::codec::{
     Blocker, EncodeError, EncodedRecord, RawRecord, SinkCodec, SourceCodec,
 };
@@ -44,6 +45,8 @@ pub(crate) struct TaskEnv {
     pub config: StreamsConfig,
     pub blocker: Blocker,
     pub metrics: Arc<StreamsMetrics>,
+    /// The application's shared RocksDB memory budget.
+    pub rocksdb: crate::state::RocksDbMemory,
 }
 
 /// Lifecycle of a task.
@@ -118,6 +121,10 @@ pub(crate) struct StreamTask {
     stack: Vec<(usize, ErasedRecord)>,
     offsets: BTreeMap<TopicPartition, i64>,
     commit_needed: bool,
+    /// Changelog records the task's stores wrote, waiting to go to the collector.
+    changelog: RecordingChangelogWriter,
+    /// Timestamp of the record being processed (stamped on changelog records).
+    current_timestamp: i64,
     env: Arc<TaskEnv>,
 }
 
@@ -211,6 +218,8 @@ impl StreamTask {
             stack: Vec::new(),
             offsets: BTreeMap::new(),
             commit_needed: false,
+            changelog: RecordingChangelogWriter::new(),
+            current_timestamp: 0,
             env,
         })
     }
@@ -236,6 +245,16 @@ impl StreamTask {
     pub fn initialize(&mut self, wall_clock: i64) -> Result<()> {
         if self.state != TaskState::Created {
             return Ok(());
+        }
+        let context = StoreContext::new(
+            self.env.application_id.clone(),
+            self.env.config.state_dir.clone(),
+            self.id,
+        )
+        .with_changelog_writer(Arc::new(self.changelog.clone()))
+        .with_rocksdb(self.env.rocksdb.clone());
+        for store in self.stores.values_mut() {
+            store.init(&context)?;
         }
         let Self {
             nodes,
@@ -369,6 +388,7 @@ impl StreamTask {
                         collector.send(
                             EncodedRecord {
                                 topic,
+                                partition: None,
                                 key: raw.key,
                                 value: raw.value,
                                 timestamp: raw.timestamp.max(0),
@@ -424,6 +444,7 @@ impl StreamTask {
             return Ok(true);
         };
         self.stream_time = self.stream_time.max(record.timestamp);
+        self.current_timestamp = record.timestamp;
         let metadata = RecordMetadata {
             topic: tp.topic,
             partition: tp.partition,
@@ -476,6 +497,7 @@ impl StreamTask {
             if self.punctuators.is_cancelled(id) {
                 continue;
             }
+            self.current_timestamp = time.max(0);
             self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)?;
             self.env.metrics.punctuated();
             ran = true;
@@ -509,6 +531,7 @@ impl StreamTask {
         });
         self.stack.clear();
         self.pending.clear();
+        self.send_changelog(collector)?;
         match result {
             Ok(()) => Ok(()),
             Err(Failure::Fatal(e)) => Err(e),
@@ -669,15 +692,40 @@ impl StreamTask {
     /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores and
     /// returns the offsets to commit (empty when nothing was processed since the last
     /// commit).
-    pub fn prepare_commit(&mut self) -> Result<BTreeMap<TopicPartition, i64>> {
+    pub fn prepare_commit(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
         for store in self.stores.values_mut() {
             store.flush()?;
         }
+        self.send_changelog(collector)?;
         if self.commit_needed {
             Ok(self.offsets.clone())
         } else {
             Ok(BTreeMap::new())
         }
+    }
+
+    /// Hands the changelog records the stores wrote to the collector, each to its
+    /// task's partition of the changelog topic, stamped with the timestamp of the
+    /// record that caused it.
+    fn send_changelog(&mut self, collector: &mut dyn RecordCollector) -> Result<()> {
+        for logged in self.changelog.take() {
+            collector.send(
+                EncodedRecord {
+                    topic: logged.topic,
+                    partition: Some(logged.partition),
+                    key: Some(logged.key),
+                    value: logged.value,
+                    timestamp: self.current_timestamp.max(0),
+                    headers: kafka_client::Headers::new(),
+                },
+                "changelog",
+                None,
+            )?;
+        }
+        Ok(())
     }
 
     /// Commit, last step (Kafka's `postCommit`): the offsets are committed.

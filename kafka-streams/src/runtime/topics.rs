@@ -41,11 +41,15 @@ pub(crate) fn create_topic_with_admin(
     topic: &str,
     partitions: i32,
     replication: i32,
+    topic_configs: &[(&str, &str)],
 ) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| StreamsError::kafka("creating the admin client", topic, e))?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    for (key, value) in topic_configs {
+        new = new.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = futures::executor::block_on(admin.create_topics([&new], &options))
         .map_err(|e| StreamsError::kafka("creating topic", topic, e))?;
@@ -124,9 +128,38 @@ pub(crate) fn prepare_topics(
         }
     }
 
-    for (name, partitions) in &wanted {
-        let topic = format!("{app}-{name}");
-        match counts.get(&topic) {
+    // Every topic to have: repartition topics, and the changelog topic of each logged
+    // store (`<application.id>-<store>-changelog`, compacted, with as many partitions
+    // as the sources of the sub-topology that owns the store).
+    let mut all: BTreeMap<String, (i32, bool)> = wanted
+        .iter()
+        .map(|(name, p)| (format!("{app}-{name}"), (*p, false)))
+        .collect();
+    for sub in &topology.subtopologies {
+        let sources = sub
+            .source_topics
+            .iter()
+            .filter_map(|t| {
+                if topology.internal_topics.contains_key(t) {
+                    wanted.get(t).copied()
+                } else {
+                    counts.get(t).copied()
+                }
+            })
+            .max();
+        for store in &sub.stores {
+            let changelog = topology
+                .stores
+                .get(store)
+                .and_then(|b| b.changelog_topic(app));
+            if let (Some(topic), Some(partitions)) = (changelog, sources) {
+                all.insert(topic, (partitions, true));
+            }
+        }
+    }
+
+    for (topic, (partitions, compact)) in &all {
+        match counts.get(topic) {
             Some(existing) if existing == partitions => {}
             Some(existing) => {
                 return Err(StreamsError::Topology(format!(
@@ -134,27 +167,32 @@ pub(crate) fn prepare_topics(
             )))
             }
             None => {
-                tracing::info!(%topic, partitions, "creating internal topic");
+                tracing::info!(%topic, partitions, compact, "creating internal topic");
+                let configs: &[(&str, &str)] = if *compact {
+                    &[("cleanup.policy", "compact")]
+                } else {
+                    &[]
+                };
                 match &config.topic_creator {
-                    Some(create) => create(&topic, *partitions, config.replication_factor)?,
+                    Some(create) => create(topic, *partitions, config.replication_factor)?,
                     None => create_topic_with_admin(
                         &rd,
-                        &topic,
+                        topic,
                         *partitions,
                         config.replication_factor,
+                        configs,
                     )?,
                 }
             }
         }
     }
 
-    // Wait until the new topics are visible with their partitions.
     let deadline = Instant::now() + timeout;
     loop {
-        let missing: Vec<String> = wanted
+        let missing: Vec<String> = all
             .iter()
-            .filter(|(name, p)| counts.get(&format!("{app}-{name}")) != Some(p))
-            .map(|(name, _)| format!("{app}-{name}"))
+            .filter(|(topic, (p, _))| counts.get(*topic) != Some(p))
+            .map(|(topic, _)| topic.clone())
             .collect();
         if missing.is_empty() {
             break;

@@ -152,6 +152,11 @@ impl RocksDbMemory {
         Ok(Self::with_config(config))
     }
 
+    /// The default budget ([`RocksDbMemoryConfig::default`]).
+    pub fn default_shared() -> Self {
+        Self::with_config(RocksDbMemoryConfig::default())
+    }
+
     /// Builds without validating (callers pass sizes known to be valid).
     pub(crate) fn with_config(config: RocksDbMemoryConfig) -> Self {
         let mut cache_options = LruCacheOptions::default();

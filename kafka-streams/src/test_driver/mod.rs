@@ -38,7 +38,7 @@ use crate::runtime::task::{StreamTask, TaskEnv};
 use crate::runtime::{
     commit_tasks, MetricsSnapshot, OffsetCommitter, RecordCollector, StreamsConfig, StreamsMetrics,
 };
-use crate::state::StateStore;
+use crate::state::{StateStore, TypedKeyValueStore};
 use crate::topology::codec::{Blocker, EncodedRecord, RawRecord};
 use crate::topology::Topology;
 
@@ -188,6 +188,33 @@ impl DriverState {
             &mut self.committer,
             &self.metrics,
         )?;
+        // Records the commit itself produced (changelog records the store caches
+        // flushed) become visible in their topics.
+        let mut fed = false;
+        for record in std::mem::take(&mut self.collector.produced) {
+            if let Some(&t) = self.task_of_topic.get(&record.topic) {
+                let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
+                let raw = RawRecord {
+                    topic: record.topic.clone(),
+                    partition: 0,
+                    offset: *offset,
+                    timestamp: record.timestamp,
+                    key: record.key.clone(),
+                    value: record.value.clone(),
+                    headers: record.headers.clone(),
+                };
+                *offset += 1;
+                self.tasks[t].add_record(raw, &mut self.collector)?;
+                fed = true;
+            }
+            self.outputs
+                .entry(record.topic.clone())
+                .or_default()
+                .push_back(record);
+        }
+        if fed {
+            return self.drain();
+        }
         Ok(())
     }
 }
@@ -196,6 +223,23 @@ impl DriverState {
 pub struct TopologyTestDriver {
     state: Rc<RefCell<DriverState>>,
     application_id: String,
+    state_dir: std::path::PathBuf,
+}
+
+/// A fresh `state.dir` for one driver, removed when the driver is dropped (as Kafka's
+/// driver uses a temporary directory).
+fn unique_state_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!(
+        "kafka-streams-test-driver-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 impl TopologyTestDriver {
@@ -223,12 +267,15 @@ impl TopologyTestDriver {
         initial_wall_clock_ms: i64,
     ) -> Result<Self> {
         config.validate()?;
+        let state_dir = unique_state_dir();
+        let config = config.state_dir(state_dir.clone());
         let application_id = config.application_id.clone();
         let metrics = Arc::new(StreamsMetrics::default());
         let env = Arc::new(TaskEnv {
             application_id: application_id.clone(),
             config,
             blocker: Blocker::Futures,
+            rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: metrics.clone(),
         });
         let mut tasks = Vec::new();
@@ -253,6 +300,7 @@ impl TopologyTestDriver {
                 wall_clock: initial_wall_clock_ms,
             })),
             application_id,
+            state_dir,
         })
     }
 
@@ -368,6 +416,21 @@ impl TopologyTestDriver {
         None
     }
 
+    /// The key-value store `name` (a DSL table or aggregation store, or one added with
+    /// `add_state_store`), typed as `K`/`V` (Kafka's `getKeyValueStore`). `None` when
+    /// no task has a store of that name and types.
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Option<TestKeyValueStore<'_, K, V>> {
+        self.with_state_store::<TypedKeyValueStore<K, V>, _>(name, |_| ())?;
+        Some(TestKeyValueStore {
+            driver: self,
+            name: name.to_owned(),
+            _types: std::marker::PhantomData,
+        })
+    }
+
     /// Stream time of the task reading `topic`.
     pub fn stream_time_ms(&self, topic: &str) -> Option<i64> {
         let state = self.state.borrow();
@@ -385,6 +448,48 @@ impl Drop for TopologyTestDriver {
                 task.close();
             }
         }
+        if self.state_dir.exists() {
+            if let Err(error) = std::fs::remove_dir_all(&self.state_dir) {
+                tracing::warn!(dir = %self.state_dir.display(), %error, "cannot remove the driver's state dir");
+            }
+        }
+    }
+}
+
+/// A store of the driver's tasks, read through its typed layer (so reads see the
+/// record cache, as processors do).
+pub struct TestKeyValueStore<'a, K, V> {
+    driver: &'a TopologyTestDriver,
+    name: String,
+    _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: 'static, V: 'static> TestKeyValueStore<'_, K, V> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut TypedKeyValueStore<K, V>) -> crate::state::StateResult<R>,
+    ) -> Result<R> {
+        self.driver
+            .with_state_store::<TypedKeyValueStore<K, V>, _>(&self.name, f)
+            .ok_or_else(|| {
+                StreamsError::IllegalState(format!("state store {} is gone", self.name))
+            })?
+            .map_err(StreamsError::from)
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        self.with(|s| s.get(key))
+    }
+
+    /// Every entry, in the order of the serialized keys.
+    pub fn all(&self) -> Result<Vec<(K, V)>> {
+        self.with(|s| s.all()?.collect())
+    }
+
+    /// The approximate number of entries.
+    pub fn approximate_num_entries(&self) -> Result<u64> {
+        self.with(|s| s.approximate_num_entries())
     }
 }
 

@@ -123,6 +123,9 @@ impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EncodedRecord {
     pub topic: String,
+    /// Explicit partition (changelog records go to their task's partition); `None`
+    /// lets the producer's partitioner choose by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub timestamp: i64,
@@ -189,6 +192,7 @@ impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
         let value_bytes = self.value.serialize(value, &vctx).map_err(serde_err)?;
         Ok(EncodedRecord {
             topic,
+            partition: None,
             key: key_bytes,
             value: value_bytes,
             timestamp: record.timestamp,

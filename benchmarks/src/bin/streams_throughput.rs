@@ -1,0 +1,402 @@
+//! A stateless kafka-streams pipeline against a raw rdkafka passthrough, on the same
+//! broker in the same run, over the same input records.
+//!
+//! - Input: `--records` records (keys `sensor-<n>`, ~`--value-size`-byte values)
+//!   produced once into a topic with `--partitions` partitions.
+//! - Raw: a `BaseConsumer` subscribed with a fresh group (from the earliest offset)
+//!   and a `BaseProducer` that sends every record unchanged to a fresh output topic;
+//!   timed until every record is acknowledged.
+//! - Streams: a `KafkaStreams` app (fresh `application.id`, earliest offsets) running
+//!   `filter` (keeps every record, so the counts match) + `map_values` + `to`;
+//!   timed from `start()` until the high watermarks of its fresh output topic add up
+//!   to the input count.
+//!
+//! Both sides include their start-up (group join) in the time. Runs alternate (raw,
+//! streams, raw, streams, ...) and the medians are compared; the target is a ratio
+//! of at least 0.7.
+//!
+//! ```text
+//! bash scripts/bench.sh streams_throughput -- --records 1000000 --rounds 3
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use kafka_benchmarks::{broker_config, create_topic, init_tracing, median, report, unique, Rate};
+use kafka_client::rdkafka::client::ClientContext;
+use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::message::DeliveryResult;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
+use kafka_client::rdkafka::types::RDKafkaErrorCode;
+use kafka_client::rdkafka::Message;
+use kafka_client::ClientConfig;
+use kafka_streams::dsl::StreamsBuilder;
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Input records (each run processes all of them).
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Runs of each side (medians are compared).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Partitions of the input and output topics.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// `num.stream.threads` of the streams app (the raw side is one consumer and
+    /// one producer).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+/// Counts acknowledged deliveries.
+struct Counting(Arc<AtomicU64>);
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_ok() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The partitioner the streams runtime uses (Java-compatible), so both sides spread
+/// the output the same way.
+fn producer_settings(config: &ClientConfig) -> ClientConfig {
+    config.clone().set("partitioner", "murmur2_random")
+}
+
+/// Sends `record`, letting the producer drain its queue while it is full.
+fn send_blocking<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// A ~`size`-byte value, different for every record.
+fn value(i: u64, size: usize) -> String {
+    let mut v = format!(
+        "{{\"reading\":{i},\"celsius\":{}.{},\"pad\":\"",
+        i % 40,
+        i % 10
+    );
+    while v.len() + 2 < size {
+        v.push('x');
+    }
+    v.push_str("\"}");
+    v
+}
+
+/// Fills the input topic once.
+fn pre_produce(
+    config: &ClientConfig,
+    topic: &str,
+    records: u64,
+    value_size: usize,
+) -> anyhow::Result<()> {
+    let delivered = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = producer_settings(config)
+        .set("linger.ms", "5")
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
+    let started = Instant::now();
+    for i in 0..records {
+        let key = format!("sensor-{}", i % 1000);
+        let value = value(i, value_size);
+        send_blocking(
+            &producer,
+            BaseRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(value.as_bytes()),
+        )?;
+        if i % 1000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let acked = delivered.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        acked == records,
+        "only {acked} of {records} input records were acknowledged"
+    );
+    tracing::info!(
+        topic,
+        records,
+        secs = started.elapsed().as_secs_f64(),
+        "input topic filled"
+    );
+    Ok(())
+}
+
+/// Raw passthrough: consume from the beginning and produce every record unchanged,
+/// until `expected` records are acknowledged.
+fn raw_passthrough(
+    config: &ClientConfig,
+    input: &str,
+    output: &str,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = producer_settings(config)
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
+    let consumer: BaseConsumer = config
+        .clone()
+        .group_id(unique("bench-raw-passthrough"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .to_rdkafka()
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let mut consumed = 0_u64;
+    while delivered.load(Ordering::Relaxed) < expected {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "raw passthrough timed out: {} of {expected} acknowledged",
+            delivered.load(Ordering::Relaxed)
+        );
+        if consumed >= expected {
+            producer.poll(Duration::from_millis(5));
+            continue;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let mut record = BaseRecord::to(output);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Some(payload) = message.payload() {
+                    record = record.payload(payload);
+                }
+                if let Some(ts) = message.timestamp().to_millis() {
+                    record = record.timestamp(ts);
+                }
+                send_blocking(&producer, record)?;
+                consumed += 1;
+                if consumed % 1000 == 0 {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "raw passthrough: consumer error"),
+            None => {
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    producer.flush(Duration::from_secs(30))?;
+    Ok(Rate {
+        records: delivered.load(Ordering::Relaxed),
+        elapsed,
+    })
+}
+
+/// Records in `topic`: the sum of its partitions' high watermarks.
+fn records_in(probe: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<u64> {
+    let mut total = 0_u64;
+    for p in 0..partitions {
+        let (low, high) = probe.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += (high - low).max(0) as u64;
+    }
+    Ok(total)
+}
+
+/// The streams app: `filter` (keeps everything) + `map_values` + `to`, timed from
+/// `start()` until the output topic holds `expected` records.
+fn streams_pipeline(
+    config: &ClientConfig,
+    input: &str,
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    threads: usize,
+    timeout: Duration,
+) -> anyhow::Result<Rate> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(input)
+        .filter(|_, v| !v.is_empty())
+        .map_values(|v| v.to_ascii_uppercase())
+        .to(output);
+    let topology = builder.build()?;
+    // The runtime reads from the earliest offset unless `auto.offset.reset` says
+    // otherwise.
+    let streams_config =
+        StreamsConfig::new(unique("bench-streams"), config.clone()).num_stream_threads(threads);
+    let streams = KafkaStreams::new(topology, streams_config)?;
+    let probe: BaseConsumer = config.to_rdkafka().create()?;
+
+    let started = Instant::now();
+    let deadline = started + timeout;
+    streams.start()?;
+    let mut last_log = Instant::now();
+    let result = loop {
+        let state = streams.state();
+        if state == State::Error {
+            break Err(anyhow::anyhow!(
+                "the streams app failed: {:?}",
+                streams.error()
+            ));
+        }
+        let written = records_in(&probe, output, partitions)?;
+        if written >= expected {
+            let elapsed = started.elapsed();
+            if written > expected {
+                tracing::warn!(
+                    written,
+                    expected,
+                    "the output holds more records than the input"
+                );
+            }
+            break Ok(Rate {
+                records: expected,
+                elapsed,
+            });
+        }
+        if Instant::now() >= deadline {
+            break Err(anyhow::anyhow!(
+                "the streams app timed out: {written} of {expected} records in the output ({state:?})"
+            ));
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(written, expected, ?state, "streams run in progress");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    if !streams.close() {
+        tracing::warn!("the streams app did not close within the timeout");
+    }
+    let metrics = streams.metrics();
+    tracing::info!(
+        processed = metrics.processed_records,
+        produced = metrics.produced_records,
+        commits = metrics.commits,
+        "streams app closed"
+    );
+    if result.is_ok() {
+        anyhow::ensure!(
+            metrics.processed_records >= expected,
+            "the app processed {} records, expected {expected}",
+            metrics.processed_records
+        );
+    }
+    result
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Args::parse();
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    anyhow::ensure!(args.records >= 1, "--records must be at least 1");
+    let config = broker_config()?;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    println!(
+        "streams_throughput: {} records of ~{} bytes on {} partitions, {} rounds, {} stream thread(s), broker {}",
+        args.records,
+        args.value_size,
+        args.partitions,
+        args.rounds,
+        args.threads,
+        config.get("bootstrap.servers").unwrap_or("?")
+    );
+
+    let input = unique("bench-streams-input");
+    create_topic(&config, &input, args.partitions).await?;
+    {
+        let (config, input) = (config.clone(), input.clone());
+        let (records, size) = (args.records, args.value_size);
+        tokio::task::spawn_blocking(move || pre_produce(&config, &input, records, size)).await??;
+    }
+
+    let (mut raw, mut streams): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let output = unique("bench-raw-output");
+        create_topic(&config, &output, args.partitions).await?;
+        let rate = {
+            let (config, input) = (config.clone(), input.clone());
+            let records = args.records;
+            tokio::task::spawn_blocking(move || {
+                raw_passthrough(&config, &input, &output, records, timeout)
+            })
+            .await??
+        };
+        tracing::info!(
+            round,
+            side = "raw",
+            rate = rate.per_second() as u64,
+            secs = rate.elapsed.as_secs_f64(),
+            "passthrough run done"
+        );
+        raw.push(rate);
+
+        let output = unique("bench-streams-output");
+        create_topic(&config, &output, args.partitions).await?;
+        let rate = {
+            let (config, input) = (config.clone(), input.clone());
+            let (records, partitions, threads) = (args.records, args.partitions, args.threads);
+            tokio::task::spawn_blocking(move || {
+                streams_pipeline(
+                    &config, &input, &output, partitions, records, threads, timeout,
+                )
+            })
+            .await??
+        };
+        tracing::info!(
+            round,
+            side = "streams",
+            rate = rate.per_second() as u64,
+            secs = rate.elapsed.as_secs_f64(),
+            "streams run done"
+        );
+        streams.push(rate);
+    }
+
+    for (round, (r, s)) in raw.iter().zip(&streams).enumerate() {
+        println!(
+            "round {round}: raw {:>10.0} rec/s ({:.2} s)   streams {:>10.0} rec/s ({:.2} s)",
+            r.per_second(),
+            r.elapsed.as_secs_f64(),
+            s.per_second(),
+            s.elapsed.as_secs_f64()
+        );
+    }
+    println!(
+        "medians: raw {:.0} rec/s, streams {:.0} rec/s",
+        median(&raw),
+        median(&streams)
+    );
+    report(
+        "streams filter+map_values+to / raw passthrough",
+        &streams,
+        &raw,
+        0.7,
+    );
+    Ok(())
+}
