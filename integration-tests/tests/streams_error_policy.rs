@@ -132,7 +132,7 @@ async fn replace_thread_policy_keeps_the_client_running_after_a_thread_fails() {
                 StreamsError::Processing { .. } => error.to_string(),
                 other => format!("unexpected error kind: {other:?}"),
             });
-            StreamThreadExceptionResponse::ShutdownClient
+            StreamThreadExceptionResponse::ReplaceThread
         });
     }
     streams.start().expect("start");
@@ -156,7 +156,7 @@ async fn replace_thread_policy_keeps_the_client_running_after_a_thread_fails() {
     produce(&input, 10, 20);
 
     let reader: BaseConsumer = config()
-        .group_id(&unique_name("stpol-reader"))
+        .group_id(unique_name("stpol-reader"))
         .to_rdkafka()
         .create()
         .expect("reader");

@@ -664,14 +664,17 @@ impl AdminClient {
             let deadline = std::time::Instant::now() + timeout;
             loop {
                 let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-                let error = match s.admin.inner().fetch_metadata(None, remaining) {
+                let mut error = match s.probe.fetch_metadata(None, remaining) {
                     Ok(metadata) => return Ok(metadata.brokers().len()),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 // librdkafka logs why a connection failed (SASL, TLS, protocol)
-                // around the time the request fails; retry until it has, or
-                // until the deadline.
-                let reason = s.admin.inner().context().last_failure();
+                // to the client's queue: polling it hands the log lines and
+                // errors to AdminContext.
+                if let Some(Err(e)) = s.probe.poll(Duration::from_millis(100)) {
+                    error = e.to_string();
+                }
+                let reason = s.probe.context().last_failure();
                 if reason.is_some() || std::time::Instant::now() >= deadline {
                     return Err(AdminError::Connection {
                         servers: s
@@ -679,11 +682,9 @@ impl AdminClient {
                             .get("bootstrap.servers")
                             .unwrap_or_default()
                             .to_owned(),
-                        reason: reason.unwrap_or_else(|| error.to_string()),
+                        reason: reason.unwrap_or(error),
                     });
                 }
-                // Paces the retries on this blocking-pool thread.
-                std::thread::sleep(Duration::from_millis(100));
             }
         })
         .await

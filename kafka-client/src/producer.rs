@@ -416,7 +416,7 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(key)
             );
-            let expected = ((java_hash & 0x7fff_ffff) % 7) as i32;
+            let expected = (java_hash & 0x7fff_ffff) % 7;
             assert_eq!(default_partition(Some(key), 7), Some(expected));
         }
         assert_eq!(default_partition(None, 7), None);

@@ -131,7 +131,7 @@ fn pre_produce(
                 .key(key.as_bytes())
                 .payload(value.as_bytes()),
         )?;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             producer.poll(Duration::ZERO);
         }
     }
@@ -198,7 +198,7 @@ fn raw_passthrough(
                 }
                 send_blocking(&producer, record)?;
                 consumed += 1;
-                if consumed % 1000 == 0 {
+                if consumed.is_multiple_of(1000) {
                     producer.poll(Duration::ZERO);
                 }
             }

@@ -165,7 +165,11 @@ async fn reset_shift_by_one_on_one_partition_skips_exactly_one_record() {
 
     let scope: ResetScope = format!("{topic}:0").parse().unwrap();
     let dry = admin
-        .plan_group_offsets_reset(&group, &[scope.clone()], ResetTarget::ShiftBy(1))
+        .plan_group_offsets_reset(
+            &group,
+            std::slice::from_ref(&scope),
+            ResetTarget::ShiftBy(1),
+        )
         .await
         .unwrap();
     assert!(!dry.executed);

@@ -23,6 +23,13 @@ pub(crate) trait RecordCollector {
     /// Waits until every record sent so far is acknowledged; failed deliveries go
     /// through the production handler.
     fn flush(&mut self) -> Result<()>;
+
+    /// The offset of the last record of `topic`/`partition` acknowledged so far (for
+    /// changelog checkpoints); `None` when unknown.
+    fn delivered_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let _ = (topic, partition);
+        None
+    }
 }
 
 /// Commits consumed offsets (the next offset to read, per partition).

@@ -40,7 +40,7 @@ pub(crate) fn commit_tasks<'a>(
     }
     // 4. post-commit.
     for task in tasks.iter_mut() {
-        task.post_commit();
+        task.post_commit(collector)?;
     }
     metrics.committed();
     Ok(offsets.len())

@@ -46,6 +46,7 @@ pub struct StreamsConfig {
     pub(crate) topic_creator: Option<TopicCreator>,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) state_dir: std::path::PathBuf,
+    pub(crate) restore_listener: Option<Arc<dyn crate::state::StateRestoreListener>>,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -76,6 +77,7 @@ impl StreamsConfig {
             topic_creator: None,
             runtime: None,
             state_dir: std::env::temp_dir().join("kafka-streams"),
+            restore_listener: None,
         }
     }
 
@@ -161,6 +163,16 @@ impl StreamsConfig {
     /// `<temp dir>/kafka-streams`, as in Kafka Streams).
     pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.state_dir = dir.into();
+        self
+    }
+
+    /// A listener told when each store's restore starts, progresses and ends (Kafka's
+    /// `setGlobalStateRestoreListener`).
+    pub fn state_restore_listener(
+        mut self,
+        listener: impl crate::state::StateRestoreListener + 'static,
+    ) -> Self {
+        self.restore_listener = Some(Arc::new(listener));
         self
     }
 

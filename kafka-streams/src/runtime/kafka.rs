@@ -2,7 +2,7 @@
 //! and an offset committer over its consumer. Bytes in, bytes out; typed records exist
 //! only inside tasks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ pub(crate) struct DeliveryFailure {
 #[derive(Clone, Default)]
 pub(crate) struct CollectorContext {
     failures: Arc<Mutex<Vec<DeliveryFailure>>>,
+    /// Highest acknowledged offset per changelog partition, for checkpoints.
+    changelog_offsets: Arc<Mutex<HashMap<(String, i32), i64>>>,
 }
 
 impl ClientContext for CollectorContext {}
@@ -77,6 +79,18 @@ impl ProducerContext for CollectorContext {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Ok(msg) = result {
+            if msg.topic().ends_with("-changelog") {
+                let mut offsets = self
+                    .changelog_offsets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let entry = offsets
+                    .entry((msg.topic().to_owned(), msg.partition()))
+                    .or_insert(msg.offset());
+                *entry = (*entry).max(msg.offset());
+            }
+        }
         if let Err((error, msg)) = result {
             self.failures
                 .lock()
@@ -156,6 +170,15 @@ impl KafkaCollector {
 }
 
 impl RecordCollector for KafkaCollector {
+    fn delivered_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.context
+            .changelog_offsets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_owned(), partition))
+            .copied()
+    }
+
     fn send(
         &mut self,
         record: EncodedRecord,

@@ -20,6 +20,7 @@ mod config;
 pub mod handlers;
 mod kafka;
 mod metrics;
+mod restore;
 mod streams;
 pub(crate) mod task;
 mod thread;

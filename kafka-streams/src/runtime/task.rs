@@ -728,10 +728,38 @@ impl StreamTask {
         Ok(())
     }
 
-    /// Commit, last step (Kafka's `postCommit`): the offsets are committed.
-    /// (Checkpoint files of stores will be written here.)
-    pub fn post_commit(&mut self) {
+    /// Commit, last step (Kafka's `postCommit`): the offsets are committed; each
+    /// logged store checkpoints one past the last changelog offset the producer
+    /// acknowledged for it.
+    pub fn post_commit(&mut self, collector: &dyn RecordCollector) -> Result<()> {
         self.commit_needed = false;
+        for store in self.stores.values_mut() {
+            let Some(changelog) = store.changelog().cloned() else {
+                continue;
+            };
+            let Some(last) = collector.delivered_offset(&changelog.topic, changelog.partition)
+            else {
+                continue;
+            };
+            if let Some(bytes) = store.byte_store() {
+                if bytes.checkpointed_offset().is_none_or(|c| c <= last) {
+                    bytes.checkpoint(last + 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The task's stores, by name (for restoring them).
+    pub fn stores_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&String, &mut Box<dyn crate::state::StateStore>)> {
+        self.stores.iter_mut()
+    }
+
+    /// The task id.
+    pub fn id(&self) -> TaskId {
+        self.id
     }
 
     /// Closes processors and stores. The caller commits first.

@@ -113,6 +113,12 @@ impl StreamsConsumerContext {
             let sub = &self.topology.subtopologies[id.subtopology];
             let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
             task.initialize(now)?;
+            super::restore::restore_task(
+                &mut task,
+                &self.env.config.client.to_rdkafka(),
+                &self.env.application_id,
+                self.env.config.restore_listener.clone(),
+            )?;
             core.tasks.insert(*id, task);
         }
         let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();

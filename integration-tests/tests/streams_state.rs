@@ -1,0 +1,350 @@
+//! kafka-streams state against the broker named by `KAFKA_BOOTSTRAP_SERVERS`: a word
+//! count's changelog topic is created compacted with the source's partition count,
+//! and reading it to its end rebuilds exactly what the RocksDB stores hold; with the
+//! state dir deleted the counts are restored from the changelog and continue; with it
+//! intact only the tail after the checkpoint is restored.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integration_tests::{config, create_topic, unique_name, DEADLINE};
+use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use kafka_client::rdkafka::client::DefaultClientContext;
+use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
+use kafka_client::rdkafka::message::Message;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use kafka_client::rdkafka::{Offset, TopicPartitionList};
+use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::state::{
+    ChangelogPartition, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore, StateRestoreListener,
+    StoreLocation,
+};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+fn produce_lines(topic: &str, lines: &[&str]) {
+    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
+    for (i, line) in lines.iter().enumerate() {
+        let key = format!("line-{i}");
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(line.as_bytes());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    rec = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Every partition of `topic` read from the beginning to its current end: the latest
+/// value per key (tombstones remove the key), and the number of records read.
+fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+    let consumer: BaseConsumer = config()
+        .group_id(&unique_name("changelog-reader"))
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            ends.insert(p.id(), high);
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    let mut table = BTreeMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while ends.iter().any(|(p, end)| next[p] < *end) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic} to {ends:?}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("changelog record");
+            read += 1;
+            next.insert(m.partition(), m.offset() + 1);
+            let key = m.key().expect("changelog records have keys").to_vec();
+            match m.payload() {
+                Some(v) => table.insert(key, v.to_vec()),
+                None => table.remove(&key),
+            };
+        }
+    }
+    (table, read)
+}
+
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn describe_cleanup_policy(topic: &str) -> Option<String> {
+    let admin: AdminClient<DefaultClientContext> =
+        config().to_rdkafka().create().expect("admin client");
+    let results = block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(topic)],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("describe configs");
+    results.into_iter().find_map(|r| {
+        let resource = r.ok()?;
+        resource.get("cleanup.policy")?.value.clone()
+    })
+}
+
+#[test]
+fn changelog_is_compacted_and_rebuilds_exactly_the_store() {
+    let app = unique_name("wordcount-state");
+    let input = unique_name("lines");
+    let output = unique_name("word-counts");
+    block_on(create_topic(&input, 2));
+    let state_dir = tempfile::tempdir().expect("state dir");
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(&input)
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by(|_, word| word.clone())
+        .count_with(Materialized::as_("counts"))
+        .to_stream()
+        .to(&output);
+    let streams_config = StreamsConfig::new(&app, config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(state_dir.path())
+        .set("session.timeout.ms", "6000")
+        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
+        .expect("valid config");
+    let streams =
+        KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+
+    let lines = [
+        "the quick brown fox",
+        "jumps over the lazy dog",
+        "The dog barks",
+        "the end",
+    ];
+    produce_lines(&input, &lines);
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for word in lines.iter().flat_map(|l| l.split_whitespace()) {
+        *expected.entry(word.to_lowercase()).or_insert(0) += 1;
+    }
+
+    let changelog = format!("{app}-counts-changelog");
+    let decode = |table: BTreeMap<Vec<u8>, Vec<u8>>| -> BTreeMap<String, i64> {
+        table
+            .into_iter()
+            .map(|(k, v)| {
+                let bytes: [u8; 8] = v.try_into().expect("8-byte count");
+                (
+                    String::from_utf8(k).expect("utf8 word"),
+                    i64::from_be_bytes(bytes),
+                )
+            })
+            .collect()
+    };
+    wait_until("the changelog to hold every final count", || {
+        decode(read_to_end(&changelog).0) == expected
+    });
+    assert!(streams.close(), "graceful close");
+
+    // The changelog: compacted, with the source topic's partition count.
+    assert_eq!(
+        describe_cleanup_policy(&changelog).as_deref(),
+        Some("compact")
+    );
+    let consumer: BaseConsumer = config().to_rdkafka().create().expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(&changelog), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 2);
+
+    // Reading it to its end rebuilds exactly what the RocksDB stores of the counting
+    // sub-topology's tasks (1_0 and 1_1) hold.
+    let (rebuilt, _) = read_to_end(&changelog);
+    let memory = RocksDbMemory::default_shared();
+    let mut stored = BTreeMap::new();
+    for partition in 0..2 {
+        let location = StoreLocation {
+            state_dir: state_dir.path().to_path_buf(),
+            application_id: app.clone(),
+            task: format!("1_{partition}"),
+            store: "counts".into(),
+        };
+        let store = RocksDbStore::open(&location, None, &memory).expect("open store");
+        for entry in store.all().expect("iterate store") {
+            let (k, v) = entry.expect("store entry");
+            stored.insert(k, v);
+        }
+    }
+    assert_eq!(decode(stored.clone()), expected);
+    assert_eq!(rebuilt, stored);
+}
+
+/// Counts the records restored, through the user restore listener.
+#[derive(Clone, Default)]
+struct RestoredCounter(Arc<AtomicU64>);
+
+impl StateRestoreListener for RestoredCounter {
+    fn on_batch_restored(
+        &self,
+        _changelog: &ChangelogPartition,
+        _store: &str,
+        _batch_end_offset: i64,
+        num_restored: u64,
+    ) {
+        self.0.fetch_add(num_restored, Ordering::SeqCst);
+    }
+}
+
+fn word_count(
+    app: &str,
+    input: &str,
+    output: &str,
+    dir: &std::path::Path,
+    listener: RestoredCounter,
+) -> KafkaStreams {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(input)
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .group_by(|_, word| word.clone())
+        .count_with(Materialized::as_("counts"))
+        .to_stream()
+        .to(output);
+    let streams_config = StreamsConfig::new(app, config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(dir)
+        .state_restore_listener(listener)
+        .set("session.timeout.ms", "6000")
+        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
+        .expect("valid config");
+    let streams =
+        KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    streams
+}
+
+fn counts_of(topic: &str) -> BTreeMap<String, i64> {
+    read_to_end(topic)
+        .0
+        .into_iter()
+        .map(|(k, v)| {
+            let bytes: [u8; 8] = v.try_into().expect("8-byte count");
+            (
+                String::from_utf8(k).expect("utf8"),
+                i64::from_be_bytes(bytes),
+            )
+        })
+        .collect()
+}
+
+/// One round: 300 distinct words once each, 10 per line.
+fn lines() -> Vec<String> {
+    (0..30)
+        .map(|i| {
+            (0..10)
+                .map(|j| format!("w{}-r0", i * 10 + j))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn restore_after_lost_state_continues_counts_and_intact_state_restores_only_the_tail() {
+    let app = unique_name("wordcount-restore");
+    let input = unique_name("restore-lines");
+    let output = unique_name("restore-counts");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let changelog = format!("{app}-counts-changelog");
+    let expect = |rounds: i64| -> BTreeMap<String, i64> {
+        (0..300).map(|w| (format!("w{w}-r0"), rounds)).collect()
+    };
+    let produce_round = || {
+        let l = lines();
+        produce_lines(&input, &l.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+
+    // Round 1, then close.
+    let first = RestoredCounter::default();
+    let streams = word_count(&app, &input, &output, dir.path(), first.clone());
+    produce_round(); // round 1
+    wait_until("round 1 counts", || counts_of(&output) == expect(1));
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // The state dir is lost: the store is rebuilt from the changelog, and the counts
+    // continue from 1, not from 0.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let second = RestoredCounter::default();
+    let streams = word_count(&app, &input, &output, dir.path(), second.clone());
+    let rebuilt = second.0.load(Ordering::SeqCst);
+    assert!(rebuilt >= 300, "restored only {rebuilt} records");
+    produce_round(); // round 2
+    wait_until("round 2 counts", || counts_of(&output) == expect(2));
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // The state dir is intact: only the tail after the checkpoint is restored.
+    let (_, changelog_total) = read_to_end(&changelog);
+    let third = RestoredCounter::default();
+    let streams = word_count(&app, &input, &output, dir.path(), third.clone());
+    let tail = third.0.load(Ordering::SeqCst);
+    assert!(
+        changelog_total >= 600,
+        "changelog holds {changelog_total} records"
+    );
+    assert!(
+        (tail as usize) * 10 < changelog_total,
+        "restored {tail} of {changelog_total} changelog records"
+    );
+    produce_round(); // round 3
+    wait_until("round 3 counts", || counts_of(&output) == expect(3));
+    assert!(streams.close(), "graceful close");
+}
