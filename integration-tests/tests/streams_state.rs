@@ -5,6 +5,7 @@
 //! intact only the tail after the checkpoint is restored.
 
 use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +56,7 @@ fn produce_lines(topic: &str, lines: &[&str]) {
 /// value per key (tombstones remove the key), and the number of records read.
 fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
     let consumer: BaseConsumer = config()
-        .group_id(&unique_name("changelog-reader"))
+        .group_id(unique_name("changelog-reader"))
         .to_rdkafka()
         .create()
         .expect("consumer");
@@ -347,4 +348,100 @@ fn restore_after_lost_state_continues_counts_and_intact_state_restores_only_the_
     produce_round(); // round 3
     wait_until("round 3 counts", || counts_of(&output) == expect(3));
     assert!(streams.close(), "graceful close");
+}
+
+struct Instance(Child);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a word-count process and waits until it is running.
+fn spawn_word_count(app: &str, input: &str, output: &str, dir: &std::path::Path) -> Instance {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
+        .args([app, input, output])
+        .arg(dir)
+        .env(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            integration_tests::bootstrap_servers(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning streams_wordcount_instance");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("RUNNING") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(DEADLINE)
+        .expect("instance never became RUNNING");
+    Instance(child)
+}
+
+/// Whether group `app` committed the end offset of every partition of `topic`.
+fn committed_to_end(app: &str, topic: &str) -> bool {
+    let consumer: BaseConsumer = config()
+        .group_id(app)
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
+        return false;
+    };
+    committed.elements().iter().all(|e| {
+        let end = consumer
+            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+            .map(|(_, high)| high)
+            .unwrap_or(-1);
+        matches!(e.offset(), Offset::Offset(o) if o == end)
+    })
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkilled_word_count_with_deleted_state_rebuilds_and_continues_counting() {
+    let app = unique_name("wordcount-kill");
+    let input = unique_name("kill-lines");
+    let output = unique_name("kill-counts");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let expect = |rounds: i64| -> BTreeMap<String, i64> {
+        (0..300).map(|w| (format!("w{w}-r0"), rounds)).collect()
+    };
+    let produce_round = || {
+        let l = lines();
+        produce_lines(&input, &l.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+
+    let mut first = spawn_word_count(&app, &input, &output, dir.path());
+    produce_round();
+    wait_until("round 1 counts", || counts_of(&output) == expect(1));
+    // At-least-once: wait for the commit covering round 1, then crash.
+    wait_until("round 1 committed", || committed_to_end(&app, &input));
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("reap");
+
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let _second = spawn_word_count(&app, &input, &output, dir.path());
+    produce_round();
+    wait_until("round 2 counts continue from the restored store", || {
+        counts_of(&output) == expect(2)
+    });
 }

@@ -41,7 +41,7 @@ pub(crate) fn restore_task(
         };
         let kafka_err = |what: &str, e| {
             StreamsError::kafka(
-                &format!(
+                format!(
                     "{what} (restoring store {name} of task {task_id}, partition {})",
                     changelog.partition
                 ),

@@ -1,0 +1,54 @@
+//! One word-count instance with a RocksDB store, for the crash-and-restore test
+//! (`tests/streams_state.rs`): counts the words of `INPUT` into the store `counts`,
+//! writes the counts to `OUTPUT`, keeps its state under `STATE_DIR`, prints `RUNNING`
+//! once it is, and runs until killed.
+//!
+//! Usage: `streams_wordcount_instance APP INPUT OUTPUT STATE_DIR` with
+//! `KAFKA_BOOTSTRAP_SERVERS` set.
+
+use std::io::Write;
+use std::time::Duration;
+
+use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [app, input, output, state_dir] = args.as_slice() else {
+        anyhow::bail!("usage: streams_wordcount_instance APP INPUT OUTPUT STATE_DIR");
+    };
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(input)
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .group_by(|_, word| word.clone())
+        .count_with(Materialized::as_("counts"))
+        .to_stream()
+        .to(output);
+    let config = StreamsConfig::new(app.as_str(), integration_tests::config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(state_dir)
+        .set("session.timeout.ms", "6000")?
+        .set("heartbeat.interval.ms", "500")?;
+    let streams = KafkaStreams::new(builder.build()?, config)?;
+    streams.set_state_listener(|new, _old| {
+        if new == State::Running {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "RUNNING");
+            let _ = out.flush();
+        }
+    });
+    streams.start()?;
+    loop {
+        if streams.wait_for_state(State::Error, Duration::from_secs(3600)) {
+            anyhow::bail!("stream error: {:?}", streams.error());
+        }
+        if streams.state() == State::NotRunning {
+            return Ok(());
+        }
+    }
+}
