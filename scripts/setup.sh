@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh machine; skips what is there.
 #   - system packages: libclang (bindgen for rocksdb), a C/C++ toolchain, OpenSSL
-#     headers and pkg-config (librdkafka with TLS), cmake;
+#     headers, the openssl tool (TLS test certificates) and pkg-config, cmake;
 #   - the test broker: nisshi, a Kafka-protocol broker, built once into the cache.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
 
 need_apt=()
-for pkg in libclang-dev libssl-dev pkg-config cmake g++ make; do
+for pkg in libclang-dev libssl-dev openssl pkg-config cmake g++ make; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 command -v python3 >/dev/null || need_apt+=(python3)

@@ -142,7 +142,10 @@ impl StreamsConfig {
         self
     }
 
-    /// How internal topics are created (default: the Kafka admin API).
+    /// How internal topics are created (default: the Kafka admin API). The admin API
+    /// creates changelog topics with `cleanup.policy=compact`; a custom creator gets
+    /// only name, partitions and replication, and must compact topics ending in
+    /// `-changelog` itself.
     pub fn topic_creator(
         mut self,
         creator: impl Fn(&str, i32, i32) -> Result<()> + Send + Sync + 'static,
