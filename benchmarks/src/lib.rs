@@ -90,7 +90,7 @@ pub fn report(name: &str, ours: &[Rate], baseline: &[Rate], target: f64) -> f64 
     let (o, b) = (median(ours), median(baseline));
     let ratio = o / b;
     println!(
-        "{name:<40} ours {o:>12.0} rec/s   raw {b:>12.0} rec/s   ratio {ratio:.3}   (target >= {target})   {}",
+        "{name:<44} ours {o:>12.0} rec/s   raw {b:>12.0} rec/s   ratio {ratio:.3}   (target >= {target})   {}",
         if ratio >= target { "OK" } else { "BELOW TARGET" }
     );
     ratio

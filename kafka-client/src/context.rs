@@ -113,6 +113,68 @@ impl Drop for QueueWaiter<'_> {
     }
 }
 
+/// Who waits for a delivery report: one `send`, or one record of a `send_batch`.
+pub(crate) enum Completion {
+    /// A single send awaiting its own report.
+    One(oneshot::Sender<DeliveryOutcome>),
+    /// Record `index` of a batch, which wakes its sender once, when all are in.
+    Batch {
+        batch: Arc<BatchDelivery>,
+        index: usize,
+    },
+}
+
+/// The shared delivery state of one `send_batch`: no per-record future or wake.
+pub(crate) struct BatchDelivery {
+    outcomes: Mutex<Vec<Option<DeliveryOutcome>>>,
+    /// Records still unreported, plus one guard held while records are enqueued.
+    remaining: AtomicUsize,
+    done: Notify,
+}
+
+impl BatchDelivery {
+    pub(crate) fn new(records: usize) -> Self {
+        BatchDelivery {
+            outcomes: Mutex::new((0..records).map(|_| None).collect()),
+            remaining: AtomicUsize::new(records + 1),
+            done: Notify::new(),
+        }
+    }
+
+    /// Records the outcome of record `index` (or `None` if it never reached
+    /// librdkafka).
+    pub(crate) fn complete(&self, index: usize, outcome: Option<DeliveryOutcome>) {
+        if let Some(outcome) = outcome {
+            let mut outcomes = match self.outcomes.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(slot) = outcomes.get_mut(index) {
+                *slot = Some(outcome);
+            }
+        }
+        self.release();
+    }
+
+    fn release(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // notify_one keeps a permit if the sender is not waiting yet.
+            self.done.notify_one();
+        }
+    }
+
+    /// Drops the enqueueing guard and waits for every report; returns them.
+    pub(crate) async fn finish(&self) -> Vec<Option<DeliveryOutcome>> {
+        self.release();
+        self.done.notified().await;
+        let mut outcomes = match self.outcomes.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        std::mem::take(&mut *outcomes)
+    }
+}
+
 /// Producer callbacks: completes each send's oneshot and wakes senders waiting
 /// for room in librdkafka's queue.
 pub(crate) struct ProducerCallbacks {
@@ -134,16 +196,21 @@ impl ClientContext for ProducerCallbacks {
 }
 
 impl ProducerContext<PartitionerAdapter> for ProducerCallbacks {
-    type DeliveryOpaque = Box<oneshot::Sender<DeliveryOutcome>>;
+    type DeliveryOpaque = Box<Completion>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
         let outcome = match result {
             Ok(message) => Ok((message.partition(), message.offset(), message.timestamp())),
             Err((error, _)) => Err(error.clone()),
         };
-        // The sender may have been dropped (a cancelled send); the record was still
-        // delivered or failed, and nobody is waiting for which.
-        let _ = done.send(outcome);
+        match *done {
+            // The receiver may have been dropped (a cancelled send); the record was
+            // still delivered or failed, and nobody is waiting for which.
+            Completion::One(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Completion::Batch { batch, index } => batch.complete(index, Some(outcome)),
+        }
         self.queue_space.freed();
     }
 

@@ -160,6 +160,34 @@ async fn typed_produce(
     Ok(delivered)
 }
 
+async fn typed_produce_batches(
+    config: &ClientConfig,
+    topic: &str,
+    keys: &[String],
+    value: &str,
+    batch: usize,
+) -> anyhow::Result<u64> {
+    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+    // A few batches in flight, so librdkafka's queue never runs dry between them.
+    let mut batches = futures::stream::iter(keys.chunks(batch.max(1)))
+        .map(|chunk| {
+            let records = chunk
+                .iter()
+                .map(|key| ProducerRecord::new(topic, key.clone(), value.to_owned()))
+                .collect();
+            producer.send_batch(records)
+        })
+        .buffer_unordered(4);
+    let mut delivered = 0;
+    while let Some(results) = batches.next().await {
+        for result in results {
+            result.map_err(|e| anyhow::anyhow!("{e}"))?;
+            delivered += 1;
+        }
+    }
+    Ok(delivered)
+}
+
 fn consumer_settings(config: &ClientConfig) -> ClientConfig {
     config
         .clone()
@@ -233,6 +261,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (mut raw_p, mut typed_p): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
     let mut future_p: Vec<Rate> = Vec::new();
+    let mut batch_p: Vec<Rate> = Vec::new();
     let mut filled_topic = None;
     for round in 0..args.rounds {
         let raw_topic = unique("bench-raw-produce");
@@ -270,6 +299,18 @@ async fn main() -> anyhow::Result<()> {
         );
         typed_p.push(rate);
         filled_topic = Some(typed_topic);
+
+        let batch_topic = unique("bench-typed-batch");
+        create_topic(&config, &batch_topic, args.partitions).await?;
+        let rate =
+            timed(|| typed_produce_batches(&config, &batch_topic, &keys, &value, 10_000)).await?;
+        tracing::info!(
+            round,
+            side = "typed-batch",
+            rate = rate.per_second() as u64,
+            "produce run done"
+        );
+        batch_p.push(rate);
     }
 
     let topic = filled_topic.ok_or_else(|| anyhow::anyhow!("--rounds must be at least 1"))?;

@@ -102,3 +102,38 @@ async fn failed_send_hands_the_record_back() {
     assert_eq!(err.record, record);
     assert!(err.to_string().contains(&record.topic), "{err}");
 }
+
+#[tokio::test]
+async fn send_batch_reports_every_record_in_order() {
+    let topic = unique_name("batch");
+    create_topic(&topic, 1).await;
+    // A tiny queue and a size limit: the batch must wait for room, and the one
+    // oversized record must come back as a failure in its own position.
+    let producer: Producer<String, Vec<u8>> = Producer::new(
+        &config()
+            .set("queue.buffering.max.messages", "5")
+            .set("message.max.bytes", "2000"),
+    )
+    .unwrap();
+    let records: Vec<_> = (0..300)
+        .map(|i| {
+            let size = if i == 150 { 5000 } else { 10 };
+            ProducerRecord::new(&topic, format!("k{i}"), vec![i as u8; size])
+        })
+        .collect();
+    let results = producer.send_batch(records).await;
+    assert_eq!(results.len(), 300);
+    let mut next_offset = 0;
+    for (i, result) in results.into_iter().enumerate() {
+        if i == 150 {
+            let err = result.expect_err("the oversized record must fail");
+            assert_eq!(err.record.key, "k150");
+            assert_eq!(err.record.value.len(), 5000);
+        } else {
+            let meta = result.unwrap_or_else(|e| panic!("record {i}: {e}"));
+            assert_eq!(meta.offset, next_offset, "record {i} out of order");
+            next_offset += 1;
+        }
+    }
+    assert_eq!(next_offset, 299);
+}
