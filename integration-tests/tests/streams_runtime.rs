@@ -91,7 +91,7 @@ struct Read {
 /// deadline passes), then for `linger` more to catch extras.
 fn read(topic: &str, expected: usize, linger: Duration) -> Vec<Read> {
     let consumer: BaseConsumer = config()
-        .group_id(&unique_name("reader"))
+        .group_id(unique_name("reader"))
         .to_rdkafka()
         .create()
         .expect("consumer");

@@ -141,6 +141,9 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
 
 type RdProducer = ThreadedProducer<ProducerCallbacks, PartitionerAdapter>;
 
+/// Longest wait before retrying a send refused for a full queue.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
+
 struct Shared<K, V> {
     producer: RdProducer,
     queue_space: Arc<QueueSpace>,
@@ -331,7 +334,10 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                         None => waiter = Some(self.shared.queue_space.waiter()),
                         Some(registered) => {
                             tracing::trace!("producer queue full, waiting for deliveries");
-                            registered.wait().await;
+                            // librdkafka releases a batch's queue slots only after all
+                            // of its delivery reports ran, so the last wake-up can come
+                            // before the room exists: retry after a short while too.
+                            let _ = tokio::time::timeout(QUEUE_FULL_RETRY, registered.wait()).await;
                         }
                     }
                 }
@@ -362,6 +368,8 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     /// }
     /// # }
     /// ```
+    // SendError is large on purpose: it hands the unsent record back.
+    #[allow(clippy::result_large_err)]
     pub async fn send_batch(
         &self,
         mut records: Vec<ProducerRecord<K, V>>,

@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use crate::client::SchemaRegistryClient;
 use crate::config::SchemaRegistryConfig;
 use crate::error::{AvroSerdeError, Result};
-use fnv::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SharedSchema};
 use crate::wire;
+use fnv::FnvBuildHasher;
 
 /// How data written with one writer schema id is decoded.
 #[derive(Debug, Clone)]

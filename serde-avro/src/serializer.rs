@@ -13,9 +13,9 @@ use serde::Serialize;
 use crate::client::SchemaRegistryClient;
 use crate::config::{AvroSerdeConfig, SchemaRegistryConfig};
 use crate::error::{AvroSerdeError, Result};
-use fnv::FnvBuildHasher;
 use crate::schema::{invalid_schema, ParsedSchema, SchemaDefinition, SharedSchema};
 use crate::wire;
+use fnv::FnvBuildHasher;
 
 /// The schema a serializer writes with, and its id, for one topic's key or value.
 #[derive(Debug)]

@@ -3,6 +3,8 @@
 //! - Producer: `Producer<String, String>` (serializers, per-record delivery future,
 //!   tracing span) against rdkafka's `ThreadedProducer` with a counting delivery
 //!   callback, both sending the same 100-byte values with the same settings.
+//! - Producer, batched: `Producer::send_batch` (chunks of 10,000, four in flight)
+//!   against the same raw callback producer.
 //! - Consumer: `Consumer<String, String>` (`recv().await`, UTF-8 decoding, owned
 //!   records) against rdkafka's `BaseConsumer` poll loop over the same topic.
 //!
@@ -339,6 +341,12 @@ async fn main() -> anyhow::Result<()> {
         "producer (typed / raw FutureProducer)",
         &typed_p,
         &future_p,
+        0.95,
+    );
+    report(
+        "producer (typed send_batch / raw callback)",
+        &batch_p,
+        &raw_p,
         0.95,
     );
     report("consumer (typed / raw)", &typed_c, &raw_c, 0.9);

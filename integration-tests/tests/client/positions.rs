@@ -72,7 +72,7 @@ async fn pause_holds_back_a_partition_until_resume() {
             (p1.clone(), Offset::Beginning),
         ])
         .unwrap();
-    consumer.pause(&[p0.clone()]).unwrap();
+    consumer.pause(std::slice::from_ref(&p0)).unwrap();
 
     let producer: Producer<String, i64> = Producer::new(&integration_tests::config()).unwrap();
     for i in 0..5 {
