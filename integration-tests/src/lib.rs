@@ -142,6 +142,17 @@ where
     }
 }
 
+/// Blocks (outside async code, e.g. around stream threads) until `check` holds,
+/// failing the test after [`DEADLINE`].
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        // Pace the probe; callers run on plain threads, not the executor.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Installs a `tracing` subscriber once, filtered by `RUST_LOG` (default: warn).
 pub fn init_tracing() {
     static INIT: Once = Once::new();

@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use integration_tests::{bootstrap_servers, config, create_topic, unique_name, DEADLINE};
+use integration_tests::{
+    bootstrap_servers, config, create_topic, unique_name, wait_until, DEADLINE,
+};
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::rdkafka::message::{Headers as _, Message};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -161,14 +163,6 @@ fn partition_count(topic: &str) -> Option<usize> {
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
         .map(|t| t.partitions().len())
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn doubling(input: &str, output: &str) -> Topology {

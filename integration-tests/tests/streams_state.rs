@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::{config, create_topic, unique_name, DEADLINE};
+use integration_tests::{config, create_topic, unique_name, wait_until, DEADLINE};
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
@@ -97,14 +97,6 @@ fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
         }
     }
     (table, read)
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
