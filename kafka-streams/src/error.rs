@@ -131,6 +131,15 @@ pub enum StreamsError {
         /// What went wrong.
         reason: String,
     },
+    /// An interactive query cannot be served (Kafka's `InvalidStateStoreException`
+    /// family); see [`InvalidStoreReason`].
+    #[error("state store {store} cannot be queried: {reason}")]
+    InvalidStateStore {
+        /// Store name.
+        store: String,
+        /// Why.
+        reason: InvalidStoreReason,
+    },
     /// An operation that is not valid in the current state (e.g. starting twice).
     #[error("illegal state: {0}")]
     IllegalState(String),
@@ -147,7 +156,54 @@ pub enum StreamsError {
     Internal(String),
 }
 
+/// Why an interactive query failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidStoreReason {
+    /// The topology has no store of that name (Kafka's `UnknownStateStoreException`).
+    Unknown,
+    /// The store holds other key or value types than the ones asked for.
+    WrongType {
+        /// The type asked for.
+        requested: String,
+    },
+    /// The store is restoring from its changelog, or its tasks are moving between
+    /// instances during a rebalance (Kafka's `StateStoreMigratedException`): retry
+    /// later, possibly on another instance (see
+    /// [`KafkaStreams::query_metadata_for_key`](crate::runtime::KafkaStreams::query_metadata_for_key)).
+    Migrating(String),
+    /// The client is not running (Kafka's `StateStoreNotAvailableException`).
+    NotAvailable(String),
+}
+
+impl std::fmt::Display for InvalidStoreReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvalidStoreReason::Unknown => f.write_str("the topology has no store of that name"),
+            InvalidStoreReason::WrongType { requested } => {
+                write!(f, "the store does not hold {requested}")
+            }
+            InvalidStoreReason::Migrating(detail) => write!(
+                f,
+                "the store may have migrated to another instance or is restoring ({detail}); retry later"
+            ),
+            InvalidStoreReason::NotAvailable(detail) => write!(f, "not available: {detail}"),
+        }
+    }
+}
+
 impl StreamsError {
+    /// Whether this is the "store migrating or restoring" error of an interactive
+    /// query, which goes away by itself.
+    pub fn is_store_migrating(&self) -> bool {
+        matches!(
+            self,
+            StreamsError::InvalidStateStore {
+                reason: InvalidStoreReason::Migrating(_),
+                ..
+            }
+        )
+    }
+
     /// Whose fault the error is.
     pub fn domain(&self) -> ErrorDomain {
         match self {
@@ -158,6 +214,12 @@ impl StreamsError {
             | StreamsError::CoPartitioning { .. }
             | StreamsError::MissingSourceTopic { .. }
             | StreamsError::IllegalState(_) => ErrorDomain::User,
+            StreamsError::InvalidStateStore { reason, .. } => match reason {
+                InvalidStoreReason::Unknown | InvalidStoreReason::WrongType { .. } => {
+                    ErrorDomain::User
+                }
+                _ => ErrorDomain::External,
+            },
             StreamsError::Production { retriable, .. } => {
                 if *retriable {
                     ErrorDomain::External
@@ -180,6 +242,9 @@ impl StreamsError {
                 .map(is_retriable_code)
                 .unwrap_or(true),
             StreamsError::MissingSourceTopic { .. } => true,
+            StreamsError::InvalidStateStore { reason, .. } => {
+                matches!(reason, InvalidStoreReason::Migrating(_))
+            }
             _ => false,
         }
     }

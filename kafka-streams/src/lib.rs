@@ -45,5 +45,5 @@ pub mod test_driver;
 pub mod topology;
 
 pub use dsl::{KStream, StreamsBuilder};
-pub use error::{ErrorDomain, Result, StreamsError};
+pub use error::{ErrorDomain, InvalidStoreReason, Result, StreamsError};
 pub use topology::Topology;

@@ -52,6 +52,26 @@ use kafka_client::serde::DefaultSerde;
 
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, CogroupedKStream, KGroupedStream, KGroupedTable, KTable, Materialized};
+
+/// A table with a full copy of every partition of its topic on each instance
+/// (Kafka's `GlobalKTable`); see [`StreamsBuilder::global_table`].
+pub struct GlobalKTable<K, V> {
+    store: String,
+    topic: String,
+    _types: std::marker::PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of its store, for interactive queries.
+    pub fn store_name(&self) -> &str {
+        &self.store
+    }
+
+    /// The topic it copies.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
 pub use options::{Branched, Consumed, Named, Printed, Produced, Repartitioned, SharedSerde};
 
 use crate::error::Result;
@@ -196,6 +216,67 @@ impl StreamsBuilder {
             key,
             value,
         )
+    }
+
+    /// A [`GlobalKTable`] of `topic` (Kafka's `StreamsBuilder.globalTable`): every
+    /// instance keeps a full copy of all its partitions, restored from the beginning on
+    /// start, read-only, queryable with
+    /// [`KafkaStreams::store`](crate::runtime::KafkaStreams::store).
+    ///
+    /// ```
+    /// use kafka_streams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let plants = builder.global_table_with::<String, String>(
+    ///     "plants",
+    ///     Materialized::as_("plants-store"),
+    /// );
+    /// assert_eq!(plants.store_name(), "plants-store");
+    /// ```
+    pub fn global_table<K, V>(&self, topic: &str) -> GlobalKTable<K, V>
+    where
+        K: Data + DefaultSerde,
+        V: Data + DefaultSerde,
+    {
+        self.global_table_with(topic, Materialized::default())
+    }
+
+    /// [`StreamsBuilder::global_table`] kept in the store `materialized` describes
+    /// (its name, serdes and kind; a global store is never logged nor cached: its
+    /// topic is its changelog).
+    pub fn global_table_with<K, V>(
+        &self,
+        topic: &str,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V>
+    where
+        K: Data + DefaultSerde,
+        V: Data + DefaultSerde,
+    {
+        let key = materialized
+            .key
+            .clone()
+            .unwrap_or_else(options::default_serde::<K>);
+        let value = materialized
+            .value
+            .clone()
+            .unwrap_or_else(options::default_serde::<V>);
+        let mut inner = lock(&self.inner);
+        let store = match &materialized.name {
+            Some(n) => n.clone(),
+            None => inner.new_name(&format!("{topic}-STATE-STORE-")),
+        };
+        let builder = crate::state::KeyValueStoreBuilder::with_serdes(&store, key, value)
+            .with_kind(materialized.kind)
+            .with_logging_disabled()
+            .with_caching_disabled();
+        inner
+            .topology
+            .add_global_store(topic.to_owned(), Arc::new(builder));
+        GlobalKTable {
+            store,
+            topic: topic.to_owned(),
+            _types: std::marker::PhantomData,
+        }
     }
 
     /// Adds a state store; connect it to processors with

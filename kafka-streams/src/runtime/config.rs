@@ -47,6 +47,44 @@ pub struct StreamsConfig {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) state_dir: std::path::PathBuf,
     pub(crate) restore_listener: Option<Arc<dyn crate::state::StateRestoreListener>>,
+    pub(crate) cache_max_bytes: usize,
+    pub(crate) application_server: Option<HostInfo>,
+}
+
+/// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
+/// interactive queries routed between instances.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostInfo {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl HostInfo {
+    /// Parses `host:port`.
+    pub fn parse(endpoint: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            StreamsError::Config(format!(
+                "application.server={endpoint}: {why}; expected host:port"
+            ))
+        };
+        let (host, port) = endpoint.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        if host.is_empty() || host.contains('@') {
+            return Err(bad("bad host"));
+        }
+        let port = port.parse::<u16>().map_err(|_| bad("bad port"))?;
+        Ok(HostInfo {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for HostInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -78,7 +116,25 @@ impl StreamsConfig {
             runtime: None,
             state_dir: std::env::temp_dir().join("kafka-streams"),
             restore_listener: None,
+            cache_max_bytes: crate::state::DEFAULT_CACHE_MAX_BYTES,
+            application_server: None,
         }
+    }
+
+    /// `statestore.cache.max.bytes` (default 10 MiB): the record cache of all stores,
+    /// split evenly between the stream threads. `0` disables caching, so every update
+    /// reaches the changelog and downstream at once.
+    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
+        self.cache_max_bytes = bytes;
+        self
+    }
+
+    /// `application.server`: this instance's `host:port` endpoint, which
+    /// [`KafkaStreams::query_metadata_for_key`](super::KafkaStreams::query_metadata_for_key)
+    /// reports to find the instance hosting a key.
+    pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
+        self.application_server = Some(HostInfo::parse(endpoint)?);
+        Ok(self)
     }
 
     /// The application id.
@@ -186,6 +242,8 @@ impl StreamsConfig {
 
     /// Sets a property by its Kafka Streams name. Streams properties
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
+    /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
+    /// `application.server`,
     /// `max.poll.records`, `default.deserialization.exception.handler` = `logAndFail`
     /// / `logAndContinue`, `errors.dead.letter.queue.topic.name`) are parsed; anything
     /// else is a librdkafka client property.
@@ -202,6 +260,10 @@ impl StreamsConfig {
             "commit.interval.ms" => self.commit_interval = Duration::from_millis(num(value)?),
             "poll.ms" => self.poll_timeout = Duration::from_millis(num(value)?),
             "max.poll.records" => self.max_poll_records = num(value)?.max(1) as usize,
+            "statestore.cache.max.bytes" | "cache.max.bytes.buffering" => {
+                self.cache_max_bytes = num(value)? as usize
+            }
+            "application.server" => self.application_server = Some(HostInfo::parse(value)?),
             "replication.factor" => {
                 self.replication_factor = value
                     .trim()

@@ -1,12 +1,17 @@
-//! Restoring a task's logged stores from their changelogs (Kafka's
-//! `StoreChangelogReader`), on the stream thread when the task is assigned.
+//! Restoring tasks' logged stores from their changelogs (Kafka's
+//! `StoreChangelogReader`), a slice at a time inside the stream thread's loop, so that
+//! tasks already running keep processing while new ones restore.
 //!
-//! Each logged store restores from its checkpoint (`None`: from the start of the
-//! changelog) to the changelog partition's end, batch by batch through
+//! A new task's logged stores are registered with the thread's [`ChangelogReader`]:
+//! each restores from its checkpoint (`None`: from the start of the changelog) to the
+//! changelog partition's end, batch by batch through
 //! [`KeyValueStore::restore_batch`](crate::state::KeyValueStore::restore_batch), which
 //! advances the checkpoint with the data. Progress goes to `tracing` and the user's
-//! [`StateRestoreListener`] through [`RestoreProgress`].
+//! [`StateRestoreListener`] through [`RestoreProgress`]. One restore consumer per
+//! thread reads every changelog partition being restored; it is assigned, never
+//! subscribed, and commits nothing.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,117 +21,349 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::task::StreamTask;
 use crate::error::{Result, StreamsError};
-use crate::state::{RestoreProgress, RestoreRecord, StateRestoreListener};
+use crate::processor::TaskId;
+use crate::state::{ChangelogPartition, RestoreProgress, RestoreRecord, StateRestoreListener};
 
-/// Records applied per restore batch.
-const RESTORE_BATCH: usize = 1000;
+/// Records read before they are applied to the stores.
+const RESTORE_BATCH: usize = 2000;
 
 /// How long a restore may go without reading a record before it fails.
 const RESTORE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Restores every logged store of `task` to the end of its changelog partition.
-pub(crate) fn restore_task(
-    task: &mut StreamTask,
-    client: &rdkafka::ClientConfig,
-    application_id: &str,
+/// Timeout of the watermark request made when a store is registered.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One changelog partition being restored into one store of one task.
+struct PartitionRestore {
+    task: TaskId,
+    store: String,
+    changelog: ChangelogPartition,
+    /// Next changelog offset to apply.
+    next: i64,
+    /// The changelog's end (high watermark) when the restore started.
+    end: i64,
+    progress: RestoreProgress,
+}
+
+/// A changelog record read but not yet applied.
+struct Pending {
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    offset: i64,
+}
+
+/// Restores the logged stores of one stream thread's tasks.
+pub(crate) struct ChangelogReader {
+    config: rdkafka::ClientConfig,
+    thread: String,
     listener: Option<Arc<dyn StateRestoreListener>>,
-) -> Result<()> {
-    let task_id = task.id();
-    for (name, store) in task.stores_mut() {
-        let Some(changelog) = store.changelog().cloned() else {
-            continue;
-        };
-        let Some(bytes) = store.byte_store() else {
-            continue;
-        };
-        let kafka_err = |what: &str, e| {
-            StreamsError::kafka(
-                format!(
-                    "{what} (restoring store {name} of task {task_id}, partition {})",
-                    changelog.partition
-                ),
-                &changelog.topic,
-                e,
-            )
-        };
+    consumer: Option<BaseConsumer>,
+    restoring: BTreeMap<(String, i32), PartitionRestore>,
+    /// The consumer's assignment no longer matches `restoring`.
+    reassign: bool,
+    last_record: Instant,
+}
+
+impl ChangelogReader {
+    /// A reader for the thread `thread` of `application_id`; nothing connects until a
+    /// store needs restoring.
+    pub fn new(
+        client: &rdkafka::ClientConfig,
+        application_id: &str,
+        thread: &str,
+        listener: Option<Arc<dyn StateRestoreListener>>,
+    ) -> Self {
         let mut config = client.clone();
         config
             .set("group.id", format!("{application_id}-restore-consumer"))
+            .set("client.id", format!("{thread}-restore-consumer"))
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false");
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(|e| kafka_err("creating the restore consumer", e))?;
-        let (low, high) = consumer
-            .fetch_watermarks(
-                &changelog.topic,
-                changelog.partition,
-                Duration::from_secs(30),
-            )
-            .map_err(|e| kafka_err("fetching changelog watermarks", e))?;
-        let start = bytes.checkpointed_offset().unwrap_or(low).max(low);
-        if start >= high {
-            tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, high, "store is up to date; nothing to restore");
-            if let Some(l) = &listener {
-                l.on_restore_start(&changelog, name, start, high);
-                l.on_restore_end(&changelog, name, 0);
-            }
-            continue;
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        ChangelogReader {
+            config,
+            thread: thread.to_owned(),
+            listener,
+            consumer: None,
+            restoring: BTreeMap::new(),
+            reassign: false,
+            last_record: Instant::now(),
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&changelog.topic, changelog.partition, Offset::Offset(start))
-            .map_err(|e| kafka_err("assigning the changelog partition", e))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| kafka_err("assigning the changelog partition", e))?;
-        let mut progress =
-            RestoreProgress::start(name.clone(), &changelog, start, high, listener.clone());
-        let mut next = start;
-        let mut last_progress = Instant::now();
-        while next < high {
-            let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>, i64)> = Vec::new();
-            while batch.len() < RESTORE_BATCH {
-                let wait = if batch.is_empty() {
-                    Duration::from_millis(100)
-                } else {
-                    Duration::ZERO
-                };
-                match consumer.poll(wait) {
-                    Some(Ok(m)) => {
-                        next = m.offset() + 1;
-                        if let Some(key) = m.key() {
-                            batch.push((key.to_vec(), m.payload().map(<[u8]>::to_vec), m.offset()));
-                        }
-                        if next >= high {
-                            break;
-                        }
-                    }
-                    Some(Err(e)) => return Err(kafka_err("reading the changelog", e)),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                if last_progress.elapsed() > RESTORE_STALL_TIMEOUT {
-                    return Err(StreamsError::IllegalState(format!(
-                        "restoring store {name} of task {task_id} from {changelog} stalled at offset {next} (end {high})"
-                    )));
+    }
+
+    fn consumer(&mut self) -> Result<&BaseConsumer> {
+        if self.consumer.is_none() {
+            let consumer: BaseConsumer = self.config.create().map_err(|e| {
+                StreamsError::kafka("creating the restore consumer", &self.thread, e)
+            })?;
+            self.consumer = Some(consumer);
+        }
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| StreamsError::Internal("restore consumer missing".into()))
+    }
+
+    /// Registers the logged stores of a task whose stores were just opened. Returns
+    /// whether any of them has changelog records to restore; if not, the task can run
+    /// at once.
+    pub fn register(&mut self, task: &mut StreamTask) -> Result<bool> {
+        let task_id = task.id();
+        let logged: Vec<(String, ChangelogPartition)> = task
+            .stores_mut()
+            .filter_map(|(name, store)| store.changelog().map(|c| (name.clone(), c.clone())))
+            .collect();
+        let mut any = false;
+        for (name, changelog) in logged {
+            let (low, high) = self
+                .consumer()?
+                .fetch_watermarks(&changelog.topic, changelog.partition, WATERMARK_TIMEOUT)
+                .map_err(|e| {
+                    StreamsError::kafka(
+                        format!(
+                            "fetching changelog watermarks (restoring store {name} of task {task_id}, partition {})",
+                            changelog.partition
+                        ),
+                        &changelog.topic,
+                        e,
+                    )
+                })?;
+            let Some(bytes) = task.byte_store_mut(&name) else {
+                continue;
+            };
+            let start = bytes.checkpointed_offset().unwrap_or(low).max(low);
+            if start >= high {
+                tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, high, "store is up to date; nothing to restore");
+                if let Some(l) = &self.listener {
+                    l.on_restore_start(&changelog, &name, start, high);
+                    l.on_restore_end(&changelog, &name, 0);
                 }
                 continue;
             }
-            last_progress = Instant::now();
-            let records: Vec<RestoreRecord<'_>> = batch
+            let progress =
+                RestoreProgress::start(name.clone(), &changelog, start, high, self.listener.clone());
+            self.restoring.insert(
+                (changelog.topic.clone(), changelog.partition),
+                PartitionRestore {
+                    task: task_id,
+                    store: name,
+                    changelog,
+                    next: start,
+                    end: high,
+                    progress,
+                },
+            );
+            self.reassign = true;
+            self.last_record = Instant::now();
+            any = true;
+        }
+        Ok(any)
+    }
+
+    /// Forgets every restore (the thread's tasks were closed).
+    pub fn clear(&mut self) {
+        if !self.restoring.is_empty() {
+            self.restoring.clear();
+            self.reassign = true;
+        }
+    }
+
+    /// Whether any store is still restoring.
+    pub fn is_restoring(&self) -> bool {
+        !self.restoring.is_empty()
+    }
+
+    /// Reads and applies changelog records for about `budget`, and returns the tasks
+    /// whose stores have all reached their changelog's end.
+    pub fn restore(
+        &mut self,
+        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        budget: Duration,
+    ) -> Result<Vec<TaskId>> {
+        if self.restoring.is_empty() {
+            self.unassign_if_needed()?;
+            return Ok(Vec::new());
+        }
+        self.assign_if_needed()?;
+        let deadline = Instant::now() + budget;
+        let mut done = Vec::new();
+        while !self.restoring.is_empty() {
+            let batch = self.read_batch(deadline)?;
+            if batch.is_empty() {
+                self.finish_by_position(&mut done)?;
+                if self.last_record.elapsed() > RESTORE_STALL_TIMEOUT {
+                    if let Some(r) = self.restoring.values().next() {
+                        return Err(StreamsError::IllegalState(format!(
+                            "restoring store {} of task {} from {} stalled at offset {} (end {})",
+                            r.store, r.task, r.changelog, r.next, r.end
+                        )));
+                    }
+                }
+            } else {
+                self.last_record = Instant::now();
+                self.apply(tasks, batch, &mut done)?;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        self.assign_if_needed()?;
+        Ok(done)
+    }
+
+    fn assign_if_needed(&mut self) -> Result<()> {
+        if !self.reassign || self.restoring.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), r) in &self.restoring {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(r.next))
+                .map_err(|e| {
+                    StreamsError::kafka(
+                        "assigning changelog partitions",
+                        r.changelog.to_string(),
+                        e,
+                    )
+                })?;
+        }
+        let thread = self.thread.clone();
+        self.consumer()?
+            .assign(&tpl)
+            .map_err(|e| StreamsError::kafka("assigning changelog partitions", thread, e))?;
+        self.reassign = false;
+        Ok(())
+    }
+
+    fn unassign_if_needed(&mut self) -> Result<()> {
+        if !self.reassign {
+            return Ok(());
+        }
+        if let Some(consumer) = &self.consumer {
+            consumer.unassign().map_err(|e| {
+                StreamsError::kafka("unassigning changelog partitions", &self.thread, e)
+            })?;
+        }
+        self.reassign = false;
+        Ok(())
+    }
+
+    /// Up to [`RESTORE_BATCH`] records of the partitions being restored, waiting at
+    /// most until `deadline` for the first.
+    fn read_batch(&mut self, deadline: Instant) -> Result<HashMap<(String, i32), Vec<Pending>>> {
+        let mut batch: HashMap<(String, i32), Vec<Pending>> = HashMap::new();
+        let mut count = 0;
+        let thread = self.thread.clone();
+        let consumer = self.consumer()?;
+        while count < RESTORE_BATCH {
+            let wait = if count == 0 {
+                deadline.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            match consumer.poll(wait) {
+                None => break,
+                Some(Err(e)) => {
+                    return Err(StreamsError::kafka("reading changelogs", thread, e))
+                }
+                Some(Ok(m)) => {
+                    count += 1;
+                    let Some(key) = m.key() else {
+                        // A changelog record without a key cannot be applied; skip it
+                        // but still advance past it.
+                        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "changelog record without a key skipped");
+                        batch
+                            .entry((m.topic().to_owned(), m.partition()))
+                            .or_default();
+                        continue;
+                    };
+                    batch
+                        .entry((m.topic().to_owned(), m.partition()))
+                        .or_default()
+                        .push(Pending {
+                            key: key.to_vec(),
+                            value: m.payload().map(<[u8]>::to_vec),
+                            offset: m.offset(),
+                        });
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    fn apply(
+        &mut self,
+        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        batch: HashMap<(String, i32), Vec<Pending>>,
+        done: &mut Vec<TaskId>,
+    ) -> Result<()> {
+        for (tp, records) in batch {
+            let Some(r) = self.restoring.get_mut(&tp) else {
+                continue; // read before the partition's restore was dropped
+            };
+            let records: Vec<RestoreRecord<'_>> = records
                 .iter()
-                .map(|(k, v, offset)| RestoreRecord {
-                    key: k,
-                    value: v.as_deref(),
-                    offset: *offset,
+                .filter(|p| p.offset >= r.next)
+                .map(|p| RestoreRecord {
+                    key: &p.key,
+                    value: p.value.as_deref(),
+                    offset: p.offset,
                 })
                 .collect();
-            bytes.restore_batch(&records)?;
-            let last = batch.last().map_or(next - 1, |b| b.2);
-            progress.batch_restored(batch.len() as u64, last);
+            let Some(last) = records.last().map(|p| p.offset) else {
+                continue;
+            };
+            let Some(store) = tasks
+                .get_mut(&r.task)
+                .and_then(|t| t.byte_store_mut(&r.store))
+            else {
+                return Err(StreamsError::Internal(format!(
+                    "restoring store {} of task {}: the task or store is gone",
+                    r.store, r.task
+                )));
+            };
+            store.restore_batch(&records)?;
+            r.next = last + 1;
+            r.progress.batch_restored(records.len() as u64, last);
+            if r.next >= r.end {
+                self.complete(&tp, done);
+            }
         }
-        progress.finish();
+        Ok(())
     }
-    Ok(())
+
+    /// Finishes partitions whose consumer position reached the end although no record
+    /// sits at the end offset (transaction markers, compacted away).
+    fn finish_by_position(&mut self, done: &mut Vec<TaskId>) -> Result<()> {
+        let Some(consumer) = &self.consumer else {
+            return Ok(());
+        };
+        let positions = consumer
+            .position()
+            .map_err(|e| StreamsError::kafka("reading restore positions", &self.thread, e))?;
+        let mut reached = Vec::new();
+        for elem in positions.elements() {
+            let tp = (elem.topic().to_owned(), elem.partition());
+            if let (Offset::Offset(pos), Some(r)) = (elem.offset(), self.restoring.get_mut(&tp)) {
+                if pos >= r.end {
+                    r.next = r.next.max(pos);
+                    reached.push(tp);
+                }
+            }
+        }
+        for tp in reached {
+            self.complete(&tp, done);
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, tp: &(String, i32), done: &mut Vec<TaskId>) {
+        let Some(r) = self.restoring.remove(tp) else {
+            return;
+        };
+        r.progress.finish();
+        self.reassign = true;
+        if !self.restoring.values().any(|o| o.task == r.task) && !done.contains(&r.task) {
+            done.push(r.task);
+        }
+    }
 }

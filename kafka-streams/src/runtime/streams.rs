@@ -5,7 +5,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_client::serde::{MessageField, SerdeContext, Serializer};
+use kafka_client::Headers;
+
+use super::config::HostInfo;
+use super::global::{open_global_stores, run_global_thread, SharedGlobalStore};
 use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
+use super::query::ReadOnlyKeyValueStore;
+use super::thread::ThreadCore;
+use crate::error::InvalidStoreReason;
+use crate::processor::TaskId;
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
 use super::task::TaskEnv;
 use super::thread::{run_stream_thread, ThreadState};
@@ -47,9 +58,43 @@ pub(crate) struct ClientShared {
     changed: Condvar,
     listener: Mutex<Option<StateListener>>,
     pub shutdown: AtomicBool,
+    /// Each live stream thread's tasks, for interactive queries.
+    cores: Mutex<BTreeMap<usize, Arc<Mutex<ThreadCore>>>>,
+    /// The global stores, by name.
+    globals: Mutex<BTreeMap<String, SharedGlobalStore>>,
+    /// Partition counts of the (resolved) source topics, once known.
+    partitions: Mutex<BTreeMap<String, i32>>,
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ClientShared {
+    pub fn state(&self) -> State {
+        self.status().state
+    }
+
+    pub fn register_thread_core(&self, index: usize, core: Arc<Mutex<ThreadCore>>) {
+        relock(&self.cores).insert(index, core);
+    }
+
+    pub fn unregister_thread_core(&self, index: usize, core: &Arc<Mutex<ThreadCore>>) {
+        let mut cores = relock(&self.cores);
+        if cores.get(&index).is_some_and(|c| Arc::ptr_eq(c, core)) {
+            cores.remove(&index);
+        }
+    }
+
+    /// The live stream threads' cores, in thread order (the order to lock them in).
+    pub fn thread_cores(&self) -> Vec<Arc<Mutex<ThreadCore>>> {
+        relock(&self.cores).values().cloned().collect()
+    }
+
+    pub fn global_store(&self, name: &str) -> Option<SharedGlobalStore> {
+        relock(&self.globals).get(name).cloned()
+    }
+
     fn status(&self) -> MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -216,6 +261,9 @@ impl KafkaStreams {
                     changed: Condvar::new(),
                     listener: Mutex::new(None),
                     shutdown: AtomicBool::new(false),
+                    cores: Mutex::new(BTreeMap::new()),
+                    globals: Mutex::new(BTreeMap::new()),
+                    partitions: Mutex::new(BTreeMap::new()),
                 }),
                 uncaught: Mutex::new(None),
                 handles: Mutex::new(Vec::new()),
@@ -305,22 +353,43 @@ impl KafkaStreams {
         let setup = std::thread::Builder::new()
             .name(format!("{}-setup", inner.env.application_id))
             .spawn(move || {
-                if let Err(e) = prepare_topics(&inner.topology, &inner.env.config) {
-                    tracing::error!(error = %e, "kafka streams could not start");
-                    let mut status = inner.shared.status();
-                    status.error = Some(Arc::new(e));
-                    for t in status.threads.iter_mut() {
-                        *t = ThreadState::Dead;
-                    }
-                    let next = aggregate(&status);
-                    inner.shared.transition(status, next);
-                    return;
+                let prepared = prepare_topics(&inner.topology, &inner.env.config).and_then(|p| {
+                    *relock(&inner.shared.partitions) = p;
+                    open_global_stores(&inner.topology, &inner.env)
+                });
+                let globals = match prepared {
+                    Ok(globals) => globals,
+                    Err(e) => return fail_client(&inner, e),
+                };
+                if globals.is_empty() {
+                    return spawn_stream_threads(&inner);
                 }
-                for index in 0..inner.env.config.num_stream_threads {
-                    if inner.shared.shutdown.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    spawn_thread(&inner, index);
+                // Stream threads start once the global stores are restored.
+                *relock(&inner.shared.globals) = globals.clone();
+                let inner2 = inner.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-GlobalStreamThread", inner.env.application_id))
+                    .spawn(move || {
+                        let inner = inner2;
+                        let starter = inner.clone();
+                        let result = run_global_thread(
+                            globals,
+                            inner.env.clone(),
+                            inner.shared.clone(),
+                            move || spawn_stream_threads(&starter),
+                        );
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "global stream thread failed");
+                            inner.shared.shutdown.store(true, Ordering::SeqCst);
+                            fail_client(&inner, e);
+                        }
+                    });
+                match spawned {
+                    Ok(handle) => lock_handles(&inner).push(handle),
+                    Err(e) => fail_client(
+                        &inner,
+                        StreamsError::Internal(format!("spawning the global thread: {e}")),
+                    ),
                 }
             })
             .map_err(|e| StreamsError::Internal(format!("spawning the setup thread: {e}")))?;
@@ -365,6 +434,185 @@ impl KafkaStreams {
     pub fn close(&self) -> bool {
         self.close_timeout(Duration::from_secs(60))
     }
+
+    /// Read-only queries over key-value store `name` as held by this instance: the
+    /// stores of its local tasks, or the full copy of a global store (Kafka's
+    /// `KafkaStreams.store`). `K` and `V` are the store's key and value types
+    /// (`i64` values for `count`). See [`ReadOnlyKeyValueStore`] for the errors
+    /// each call may give while the client is rebalancing or restoring.
+    pub fn store<K: 'static, V: 'static>(&self, name: &str) -> Result<ReadOnlyKeyValueStore<K, V>> {
+        let known = self.inner.topology.stores.contains_key(name)
+            || self.inner.topology.global_stores.contains_key(name);
+        if !known {
+            return Err(StreamsError::InvalidStateStore {
+                store: name.to_owned(),
+                reason: InvalidStoreReason::Unknown,
+            });
+        }
+        Ok(ReadOnlyKeyValueStore::new(
+            name.to_owned(),
+            self.inner.shared.clone(),
+        ))
+    }
+
+    /// Which instance hosts `key` of store `store` (Kafka's
+    /// `KafkaStreams.queryMetadataForKey`): the partition the key belongs to
+    /// (Kafka's default partitioning of `key_serializer`'s bytes over the store's
+    /// source topic) and the `application.server` of the group member that owns it.
+    /// For a global store, this instance.
+    ///
+    /// Blocking (it asks the group coordinator who owns what); call it from
+    /// `spawn_blocking` in async code. Fails with the `Migrating` reason while no
+    /// member owns the partition (a rebalance), and with a configuration error when
+    /// the owner has no `application.server`.
+    pub fn query_metadata_for_key<K: ?Sized>(
+        &self,
+        store: &str,
+        key: &K,
+        key_serializer: &dyn Serializer<K>,
+    ) -> Result<KeyQueryMetadata> {
+        let topology = &self.inner.topology;
+        let unknown = || StreamsError::InvalidStateStore {
+            store: store.to_owned(),
+            reason: InvalidStoreReason::Unknown,
+        };
+        if topology.global_stores.contains_key(store) {
+            let host = self.own_host()?;
+            return Ok(KeyQueryMetadata {
+                active_host: host,
+                partition: -1,
+            });
+        }
+        let sub = topology.subtopology_of_store(store).ok_or_else(unknown)?;
+        let app = &self.inner.env.application_id;
+        let topic = sub
+            .source_topics
+            .first()
+            .map(|t| topology.resolve_topic(app, t))
+            .ok_or_else(unknown)?;
+        let partitions = relock(&self.inner.shared.partitions).get(&topic).copied();
+        let Some(partitions) = partitions else {
+            return Err(StreamsError::InvalidStateStore {
+                store: store.to_owned(),
+                reason: InvalidStoreReason::NotAvailable(format!(
+                    "the partition count of {topic} is not known yet (client {:?})",
+                    self.state()
+                )),
+            });
+        };
+        let headers = Headers::new();
+        let ctx = SerdeContext::new(&topic, MessageField::Key, &headers);
+        let bytes = key_serializer
+            .serialize(key, &ctx)
+            .map_err(|e| StreamsError::State {
+                store: store.to_owned(),
+                reason: format!("serializing the key to locate it: {e}"),
+            })?;
+        let partition = kafka_client::default_partition(bytes.as_deref(), partitions)
+            .ok_or_else(|| StreamsError::State {
+                store: store.to_owned(),
+                reason: "a null key has no partition".into(),
+            })?;
+        for member in self.metadata_for_all_streams_clients()? {
+            if member
+                .topic_partitions
+                .contains(&(topic.clone(), partition))
+            {
+                return Ok(KeyQueryMetadata {
+                    active_host: member.host_info,
+                    partition,
+                });
+            }
+        }
+        Err(StreamsError::InvalidStateStore {
+            store: store.to_owned(),
+            reason: InvalidStoreReason::Migrating(format!(
+                "no instance owns partition {partition} of {topic} right now"
+            )),
+        })
+    }
+
+    /// Every instance of the application with its `application.server`, the
+    /// partitions it owns and the stores of their tasks (Kafka's
+    /// `metadataForAllStreamsClients`), from the group coordinator. Blocking, like
+    /// [`KafkaStreams::query_metadata_for_key`]; members without an
+    /// `application.server` are left out.
+    pub fn metadata_for_all_streams_clients(&self) -> Result<Vec<StreamsMetadata>> {
+        let app = &self.inner.env.application_id;
+        let members = super::membership::describe_members(&self.inner.env.config.client, app)?;
+        let topology = &self.inner.topology;
+        let mut by_host: BTreeMap<HostInfo, StreamsMetadata> = BTreeMap::new();
+        for member in members {
+            let Some(host) = member.host else { continue };
+            let entry = by_host
+                .entry(host.clone())
+                .or_insert_with(|| StreamsMetadata {
+                    host_info: host,
+                    state_store_names: topology.global_stores.keys().cloned().collect(),
+                    topic_partitions: BTreeSet::new(),
+                });
+            for (topic, partition) in member.assignment {
+                for sub in &topology.subtopologies {
+                    let reads = sub
+                        .source_topics
+                        .iter()
+                        .any(|t| topology.resolve_topic(app, t) == topic);
+                    if reads {
+                        entry.state_store_names.extend(sub.stores.iter().cloned());
+                    }
+                }
+                entry.topic_partitions.insert((topic, partition));
+            }
+        }
+        Ok(by_host.into_values().collect())
+    }
+
+    fn own_host(&self) -> Result<HostInfo> {
+        self.inner
+            .env
+            .config
+            .application_server
+            .clone()
+            .ok_or_else(|| {
+                StreamsError::Config(
+                    "application.server is not set, so this instance has no endpoint to report"
+                        .into(),
+                )
+            })
+    }
+
+    /// The tasks this instance runs now, with whether each is restoring.
+    pub fn local_tasks(&self) -> Vec<(TaskId, bool)> {
+        let mut out = Vec::new();
+        for core in self.inner.shared.thread_cores() {
+            let guard = super::thread::lock(&core);
+            for (id, task) in &guard.tasks {
+                out.push((*id, task.is_restoring()));
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// Where a key of a store lives (Kafka's `KeyQueryMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyQueryMetadata {
+    /// The `application.server` of the instance whose active task holds the key.
+    pub active_host: HostInfo,
+    /// The key's partition (`-1` for a global store, held everywhere).
+    pub partition: i32,
+}
+
+/// One instance of the application (Kafka's `StreamsMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsMetadata {
+    /// Its `application.server`.
+    pub host_info: HostInfo,
+    /// The stores its tasks hold, global stores included.
+    pub state_store_names: BTreeSet<String>,
+    /// The source partitions it owns, `(topic, partition)`.
+    pub topic_partitions: BTreeSet<(String, i32)>,
 }
 
 impl Drop for KafkaStreams {
@@ -372,6 +620,29 @@ impl Drop for KafkaStreams {
         if !matches!(self.state(), State::NotRunning | State::Created) {
             self.close();
         }
+    }
+}
+
+/// Puts the client in `ERROR` with `error` (before or instead of its threads).
+fn fail_client(inner: &ClientInner, error: StreamsError) {
+    tracing::error!(error = %error, "kafka streams failed");
+    let mut status = inner.shared.status();
+    if status.error.is_none() {
+        status.error = Some(Arc::new(error));
+    }
+    for t in status.threads.iter_mut() {
+        *t = ThreadState::Dead;
+    }
+    let next = aggregate(&status);
+    inner.shared.transition(status, next);
+}
+
+fn spawn_stream_threads(inner: &Arc<ClientInner>) {
+    for index in 0..inner.env.config.num_stream_threads {
+        if inner.shared.shutdown.load(Ordering::SeqCst) {
+            break;
+        }
+        spawn_thread(inner, index);
     }
 }
 

@@ -10,8 +10,9 @@
 //! - runs stream-time and wall-clock punctuations;
 //! - remembers, per input partition, the next offset to commit.
 //!
-//! Its state follows Kafka's `StreamTask`: `Created` → `Running` → `Closed` (with
-//! `Restoring` and `Suspended` reserved for state restoration).
+//! Its state follows Kafka's `StreamTask`: `Created` → `Restoring` (stores open,
+//! changelogs being replayed; input buffered, nothing processed) → `Running` →
+//! `Closed`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -53,6 +54,7 @@ pub(crate) struct TaskEnv {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TaskState {
     Created,
+    Restoring,
     Running,
     Closed,
 }
@@ -125,6 +127,8 @@ pub(crate) struct StreamTask {
     changelog: RecordingChangelogWriter,
     /// Timestamp of the record being processed (stamped on changelog records).
     current_timestamp: i64,
+    /// The record-cache budget its caching stores draw from (the stream thread's).
+    cache_budget: crate::state::CacheBudget,
     env: Arc<TaskEnv>,
 }
 
@@ -220,6 +224,7 @@ impl StreamTask {
             commit_needed: false,
             changelog: RecordingChangelogWriter::new(),
             current_timestamp: 0,
+            cache_budget: crate::state::CacheBudget::new(env.config.cache_max_bytes),
             env,
         })
     }
@@ -234,6 +239,25 @@ impl StreamTask {
         self.stream_time
     }
 
+    /// Shares `budget` (the stream thread's) between this task's caching stores;
+    /// before [`StreamTask::init_stores`].
+    pub fn set_cache_budget(&mut self, budget: crate::state::CacheBudget) {
+        self.cache_budget = budget;
+    }
+
+    /// Whether the task owns store `name`.
+    pub fn has_store(&self, name: &str) -> bool {
+        self.stores.contains_key(name)
+    }
+
+    /// Store `name`, untyped (for interactive queries).
+    pub fn store_dyn_mut(&mut self, name: &str) -> Option<&mut dyn crate::state::StateStore> {
+        match self.stores.get_mut(name) {
+            Some(store) => Some(store.as_mut()),
+            None => None,
+        }
+    }
+
     /// The store `name` of this task, if it is of type `S`.
     pub fn store_mut<S: crate::state::StateStore>(&mut self, name: &str) -> Option<&mut S> {
         self.stores
@@ -241,8 +265,28 @@ impl StreamTask {
             .and_then(|s| (s.as_any_mut() as &mut dyn std::any::Any).downcast_mut::<S>())
     }
 
-    /// Initializes the processors (which may schedule punctuations).
+    /// Opens the stores and initializes the processors: [`StreamTask::init_stores`]
+    /// then [`StreamTask::complete_restoration`], for callers that restore nothing
+    /// (the test driver).
     pub fn initialize(&mut self, wall_clock: i64) -> Result<()> {
+        self.init_stores()?;
+        self.complete_restoration(wall_clock)
+    }
+
+    /// Whether the task is restoring its stores (it buffers input but processes
+    /// nothing, and its stores cannot be queried).
+    pub fn is_restoring(&self) -> bool {
+        self.state == TaskState::Restoring
+    }
+
+    /// Whether the task is processing.
+    pub fn is_running(&self) -> bool {
+        self.state == TaskState::Running
+    }
+
+    /// Opens the stores (Kafka's `initializeIfNeeded`): the task is then `Restoring`
+    /// until [`StreamTask::complete_restoration`].
+    pub fn init_stores(&mut self) -> Result<()> {
         if self.state != TaskState::Created {
             return Ok(());
         }
@@ -252,9 +296,20 @@ impl StreamTask {
             self.id,
         )
         .with_changelog_writer(Arc::new(self.changelog.clone()))
+        .with_cache_budget(self.cache_budget.clone())
         .with_rocksdb(self.env.rocksdb.clone());
         for store in self.stores.values_mut() {
             store.init(&context)?;
+        }
+        self.state = TaskState::Restoring;
+        Ok(())
+    }
+
+    /// The stores are restored: initializes the processors (which may schedule
+    /// punctuations and read the restored stores) and starts processing.
+    pub fn complete_restoration(&mut self, wall_clock: i64) -> Result<()> {
+        if self.state != TaskState::Restoring {
+            return Ok(());
         }
         let Self {
             nodes,
@@ -421,6 +476,9 @@ impl StreamTask {
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
     ) -> Result<bool> {
+        if self.state != TaskState::Running {
+            return Ok(false);
+        }
         let mut best: Option<(i64, usize)> = None;
         for (i, q) in self.queues.iter().enumerate() {
             if let Some(ts) = q.head_timestamp() {
@@ -750,7 +808,12 @@ impl StreamTask {
         Ok(())
     }
 
-    /// The task's stores, by name (for restoring them).
+    /// The byte-level stack of store `name`, for restoring it.
+    pub fn byte_store_mut(&mut self, name: &str) -> Option<&mut dyn crate::state::KeyValueStore> {
+        self.stores.get_mut(name).and_then(|s| s.byte_store())
+    }
+
+    /// The task's stores, by name (for restoring and querying them).
     pub fn stores_mut(
         &mut self,
     ) -> impl Iterator<Item = (&String, &mut Box<dyn crate::state::StateStore>)> {

@@ -12,6 +12,7 @@ use rdkafka::ClientContext;
 
 use super::commit::commit_tasks;
 use super::kafka::{raw_record, KafkaCollector, KafkaCommitter};
+use super::restore::ChangelogReader;
 use super::streams::ClientShared;
 use super::task::{StreamTask, TaskEnv};
 use crate::error::{Result, StreamsError};
@@ -43,10 +44,13 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// What the loop and the rebalance callbacks share.
-struct ThreadCore {
-    tasks: BTreeMap<TaskId, StreamTask>,
+/// What the loop, the rebalance callbacks and interactive queries share.
+pub(crate) struct ThreadCore {
+    pub(crate) tasks: BTreeMap<TaskId, StreamTask>,
     collector: KafkaCollector,
+    reader: ChangelogReader,
+    /// The thread's share of `statestore.cache.max.bytes`.
+    cache_budget: crate::state::CacheBudget,
     error: Option<StreamsError>,
 }
 
@@ -59,7 +63,7 @@ struct StreamsConsumerContext {
     shared: Arc<ClientShared>,
 }
 
-fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
+pub(crate) fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
     core.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -83,12 +87,18 @@ impl StreamsConsumerContext {
         }
         let closed: Vec<String> = core.tasks.keys().map(ToString::to_string).collect();
         core.tasks.clear();
+        core.reader.clear();
         tracing::info!(thread = self.index, tasks = ?closed, "partitions revoked: committed and closed tasks");
         Ok(())
     }
 
-    fn assign(&self, tpl: &rdkafka::TopicPartitionList) -> Result<()> {
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &rdkafka::TopicPartitionList,
+    ) -> Result<()> {
         let mut core = lock(&self.core);
+        let core = &mut *core;
         let mut ids: Vec<TaskId> = Vec::new();
         for elem in tpl.elements() {
             let Some(&sub) = self.sub_of_topic.get(elem.topic()) else {
@@ -106,24 +116,34 @@ impl StreamsConsumerContext {
             }
         }
         let now = now_ms();
+        let mut restoring = rdkafka::TopicPartitionList::new();
         for id in &ids {
             if core.tasks.contains_key(id) {
                 continue;
             }
             let sub = &self.topology.subtopologies[id.subtopology];
             let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
-            task.initialize(now)?;
-            super::restore::restore_task(
-                &mut task,
-                &self.env.config.client.to_rdkafka(),
-                &self.env.application_id,
-                self.env.config.restore_listener.clone(),
-            )?;
+            task.set_cache_budget(core.cache_budget.clone());
+            task.init_stores()?;
+            if core.reader.register(&mut task)? {
+                // Its input waits until the stores are restored; the thread's other
+                // tasks keep processing meanwhile.
+                for tp in task.partitions() {
+                    restoring.add_partition(&tp.topic, tp.partition);
+                }
+            } else {
+                task.complete_restoration(now)?;
+            }
             core.tasks.insert(*id, task);
+        }
+        if restoring.count() > 0 {
+            consumer.pause(&restoring).map_err(|e| {
+                StreamsError::kafka("pausing the input of restoring tasks", &self.env.application_id, e)
+            })?;
         }
         let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         names.sort();
-        tracing::info!(thread = self.index, tasks = ?names, "partitions assigned: tasks created");
+        tracing::info!(thread = self.index, tasks = ?names, restoring = restoring.count(), "partitions assigned: tasks created");
         Ok(())
     }
 
@@ -146,10 +166,10 @@ impl ConsumerContext for StreamsConsumerContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                if let Err(e) = self.assign(tpl) {
+                if let Err(e) = self.assign(consumer, tpl) {
                     self.fail(e);
                 }
                 self.shared
@@ -176,7 +196,7 @@ pub(crate) fn run_stream_thread(
     let mut consumer_config = config.client.to_rdkafka();
     consumer_config
         .set("group.id", app)
-        .set("client.id", format!("{thread_name}-consumer"))
+        .set("client.id", super::membership::consumer_client_id(&thread_name, config))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", "range");
@@ -197,11 +217,22 @@ pub(crate) fn run_stream_thread(
         config.production_handler.clone(),
         env.metrics.clone(),
     )?;
+    let reader = ChangelogReader::new(
+        &config.client.to_rdkafka(),
+        app,
+        &thread_name,
+        config.restore_listener.clone(),
+    );
     let core = Arc::new(Mutex::new(ThreadCore {
         tasks: BTreeMap::new(),
         collector,
+        reader,
+        cache_budget: crate::state::CacheBudget::new(
+            config.cache_max_bytes / config.num_stream_threads.max(1),
+        ),
         error: None,
     }));
+    shared.register_thread_core(index, core.clone());
     let mut sub_of_topic = HashMap::new();
     let mut topics = Vec::new();
     for sub in &topology.subtopologies {
@@ -259,7 +290,9 @@ pub(crate) fn run_stream_thread(
         }
     };
     core_ref.tasks.clear();
+    core_ref.reader.clear();
     drop(guard);
+    shared.unregister_thread_core(index, &core);
     consumer.unsubscribe();
     drop(consumer);
     tracing::info!(thread = %thread_name, ok = final_result.is_ok(), "stream thread stopped");
@@ -277,13 +310,15 @@ fn run_loop(
     let mut last_commit = Instant::now();
     let mut batch: Vec<RawRecord> = Vec::with_capacity(config.max_poll_records);
     let mut last_progress_log = Instant::now();
+    let mut restoring = false;
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
         }
         batch.clear();
         while batch.len() < config.max_poll_records {
-            let timeout = if batch.is_empty() {
+            // While restoring, the restore step below does the waiting.
+            let timeout = if batch.is_empty() && !restoring {
                 config.poll_timeout
             } else {
                 Duration::ZERO
@@ -325,6 +360,11 @@ fn run_loop(
             task.process_all(&mut c.collector, now)?;
             task.maybe_punctuate(PunctuationType::WallClockTime, now, &mut c.collector, now)?;
         }
+        restoring = c.reader.is_restoring();
+        if restoring {
+            restore_step(consumer, c, config.poll_timeout)?;
+            restoring = c.reader.is_restoring();
+        }
         c.collector.poll();
         if last_commit.elapsed() >= config.commit_interval {
             commit_tasks(
@@ -335,7 +375,9 @@ fn run_loop(
             )?;
             last_commit = Instant::now();
         }
-        let assigned = shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
+        // Like Kafka, the thread runs once every task has restored.
+        let assigned =
+            !restoring && shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
         drop(guard);
         if assigned {
             shared.set_thread_state(index, ThreadState::Running);
@@ -352,3 +394,40 @@ fn run_loop(
         }
     }
 }
+
+/// Restores for a while (long when no task is running, so the thread does not spin;
+/// short otherwise, so running tasks keep up), then starts the tasks that finished:
+/// their processors are initialised and their input resumes.
+fn restore_step(
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    core: &mut ThreadCore,
+    poll_timeout: Duration,
+) -> Result<()> {
+    let any_running = core.tasks.values().any(StreamTask::is_running);
+    let budget = if any_running {
+        RESTORE_SLICE_WHILE_RUNNING
+    } else {
+        poll_timeout.max(RESTORE_SLICE_WHILE_RUNNING)
+    };
+    let done = core.reader.restore(&mut core.tasks, budget)?;
+    if done.is_empty() {
+        return Ok(());
+    }
+    let now = now_ms();
+    let mut resume = rdkafka::TopicPartitionList::new();
+    for id in done {
+        if let Some(task) = core.tasks.get_mut(&id) {
+            task.complete_restoration(now)?;
+            for tp in task.partitions() {
+                resume.add_partition(&tp.topic, tp.partition);
+            }
+            tracing::info!(task = %id, "task restored; processing starts");
+        }
+    }
+    consumer
+        .resume(&resume)
+        .map_err(|e| StreamsError::kafka("resuming the input of restored tasks", "", e))
+}
+
+/// Time a restore step may take while other tasks of the thread are running.
+const RESTORE_SLICE_WHILE_RUNNING: Duration = Duration::from_millis(20);

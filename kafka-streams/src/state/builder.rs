@@ -60,6 +60,9 @@ pub struct StoreContext {
     pub cache_budget: CacheBudget,
     /// The application's shared RocksDB memory.
     pub rocksdb: RocksDbMemory,
+    /// The directory under `<state.dir>/<application.id>` in place of the task id
+    /// (`global` for global stores).
+    pub directory: Option<String>,
 }
 
 impl fmt::Debug for StoreContext {
@@ -71,6 +74,7 @@ impl fmt::Debug for StoreContext {
             .field("changelog_writer", &self.changelog_writer.is_some())
             .field("cache_budget", &self.cache_budget)
             .field("rocksdb", &self.rocksdb)
+            .field("directory", &self.directory)
             .finish()
     }
 }
@@ -90,7 +94,15 @@ impl StoreContext {
             changelog_writer: None,
             cache_budget: CacheBudget::new(DEFAULT_CACHE_MAX_BYTES),
             rocksdb: RocksDbMemory::with_config(RocksDbMemoryConfig::default()),
+            directory: None,
         }
+    }
+
+    /// Keeps the stores in `<state.dir>/<application.id>/<directory>` instead of the
+    /// task's directory.
+    pub fn in_directory(mut self, directory: impl Into<String>) -> Self {
+        self.directory = Some(directory.into());
+        self
     }
 
     /// Sets the changelog writer.
@@ -116,7 +128,10 @@ impl StoreContext {
         StoreLocation {
             state_dir: self.state_dir.clone(),
             application_id: self.application_id.clone(),
-            task: self.task.to_string(),
+            task: self
+                .directory
+                .clone()
+                .unwrap_or_else(|| self.task.to_string()),
             store: store.to_owned(),
         }
     }

@@ -76,10 +76,18 @@ pub(crate) struct SubTopology {
     pub stores: Vec<String>,
 }
 
+/// A global store: a full, read-only copy of `topic` on every instance.
+#[derive(Clone)]
+pub(crate) struct GlobalStoreDef {
+    pub topic: String,
+    pub builder: Arc<dyn StoreBuilder>,
+}
+
 /// A built, immutable topology.
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    pub(crate) global_stores: BTreeMap<String, GlobalStoreDef>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
     pub(crate) subtopologies: Vec<SubTopology>,
 }
@@ -113,6 +121,20 @@ impl Topology {
             .collect()
     }
 
+    /// The global stores and the topics they copy, by store name.
+    pub fn global_stores(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.global_stores
+            .iter()
+            .map(|(name, g)| (name.as_str(), g.topic.as_str()))
+    }
+
+    /// The sub-topology whose tasks own store `store`, if it is a (non-global) store.
+    pub(crate) fn subtopology_of_store(&self, store: &str) -> Option<&SubTopology> {
+        self.subtopologies
+            .iter()
+            .find(|s| s.stores.iter().any(|n| n == store))
+    }
+
     /// Number of sub-topologies.
     pub fn subtopology_count(&self) -> usize {
         self.subtopologies.len()
@@ -134,6 +156,7 @@ impl Topology {
 pub(crate) struct TopologyBuilder {
     nodes: Vec<NodeDef>,
     stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    global_stores: BTreeMap<String, GlobalStoreDef>,
     internal_topics: BTreeMap<String, InternalTopic>,
     errors: Vec<String>,
 }
@@ -258,6 +281,26 @@ impl TopologyBuilder {
         }
     }
 
+    /// Adds a global store copying `topic` (Kafka's `addGlobalStore`).
+    pub fn add_global_store(&mut self, topic: String, builder: Arc<dyn StoreBuilder>) {
+        let name = builder.name().to_owned();
+        if self.stores.contains_key(&name) || self.global_stores.contains_key(&name) {
+            self.errors
+                .push(format!("state store {name} is added twice"));
+        }
+        let read = self.nodes.iter().any(|n| match &n.kind {
+            NodeKindDef::Source { topics, .. } => topics.contains(&topic),
+            _ => false,
+        }) || self.global_stores.values().any(|g| g.topic == topic);
+        if read {
+            self.errors.push(format!(
+                "topic {topic} of global store {name} is already read by the topology"
+            ));
+        }
+        self.global_stores
+            .insert(name, GlobalStoreDef { topic, builder });
+    }
+
     pub fn connect_store(&mut self, node: usize, store: &str) {
         if !self.stores.contains_key(store) {
             self.errors.push(format!(
@@ -285,6 +328,7 @@ impl TopologyBuilder {
         Ok(Topology {
             nodes: self.nodes,
             stores: self.stores,
+            global_stores: self.global_stores,
             internal_topics: self.internal_topics,
             subtopologies,
         })
