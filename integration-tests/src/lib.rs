@@ -13,8 +13,13 @@ use std::time::{Duration, Instant};
 use kafka_client::config::AutoOffsetReset;
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use kafka_client::rdkafka::client::DefaultClientContext;
+use std::collections::BTreeMap;
+
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::message::Message as _;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
+use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 
 /// How long a test waits for a condition before failing.
@@ -171,3 +176,71 @@ pub fn init_tracing() {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// Produces `lines` to `topic`, keyed `line-<i>`, and flushes.
+pub fn produce_lines(topic: &str, lines: &[&str]) {
+    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
+    for (i, line) in lines.iter().enumerate() {
+        let key = format!("line-{i}");
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(line.as_bytes());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    rec = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Every partition of `topic` read from the beginning to its current end: the latest
+/// value per key (tombstones remove the key), and the number of records read.
+pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+    let consumer: BaseConsumer = config()
+        .group_id(unique_name("changelog-reader"))
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            ends.insert(p.id(), high);
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
+    let mut table = BTreeMap::new();
+    let mut read = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while ends.iter().any(|(p, end)| next[p] < *end) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out reading {topic} to {ends:?}"
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("changelog record");
+            read += 1;
+            next.insert(m.partition(), m.offset() + 1);
+            let key = m.key().expect("changelog records have keys").to_vec();
+            match m.payload() {
+                Some(v) => table.insert(key, v.to_vec()),
+                None => table.remove(&key),
+            };
+        }
+    }
+    (table, read)
+}

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::{config, create_topic, unique_name, wait_until, DEADLINE};
+use integration_tests::{
+    config, create_topic, produce_lines, read_to_end, unique_name, wait_until, DEADLINE,
+};
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
-use kafka_client::rdkafka::message::Message;
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -30,73 +30,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
-}
-
-fn produce_lines(topic: &str, lines: &[&str]) {
-    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
-    for (i, line) in lines.iter().enumerate() {
-        let key = format!("line-{i}");
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-            .key(key.as_bytes())
-            .payload(line.as_bytes());
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    rec = back;
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-}
-
-/// Every partition of `topic` read from the beginning to its current end: the latest
-/// value per key (tombstones remove the key), and the number of records read.
-fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
-    let consumer: BaseConsumer = config()
-        .group_id(unique_name("changelog-reader"))
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            ends.insert(p.id(), high);
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
-    let mut table = BTreeMap::new();
-    let mut read = 0;
-    let deadline = Instant::now() + DEADLINE;
-    while ends.iter().any(|(p, end)| next[p] < *end) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out reading {topic} to {ends:?}"
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.expect("changelog record");
-            read += 1;
-            next.insert(m.partition(), m.offset() + 1);
-            let key = m.key().expect("changelog records have keys").to_vec();
-            match m.payload() {
-                Some(v) => table.insert(key, v.to_vec()),
-                None => table.remove(&key),
-            };
-        }
-    }
-    (table, read)
 }
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
@@ -451,4 +384,126 @@ fn sigkilled_word_count_with_deleted_state_rebuilds_and_continues_counting() {
         );
         last = counts_of(&output);
     }
+}
+
+/// Records, at every restored batch, how many input records the stateless
+/// sub-topology had processed by then; slows each batch down so that the restore
+/// spans seconds.
+struct SlowRestoreListener {
+    processed: Arc<AtomicU64>,
+    seen: Arc<std::sync::Mutex<Vec<u64>>>,
+    started: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+}
+
+impl StateRestoreListener for SlowRestoreListener {
+    fn on_batch_restored(&self, _: &ChangelogPartition, _: &str, _: i64, _: u64) {
+        if let Some(tx) = self.started.lock().expect("listener").take() {
+            let _ = tx.send(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        self.seen
+            .lock()
+            .expect("listener")
+            .push(self.processed.load(Ordering::SeqCst));
+    }
+}
+
+#[test]
+fn running_tasks_keep_processing_while_another_task_restores() {
+    let app = unique_name("restore-nonblocking");
+    let input = unique_name("nb-lines");
+    let output = unique_name("nb-counts");
+    block_on(create_topic(&input, 1));
+    let dir = tempfile::tempdir().expect("state dir");
+    let processed = Arc::new(AtomicU64::new(0));
+    let start = |listener: Option<SlowRestoreListener>| {
+        let builder = StreamsBuilder::new();
+        let counter = processed.clone();
+        builder
+            .stream::<String, String>(&input)
+            // Sub-topology 0 (stateless): split and repartition by word.
+            .peek(move |_, _| {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .flat_map_values(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .group_by(|_, word| word.clone())
+            // Sub-topology 1 (stateful): the count, restored from its changelog.
+            .count_with(Materialized::as_("counts"))
+            .to_stream()
+            .to(&output);
+        let mut config = StreamsConfig::new(&app, config())
+            .commit_interval(Duration::from_millis(200))
+            .state_dir(dir.path())
+            // No record cache: every update is a changelog record, so the changelog
+            // is long enough to restore in many batches.
+            .cache_max_bytes(0);
+        if let Some(l) = listener {
+            config = config.state_restore_listener(l);
+        }
+        let streams =
+            KafkaStreams::new(builder.build().expect("topology"), config).expect("client");
+        streams.start().expect("start");
+        streams
+    };
+    let lines = |n: usize, first: usize| -> Vec<String> {
+        (first..first + n)
+            .map(|i| {
+                (0..4)
+                    .map(|j| format!("w{}", (i * 4 + j) % 100))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect()
+    };
+    let produce = |l: Vec<String>| {
+        produce_lines(&input, &l.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    let expect =
+        |n: i64| -> BTreeMap<String, i64> { (0..100).map(|w| (format!("w{w}"), n)).collect() };
+
+    // A changelog of 12,000 updates: 3,000 lines of 4 words, 100 distinct.
+    let streams = start(None);
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    produce(lines(3000, 0));
+    wait_until("the first counts", || counts_of(&output) == expect(120));
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // Lose the state and restart: the count task restores slowly while new lines
+    // arrive for the stateless task, which processes them meanwhile.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let streams = start(Some(SlowRestoreListener {
+        processed: processed.clone(),
+        seen: seen.clone(),
+        started: std::sync::Mutex::new(Some(started_tx)),
+    }));
+    started
+        .recv_timeout(DEADLINE)
+        .expect("restore never started");
+    let before = processed.load(Ordering::SeqCst);
+    produce(lines(25, 3000));
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    let seen = seen.lock().expect("listener").clone();
+    assert!(seen.len() >= 4, "restored in only {} batches", seen.len());
+    assert!(
+        seen.iter().any(|&p| p >= before + 25),
+        "the stateless task processed nothing during the restore: {before} before, {seen:?} at each batch"
+    );
+    // And the restored counts continue: 25 more lines add one to each word.
+    wait_until("the counts to continue", || {
+        counts_of(&output) == expect(121)
+    });
+    assert!(streams.close(), "graceful close");
 }

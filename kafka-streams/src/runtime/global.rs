@@ -138,7 +138,11 @@ pub(crate) fn run_global_thread(
             let (_, high) = consumer
                 .fetch_watermarks(topic, p, Duration::from_secs(30))
                 .map_err(|e| {
-                    StreamsError::kafka("fetching global topic watermarks", format!("{topic}-{p}"), e)
+                    StreamsError::kafka(
+                        "fetching global topic watermarks",
+                        format!("{topic}-{p}"),
+                        e,
+                    )
                 })?;
             tpl.add_partition_offset(topic, p, Offset::Beginning)
                 .map_err(|e| StreamsError::kafka("assigning", format!("{topic}-{p}"), e))?;
@@ -157,7 +161,13 @@ pub(crate) fn run_global_thread(
             topic: topic.clone(),
             partition: *partition,
         };
-        let p = RestoreProgress::start(store_name, &changelog, 0, end, env.config.restore_listener.clone());
+        let p = RestoreProgress::start(
+            store_name,
+            &changelog,
+            0,
+            end,
+            env.config.restore_listener.clone(),
+        );
         if end > 0 {
             progress.insert((topic.clone(), *partition), p);
         } else {

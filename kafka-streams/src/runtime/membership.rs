@@ -1,174 +1,203 @@
-//! Who in the consumer group owns which partitions, and at which `application.server`.
+//! Which instance (`application.server`) owns which source partitions, for
+//! [`KafkaStreams::query_metadata_for_key`](super::KafkaStreams::query_metadata_for_key).
 //!
-//! Kafka Streams shares each member's `application.server` in the subscription's user
-//! data; librdkafka's built-in assignors cannot carry user data, so each stream
-//! thread's consumer puts it in its `client.id` instead (`<thread>-consumer@host:port`),
-//! which the group coordinator reports with every member (DescribeGroups). The
-//! member's assignment comes in the consumer protocol's `Assignment` layout.
+//! Kafka Streams shares each member's endpoint in the group protocol's subscription
+//! user data, which librdkafka's built-in assignors cannot carry (and some
+//! Kafka-protocol brokers do not report member assignments at all). So each stream
+//! thread of an instance with an `application.server` publishes a **claim** to the
+//! compacted, single-partition topic `<application.id>-streams-metadata` whenever its
+//! assignment changes: key `<host:port>#<thread>`, value the JSON list of its
+//! `[topic, partition]`s (empty after a revocation, a tombstone on close).
+//!
+//! Reading the topic in order gives the owners: a claim replaces the earlier claim
+//! of the same key, and a partition belongs to the latest claim naming it (a crashed
+//! instance's stale claim is overridden by the new owner's).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use kafka_client::ClientConfig;
+use kafka_client::{ClientConfig, Headers};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::HostInfo;
-use super::StreamsConfig;
 use crate::error::{Result, StreamsError};
+use crate::topology::codec::EncodedRecord;
 
-/// Separates the thread's name from the endpoint in a stream thread's `client.id`.
-const ENDPOINT_SEPARATOR: char = '@';
+/// The metadata topic of `application_id`.
+pub(crate) fn metadata_topic(application_id: &str) -> String {
+    format!("{application_id}-streams-metadata")
+}
 
-/// The `client.id` of stream thread `thread`'s consumer.
-pub(crate) fn consumer_client_id(thread: &str, config: &StreamsConfig) -> String {
-    match &config.application_server {
-        Some(host) => format!("{thread}-consumer{ENDPOINT_SEPARATOR}{host}"),
-        None => format!("{thread}-consumer"),
+/// Stream thread `thread`'s claim on `partitions` (`None`: it leaves for good).
+pub(crate) fn claim_record(
+    application_id: &str,
+    host: &HostInfo,
+    thread: usize,
+    partitions: Option<&[(String, i32)]>,
+    timestamp: i64,
+) -> Result<EncodedRecord> {
+    let value = partitions
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| StreamsError::Internal(format!("encoding a metadata claim: {e}")))?;
+    Ok(EncodedRecord {
+        topic: metadata_topic(application_id),
+        partition: Some(0),
+        key: Some(format!("{host}#{thread}").into_bytes()),
+        value,
+        timestamp,
+        headers: Headers::new(),
+    })
+}
+
+/// Applies claims in topic order: `(key, partitions)`, `None` for a tombstone.
+#[derive(Debug, Default)]
+pub(crate) struct Owners {
+    /// partition → (claim key, host)
+    owner: BTreeMap<(String, i32), (String, HostInfo)>,
+}
+
+impl Owners {
+    pub fn apply(&mut self, key: &str, partitions: Option<Vec<(String, i32)>>) {
+        self.owner.retain(|_, (k, _)| k != key);
+        let Some(partitions) = partitions else { return };
+        let Some(host) = key
+            .rsplit_once('#')
+            .and_then(|(endpoint, _)| HostInfo::parse(endpoint).ok())
+        else {
+            tracing::warn!(key, "metadata claim with an unreadable key ignored");
+            return;
+        };
+        for tp in partitions {
+            self.owner.insert(tp, (key.to_owned(), host.clone()));
+        }
+    }
+
+    /// The owner of `(topic, partition)`.
+    pub fn owner_of(&self, topic: &str, partition: i32) -> Option<&HostInfo> {
+        self.owner
+            .get(&(topic.to_owned(), partition))
+            .map(|(_, host)| host)
+    }
+
+    /// Every owned partition with its owner.
+    pub fn iter(&self) -> impl Iterator<Item = (&(String, i32), &HostInfo)> {
+        self.owner.iter().map(|(tp, (_, host))| (tp, host))
     }
 }
 
-/// The endpoint in a member's `client.id`, if it has one.
-pub(crate) fn endpoint_of(client_id: &str) -> Option<HostInfo> {
-    let (_, endpoint) = client_id.rsplit_once(ENDPOINT_SEPARATOR)?;
-    HostInfo::parse(endpoint).ok()
-}
-
-/// A group member as the coordinator describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Member {
-    pub client_id: String,
-    pub host: Option<HostInfo>,
-    pub assignment: Vec<(String, i32)>,
-}
-
-/// Describes the members of group `group`.
-pub(crate) fn describe_members(client: &ClientConfig, group: &str) -> Result<Vec<Member>> {
-    let consumer: BaseConsumer = client
-        .to_rdkafka()
+/// Reads the metadata topic of `application_id` to its end.
+pub(crate) fn read_owners(client: &ClientConfig, application_id: &str) -> Result<Owners> {
+    let topic = metadata_topic(application_id);
+    let kafka_err = |what: &'static str| {
+        let topic = topic.clone();
+        move |e| StreamsError::kafka(what, topic, e)
+    };
+    let mut config = client.to_rdkafka();
+    config
+        .set("group.id", format!("{application_id}-metadata-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    let consumer: BaseConsumer = config
         .create()
-        .map_err(|e| StreamsError::kafka("creating a client to describe the group", group, e))?;
-    let list = consumer
-        .fetch_group_list(Some(group), Duration::from_secs(10))
-        .map_err(|e| StreamsError::kafka("describing the consumer group", group, e))?;
-    let mut members = Vec::new();
-    for g in list.groups().iter().filter(|g| g.name() == group) {
-        for m in g.members() {
-            let assignment = match m.assignment() {
-                Some(bytes) if !bytes.is_empty() => parse_assignment(bytes).map_err(|why| {
-                    StreamsError::Internal(format!(
-                        "member {} of group {group} has an unreadable assignment: {why}",
-                        m.client_id()
-                    ))
-                })?,
-                _ => Vec::new(),
-            };
-            members.push(Member {
-                client_id: m.client_id().to_owned(),
-                host: endpoint_of(m.client_id()),
-                assignment,
-            });
+        .map_err(kafka_err("creating the metadata reader"))?;
+    let timeout = Duration::from_secs(10);
+    let (low, high) = consumer
+        .fetch_watermarks(&topic, 0, timeout)
+        .map_err(kafka_err("fetching metadata watermarks"))?;
+    let mut owners = Owners::default();
+    if high <= low {
+        return Ok(owners);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .map_err(kafka_err("assigning the metadata topic"))?;
+    consumer
+        .assign(&tpl)
+        .map_err(kafka_err("assigning the metadata topic"))?;
+    let deadline = Instant::now() + timeout;
+    let mut next = low;
+    while next < high {
+        if Instant::now() > deadline {
+            return Err(StreamsError::IllegalState(format!(
+                "reading {topic} stalled at offset {next} (end {high})"
+            )));
         }
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            if let Ok(pos) = consumer.position() {
+                if let Some(Offset::Offset(p)) = pos.elements().first().map(|e| e.offset()) {
+                    next = next.max(p);
+                }
+            }
+            continue;
+        };
+        let m = m.map_err(kafka_err("reading the metadata topic"))?;
+        next = m.offset() + 1;
+        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+            continue;
+        };
+        let partitions = match m.payload() {
+            None => None,
+            Some(v) => match serde_json::from_slice::<Vec<(String, i32)>>(v) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(key, offset = m.offset(), error = %e, "unreadable metadata claim ignored");
+                    continue;
+                }
+            },
+        };
+        owners.apply(key, partitions);
     }
-    Ok(members)
-}
-
-/// Reads the consumer protocol's `Assignment`: version (i16), then an array of
-/// (topic: string, partitions: array of i32); user data after it is ignored.
-pub(crate) fn parse_assignment(bytes: &[u8]) -> std::result::Result<Vec<(String, i32)>, String> {
-    let mut r = Reader { bytes, pos: 0 };
-    let _version = r.i16()?;
-    let topics = r.i32()?;
-    let mut out = Vec::new();
-    for _ in 0..topics.max(0) {
-        let len = r.i16()?;
-        let topic = String::from_utf8(r.take(len.max(0) as usize)?.to_vec())
-            .map_err(|e| format!("topic name is not UTF-8: {e}"))?;
-        let partitions = r.i32()?;
-        for _ in 0..partitions.max(0) {
-            out.push((topic.clone(), r.i32()?));
-        }
-    }
-    Ok(out)
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
-        let end = end.ok_or_else(|| format!("truncated at byte {}", self.pos))?;
-        let slice = &self.bytes[self.pos..end];
-        self.pos = end;
-        Ok(slice)
-    }
-
-    fn i16(&mut self) -> std::result::Result<i16, String> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn i32(&mut self) -> std::result::Result<i32, String> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
+    Ok(owners)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&1i16.to_be_bytes());
-        out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
-        for (topic, partitions) in topics {
-            out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
-            out.extend_from_slice(topic.as_bytes());
-            out.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
-            for p in *partitions {
-                out.extend_from_slice(&p.to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&(-1i32).to_be_bytes()); // null user data
-        out
+    fn tps(list: &[(&str, i32)]) -> Option<Vec<(String, i32)>> {
+        Some(list.iter().map(|(t, p)| (t.to_string(), *p)).collect())
     }
 
     #[test]
-    fn parses_consumer_protocol_assignment() {
-        let bytes = assignment(&[("words", &[0, 2]), ("app-x-repartition", &[1])]);
-        assert_eq!(
-            parse_assignment(&bytes).unwrap(),
-            vec![
-                ("words".to_string(), 0),
-                ("words".to_string(), 2),
-                ("app-x-repartition".to_string(), 1)
-            ]
+    fn latest_claim_of_a_partition_wins_and_revocations_release() {
+        let mut o = Owners::default();
+        o.apply("10.0.0.1:7001#0", tps(&[("words", 0), ("words", 1)]));
+        o.apply("10.0.0.2:7002#0", tps(&[("words", 2)]));
+        assert_eq!(o.owner_of("words", 1).unwrap().port, 7001);
+        // Rebalance: the first revokes, the second claims everything.
+        o.apply("10.0.0.1:7001#0", tps(&[]));
+        assert_eq!(o.owner_of("words", 0), None);
+        o.apply(
+            "10.0.0.2:7002#0",
+            tps(&[("words", 0), ("words", 1), ("words", 2)]),
         );
+        assert_eq!(o.owner_of("words", 0).unwrap().port, 7002);
+        // A crashed instance's stale claim is overridden by the newer one.
+        let mut o = Owners::default();
+        o.apply("10.0.0.1:7001#0", tps(&[("words", 0)]));
+        o.apply("10.0.0.2:7002#0", tps(&[("words", 0)]));
+        assert_eq!(o.owner_of("words", 0).unwrap().port, 7002);
+        // A tombstone removes the instance's claims.
+        o.apply("10.0.0.2:7002#0", None);
+        assert_eq!(o.owner_of("words", 0), None);
     }
 
     #[test]
-    fn truncated_assignment_is_an_error() {
-        let bytes = assignment(&[("words", &[0, 2])]);
-        let err = parse_assignment(&bytes[..bytes.len() - 9]).unwrap_err();
-        assert!(err.contains("truncated"), "{err}");
-    }
-
-    #[test]
-    fn endpoint_round_trips_through_client_id() {
-        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
-            .application_server("10.0.0.7:7070")
-            .unwrap();
-        let id = consumer_client_id("app-StreamThread-1", &config);
-        assert_eq!(id, "app-StreamThread-1-consumer@10.0.0.7:7070");
-        assert_eq!(
-            endpoint_of(&id),
-            Some(HostInfo {
-                host: "10.0.0.7".into(),
-                port: 7070
-            })
-        );
-        assert_eq!(endpoint_of("app-StreamThread-1-consumer"), None);
+    fn claim_records_round_trip() {
+        let host = HostInfo::parse("127.0.0.1:7070").unwrap();
+        let parts = vec![("words".to_string(), 3)];
+        let r = claim_record("app", &host, 1, Some(&parts), 5).unwrap();
+        assert_eq!(r.topic, "app-streams-metadata");
+        assert_eq!(r.key.as_deref(), Some(&b"127.0.0.1:7070#1"[..]));
+        let decoded: Vec<(String, i32)> = serde_json::from_slice(&r.value.unwrap()).unwrap();
+        assert_eq!(decoded, parts);
+        let mut o = Owners::default();
+        o.apply("127.0.0.1:7070#1", Some(decoded));
+        assert_eq!(o.owner_of("words", 3), Some(&host));
+        let gone = claim_record("app", &host, 1, None, 5).unwrap();
+        assert!(gone.value.is_none());
     }
 }

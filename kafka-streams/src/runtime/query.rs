@@ -36,6 +36,7 @@ use crate::state::{StateError, StateStore, TypedKeyValueStore};
 /// ```
 pub struct ReadOnlyKeyValueStore<K, V> {
     name: String,
+    subtopology: Option<usize>,
     shared: Arc<ClientShared>,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -44,6 +45,7 @@ impl<K, V> Clone for ReadOnlyKeyValueStore<K, V> {
     fn clone(&self) -> Self {
         ReadOnlyKeyValueStore {
             name: self.name.clone(),
+            subtopology: self.subtopology,
             shared: self.shared.clone(),
             _types: PhantomData,
         }
@@ -51,9 +53,10 @@ impl<K, V> Clone for ReadOnlyKeyValueStore<K, V> {
 }
 
 impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
-    pub(crate) fn new(name: String, shared: Arc<ClientShared>) -> Self {
+    pub(crate) fn new(name: String, subtopology: Option<usize>, shared: Arc<ClientShared>) -> Self {
         ReadOnlyKeyValueStore {
             name,
+            subtopology,
             shared,
             _types: PhantomData,
         }
@@ -161,6 +164,14 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             };
             let typed = self.typed(store)?;
             return f(typed).map_err(|e| self.state_error(e));
+        }
+        if let Some(task) = self
+            .subtopology
+            .and_then(|sub| self.shared.restoring_task_of(sub))
+        {
+            return Err(self.error(InvalidStoreReason::Migrating(format!(
+                "local task {task} is restoring it"
+            ))));
         }
         let cores = self.shared.thread_cores();
         let mut guards: Vec<_> = cores.iter().map(|c| lock(c)).collect();

@@ -140,8 +140,13 @@ impl ChangelogReader {
                 }
                 continue;
             }
-            let progress =
-                RestoreProgress::start(name.clone(), &changelog, start, high, self.listener.clone());
+            let progress = RestoreProgress::start(
+                name.clone(),
+                &changelog,
+                start,
+                high,
+                self.listener.clone(),
+            );
             self.restoring.insert(
                 (changelog.topic.clone(), changelog.partition),
                 PartitionRestore {
@@ -262,15 +267,18 @@ impl ChangelogReader {
             };
             match consumer.poll(wait) {
                 None => break,
-                Some(Err(e)) => {
-                    return Err(StreamsError::kafka("reading changelogs", thread, e))
-                }
+                Some(Err(e)) => return Err(StreamsError::kafka("reading changelogs", thread, e)),
                 Some(Ok(m)) => {
                     count += 1;
                     let Some(key) = m.key() else {
                         // A changelog record without a key cannot be applied; skip it
                         // but still advance past it.
-                        tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "changelog record without a key skipped");
+                        tracing::warn!(
+                            topic = m.topic(),
+                            partition = m.partition(),
+                            offset = m.offset(),
+                            "changelog record without a key skipped"
+                        );
                         batch
                             .entry((m.topic().to_owned(), m.partition()))
                             .or_default();

@@ -13,16 +13,16 @@ use kafka_client::Headers;
 use super::config::HostInfo;
 use super::global::{open_global_stores, run_global_thread, SharedGlobalStore};
 use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
-use super::query::ReadOnlyKeyValueStore;
-use super::thread::ThreadCore;
-use crate::error::InvalidStoreReason;
-use crate::processor::TaskId;
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
+use super::query::ReadOnlyKeyValueStore;
 use super::task::TaskEnv;
+use super::thread::ThreadCore;
 use super::thread::{run_stream_thread, ThreadState};
 use super::topics::prepare_topics;
 use super::StreamsConfig;
+use crate::error::InvalidStoreReason;
 use crate::error::{Result, StreamsError};
+use crate::processor::TaskId;
 use crate::topology::codec::Blocker;
 use crate::topology::Topology;
 
@@ -64,6 +64,9 @@ pub(crate) struct ClientShared {
     globals: Mutex<BTreeMap<String, SharedGlobalStore>>,
     /// Partition counts of the (resolved) source topics, once known.
     partitions: Mutex<BTreeMap<String, i32>>,
+    /// Local tasks restoring their stores. Kept outside the threads' locks so that a
+    /// query answers "restoring" at once instead of waiting for a restore step.
+    restoring: Mutex<BTreeSet<TaskId>>,
 }
 
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +92,23 @@ impl ClientShared {
     /// The live stream threads' cores, in thread order (the order to lock them in).
     pub fn thread_cores(&self) -> Vec<Arc<Mutex<ThreadCore>>> {
         relock(&self.cores).values().cloned().collect()
+    }
+
+    pub fn set_restoring(&self, task: TaskId, restoring: bool) {
+        let mut set = relock(&self.restoring);
+        if restoring {
+            set.insert(task);
+        } else {
+            set.remove(&task);
+        }
+    }
+
+    /// A local task of sub-topology `subtopology` that is restoring, if any.
+    pub fn restoring_task_of(&self, subtopology: usize) -> Option<TaskId> {
+        relock(&self.restoring)
+            .iter()
+            .find(|t| t.subtopology == subtopology)
+            .copied()
     }
 
     pub fn global_store(&self, name: &str) -> Option<SharedGlobalStore> {
@@ -264,6 +284,7 @@ impl KafkaStreams {
                     cores: Mutex::new(BTreeMap::new()),
                     globals: Mutex::new(BTreeMap::new()),
                     partitions: Mutex::new(BTreeMap::new()),
+                    restoring: Mutex::new(BTreeSet::new()),
                 }),
                 uncaught: Mutex::new(None),
                 handles: Mutex::new(Vec::new()),
@@ -451,6 +472,7 @@ impl KafkaStreams {
         }
         Ok(ReadOnlyKeyValueStore::new(
             name.to_owned(),
+            self.inner.topology.subtopology_of_store(name).map(|s| s.id),
             self.inner.shared.clone(),
         ))
     }
@@ -461,7 +483,8 @@ impl KafkaStreams {
     /// source topic) and the `application.server` of the group member that owns it.
     /// For a global store, this instance.
     ///
-    /// Blocking (it asks the group coordinator who owns what); call it from
+    /// Blocking (it reads the application's metadata topic, where every instance
+    /// publishes the partitions it owns); call it from
     /// `spawn_blocking` in async code. Fails with the `Migrating` reason while no
     /// member owns the partition (a rebalance), and with a configuration error when
     /// the owner has no `application.server`.
@@ -508,21 +531,19 @@ impl KafkaStreams {
                 store: store.to_owned(),
                 reason: format!("serializing the key to locate it: {e}"),
             })?;
-        let partition = kafka_client::default_partition(bytes.as_deref(), partitions)
-            .ok_or_else(|| StreamsError::State {
-                store: store.to_owned(),
-                reason: "a null key has no partition".into(),
+        let partition =
+            kafka_client::default_partition(bytes.as_deref(), partitions).ok_or_else(|| {
+                StreamsError::State {
+                    store: store.to_owned(),
+                    reason: "a null key has no partition".into(),
+                }
             })?;
-        for member in self.metadata_for_all_streams_clients()? {
-            if member
-                .topic_partitions
-                .contains(&(topic.clone(), partition))
-            {
-                return Ok(KeyQueryMetadata {
-                    active_host: member.host_info,
-                    partition,
-                });
-            }
+        let owners = super::membership::read_owners(&self.inner.env.config.client, app)?;
+        if let Some(host) = owners.owner_of(&topic, partition) {
+            return Ok(KeyQueryMetadata {
+                active_host: host.clone(),
+                partition,
+            });
         }
         Err(StreamsError::InvalidStateStore {
             store: store.to_owned(),
@@ -534,35 +555,32 @@ impl KafkaStreams {
 
     /// Every instance of the application with its `application.server`, the
     /// partitions it owns and the stores of their tasks (Kafka's
-    /// `metadataForAllStreamsClients`), from the group coordinator. Blocking, like
-    /// [`KafkaStreams::query_metadata_for_key`]; members without an
-    /// `application.server` are left out.
+    /// `metadataForAllStreamsClients`), as published to the application's metadata
+    /// topic. Blocking, like [`KafkaStreams::query_metadata_for_key`]; instances
+    /// without an `application.server` are left out.
     pub fn metadata_for_all_streams_clients(&self) -> Result<Vec<StreamsMetadata>> {
         let app = &self.inner.env.application_id;
-        let members = super::membership::describe_members(&self.inner.env.config.client, app)?;
+        let owners = super::membership::read_owners(&self.inner.env.config.client, app)?;
         let topology = &self.inner.topology;
         let mut by_host: BTreeMap<HostInfo, StreamsMetadata> = BTreeMap::new();
-        for member in members {
-            let Some(host) = member.host else { continue };
+        for ((topic, partition), host) in owners.iter() {
             let entry = by_host
                 .entry(host.clone())
                 .or_insert_with(|| StreamsMetadata {
-                    host_info: host,
+                    host_info: host.clone(),
                     state_store_names: topology.global_stores.keys().cloned().collect(),
                     topic_partitions: BTreeSet::new(),
                 });
-            for (topic, partition) in member.assignment {
-                for sub in &topology.subtopologies {
-                    let reads = sub
-                        .source_topics
-                        .iter()
-                        .any(|t| topology.resolve_topic(app, t) == topic);
-                    if reads {
-                        entry.state_store_names.extend(sub.stores.iter().cloned());
-                    }
+            for sub in &topology.subtopologies {
+                let reads = sub
+                    .source_topics
+                    .iter()
+                    .any(|t| &topology.resolve_topic(app, t) == topic);
+                if reads {
+                    entry.state_store_names.extend(sub.stores.iter().cloned());
                 }
-                entry.topic_partitions.insert((topic, partition));
             }
+            entry.topic_partitions.insert((topic.clone(), *partition));
         }
         Ok(by_host.into_values().collect())
     }

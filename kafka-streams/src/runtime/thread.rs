@@ -10,8 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
 
+use super::collector::RecordCollector;
 use super::commit::commit_tasks;
 use super::kafka::{raw_record, KafkaCollector, KafkaCommitter};
+use super::membership::claim_record;
 use super::restore::ChangelogReader;
 use super::streams::ClientShared;
 use super::task::{StreamTask, TaskEnv};
@@ -69,10 +71,30 @@ pub(crate) fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
 
 impl ClientContext for StreamsConsumerContext {}
 
+/// Publishes the thread's claim on `partitions` to the metadata topic (see
+/// `membership.rs`), when the instance has an `application.server`. A failure is
+/// logged: it affects key lookups, not processing.
+fn publish_claim(
+    env: &TaskEnv,
+    index: usize,
+    collector: &mut KafkaCollector,
+    partitions: Option<&[(String, i32)]>,
+) {
+    let Some(host) = &env.config.application_server else {
+        return;
+    };
+    let sent = claim_record(&env.application_id, host, index, partitions, now_ms())
+        .and_then(|record| collector.send(record, "streams-metadata", None));
+    if let Err(error) = sent {
+        tracing::warn!(thread = index, %error, "publishing the thread's partitions to the metadata topic failed");
+    }
+}
+
 impl StreamsConsumerContext {
     fn revoke_all(&self, consumer: &BaseConsumer<Self>) -> Result<()> {
         let mut core = lock(&self.core);
         let core = &mut *core;
+        publish_claim(&self.env, self.index, &mut core.collector, Some(&[]));
         if core.tasks.is_empty() {
             return Ok(());
         }
@@ -86,6 +108,9 @@ impl StreamsConsumerContext {
             task.close();
         }
         let closed: Vec<String> = core.tasks.keys().map(ToString::to_string).collect();
+        for id in core.tasks.keys() {
+            self.shared.set_restoring(*id, false);
+        }
         core.tasks.clear();
         core.reader.clear();
         tracing::info!(thread = self.index, tasks = ?closed, "partitions revoked: committed and closed tasks");
@@ -126,6 +151,7 @@ impl StreamsConsumerContext {
             task.set_cache_budget(core.cache_budget.clone());
             task.init_stores()?;
             if core.reader.register(&mut task)? {
+                self.shared.set_restoring(*id, true);
                 // Its input waits until the stores are restored; the thread's other
                 // tasks keep processing meanwhile.
                 for tp in task.partitions() {
@@ -138,9 +164,19 @@ impl StreamsConsumerContext {
         }
         if restoring.count() > 0 {
             consumer.pause(&restoring).map_err(|e| {
-                StreamsError::kafka("pausing the input of restoring tasks", &self.env.application_id, e)
+                StreamsError::kafka(
+                    "pausing the input of restoring tasks",
+                    &self.env.application_id,
+                    e,
+                )
             })?;
         }
+        let claimed: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        publish_claim(&self.env, self.index, &mut core.collector, Some(&claimed));
         let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         names.sort();
         tracing::info!(thread = self.index, tasks = ?names, restoring = restoring.count(), "partitions assigned: tasks created");
@@ -196,7 +232,7 @@ pub(crate) fn run_stream_thread(
     let mut consumer_config = config.client.to_rdkafka();
     consumer_config
         .set("group.id", app)
-        .set("client.id", super::membership::consumer_client_id(&thread_name, config))
+        .set("client.id", format!("{thread_name}-consumer"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("partition.assignment.strategy", "range");
@@ -267,6 +303,7 @@ pub(crate) fn run_stream_thread(
         Ok(()) => {
             // Graceful: one last commit, then close the tasks.
             shared.set_thread_state(index, ThreadState::PendingShutdown);
+            publish_claim(&env, index, &mut core_ref.collector, None);
             let committed = commit_tasks(
                 core_ref.tasks.values_mut(),
                 &mut core_ref.collector,
@@ -289,6 +326,9 @@ pub(crate) fn run_stream_thread(
             Err(e)
         }
     };
+    for id in core_ref.tasks.keys() {
+        shared.set_restoring(*id, false);
+    }
     core_ref.tasks.clear();
     core_ref.reader.clear();
     drop(guard);
@@ -362,7 +402,7 @@ fn run_loop(
         }
         restoring = c.reader.is_restoring();
         if restoring {
-            restore_step(consumer, c, config.poll_timeout)?;
+            restore_step(consumer, c, shared, config.poll_timeout)?;
             restoring = c.reader.is_restoring();
         }
         c.collector.poll();
@@ -401,6 +441,7 @@ fn run_loop(
 fn restore_step(
     consumer: &BaseConsumer<StreamsConsumerContext>,
     core: &mut ThreadCore,
+    shared: &ClientShared,
     poll_timeout: Duration,
 ) -> Result<()> {
     let any_running = core.tasks.values().any(StreamTask::is_running);
@@ -418,6 +459,7 @@ fn restore_step(
     for id in done {
         if let Some(task) = core.tasks.get_mut(&id) {
             task.complete_restoration(now)?;
+            shared.set_restoring(id, false);
             for tp in task.partitions() {
                 resume.add_partition(&tp.topic, tp.partition);
             }

@@ -158,6 +158,10 @@ pub(crate) fn prepare_topics(
         }
     }
 
+    if config.application_server.is_some() {
+        all.insert(super::membership::metadata_topic(app), (1, true));
+    }
+
     for (topic, (partitions, compact)) in &all {
         match counts.get(topic) {
             Some(existing) if existing == partitions => {}

@@ -323,8 +323,11 @@ impl ReadOnlyKeyValueStore for CachingStore {
         Ok(Box::new(MergeIter::new(stored, pending)))
     }
 
+    /// The inner store's estimate plus the cached values not yet written to it (some
+    /// of which may update keys it already counts).
     fn approximate_num_entries(&self) -> StateResult<u64> {
-        self.inner.approximate_num_entries()
+        let cached = self.entries.values().filter(|e| e.value.is_some()).count() as u64;
+        Ok(self.inner.approximate_num_entries()?.saturating_add(cached))
     }
 }
 

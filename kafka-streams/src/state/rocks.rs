@@ -733,6 +733,33 @@ mod tests {
     }
 
     #[test]
+    fn estimate_counts_unflushed_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = StoreLocation {
+            state_dir: dir.path().to_path_buf(),
+            application_id: "app".into(),
+            task: "0_0".into(),
+            store: "s".into(),
+        };
+        let memory = RocksDbMemory::with_config(RocksDbMemoryConfig::default());
+        let mut store = RocksDbStore::open(&location, None, &memory).unwrap();
+        for i in 0..50u32 {
+            store.put(&i.to_be_bytes(), b"v").unwrap();
+        }
+        let estimate = store.approximate_num_entries().unwrap();
+        assert!((25..=100).contains(&estimate), "estimate {estimate}");
+        let batch: Vec<BatchEntry> = (50..100u32)
+            .map(|i| (i.to_be_bytes().to_vec(), Some(b"v".to_vec())))
+            .collect();
+        store.put_all(&batch).unwrap();
+        let estimate = store.approximate_num_entries().unwrap();
+        assert!(
+            (50..=200).contains(&estimate),
+            "estimate after batch {estimate}"
+        );
+    }
+
+    #[test]
     fn successor_is_the_next_key() {
         assert_eq!(successor(b"ab"), b"ab\0".to_vec());
         assert!(successor(b"ab").as_slice() > b"ab".as_slice());
