@@ -373,3 +373,42 @@ fn ktable_filter_not_turns_rows_that_start_matching_into_deletes() -> R {
     );
     Ok(())
 }
+
+#[test]
+fn global_table_in_the_driver_applies_updates_and_tombstones() {
+    let builder = StreamsBuilder::new();
+    let plants = builder.global_table_with::<String, Option<String>>(
+        "sensor-metadata",
+        Materialized::as_("sensor-metadata"),
+    );
+    builder.stream::<String, i64>("plant01").to("plant01-copy");
+    let topology = builder.build().unwrap();
+    assert!(
+        topology
+            .describe()
+            .to_string()
+            .contains("Global store: sensor-metadata (topic: sensor-metadata"),
+        "{}",
+        topology.describe()
+    );
+    assert_eq!(plants.topic(), "sensor-metadata");
+    let driver = TopologyTestDriver::new(topology).unwrap();
+    let input = driver.create_input_topic::<String, Option<String>>("sensor-metadata");
+    input
+        .pipe_input("s1".into(), Some("hall A".into()))
+        .unwrap();
+    input
+        .pipe_input("s2".into(), Some("hall B".into()))
+        .unwrap();
+    input
+        .pipe_input("s1".into(), Some("hall C".into()))
+        .unwrap();
+    input.pipe_input("s2".into(), None).unwrap();
+    let store = driver
+        .key_value_store::<String, Option<String>>(plants.store_name())
+        .unwrap();
+    assert_eq!(
+        store.all().unwrap(),
+        vec![("s1".to_string(), Some("hall C".to_string()))]
+    );
+}

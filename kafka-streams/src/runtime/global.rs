@@ -35,6 +35,49 @@ pub(crate) struct GlobalStoreState {
 }
 
 impl GlobalStoreState {
+    /// The topic the store copies.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The store, whether restored or not (the test driver's view).
+    pub fn store_mut(&mut self) -> &mut dyn StateStore {
+        self.store.as_mut()
+    }
+
+    /// Applies one record of the topic: a value puts, a null value (tombstone)
+    /// deletes, a null key is skipped with a warning.
+    pub fn apply(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        origin: (&str, i32, i64),
+    ) -> Result<()> {
+        let name = self.store.name().to_owned();
+        let Some(bytes) = self.store.byte_store() else {
+            return Err(StreamsError::State {
+                store: name,
+                reason: "a global store must be a key-value store".into(),
+            });
+        };
+        match (key, value) {
+            (None, _) => {
+                let (topic, partition, offset) = origin;
+                tracing::warn!(topic, partition, offset, store = %name, "global table record without a key skipped");
+            }
+            (Some(key), Some(value)) => bytes.put(key, value)?,
+            (Some(key), None) => {
+                bytes.delete(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the store restored (queryable).
+    pub fn set_ready(&mut self) {
+        self.ready = true;
+    }
+
     /// The store, once fully restored.
     pub fn queryable(&mut self) -> Option<&mut dyn StateStore> {
         if self.ready {
@@ -254,23 +297,7 @@ fn poll_and_apply(
         let Some(store) = by_topic.get(m.topic()) else {
             continue;
         };
-        let mut guard = lock(store);
-        let name = guard.store.name().to_owned();
-        let Some(bytes) = guard.store.byte_store() else {
-            return Err(StreamsError::State {
-                store: name,
-                reason: "a global store must be a key-value store".into(),
-            });
-        };
-        match (m.key(), m.payload()) {
-            (None, _) => {
-                tracing::warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), store = %name, "global table record without a key skipped");
-            }
-            (Some(key), Some(value)) => bytes.put(key, value)?,
-            (Some(key), None) => {
-                bytes.delete(key)?;
-            }
-        }
+        lock(store).apply(m.key(), m.payload(), (m.topic(), m.partition(), m.offset()))?;
         let entry = applied
             .entry((m.topic().to_owned(), m.partition()))
             .or_insert((0, 0));

@@ -13,11 +13,23 @@
 //! - On start, internal (repartition) topics are created as
 //!   `<application.id>-<name>-repartition` with their partition counts, and
 //!   co-partitioning is checked.
+//! - A newly assigned task with logged stores is `Restoring`: its input partitions
+//!   are paused while the thread's changelog reader (`restore.rs`) replays its
+//!   changelogs from their checkpoints, a slice per loop iteration, so the thread's
+//!   running tasks keep processing. The thread reports `RUNNING` once all its tasks
+//!   run.
+//! - Global tables (`global.rs`): a global thread rebuilds every global store from
+//!   its topic before the stream threads start, then keeps it current.
+//! - Interactive queries (`query.rs`): [`KafkaStreams::store`] reads the local
+//!   tasks' stores under their threads' locks; a restoring store answers
+//!   "migrating". [`KafkaStreams::query_metadata_for_key`] finds the instance owning
+//!   a key through `<application.id>-streams-metadata`, where each thread publishes
+//!   its partitions (`membership.rs`).
 
 mod collector;
 mod commit;
 mod config;
-mod global;
+pub(crate) mod global;
 pub mod handlers;
 mod kafka;
 mod membership;

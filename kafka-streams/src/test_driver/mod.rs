@@ -109,6 +109,8 @@ impl OffsetCommitter for MemoryCommitter {
 
 struct DriverState {
     tasks: Vec<StreamTask>,
+    /// Global stores by the topic they copy; piped records update them at once.
+    globals: HashMap<String, crate::runtime::global::SharedGlobalStore>,
     task_of_topic: HashMap<String, usize>,
     next_offset: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<EncodedRecord>>,
@@ -127,6 +129,16 @@ impl DriverState {
         timestamp: i64,
         headers: Headers,
     ) -> Result<()> {
+        if let Some(global) = self.globals.get(topic) {
+            let offset = self.next_offset.entry(topic.to_owned()).or_insert(0);
+            let origin = (topic, 0, *offset);
+            *offset += 1;
+            return global.lock().unwrap_or_else(|e| e.into_inner()).apply(
+                key.as_deref(),
+                value.as_deref(),
+                origin,
+            );
+        }
         let Some(&t) = self.task_of_topic.get(topic) else {
             return Err(StreamsError::Topology(format!(
                 "topic {topic} is not read by the topology (sources read: {:?})",
@@ -278,6 +290,16 @@ impl TopologyTestDriver {
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: metrics.clone(),
         });
+        let mut globals = HashMap::new();
+        for store in crate::runtime::global::open_global_stores(&topology, &env)?.into_values() {
+            let topic = store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .topic()
+                .to_owned();
+            store.lock().unwrap_or_else(|e| e.into_inner()).set_ready();
+            globals.insert(topic, store);
+        }
         let mut tasks = Vec::new();
         let mut task_of_topic = HashMap::new();
         for sub in &topology.subtopologies {
@@ -291,6 +313,7 @@ impl TopologyTestDriver {
         Ok(TopologyTestDriver {
             state: Rc::new(RefCell::new(DriverState {
                 tasks,
+                globals,
                 task_of_topic,
                 next_offset: HashMap::new(),
                 outputs: HashMap::new(),
@@ -408,6 +431,14 @@ impl TopologyTestDriver {
         f: impl FnOnce(&mut S) -> R,
     ) -> Option<R> {
         let mut state = self.state.borrow_mut();
+        for global in state.globals.values() {
+            let mut global = global.lock().unwrap_or_else(|e| e.into_inner());
+            let store = global.store_mut();
+            if store.name() == name {
+                let any = store.as_any_mut();
+                return any.downcast_mut::<S>().map(f);
+            }
+        }
         for task in &mut state.tasks {
             if let Some(store) = task.store_mut::<S>(name) {
                 return Some(f(store));
@@ -446,6 +477,12 @@ impl Drop for TopologyTestDriver {
         if let Ok(mut state) = self.state.try_borrow_mut() {
             for task in &mut state.tasks {
                 task.close();
+            }
+            for global in state.globals.values() {
+                let mut global = global.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(error) = global.store_mut().close() {
+                    tracing::warn!(%error, "closing a global store failed");
+                }
             }
         }
         if self.state_dir.exists() {

@@ -67,6 +67,8 @@ pub struct SubtopologyDescription {
 pub struct TopologyDescription {
     /// Sub-topologies, by number.
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// Global stores and the topics they copy, `(store, topic)`.
+    pub global_stores: Vec<(String, String)>,
     internal_topics: Vec<String>,
 }
 
@@ -139,6 +141,11 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
         .collect();
     TopologyDescription {
         subtopologies,
+        global_stores: topology
+            .global_stores
+            .iter()
+            .map(|(store, g)| (store.clone(), g.topic.clone()))
+            .collect(),
         internal_topics: topology.internal_topics.keys().cloned().collect(),
     }
 }
@@ -195,6 +202,12 @@ impl fmt::Display for TopologyDescription {
         writeln!(f, "Topologies:")?;
         for sub in &self.subtopologies {
             writeln!(f, "   {sub}")?;
+        }
+        for (store, topic) in &self.global_stores {
+            writeln!(
+                f,
+                "   Global store: {store} (topic: {topic}; will not generate tasks)"
+            )?;
         }
         Ok(())
     }
