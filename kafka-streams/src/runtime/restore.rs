@@ -165,12 +165,14 @@ impl ChangelogReader {
         Ok(any)
     }
 
-    /// Forgets every restore (the thread's tasks were closed).
+    /// Forgets every restore (the thread's tasks were closed) and stops fetching
+    /// their changelogs.
     pub fn clear(&mut self) {
-        if !self.restoring.is_empty() {
-            self.restoring.clear();
-            self.reassign = true;
+        if self.restoring.is_empty() {
+            return;
         }
+        self.restoring.clear();
+        self.clear_assignment();
     }
 
     /// Whether any store is still restoring.
@@ -186,7 +188,6 @@ impl ChangelogReader {
         budget: Duration,
     ) -> Result<Vec<TaskId>> {
         if self.restoring.is_empty() {
-            self.unassign_if_needed()?;
             return Ok(Vec::new());
         }
         self.assign_if_needed()?;
@@ -212,8 +213,22 @@ impl ChangelogReader {
                 break;
             }
         }
-        self.assign_if_needed()?;
+        if self.restoring.is_empty() {
+            self.clear_assignment();
+        } else {
+            self.assign_if_needed()?;
+        }
         Ok(done)
+    }
+
+    /// Every restore finished: stop fetching changelogs.
+    fn clear_assignment(&mut self) {
+        self.reassign = false;
+        if let Some(consumer) = &self.consumer {
+            if let Err(error) = consumer.unassign() {
+                tracing::warn!(thread = %self.thread, %error, "unassigning changelog partitions failed");
+            }
+        }
     }
 
     fn assign_if_needed(&mut self) -> Result<()> {
@@ -235,19 +250,6 @@ impl ChangelogReader {
         self.consumer()?
             .assign(&tpl)
             .map_err(|e| StreamsError::kafka("assigning changelog partitions", thread, e))?;
-        self.reassign = false;
-        Ok(())
-    }
-
-    fn unassign_if_needed(&mut self) -> Result<()> {
-        if !self.reassign {
-            return Ok(());
-        }
-        if let Some(consumer) = &self.consumer {
-            consumer.unassign().map_err(|e| {
-                StreamsError::kafka("unassigning changelog partitions", &self.thread, e)
-            })?;
-        }
         self.reassign = false;
         Ok(())
     }
