@@ -10,9 +10,10 @@
 //! Aggregations keep their result in a [`TypedKeyValueStore`] built from the
 //! [`Materialized`] options (RocksDB or in-memory, logged to
 //! `<application.id>-<store>-changelog` unless logging is disabled, with a record
-//! cache unless caching is disabled). Each update is forwarded downstream as it
-//! happens; the record cache folds the store's and the changelog's writes between
-//! commits.
+//! cache unless caching is disabled). Without a cache each update is forwarded
+//! downstream as it happens; with one (the default), updates are folded per key and
+//! forwarded when the cache writes them through: at each commit, or on eviction when
+//! `statestore.cache.max.bytes` is reached (Kafka's behaviour).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::options::{default_serde, SharedSerde};
 use super::{lock, KStream, SharedBuilder};
 use crate::processor::internal::factory;
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
-use crate::state::{KeyValueStoreBuilder, StoreKind, TypedKeyValueStore};
+use crate::state::{FlushQueue, KeyValueStoreBuilder, StoreKind, TypedKeyValueStore};
 
 /// An update of one table row (Kafka's `Change`): the new value (`None`: the key was
 /// deleted) and the value it replaced (`None`: the key was absent).
@@ -150,6 +151,76 @@ fn missing_store(store: &str, node: &str) -> ProcessorError {
     format!("state store {store} is not connected to node {node} (or has other types)").into()
 }
 
+/// Forwards a table's updates as Kafka's `TimestampedTupleForwarder` does: at once
+/// when its store has no record cache; otherwise when the cache writes them through
+/// (on eviction, or at commit), folded per key, stamped with the stream time.
+struct TupleForwarder {
+    store: String,
+    queue: Option<FlushQueue>,
+}
+
+impl TupleForwarder {
+    fn new(store: &str) -> Self {
+        TupleForwarder {
+            store: store.to_owned(),
+            queue: None,
+        }
+    }
+
+    /// Listens to the store's cache, if it has one.
+    fn init<K: Data, V: Data>(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let node = ctx.node_name().to_owned();
+        let store = ctx
+            .state_store::<TypedKeyValueStore<K, V>>(&self.store)
+            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let queue = FlushQueue::new();
+        if store.set_flush_listener(Box::new(queue.clone()), true)? {
+            self.queue = Some(queue);
+        }
+        Ok(())
+    }
+
+    fn maybe_forward<K: Data, V: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Change<V>>,
+    ) {
+        if self.queue.is_none() {
+            ctx.forward(record);
+        }
+    }
+
+    /// Forwards what the cache wrote through since the last call.
+    fn flush<K: Data, V: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
+        let entries = queue.drain();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let timestamp = ctx.current_stream_time_ms().max(0);
+        let node = ctx.node_name().to_owned();
+        let store = ctx
+            .state_store::<TypedKeyValueStore<K, V>>(&self.store)
+            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let updates = entries
+            .iter()
+            .map(|e| store.decode_flushed(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, new, old) in updates {
+            ctx.forward(Record::new(key, Change { new, old }, timestamp));
+        }
+        Ok(())
+    }
+}
+
 /// The general aggregation step: `(key, value, current aggregate) → new aggregate`.
 type AggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> VA + Send + Sync>;
 
@@ -158,9 +229,18 @@ type AggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> VA + Send + Sync>;
 struct StreamAggregate<K, V, VA> {
     store: String,
     agg: AggFn<K, V, VA>,
+    forwarder: TupleForwarder,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggregate<K, V, VA> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
@@ -177,7 +257,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
             new: Some(new),
             old,
         };
-        ctx.forward(record.with_value(change));
+        self.forwarder.maybe_forward(ctx, record.with_value(change));
         Ok(())
     }
 }
@@ -186,10 +266,19 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
 /// deletes the key and is forwarded as a tombstone.
 struct TableSource<K, V> {
     store: String,
+    forwarder: TupleForwarder,
     _t: PhantomData<fn(K, V)>,
 }
 
 impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
@@ -208,7 +297,11 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
             None => store.delete(&record.key)?,
         };
         let new = record.value.clone();
-        ctx.forward(record.with_value(Change { new, old }));
+        if new.is_none() && old.is_none() {
+            return Ok(()); // deleting an absent key changes nothing
+        }
+        self.forwarder
+            .maybe_forward(ctx, record.with_value(Change { new, old }));
         Ok(())
     }
 }
@@ -330,11 +423,20 @@ struct TableAggregate<K, V, VA> {
     store: String,
     add: TableAggFn<K, V, VA>,
     sub: TableAggFn<K, V, VA>,
+    forwarder: TupleForwarder,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
     for TableAggregate<K, V, VA>
 {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
@@ -361,10 +463,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
         if agg.is_none() && prev.is_none() {
             return Ok(());
         }
-        ctx.forward(record.with_value(Change {
-            new: agg,
-            old: prev,
-        }));
+        self.forwarder.maybe_forward(
+            ctx,
+            record.with_value(Change {
+                new: agg,
+                old: prev,
+            }),
+        );
         Ok(())
     }
 }
@@ -717,6 +822,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
                 store: s.clone(),
                 add: add.clone(),
                 sub: sub.clone(),
+                forwarder: TupleForwarder::new(&s),
             }),
         )
     }
@@ -900,6 +1006,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             factory(move || StreamAggregate {
                 store: s.clone(),
                 agg: agg.clone(),
+                forwarder: TupleForwarder::new(&s),
             }),
         )
     }
@@ -952,6 +1059,7 @@ impl<K: Data, VA: Data> CogroupedKStream<K, VA> {
                 factory(move || StreamAggregate {
                     store: s.clone(),
                     agg: agg.clone(),
+                    forwarder: TupleForwarder::new(&s),
                 }),
                 &[source.node],
             );
@@ -1046,6 +1154,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             name,
             factory(move || TableSource::<K, V> {
                 store: s.clone(),
+                forwarder: TupleForwarder::new(&s),
                 _t: PhantomData,
             }),
             &[source],

@@ -142,6 +142,7 @@ pub(crate) trait ErasedProcessor: Send {
         id: PunctuatorId,
         timestamp: i64,
     ) -> Result<(), ProcessorError>;
+    fn flush(&mut self, core: ContextCore<'_>) -> Result<(), ProcessorError>;
     fn close(&mut self) -> Result<(), ProcessorError>;
 }
 
@@ -192,6 +193,10 @@ where
     ) -> Result<(), ProcessorError> {
         self.inner
             .punctuate(&mut ProcessorContext::new(core), id, timestamp)
+    }
+
+    fn flush(&mut self, core: ContextCore<'_>) -> Result<(), ProcessorError> {
+        self.inner.flush(&mut ProcessorContext::new(core))
     }
 
     fn close(&mut self) -> Result<(), ProcessorError> {

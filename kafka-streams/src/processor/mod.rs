@@ -248,6 +248,15 @@ pub trait Processor<KIn, VIn, KOut = KIn, VOut = VIn>: Send {
         Ok(())
     }
 
+    /// Called after each record this processor processed, and at every commit once
+    /// the task's stores have been flushed: the moment to forward what a record cache
+    /// wrote through (the DSL's tables forward their updates here when their store is
+    /// cached, as Kafka's cache flush listeners do). Most processors need nothing.
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), ProcessorError> {
+        let _ = ctx;
+        Ok(())
+    }
+
     /// Called once when the task closes.
     fn close(&mut self) -> Result<(), ProcessorError> {
         Ok(())

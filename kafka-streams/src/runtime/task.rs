@@ -101,6 +101,8 @@ impl PartitionQueue {
 enum Step {
     Process(ErasedRecord),
     Punctuate(PunctuatorId, i64),
+    /// Forward what the node's store caches wrote through (at commit).
+    Flush,
 }
 
 enum Failure {
@@ -129,6 +131,10 @@ pub(crate) struct StreamTask {
     current_timestamp: i64,
     /// The record-cache budget its caching stores draw from (the stream thread's).
     cache_budget: crate::state::CacheBudget,
+    /// Records forwarded between nodes so far (tells whether a flush moved anything).
+    forwarded: u64,
+    /// The wall-clock time of the latest processing step.
+    wall_clock: i64,
     env: Arc<TaskEnv>,
 }
 
@@ -225,6 +231,8 @@ impl StreamTask {
             changelog: RecordingChangelogWriter::new(),
             current_timestamp: 0,
             cache_budget: crate::state::CacheBudget::new(env.config.cache_max_bytes),
+            forwarded: 0,
+            wall_clock: 0,
             env,
         })
     }
@@ -479,6 +487,7 @@ impl StreamTask {
         if self.state != TaskState::Running {
             return Ok(false);
         }
+        self.wall_clock = wall_clock;
         let mut best: Option<(i64, usize)> = None;
         for (i, q) in self.queues.iter().enumerate() {
             if let Some(ts) = q.head_timestamp() {
@@ -549,6 +558,7 @@ impl StreamTask {
         if self.state != TaskState::Running || time == i64::MIN {
             return Ok(false);
         }
+        self.wall_clock = wall_clock;
         let due = self.punctuators.due(kind, time);
         let mut ran = false;
         for (id, node) in due {
@@ -640,6 +650,7 @@ impl StreamTask {
             stream_time,
             id,
             env,
+            forwarded,
             ..
         } = self;
         let origin = metadata.map(|m| RecordOrigin {
@@ -690,7 +701,23 @@ impl StreamTask {
                         node: name.clone(),
                         error,
                     })?;
+                    if !allowed.is_empty() {
+                        // Updates a cache evicted while processing go out now.
+                        let c = core!();
+                        p.flush(c).map_err(|error| Failure::Processor {
+                            node: name.clone(),
+                            error,
+                        })?;
+                    }
                 }
+                (RuntimeKind::Processor(p), Step::Flush) => {
+                    let c = core!();
+                    p.flush(c).map_err(|error| Failure::Processor {
+                        node: name.clone(),
+                        error,
+                    })?;
+                }
+                (_, Step::Flush) => {}
                 (RuntimeKind::Processor(p), Step::Punctuate(pid, ts)) => {
                     let c = core!();
                     p.punctuate(c, pid, ts)
@@ -741,21 +768,40 @@ impl StreamTask {
                 }
             }
             // Depth-first, in forwarding order: the first forwarded record is on top.
+            *forwarded += pending.len() as u64;
             stack.extend(pending.drain(..).rev());
             next = stack.pop().map(|(i, r)| (i, Step::Process(r)));
         }
         Ok(())
     }
 
-    /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores and
-    /// returns the offsets to commit (empty when nothing was processed since the last
-    /// commit).
+    /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores, forwards
+    /// what their record caches held back, and returns the offsets to commit (empty
+    /// when nothing was processed since the last commit).
     pub fn prepare_commit(
         &mut self,
         collector: &mut dyn RecordCollector,
     ) -> Result<BTreeMap<TopicPartition, i64>> {
-        for store in self.stores.values_mut() {
-            store.flush()?;
+        let store_nodes: Vec<usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.stores.is_empty() && matches!(n.kind, RuntimeKind::Processor(_)))
+            .map(|(i, _)| i)
+            .collect();
+        // A flushed update may be written to a cached store further down (a table
+        // derived from a table); flush again until nothing moves, bounded by depth.
+        for _ in 0..=store_nodes.len() {
+            for store in self.stores.values_mut() {
+                store.flush()?;
+            }
+            let before = self.forwarded;
+            for &node in &store_nodes {
+                self.run(node, Step::Flush, None, collector, self.wall_clock)?;
+            }
+            if self.forwarded == before {
+                break;
+            }
         }
         self.send_changelog(collector)?;
         if self.commit_needed {

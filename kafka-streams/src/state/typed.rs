@@ -228,6 +228,26 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         }
     }
 
+    /// Decodes an update the record cache wrote through: the key, the new value
+    /// (`None`: deleted) and the value it replaced.
+    pub fn decode_flushed(
+        &self,
+        entry: &super::FlushedEntry,
+    ) -> StateResult<(K, Option<V>, Option<V>)> {
+        let key = self.decode_key(&entry.key)?;
+        let new = entry
+            .new_value
+            .as_deref()
+            .map(|v| self.decode_value(v))
+            .transpose()?;
+        let old = entry
+            .old_value
+            .as_deref()
+            .map(|v| self.decode_value(v))
+            .transpose()?;
+        Ok((key, new, old))
+    }
+
     /// Sets the listener of the updates the record cache writes through, with the
     /// previous values if `send_old_values`. Returns `false` if the store has no cache.
     pub fn set_flush_listener(
