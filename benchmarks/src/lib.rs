@@ -1,19 +1,40 @@
 //! Shared pieces of the benchmark binaries: broker connection, topic creation,
-//! timing and ratio reporting.
+//! timing and ratio reporting, and the raw rdkafka consume->produce passthrough the
+//! streams benchmarks compare against.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use kafka_client::rdkafka::client::DefaultClientContext;
+use kafka_client::rdkafka::client::{ClientContext, DefaultClientContext};
+use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::message::DeliveryResult;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
+use kafka_client::rdkafka::types::RDKafkaErrorCode;
+use kafka_client::rdkafka::Message;
 use kafka_client::ClientConfig;
 
 /// The broker under test: `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/bench.sh`).
+///
+/// `BENCH_CLIENT_PROPERTIES` (`key=value,key=value`) adds librdkafka properties to
+/// every client of the run, raw baselines and ours alike, so that a tuning applies to
+/// both sides of a ratio.
 pub fn broker_config() -> anyhow::Result<ClientConfig> {
-    ClientConfig::from_env().map_err(|e| {
+    let mut config = ClientConfig::from_env().map_err(|e| {
         anyhow::anyhow!(
             "{e}: run the benchmarks with `bash scripts/bench.sh`, which starts a broker"
         )
-    })
+    })?;
+    if let Ok(extra) = std::env::var("BENCH_CLIENT_PROPERTIES") {
+        for pair in extra.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("BENCH_CLIENT_PROPERTIES: {pair}: expected key=value")
+            })?;
+            config = config.set(key.trim(), value.trim());
+        }
+    }
+    Ok(config)
 }
 
 /// Creates a topic and waits for the broker to confirm it.
@@ -104,4 +125,118 @@ pub fn init_tracing() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn")),
         )
         .try_init();
+}
+
+/// A producer context that counts acknowledged deliveries.
+pub struct Counting(pub Arc<AtomicU64>);
+
+impl ClientContext for Counting {}
+
+impl ProducerContext for Counting {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_ok() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Producer settings with the partitioner the streams runtime uses (Java-compatible),
+/// so raw producers spread records the way a streams app does.
+pub fn streams_producer_settings(config: &ClientConfig) -> ClientConfig {
+    config.clone().set("partitioner", "murmur2_random")
+}
+
+/// Sends `record`, letting the producer drain its queue while it is full.
+pub fn send_blocking<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                record = back;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Records in `topic`: the sum of its partitions' high watermarks minus low ones.
+pub fn records_in(probe: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<u64> {
+    let mut total = 0_u64;
+    for p in 0..partitions {
+        let (low, high) = probe.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += (high - low).max(0) as u64;
+    }
+    Ok(total)
+}
+
+/// Raw passthrough: a `BaseConsumer` with a fresh group reads `input` from the
+/// beginning and a `BaseProducer` sends every record unchanged to `output`, until
+/// `expected` records are acknowledged. Blocking.
+pub fn raw_passthrough(
+    config: &ClientConfig,
+    input: &str,
+    output: &str,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Rate> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let delivered = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = streams_producer_settings(config)
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
+    let consumer: BaseConsumer = config
+        .clone()
+        .group_id(unique("bench-raw-passthrough"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .to_rdkafka()
+        .create()?;
+    consumer.subscribe(&[input])?;
+    let mut consumed = 0_u64;
+    while delivered.load(Ordering::Relaxed) < expected {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "raw passthrough timed out: {} of {expected} acknowledged",
+            delivered.load(Ordering::Relaxed)
+        );
+        if consumed >= expected {
+            producer.poll(Duration::from_millis(5));
+            continue;
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let mut record = BaseRecord::to(output);
+                if let Some(key) = message.key() {
+                    record = record.key(key);
+                }
+                if let Some(payload) = message.payload() {
+                    record = record.payload(payload);
+                }
+                if let Some(ts) = message.timestamp().to_millis() {
+                    record = record.timestamp(ts);
+                }
+                send_blocking(&producer, record)?;
+                consumed += 1;
+                if consumed.is_multiple_of(1000) {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "raw passthrough: consumer error"),
+            None => {
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    producer.flush(Duration::from_secs(30))?;
+    Ok(Rate {
+        records: delivered.load(Ordering::Relaxed),
+        elapsed,
+    })
 }

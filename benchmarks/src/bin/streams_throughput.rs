@@ -24,13 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kafka_benchmarks::{broker_config, create_topic, init_tracing, median, report, unique, Rate};
-use kafka_client::rdkafka::client::ClientContext;
-use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
-use kafka_client::rdkafka::message::DeliveryResult;
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
-use kafka_client::rdkafka::types::RDKafkaErrorCode;
-use kafka_client::rdkafka::Message;
+use kafka_benchmarks::{
+    broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
+    send_blocking, streams_producer_settings, unique, Counting, Rate,
+};
+use kafka_client::rdkafka::consumer::BaseConsumer;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -58,43 +57,6 @@ struct Args {
     timeout_secs: u64,
 }
 
-/// Counts acknowledged deliveries.
-struct Counting(Arc<AtomicU64>);
-
-impl ClientContext for Counting {}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_ok() {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// The partitioner the streams runtime uses (Java-compatible), so both sides spread
-/// the output the same way.
-fn producer_settings(config: &ClientConfig) -> ClientConfig {
-    config.clone().set("partitioner", "murmur2_random")
-}
-
-/// Sends `record`, letting the producer drain its queue while it is full.
-fn send_blocking<C: ProducerContext>(
-    producer: &BaseProducer<C>,
-    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
-) -> anyhow::Result<()> {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
-                record = back;
-                producer.poll(Duration::from_millis(1));
-            }
-            Err((e, _)) => return Err(e.into()),
-        }
-    }
-}
-
 /// A ~`size`-byte value, different for every record.
 fn value(i: u64, size: usize) -> String {
     let mut v = format!(
@@ -117,7 +79,7 @@ fn pre_produce(
     value_size: usize,
 ) -> anyhow::Result<()> {
     let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = producer_settings(config)
+    let producer: BaseProducer<Counting> = streams_producer_settings(config)
         .set("linger.ms", "5")
         .to_rdkafka()
         .create_with_context(Counting(delivered.clone()))?;
@@ -148,82 +110,6 @@ fn pre_produce(
         "input topic filled"
     );
     Ok(())
-}
-
-/// Raw passthrough: consume from the beginning and produce every record unchanged,
-/// until `expected` records are acknowledged.
-fn raw_passthrough(
-    config: &ClientConfig,
-    input: &str,
-    output: &str,
-    expected: u64,
-    timeout: Duration,
-) -> anyhow::Result<Rate> {
-    let started = Instant::now();
-    let deadline = started + timeout;
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = producer_settings(config)
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let consumer: BaseConsumer = config
-        .clone()
-        .group_id(unique("bench-raw-passthrough"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .to_rdkafka()
-        .create()?;
-    consumer.subscribe(&[input])?;
-    let mut consumed = 0_u64;
-    while delivered.load(Ordering::Relaxed) < expected {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "raw passthrough timed out: {} of {expected} acknowledged",
-            delivered.load(Ordering::Relaxed)
-        );
-        if consumed >= expected {
-            producer.poll(Duration::from_millis(5));
-            continue;
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => {
-                let mut record = BaseRecord::to(output);
-                if let Some(key) = message.key() {
-                    record = record.key(key);
-                }
-                if let Some(payload) = message.payload() {
-                    record = record.payload(payload);
-                }
-                if let Some(ts) = message.timestamp().to_millis() {
-                    record = record.timestamp(ts);
-                }
-                send_blocking(&producer, record)?;
-                consumed += 1;
-                if consumed.is_multiple_of(1000) {
-                    producer.poll(Duration::ZERO);
-                }
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "raw passthrough: consumer error"),
-            None => {
-                producer.poll(Duration::ZERO);
-            }
-        }
-    }
-    let elapsed = started.elapsed();
-    producer.flush(Duration::from_secs(30))?;
-    Ok(Rate {
-        records: delivered.load(Ordering::Relaxed),
-        elapsed,
-    })
-}
-
-/// Records in `topic`: the sum of its partitions' high watermarks.
-fn records_in(probe: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<u64> {
-    let mut total = 0_u64;
-    for p in 0..partitions {
-        let (low, high) = probe.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        total += (high - low).max(0) as u64;
-    }
-    Ok(total)
 }
 
 /// The streams app: `filter` (keeps everything) + `map_values` + `to`, timed from

@@ -233,11 +233,17 @@ struct StreamAggregate<K, V, VA> {
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggregate<K, V, VA> {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
         self.forwarder.init(ctx)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
         self.forwarder.flush(ctx)
     }
 
@@ -275,7 +281,10 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
         self.forwarder.init(ctx)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), ProcessorError> {
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
         self.forwarder.flush(ctx)
     }
 
@@ -429,11 +438,17 @@ struct TableAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
     for TableAggregate<K, V, VA>
 {
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
         self.forwarder.init(ctx)
     }
 
-    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), ProcessorError> {
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
         self.forwarder.flush(ctx)
     }
 

@@ -11,12 +11,12 @@
 //! thread reads every changelog partition being restored; it is assigned, never
 //! subscribed, and commits nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::task::StreamTask;
@@ -45,13 +45,6 @@ struct PartitionRestore {
     progress: RestoreProgress,
 }
 
-/// A changelog record read but not yet applied.
-struct Pending {
-    key: Vec<u8>,
-    value: Option<Vec<u8>>,
-    offset: i64,
-}
-
 /// Restores the logged stores of one stream thread's tasks.
 pub(crate) struct ChangelogReader {
     config: rdkafka::ClientConfig,
@@ -59,7 +52,7 @@ pub(crate) struct ChangelogReader {
     listener: Option<Arc<dyn StateRestoreListener>>,
     consumer: Option<BaseConsumer>,
     restoring: BTreeMap<(String, i32), PartitionRestore>,
-    /// The consumer's assignment no longer matches `restoring`.
+    /// Partitions were registered since the consumer was last assigned.
     reassign: bool,
     last_record: Instant,
 }
@@ -191,12 +184,50 @@ impl ChangelogReader {
             return Ok(Vec::new());
         }
         self.assign_if_needed()?;
+        // The records are applied straight from librdkafka's buffers, which borrow
+        // the consumer while `self` is updated.
+        let consumer = self
+            .consumer
+            .take()
+            .ok_or_else(|| StreamsError::Internal("restore consumer missing".into()))?;
+        let result = self.restore_from(&consumer, tasks, budget);
+        self.consumer = Some(consumer);
+        let done = result?;
+        if self.restoring.is_empty() {
+            self.clear_assignment();
+        } else {
+            self.assign_if_needed()?;
+        }
+        Ok(done)
+    }
+
+    fn restore_from(
+        &mut self,
+        consumer: &BaseConsumer,
+        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        budget: Duration,
+    ) -> Result<Vec<TaskId>> {
         let deadline = Instant::now() + budget;
         let mut done = Vec::new();
+        let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(RESTORE_BATCH);
         while !self.restoring.is_empty() {
-            let batch = self.read_batch(deadline)?;
-            if batch.is_empty() {
-                self.finish_by_position(&mut done)?;
+            messages.clear();
+            while messages.len() < RESTORE_BATCH {
+                let wait = if messages.is_empty() {
+                    deadline.saturating_duration_since(Instant::now())
+                } else {
+                    Duration::ZERO
+                };
+                match consumer.poll(wait) {
+                    None => break,
+                    Some(Err(e)) => {
+                        return Err(StreamsError::kafka("reading changelogs", &self.thread, e))
+                    }
+                    Some(Ok(m)) => messages.push(m),
+                }
+            }
+            if messages.is_empty() {
+                self.finish_by_position(consumer, &mut done)?;
                 if self.last_record.elapsed() > RESTORE_STALL_TIMEOUT {
                     if let Some(r) = self.restoring.values().next() {
                         return Err(StreamsError::IllegalState(format!(
@@ -207,16 +238,11 @@ impl ChangelogReader {
                 }
             } else {
                 self.last_record = Instant::now();
-                self.apply(tasks, batch, &mut done)?;
+                self.apply(tasks, &messages, &mut done)?;
             }
             if Instant::now() >= deadline {
                 break;
             }
-        }
-        if self.restoring.is_empty() {
-            self.clear_assignment();
-        } else {
-            self.assign_if_needed()?;
         }
         Ok(done)
     }
@@ -254,72 +280,46 @@ impl ChangelogReader {
         Ok(())
     }
 
-    /// Up to [`RESTORE_BATCH`] records of the partitions being restored, waiting at
-    /// most until `deadline` for the first.
-    fn read_batch(&mut self, deadline: Instant) -> Result<HashMap<(String, i32), Vec<Pending>>> {
-        let mut batch: HashMap<(String, i32), Vec<Pending>> = HashMap::new();
-        let mut count = 0;
-        let thread = self.thread.clone();
-        let consumer = self.consumer()?;
-        while count < RESTORE_BATCH {
-            let wait = if count == 0 {
-                deadline.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
-            match consumer.poll(wait) {
-                None => break,
-                Some(Err(e)) => return Err(StreamsError::kafka("reading changelogs", thread, e)),
-                Some(Ok(m)) => {
-                    count += 1;
-                    let Some(key) = m.key() else {
-                        // A changelog record without a key cannot be applied; skip it
-                        // but still advance past it.
-                        tracing::warn!(
-                            topic = m.topic(),
-                            partition = m.partition(),
-                            offset = m.offset(),
-                            "changelog record without a key skipped"
-                        );
-                        batch
-                            .entry((m.topic().to_owned(), m.partition()))
-                            .or_default();
-                        continue;
-                    };
-                    batch
-                        .entry((m.topic().to_owned(), m.partition()))
-                        .or_default()
-                        .push(Pending {
-                            key: key.to_vec(),
-                            value: m.payload().map(<[u8]>::to_vec),
-                            offset: m.offset(),
-                        });
-                }
-            }
-        }
-        Ok(batch)
-    }
-
+    /// Applies a batch of changelog records, partition by partition, in order.
     fn apply(
         &mut self,
         tasks: &mut BTreeMap<TaskId, StreamTask>,
-        batch: HashMap<(String, i32), Vec<Pending>>,
+        messages: &[BorrowedMessage<'_>],
         done: &mut Vec<TaskId>,
     ) -> Result<()> {
-        for (tp, records) in batch {
+        let mut groups: Vec<((&str, i32), Vec<RestoreRecord<'_>>)> = Vec::new();
+        for m in messages {
+            let tp = (m.topic(), m.partition());
+            let at = match groups.iter().position(|(g, _)| *g == tp) {
+                Some(at) => at,
+                None => {
+                    groups.push((tp, Vec::with_capacity(messages.len())));
+                    groups.len() - 1
+                }
+            };
+            match m.key() {
+                Some(key) => groups[at].1.push(RestoreRecord {
+                    key,
+                    value: m.payload(),
+                    offset: m.offset(),
+                }),
+                // Cannot be applied; the position check still moves past it.
+                None => tracing::warn!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "changelog record without a key skipped"
+                ),
+            }
+        }
+        for ((topic, partition), mut records) in groups {
+            let tp = (topic.to_owned(), partition);
             let Some(r) = self.restoring.get_mut(&tp) else {
                 continue; // read before the partition's restore was dropped
             };
-            let records: Vec<RestoreRecord<'_>> = records
-                .iter()
-                .filter(|p| p.offset >= r.next)
-                .map(|p| RestoreRecord {
-                    key: &p.key,
-                    value: p.value.as_deref(),
-                    offset: p.offset,
-                })
-                .collect();
-            let Some(last) = records.last().map(|p| p.offset) else {
+            let next = r.next;
+            records.retain(|rec| rec.offset >= next);
+            let Some(last) = records.last().map(|rec| rec.offset) else {
                 continue;
             };
             let Some(store) = tasks
@@ -343,10 +343,11 @@ impl ChangelogReader {
 
     /// Finishes partitions whose consumer position reached the end although no record
     /// sits at the end offset (transaction markers, compacted away).
-    fn finish_by_position(&mut self, done: &mut Vec<TaskId>) -> Result<()> {
-        let Some(consumer) = &self.consumer else {
-            return Ok(());
-        };
+    fn finish_by_position(
+        &mut self,
+        consumer: &BaseConsumer,
+        done: &mut Vec<TaskId>,
+    ) -> Result<()> {
         let positions = consumer
             .position()
             .map_err(|e| StreamsError::kafka("reading restore positions", &self.thread, e))?;
@@ -370,8 +371,9 @@ impl ChangelogReader {
         let Some(r) = self.restoring.remove(tp) else {
             return;
         };
+        // The partition stays assigned (at its end it yields nothing): reassigning
+        // would restart the fetches of the others.
         r.progress.finish();
-        self.reassign = true;
         if !self.restoring.values().any(|o| o.task == r.task) && !done.contains(&r.task) {
             done.push(r.task);
         }

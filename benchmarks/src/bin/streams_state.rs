@@ -1,0 +1,776 @@
+//! A stateful kafka-streams app (word count into a logged RocksDB store) and the
+//! restore of its store, each against raw rdkafka on the same broker in the same run.
+//!
+//! - Input: `--sentences` sentences of ~`--sentence-size` bytes, words drawn (skewed,
+//!   deterministic RNG) from a vocabulary of `--vocabulary` made-up words with mixed
+//!   case, produced once into a topic with `--partitions` partitions.
+//! - Raw passthrough: a `BaseConsumer` with a fresh group reads the input from the
+//!   beginning and a `BaseProducer` sends every record unchanged to a fresh topic;
+//!   timed until every record is acknowledged.
+//! - Word count: a `KafkaStreams` app (fresh `application.id`, fresh state dir)
+//!   running `flat_map_values` (lowercase words) + `group_by` (word) + `count` into the
+//!   RocksDB store `word-counts`, `.to_stream().to(output)`, run twice per round:
+//!   - cached (Kafka's default, `--cache-max-bytes`): updates are folded per key
+//!     between commits before they reach the changelog and the output; timed from
+//!     `start()` until every sentence and repartitioned word is processed and the
+//!     commit after that (which flushes the cache) is done. This is the throughput
+//!     compared with the passthrough;
+//!   - without a cache: every update reaches the changelog
+//!     `<application.id>-word-counts-changelog` and the output (one record per
+//!     word); timed until the output holds them all. Its changelog feeds the restore.
+//! - Raw changelog consume: a `BaseConsumer` assigned every changelog partition from
+//!   its start, timed from the assignment until it has read up to the high
+//!   watermarks (the restore's timing starts after the same watermark look-up).
+//! - Restore: a second `KafkaStreams` instance of the same application with a new,
+//!   empty state dir and a `StateRestoreListener`; timed from the first
+//!   `on_restore_start` to the last `on_restore_end`, over the records restored.
+//!
+//! Throughputs are records per second: input sentences for the first pair, changelog
+//! records for the second. Targets: word count >= 0.4x the passthrough, restore >=
+//! 0.8x the raw consume. Rounds repeat all four measurements on fresh topics and
+//! applications (same input); the medians are compared.
+//!
+//! ```text
+//! bash scripts/bench.sh streams_state -- --sentences 200000 --rounds 3
+//! ```
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use kafka_benchmarks::{
+    broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
+    send_blocking, streams_producer_settings, unique, Counting, Rate,
+};
+use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
+use kafka_client::ClientConfig;
+use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
+use kafka_streams::topology::Topology;
+
+/// The word count's store (its changelog is `<application.id>-word-counts-changelog`).
+const STORE: &str = "word-counts";
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Input sentences (each word count run processes all of them).
+    #[arg(long, default_value_t = 200_000)]
+    sentences: u64,
+    /// Approximate sentence size in bytes.
+    #[arg(long, default_value_t = 100)]
+    sentence_size: usize,
+    /// Distinct words the sentences are drawn from.
+    #[arg(long, default_value_t = 4000)]
+    vocabulary: usize,
+    /// Seed of the sentence generator.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Runs of each measurement (medians are compared).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Partitions of the input and output topics (the repartition and changelog
+    /// topics get as many).
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// `num.stream.threads` of the streams apps.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// `commit.interval.ms` of the streams apps.
+    #[arg(long, default_value_t = 1000)]
+    commit_interval_ms: u64,
+    /// `statestore.cache.max.bytes` of the cached word count (Kafka's default 10 MiB).
+    #[arg(long, default_value_t = 10 << 20)]
+    cache_max_bytes: usize,
+    /// Extra Kafka Streams or client properties for the streams apps, `key=value`
+    /// (repeatable), e.g. `--set max.poll.records=5000`.
+    #[arg(long = "set", value_parser = parse_key_value)]
+    properties: Vec<(String, String)>,
+    /// librdkafka properties for every client of the run, raw and streams alike,
+    /// `key=value` (repeatable), e.g. `--client queued.min.messages=1000000`.
+    #[arg(long = "client", value_parser = parse_key_value)]
+    client_properties: Vec<(String, String)>,
+    /// Give up on a run after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s}: expected key=value"))
+}
+
+/// splitmix64: a small deterministic generator (no extra dependency).
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// `n` distinct made-up words of 1 to 4 syllables (the index makes them distinct).
+fn vocabulary(n: usize, rng: &mut Rng) -> Vec<String> {
+    const SYLLABLES: &[&str] = &[
+        "ka", "fu", "ren", "to", "mi", "sal", "vor", "e", "lin", "dra", "po", "quel", "ti", "ar",
+        "nu", "bes", "go", "cha", "is", "mon", "ze", "ul", "pra", "do",
+    ];
+    (0..n)
+        .map(|i| {
+            let mut word = String::new();
+            for _ in 0..=rng.below(4) {
+                word.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
+            }
+            // Base-26 suffix from the index keeps the words distinct.
+            let mut k = i;
+            loop {
+                word.push(char::from(b'a' + (k % 26) as u8));
+                k /= 26;
+                if k == 0 {
+                    break;
+                }
+            }
+            word
+        })
+        .collect()
+}
+
+/// A ~`size`-byte sentence: skewed word choice (low indices are common), a capital
+/// first letter, some capitalised words and punctuation.
+fn sentence(words: &[String], size: usize, rng: &mut Rng) -> String {
+    let mut s = String::with_capacity(size + 16);
+    while s.len() + 2 < size {
+        let u = rng.unit();
+        let word = &words[((u * u * words.len() as f64) as usize).min(words.len() - 1)];
+        if !s.is_empty() {
+            s.push(if rng.below(12) == 0 { ',' } else { ' ' });
+            if s.ends_with(',') {
+                s.push(' ');
+            }
+        }
+        if s.is_empty() || rng.below(10) == 0 {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                s.extend(first.to_uppercase());
+                s.push_str(chars.as_str());
+            }
+        } else {
+            s.push_str(word);
+        }
+    }
+    s.push('.');
+    s
+}
+
+/// The lowercase words of `line` (what the app counts).
+fn words(line: &str) -> Vec<String> {
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Fills the input topic once; returns the number of words in it.
+fn pre_produce(config: &ClientConfig, topic: &str, args: &Args) -> anyhow::Result<u64> {
+    anyhow::ensure!(args.vocabulary >= 1, "--vocabulary must be at least 1");
+    let mut rng = Rng(args.seed);
+    let vocabulary = vocabulary(args.vocabulary, &mut rng);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = streams_producer_settings(config)
+        .set("linger.ms", "5")
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
+    let started = Instant::now();
+    let (mut word_count, mut bytes) = (0_u64, 0_u64);
+    for i in 0..args.sentences {
+        let key = format!("doc-{}", i % 1000);
+        let line = sentence(&vocabulary, args.sentence_size, &mut rng);
+        word_count += words(&line).len() as u64;
+        bytes += line.len() as u64;
+        send_blocking(
+            &producer,
+            BaseRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(line.as_bytes()),
+        )?;
+        if i.is_multiple_of(1000) {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    let acked = delivered.load(Ordering::Relaxed);
+    anyhow::ensure!(
+        acked == args.sentences,
+        "only {acked} of {} input sentences were acknowledged",
+        args.sentences
+    );
+    tracing::info!(
+        topic,
+        sentences = args.sentences,
+        words = word_count,
+        avg_bytes = bytes / args.sentences.max(1),
+        secs = started.elapsed().as_secs_f64(),
+        "input topic filled"
+    );
+    Ok(word_count)
+}
+
+/// The word count topology (the same for the counting and the restoring instance).
+fn word_count_topology(input: &str, output: &str, caching: bool) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let store = Materialized::as_(STORE);
+    let store = if caching {
+        store
+    } else {
+        store.with_caching_disabled()
+    };
+    builder
+        .stream::<String, String>(input)
+        .flat_map_values(|line| words(&line))
+        .group_by(|_, word| word.clone())
+        .count_with(store)
+        .to_stream()
+        .to(output);
+    Ok(builder.build()?)
+}
+
+/// A state dir removed when dropped.
+struct StateDir(PathBuf);
+
+impl StateDir {
+    fn fresh() -> Self {
+        StateDir(std::env::temp_dir().join(unique("bench-streams-state")))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
+            }
+        }
+    }
+}
+
+/// What one streams instance needs.
+struct App<'a> {
+    config: &'a ClientConfig,
+    application_id: &'a str,
+    input: &'a str,
+    output: &'a str,
+    args: &'a Args,
+}
+
+impl App<'_> {
+    fn streams_config(&self, state_dir: &Path) -> anyhow::Result<StreamsConfig> {
+        let mut config = StreamsConfig::new(self.application_id, self.config.clone())
+            .num_stream_threads(self.args.threads)
+            .commit_interval(Duration::from_millis(self.args.commit_interval_ms))
+            .state_dir(state_dir);
+        for (key, value) in &self.args.properties {
+            config = config.set(key, value)?;
+        }
+        Ok(config)
+    }
+}
+
+/// Closes `streams` and logs its counters.
+fn close(streams: &KafkaStreams, what: &str) {
+    if !streams.close() {
+        tracing::warn!(what, "the streams app did not close within the timeout");
+    }
+    let metrics = streams.metrics();
+    tracing::info!(
+        what,
+        processed = metrics.processed_records,
+        produced = metrics.produced_records,
+        commits = metrics.commits,
+        "streams app closed"
+    );
+}
+
+/// The word count, timed from `start()` until it has processed every sentence and
+/// every repartitioned word and (caching off) the output holds every count update.
+fn word_count(app: &App<'_>, words: u64, caching: bool) -> anyhow::Result<Rate> {
+    let args = app.args;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let state_dir = StateDir::fresh();
+    let streams = KafkaStreams::new(
+        word_count_topology(app.input, app.output, caching)?,
+        app.streams_config(state_dir.path())?
+            .cache_max_bytes(if caching { args.cache_max_bytes } else { 0 }),
+    )?;
+    let probe: BaseConsumer = app.config.to_rdkafka().create()?;
+    // Every sentence, then every word read back from the repartition topic.
+    let to_process = args.sentences + words;
+    // Without a cache every update is in the output; with one, the final counts are
+    // once the commit after the last record (which flushes the cache) is done.
+    let to_output = if caching { 0 } else { words };
+    let mut commits_when_processed: Option<u64> = None;
+
+    let started = Instant::now();
+    let deadline = started + timeout;
+    streams.start()?;
+    let mut last_log = Instant::now();
+    let mut written = 0;
+    let result = loop {
+        let state = streams.state();
+        if state == State::Error {
+            break Err(anyhow::anyhow!(
+                "the word count failed: {:?}",
+                streams.error()
+            ));
+        }
+        let metrics = streams.metrics();
+        let processed = metrics.processed_records;
+        if processed >= to_process && written < to_output {
+            written = records_in(&probe, app.output, args.partitions)?;
+        }
+        if processed >= to_process && commits_when_processed.is_none() {
+            commits_when_processed = Some(metrics.commits);
+        }
+        let flushed = !caching || commits_when_processed.is_some_and(|c| metrics.commits > c);
+        if processed >= to_process && written >= to_output && flushed {
+            break Ok(Rate {
+                records: args.sentences,
+                elapsed: started.elapsed(),
+            });
+        }
+        if Instant::now() >= deadline {
+            break Err(anyhow::anyhow!(
+                "the word count timed out: {processed} of {to_process} records processed, {written} of {to_output} in the output ({state:?})"
+            ));
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(processed, to_process, ?state, "word count in progress");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    close(&streams, "word count");
+    result
+}
+
+/// Restore events of the store, as seen by the listener.
+#[derive(Debug, Default)]
+struct RestoreLog {
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    started: u32,
+    ended: u32,
+    to_restore: u64,
+    restored: u64,
+    batches: u64,
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<RestoreLog>>);
+
+impl Recorder {
+    fn log(&self) -> MutexGuard<'_, RestoreLog> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl StateRestoreListener for Recorder {
+    fn on_restore_start(&self, _: &ChangelogPartition, store: &str, start: i64, end: i64) {
+        if store == STORE {
+            let mut log = self.log();
+            log.first_start.get_or_insert_with(Instant::now);
+            log.started += 1;
+            log.to_restore += u64::try_from(end - start).unwrap_or(0);
+        }
+    }
+
+    fn on_batch_restored(&self, _: &ChangelogPartition, store: &str, _: i64, _: u64) {
+        if store == STORE {
+            self.log().batches += 1;
+        }
+    }
+
+    fn on_restore_end(&self, _: &ChangelogPartition, store: &str, total_restored: u64) {
+        if store == STORE {
+            let mut log = self.log();
+            log.last_end = Some(Instant::now());
+            log.ended += 1;
+            log.restored += total_restored;
+        }
+    }
+}
+
+/// A second instance of the application with an empty state dir: times the restore
+/// of every changelog partition (first start to last end, by the listener).
+fn restore(app: &App<'_>, changelog_partitions: i32) -> anyhow::Result<Rate> {
+    let timeout = Duration::from_secs(app.args.timeout_secs);
+    let state_dir = StateDir::fresh();
+    let recorder = Recorder::default();
+    let streams = KafkaStreams::new(
+        word_count_topology(app.input, app.output, false)?,
+        app.streams_config(state_dir.path())?
+            .state_restore_listener(recorder.clone()),
+    )?;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    streams.start()?;
+    let mut running_after = None;
+    let mut last_log = Instant::now();
+    let result = loop {
+        let state = streams.state();
+        if state == State::Error {
+            break Err(anyhow::anyhow!(
+                "the restoring instance failed: {:?}",
+                streams.error()
+            ));
+        }
+        if state == State::Running && running_after.is_none() {
+            running_after = Some(started.elapsed());
+        }
+        let log = recorder.log();
+        if log.ended >= changelog_partitions as u32 {
+            let (Some(first), Some(last)) = (log.first_start, log.last_end) else {
+                break Err(anyhow::anyhow!("restore ended without starting: {log:?}"));
+            };
+            tracing::info!(
+                partitions = log.ended,
+                restored = log.restored,
+                to_restore = log.to_restore,
+                batches = log.batches,
+                start_to_first_restore_secs =
+                    first.saturating_duration_since(started).as_secs_f64(),
+                restore_secs = last.saturating_duration_since(first).as_secs_f64(),
+                "restore done"
+            );
+            break Ok(Rate {
+                records: log.restored,
+                elapsed: last.saturating_duration_since(first),
+            });
+        }
+        if Instant::now() >= deadline {
+            break Err(anyhow::anyhow!(
+                "the restore timed out ({state:?}): {log:?}"
+            ));
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                ?state,
+                partitions_started = log.started,
+                partitions_ended = log.ended,
+                to_restore = log.to_restore,
+                batches = log.batches,
+                "restore in progress"
+            );
+            last_log = Instant::now();
+        }
+        drop(log);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Running is reached only once restoring is over (or, with a non-blocking
+    // restore, possibly before): wait briefly so the log shows when.
+    if result.is_ok() && running_after.is_none() {
+        streams.wait_for_state(State::Running, Duration::from_secs(30));
+        if streams.state() == State::Running {
+            running_after = Some(started.elapsed());
+        }
+    }
+    tracing::info!(
+        running_after_secs = running_after.map(|d| d.as_secs_f64()),
+        "restoring instance state"
+    );
+    close(&streams, "restore");
+    result
+}
+
+/// Partition count of `topic`.
+fn partitions_of(probe: &BaseConsumer, topic: &str) -> anyhow::Result<i32> {
+    let metadata = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    anyhow::ensure!(partitions > 0, "topic {topic} has no partitions");
+    Ok(partitions as i32)
+}
+
+/// Raw consumption of the whole of `topic`: a `BaseConsumer` assigned every
+/// partition from its low watermark, timed from the assignment until it has read up
+/// to the high watermarks (looked up before the timing starts, as the restore does).
+fn raw_consume_to_end(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<Rate> {
+    let consumer: BaseConsumer = config
+        .clone()
+        .group_id(unique("bench-raw-changelog"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .to_rdkafka()
+        .create()?;
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        if high > low {
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+        }
+    }
+    let started = Instant::now();
+    let deadline = started + timeout;
+    consumer.assign(&tpl)?;
+    let (mut records, mut bytes) = (0_u64, 0_u64);
+    while !ends.is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "raw changelog consume timed out after {records} records; partitions left: {ends:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records += 1;
+                bytes += (m.key_len() + m.payload_len()) as u64;
+                if ends
+                    .get(&m.partition())
+                    .is_some_and(|&end| m.offset() + 1 >= end)
+                {
+                    ends.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    tracing::debug!(topic, records, bytes, "raw changelog consume read");
+    Ok(Rate { records, elapsed })
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn log_rate(round: usize, side: &str, rate: &Rate) {
+    tracing::info!(
+        round,
+        side,
+        rate = rate.per_second() as u64,
+        records = rate.records,
+        secs = rate.elapsed.as_secs_f64(),
+        "run done"
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let args = Arc::new(Args::parse());
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be at least 1");
+    anyhow::ensure!(args.sentences >= 1, "--sentences must be at least 1");
+    let mut config = broker_config()?;
+    for (key, value) in &args.client_properties {
+        config = config.set(key, value);
+    }
+    let timeout = Duration::from_secs(args.timeout_secs);
+    println!(
+        "streams_state: {} sentences of ~{} bytes from {} words on {} partitions, {} round(s), {} stream thread(s), cache {} bytes, commit every {} ms, broker {}",
+        args.sentences,
+        args.sentence_size,
+        args.vocabulary,
+        args.partitions,
+        args.rounds,
+        args.threads,
+        args.cache_max_bytes,
+        args.commit_interval_ms,
+        config.get("bootstrap.servers").unwrap_or("?")
+    );
+
+    let input = unique("bench-state-input");
+    create_topic(&config, &input, args.partitions).await?;
+    let words = {
+        let (config, input, args) = (config.clone(), input.clone(), args.clone());
+        blocking(move || pre_produce(&config, &input, &args)).await?
+    };
+
+    let (mut raw, mut counts, mut uncached) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw_changelog, mut restores) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        // 1. Raw passthrough of the input.
+        let output = unique("bench-state-raw-output");
+        create_topic(&config, &output, args.partitions).await?;
+        let rate = {
+            let (config, input, sentences) = (config.clone(), input.clone(), args.sentences);
+            blocking(move || raw_passthrough(&config, &input, &output, sentences, timeout)).await?
+        };
+        log_rate(round, "raw passthrough", &rate);
+        raw.push(rate);
+
+        // 2. Word count with the record cache (Kafka's default): updates are folded
+        //    per commit interval before the changelog and the output.
+        let run = |caching: bool| {
+            let (config, input, args) = (config.clone(), input.clone(), args.clone());
+            async move {
+                let application_id = unique("bench-wordcount");
+                let output = unique("bench-state-counts");
+                create_topic(&config, &output, args.partitions).await?;
+                let (id, out) = (application_id.clone(), output.clone());
+                let rate = blocking(move || {
+                    let app = App {
+                        config: &config,
+                        application_id: &id,
+                        input: &input,
+                        output: &out,
+                        args: &args,
+                    };
+                    word_count(&app, words, caching)
+                })
+                .await?;
+                anyhow::Ok((rate, application_id, output))
+            }
+        };
+        let (rate, _, _) = run(true).await?;
+        log_rate(round, "word count (cached)", &rate);
+        counts.push(rate);
+
+        // 3. Word count without a cache: every update reaches the changelog, which
+        //    the restore below reads (one changelog record per word).
+        let (rate, application_id, output) = run(false).await?;
+        log_rate(round, "word count (no cache)", &rate);
+        tracing::info!(
+            round,
+            words_per_sec = (words as f64 / rate.elapsed.as_secs_f64()) as u64,
+            "word count (no cache): words counted per second"
+        );
+        uncached.push(rate);
+
+        // 4. Raw consumption of the changelog, then 5. restore from it.
+        let changelog = format!("{application_id}-{STORE}-changelog");
+        let changelog_partitions = {
+            let (config, changelog) = (config.clone(), changelog.clone());
+            blocking(move || {
+                let probe: BaseConsumer = config.to_rdkafka().create()?;
+                let partitions = partitions_of(&probe, &changelog)?;
+                let records = records_in(&probe, &changelog, partitions)?;
+                tracing::info!(%changelog, partitions, records, "changelog written");
+                if records < 200_000 {
+                    tracing::warn!(
+                        records,
+                        "the changelog is small for a restore benchmark: use more --sentences"
+                    );
+                }
+                Ok(partitions)
+            })
+            .await?
+        };
+        let rate = {
+            let (config, changelog) = (config.clone(), changelog.clone());
+            blocking(move || raw_consume_to_end(&config, &changelog, changelog_partitions, timeout))
+                .await?
+        };
+        log_rate(round, "raw changelog consume", &rate);
+        raw_changelog.push(rate);
+
+        let rate = {
+            let (config, input, args) = (config.clone(), input.clone(), args.clone());
+            blocking(move || {
+                let app = App {
+                    config: &config,
+                    application_id: &application_id,
+                    input: &input,
+                    output: &output,
+                    args: &args,
+                };
+                restore(&app, changelog_partitions)
+            })
+            .await?
+        };
+        log_rate(round, "restore", &rate);
+        if let Some(raw) = raw_changelog.last() {
+            if rate.records != raw.records {
+                tracing::warn!(
+                    restored = rate.records,
+                    consumed = raw.records,
+                    "the restore and the raw consume read different record counts"
+                );
+            }
+        }
+        restores.push(rate);
+    }
+
+    println!("{words} words in {} sentences", args.sentences);
+    let line = |name: &str, r: &Rate| {
+        format!(
+            "{name} {:>10.0} rec/s ({:>8} rec, {:.2} s)",
+            r.per_second(),
+            r.records,
+            r.elapsed.as_secs_f64()
+        )
+    };
+    for round in 0..args.rounds {
+        println!(
+            "round {round}: {}   {}   {}",
+            line("raw passthrough", &raw[round]),
+            line("word count (cached)", &counts[round]),
+            line("word count (no cache)", &uncached[round])
+        );
+        println!(
+            "round {round}: {}   {}",
+            line("raw changelog consume", &raw_changelog[round]),
+            line("restore", &restores[round])
+        );
+    }
+    println!(
+        "medians: raw passthrough {:.0} rec/s, word count cached {:.0} rec/s ({:.0} words/s), no cache {:.0} rec/s ({:.0} words/s), raw changelog consume {:.0} rec/s, restore {:.0} rec/s",
+        median(&raw),
+        median(&counts),
+        median(&counts) * words as f64 / args.sentences as f64,
+        median(&uncached),
+        median(&uncached) * words as f64 / args.sentences as f64,
+        median(&raw_changelog),
+        median(&restores)
+    );
+    report(
+        "word count, cached (input records) / raw passthrough",
+        &counts,
+        &raw,
+        0.4,
+    );
+    println!(
+        "word count, no cache / raw passthrough: ratio {:.3} (every update to the changelog and the output)",
+        median(&uncached) / median(&raw)
+    );
+    report(
+        "restore / raw changelog consume",
+        &restores,
+        &raw_changelog,
+        0.8,
+    );
+    Ok(())
+}
