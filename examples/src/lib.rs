@@ -1,6 +1,7 @@
-//! What the examples share: a per-run name suffix, topic creation that also works on
-//! the embedded mock cluster (which has no CreateTopics API), reading a topic's
-//! latest value per key, and retrying an interactive query while its store restores.
+//! What the examples share: logging, a per-run name suffix, topic creation that also
+//! works on the embedded mock cluster (which has no CreateTopics API), reading a
+//! topic's latest value per key, retrying an interactive query while its store
+//! restores, and a checked close.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -10,6 +11,31 @@ use kafka_client::config::AutoOffsetReset;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::DefaultSerde;
 use kafka_client::Consumer;
+use kafka_streams::runtime::{KafkaStreams, State};
+
+/// Logs warnings and errors (or what `RUST_LOG` asks for) to stderr.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+}
+
+/// Closes `streams` off the async executor (close blocks while the stream threads
+/// commit) and checks that it closed cleanly.
+pub async fn close(streams: KafkaStreams) -> anyhow::Result<()> {
+    let (closed, state) = tokio::task::spawn_blocking(move || {
+        let closed = streams.close();
+        (closed, streams.state())
+    })
+    .await?;
+    anyhow::ensure!(
+        closed && state == State::NotRunning,
+        "streams did not close cleanly ({state:?})"
+    );
+    Ok(())
+}
 
 /// Milliseconds since the epoch: suffixes topic and application names, so that reruns
 /// against a real broker never see an earlier run's data.

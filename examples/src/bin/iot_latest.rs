@@ -26,9 +26,9 @@ use std::time::Duration;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::{Json, StringSerde};
 use kafka_client::{Producer, ProducerRecord};
-use kafka_examples::{create_topics, query_until, run_id};
+use kafka_examples::{close, create_topics, init_tracing, query_until, run_id};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
-use kafka_streams::runtime::{HostInfo, KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{HostInfo, KafkaStreams, StreamsConfig};
 use kafka_streams::state::changelog_topic;
 use serde::{Deserialize, Serialize};
 
@@ -81,11 +81,7 @@ fn reading(sensor: &str, datetime: i64, value: i64) -> Reading {
 async fn main() -> anyhow::Result<()> {
     let cluster = Cluster::from_env_or_embedded()?;
     println!("{}", cluster.describe());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
 
     let run = run_id()?;
     let (readings, metadata, app) = (
@@ -218,15 +214,7 @@ async fn main() -> anyhow::Result<()> {
         "the global table holds 3 sensors"
     );
 
-    let closed = tokio::task::spawn_blocking(move || {
-        let ok = streams.close();
-        (ok, streams.state())
-    })
-    .await?;
-    anyhow::ensure!(
-        closed.0 && closed.1 == State::NotRunning,
-        "streams did not close cleanly"
-    );
+    close(streams).await?;
     println!("ok: latest readings, key location and sensor metadata answered");
     Ok(())
 }

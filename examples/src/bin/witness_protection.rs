@@ -30,9 +30,9 @@ use std::time::Duration;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::Json;
 use kafka_client::{Producer, ProducerRecord};
-use kafka_examples::{create_topics, latest_per_key, query_until, run_id};
+use kafka_examples::{close, create_topics, init_tracing, latest_per_key, query_until, run_id};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 use kafka_streams::state::changelog_topic;
 use serde::{Deserialize, Serialize};
 
@@ -78,11 +78,7 @@ fn event(kind: &str, address: &str, city: &str) -> Option<Event> {
 async fn main() -> anyhow::Result<()> {
     let cluster = Cluster::from_env_or_embedded()?;
     println!("{}", cluster.describe());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_tracing();
 
     let run = run_id()?;
     let (events, addresses, app) = (
@@ -190,15 +186,7 @@ async fn main() -> anyhow::Result<()> {
         logged.len()
     );
 
-    let closed = tokio::task::spawn_blocking(move || {
-        let ok = streams.close();
-        (ok, streams.state())
-    })
-    .await?;
-    anyhow::ensure!(
-        closed.0 && closed.1 == State::NotRunning,
-        "streams did not close cleanly"
-    );
+    close(streams).await?;
     println!("ok: every derived table forgot witness-42");
     Ok(())
 }
