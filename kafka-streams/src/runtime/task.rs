@@ -782,10 +782,13 @@ impl StreamTask {
         &mut self,
         collector: &mut dyn RecordCollector,
     ) -> Result<BTreeMap<TopicPartition, i64>> {
+        // Processors of a task still restoring were not initialised: nothing to emit.
+        let running = self.state == TaskState::Running;
         let store_nodes: Vec<usize> = self
             .nodes
             .iter()
             .enumerate()
+            .filter(|_| running)
             .filter(|(_, n)| !n.stores.is_empty() && matches!(n.kind, RuntimeKind::Processor(_)))
             .map(|(i, _)| i)
             .collect();
