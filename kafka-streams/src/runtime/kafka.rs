@@ -20,8 +20,8 @@ use super::metrics::StreamsMetrics;
 use crate::error::{RecordOrigin, Result, StreamsError};
 use crate::topology::codec::{EncodedRecord, RawRecord};
 
-/// Copies a consumed message into a [`RawRecord`].
-pub(crate) fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
+/// A view of a consumed message as a [`RawRecord`] (no copy of key or value).
+pub(crate) fn raw_record<'a>(msg: &'a BorrowedMessage<'_>) -> RawRecord<'a> {
     let headers = match msg.headers() {
         Some(h) => h
             .iter()
@@ -33,12 +33,12 @@ pub(crate) fn raw_record(msg: &BorrowedMessage<'_>) -> RawRecord {
         None => Headers::new(),
     };
     RawRecord {
-        topic: msg.topic().to_owned(),
+        topic: msg.topic(),
         partition: msg.partition(),
         offset: msg.offset(),
         timestamp: msg.timestamp().to_millis().unwrap_or(-1),
-        key: msg.key().map(<[u8]>::to_vec),
-        value: msg.payload().map(<[u8]>::to_vec),
+        key: msg.key(),
+        value: msg.payload(),
         headers,
     }
 }

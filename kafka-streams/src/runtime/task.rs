@@ -371,7 +371,7 @@ impl StreamTask {
     /// deserialization handler).
     pub fn add_record(
         &mut self,
-        raw: RawRecord,
+        raw: RawRecord<'_>,
         collector: &mut dyn RecordCollector,
     ) -> Result<()> {
         let Some(qi) = self
@@ -403,13 +403,13 @@ impl StreamTask {
                 let context = ErrorContext {
                     task: self.id,
                     node: self.nodes[queue.source].name.clone(),
-                    topic: Some(raw.topic.clone()),
+                    topic: Some(raw.topic.to_owned()),
                     partition: Some(raw.partition),
                     offset: Some(raw.offset),
                 };
                 let bytes = ConsumedBytes {
-                    key: raw.key.clone(),
-                    value: raw.value.clone(),
+                    key: raw.key.map(<[u8]>::to_vec),
+                    value: raw.value.map(<[u8]>::to_vec),
                     headers: raw.headers.clone(),
                     timestamp: raw.timestamp,
                 };
@@ -421,7 +421,7 @@ impl StreamTask {
                 {
                     DeserializationResponse::Fail => {
                         return Err(StreamsError::Deserialization {
-                            topic: raw.topic,
+                            topic: raw.topic.to_owned(),
                             partition: raw.partition,
                             offset: raw.offset,
                             field: err.field.to_string(),
@@ -444,7 +444,7 @@ impl StreamTask {
                         );
                         headers.insert(DLQ_HEADER_APPLICATION, self.env.application_id.as_bytes());
                         let origin = RecordOrigin {
-                            topic: raw.topic.clone(),
+                            topic: raw.topic.to_owned(),
                             partition: raw.partition,
                             offset: raw.offset,
                         };
@@ -452,8 +452,8 @@ impl StreamTask {
                             EncodedRecord {
                                 topic,
                                 partition: None,
-                                key: raw.key,
-                                value: raw.value,
+                                key: raw.key.map(<[u8]>::to_vec),
+                                value: raw.value.map(<[u8]>::to_vec),
                                 timestamp: raw.timestamp.max(0),
                                 headers,
                             },

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::ClientContext;
 
 use super::collector::RecordCollector;
@@ -19,7 +20,6 @@ use super::streams::ClientShared;
 use super::task::{StreamTask, TaskEnv};
 use crate::error::{Result, StreamsError};
 use crate::processor::{PunctuationType, TaskId};
-use crate::topology::codec::RawRecord;
 use crate::topology::Topology;
 
 /// A stream thread's state (Kafka's `StreamThread.State`).
@@ -348,7 +348,8 @@ fn run_loop(
 ) -> Result<()> {
     let config = &env.config;
     let mut last_commit = Instant::now();
-    let mut batch: Vec<RawRecord> = Vec::with_capacity(config.max_poll_records);
+    // Messages stay in librdkafka's buffers until their task has decoded them.
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(config.max_poll_records);
     let mut last_progress_log = Instant::now();
     let mut restoring = false;
     loop {
@@ -365,7 +366,7 @@ fn run_loop(
             };
             match consumer.poll(timeout) {
                 None => break,
-                Some(Ok(msg)) => batch.push(raw_record(&msg)),
+                Some(Ok(msg)) => batch.push(msg),
                 Some(Err(e)) => {
                     tracing::warn!(thread = index, error = %e, "consumer error");
                     break;
@@ -378,11 +379,12 @@ fn run_loop(
             return Err(e);
         }
         let now = now_ms();
-        for raw in batch.drain(..) {
+        for msg in batch.drain(..) {
+            let raw = raw_record(&msg);
             let id = consumer
                 .context()
                 .sub_of_topic
-                .get(&raw.topic)
+                .get(raw.topic)
                 .map(|&sub| TaskId {
                     subtopology: sub,
                     partition: raw.partition,

@@ -147,12 +147,12 @@ impl DriverState {
         };
         let offset = self.next_offset.entry(topic.to_owned()).or_insert(0);
         let raw = RawRecord {
-            topic: topic.to_owned(),
+            topic,
             partition: 0,
             offset: *offset,
             timestamp,
-            key,
-            value,
+            key: key.as_deref(),
+            value: value.as_deref(),
             headers,
         };
         *offset += 1;
@@ -174,12 +174,12 @@ impl DriverState {
                 if let Some(&t) = self.task_of_topic.get(&record.topic) {
                     let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
                     let raw = RawRecord {
-                        topic: record.topic.clone(),
+                        topic: &record.topic,
                         partition: 0,
                         offset: *offset,
                         timestamp: record.timestamp,
-                        key: record.key.clone(),
-                        value: record.value.clone(),
+                        key: record.key.as_deref(),
+                        value: record.value.as_deref(),
                         headers: record.headers.clone(),
                     };
                     *offset += 1;
@@ -207,12 +207,12 @@ impl DriverState {
             if let Some(&t) = self.task_of_topic.get(&record.topic) {
                 let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
                 let raw = RawRecord {
-                    topic: record.topic.clone(),
+                    topic: &record.topic,
                     partition: 0,
                     offset: *offset,
                     timestamp: record.timestamp,
-                    key: record.key.clone(),
-                    value: record.value.clone(),
+                    key: record.key.as_deref(),
+                    value: record.value.as_deref(),
                     headers: record.headers.clone(),
                 };
                 *offset += 1;

@@ -42,16 +42,17 @@ impl Blocker {
     }
 }
 
-/// A consumed record, as bytes.
+/// A consumed record, as bytes borrowed from the consumer's buffers (decoded once,
+/// copied only when it has to be kept, e.g. for a dead-letter topic).
 #[derive(Debug, Clone)]
-pub(crate) struct RawRecord {
-    pub topic: String,
+pub(crate) struct RawRecord<'a> {
+    pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
     /// Broker timestamp, `-1` when absent.
     pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
     pub headers: Headers,
 }
 
@@ -67,7 +68,7 @@ pub(crate) trait SourceCodec: Send + Sync {
     /// The typed record, with the timestamp from the timestamp extractor.
     fn decode(
         &self,
-        raw: &RawRecord,
+        raw: &RawRecord<'_>,
         partition_time: i64,
         blocker: &Blocker,
     ) -> Result<ErasedRecord, DecodeError>;
@@ -87,12 +88,12 @@ pub(crate) struct TypedSource<K, V> {
 impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
     fn decode(
         &self,
-        raw: &RawRecord,
+        raw: &RawRecord<'_>,
         partition_time: i64,
         blocker: &Blocker,
     ) -> Result<ErasedRecord, DecodeError> {
-        let kctx = SerdeContext::new(&raw.topic, MessageField::Key, &raw.headers);
-        let key_bytes = raw.key.as_deref();
+        let kctx = SerdeContext::new(raw.topic, MessageField::Key, &raw.headers);
+        let key_bytes = raw.key;
         let key = blocker
             .prepare(self.key.prepare(key_bytes, &kctx))
             .and_then(|()| self.key.deserialize(key_bytes, &kctx))
@@ -100,8 +101,8 @@ impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
                 field: MessageField::Key,
                 source,
             })?;
-        let vctx = SerdeContext::new(&raw.topic, MessageField::Value, &raw.headers);
-        let value_bytes = raw.value.as_deref();
+        let vctx = SerdeContext::new(raw.topic, MessageField::Value, &raw.headers);
+        let value_bytes = raw.value;
         let value = blocker
             .prepare(self.value.prepare(value_bytes, &vctx))
             .and_then(|()| self.value.deserialize(value_bytes, &vctx))
