@@ -332,6 +332,26 @@ fn stopping_one_of_two_instances_moves_its_tasks_and_queries_to_the_other() {
     }
     assert_eq!(served, want);
     assert_eq!(hosts.len(), 2, "both instances own keys");
+    let clients = a.metadata_for_all_streams_clients().expect("all clients");
+    assert_eq!(
+        clients
+            .iter()
+            .map(|c| c.host_info.clone())
+            .collect::<Vec<_>>(),
+        vec![host("127.0.0.1:7101"), host("127.0.0.1:7102")]
+    );
+    assert!(clients
+        .iter()
+        .all(|c| c.state_store_names.contains("counts")));
+    // The input and the repartition topic, 4 partitions each, split between them.
+    assert_eq!(
+        clients
+            .iter()
+            .map(|c| c.topic_partitions.len())
+            .sum::<usize>(),
+        8,
+        "{clients:?}"
+    );
     let on_b_before: BTreeMap<String, i64> = queried(&b).expect("b answers");
     assert!(on_b_before.len() < want.len(), "b held everything already");
 
@@ -349,6 +369,9 @@ fn stopping_one_of_two_instances_moves_its_tasks_and_queries_to_the_other() {
             .expect("metadata");
         assert_eq!(meta.active_host, host("127.0.0.1:7102"));
     }
+    let clients = b.metadata_for_all_streams_clients().expect("all clients");
+    assert_eq!(clients.len(), 1, "a left the group: {clients:?}");
+    assert_eq!(clients[0].topic_partitions.len(), 8);
 
     // Counting continues from the restored state.
     produce(&input, &lines(100, 1));

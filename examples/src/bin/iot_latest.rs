@@ -187,9 +187,13 @@ async fn main() -> anyhow::Result<()> {
         latest.approximate_num_entries()?
     );
 
-    // Where to route a query for p1: the instance that owns its partition.
+    // Where to route a query for p1: the instance that owns its partition. The
+    // lookup reads the metadata topic, so it runs where blocking is allowed.
     let host = query_until(Duration::from_secs(30), || {
-        match streams.query_metadata_for_key(LATEST, "p1", &StringSerde) {
+        let found = tokio::task::block_in_place(|| {
+            streams.query_metadata_for_key(LATEST, "p1", &StringSerde)
+        });
+        match found {
             Ok(meta) => Ok(Some(meta)),
             Err(e) if e.is_store_migrating() => Ok(None),
             Err(e) => Err(e),
