@@ -244,3 +244,19 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
     }
     (table, read)
 }
+
+/// The word count the streams tests run: the lowercase words of `lines` counted into
+/// the RocksDB store `store` (repartitioned by word, logged to its changelog), and
+/// the counts' changelog stream written to `output`.
+pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, output: &str) {
+    lines
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by(|_, word| word.clone())
+        .count_with(kafka_streams::dsl::Materialized::as_(store))
+        .to_stream()
+        .to(output);
+}

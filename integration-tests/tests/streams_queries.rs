@@ -14,7 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use integration_tests::{
-    config, create_topic, produce_lines, read_to_end, unique_name, wait_until, DEADLINE,
+    config, count_words, create_topic, produce_lines, read_to_end, unique_name, wait_until,
+    DEADLINE,
 };
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::serde::StringSerde;
@@ -44,17 +45,7 @@ fn word_count_config(app: &str, dir: &std::path::Path, server: &str) -> StreamsC
 /// Word count into the store `counts`, started but not awaited.
 fn start_word_count(input: &str, output: &str, config: StreamsConfig) -> KafkaStreams {
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(input)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .group_by(|_, word| word.clone())
-        .count_with(Materialized::as_("counts"))
-        .to_stream()
-        .to(output);
+    count_words(builder.stream::<String, String>(input), "counts", output);
     let streams = KafkaStreams::new(builder.build().expect("topology"), config).expect("client");
     streams.start().expect("start");
     streams

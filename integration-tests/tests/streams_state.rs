@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    config, create_topic, produce_lines, read_to_end, unique_name, wait_until, DEADLINE,
+    config, count_words, create_topic, produce_lines, read_to_end, unique_name, wait_until,
+    DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
-use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 use kafka_streams::state::{
     ChangelogPartition, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore, StateRestoreListener,
@@ -55,17 +56,7 @@ fn changelog_is_compacted_and_rebuilds_exactly_the_store() {
     let state_dir = tempfile::tempdir().expect("state dir");
 
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(&input)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by(|_, word| word.clone())
-        .count_with(Materialized::as_("counts"))
-        .to_stream()
-        .to(&output);
+    count_words(builder.stream::<String, String>(&input), "counts", &output);
     let streams_config = StreamsConfig::new(&app, config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(state_dir.path())
@@ -167,17 +158,7 @@ fn word_count(
     listener: RestoredCounter,
 ) -> KafkaStreams {
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(input)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .group_by(|_, word| word.clone())
-        .count_with(Materialized::as_("counts"))
-        .to_stream()
-        .to(output);
+    count_words(builder.stream::<String, String>(input), "counts", output);
     let streams_config = StreamsConfig::new(app, config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(dir)
@@ -419,22 +400,12 @@ fn running_tasks_keep_processing_while_another_task_restores() {
     let start = |listener: Option<SlowRestoreListener>| {
         let builder = StreamsBuilder::new();
         let counter = processed.clone();
-        builder
-            .stream::<String, String>(&input)
-            // Sub-topology 0 (stateless): split and repartition by word.
-            .peek(move |_, _| {
-                counter.fetch_add(1, Ordering::SeqCst);
-            })
-            .flat_map_values(|line| {
-                line.split_whitespace()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .group_by(|_, word| word.clone())
-            // Sub-topology 1 (stateful): the count, restored from its changelog.
-            .count_with(Materialized::as_("counts"))
-            .to_stream()
-            .to(&output);
+        // Sub-topology 0 (stateless): count lines, split, repartition by word;
+        // sub-topology 1 (stateful): the count, restored from its changelog.
+        let lines = builder.stream::<String, String>(&input).peek(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        count_words(lines, "counts", &output);
         let mut config = StreamsConfig::new(&app, config())
             .commit_interval(Duration::from_millis(200))
             .state_dir(dir.path())

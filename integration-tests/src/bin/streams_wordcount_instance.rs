@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 
 fn main() -> anyhow::Result<()> {
@@ -18,17 +18,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: streams_wordcount_instance APP INPUT OUTPUT STATE_DIR");
     };
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(input)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .group_by(|_, word| word.clone())
-        .count_with(Materialized::as_("counts"))
-        .to_stream()
-        .to(output);
+    integration_tests::count_words(builder.stream::<String, String>(input), "counts", output);
     let config = StreamsConfig::new(app.as_str(), integration_tests::config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(state_dir)
