@@ -147,6 +147,16 @@ where
     }
 }
 
+/// Runs `f` to completion on a fresh current-thread runtime, for sync tests (stream
+/// threads are plain threads) that call async helpers.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
 /// Blocks (outside async code, e.g. around stream threads) until `check` holds,
 /// failing the test after [`DEADLINE`].
 pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use integration_tests::{
-    config, count_words, create_topic, produce_lines, read_to_end, unique_name, wait_until,
-    DEADLINE,
+    block_on, config, count_words, create_topic, produce_lines, read_to_end, unique_name,
+    wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::serde::StringSerde;
@@ -23,14 +23,6 @@ use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{HostInfo, KafkaStreams, State, StreamsConfig};
 use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
 use kafka_streams::{InvalidStoreReason, StreamsError};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
-}
 
 fn word_count_config(app: &str, dir: &std::path::Path, server: &str) -> StreamsConfig {
     StreamsConfig::new(app, config())

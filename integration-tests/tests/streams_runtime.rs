@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    bootstrap_servers, config, create_topic, unique_name, wait_until, DEADLINE,
+    block_on, bootstrap_servers, config, create_topic, unique_name, wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::rdkafka::message::{Headers as _, Message};
@@ -22,14 +22,6 @@ use kafka_streams::runtime::handlers::{
 };
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 use kafka_streams::{StreamsError, Topology};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
-}
 
 fn topic(prefix: &str, partitions: i32) -> String {
     let name = unique_name(prefix);

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    config, count_words, create_topic, produce_lines, read_to_end, unique_name, wait_until,
-    DEADLINE,
+    block_on, config, count_words, create_topic, produce_lines, read_to_end, unique_name,
+    wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
@@ -24,14 +24,6 @@ use kafka_streams::state::{
     ChangelogPartition, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore, StateRestoreListener,
     StoreLocation,
 };
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(f)
-}
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
     let admin: AdminClient<DefaultClientContext> =
