@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_client::admin::{AdminClient, NewTopic};
 use kafka_client::config::AutoOffsetReset;
+use kafka_client::consumer::Offset;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::DefaultSerde;
-use kafka_client::Consumer;
+use kafka_client::{Consumer, TopicPartition};
 use kafka_streams::runtime::{KafkaStreams, State};
 
 /// Logs warnings and errors (or what `RUST_LOG` asks for) to stderr.
@@ -83,14 +84,29 @@ where
     K: DefaultSerde + Ord + Send + Sync + 'static,
     V: DefaultSerde + Send + Sync + 'static,
 {
+    let deadline = Instant::now() + timeout;
     let consumer: Consumer<K, Option<V>> = Consumer::new(
         &cluster
             .client_config()
             .group_id(format!("reader-{topic}"))
             .auto_offset_reset(AutoOffsetReset::Earliest),
     )?;
-    consumer.subscribe(&[topic])?;
-    let deadline = Instant::now() + timeout;
+    // Assigning every partition (no group join and rebalance) starts reading at once.
+    let admin = AdminClient::new(&cluster.client_config())?;
+    let partitions = loop {
+        match admin.describe_topic(topic).await {
+            Ok(listing) => break listing.partitions,
+            Err(e) if Instant::now() >= deadline => {
+                anyhow::bail!("cannot describe {topic}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let start: Vec<(TopicPartition, Offset)> = partitions
+        .iter()
+        .map(|p| (TopicPartition::new(topic, p.id), Offset::Beginning))
+        .collect();
+    consumer.assign(&start)?;
     let mut latest = BTreeMap::new();
     while !done(&latest) {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -115,10 +115,14 @@ async fn main() -> anyhow::Result<()> {
     for (word, n) in &queried {
         println!("  {word:<8} {n}");
     }
+    let the = counts.get(&"the".to_string())?;
     println!(
-        "  get(\"the\") = {:?}, approximate entries = {}",
-        counts.get(&"the".to_string())?,
+        "  get(\"the\") = {the:?}, approximate entries = {}",
         counts.approximate_num_entries()?
+    );
+    anyhow::ensure!(
+        the == expected.get("the").copied(),
+        "get(\"the\") = {the:?}"
     );
 
     // The output topic (the table's changelog stream) agrees, word by word.
