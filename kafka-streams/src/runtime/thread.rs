@@ -177,6 +177,13 @@ impl StreamsConsumerContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         publish_claim(&self.env, self.index, &mut core.collector, Some(&claimed));
+        if self.env.config.application_server.is_some() {
+            // Key lookups read the claim: make it visible now, not at the next
+            // commit (nothing else is in flight right after a rebalance).
+            if let Err(error) = core.collector.flush() {
+                tracing::warn!(thread = self.index, %error, "flushing the metadata claim failed");
+            }
+        }
         let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         names.sort();
         tracing::info!(thread = self.index, tasks = ?names, restoring = restoring.count(), "partitions assigned: tasks created");
