@@ -270,3 +270,22 @@ pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, o
         .to_stream()
         .to(output);
 }
+
+/// A word-count table as bytes (UTF-8 words, big-endian `i64` counts) decoded.
+pub fn decode_counts(table: BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64> {
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let bytes: [u8; 8] = v.try_into().expect("8-byte count");
+            (
+                String::from_utf8(k).expect("utf8 word"),
+                i64::from_be_bytes(bytes),
+            )
+        })
+        .collect()
+}
+
+/// The latest count per word in `topic` (a word count's output or changelog).
+pub fn counts_of(topic: &str) -> BTreeMap<String, i64> {
+    decode_counts(read_to_end(topic).0)
+}

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use integration_tests::{
-    block_on, config, count_words, create_topic, produce_lines, read_to_end, unique_name,
-    wait_until, DEADLINE,
+    block_on, config, count_words, counts_of, create_topic, produce_lines, unique_name, wait_until,
+    DEADLINE,
 };
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::serde::StringSerde;
@@ -57,21 +57,6 @@ fn produce(topic: &str, lines: &[String]) {
 
 fn expected(words: usize, rounds: i64) -> BTreeMap<String, i64> {
     (0..words).map(|w| (format!("word{w}"), rounds)).collect()
-}
-
-/// The latest count per word in `topic`.
-fn counts_of(topic: &str) -> BTreeMap<String, i64> {
-    read_to_end(topic)
-        .0
-        .into_iter()
-        .map(|(k, v)| {
-            let bytes: [u8; 8] = v.try_into().expect("8-byte count");
-            (
-                String::from_utf8(k).expect("utf8"),
-                i64::from_be_bytes(bytes),
-            )
-        })
-        .collect()
 }
 
 /// What `streams` answers for every word of store `counts`, or `None` while the

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    block_on, config, count_words, create_topic, produce_lines, read_to_end, unique_name,
-    wait_until, DEADLINE,
+    block_on, config, count_words, counts_of, create_topic, decode_counts, produce_lines,
+    read_to_end, unique_name, wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
@@ -76,20 +76,8 @@ fn changelog_is_compacted_and_rebuilds_exactly_the_store() {
     }
 
     let changelog = format!("{app}-counts-changelog");
-    let decode = |table: BTreeMap<Vec<u8>, Vec<u8>>| -> BTreeMap<String, i64> {
-        table
-            .into_iter()
-            .map(|(k, v)| {
-                let bytes: [u8; 8] = v.try_into().expect("8-byte count");
-                (
-                    String::from_utf8(k).expect("utf8 word"),
-                    i64::from_be_bytes(bytes),
-                )
-            })
-            .collect()
-    };
     wait_until("the changelog to hold every final count", || {
-        decode(read_to_end(&changelog).0) == expected
+        counts_of(&changelog) == expected
     });
     assert!(streams.close(), "graceful close");
 
@@ -122,7 +110,7 @@ fn changelog_is_compacted_and_rebuilds_exactly_the_store() {
             stored.insert(k, v);
         }
     }
-    assert_eq!(decode(stored.clone()), expected);
+    assert_eq!(decode_counts(stored.clone()), expected);
     assert_eq!(rebuilt, stored);
 }
 
@@ -166,20 +154,6 @@ fn word_count(
         "not running"
     );
     streams
-}
-
-fn counts_of(topic: &str) -> BTreeMap<String, i64> {
-    read_to_end(topic)
-        .0
-        .into_iter()
-        .map(|(k, v)| {
-            let bytes: [u8; 8] = v.try_into().expect("8-byte count");
-            (
-                String::from_utf8(k).expect("utf8"),
-                i64::from_be_bytes(bytes),
-            )
-        })
-        .collect()
 }
 
 /// One round: 300 distinct words once each, 10 per line.
