@@ -28,6 +28,16 @@ pub struct RecordOrigin {
     pub offset: i64,
 }
 
+impl From<&crate::processor::RecordMetadata> for RecordOrigin {
+    fn from(m: &crate::processor::RecordMetadata) -> Self {
+        RecordOrigin {
+            topic: m.topic.clone(),
+            partition: m.partition,
+            offset: m.offset,
+        }
+    }
+}
+
 impl std::fmt::Display for RecordOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

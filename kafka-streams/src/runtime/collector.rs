@@ -6,18 +6,20 @@ use std::collections::BTreeMap;
 
 use kafka_client::TopicPartition;
 
-use crate::error::{RecordOrigin, Result};
+use crate::error::Result;
+use crate::processor::RecordMetadata;
 use crate::topology::codec::EncodedRecord;
 
 /// Sends a task's output records (Kafka's `RecordCollector`).
 pub(crate) trait RecordCollector {
     /// Hands one record to the producer. An immediate failure goes through the
-    /// production handler: `Ok` when it says continue.
+    /// production handler: `Ok` when it says continue. `origin` is the input record
+    /// being processed, for error reports.
     fn send(
         &mut self,
-        record: EncodedRecord,
+        record: EncodedRecord<'_>,
         node: &str,
-        origin: Option<&RecordOrigin>,
+        origin: Option<&RecordMetadata>,
     ) -> Result<()>;
 
     /// Waits until every record sent so far is acknowledged; failed deliveries go

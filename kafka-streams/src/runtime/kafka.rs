@@ -18,6 +18,7 @@ use super::collector::{OffsetCommitter, RecordCollector};
 use super::handlers::{HandlerResponse, ProductionErrorContext, ProductionExceptionHandler};
 use super::metrics::StreamsMetrics;
 use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::processor::RecordMetadata;
 use crate::topology::codec::{EncodedRecord, RawRecord};
 
 /// A view of a consumed message as a [`RawRecord`] (no copy of key or value).
@@ -69,8 +70,10 @@ pub(crate) struct DeliveryFailure {
 #[derive(Clone, Default)]
 pub(crate) struct CollectorContext {
     failures: Arc<Mutex<Vec<DeliveryFailure>>>,
-    /// Highest acknowledged offset per changelog partition, for checkpoints.
-    changelog_offsets: Arc<Mutex<HashMap<(String, i32), i64>>>,
+    /// Highest acknowledged offset per changelog topic and partition, for
+    /// checkpoints. Keyed by topic first so a delivery looks it up by `&str`,
+    /// without allocating.
+    changelog_offsets: Arc<Mutex<HashMap<String, HashMap<i32, i64>>>>,
 }
 
 impl ClientContext for CollectorContext {}
@@ -85,9 +88,12 @@ impl ProducerContext for CollectorContext {
                     .changelog_offsets
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                let entry = offsets
-                    .entry((msg.topic().to_owned(), msg.partition()))
-                    .or_insert(msg.offset());
+                let topic = msg.topic();
+                let partitions = match offsets.get_mut(topic) {
+                    Some(partitions) => partitions,
+                    None => offsets.entry(topic.to_owned()).or_default(),
+                };
+                let entry = partitions.entry(msg.partition()).or_insert(msg.offset());
                 *entry = (*entry).max(msg.offset());
             }
         }
@@ -175,15 +181,16 @@ impl RecordCollector for KafkaCollector {
             .changelog_offsets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(topic.to_owned(), partition))
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
             .copied()
     }
 
     fn send(
         &mut self,
-        record: EncodedRecord,
+        record: EncodedRecord<'_>,
         node: &str,
-        origin: Option<&RecordOrigin>,
+        origin: Option<&RecordMetadata>,
     ) -> Result<()> {
         let headers = owned_headers(&record.headers);
         loop {
@@ -193,10 +200,10 @@ impl RecordCollector for KafkaCollector {
                 base = base.partition(p);
             }
             if let Some(k) = &record.key {
-                base = base.key(k.as_slice());
+                base = base.key(k.as_ref());
             }
             if let Some(v) = &record.value {
-                base = base.payload(v.as_slice());
+                base = base.payload(v.as_ref());
             }
             if let Some(h) = &headers {
                 base = base.headers(h.clone());
@@ -210,9 +217,9 @@ impl RecordCollector for KafkaCollector {
                 }
                 Err((error, _)) => {
                     let context = ProductionErrorContext {
-                        topic: record.topic.clone(),
+                        topic: record.topic.to_string(),
                         node: node.to_owned(),
-                        origin: origin.cloned(),
+                        origin: origin.map(RecordOrigin::from),
                     };
                     let reason = error.to_string();
                     return match self.handler.handle(&context, &reason) {
@@ -221,9 +228,9 @@ impl RecordCollector for KafkaCollector {
                             Ok(())
                         }
                         HandlerResponse::Fail => Err(StreamsError::Production {
-                            topic: record.topic.clone(),
+                            topic: record.topic.to_string(),
                             node: node.to_owned(),
-                            origin: origin.cloned().map(Box::new),
+                            origin: origin.map(|o| Box::new(RecordOrigin::from(o))),
                             reason,
                             retriable: false,
                         }),

@@ -13,6 +13,7 @@
 //! of the same key, and a partition belongs to the latest claim naming it (a crashed
 //! instance's stale claim is overridden by the new owner's).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -37,18 +38,18 @@ pub(crate) fn claim_record(
     thread: usize,
     partitions: Option<&[(String, i32)]>,
     timestamp: i64,
-) -> Result<EncodedRecord> {
+) -> Result<EncodedRecord<'static>> {
     let value = partitions
         .map(serde_json::to_vec)
         .transpose()
         .map_err(|e| StreamsError::Internal(format!("encoding a metadata claim: {e}")))?;
     Ok(EncodedRecord {
-        topic: metadata_topic(application_id),
+        topic: Cow::Owned(metadata_topic(application_id)),
         partition: Some(0),
-        key: Some(format!("{host}#{thread}").into_bytes()),
-        value,
+        key: Some(Cow::Owned(format!("{host}#{thread}").into_bytes())),
+        value: value.map(Cow::Owned),
         timestamp,
-        headers: Headers::new(),
+        headers: Cow::Owned(Headers::new()),
     })
 }
 

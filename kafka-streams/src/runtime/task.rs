@@ -14,6 +14,7 @@
 //! changelogs being replayed; input buffered, nothing processed) → `Running` →
 //! `Closed`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -88,6 +89,11 @@ struct PartitionQueue {
     codec: Arc<dyn SourceCodec>,
     records: VecDeque<Queued>,
     partition_time: i64,
+    /// The next offset to commit, once a record of the partition was processed.
+    next_offset: Option<i64>,
+    /// The processor context's metadata, reused so that no record copies the topic
+    /// name.
+    metadata: RecordMetadata,
 }
 
 impl PartitionQueue {
@@ -123,7 +129,6 @@ pub(crate) struct StreamTask {
     stores: StoreMap,
     pending: Vec<(usize, ErasedRecord)>,
     stack: Vec<(usize, ErasedRecord)>,
-    offsets: BTreeMap<TopicPartition, i64>,
     commit_needed: bool,
     /// Changelog records the task's stores wrote, waiting to go to the collector.
     changelog: RecordingChangelogWriter,
@@ -160,15 +165,19 @@ impl StreamTask {
             let kind = match &def.kind {
                 NodeKindDef::Source { topics, codec } => {
                     for t in topics {
+                        let topic = topology.resolve_topic(&env.application_id, t);
                         queues.push(PartitionQueue {
-                            tp: TopicPartition::new(
-                                topology.resolve_topic(&env.application_id, t),
-                                partition,
-                            ),
+                            tp: TopicPartition::new(topic.clone(), partition),
                             source: l,
                             codec: codec.clone(),
                             records: VecDeque::new(),
                             partition_time: i64::MIN,
+                            next_offset: None,
+                            metadata: RecordMetadata {
+                                topic,
+                                partition,
+                                offset: -1,
+                            },
                         });
                     }
                     RuntimeKind::Source
@@ -226,7 +235,6 @@ impl StreamTask {
             stores,
             pending: Vec::new(),
             stack: Vec::new(),
-            offsets: BTreeMap::new(),
             commit_needed: false,
             changelog: RecordingChangelogWriter::new(),
             current_timestamp: 0,
@@ -443,19 +451,19 @@ impl StreamTask {
                             format!("{} deserialization failed: {}", err.field, err.source),
                         );
                         headers.insert(DLQ_HEADER_APPLICATION, self.env.application_id.as_bytes());
-                        let origin = RecordOrigin {
+                        let origin = RecordMetadata {
                             topic: raw.topic.to_owned(),
                             partition: raw.partition,
                             offset: raw.offset,
                         };
                         collector.send(
                             EncodedRecord {
-                                topic,
+                                topic: Cow::Owned(topic),
                                 partition: None,
-                                key: raw.key.map(<[u8]>::to_vec),
-                                value: raw.value.map(<[u8]>::to_vec),
+                                key: raw.key.map(Cow::Borrowed),
+                                value: raw.value.map(Cow::Borrowed),
                                 timestamp: raw.timestamp.max(0),
-                                headers,
+                                headers: Cow::Owned(headers),
                             },
                             "",
                             Some(&origin),
@@ -503,27 +511,32 @@ impl StreamTask {
         let Some(queued) = queue.records.pop_front() else {
             return Ok(false);
         };
-        let tp = queue.tp.clone();
         let source = queue.source;
-        self.offsets.insert(tp.clone(), queued.offset + 1);
+        queue.next_offset = Some(queued.offset + 1);
         self.commit_needed = true;
         let Some(record) = queued.record else {
             return Ok(true);
         };
+        let mut metadata = std::mem::replace(
+            &mut queue.metadata,
+            RecordMetadata {
+                topic: String::new(),
+                partition: -1,
+                offset: -1,
+            },
+        );
+        metadata.offset = queued.offset;
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
-        let metadata = RecordMetadata {
-            topic: tp.topic,
-            partition: tp.partition,
-            offset: queued.offset,
-        };
-        self.run(
+        let result = self.run(
             source,
             Step::Process(record),
             Some(&metadata),
             collector,
             wall_clock,
-        )?;
+        );
+        self.queues[qi].metadata = metadata;
+        result?;
         self.env.metrics.processed();
         Ok(true)
     }
@@ -619,13 +632,7 @@ impl StreamTask {
                     HandlerResponse::Fail => Err(StreamsError::Processing {
                         node,
                         task: self.id.to_string(),
-                        origin: metadata.map(|m| {
-                            Box::new(RecordOrigin {
-                                topic: m.topic.clone(),
-                                partition: m.partition,
-                                offset: m.offset,
-                            })
-                        }),
+                        origin: metadata.map(|m| Box::new(RecordOrigin::from(m))),
                         source: error,
                     }),
                 }
@@ -653,11 +660,6 @@ impl StreamTask {
             forwarded,
             ..
         } = self;
-        let origin = metadata.map(|m| RecordOrigin {
-            topic: m.topic.clone(),
-            partition: m.partition,
-            offset: m.offset,
-        });
         let mut next = Some((start, step));
         while let Some((idx, step)) = next.take() {
             let RuntimeNode {
@@ -727,10 +729,10 @@ impl StreamTask {
                         })?;
                 }
                 (RuntimeKind::Sink { topic, codec }, Step::Process(record)) => {
-                    match codec.encode(record, topic.as_deref(), &env.blocker) {
+                    match codec.encode(&record, topic.as_deref(), &env.blocker) {
                         Ok(encoded) => {
                             collector
-                                .send(encoded, name, origin.as_ref())
+                                .send(encoded, name, metadata)
                                 .map_err(Failure::Fatal)?;
                             env.metrics.produced();
                         }
@@ -738,7 +740,7 @@ impl StreamTask {
                             let context = ProductionErrorContext {
                                 topic: topic.clone(),
                                 node: name.clone(),
-                                origin: origin.clone(),
+                                origin: metadata.map(RecordOrigin::from),
                             };
                             let reason = format!("serialization failed: {source}");
                             match env.config.production_handler.handle(&context, &reason) {
@@ -747,7 +749,7 @@ impl StreamTask {
                                     return Err(Failure::Fatal(StreamsError::Production {
                                         topic,
                                         node: name.clone(),
-                                        origin: origin.clone().map(Box::new),
+                                        origin: metadata.map(|m| Box::new(RecordOrigin::from(m))),
                                         reason,
                                         retriable: false,
                                     }))
@@ -808,7 +810,11 @@ impl StreamTask {
         }
         self.send_changelog(collector)?;
         if self.commit_needed {
-            Ok(self.offsets.clone())
+            Ok(self
+                .queues
+                .iter()
+                .filter_map(|q| q.next_offset.map(|o| (q.tp.clone(), o)))
+                .collect())
         } else {
             Ok(BTreeMap::new())
         }
@@ -821,12 +827,12 @@ impl StreamTask {
         for logged in self.changelog.take() {
             collector.send(
                 EncodedRecord {
-                    topic: logged.topic,
+                    topic: Cow::Owned(logged.topic),
                     partition: Some(logged.partition),
-                    key: Some(logged.key),
-                    value: logged.value,
+                    key: Some(Cow::Owned(logged.key)),
+                    value: logged.value.map(Cow::Owned),
                     timestamp: self.current_timestamp.max(0),
-                    headers: kafka_client::Headers::new(),
+                    headers: Cow::Owned(kafka_client::Headers::new()),
                 },
                 "changelog",
                 None,

@@ -32,8 +32,8 @@ use std::time::Duration;
 use kafka_client::serde::{DefaultSerde, Deserializer, MessageField, SerdeContext, Serializer};
 use kafka_client::{ClientConfig, Headers, TopicPartition};
 
-use crate::error::{RecordOrigin, Result, StreamsError};
-use crate::processor::PunctuationType;
+use crate::error::{Result, StreamsError};
+use crate::processor::{PunctuationType, RecordMetadata};
 use crate::runtime::task::{StreamTask, TaskEnv};
 use crate::runtime::{
     commit_tasks, MetricsSnapshot, OffsetCommitter, RecordCollector, StreamsConfig, StreamsMetrics,
@@ -75,17 +75,17 @@ impl<K, V> TestRecord<K, V> {
 
 #[derive(Default)]
 struct MemoryCollector {
-    produced: Vec<EncodedRecord>,
+    produced: Vec<EncodedRecord<'static>>,
 }
 
 impl RecordCollector for MemoryCollector {
     fn send(
         &mut self,
-        record: EncodedRecord,
+        record: EncodedRecord<'_>,
         _node: &str,
-        _origin: Option<&RecordOrigin>,
+        _origin: Option<&RecordMetadata>,
     ) -> Result<()> {
-        self.produced.push(record);
+        self.produced.push(record.into_owned());
         Ok(())
     }
 
@@ -113,7 +113,7 @@ struct DriverState {
     globals: HashMap<String, crate::runtime::global::SharedGlobalStore>,
     task_of_topic: HashMap<String, usize>,
     next_offset: HashMap<String, i64>,
-    outputs: HashMap<String, VecDeque<EncodedRecord>>,
+    outputs: HashMap<String, VecDeque<EncodedRecord<'static>>>,
     collector: MemoryCollector,
     committer: MemoryCommitter,
     metrics: Arc<StreamsMetrics>,
@@ -171,8 +171,11 @@ impl DriverState {
             let produced = std::mem::take(&mut self.collector.produced);
             for record in produced {
                 progressed = true;
-                if let Some(&t) = self.task_of_topic.get(&record.topic) {
-                    let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
+                if let Some(&t) = self.task_of_topic.get(record.topic.as_ref()) {
+                    let offset = self
+                        .next_offset
+                        .entry(record.topic.to_string())
+                        .or_insert(0);
                     let raw = RawRecord {
                         topic: &record.topic,
                         partition: 0,
@@ -180,13 +183,13 @@ impl DriverState {
                         timestamp: record.timestamp,
                         key: record.key.as_deref(),
                         value: record.value.as_deref(),
-                        headers: record.headers.clone(),
+                        headers: record.headers.clone().into_owned(),
                     };
                     *offset += 1;
                     self.tasks[t].add_record(raw, &mut self.collector)?;
                 }
                 self.outputs
-                    .entry(record.topic.clone())
+                    .entry(record.topic.to_string())
                     .or_default()
                     .push_back(record);
             }
@@ -204,8 +207,11 @@ impl DriverState {
         // flushed) become visible in their topics.
         let mut fed = false;
         for record in std::mem::take(&mut self.collector.produced) {
-            if let Some(&t) = self.task_of_topic.get(&record.topic) {
-                let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
+            if let Some(&t) = self.task_of_topic.get(record.topic.as_ref()) {
+                let offset = self
+                    .next_offset
+                    .entry(record.topic.to_string())
+                    .or_insert(0);
                 let raw = RawRecord {
                     topic: &record.topic,
                     partition: 0,
@@ -213,14 +219,14 @@ impl DriverState {
                     timestamp: record.timestamp,
                     key: record.key.as_deref(),
                     value: record.value.as_deref(),
-                    headers: record.headers.clone(),
+                    headers: record.headers.clone().into_owned(),
                 };
                 *offset += 1;
                 self.tasks[t].add_record(raw, &mut self.collector)?;
                 fed = true;
             }
             self.outputs
-                .entry(record.topic.clone())
+                .entry(record.topic.to_string())
                 .or_default()
                 .push_back(record);
         }
@@ -657,7 +663,7 @@ impl<K, V> TestOutputTopic<K, V> {
             key,
             value,
             timestamp: r.timestamp,
-            headers: r.headers,
+            headers: r.headers.into_owned(),
         }))
     }
 

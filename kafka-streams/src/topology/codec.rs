@@ -2,6 +2,7 @@
 //! (then erased) records, sink nodes encode them back, both through kafka-client's
 //! `Serializer` / `Deserializer` traits, the SDK's only codec path.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -120,17 +121,34 @@ impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
     }
 }
 
-/// A record ready to produce.
+/// A record ready to produce. Sinks borrow topic, key, value and headers from the
+/// record being processed where the serializer allows it (no per-record copy on the
+/// way to librdkafka, which copies them itself); [`EncodedRecord::into_owned`] keeps
+/// one (the test driver's output topics).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EncodedRecord {
-    pub topic: String,
+pub(crate) struct EncodedRecord<'a> {
+    pub topic: Cow<'a, str>,
     /// Explicit partition (changelog records go to their task's partition); `None`
     /// lets the producer's partitioner choose by key.
     pub partition: Option<i32>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Cow<'a, [u8]>>,
+    pub value: Option<Cow<'a, [u8]>>,
     pub timestamp: i64,
-    pub headers: Headers,
+    pub headers: Cow<'a, Headers>,
+}
+
+impl EncodedRecord<'_> {
+    /// The same record, owning its parts.
+    pub fn into_owned(self) -> EncodedRecord<'static> {
+        EncodedRecord {
+            topic: Cow::Owned(self.topic.into_owned()),
+            partition: self.partition,
+            key: self.key.map(|k| Cow::Owned(k.into_owned())),
+            value: self.value.map(|v| Cow::Owned(v.into_owned())),
+            timestamp: self.timestamp,
+            headers: Cow::Owned(self.headers.into_owned()),
+        }
+    }
 }
 
 /// Why a record could not be encoded.
@@ -143,12 +161,12 @@ pub(crate) enum EncodeError {
 /// Encodes records for one sink node.
 pub(crate) trait SinkCodec: Send + Sync {
     /// `topic` is the resolved fixed topic, `None` when the sink picks one per record.
-    fn encode(
+    fn encode<'a>(
         &self,
-        record: ErasedRecord,
-        topic: Option<&str>,
+        record: &'a ErasedRecord,
+        topic: Option<&'a str>,
         blocker: &Blocker,
-    ) -> Result<EncodedRecord, EncodeError>;
+    ) -> Result<EncodedRecord<'a>, EncodeError>;
 }
 
 /// Chooses the topic of each record (Kafka's `TopicNameExtractor`).
@@ -161,16 +179,16 @@ pub(crate) struct TypedSink<K, V> {
 }
 
 impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
-    fn encode(
+    fn encode<'a>(
         &self,
-        record: ErasedRecord,
-        topic: Option<&str>,
+        record: &'a ErasedRecord,
+        topic: Option<&'a str>,
         blocker: &Blocker,
-    ) -> Result<EncodedRecord, EncodeError> {
+    ) -> Result<EncodedRecord<'a>, EncodeError> {
         let (key, value) = record.parts::<K, V>().map_err(EncodeError::Internal)?;
-        let topic = match (topic, &self.extractor) {
-            (Some(t), _) => t.to_owned(),
-            (None, Some(extract)) => extract(key, value),
+        let topic: Cow<'a, str> = match (topic, &self.extractor) {
+            (Some(t), _) => Cow::Borrowed(t),
+            (None, Some(extract)) => Cow::Owned(extract(key, value)),
             (None, None) => {
                 return Err(EncodeError::Internal(
                     "sink has neither a topic nor a topic extractor".into(),
@@ -178,26 +196,29 @@ impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
             }
         };
         let serde_err = |source| EncodeError::Serde {
-            topic: topic.clone(),
+            topic: topic.to_string(),
             source,
         };
         let kctx = SerdeContext::new(&topic, MessageField::Key, &record.headers);
         blocker
             .prepare(self.key.prepare(key, &kctx))
             .map_err(serde_err)?;
-        let key_bytes = self.key.serialize(key, &kctx).map_err(serde_err)?;
+        let key_bytes = self.key.serialize_borrowed(key, &kctx).map_err(serde_err)?;
         let vctx = SerdeContext::new(&topic, MessageField::Value, &record.headers);
         blocker
             .prepare(self.value.prepare(value, &vctx))
             .map_err(serde_err)?;
-        let value_bytes = self.value.serialize(value, &vctx).map_err(serde_err)?;
+        let value_bytes = self
+            .value
+            .serialize_borrowed(value, &vctx)
+            .map_err(serde_err)?;
         Ok(EncodedRecord {
             topic,
             partition: None,
             key: key_bytes,
             value: value_bytes,
             timestamp: record.timestamp,
-            headers: record.headers,
+            headers: Cow::Borrowed(&record.headers),
         })
     }
 }
