@@ -2,7 +2,7 @@
 //! timing and ratio reporting, and the raw rdkafka consume->produce passthrough the
 //! streams benchmarks compare against.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,18 +174,148 @@ pub fn records_in(probe: &BaseConsumer, topic: &str, partitions: i32) -> anyhow:
     Ok(total)
 }
 
+/// One run timed two ways, both ending when the last record is out:
+/// - `total`: from the start (client creation, group join, first fetch);
+/// - `steady`: from the first moment the output held records, over the records
+///   written after it. This is the throughput once running, without the start-up,
+///   which differs between a bare consumer and a streams app (internal clients,
+///   topic checks) and would otherwise dominate runs of a few seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// From the start to the last record.
+    pub total: Rate,
+    /// From the first output seen to the last record.
+    pub steady: Rate,
+}
+
+impl Timings {
+    /// Logs one finished run of `side` in `round`.
+    pub fn log(&self, round: usize, side: &str) {
+        tracing::info!(
+            round,
+            side,
+            steady_rate = self.steady.per_second() as u64,
+            total_rate = self.total.per_second() as u64,
+            secs = self.total.elapsed.as_secs_f64(),
+            "run done"
+        );
+    }
+}
+
+/// Polls the high watermarks of `output` (every 5 ms) until they add up to
+/// `expected`, and times the run from `started` both ways (see [`Timings`]).
+/// `check` runs before each poll; its error (the app under test failed) ends the
+/// watch.
+pub fn watch_output(
+    probe: &BaseConsumer,
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    started: Instant,
+    deadline: Instant,
+    mut check: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Timings> {
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last_log = Instant::now();
+    loop {
+        check()?;
+        let written = records_in(probe, output, partitions)?;
+        let now = Instant::now();
+        if first.is_none() && written > 0 {
+            first = Some((now, written));
+        }
+        if written >= expected {
+            if written > expected {
+                tracing::warn!(
+                    output,
+                    written,
+                    expected,
+                    "the output holds more records than the input"
+                );
+            }
+            let total = Rate {
+                records: expected,
+                elapsed: now - started,
+            };
+            let steady = match first {
+                Some((at, seen)) if seen < expected => Rate {
+                    records: expected - seen,
+                    elapsed: now - at,
+                },
+                _ => total,
+            };
+            return Ok(Timings { total, steady });
+        }
+        anyhow::ensure!(
+            now < deadline,
+            "timed out: {written} of {expected} records in {output}"
+        );
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(output, written, expected, "run in progress");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Raw passthrough: a `BaseConsumer` with a fresh group reads `input` from the
-/// beginning and a `BaseProducer` sends every record unchanged to `output`, until
-/// `expected` records are acknowledged. Blocking.
+/// beginning and a `BaseProducer` sends every record unchanged to `output` (on a
+/// thread of its own), timed by [`watch_output`] as the streams apps are. Blocking.
 pub fn raw_passthrough(
     config: &ClientConfig,
     input: &str,
     output: &str,
+    partitions: i32,
     expected: u64,
     timeout: Duration,
-) -> anyhow::Result<Rate> {
+) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let deadline = started + timeout;
+    let probe: BaseConsumer = config.to_rdkafka().create()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (config, input, output) = (config.clone(), input.to_owned(), output.to_owned());
+        let (stop, failed) = (stop.clone(), failed.clone());
+        std::thread::spawn(move || {
+            let result = passthrough_loop(&config, &input, &output, expected, deadline, &stop);
+            failed.store(result.is_err(), Ordering::Relaxed);
+            result
+        })
+    };
+    let watched = watch_output(
+        &probe,
+        output,
+        partitions,
+        expected,
+        started,
+        deadline,
+        || {
+            anyhow::ensure!(
+                !failed.load(Ordering::Relaxed),
+                "the raw passthrough failed"
+            );
+            Ok(())
+        },
+    );
+    stop.store(true, Ordering::Relaxed);
+    let worked = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the raw passthrough thread panicked"))?;
+    worked?;
+    watched
+}
+
+/// The raw passthrough's consume -> produce loop, until `expected` records are
+/// acknowledged (or `stop`).
+fn passthrough_loop(
+    config: &ClientConfig,
+    input: &str,
+    output: &str,
+    expected: u64,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let delivered = Arc::new(AtomicU64::new(0));
     let producer: BaseProducer<Counting> = streams_producer_settings(config)
         .to_rdkafka()
@@ -199,7 +329,7 @@ pub fn raw_passthrough(
         .create()?;
     consumer.subscribe(&[input])?;
     let mut consumed = 0_u64;
-    while delivered.load(Ordering::Relaxed) < expected {
+    while delivered.load(Ordering::Relaxed) < expected && !stop.load(Ordering::Relaxed) {
         anyhow::ensure!(
             Instant::now() < deadline,
             "raw passthrough timed out: {} of {expected} acknowledged",
@@ -233,10 +363,6 @@ pub fn raw_passthrough(
             }
         }
     }
-    let elapsed = started.elapsed();
     producer.flush(Duration::from_secs(30))?;
-    Ok(Rate {
-        records: delivered.load(Ordering::Relaxed),
-        elapsed,
-    })
+    Ok(())
 }

@@ -257,12 +257,85 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             partition = tracing::field::Empty,
             offset = tracing::field::Empty
         );
-        let result = self.send_inner(record).instrument(span.clone()).await;
+        // Common case first, synchronously: serializers without async preparation
+        // and room in librdkafka's queue. What stays alive until the report is then
+        // only the record and the report's receiver, so that many sends in flight
+        // stay small. Anything else takes the general path, boxed for the same
+        // reason.
+        let result = match span.in_scope(|| self.try_enqueue(&record)) {
+            Some(report) => Self::await_report(record, report).await,
+            None => {
+                Box::pin(self.send_inner(record))
+                    .instrument(span.clone())
+                    .await
+            }
+        };
         if let Ok(meta) = &result {
             span.record("partition", meta.partition);
             span.record("offset", meta.offset);
         }
         result
+    }
+
+    /// Serializes and enqueues `record` without waiting; `None` when that needs
+    /// waiting (a serializer's async preparation, a full queue) or failed, which the
+    /// general path then handles and reports.
+    fn try_enqueue(
+        &self,
+        record: &ProducerRecord<K, V>,
+    ) -> Option<oneshot::Receiver<DeliveryOutcome>> {
+        let shared = &self.shared;
+        let key_ctx = SerdeContext::new(&record.topic, MessageField::Key, &record.headers);
+        let value_ctx = SerdeContext::new(&record.topic, MessageField::Value, &record.headers);
+        if shared
+            .key_serializer
+            .prepare(&record.key, &key_ctx)
+            .is_some()
+            || shared
+                .value_serializer
+                .prepare(&record.value, &value_ctx)
+                .is_some()
+        {
+            return None;
+        }
+        let key = shared
+            .key_serializer
+            .serialize_borrowed(&record.key, &key_ctx)
+            .ok()?;
+        let value = shared
+            .value_serializer
+            .serialize_borrowed(&record.value, &value_ctx)
+            .ok()?;
+        let (tx, rx) = oneshot::channel::<DeliveryOutcome>();
+        let mut base = BaseRecord::with_opaque_to(&record.topic, Box::new(Completion::One(tx)));
+        base.key = key.as_deref();
+        base.payload = value.as_deref();
+        base.partition = record.partition;
+        base.timestamp = record.timestamp;
+        base.headers = record.headers.to_rdkafka();
+        shared.producer.send(base).ok().map(|()| rx)
+    }
+
+    /// Waits for the delivery report of an enqueued record.
+    async fn await_report(
+        record: ProducerRecord<K, V>,
+        report: oneshot::Receiver<DeliveryOutcome>,
+    ) -> std::result::Result<RecordMetadata, SendError<K, V>> {
+        let outcome = report.await.unwrap_or_else(|_| {
+            Err(KafkaError::Canceled) // the producer was torn down before the report
+        });
+        match outcome {
+            Ok((partition, offset, timestamp)) => Ok(RecordMetadata {
+                topic: record.topic,
+                partition,
+                offset,
+                timestamp: timestamp_parts(timestamp).0,
+            }),
+            Err(e) => Err(SendError {
+                record,
+                kind: SendErrorKind::Kafka(e),
+            }),
+        }
     }
 
     async fn send_inner(
@@ -287,19 +360,8 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 Box::new(Completion::One(tx)),
             )
             .await;
-        let outcome = match enqueued {
-            Ok(()) => rx.await.unwrap_or_else(|_| {
-                Err(KafkaError::Canceled) // the producer was torn down before the report
-            }),
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok((partition, offset, timestamp)) => Ok(RecordMetadata {
-                topic: record.topic,
-                partition,
-                offset,
-                timestamp: timestamp_parts(timestamp).0,
-            }),
+        match enqueued {
+            Ok(()) => Self::await_report(record, rx).await,
             Err(e) => Err(SendError {
                 record,
                 kind: SendErrorKind::Kafka(e),

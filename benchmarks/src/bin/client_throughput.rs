@@ -8,24 +8,28 @@
 //! - Consumer: `Consumer<String, String>` (`recv().await`, UTF-8 decoding, owned
 //!   records) against rdkafka's `BaseConsumer` poll loop over the same topic.
 //!
-//! Runs alternate (raw, typed, raw, typed, ...) and the medians are compared.
+//! Each round runs every side once, in an order that rotates between rounds, and the
+//! medians are compared. Producers are timed from creation to the last delivery;
+//! consumers from the first record to the last (steady state, the figure the target
+//! applies to) and from creation (also printed).
 //!
 //! ```text
-//! bash scripts/bench.sh client_throughput -- --records 200000 --rounds 3
+//! bash scripts/bench.sh client_throughput -- --records 1000000 --rounds 3
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::StreamExt;
-use kafka_benchmarks::{broker_config, create_topic, init_tracing, report, timed, unique, Rate};
-use kafka_client::rdkafka::client::ClientContext;
+use kafka_benchmarks::{
+    broker_config, create_topic, init_tracing, median, report, timed, unique, Counting, Rate,
+    Timings,
+};
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
-use kafka_client::rdkafka::message::DeliveryResult;
 use kafka_client::rdkafka::producer::{
-    BaseRecord, FutureProducer, FutureRecord, Producer as _, ProducerContext, ThreadedProducer,
+    BaseRecord, FutureProducer, FutureRecord, Producer as _, ThreadedProducer,
 };
 use kafka_client::rdkafka::util::Timeout;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
@@ -36,7 +40,7 @@ use kafka_client::{
 #[derive(Parser, Debug)]
 struct Args {
     /// Records per run.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
@@ -50,20 +54,6 @@ struct Args {
     /// Sends in flight at once for the typed producer.
     #[arg(long, default_value_t = 50_000)]
     window: usize,
-}
-
-/// Counts acknowledged deliveries, for the raw producer.
-struct Counting(Arc<AtomicU64>);
-
-impl ClientContext for Counting {}
-
-impl ProducerContext for Counting {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_ok() {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 fn producer_settings(config: &ClientConfig) -> ClientConfig {
@@ -198,29 +188,49 @@ fn consumer_settings(config: &ClientConfig) -> ClientConfig {
         .set("fetch.wait.max.ms", "10")
 }
 
+/// Times a consumer run both ways: from `started` (client creation and first fetch
+/// included) and from the first record to the last.
+fn consume_timings(started: Instant, first: Option<Instant>, count: u64) -> Timings {
+    let done = Instant::now();
+    let total = Rate {
+        records: count,
+        elapsed: done - started,
+    };
+    let steady = match first {
+        Some(first) if count > 1 => Rate {
+            records: count - 1,
+            elapsed: done - first,
+        },
+        _ => total,
+    };
+    Timings { total, steady }
+}
+
 async fn raw_consume(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
     expected: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Timings> {
+    let started = Instant::now();
     let consumer: BaseConsumer = consumer_settings(config).to_rdkafka().create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let (mut count, mut bytes) = (0_u64, 0_usize);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Timings> {
+        let (mut count, mut bytes, mut first) = (0_u64, 0_usize, None);
         while count < expected {
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message?;
+                first.get_or_insert_with(Instant::now);
                 bytes += message.payload().map_or(0, <[u8]>::len);
                 count += 1;
             }
         }
         anyhow::ensure!(bytes > 0, "no payload bytes read");
-        Ok(count)
+        Ok(consume_timings(started, first, count))
     })
     .await?
 }
@@ -230,20 +240,22 @@ async fn typed_consume(
     topic: &str,
     partitions: i32,
     expected: u64,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Timings> {
+    let started = Instant::now();
     let consumer: Consumer<String, String> = Consumer::new(&consumer_settings(config))?;
     let assignment: Vec<_> = (0..partitions)
         .map(|p| (TopicPartition::new(topic, p), TypedOffset::Beginning))
         .collect();
     consumer.assign(&assignment)?;
-    let (mut count, mut bytes) = (0_u64, 0_usize);
+    let (mut count, mut bytes, mut first) = (0_u64, 0_usize, None);
     while count < expected {
         let record = consumer.recv().await?;
+        first.get_or_insert_with(Instant::now);
         bytes += record.value.len();
         count += 1;
     }
     anyhow::ensure!(bytes > 0, "no payload bytes read");
-    Ok(count)
+    Ok(consume_timings(started, first, count))
 }
 
 #[tokio::main]
@@ -261,94 +273,87 @@ async fn main() -> anyhow::Result<()> {
         config.get("bootstrap.servers").unwrap_or("?")
     );
 
-    let (mut raw_p, mut typed_p): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
-    let mut future_p: Vec<Rate> = Vec::new();
-    let mut batch_p: Vec<Rate> = Vec::new();
+    // Each round runs every side once; the order rotates between rounds so that no
+    // side always meets a broker that has just taken the others' writes.
+    const PRODUCERS: [&str; 4] = ["raw", "raw-future", "typed", "typed-batch"];
+    let mut produced: [Vec<Rate>; 4] = Default::default();
     let mut filled_topic = None;
     for round in 0..args.rounds {
-        let raw_topic = unique("bench-raw-produce");
-        create_topic(&config, &raw_topic, args.partitions).await?;
-        let rate = timed(|| raw_produce(&config, &raw_topic, &keys, &value)).await?;
-        tracing::info!(
-            round,
-            side = "raw",
-            rate = rate.per_second() as u64,
-            "produce run done"
-        );
-        raw_p.push(rate);
-
-        let future_topic = unique("bench-future-produce");
-        create_topic(&config, &future_topic, args.partitions).await?;
-        let rate = timed(|| raw_future_produce(&config, &future_topic, &keys, &value, args.window))
-            .await?;
-        tracing::info!(
-            round,
-            side = "raw-future",
-            rate = rate.per_second() as u64,
-            "produce run done"
-        );
-        future_p.push(rate);
-
-        let typed_topic = unique("bench-typed-produce");
-        create_topic(&config, &typed_topic, args.partitions).await?;
-        let rate =
-            timed(|| typed_produce(&config, &typed_topic, &keys, &value, args.window)).await?;
-        tracing::info!(
-            round,
-            side = "typed",
-            rate = rate.per_second() as u64,
-            "produce run done"
-        );
-        typed_p.push(rate);
-        filled_topic = Some(typed_topic);
-
-        let batch_topic = unique("bench-typed-batch");
-        create_topic(&config, &batch_topic, args.partitions).await?;
-        let rate =
-            timed(|| typed_produce_batches(&config, &batch_topic, &keys, &value, 10_000)).await?;
-        tracing::info!(
-            round,
-            side = "typed-batch",
-            rate = rate.per_second() as u64,
-            "produce run done"
-        );
-        batch_p.push(rate);
+        for i in 0..PRODUCERS.len() {
+            let side = (round + i) % PRODUCERS.len();
+            let topic = unique(&format!("bench-{}-produce", PRODUCERS[side]));
+            create_topic(&config, &topic, args.partitions).await?;
+            let rate = match side {
+                0 => timed(|| raw_produce(&config, &topic, &keys, &value)).await?,
+                1 => {
+                    timed(|| raw_future_produce(&config, &topic, &keys, &value, args.window))
+                        .await?
+                }
+                2 => timed(|| typed_produce(&config, &topic, &keys, &value, args.window)).await?,
+                _ => {
+                    timed(|| typed_produce_batches(&config, &topic, &keys, &value, 10_000)).await?
+                }
+            };
+            tracing::info!(
+                round,
+                side = PRODUCERS[side],
+                rate = rate.per_second() as u64,
+                "produce run done"
+            );
+            produced[side].push(rate);
+            filled_topic = Some(topic);
+        }
     }
 
     let topic = filled_topic.ok_or_else(|| anyhow::anyhow!("--rounds must be at least 1"))?;
-    let (mut raw_c, mut typed_c): (Vec<Rate>, Vec<Rate>) = (Vec::new(), Vec::new());
+    let (mut raw_c, mut typed_c): (Vec<Timings>, Vec<Timings>) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
-        let rate = timed(|| raw_consume(&config, &topic, args.partitions, args.records)).await?;
-        tracing::info!(
-            round,
-            side = "raw",
-            rate = rate.per_second() as u64,
-            "consume run done"
-        );
-        raw_c.push(rate);
-        let rate = timed(|| typed_consume(&config, &topic, args.partitions, args.records)).await?;
-        tracing::info!(
-            round,
-            side = "typed",
-            rate = rate.per_second() as u64,
-            "consume run done"
-        );
-        typed_c.push(rate);
+        for typed in [round % 2 == 1, round % 2 == 0] {
+            let timings = if typed {
+                typed_consume(&config, &topic, args.partitions, args.records).await?
+            } else {
+                raw_consume(&config, &topic, args.partitions, args.records).await?
+            };
+            tracing::info!(
+                round,
+                side = if typed { "typed" } else { "raw" },
+                steady_rate = timings.steady.per_second() as u64,
+                total_rate = timings.total.per_second() as u64,
+                "consume run done"
+            );
+            if typed {
+                typed_c.push(timings);
+            } else {
+                raw_c.push(timings);
+            }
+        }
     }
 
-    report("producer (typed / raw callback)", &typed_p, &raw_p, 0.95);
+    let [raw_p, future_p, typed_p, batch_p] = &produced;
+    report("producer (typed / raw callback)", typed_p, raw_p, 0.95);
     report(
         "producer (typed / raw FutureProducer)",
-        &typed_p,
-        &future_p,
+        typed_p,
+        future_p,
         0.95,
     );
     report(
         "producer (typed send_batch / raw callback)",
-        &batch_p,
-        &raw_p,
+        batch_p,
+        raw_p,
         0.95,
     );
-    report("consumer (typed / raw)", &typed_c, &raw_c, 0.9);
+    let steady = |t: &[Timings]| t.iter().map(|t| t.steady).collect::<Vec<_>>();
+    let total = |t: &[Timings]| t.iter().map(|t| t.total).collect::<Vec<_>>();
+    report(
+        "consumer (typed / raw), steady state",
+        &steady(&typed_c),
+        &steady(&raw_c),
+        0.9,
+    );
+    println!(
+        "consumer (typed / raw), from creation: ratio {:.3}",
+        median(&total(&typed_c)) / median(&total(&raw_c))
+    );
     Ok(())
 }
