@@ -189,6 +189,16 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// The steady-state rates of `runs`.
+    pub fn steady(runs: &[Timings]) -> Vec<Rate> {
+        runs.iter().map(|t| t.steady).collect()
+    }
+
+    /// The from-the-start rates of `runs`.
+    pub fn total(runs: &[Timings]) -> Vec<Rate> {
+        runs.iter().map(|t| t.total).collect()
+    }
+
     /// Logs one finished run of `side` in `round`.
     pub fn log(&self, round: usize, side: &str) {
         tracing::info!(

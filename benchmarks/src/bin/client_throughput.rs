@@ -314,12 +314,13 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 raw_consume(&config, &topic, args.partitions, args.records).await?
             };
-            tracing::info!(
+            timings.log(
                 round,
-                side = if typed { "typed" } else { "raw" },
-                steady_rate = timings.steady.per_second() as u64,
-                total_rate = timings.total.per_second() as u64,
-                "consume run done"
+                if typed {
+                    "typed consume"
+                } else {
+                    "raw consume"
+                },
             );
             if typed {
                 typed_c.push(timings);
@@ -343,17 +344,15 @@ async fn main() -> anyhow::Result<()> {
         raw_p,
         0.95,
     );
-    let steady = |t: &[Timings]| t.iter().map(|t| t.steady).collect::<Vec<_>>();
-    let total = |t: &[Timings]| t.iter().map(|t| t.total).collect::<Vec<_>>();
     report(
         "consumer (typed / raw), steady state",
-        &steady(&typed_c),
-        &steady(&raw_c),
+        &Timings::steady(&typed_c),
+        &Timings::steady(&raw_c),
         0.9,
     );
     println!(
         "consumer (typed / raw), from creation: ratio {:.3}",
-        median(&total(&typed_c)) / median(&total(&raw_c))
+        median(&Timings::total(&typed_c)) / median(&Timings::total(&raw_c))
     );
     Ok(())
 }

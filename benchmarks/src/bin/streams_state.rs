@@ -777,16 +777,14 @@ async fn main() -> anyhow::Result<()> {
             line("restore", &restores[round])
         );
     }
-    let steady = |t: &[Timings]| t.iter().map(|t| t.steady).collect::<Vec<_>>();
-    let total = |t: &[Timings]| t.iter().map(|t| t.total).collect::<Vec<_>>();
     let per_word = words as f64 / args.sentences as f64;
     println!(
         "medians, steady: raw passthrough {:.0} rec/s, word count cached {:.0} rec/s ({:.0} words/s), no cache {:.0} rec/s ({:.0} words/s)",
-        median(&steady(&raw)),
-        median(&steady(&counts)),
-        median(&steady(&counts)) * per_word,
-        median(&steady(&uncached)),
-        median(&steady(&uncached)) * per_word,
+        median(&Timings::steady(&raw)),
+        median(&Timings::steady(&counts)),
+        median(&Timings::steady(&counts)) * per_word,
+        median(&Timings::steady(&uncached)),
+        median(&Timings::steady(&uncached)) * per_word,
     );
     println!(
         "medians: raw changelog consume {:.0} rec/s, restore {:.0} rec/s",
@@ -795,17 +793,17 @@ async fn main() -> anyhow::Result<()> {
     );
     report(
         "word count, cached (input records) / raw passthrough, steady state",
-        &steady(&counts),
-        &steady(&raw),
+        &Timings::steady(&counts),
+        &Timings::steady(&raw),
         0.4,
     );
     println!(
         "word count, cached / raw passthrough, from start (start-up included): ratio {:.3}",
-        median(&total(&counts)) / median(&total(&raw))
+        median(&Timings::total(&counts)) / median(&Timings::total(&raw))
     );
     println!(
         "word count, no cache / raw passthrough, steady state: ratio {:.3} (every update to the changelog and the output)",
-        median(&steady(&uncached)) / median(&steady(&raw))
+        median(&Timings::steady(&uncached)) / median(&Timings::steady(&raw))
     );
     report(
         "restore / raw changelog consume",

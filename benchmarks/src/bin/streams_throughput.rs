@@ -247,17 +247,15 @@ async fn main() -> anyhow::Result<()> {
             s.total.elapsed.as_secs_f64()
         );
     }
-    let steady = |t: &[Timings]| t.iter().map(|t| t.steady).collect::<Vec<_>>();
-    let total = |t: &[Timings]| t.iter().map(|t| t.total).collect::<Vec<_>>();
     report(
         "streams / raw passthrough, steady state",
-        &steady(&streams),
-        &steady(&raw),
+        &Timings::steady(&streams),
+        &Timings::steady(&raw),
         0.7,
     );
     println!(
         "streams / raw passthrough, from start (start-up included): ratio {:.3}",
-        median(&total(&streams)) / median(&total(&raw))
+        median(&Timings::total(&streams)) / median(&Timings::total(&raw))
     );
     Ok(())
 }
