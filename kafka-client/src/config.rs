@@ -35,6 +35,17 @@ use crate::error::{Error, Result};
 /// Environment variable naming the bootstrap servers (as in Kafka's images).
 pub const ENV_BOOTSTRAP_SERVERS: &str = "KAFKA_BOOTSTRAP_SERVERS";
 
+/// The `fetch.queue.backoff.ms` this SDK's consumers use unless it is set.
+///
+/// librdkafka stops fetching while its local queue holds more than
+/// `queued.min.messages` (100 000 by default) and checks again only after
+/// `fetch.queue.backoff.ms`, 1 s by default. A consumer that drains 100k records in
+/// well under a second then idles for the rest of it: measured on the test broker, a
+/// typed consumer read 222k records/s with librdkafka's 1 s and 1.46M records/s with
+/// the threshold out of the way. Kafka's Java consumer fetches again as soon as its
+/// buffer drains; re-checking every 10 ms behaves much the same.
+pub const DEFAULT_FETCH_QUEUE_BACKOFF_MS: u64 = 10;
+
 /// Property name fragments whose values are secrets.
 const SECRET_MARKERS: &[&str] = &["password", "secret", "key.pem", "ssl.key", "token"];
 
@@ -491,6 +502,27 @@ impl ClientConfig {
         }
         config.set_log_level(crate::context::rdkafka_log_level());
         config
+    }
+
+    /// These settings with this SDK's consumer defaults filled in where they are
+    /// unset: `fetch.queue.backoff.ms` = [`DEFAULT_FETCH_QUEUE_BACKOFF_MS`]. The typed
+    /// [`Consumer`](crate::Consumer) and kafka-streams' consumers apply it.
+    ///
+    /// ```
+    /// use kafka_client::ClientConfig;
+    ///
+    /// let config = ClientConfig::new("localhost:9092").with_consumer_defaults();
+    /// assert_eq!(config.get("fetch.queue.backoff.ms"), Some("10"));
+    /// let mine = ClientConfig::new("localhost:9092")
+    ///     .set("fetch.queue.backoff.ms", "500")
+    ///     .with_consumer_defaults();
+    /// assert_eq!(mine.get("fetch.queue.backoff.ms"), Some("500"));
+    /// ```
+    pub fn with_consumer_defaults(self) -> Self {
+        self.with_default(
+            "fetch.queue.backoff.ms",
+            &DEFAULT_FETCH_QUEUE_BACKOFF_MS.to_string(),
+        )
     }
 
     pub(crate) fn with_default(self, key: &str, value: &str) -> Self {

@@ -252,10 +252,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         listener: Option<Arc<dyn RebalanceListener>>,
     ) -> Result<Self> {
         config.validate()?;
-        let config = config
-            .clone()
-            .with_default("enable.auto.commit", "false")
-            .with_default("enable.partition.eof", "false");
+        let config = consumer_properties(config);
         let callbacks = ConsumerCallbacks {
             listener,
             events: Mutex::new(None),
@@ -715,4 +712,40 @@ fn offsets_of(tpl: &TopicPartitionList) -> Vec<(TopicPartition, Option<i64>)> {
             (TopicPartition::new(e.topic(), e.partition()), offset)
         })
         .collect()
+}
+
+/// The properties a [`Consumer`] is created with: the user's, plus this SDK's
+/// consumer defaults where unset. Offsets are committed explicitly (or by opting in
+/// to auto-commit), and partition EOF is not an event `recv` returns.
+fn consumer_properties(config: &ClientConfig) -> ClientConfig {
+    config
+        .clone()
+        .with_consumer_defaults()
+        .with_default("enable.auto.commit", "false")
+        .with_default("enable.partition.eof", "false")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_FETCH_QUEUE_BACKOFF_MS;
+
+    #[test]
+    fn consumers_default_to_a_short_fetch_queue_backoff_unless_set() {
+        let defaults = consumer_properties(&ClientConfig::new("localhost:9092"));
+        let expected = DEFAULT_FETCH_QUEUE_BACKOFF_MS.to_string();
+        assert_eq!(
+            defaults.get("fetch.queue.backoff.ms"),
+            Some(expected.as_str())
+        );
+        assert_eq!(defaults.get("enable.auto.commit"), Some("false"));
+
+        let mine = consumer_properties(
+            &ClientConfig::new("localhost:9092")
+                .set("fetch.queue.backoff.ms", "1000")
+                .set("enable.auto.commit", "true"),
+        );
+        assert_eq!(mine.get("fetch.queue.backoff.ms"), Some("1000"));
+        assert_eq!(mine.get("enable.auto.commit"), Some("true"));
+    }
 }

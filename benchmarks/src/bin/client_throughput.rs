@@ -6,7 +6,11 @@
 //! - Producer, batched: `Producer::send_batch` (chunks of 10,000, four in flight)
 //!   against the same raw callback producer.
 //! - Consumer: `Consumer<String, String>` (`recv().await`, UTF-8 decoding, owned
-//!   records) against rdkafka's `BaseConsumer` poll loop over the same topic.
+//!   records) against rdkafka's `BaseConsumer` poll loop over the same topic, which
+//!   reads only the payload (the target applies to this one). Two more raw loops
+//!   show where the difference goes: one also reads each record's headers, as the
+//!   typed consumer must, and one copies each message into an owned
+//!   `OwnedMessage` (`detach`), as a raw user keeping records must.
 //!
 //! Each round runs every side once, in an order that rotates between rounds, and the
 //! medians are compared. Producers are timed from creation to the last delivery;
@@ -28,6 +32,7 @@ use kafka_benchmarks::{
     Timings,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::message::Headers as _;
 use kafka_client::rdkafka::producer::{
     BaseRecord, FutureProducer, FutureRecord, Producer as _, ThreadedProducer,
 };
@@ -206,11 +211,26 @@ fn consume_timings(started: Instant, first: Option<Instant>, count: u64) -> Timi
     Timings { total, steady }
 }
 
+/// What a raw consume loop does with each message.
+#[derive(Debug, Clone, Copy)]
+enum RawWork {
+    /// Reads the payload's length (the baseline the target applies to).
+    Payload,
+    /// Also reads the headers, which librdkafka parses on demand (the typed
+    /// consumer always does, to fill `ConsumerRecord::headers`).
+    Headers,
+    /// Copies the message into rdkafka's `OwnedMessage` (topic, key, payload,
+    /// headers): what a raw user does to keep a record past the next poll, the
+    /// counterpart of the typed consumer's owned `ConsumerRecord`.
+    Detach,
+}
+
 async fn raw_consume(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
     expected: u64,
+    work: RawWork,
 ) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let consumer: BaseConsumer = consumer_settings(config).to_rdkafka().create()?;
@@ -225,7 +245,17 @@ async fn raw_consume(
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message?;
                 first.get_or_insert_with(Instant::now);
-                bytes += message.payload().map_or(0, <[u8]>::len);
+                bytes += match work {
+                    RawWork::Payload => message.payload().map_or(0, <[u8]>::len),
+                    RawWork::Headers => {
+                        message.payload().map_or(0, <[u8]>::len)
+                            + message.headers().map_or(0, |h| h.count())
+                    }
+                    RawWork::Detach => {
+                        let owned = std::hint::black_box(message.detach());
+                        owned.payload().map_or(0, <[u8]>::len)
+                    }
+                };
                 count += 1;
             }
         }
@@ -306,29 +336,30 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let topic = filled_topic.ok_or_else(|| anyhow::anyhow!("--rounds must be at least 1"))?;
-    let (mut raw_c, mut typed_c): (Vec<Timings>, Vec<Timings>) = (Vec::new(), Vec::new());
+    // Four consumer sides: three raw `BaseConsumer` loops doing more and more of
+    // what the typed consumer does, and the typed consumer itself.
+    const CONSUMERS: [&str; 4] = [
+        "raw consume",
+        "raw consume + headers",
+        "raw consume + detach",
+        "typed consume",
+    ];
+    let mut consumed: [Vec<Timings>; 4] = Default::default();
     for round in 0..args.rounds {
-        for typed in [round % 2 == 1, round % 2 == 0] {
-            let timings = if typed {
-                typed_consume(&config, &topic, args.partitions, args.records).await?
-            } else {
-                raw_consume(&config, &topic, args.partitions, args.records).await?
+        for i in 0..CONSUMERS.len() {
+            let side = (round + i) % CONSUMERS.len();
+            let (topic, partitions, n) = (&topic, args.partitions, args.records);
+            let timings = match side {
+                0 => raw_consume(&config, topic, partitions, n, RawWork::Payload).await?,
+                1 => raw_consume(&config, topic, partitions, n, RawWork::Headers).await?,
+                2 => raw_consume(&config, topic, partitions, n, RawWork::Detach).await?,
+                _ => typed_consume(&config, topic, partitions, n).await?,
             };
-            timings.log(
-                round,
-                if typed {
-                    "typed consume"
-                } else {
-                    "raw consume"
-                },
-            );
-            if typed {
-                typed_c.push(timings);
-            } else {
-                raw_c.push(timings);
-            }
+            timings.log(round, CONSUMERS[side]);
+            consumed[side].push(timings);
         }
     }
+    let [raw_c, raw_headers_c, raw_detach_c, typed_c] = &consumed;
 
     let [raw_p, future_p, typed_p, batch_p] = &produced;
     report("producer (typed / raw callback)", typed_p, raw_p, 0.95);
@@ -346,13 +377,21 @@ async fn main() -> anyhow::Result<()> {
     );
     report(
         "consumer (typed / raw), steady state",
-        &Timings::steady(&typed_c),
-        &Timings::steady(&raw_c),
+        &Timings::steady(typed_c),
+        &Timings::steady(raw_c),
         0.9,
     );
     println!(
         "consumer (typed / raw), from creation: ratio {:.3}",
-        median(&Timings::total(&typed_c)) / median(&Timings::total(&raw_c))
+        median(&Timings::total(typed_c)) / median(&Timings::total(raw_c))
+    );
+    let steady = |side: &[Timings]| median(&Timings::steady(side));
+    println!(
+        "consumer, steady state: raw + headers / raw {:.3}; raw + detach / raw {:.3}; typed / raw + headers {:.3}; typed / raw + detach {:.3}",
+        steady(raw_headers_c) / steady(raw_c),
+        steady(raw_detach_c) / steady(raw_c),
+        steady(typed_c) / steady(raw_headers_c),
+        steady(typed_c) / steady(raw_detach_c),
     );
     Ok(())
 }

@@ -142,7 +142,12 @@ pub(crate) fn run_global_thread(
     restored: impl FnOnce(),
 ) -> Result<()> {
     let app = &env.application_id;
-    let mut config = env.config.client.to_rdkafka();
+    let mut config = env
+        .config
+        .client
+        .clone()
+        .with_consumer_defaults()
+        .to_rdkafka();
     config
         .set("group.id", format!("{app}-global-consumer"))
         .set("client.id", format!("{app}-GlobalStreamThread-consumer"))

@@ -824,6 +824,11 @@ impl StreamTask {
     /// task's partition of the changelog topic, stamped with the timestamp of the
     /// record that caused it.
     fn send_changelog(&mut self, collector: &mut dyn RecordCollector) -> Result<()> {
+        // Only the task's stores write changelog records: a stateless task skips
+        // the writer's lock on every record.
+        if self.stores.is_empty() {
+            return Ok(());
+        }
         for logged in self.changelog.take() {
             collector.send(
                 EncodedRecord {

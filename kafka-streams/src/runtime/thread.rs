@@ -236,7 +236,8 @@ pub(crate) fn run_stream_thread(
     let config = &env.config;
     let app = &env.application_id;
     let thread_name = format!("{app}-StreamThread-{index}");
-    let mut consumer_config = config.client.to_rdkafka();
+    let consumer_client = config.client.clone().with_consumer_defaults();
+    let mut consumer_config = consumer_client.to_rdkafka();
     consumer_config
         .set("group.id", app)
         .set("client.id", format!("{thread_name}-consumer"))
@@ -261,7 +262,7 @@ pub(crate) fn run_stream_thread(
         env.metrics.clone(),
     )?;
     let reader = ChangelogReader::new(
-        &config.client.to_rdkafka(),
+        &consumer_client.to_rdkafka(),
         app,
         &thread_name,
         config.restore_listener.clone(),
