@@ -377,7 +377,11 @@ fn running_tasks_keep_processing_while_another_task_restores() {
             .state_dir(dir.path())
             // No record cache: every update is a changelog record, so the changelog
             // is long enough to restore in many batches.
-            .cache_max_bytes(0);
+            .cache_max_bytes(0)
+            // Small restore batches: the changelog must take several batches, each
+            // slowed down by the listener, so that processing visibly overlaps them.
+            .set("restore.consumer.max.poll.records", "2000")
+            .expect("restore batch size");
         if let Some(l) = listener {
             config = config.state_restore_listener(l);
         }

@@ -59,6 +59,8 @@ pub(crate) struct ChangelogReader {
     config: rdkafka::ClientConfig,
     thread: String,
     listener: Option<Arc<dyn StateRestoreListener>>,
+    /// `restore.consumer.max.poll.records`, replacing both default batch limits.
+    max_poll_records: Option<usize>,
     consumer: Option<BaseConsumer>,
     restoring: BTreeMap<(String, i32), PartitionRestore>,
     /// Partitions were registered since the consumer was last assigned.
@@ -74,6 +76,7 @@ impl ChangelogReader {
         application_id: &str,
         thread: &str,
         listener: Option<Arc<dyn StateRestoreListener>>,
+        max_poll_records: Option<usize>,
     ) -> Self {
         let mut config = client.clone();
         config
@@ -87,6 +90,7 @@ impl ChangelogReader {
             config,
             thread: thread.to_owned(),
             listener,
+            max_poll_records,
             consumer: None,
             restoring: BTreeMap::new(),
             reassign: false,
@@ -218,10 +222,10 @@ impl ChangelogReader {
     ) -> Result<Vec<TaskId>> {
         let deadline = Instant::now() + budget;
         let mut done = Vec::new();
-        let batch_limit = if tasks.values().any(StreamTask::is_running) {
-            RESTORE_BATCH_WHILE_RUNNING
-        } else {
-            RESTORE_BATCH
+        let batch_limit = match self.max_poll_records {
+            Some(limit) => limit,
+            None if tasks.values().any(StreamTask::is_running) => RESTORE_BATCH_WHILE_RUNNING,
+            None => RESTORE_BATCH,
         };
         let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_limit);
         while !self.restoring.is_empty() {

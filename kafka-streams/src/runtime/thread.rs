@@ -266,6 +266,7 @@ pub(crate) fn run_stream_thread(
         app,
         &thread_name,
         config.restore_listener.clone(),
+        config.restore_max_poll_records,
     );
     let core = Arc::new(Mutex::new(ThreadCore {
         tasks: BTreeMap::new(),
