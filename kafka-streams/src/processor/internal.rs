@@ -2,7 +2,7 @@
 //! does not know their types.
 //!
 //! A typed [`Processor`] is wrapped in an [`Adapter`] implementing [`ErasedProcessor`];
-//! keys and values travel between nodes as `Box<dyn AnyValue>` and are downcast back
+//! keys and values travel between nodes as [`ErasedValue`]s and are downcast back
 //! at the next typed node. The DSL guarantees the types line up; a mismatch is an
 //! internal error, never a panic.
 
@@ -39,30 +39,104 @@ impl<T: Data> AnyValue for T {
     }
 }
 
+/// Moves the value out of `slot` as a `U`, when `T` is `U` (the check is on
+/// types, resolved at compile time).
+fn take_as<T: 'static, U: 'static>(slot: &mut Option<T>) -> Option<U> {
+    (slot as &mut dyn Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
+}
+
+/// A key or value of erased type. The types most topologies carry (strings,
+/// bytes, `i64` counts, unit) are held inline and the others boxed: every node
+/// erases the records it forwards, and two heap allocations per hop were the
+/// largest cost of a stateless pipeline.
+pub(crate) enum ErasedValue {
+    String(String),
+    Bytes(Vec<u8>),
+    I64(i64),
+    Unit,
+    /// Any other type `T`, as a `Some(T)` (so taking it out needs no extra box).
+    Boxed(Box<dyn AnyValue>),
+}
+
+impl ErasedValue {
+    pub fn new<T: Data>(value: T) -> Self {
+        let mut slot = Some(value);
+        if let Some(v) = take_as::<T, String>(&mut slot) {
+            return ErasedValue::String(v);
+        }
+        if let Some(v) = take_as::<T, Vec<u8>>(&mut slot) {
+            return ErasedValue::Bytes(v);
+        }
+        if let Some(v) = take_as::<T, i64>(&mut slot) {
+            return ErasedValue::I64(v);
+        }
+        if let Some(()) = take_as::<T, ()>(&mut slot) {
+            return ErasedValue::Unit;
+        }
+        ErasedValue::Boxed(Box::new(slot))
+    }
+
+    /// The value as a `T`; `None` when it is of another type.
+    pub fn into_typed<T: Data>(self) -> Option<T> {
+        match self {
+            ErasedValue::String(v) => take_as(&mut Some(v)),
+            ErasedValue::Bytes(v) => take_as(&mut Some(v)),
+            ErasedValue::I64(v) => take_as(&mut Some(v)),
+            ErasedValue::Unit => take_as(&mut Some(())),
+            ErasedValue::Boxed(b) => b.into_any().downcast::<Option<T>>().ok().and_then(|b| *b),
+        }
+    }
+
+    /// A reference to the value as a `T`; `None` when it is of another type.
+    pub fn as_typed<T: 'static>(&self) -> Option<&T> {
+        match self {
+            ErasedValue::String(v) => (v as &dyn Any).downcast_ref(),
+            ErasedValue::Bytes(v) => (v as &dyn Any).downcast_ref(),
+            ErasedValue::I64(v) => (v as &dyn Any).downcast_ref(),
+            ErasedValue::Unit => (&() as &dyn Any).downcast_ref(),
+            ErasedValue::Boxed(b) => b
+                .as_any()
+                .downcast_ref::<Option<T>>()
+                .and_then(Option::as_ref),
+        }
+    }
+}
+
+impl Clone for ErasedValue {
+    fn clone(&self) -> Self {
+        match self {
+            ErasedValue::String(v) => ErasedValue::String(v.clone()),
+            ErasedValue::Bytes(v) => ErasedValue::Bytes(v.clone()),
+            ErasedValue::I64(v) => ErasedValue::I64(*v),
+            ErasedValue::Unit => ErasedValue::Unit,
+            ErasedValue::Boxed(b) => ErasedValue::Boxed(b.clone_box()),
+        }
+    }
+}
+
 /// A record whose key and value types are erased.
+#[derive(Clone)]
 pub(crate) struct ErasedRecord {
-    pub key: Box<dyn AnyValue>,
-    pub value: Box<dyn AnyValue>,
+    pub key: ErasedValue,
+    pub value: ErasedValue,
     pub timestamp: i64,
     pub headers: Headers,
 }
 
-impl Clone for ErasedRecord {
-    fn clone(&self) -> Self {
-        ErasedRecord {
-            key: self.key.clone_box(),
-            value: self.value.clone_box(),
-            timestamp: self.timestamp,
-            headers: self.headers.clone(),
-        }
-    }
+fn mismatch<T>(field: &str) -> String {
+    format!(
+        "{field} is not of type {} (topology type mismatch)",
+        std::any::type_name::<T>()
+    )
 }
 
 impl ErasedRecord {
     pub fn from_record<K: Data, V: Data>(record: Record<K, V>) -> Self {
         ErasedRecord {
-            key: Box::new(record.key),
-            value: Box::new(record.value),
+            key: ErasedValue::new(record.key),
+            value: ErasedValue::new(record.value),
             timestamp: record.timestamp,
             headers: record.headers,
         }
@@ -70,21 +144,17 @@ impl ErasedRecord {
 
     /// Back to a typed record; `Err` names what did not match.
     pub fn into_record<K: Data, V: Data>(self) -> Result<Record<K, V>, String> {
-        let key = self.key.into_any().downcast::<K>().map_err(|_| {
-            format!(
-                "key is not of type {} (topology type mismatch)",
-                std::any::type_name::<K>()
-            )
-        })?;
-        let value = self.value.into_any().downcast::<V>().map_err(|_| {
-            format!(
-                "value is not of type {} (topology type mismatch)",
-                std::any::type_name::<V>()
-            )
-        })?;
+        let key = self
+            .key
+            .into_typed::<K>()
+            .ok_or_else(|| mismatch::<K>("key"))?;
+        let value = self
+            .value
+            .into_typed::<V>()
+            .ok_or_else(|| mismatch::<V>("value"))?;
         Ok(Record {
-            key: *key,
-            value: *value,
+            key,
+            value,
             timestamp: self.timestamp,
             headers: self.headers,
         })
@@ -92,18 +162,14 @@ impl ErasedRecord {
 
     /// Typed references to key and value.
     pub fn parts<K: 'static, V: 'static>(&self) -> Result<(&K, &V), String> {
-        let key = self.key.as_any().downcast_ref::<K>().ok_or_else(|| {
-            format!(
-                "key is not of type {} (topology type mismatch)",
-                std::any::type_name::<K>()
-            )
-        })?;
-        let value = self.value.as_any().downcast_ref::<V>().ok_or_else(|| {
-            format!(
-                "value is not of type {} (topology type mismatch)",
-                std::any::type_name::<V>()
-            )
-        })?;
+        let key = self
+            .key
+            .as_typed::<K>()
+            .ok_or_else(|| mismatch::<K>("key"))?;
+        let value = self
+            .value
+            .as_typed::<V>()
+            .ok_or_else(|| mismatch::<V>("value"))?;
         Ok((key, value))
     }
 }
@@ -308,6 +374,39 @@ mod tests {
         assert_eq!(back, Record::new("k".to_string(), 5, 7));
         let err = copy.into_record::<String, String>().unwrap_err();
         assert!(err.contains("value is not of type"), "{err}");
+    }
+
+    fn round_trip<T: Data + PartialEq + std::fmt::Debug>(value: T) {
+        let erased = ErasedValue::new(value.clone());
+        assert_eq!(erased.as_typed::<T>(), Some(&value));
+        assert_eq!(erased.clone().into_typed::<T>().as_ref(), Some(&value));
+        assert!(erased.as_typed::<Option<T>>().is_none());
+        assert!(erased.into_typed::<Option<T>>().is_none());
+    }
+
+    #[test]
+    fn erased_values_keep_their_type_inline_or_boxed() {
+        #[derive(Debug, Clone, PartialEq)]
+        struct Reading {
+            celsius: f64,
+        }
+        round_trip("text".to_string());
+        round_trip(vec![1_u8, 2, 3]);
+        round_trip(-4_i64);
+        round_trip(());
+        round_trip(Some("tombstone-able".to_string()));
+        round_trip(None::<String>);
+        round_trip(Reading { celsius: 21.5 });
+        assert!(matches!(
+            ErasedValue::new("a".to_string()),
+            ErasedValue::String(_)
+        ));
+        assert!(matches!(ErasedValue::new(7_i64), ErasedValue::I64(_)));
+        assert!(matches!(ErasedValue::new(7_i32), ErasedValue::Boxed(_)));
+        // Inline and boxed types never pass for one another.
+        assert!(ErasedValue::new(7_i32).as_typed::<i64>().is_none());
+        assert!(ErasedValue::new(7_i64).into_typed::<i32>().is_none());
+        assert!(ErasedValue::new(vec![1_u8]).as_typed::<String>().is_none());
     }
 
     #[test]

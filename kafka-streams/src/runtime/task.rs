@@ -485,6 +485,12 @@ impl StreamTask {
         Ok(())
     }
 
+    /// `true` when the task reads a single partition, so there is no choice of
+    /// which buffered record goes next.
+    pub fn reads_one_partition(&self) -> bool {
+        self.queues.len() == 1
+    }
+
     /// Processes the buffered record with the smallest timestamp. `false` when
     /// nothing was buffered.
     pub fn process_one(
@@ -771,8 +777,14 @@ impl StreamTask {
             }
             // Depth-first, in forwarding order: the first forwarded record is on top.
             *forwarded += pending.len() as u64;
-            stack.extend(pending.drain(..).rev());
-            next = stack.pop().map(|(i, r)| (i, Step::Process(r)));
+            next = if pending.len() == 1 {
+                // The common chain (one child): no detour through the stack.
+                pending.pop()
+            } else {
+                stack.extend(pending.drain(..).rev());
+                stack.pop()
+            }
+            .map(|(i, r)| (i, Step::Process(r)));
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! poll → process → punctuate → commit loop (Kafka's `StreamThread` and
 //! `TaskManager`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,7 +61,9 @@ struct StreamsConsumerContext {
     core: Arc<Mutex<ThreadCore>>,
     topology: Arc<Topology>,
     env: Arc<TaskEnv>,
-    sub_of_topic: HashMap<String, usize>,
+    /// The subtopology reading each source topic. A list, not a map: topologies
+    /// read a few topics, and a scan beats hashing the name of every record.
+    sub_of_topic: Vec<(String, usize)>,
     shared: Arc<ClientShared>,
 }
 
@@ -91,6 +93,13 @@ fn publish_claim(
 }
 
 impl StreamsConsumerContext {
+    fn sub_of(&self, topic: &str) -> Option<usize> {
+        self.sub_of_topic
+            .iter()
+            .find(|(t, _)| t.as_str() == topic)
+            .map(|&(_, sub)| sub)
+    }
+
     fn revoke_all(&self, consumer: &BaseConsumer<Self>) -> Result<()> {
         let mut core = lock(&self.core);
         let core = &mut *core;
@@ -126,7 +135,7 @@ impl StreamsConsumerContext {
         let core = &mut *core;
         let mut ids: Vec<TaskId> = Vec::new();
         for elem in tpl.elements() {
-            let Some(&sub) = self.sub_of_topic.get(elem.topic()) else {
+            let Some(sub) = self.sub_of(elem.topic()) else {
                 return Err(StreamsError::Internal(format!(
                     "assigned topic {} is not read by the topology",
                     elem.topic()
@@ -278,12 +287,12 @@ pub(crate) fn run_stream_thread(
         error: None,
     }));
     shared.register_thread_core(index, core.clone());
-    let mut sub_of_topic = HashMap::new();
+    let mut sub_of_topic = Vec::new();
     let mut topics = Vec::new();
     for sub in &topology.subtopologies {
         for t in &sub.source_topics {
             let resolved = topology.resolve_topic(app, t);
-            sub_of_topic.insert(resolved.clone(), sub.id);
+            sub_of_topic.push((resolved.clone(), sub.id));
             topics.push(resolved);
         }
     }
@@ -392,9 +401,8 @@ fn run_loop(
             let raw = raw_record(&msg);
             let id = consumer
                 .context()
-                .sub_of_topic
-                .get(raw.topic)
-                .map(|&sub| TaskId {
+                .sub_of(raw.topic)
+                .map(|sub| TaskId {
                     subtopology: sub,
                     partition: raw.partition,
                 })
@@ -405,6 +413,12 @@ fn run_loop(
             };
             if let Some(task) = c.tasks.get_mut(&id) {
                 task.add_record(raw, &mut c.collector)?;
+                if task.reads_one_partition() {
+                    // Nothing to choose between: process it now, while it is in
+                    // cache. Tasks with several partitions wait for the whole batch
+                    // and pick by timestamp.
+                    task.process_all(&mut c.collector, now)?;
+                }
             }
         }
         for task in c.tasks.values_mut() {
