@@ -11,7 +11,9 @@ pid_file="${1:?usage: broker.sh PID_FILE}"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$KAFKA_SDK_CACHE/nisshi-$port.log"
-"$NISSHI_BIN" \
+# The broker gets its own log level: a RUST_LOG meant for the SDK (e.g. `info` or
+# `debug` to trace an app) would make nisshi log every request, tens of GB a minute.
+RUST_LOG="${NISSHI_LOG:-warn}" "$NISSHI_BIN" \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine "memory://nisshi/" \

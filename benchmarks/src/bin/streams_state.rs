@@ -48,7 +48,7 @@ use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
     send_blocking, streams_producer_settings, unique, Counting, Rate, Timings,
 };
-use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
@@ -316,6 +316,139 @@ fn close(streams: &KafkaStreams, what: &str) {
     );
 }
 
+/// A hand-written word count on raw rdkafka, the ceiling for any word count that
+/// repartitions through the broker: one `BaseConsumer` reads the input and a fresh
+/// repartition topic; each sentence's words go to the repartition topic keyed by
+/// word (the streams producer's partitioner); each repartitioned word bumps a
+/// `HashMap` count; every commit interval the counts changed since the last one go to
+/// the output (8-byte big-endian, as the streams app writes them), the producer is
+/// flushed and the offsets committed. No state store, changelog or checkpoint: the
+/// work the streams app adds on top of this is what the comparison shows.
+///
+/// Timed like the cached streams word count: from the first record consumed until
+/// every sentence and word is processed and the commit after that is done.
+fn raw_word_count(
+    config: &ClientConfig,
+    input: &str,
+    repartition: &str,
+    output: &str,
+    word_total: u64,
+    args: &Args,
+) -> anyhow::Result<Timings> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let commit_interval = Duration::from_millis(args.commit_interval_ms);
+    let delivered = Arc::new(AtomicU64::new(0));
+    let producer: BaseProducer<Counting> = streams_producer_settings(config)
+        .to_rdkafka()
+        .create_with_context(Counting(delivered.clone()))?;
+    let consumer: BaseConsumer = config
+        .clone()
+        .group_id(unique("bench-raw-wordcount"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .to_rdkafka()
+        .create()?;
+    consumer.subscribe(&[input, repartition])?;
+    let to_process = args.sentences + word_total;
+    // Each word's count, and whether it changed since the last commit.
+    let mut counts: HashMap<String, (i64, bool)> = HashMap::new();
+    let mut dirty: Vec<String> = Vec::new();
+    let mut offsets: HashMap<(bool, i32), i64> = HashMap::new();
+    let (mut processed, mut first) = (0_u64, None::<(Instant, u64)>);
+    let mut last_commit = Instant::now();
+    loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "raw word count timed out: {processed} of {to_process} records processed"
+        );
+        if last_commit.elapsed() >= commit_interval {
+            let complete = processed >= to_process;
+            for word in dirty.drain(..) {
+                let Some((count, changed)) = counts.get_mut(&word) else {
+                    continue;
+                };
+                *changed = false;
+                let count = *count;
+                send_blocking(
+                    &producer,
+                    BaseRecord::to(output)
+                        .key(word.as_bytes())
+                        .payload(&count.to_be_bytes()[..]),
+                )?;
+            }
+            // As the streams runtime flushes (rdkafka's `flush` waits 100 ms slices out).
+            kafka_client::producer::flush_promptly(&producer, Duration::from_secs(30))?;
+            let mut tpl = TopicPartitionList::new();
+            for (&(from_input, partition), &offset) in &offsets {
+                let topic = if from_input { input } else { repartition };
+                tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+            }
+            if tpl.count() > 0 {
+                consumer.commit(&tpl, CommitMode::Sync)?;
+            }
+            last_commit = Instant::now();
+            if complete {
+                break;
+            }
+        }
+        match consumer.poll(Duration::from_millis(5)) {
+            Some(Ok(message)) => {
+                let from_input = message.topic() == input;
+                offsets.insert((from_input, message.partition()), message.offset());
+                processed += 1;
+                if first.is_none() {
+                    first = Some((Instant::now(), processed));
+                }
+                let text = message
+                    .payload()
+                    .map(std::str::from_utf8)
+                    .transpose()?
+                    .unwrap_or_default();
+                if from_input {
+                    for word in words(text) {
+                        send_blocking(
+                            &producer,
+                            BaseRecord::to(repartition)
+                                .key(word.as_bytes())
+                                .payload(word.as_bytes()),
+                        )?;
+                    }
+                } else {
+                    let entry = match counts.get_mut(text) {
+                        Some(entry) => entry,
+                        None => counts.entry(text.to_owned()).or_insert((0, false)),
+                    };
+                    entry.0 += 1;
+                    if !entry.1 {
+                        entry.1 = true;
+                        dirty.push(text.to_owned());
+                    }
+                }
+                if processed.is_multiple_of(1000) {
+                    producer.poll(Duration::ZERO);
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "raw word count: consumer error"),
+            None => {
+                producer.poll(Duration::ZERO);
+            }
+        }
+    }
+    let now = Instant::now();
+    let total = Rate {
+        records: args.sentences,
+        elapsed: now - started,
+    };
+    let steady = match first {
+        Some((at, _)) => Rate {
+            records: args.sentences,
+            elapsed: now - at,
+        },
+        None => total,
+    };
+    Ok(Timings { total, steady })
+}
 /// The word count, timed from `start()` until it has processed every sentence and
 /// every repartitioned word and (caching off) the output holds every count update.
 fn word_count(app: &App<'_>, words: u64, caching: bool) -> anyhow::Result<Timings> {
@@ -641,6 +774,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (mut raw, mut counts, mut uncached) = (Vec::new(), Vec::new(), Vec::new());
+    let mut raw_counts = Vec::new();
     let (mut raw_changelog, mut restores) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         // 1. Raw passthrough of the input.
@@ -656,6 +790,19 @@ async fn main() -> anyhow::Result<()> {
         };
         rate.log(round, "raw passthrough");
         raw.push(rate);
+
+        // 1b. The same word count hand-written on raw rdkafka (the ceiling).
+        let repartition = unique("bench-raw-wordcount-repartition");
+        let output = unique("bench-raw-wordcount-output");
+        create_topic(&config, &repartition, args.partitions).await?;
+        create_topic(&config, &output, args.partitions).await?;
+        let rate = {
+            let (config, input, args) = (config.clone(), input.clone(), args.clone());
+            blocking(move || raw_word_count(&config, &input, &repartition, &output, words, &args))
+                .await?
+        };
+        rate.log(round, "raw word count");
+        raw_counts.push(rate);
 
         // 2. Word count with the record cache (Kafka's default): updates are folded
         //    per commit interval before the changelog and the output.
@@ -766,6 +913,10 @@ async fn main() -> anyhow::Result<()> {
             line("word count (no cache)", &uncached[round].steady)
         );
         println!(
+            "round {round}, steady: {}",
+            line("raw word count", &raw_counts[round].steady)
+        );
+        println!(
             "round {round}, from start: {}   {}   {}",
             line("raw passthrough", &raw[round].total),
             line("word count (cached)", &counts[round].total),
@@ -796,6 +947,14 @@ async fn main() -> anyhow::Result<()> {
         &Timings::steady(&counts),
         &Timings::steady(&raw),
         0.4,
+    );
+    println!(
+        "raw word count / raw passthrough, steady state: ratio {:.3} (the ceiling of a word count repartitioned through the broker)",
+        median(&Timings::steady(&raw_counts)) / median(&Timings::steady(&raw))
+    );
+    println!(
+        "word count, cached / raw word count, steady state: ratio {:.3} (what the streams runtime costs on top)",
+        median(&Timings::steady(&counts)) / median(&Timings::steady(&raw_counts))
     );
     println!(
         "word count, cached / raw passthrough, from start (start-up included): ratio {:.3}",

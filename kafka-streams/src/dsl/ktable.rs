@@ -147,10 +147,6 @@ fn add_store<K: Data, V: Data>(
     lock(builder).topology.add_store(Arc::new(b));
 }
 
-fn missing_store(store: &str, node: &str) -> ProcessorError {
-    format!("state store {store} is not connected to node {node} (or has other types)").into()
-}
-
 /// Forwards a table's updates as Kafka's `TimestampedTupleForwarder` does: at once
 /// when its store has no record cache; otherwise when the cache writes them through
 /// (on eviction, or at commit), folded per key, stamped with the stream time.
@@ -172,10 +168,7 @@ impl TupleForwarder {
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
     ) -> Result<(), ProcessorError> {
-        let node = ctx.node_name().to_owned();
-        let store = ctx
-            .state_store::<TypedKeyValueStore<K, V>>(&self.store)
-            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
         let queue = FlushQueue::new();
         if store.set_flush_listener(Box::new(queue.clone()), true)? {
             self.queue = Some(queue);
@@ -206,10 +199,7 @@ impl TupleForwarder {
             return Ok(());
         }
         let timestamp = ctx.current_stream_time_ms().max(0);
-        let node = ctx.node_name().to_owned();
-        let store = ctx
-            .state_store::<TypedKeyValueStore<K, V>>(&self.store)
-            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
         let updates = entries
             .iter()
             .map(|e| store.decode_flushed(e))
@@ -252,13 +242,10 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
     ) -> Result<(), ProcessorError> {
-        let node = ctx.node_name().to_owned();
-        let store = ctx
-            .state_store::<TypedKeyValueStore<K, VA>>(&self.store)
-            .ok_or_else(|| missing_store(&self.store, &node))?;
-        let old = store.get(&record.key)?;
-        let new = (self.agg)(&record.key, &record.value, old.clone());
-        store.put(&record.key, &new)?;
+        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
+        let (old, new) = store.update_with(&record.key, |old| {
+            (self.agg)(&record.key, &record.value, old.clone())
+        })?;
         let change = Change {
             new: Some(new),
             old,
@@ -293,10 +280,7 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Option<V>>,
     ) -> Result<(), ProcessorError> {
-        let node = ctx.node_name().to_owned();
-        let store = ctx
-            .state_store::<TypedKeyValueStore<K, V>>(&self.store)
-            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
         let old = match &record.value {
             Some(v) => {
                 let old = store.get(&record.key)?;
@@ -457,10 +441,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), ProcessorError> {
-        let node = ctx.node_name().to_owned();
-        let store = ctx
-            .state_store::<TypedKeyValueStore<K, VA>>(&self.store)
-            .ok_or_else(|| missing_store(&self.store, &node))?;
+        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
         let prev = store.get(&record.key)?;
         let mut agg = prev.clone();
         if let Some(old) = &record.value.old {

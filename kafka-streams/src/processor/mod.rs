@@ -337,6 +337,20 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
             .get_mut(name)
             .and_then(|store| (store.as_any_mut() as &mut dyn Any).downcast_mut::<S>())
     }
+
+    /// State store `name` as `S`, or an error naming the store and this node (for
+    /// the DSL's processors, which are always connected to their stores).
+    pub(crate) fn required_store<S: StateStore>(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut S, ProcessorError> {
+        // The node name outlives this borrow of the context: no copy per record.
+        let node = self.core.node_name;
+        self.state_store(name).ok_or_else(|| {
+            format!("state store {name} is not connected to node {node} (or has other types)")
+                .into()
+        })
+    }
 }
 
 impl<K: Data, V: Data> ProcessorContext<'_, K, V> {

@@ -10,7 +10,7 @@ use kafka_client::{Headers, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -241,15 +241,15 @@ impl RecordCollector for KafkaCollector {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.producer
-            .flush(self.flush_timeout)
-            .map_err(|e| StreamsError::Production {
+        kafka_client::producer::flush_promptly(&self.producer, self.flush_timeout).map_err(
+            |e| StreamsError::Production {
                 topic: String::new(),
                 node: String::new(),
                 origin: None,
                 reason: format!("flushing the producer: {e}"),
                 retriable: true,
-            })?;
+            },
+        )?;
         self.check_failures()
     }
 }

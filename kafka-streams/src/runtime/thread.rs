@@ -399,26 +399,22 @@ fn run_loop(
         let now = now_ms();
         for msg in batch.drain(..) {
             let raw = raw_record(&msg);
-            let id = consumer
-                .context()
-                .sub_of(raw.topic)
-                .map(|sub| TaskId {
+            let task = consumer.context().sub_of(raw.topic).and_then(|sub| {
+                c.tasks.get_mut(&TaskId {
                     subtopology: sub,
                     partition: raw.partition,
                 })
-                .filter(|id| c.tasks.contains_key(id));
-            let Some(id) = id else {
+            });
+            let Some(task) = task else {
                 tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, "record for a partition without task; dropped (it will be re-read by its owner)");
                 continue;
             };
-            if let Some(task) = c.tasks.get_mut(&id) {
-                task.add_record(raw, &mut c.collector)?;
-                if task.reads_one_partition() {
-                    // Nothing to choose between: process it now, while it is in
-                    // cache. Tasks with several partitions wait for the whole batch
-                    // and pick by timestamp.
-                    task.process_all(&mut c.collector, now)?;
-                }
+            task.add_record(raw, &mut c.collector)?;
+            if task.reads_one_partition() {
+                // Nothing to choose between: process it now, while it is in cache.
+                // Tasks with several partitions wait for the whole batch and pick by
+                // timestamp.
+                task.process_all(&mut c.collector, now)?;
             }
         }
         for task in c.tasks.values_mut() {

@@ -204,6 +204,30 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         }
     }
 
+    /// Replaces the value of `key` with `update(old)` (an aggregation step),
+    /// serializing the key once for the read and the write; returns the old and the
+    /// new value. A new value the serde turns into null deletes the key, as
+    /// [`put`](Self::put) does.
+    pub fn update_with(
+        &mut self,
+        key: &K,
+        update: impl FnOnce(&Option<V>) -> V,
+    ) -> StateResult<(Option<V>, V)> {
+        let key = self.key_bytes(key)?;
+        let old = match self.bytes()?.get(&key)? {
+            Some(value) => Some(self.decode_value(&value)?),
+            None => None,
+        };
+        let new = update(&old);
+        match self.value_bytes(&new)? {
+            Some(value) => self.bytes_mut()?.put(&key, &value)?,
+            None => {
+                self.bytes_mut()?.delete(&key)?;
+            }
+        }
+        Ok((old, new))
+    }
+
     /// Sets `key` to `value` unless it has a value; returns the existing value.
     pub fn put_if_absent(&mut self, key: &K, value: &V) -> StateResult<Option<V>> {
         let key = self.key_bytes(key)?;
@@ -453,6 +477,34 @@ mod tests {
         assert_eq!(s.get(&"s1".into()).unwrap(), Some(Some(5)));
         s.put(&"s1".into(), &None).unwrap();
         assert_eq!(s.get(&"s1".into()).unwrap(), None);
+    }
+
+    #[test]
+    fn update_with_reads_old_and_writes_new() {
+        let mut s = store();
+        let key = "kafka".to_string();
+        assert_eq!(
+            s.update_with(&key, |old| old.unwrap_or(0) + 1).unwrap(),
+            (None, 1)
+        );
+        assert_eq!(
+            s.update_with(&key, |old| old.unwrap_or(0) + 1).unwrap(),
+            (Some(1), 2)
+        );
+        assert_eq!(s.get(&key).unwrap(), Some(2));
+        // A value the serde turns into null deletes, as `put` does.
+        let mut latest: TypedKeyValueStore<String, Option<i64>> = TypedKeyValueStore::new(
+            Box::new(InMemoryStore::new("latest")),
+            Arc::new(StringSerde),
+            Arc::new(OptionSerde(BigEndian)),
+            "app-latest-changelog",
+        );
+        latest.put(&key, &Some(5)).unwrap();
+        assert_eq!(
+            latest.update_with(&key, |_| None).unwrap(),
+            (Some(Some(5)), None)
+        );
+        assert_eq!(latest.get(&key).unwrap(), None);
     }
 
     #[test]
