@@ -2,7 +2,9 @@
 //! count's changelog topic is created compacted with the source's partition count,
 //! and reading it to its end rebuilds exactly what the RocksDB stores hold; with the
 //! state dir deleted the counts are restored from the changelog and continue; with it
-//! intact only the tail after the checkpoint is restored.
+//! intact only the tail after the checkpoint is restored. With `topology.optimization`
+//! reusing source topics, a source table gets no changelog topic and is restored from
+//! its input topic up to the committed offset.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -17,12 +19,13 @@ use integration_tests::{
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
-use kafka_streams::dsl::StreamsBuilder;
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::dsl::{Materialized, StreamsBuilder};
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
 use kafka_streams::state::{
-    ChangelogPartition, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore, StateRestoreListener,
-    StoreLocation,
+    ChangelogPartition, KeyValueStore, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore,
+    StateRestoreListener, StoreLocation,
 };
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
@@ -446,5 +449,381 @@ fn running_tasks_keep_processing_while_another_task_restores() {
     wait_until("the counts to continue", || {
         counts_of(&output) == expect(121)
     });
+    assert!(streams.close(), "graceful close");
+}
+
+/// Everything a restore listener was told, per changelog partition.
+#[derive(Clone, Default)]
+struct RestoreLog(Arc<std::sync::Mutex<Vec<RestoreEvent>>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RestoreEvent {
+    changelog: ChangelogPartition,
+    store: String,
+    start: i64,
+    end: i64,
+    /// `None` until the restore ended.
+    restored: Option<u64>,
+}
+
+impl StateRestoreListener for RestoreLog {
+    fn on_restore_start(&self, changelog: &ChangelogPartition, store: &str, start: i64, end: i64) {
+        self.0.lock().expect("restore log").push(RestoreEvent {
+            changelog: changelog.clone(),
+            store: store.to_owned(),
+            start,
+            end,
+            restored: None,
+        });
+    }
+
+    fn on_restore_end(&self, changelog: &ChangelogPartition, store: &str, total: u64) {
+        let mut events = self.0.lock().expect("restore log");
+        let event = events
+            .iter_mut()
+            .rev()
+            .find(|e| &e.changelog == changelog && e.store == store)
+            .expect("restore end without start");
+        event.restored = Some(total);
+    }
+}
+
+impl RestoreLog {
+    /// The finished restores, by changelog partition.
+    fn events(&self) -> BTreeMap<(String, i32), RestoreEvent> {
+        self.0
+            .lock()
+            .expect("restore log")
+            .iter()
+            .map(|e| {
+                (
+                    (e.changelog.topic.clone(), e.changelog.partition),
+                    e.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn total_restored(&self) -> u64 {
+        self.0
+            .lock()
+            .expect("restore log")
+            .iter()
+            .map(|e| e.restored.expect("every restore ended before RUNNING"))
+            .sum()
+    }
+}
+
+/// The store of the source table in these tests.
+const LATEST: &str = "latest";
+
+/// A table of `input` kept in store [`LATEST`], with the settings `optimize` adds.
+fn start_table(
+    app: &str,
+    input: &str,
+    dir: &std::path::Path,
+    optimize: impl FnOnce(StreamsConfig) -> StreamsConfig,
+    listener: RestoreLog,
+) -> KafkaStreams {
+    let builder = StreamsBuilder::new();
+    builder.table_with::<String, String>(input, Materialized::as_(LATEST));
+    let streams_config = StreamsConfig::new(app, config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(dir)
+        .state_restore_listener(listener)
+        .set("session.timeout.ms", "6000")
+        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
+        .expect("valid config");
+    let streams = KafkaStreams::new(builder.build().expect("topology"), optimize(streams_config))
+        .expect("client");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    streams
+}
+
+/// Produces `(key, value)` records to `topic` (`None`: a tombstone) and flushes.
+fn produce_table(topic: &str, records: &[(String, Option<String>)]) {
+    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
+    for (key, value) in records {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key.as_bytes());
+        if let Some(v) = value {
+            rec = rec.payload(v.as_bytes());
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(20));
+                    rec = back;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Sets keys `k<from>..k<to>` to `value` (`None` deletes them), in `table` and as
+/// records to produce.
+fn update(
+    table: &mut BTreeMap<String, String>,
+    records: &mut Vec<(String, Option<String>)>,
+    keys: std::ops::Range<usize>,
+    value: Option<&str>,
+) {
+    for i in keys {
+        let key = format!("k{i}");
+        match value {
+            Some(v) => table.insert(key.clone(), v.to_owned()),
+            None => table.remove(&key),
+        };
+        records.push((key, value.map(str::to_owned)));
+    }
+}
+
+/// The table as interactive queries see it, once it equals `expected`.
+fn wait_for_table(streams: &KafkaStreams, expected: &BTreeMap<String, String>, what: &str) {
+    let store = streams
+        .store::<String, String>(LATEST)
+        .expect("the table's store");
+    wait_until(what, || {
+        store
+            .all()
+            .is_ok_and(|all| all.into_iter().collect::<BTreeMap<_, _>>() == *expected)
+    });
+}
+
+/// The group's committed offset and the log end of each partition of `topic`.
+fn committed_and_ends(app: &str, topic: &str) -> BTreeMap<i32, (Option<i64>, i64)> {
+    let consumer: BaseConsumer = config()
+        .group_id(app)
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
+                .expect("watermarks");
+            let offset = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            (e.partition(), (offset, high))
+        })
+        .collect()
+}
+
+/// Every topic of the cluster whose name starts with `prefix`.
+fn topics_with_prefix(prefix: &str) -> Vec<String> {
+    let consumer: BaseConsumer = config().to_rdkafka().create().expect("metadata client");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|t| t.starts_with(prefix))
+        .collect()
+}
+
+fn reuse_source_topics(config: StreamsConfig) -> StreamsConfig {
+    config
+        .set("topology.optimization", "reuse.ktable.source.topics")
+        .expect("topology.optimization")
+}
+
+#[test]
+fn source_table_reusing_its_topic_has_no_changelog_and_restores_from_the_topic() {
+    let app = unique_name("table-reuse");
+    let input = unique_name("plants");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+
+    // 100 keys, the first 20 deleted again, 30 updated: every record changes the table.
+    let mut table = BTreeMap::new();
+    let mut first = Vec::new();
+    update(&mut table, &mut first, 0..100, Some("v1"));
+    update(&mut table, &mut first, 0..20, None);
+    update(&mut table, &mut first, 20..50, Some("v2"));
+
+    let streams = start_table(
+        &app,
+        &input,
+        dir.path(),
+        reuse_source_topics,
+        RestoreLog::default(),
+    );
+    produce_table(&input, &first);
+    wait_for_table(&streams, &table, "the table to hold every record");
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // (a) No changelog topic: the application created no topic at all.
+    assert_eq!(topics_with_prefix(&format!("{app}-")), Vec::<String>::new());
+    // Every record is committed, and each task's store checkpointed its input
+    // partition at the committed offset.
+    let offsets = committed_and_ends(&app, &input);
+    let memory = RocksDbMemory::default_shared();
+    for (&partition, &(committed, end)) in &offsets {
+        assert_eq!(committed, Some(end), "partition {partition}");
+        let location = StoreLocation {
+            state_dir: dir.path().to_path_buf(),
+            application_id: app.clone(),
+            task: format!("0_{partition}"),
+            store: LATEST.into(),
+        };
+        let source = ChangelogPartition {
+            topic: input.clone(),
+            partition,
+        };
+        let store = RocksDbStore::open(&location, Some(source), &memory).expect("open store");
+        assert_eq!(
+            store.checkpointed_offset(),
+            committed,
+            "partition {partition}"
+        );
+    }
+    let committed_total: i64 = offsets.values().map(|(_, end)| end).sum();
+    assert_eq!(committed_total, first.len() as i64);
+
+    // Written while the application is down: after the committed offset, so these
+    // are processed on restart, not restored.
+    let mut later = Vec::new();
+    update(&mut table, &mut later, 50..90, Some("v3"));
+    produce_table(&input, &later);
+
+    // (b) The state dir is lost: the store is restored from the source topic, exactly
+    // the committed records, and then processes the rest.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let log = RestoreLog::default();
+    let streams = start_table(&app, &input, dir.path(), reuse_source_topics, log.clone());
+    assert_eq!(log.total_restored(), first.len() as u64);
+    let events = log.events();
+    for (&partition, &(committed, _)) in &offsets {
+        let event = &events[&(input.clone(), partition)];
+        assert_eq!(event.store, LATEST);
+        assert_eq!((event.start, Some(event.end)), (0, committed), "{event:?}");
+    }
+    assert_eq!(events.len(), 2, "{events:?}");
+    wait_for_table(
+        &streams,
+        &table,
+        "the restored table to take the later records",
+    );
+    let store = streams.store::<String, String>(LATEST).expect("store");
+    assert_eq!(store.get(&"k10".to_owned()).expect("get"), None);
+    assert_eq!(
+        store.get(&"k30".to_owned()).expect("get").as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        store.get(&"k60".to_owned()).expect("get").as_deref(),
+        Some("v3")
+    );
+    assert!(streams.close(), "graceful close");
+    assert_eq!(topics_with_prefix(&format!("{app}-")), Vec::<String>::new());
+}
+
+/// Copies directory `from` to `to`, recursively.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+#[test]
+fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() {
+    let app = unique_name("table-tail");
+    let input = unique_name("tail-plants");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let snapshot = tempfile::tempdir().expect("snapshot dir");
+    let typed = |c: StreamsConfig| {
+        c.topology_optimization(TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS)
+    };
+
+    let mut table = BTreeMap::new();
+    let mut first = Vec::new();
+    update(&mut table, &mut first, 0..100, Some("v1"));
+    let streams = start_table(&app, &input, dir.path(), typed, RestoreLog::default());
+    produce_table(&input, &first);
+    wait_for_table(&streams, &table, "round 1");
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+    let round1 = committed_and_ends(&app, &input);
+    // A copy of the state as round 1 left it: its checkpoints are round 1's offsets.
+    copy_dir(&dir.path().join(&app), snapshot.path());
+
+    // Intact state: checkpointed at the committed offset, nothing to restore.
+    let log = RestoreLog::default();
+    let streams = start_table(&app, &input, dir.path(), typed, log.clone());
+    assert_eq!(log.total_restored(), 0);
+    for (&partition, &(committed, _)) in &round1 {
+        let event = &log.events()[&(input.clone(), partition)];
+        assert_eq!((Some(event.start), Some(event.end)), (committed, committed));
+    }
+    let mut second = Vec::new();
+    update(&mut table, &mut second, 0..60, Some("v2"));
+    produce_table(&input, &second);
+    wait_for_table(&streams, &table, "round 2");
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+    let round2 = committed_and_ends(&app, &input);
+
+    // Round 3 arrives while the application is down, after the committed offset.
+    let mut third = Vec::new();
+    update(&mut table, &mut third, 60..90, Some("v3"));
+    produce_table(&input, &third);
+
+    // (c) State as of round 1: restoring replays only round 2, from the checkpoint to
+    // the committed offset; round 3 is processed.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("drop current state");
+    copy_dir(snapshot.path(), &dir.path().join(&app));
+    let log = RestoreLog::default();
+    let streams = start_table(&app, &input, dir.path(), typed, log.clone());
+    assert_eq!(log.total_restored(), second.len() as u64);
+    let events = log.events();
+    for partition in 0..2 {
+        let event = &events[&(input.clone(), partition)];
+        assert_eq!(
+            (Some(event.start), Some(event.end)),
+            (round1[&partition].0, round2[&partition].0),
+            "{event:?}"
+        );
+    }
+    wait_for_table(&streams, &table, "the tail and round 3");
+    let store = streams.store::<String, String>(LATEST).expect("store");
+    assert_eq!(
+        store.get(&"k5".to_owned()).expect("get").as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        store.get(&"k70".to_owned()).expect("get").as_deref(),
+        Some("v3")
+    );
+    assert_eq!(
+        store.get(&"k95".to_owned()).expect("get").as_deref(),
+        Some("v1")
+    );
     assert!(streams.close(), "graceful close");
 }

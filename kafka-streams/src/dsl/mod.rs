@@ -175,6 +175,11 @@ impl StreamsBuilder {
     /// A table of `topic` (Kafka's `builder.table`): the latest value per key, read
     /// with the default serdes and kept in a store named
     /// `<topic>-STATE-STORE-<n>`. A null value deletes the key.
+    ///
+    /// The store is logged to `<application.id>-<store>-changelog`, or, under
+    /// `topology.optimization` `reuse.ktable.source.topics`
+    /// ([`TopologyOptimization`](crate::runtime::TopologyOptimization)), uses `topic`
+    /// itself as its changelog.
     pub fn table<K, V>(&self, topic: &str) -> KTable<K, V>
     where
         K: Data + DefaultSerde,
@@ -184,6 +189,12 @@ impl StreamsBuilder {
     }
 
     /// [`StreamsBuilder::table`] kept in the store `materialized` describes.
+    ///
+    /// Values are read from `topic` with the default serde of `V` and stored with
+    /// `materialized`'s value serde, if it has one. `topic` can serve as the store's
+    /// changelog (`topology.optimization` `reuse.ktable.source.topics`) only when the
+    /// store holds the topic's bytes: logging enabled and no value serde of its own;
+    /// other tables keep a changelog topic of their own.
     pub fn table_with<K, V>(&self, topic: &str, materialized: Materialized<K, V>) -> KTable<K, V>
     where
         K: Data + DefaultSerde,
@@ -208,6 +219,13 @@ impl StreamsBuilder {
             name: None,
         };
         let source = self.stream_with(topic, consumed);
+        if materialized.logging && materialized.value.is_none() {
+            // The store then holds the topic's bytes (for symmetric serdes), so the
+            // topic can stand in for its changelog (`topology.optimization`). Not with
+            // a value serde of its own: the topic is read with the type's default one,
+            // so the store's bytes would differ from the topic's.
+            lock(&self.inner).topology.add_source_table(&store, topic);
+        }
         KTable::from_source(
             self.inner.clone(),
             source.node,

@@ -52,6 +52,99 @@ pub struct StreamsConfig {
     pub(crate) restore_listener: Option<Arc<dyn crate::state::StateRestoreListener>>,
     pub(crate) cache_max_bytes: usize,
     pub(crate) application_server: Option<HostInfo>,
+    pub(crate) topology_optimization: TopologyOptimization,
+}
+
+/// `topology.optimization` (Kafka's `StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG`): the
+/// rewrites the runtime may apply to a topology. Default [`TopologyOptimization::NONE`].
+///
+/// The one rewrite this library implements is Kafka's `reuse.ktable.source.topics`:
+/// the store of a table read with [`StreamsBuilder::table`](crate::dsl::StreamsBuilder::table)
+/// (or `table_with`, logging enabled) uses its input topic as its changelog instead of
+/// `<application.id>-<store>-changelog`:
+/// - no changelog topic is created and no changelog records are written for it;
+/// - its changelog partition (for restores, checkpoints and the
+///   [`StateRestoreListener`](crate::state::StateRestoreListener)) is the input
+///   partition of its task, and its checkpoint is the input offset it reflects at each
+///   commit;
+/// - it is restored from that partition up to the group's committed offset, not the
+///   log end: the records after it are processed again.
+///
+/// Restoring copies the topic's bytes into the store, so the table's serdes must be
+/// symmetric: what the store's serdes write for a record must be the bytes the topic
+/// holds for it (Kafka documents the same requirement). Stores of aggregations, global
+/// tables and tables with logging disabled are unaffected.
+///
+/// ```
+/// use kafka_streams::runtime::TopologyOptimization;
+///
+/// assert_eq!(TopologyOptimization::parse("all").unwrap(), TopologyOptimization::ALL);
+/// let listed = TopologyOptimization::parse("reuse.ktable.source.topics, merge.repartition.topics").unwrap();
+/// assert!(listed.reuses_ktable_source_topics());
+/// assert!(!TopologyOptimization::parse("none").unwrap().reuses_ktable_source_topics());
+/// assert!(TopologyOptimization::parse("all,none").is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TopologyOptimization {
+    reuse_ktable_source_topics: bool,
+}
+
+impl TopologyOptimization {
+    /// `none`: no rewrite (the default).
+    pub const NONE: Self = TopologyOptimization {
+        reuse_ktable_source_topics: false,
+    };
+
+    /// `all`: every rewrite this library implements.
+    pub const ALL: Self = TopologyOptimization {
+        reuse_ktable_source_topics: true,
+    };
+
+    /// `reuse.ktable.source.topics`: source tables use their input topic as changelog.
+    pub const REUSE_KTABLE_SOURCE_TOPICS: Self = TopologyOptimization {
+        reuse_ktable_source_topics: true,
+    };
+
+    /// The values Kafka accepts besides `none` and `all`. The last two are accepted so
+    /// that Kafka Streams configurations carry over; this library has no such rewrites,
+    /// so they change nothing.
+    const NAMED: [&'static str; 3] = [
+        "reuse.ktable.source.topics",
+        "merge.repartition.topics",
+        "single.store.self.join",
+    ];
+
+    /// Parses a `topology.optimization` value as Kafka does: `none`, `all`, or a
+    /// comma-separated list of optimization names (`none` and `all` stand alone).
+    pub fn parse(value: &str) -> Result<Self> {
+        let bad = |why: String| {
+            StreamsError::Config(format!(
+                "topology.optimization={value}: {why}; expected none, all, or a comma-separated list of {}",
+                Self::NAMED.join(", ")
+            ))
+        };
+        let names: Vec<&str> = value.split(',').map(str::trim).collect();
+        let alone = names.iter().any(|n| *n == "none" || *n == "all");
+        if alone && names.len() > 1 {
+            return Err(bad("none and all cannot be combined with others".into()));
+        }
+        let mut parsed = Self::NONE;
+        for name in names {
+            match name {
+                "none" => {}
+                "all" => parsed = Self::ALL,
+                "reuse.ktable.source.topics" => parsed.reuse_ktable_source_topics = true,
+                "merge.repartition.topics" | "single.store.self.join" => {}
+                other => return Err(bad(format!("unknown optimization {other:?}"))),
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Whether source tables use their input topic as their changelog.
+    pub fn reuses_ktable_source_topics(&self) -> bool {
+        self.reuse_ktable_source_topics
+    }
 }
 
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
@@ -122,7 +215,32 @@ impl StreamsConfig {
             restore_listener: None,
             cache_max_bytes: crate::state::DEFAULT_CACHE_MAX_BYTES,
             application_server: None,
+            topology_optimization: TopologyOptimization::NONE,
         }
+    }
+
+    /// `topology.optimization` (default [`TopologyOptimization::NONE`]); see
+    /// [`TopologyOptimization`] for what [`TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS`]
+    /// changes. Applied by [`KafkaStreams::new`](super::KafkaStreams::new) and the
+    /// [`TopologyTestDriver`](crate::test_driver::TopologyTestDriver) to the topology
+    /// they run; the topology itself is not rewritten, so `describe()` is unchanged.
+    ///
+    /// ```
+    /// use kafka_client::ClientConfig;
+    /// use kafka_streams::runtime::{StreamsConfig, TopologyOptimization};
+    ///
+    /// let config = StreamsConfig::new("tables", ClientConfig::new("localhost:9092"))
+    ///     .topology_optimization(TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS);
+    /// assert!(config.get_topology_optimization().reuses_ktable_source_topics());
+    /// ```
+    pub fn topology_optimization(mut self, optimization: TopologyOptimization) -> Self {
+        self.topology_optimization = optimization;
+        self
+    }
+
+    /// The configured `topology.optimization`.
+    pub fn get_topology_optimization(&self) -> TopologyOptimization {
+        self.topology_optimization
     }
 
     /// `statestore.cache.max.bytes` (default 10 MiB): the record cache of all stores,
@@ -247,7 +365,7 @@ impl StreamsConfig {
     /// Sets a property by its Kafka Streams name. Streams properties
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
-    /// `application.server`,
+    /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
@@ -273,6 +391,9 @@ impl StreamsConfig {
                 self.cache_max_bytes = num(value)? as usize
             }
             "application.server" => self.application_server = Some(HostInfo::parse(value)?),
+            "topology.optimization" => {
+                self.topology_optimization = TopologyOptimization::parse(value)?
+            }
             "replication.factor" => {
                 self.replication_factor = value
                     .trim()
@@ -317,5 +438,90 @@ impl StreamsConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn optimization(value: &str) -> Result<TopologyOptimization> {
+        StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+            .set("topology.optimization", value)
+            .map(|c| c.get_topology_optimization())
+    }
+
+    #[test]
+    fn topology_optimization_defaults_to_none_and_parses_kafkas_values() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert_eq!(
+            config.get_topology_optimization(),
+            TopologyOptimization::NONE
+        );
+        assert!(!config
+            .get_topology_optimization()
+            .reuses_ktable_source_topics());
+
+        for on in [
+            "all",
+            "reuse.ktable.source.topics",
+            " reuse.ktable.source.topics , merge.repartition.topics",
+            "single.store.self.join,reuse.ktable.source.topics",
+        ] {
+            assert!(
+                optimization(on).unwrap().reuses_ktable_source_topics(),
+                "{on}"
+            );
+        }
+        for off in [
+            "none",
+            "merge.repartition.topics",
+            "merge.repartition.topics,single.store.self.join",
+        ] {
+            assert_eq!(
+                optimization(off).unwrap(),
+                TopologyOptimization::NONE,
+                "{off}"
+            );
+        }
+        // The property stays out of the client configuration.
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+            .set("topology.optimization", "all")
+            .unwrap();
+        assert_eq!(config.client_config().get("topology.optimization"), None);
+    }
+
+    #[test]
+    fn topology_optimization_rejects_what_kafka_rejects() {
+        for bad in [
+            "all,none",
+            "none,reuse.ktable.source.topics",
+            "all,all",
+            "reuse",
+            "",
+        ] {
+            let err = optimization(bad).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, StreamsError::Config(_)), "{bad}: {text}");
+            assert!(text.contains("topology.optimization"), "{text}");
+            assert!(text.contains("reuse.ktable.source.topics"), "{text}");
+        }
+    }
+
+    #[test]
+    fn typed_builder_sets_the_optimization() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+            .topology_optimization(TopologyOptimization::ALL);
+        assert!(config
+            .get_topology_optimization()
+            .reuses_ktable_source_topics());
+        let config = config.topology_optimization(TopologyOptimization::NONE);
+        assert!(!config
+            .get_topology_optimization()
+            .reuses_ktable_source_topics());
+        assert_eq!(
+            TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS,
+            TopologyOptimization::ALL
+        );
     }
 }

@@ -17,7 +17,9 @@
 //!   are paused while the thread's changelog reader (`restore.rs`) replays its
 //!   changelogs from their checkpoints, a slice per loop iteration, so the thread's
 //!   running tasks keep processing. The thread reports `RUNNING` once all its tasks
-//!   run.
+//!   run. Under `topology.optimization` `reuse.ktable.source.topics`
+//!   ([`TopologyOptimization`]) a source table's changelog is its input topic,
+//!   restored up to the committed offset.
 //! - Global tables (`global.rs`): a global thread rebuilds every global store from
 //!   its topic before the stream threads start, then keeps it current.
 //! - Interactive queries (`query.rs`): [`KafkaStreams::store`] reads the local
@@ -43,7 +45,7 @@ mod topics;
 
 pub(crate) use collector::{OffsetCommitter, RecordCollector};
 pub(crate) use commit::commit_tasks;
-pub use config::{HostInfo, StreamsConfig, TopicCreator};
+pub use config::{HostInfo, StreamsConfig, TopicCreator, TopologyOptimization};
 pub use global::GLOBAL_STATE_DIR;
 pub use metrics::{MetricsSnapshot, StreamsMetrics};
 pub use query::ReadOnlyKeyValueStore;

@@ -10,6 +10,12 @@
 //! [`StateRestoreListener`] through [`RestoreProgress`]. One restore consumer per
 //! thread reads every changelog partition being restored; it is assigned, never
 //! subscribed, and commits nothing.
+//!
+//! A store whose changelog is its task's own input partition (a source table under
+//! `topology.optimization` `reuse.ktable.source.topics`) restores only up to the
+//! group's committed offset of that partition (Kafka's `changelogAsSource`): the task
+//! processes the records from there on again, and must find the store as it was
+//! before them. See [`source_restore_end`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,14 +48,35 @@ const RESTORE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout of the watermark request made when a store is registered.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where restoring a store from its task's own input partition stops, given that
+/// partition's log end (`high`) and the group's committed offset.
+///
+/// As Kafka's `StoreChangelogReader`: the committed offset, capped at the log end,
+/// since the task processes the records from the committed offset on again and must
+/// find the store as it was before them. A partition without a committed offset
+/// counts as committed at 0, as in Kafka: nothing is restored, and processing
+/// rebuilds the table from where `auto.offset.reset` starts the task (the beginning,
+/// by default).
+pub(crate) fn source_restore_end(high: i64, committed: Option<i64>) -> i64 {
+    committed.unwrap_or(0).clamp(0, high.max(0))
+}
+
+/// The group's committed offset of an input partition (`None`: nothing committed),
+/// read through the stream thread's consumer.
+pub(crate) type CommittedOffset<'a> = dyn Fn(&ChangelogPartition) -> Result<Option<i64>> + 'a;
+
 /// One changelog partition being restored into one store of one task.
 struct PartitionRestore {
     task: TaskId,
     store: String,
     changelog: ChangelogPartition,
+    /// The changelog is the task's input partition (so records past `end` exist, and
+    /// are not the store's).
+    source: bool,
     /// Next changelog offset to apply.
     next: i64,
-    /// The changelog's end (high watermark) when the restore started.
+    /// Where the restore ends (exclusive): the changelog's end (high watermark) when
+    /// it started, or for a source changelog [`source_restore_end`].
     end: i64,
     progress: RestoreProgress,
 }
@@ -65,6 +92,8 @@ pub(crate) struct ChangelogReader {
     restoring: BTreeMap<(String, i32), PartitionRestore>,
     /// Partitions were registered since the consumer was last assigned.
     reassign: bool,
+    /// Source-topic changelog partitions whose restore finished, to pause.
+    finished_sources: Vec<(String, i32)>,
     last_record: Instant,
 }
 
@@ -94,6 +123,7 @@ impl ChangelogReader {
             consumer: None,
             restoring: BTreeMap::new(),
             reassign: false,
+            finished_sources: Vec::new(),
             last_record: Instant::now(),
         }
     }
@@ -112,8 +142,13 @@ impl ChangelogReader {
 
     /// Registers the logged stores of a task whose stores were just opened. Returns
     /// whether any of them has changelog records to restore; if not, the task can run
-    /// at once.
-    pub fn register(&mut self, task: &mut StreamTask) -> Result<bool> {
+    /// at once. `committed` gives the committed offset of a store's changelog when it
+    /// is one of the task's input partitions.
+    pub fn register(
+        &mut self,
+        task: &mut StreamTask,
+        committed: &CommittedOffset<'_>,
+    ) -> Result<bool> {
         let task_id = task.id();
         let logged: Vec<(String, ChangelogPartition)> = task
             .stores_mut()
@@ -121,6 +156,9 @@ impl ChangelogReader {
             .collect();
         let mut any = false;
         for (name, changelog) in logged {
+            let source = task
+                .partitions()
+                .any(|tp| tp.partition == changelog.partition && tp.topic == changelog.topic);
             let (low, high) = self
                 .consumer()?
                 .fetch_watermarks(&changelog.topic, changelog.partition, WATERMARK_TIMEOUT)
@@ -134,33 +172,37 @@ impl ChangelogReader {
                         e,
                     )
                 })?;
+            let end = if source {
+                let offset = committed(&changelog)?;
+                let end = source_restore_end(high, offset);
+                tracing::debug!(store = %name, task = %task_id, changelog = %changelog, committed = ?offset, high, end, "store's changelog is its source topic: restoring to the committed offset");
+                end
+            } else {
+                high
+            };
             let Some(bytes) = task.byte_store_mut(&name) else {
                 continue;
             };
             let start = bytes.checkpointed_offset().unwrap_or(low).max(low);
-            if start >= high {
-                tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, high, "store is up to date; nothing to restore");
+            if start >= end {
+                tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, end, "store is up to date; nothing to restore");
                 if let Some(l) = &self.listener {
-                    l.on_restore_start(&changelog, &name, start, high);
+                    l.on_restore_start(&changelog, &name, start, end);
                     l.on_restore_end(&changelog, &name, 0);
                 }
                 continue;
             }
-            let progress = RestoreProgress::start(
-                name.clone(),
-                &changelog,
-                start,
-                high,
-                self.listener.clone(),
-            );
+            let progress =
+                RestoreProgress::start(name.clone(), &changelog, start, end, self.listener.clone());
             self.restoring.insert(
                 (changelog.topic.clone(), changelog.partition),
                 PartitionRestore {
                     task: task_id,
                     store: name,
                     changelog,
+                    source,
                     next: start,
-                    end: high,
+                    end,
                     progress,
                 },
             );
@@ -174,6 +216,7 @@ impl ChangelogReader {
     /// Forgets every restore (the thread's tasks were closed) and stops fetching
     /// their changelogs.
     pub fn clear(&mut self) {
+        self.finished_sources.clear();
         if self.restoring.is_empty() {
             return;
         }
@@ -206,12 +249,32 @@ impl ChangelogReader {
         let result = self.restore_from(&consumer, tasks, budget);
         self.consumer = Some(consumer);
         let done = result?;
+        let finished_sources = std::mem::take(&mut self.finished_sources);
         if self.restoring.is_empty() {
             self.clear_assignment();
         } else {
+            self.pause(&finished_sources);
             self.assign_if_needed()?;
         }
         Ok(done)
+    }
+
+    /// Stops fetching finished source-topic partitions while others restore, so that
+    /// new input is not read only to be dropped. A failure costs only those fetches.
+    fn pause(&self, partitions: &[(String, i32)]) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        if partitions.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        if let Err(error) = consumer.pause(&tpl) {
+            tracing::warn!(thread = %self.thread, ?partitions, %error, "pausing restored source partitions failed");
+        }
     }
 
     fn restore_from(
@@ -305,16 +368,18 @@ impl ChangelogReader {
         messages: &[BorrowedMessage<'_>],
         done: &mut Vec<TaskId>,
     ) -> Result<()> {
-        let mut groups: Vec<((&str, i32), Vec<RestoreRecord<'_>>)> = Vec::new();
+        // Per partition: its records, and the last offset read (keyless ones too).
+        let mut groups: Vec<((&str, i32), Vec<RestoreRecord<'_>>, i64)> = Vec::new();
         for m in messages {
             let tp = (m.topic(), m.partition());
-            let at = match groups.iter().position(|(g, _)| *g == tp) {
+            let at = match groups.iter().position(|(g, _, _)| *g == tp) {
                 Some(at) => at,
                 None => {
-                    groups.push((tp, Vec::with_capacity(messages.len())));
+                    groups.push((tp, Vec::with_capacity(messages.len()), m.offset()));
                     groups.len() - 1
                 }
             };
+            groups[at].2 = groups[at].2.max(m.offset());
             match m.key() {
                 Some(key) => groups[at].1.push(RestoreRecord {
                     key,
@@ -330,29 +395,32 @@ impl ChangelogReader {
                 ),
             }
         }
-        for ((topic, partition), mut records) in groups {
+        for ((topic, partition), mut records, last_read) in groups {
             let tp = (topic.to_owned(), partition);
             let Some(r) = self.restoring.get_mut(&tp) else {
                 continue; // read before the partition's restore was dropped
             };
-            let next = r.next;
-            records.retain(|rec| rec.offset >= next);
-            let Some(last) = records.last().map(|rec| rec.offset) else {
-                continue;
-            };
-            let Some(store) = tasks
-                .get_mut(&r.task)
-                .and_then(|t| t.byte_store_mut(&r.store))
-            else {
-                return Err(StreamsError::Internal(format!(
-                    "restoring store {} of task {}: the task or store is gone",
-                    r.store, r.task
-                )));
-            };
-            store.restore_batch(&records)?;
-            r.next = last + 1;
-            r.progress.batch_restored(records.len() as u64, last);
-            if r.next >= r.end {
+            let (next, end) = (r.next, r.end);
+            // Records from `end` on are not the store's: in a source changelog they
+            // are the task's input still to be processed.
+            records.retain(|rec| rec.offset >= next && rec.offset < end);
+            if let Some(last) = records.last().map(|rec| rec.offset) {
+                let Some(store) = tasks
+                    .get_mut(&r.task)
+                    .and_then(|t| t.byte_store_mut(&r.store))
+                else {
+                    return Err(StreamsError::Internal(format!(
+                        "restoring store {} of task {}: the task or store is gone",
+                        r.store, r.task
+                    )));
+                };
+                store.restore_batch(&records)?;
+                r.next = last + 1;
+                r.progress.batch_restored(records.len() as u64, last);
+            }
+            // Having read the record before `end`, or any after it, the restore is done
+            // even if that record was not applied (no key, or past `end`).
+            if last_read + 1 >= r.end {
                 self.complete(&tp, done);
             }
         }
@@ -390,10 +458,31 @@ impl ChangelogReader {
             return;
         };
         // The partition stays assigned (at its end it yields nothing): reassigning
-        // would restart the fetches of the others.
+        // would restart the fetches of the others. A source topic does not end where
+        // its restore does, so it is paused instead.
+        if r.source {
+            self.finished_sources.push(tp.clone());
+        }
         r.progress.finish();
         if !self.restoring.values().any(|o| o.task == r.task) && !done.contains(&r.task) {
             done.push(r.task);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_restore_end;
+
+    #[test]
+    fn source_changelogs_restore_to_the_committed_offset_within_the_log() {
+        // Records after the committed offset are processed again, not restored.
+        assert_eq!(source_restore_end(100, Some(60)), 60);
+        assert_eq!(source_restore_end(100, Some(100)), 100);
+        // A committed offset past the log end (a truncated topic) stops at the end.
+        assert_eq!(source_restore_end(100, Some(150)), 100);
+        // Nothing committed counts as 0, as in Kafka: nothing is restored.
+        assert_eq!(source_restore_end(100, None), 0);
+        assert_eq!(source_restore_end(0, None), 0);
     }
 }

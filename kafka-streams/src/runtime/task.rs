@@ -127,6 +127,9 @@ pub(crate) struct StreamTask {
     stream_time: i64,
     punctuators: Punctuators,
     stores: StoreMap,
+    /// Stores whose changelog is one of the task's input topics (source tables under
+    /// `topology.optimization`), with that topic.
+    source_changelogs: Vec<(String, String)>,
     pending: Vec<(usize, ErasedRecord)>,
     stack: Vec<(usize, ErasedRecord)>,
     commit_needed: bool,
@@ -216,6 +219,7 @@ impl StreamTask {
             });
         }
         let mut stores = StoreMap::new();
+        let mut source_changelogs = Vec::new();
         for name in &sub.stores {
             let builder = topology.stores.get(name).ok_or_else(|| {
                 StreamsError::Internal(format!(
@@ -224,6 +228,13 @@ impl StreamTask {
                 ))
             })?;
             stores.insert(name.clone(), builder.build(id)?);
+            if let Some(topic) = topology.source_changelog_topic(
+                &env.application_id,
+                name,
+                env.config.topology_optimization,
+            ) {
+                source_changelogs.push((name.clone(), topic));
+            }
         }
         Ok(StreamTask {
             id,
@@ -233,6 +244,7 @@ impl StreamTask {
             stream_time: i64::MIN,
             punctuators: Punctuators::default(),
             stores,
+            source_changelogs,
             pending: Vec::new(),
             stack: Vec::new(),
             commit_needed: false,
@@ -314,8 +326,13 @@ impl StreamTask {
         .with_changelog_writer(Arc::new(self.changelog.clone()))
         .with_cache_budget(self.cache_budget.clone())
         .with_rocksdb(self.env.rocksdb.clone());
-        for store in self.stores.values_mut() {
-            store.init(&context)?;
+        for (name, store) in self.stores.iter_mut() {
+            match self.source_changelogs.iter().find(|(s, _)| s == name) {
+                Some((_, topic)) => {
+                    store.init(&context.clone().with_source_topic_changelog(topic.clone()))?
+                }
+                None => store.init(&context)?,
+            }
         }
         self.state = TaskState::Restoring;
         Ok(())
@@ -860,20 +877,33 @@ impl StreamTask {
 
     /// Commit, last step (Kafka's `postCommit`): the offsets are committed; each
     /// logged store checkpoints one past the last changelog offset the producer
-    /// acknowledged for it.
+    /// acknowledged for it. A store whose changelog is an input partition of the task
+    /// (a source table reusing its topic) checkpoints the offset just committed for
+    /// that partition: the flushed store reflects every record before it.
     pub fn post_commit(&mut self, collector: &dyn RecordCollector) -> Result<()> {
         self.commit_needed = false;
         for store in self.stores.values_mut() {
-            let Some(changelog) = store.changelog().cloned() else {
+            let Some(changelog) = store.changelog() else {
                 continue;
             };
-            let Some(last) = collector.delivered_offset(&changelog.topic, changelog.partition)
-            else {
+            let source = self
+                .queues
+                .iter()
+                .find(|q| q.tp.partition == changelog.partition && q.tp.topic == changelog.topic);
+            let next = match source {
+                // The offset just committed; before the first record is processed,
+                // the checkpoint stays where restoring left it.
+                Some(queue) => queue.next_offset,
+                None => collector
+                    .delivered_offset(&changelog.topic, changelog.partition)
+                    .map(|last| last + 1),
+            };
+            let Some(next) = next else {
                 continue;
             };
             if let Some(bytes) = store.byte_store() {
-                if bytes.checkpointed_offset().is_none_or(|c| c <= last) {
-                    bytes.checkpoint(last + 1)?;
+                if bytes.checkpointed_offset().is_none_or(|c| c < next) {
+                    bytes.checkpoint(next)?;
                 }
             }
         }

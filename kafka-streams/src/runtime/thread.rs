@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset};
 
 use super::collector::RecordCollector;
 use super::commit::commit_tasks;
@@ -20,6 +20,7 @@ use super::streams::ClientShared;
 use super::task::{StreamTask, TaskEnv};
 use crate::error::{Result, StreamsError};
 use crate::processor::{PunctuationType, TaskId};
+use crate::state::ChangelogPartition;
 use crate::topology::Topology;
 
 /// A stream thread's state (Kafka's `StreamThread.State`).
@@ -159,7 +160,8 @@ impl StreamsConsumerContext {
             let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
             task.set_cache_budget(core.cache_budget.clone());
             task.init_stores()?;
-            if core.reader.register(&mut task)? {
+            let committed = |changelog: &ChangelogPartition| committed_offset(consumer, changelog);
+            if core.reader.register(&mut task, &committed)? {
                 self.shared.set_restoring(*id, true);
                 // Its input waits until the stores are restored; the thread's other
                 // tasks keep processing meanwhile.
@@ -233,6 +235,47 @@ impl ConsumerContext for StreamsConsumerContext {
             }
         }
     }
+}
+
+/// Timeout of the committed-offset request made when a store restores from its
+/// source topic.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The group's committed offset of `partition` (an input partition of the thread),
+/// `None` when nothing is committed.
+fn committed_offset<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partition: &ChangelogPartition,
+) -> Result<Option<i64>> {
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&partition.topic, partition.partition);
+    let committed = consumer
+        .committed_offsets(tpl, COMMITTED_TIMEOUT)
+        .map_err(|e| {
+            StreamsError::kafka(
+                format!(
+                    "reading the committed offset of partition {} (the end of its table's restore)",
+                    partition.partition
+                ),
+                &partition.topic,
+                e,
+            )
+        })?;
+    let elem = committed.find_partition(&partition.topic, partition.partition);
+    if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
+        return Err(StreamsError::kafka(
+            format!(
+                "reading the committed offset of partition {}",
+                partition.partition
+            ),
+            &partition.topic,
+            e,
+        ));
+    }
+    Ok(elem.and_then(|e| match e.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }))
 }
 
 /// Runs stream thread `index` until shutdown or failure.

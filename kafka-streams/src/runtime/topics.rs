@@ -130,7 +130,8 @@ pub(crate) fn prepare_topics(
 
     // Every topic to have: repartition topics, and the changelog topic of each logged
     // store (`<application.id>-<store>-changelog`, compacted, with as many partitions
-    // as the sources of the sub-topology that owns the store).
+    // as the sources of the sub-topology that owns the store), except the stores that
+    // use their source topic as changelog (`topology.optimization`).
     let mut all: BTreeMap<String, (i32, bool)> = wanted
         .iter()
         .map(|(name, p)| (format!("{app}-{name}"), (*p, false)))
@@ -148,6 +149,13 @@ pub(crate) fn prepare_topics(
             })
             .max();
         for store in &sub.stores {
+            // A source table reusing its input topic has no changelog topic of its own.
+            if topology
+                .source_changelog_topic(app, store, config.topology_optimization)
+                .is_some()
+            {
+                continue;
+            }
             let changelog = topology
                 .stores
                 .get(store)

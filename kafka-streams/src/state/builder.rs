@@ -10,9 +10,13 @@
 //! ```text
 //! TypedKeyValueStore<K, V>      serdes (only this layer knows the types)
 //!   └ CachingStore              if caching is enabled
-//!       └ ChangeLoggingStore    if logging is enabled
+//!       └ ChangeLoggingStore    if logging is enabled, to a changelog of its own
 //!           └ RocksDbStore | InMemoryStore
 //! ```
+//!
+//! A logged store whose context names a source-topic changelog
+//! ([`StoreContext::source_topic_changelog`]) has no `ChangeLoggingStore`: the topic it
+//! is built from is its changelog, for restores and checkpoints.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -63,6 +67,12 @@ pub struct StoreContext {
     /// The directory under `<state.dir>/<application.id>` in place of the task id
     /// (`global` for global stores).
     pub directory: Option<String>,
+    /// The topic that is the store's changelog instead of
+    /// `<application.id>-<store>-changelog`: the input topic of a source table under
+    /// `topology.optimization` `reuse.ktable.source.topics`. A logged store is then
+    /// opened without the change-logging layer (the topic already holds every write),
+    /// and its changelog partition is this topic's partition of the task.
+    pub source_topic_changelog: Option<String>,
 }
 
 impl fmt::Debug for StoreContext {
@@ -75,6 +85,7 @@ impl fmt::Debug for StoreContext {
             .field("cache_budget", &self.cache_budget)
             .field("rocksdb", &self.rocksdb)
             .field("directory", &self.directory)
+            .field("source_topic_changelog", &self.source_topic_changelog)
             .finish()
     }
 }
@@ -95,7 +106,15 @@ impl StoreContext {
             cache_budget: CacheBudget::new(DEFAULT_CACHE_MAX_BYTES),
             rocksdb: RocksDbMemory::with_config(RocksDbMemoryConfig::default()),
             directory: None,
+            source_topic_changelog: None,
         }
+    }
+
+    /// Uses `topic`, the store's input topic, as its changelog (see
+    /// [`StoreContext::source_topic_changelog`]).
+    pub fn with_source_topic_changelog(mut self, topic: impl Into<String>) -> Self {
+        self.source_topic_changelog = Some(topic.into());
+        self
     }
 
     /// Keeps the stores in `<state.dir>/<application.id>/<directory>` instead of the
@@ -144,7 +163,9 @@ pub struct KeyValueStoreSpec {
     pub name: String,
     /// The inner store.
     pub kind: StoreKind,
-    /// Whether writes are logged to `<application.id>-<name>-changelog`.
+    /// Whether writes are logged to `<application.id>-<name>-changelog` (or, when the
+    /// context names a [source-topic changelog](StoreContext::source_topic_changelog),
+    /// restored from and checkpointed against that topic instead).
     pub logging: bool,
     /// Whether a record cache folds writes between commits.
     pub caching: bool,
@@ -154,9 +175,11 @@ pub struct KeyValueStoreSpec {
 pub struct OpenedStore {
     /// The outermost byte-level layer.
     pub store: Box<dyn KeyValueStore>,
-    /// The changelog partition, if logging is enabled.
+    /// The changelog partition, if logging is enabled: of
+    /// `<application.id>-<store>-changelog`, or of the source-topic changelog.
     pub changelog: Option<ChangelogPartition>,
-    /// The topic the serdes are told: the changelog topic name.
+    /// The topic the serdes are told: the changelog topic name (the source topic when
+    /// it is the changelog, as in Kafka, so that the store's bytes are the topic's).
     pub serde_topic: String,
 }
 
@@ -172,7 +195,15 @@ impl fmt::Debug for OpenedStore {
 impl KeyValueStoreSpec {
     /// Opens the stack for the task of `context`.
     pub fn open(&self, context: &StoreContext) -> StateResult<OpenedStore> {
-        let topic = changelog_topic(&context.application_id, &self.name);
+        // A store without logging keeps no changelog at all, source topic or not.
+        let source_changelog = context
+            .source_topic_changelog
+            .as_ref()
+            .filter(|_| self.logging);
+        let topic = match source_changelog {
+            Some(source) => source.clone(),
+            None => changelog_topic(&context.application_id, &self.name),
+        };
         let changelog = self.logging.then(|| ChangelogPartition {
             topic: topic.clone(),
             partition: context.task.partition,
@@ -185,7 +216,7 @@ impl KeyValueStoreSpec {
             )?),
             StoreKind::InMemory => Box::new(InMemoryStore::new(self.name.clone())),
         };
-        if let Some(changelog) = &changelog {
+        if let Some(changelog) = changelog.as_ref().filter(|_| source_changelog.is_none()) {
             let writer = context
                 .changelog_writer
                 .clone()

@@ -33,14 +33,17 @@
 //!    listener), then the inner store syncs.
 //! 2. Flush the producer; commit offsets (or the transaction).
 //! 3. `post_commit`: [`KeyValueStore::checkpoint`] with one past the last changelog
-//!    offset the store's records got (from the producer's delivery reports). RocksDB
+//!    offset the store's records got (from the producer's delivery reports), or, for a
+//!    store whose changelog is its task's input topic
+//!    ([`StoreContext::source_topic_changelog`]), the input offset just committed. RocksDB
 //!    stores keep it in a metadata column family, never ahead of the data;
 //!    [`CheckpointFile`] is the per-task `.checkpoint` file for anything else.
 //! 4. On assignment: [`StateStore::init`], then read
 //!    [`KeyValueStore::checkpointed_offset`] (`None` = from the beginning: no
 //!    checkpoint, or missing/corrupt state that was wiped), seek the restore consumer
-//!    there, and feed [`KeyValueStore::restore_batch`] until the changelog's end,
-//!    reporting through [`RestoreProgress`] and the user's [`StateRestoreListener`].
+//!    there, and feed [`KeyValueStore::restore_batch`] until the changelog's end (for an
+//!    input-topic changelog: the group's committed offset), reporting through
+//!    [`RestoreProgress`] and the user's [`StateRestoreListener`].
 //! 5. Under exactly-once, once restored and before processing:
 //!    [`KeyValueStore::remove_checkpoint`]; then checkpoint only on a clean close, so a
 //!    crash mid-transaction leaves no checkpoint and the state is wiped and rebuilt.
@@ -141,6 +144,7 @@ pub trait StoreBuilder: Send + Sync + 'static {
 
     /// The changelog topic of the stores it builds, if they are logged
     /// (`<application.id>-<store>-changelog`), for creating it as a compacted topic.
+    /// The runtime creates none for a source table reusing its input topic.
     fn changelog_topic(&self, application_id: &str) -> Option<String> {
         let _ = application_id;
         None

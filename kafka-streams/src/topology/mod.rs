@@ -90,6 +90,9 @@ pub struct Topology {
     pub(crate) global_stores: BTreeMap<String, GlobalStoreDef>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
     pub(crate) subtopologies: Vec<SubTopology>,
+    /// Logged stores of tables read straight from a topic, by store name, with that
+    /// topic (logical name): the stores that may use it as their changelog.
+    pub(crate) source_tables: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -128,6 +131,48 @@ impl Topology {
             .map(|(name, g)| (name.as_str(), g.topic.as_str()))
     }
 
+    /// The stores of tables read straight from a topic with
+    /// [`StreamsBuilder::table`](crate::dsl::StreamsBuilder::table) or `table_with`
+    /// (logging enabled), with the topic each reads, by store name.
+    ///
+    /// Under `topology.optimization` `reuse.ktable.source.topics` (see
+    /// [`TopologyOptimization`](crate::runtime::TopologyOptimization)) these stores use
+    /// that topic as their changelog; otherwise they are logged to
+    /// `<application.id>-<store>-changelog` like any other store.
+    ///
+    /// ```
+    /// use kafka_streams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table_with::<String, String>("plants", Materialized::as_("plants-latest"));
+    /// let topology = builder.build().unwrap();
+    /// assert_eq!(
+    ///     topology.source_table_stores().collect::<Vec<_>>(),
+    ///     vec![("plants-latest", "plants")]
+    /// );
+    /// ```
+    pub fn source_table_stores(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.source_tables
+            .iter()
+            .map(|(store, topic)| (store.as_str(), topic.as_str()))
+    }
+
+    /// The topic (as the broker names it) that serves as the changelog of `store` under
+    /// `optimization`: its input topic when it is a source table's store and source
+    /// topics are reused; `None` when the store has its own changelog or none.
+    pub(crate) fn source_changelog_topic(
+        &self,
+        application_id: &str,
+        store: &str,
+        optimization: crate::runtime::TopologyOptimization,
+    ) -> Option<String> {
+        if !optimization.reuses_ktable_source_topics() {
+            return None;
+        }
+        self.source_tables
+            .get(store)
+            .map(|topic| self.resolve_topic(application_id, topic))
+    }
+
     /// The sub-topology whose tasks own store `store`, if it is a (non-global) store.
     pub(crate) fn subtopology_of_store(&self, store: &str) -> Option<&SubTopology> {
         self.subtopologies
@@ -158,6 +203,7 @@ pub(crate) struct TopologyBuilder {
     stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
     global_stores: BTreeMap<String, GlobalStoreDef>,
     internal_topics: BTreeMap<String, InternalTopic>,
+    source_tables: BTreeMap<String, String>,
     errors: Vec<String>,
 }
 
@@ -301,6 +347,13 @@ impl TopologyBuilder {
             .insert(name, GlobalStoreDef { topic, builder });
     }
 
+    /// Records that logged store `store` holds the table of `topic` as read, record for
+    /// record (Kafka's `connectSourceStoreAndTopic`), so `topic` can be its changelog.
+    pub fn add_source_table(&mut self, store: &str, topic: &str) {
+        self.source_tables
+            .insert(store.to_owned(), topic.to_owned());
+    }
+
     pub fn connect_store(&mut self, node: usize, store: &str) {
         if !self.stores.contains_key(store) {
             self.errors.push(format!(
@@ -331,6 +384,7 @@ impl TopologyBuilder {
             global_stores: self.global_stores,
             internal_topics: self.internal_topics,
             subtopologies,
+            source_tables: self.source_tables,
         })
     }
 }
