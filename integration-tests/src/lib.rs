@@ -187,14 +187,14 @@ pub fn init_tracing() {
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-/// Produces `lines` to `topic`, keyed `line-<i>`, and flushes.
-pub fn produce_lines(topic: &str, lines: &[&str]) {
+/// Produces `(key, value)` records to `topic` (`None`: a tombstone) and flushes.
+pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
     let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
-    for (i, line) in lines.iter().enumerate() {
-        let key = format!("line-{i}");
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-            .key(key.as_bytes())
-            .payload(line.as_bytes());
+    for (key, value) in records {
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key.as_bytes());
+        if let Some(v) = value {
+            rec = rec.payload(v.as_bytes());
+        }
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -206,6 +206,16 @@ pub fn produce_lines(topic: &str, lines: &[&str]) {
         }
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Produces `lines` to `topic`, keyed `line-<i>`, and flushes.
+pub fn produce_lines(topic: &str, lines: &[&str]) {
+    let records: Vec<(String, Option<String>)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| (format!("line-{i}"), Some((*line).to_owned())))
+        .collect();
+    produce_keyed(topic, &records);
 }
 
 /// Every partition of `topic` read from the beginning to its current end: the latest

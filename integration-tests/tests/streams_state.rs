@@ -13,13 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    block_on, config, count_words, counts_of, create_topic, decode_counts, produce_lines,
-    read_to_end, unique_name, wait_until, DEADLINE,
+    block_on, config, count_words, counts_of, create_topic, decode_counts, produce_keyed,
+    produce_lines, read_to_end, unique_name, wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
@@ -544,27 +543,6 @@ fn start_table(
     streams
 }
 
-/// Produces `(key, value)` records to `topic` (`None`: a tombstone) and flushes.
-fn produce_table(topic: &str, records: &[(String, Option<String>)]) {
-    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
-    for (key, value) in records {
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key.as_bytes());
-        if let Some(v) = value {
-            rec = rec.payload(v.as_bytes());
-        }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    rec = back;
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-}
-
 /// Sets keys `k<from>..k<to>` to `value` (`None` deletes them), in `table` and as
 /// records to produce.
 fn update(
@@ -666,7 +644,7 @@ fn source_table_reusing_its_topic_has_no_changelog_and_restores_from_the_topic()
         reuse_source_topics,
         RestoreLog::default(),
     );
-    produce_table(&input, &first);
+    produce_keyed(&input, &first);
     wait_for_table(&streams, &table, "the table to hold every record");
     assert!(streams.close(), "graceful close");
     drop(streams);
@@ -703,7 +681,7 @@ fn source_table_reusing_its_topic_has_no_changelog_and_restores_from_the_topic()
     // are processed on restart, not restored.
     let mut later = Vec::new();
     update(&mut table, &mut later, 50..90, Some("v3"));
-    produce_table(&input, &later);
+    produce_keyed(&input, &later);
 
     // (b) The state dir is lost: the store is restored from the source topic, exactly
     // the committed records, and then processes the rest.
@@ -766,7 +744,7 @@ fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() 
     let mut first = Vec::new();
     update(&mut table, &mut first, 0..100, Some("v1"));
     let streams = start_table(&app, &input, dir.path(), typed, RestoreLog::default());
-    produce_table(&input, &first);
+    produce_keyed(&input, &first);
     wait_for_table(&streams, &table, "round 1");
     assert!(streams.close(), "graceful close");
     drop(streams);
@@ -784,7 +762,7 @@ fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() 
     }
     let mut second = Vec::new();
     update(&mut table, &mut second, 0..60, Some("v2"));
-    produce_table(&input, &second);
+    produce_keyed(&input, &second);
     wait_for_table(&streams, &table, "round 2");
     assert!(streams.close(), "graceful close");
     drop(streams);
@@ -793,7 +771,7 @@ fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() 
     // Round 3 arrives while the application is down, after the committed offset.
     let mut third = Vec::new();
     update(&mut table, &mut third, 60..90, Some("v3"));
-    produce_table(&input, &third);
+    produce_keyed(&input, &third);
 
     // (c) State as of round 1: restoring replays only round 2, from the checkpoint to
     // the committed offset; round 3 is processed.
