@@ -316,6 +316,40 @@ pub fn raw_passthrough(
     watched
 }
 
+/// The clients of a raw rdkafka consume -> produce loop: a producer with the streams
+/// producer's settings that counts acknowledged records, and a consumer of a fresh
+/// group reading from the earliest offset, committing only when told.
+pub struct RawClients {
+    /// The producer.
+    pub producer: BaseProducer<Counting>,
+    /// Records the producer has had acknowledged.
+    pub delivered: Arc<AtomicU64>,
+    /// The consumer.
+    pub consumer: BaseConsumer,
+}
+
+impl RawClients {
+    /// Both clients; the group id is `group_prefix` made unique.
+    pub fn new(config: &ClientConfig, group_prefix: &str) -> anyhow::Result<Self> {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let producer = streams_producer_settings(config)
+            .to_rdkafka()
+            .create_with_context(Counting(delivered.clone()))?;
+        let consumer = config
+            .clone()
+            .group_id(unique(group_prefix))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .to_rdkafka()
+            .create()?;
+        Ok(RawClients {
+            producer,
+            delivered,
+            consumer,
+        })
+    }
+}
+
 /// The raw passthrough's consume -> produce loop, until `expected` records are
 /// acknowledged (or `stop`).
 fn passthrough_loop(
@@ -326,17 +360,11 @@ fn passthrough_loop(
     deadline: Instant,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let consumer: BaseConsumer = config
-        .clone()
-        .group_id(unique("bench-raw-passthrough"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .to_rdkafka()
-        .create()?;
+    let RawClients {
+        producer,
+        delivered,
+        consumer,
+    } = RawClients::new(config, "bench-raw-passthrough")?;
     consumer.subscribe(&[input])?;
     let mut consumed = 0_u64;
     while delivered.load(Ordering::Relaxed) < expected && !stop.load(Ordering::Relaxed) {

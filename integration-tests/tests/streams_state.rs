@@ -573,6 +573,18 @@ fn wait_for_table(streams: &KafkaStreams, expected: &BTreeMap<String, String>, w
     });
 }
 
+/// Interactive-query point reads of the table's store give `expected`.
+fn assert_point_reads(streams: &KafkaStreams, expected: &[(&str, Option<&str>)]) {
+    let store = streams.store::<String, String>(LATEST).expect("store");
+    for (key, value) in expected {
+        assert_eq!(
+            store.get(&(*key).to_owned()).expect("get").as_deref(),
+            *value,
+            "{key}"
+        );
+    }
+}
+
 /// The group's committed offset and the log end of each partition of `topic`.
 fn committed_and_ends(app: &str, topic: &str) -> BTreeMap<i32, (Option<i64>, i64)> {
     let consumer: BaseConsumer = config()
@@ -701,15 +713,9 @@ fn source_table_reusing_its_topic_has_no_changelog_and_restores_from_the_topic()
         &table,
         "the restored table to take the later records",
     );
-    let store = streams.store::<String, String>(LATEST).expect("store");
-    assert_eq!(store.get(&"k10".to_owned()).expect("get"), None);
-    assert_eq!(
-        store.get(&"k30".to_owned()).expect("get").as_deref(),
-        Some("v2")
-    );
-    assert_eq!(
-        store.get(&"k60".to_owned()).expect("get").as_deref(),
-        Some("v3")
+    assert_point_reads(
+        &streams,
+        &[("k10", None), ("k30", Some("v2")), ("k60", Some("v3"))],
     );
     assert!(streams.close(), "graceful close");
     assert_eq!(topics_with_prefix(&format!("{app}-")), Vec::<String>::new());
@@ -790,18 +796,9 @@ fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() 
         );
     }
     wait_for_table(&streams, &table, "the tail and round 3");
-    let store = streams.store::<String, String>(LATEST).expect("store");
-    assert_eq!(
-        store.get(&"k5".to_owned()).expect("get").as_deref(),
-        Some("v2")
-    );
-    assert_eq!(
-        store.get(&"k70".to_owned()).expect("get").as_deref(),
-        Some("v3")
-    );
-    assert_eq!(
-        store.get(&"k95".to_owned()).expect("get").as_deref(),
-        Some("v1")
+    assert_point_reads(
+        &streams,
+        &[("k5", Some("v2")), ("k70", Some("v3")), ("k95", Some("v1"))],
     );
     assert!(streams.close(), "graceful close");
 }

@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
-    send_blocking, streams_producer_settings, unique, Counting, Rate, Timings,
+    send_blocking, streams_producer_settings, unique, Counting, Rate, RawClients, Timings,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
@@ -345,17 +345,9 @@ fn raw_word_count(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.timeout_secs);
     let commit_interval = Duration::from_millis(args.commit_interval_ms);
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let consumer: BaseConsumer = config
-        .clone()
-        .group_id(unique("bench-raw-wordcount"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .to_rdkafka()
-        .create()?;
+    let RawClients {
+        producer, consumer, ..
+    } = RawClients::new(config, "bench-raw-wordcount")?;
     consumer.subscribe(&[input, repartition])?;
     let to_process = args.sentences + word_total;
     // Each word's count, and whether it changed since the last commit.
