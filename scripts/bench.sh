@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a benchmark binary (release build) against the test broker, started here
-# unless KAFKA_BOOTSTRAP_SERVERS names one.
+# unless KAFKA_BOOTSTRAP_SERVERS names one. BENCH_CARGO_ARGS go to cargo (for
+# example --no-default-features).
 #   bash scripts/bench.sh client_throughput [-- ARGS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -17,4 +18,5 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     KAFKA_BOOTSTRAP_SERVERS="$(bash "$here/broker.sh" "$pid_file")"
     export KAFKA_BOOTSTRAP_SERVERS
 fi
-cargo run --release -p kafka-benchmarks --bin "$bench" -- "$@"
+# shellcheck disable=SC2086 # BENCH_CARGO_ARGS is a list of cargo flags
+cargo run --release -p kafka-benchmarks ${BENCH_CARGO_ARGS:-} --bin "$bench" -- "$@"

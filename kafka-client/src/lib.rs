@@ -40,6 +40,7 @@ mod context;
 pub mod dev;
 pub mod dlq;
 pub mod error;
+pub mod fetch_queue;
 pub mod producer;
 pub mod record;
 pub mod serde;

@@ -37,6 +37,10 @@
 //! 0.8x the raw consume. Rounds repeat all four measurements on fresh topics and
 //! applications (same input); the medians are compared.
 //!
+//! The whole process runs on jemalloc (the `jemalloc` feature, on by default), C
+//! libraries included; `BENCH_CARGO_ARGS=--no-default-features` runs it on glibc's
+//! malloc.
+//!
 //! ```text
 //! bash scripts/bench.sh streams_state -- --sentences 200000 --rounds 3
 //! # the figures in the notes: one word per sentence, long enough that the last
@@ -49,6 +53,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// jemalloc serves every allocation of the process, librdkafka's and RocksDB's too,
+/// on both sides of every comparison. With glibc's malloc, the stream thread freeing
+/// fetch buffers that librdkafka's broker thread allocated contends on that thread's
+/// arena lock; build with `--no-default-features` to measure that.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 use kafka_benchmarks::{

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kafka_client::fetch_queue::FetchedMessage;
 use kafka_client::{Headers, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -41,6 +42,20 @@ pub(crate) fn raw_record<'a>(msg: &'a BorrowedMessage<'_>) -> RawRecord<'a> {
         key: msg.key(),
         value: msg.payload(),
         headers,
+    }
+}
+
+/// A view of a message read from a fetch queue as a [`RawRecord`] (no copy of key
+/// or value).
+pub(crate) fn fetched_record<'a>(msg: &FetchedMessage<'a>) -> RawRecord<'a> {
+    RawRecord {
+        topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp: msg.timestamp().unwrap_or(-1),
+        key: msg.key(),
+        value: msg.payload(),
+        headers: msg.headers(),
     }
 }
 

@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use kafka_client::fetch_queue::{FetchQueue, FetchedBatch};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -44,6 +45,18 @@ const RESTORE_BATCH_WHILE_RUNNING: usize = 20_000;
 
 /// How long a restore may go without reading a record before it fails.
 const RESTORE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest a restore round waits for records on the fetch queue.
+const RESTORE_WAIT_SLICE: Duration = Duration::from_millis(10);
+
+/// A changelog record as read, from either of the restore consumer's queues.
+struct ChangelogMessage<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
 
 /// Timeout of the watermark request made when a store is registered.
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,8 +101,12 @@ pub(crate) struct ChangelogReader {
     listener: Option<Arc<dyn StateRestoreListener>>,
     /// `restore.consumer.max.poll.records`, replacing both default batch limits.
     max_poll_records: Option<usize>,
-    consumer: Option<BaseConsumer>,
+    /// The restore consumer, with the queue its changelog partitions are read from
+    /// a batch at a time.
+    fetch: Option<FetchQueue<DefaultConsumerContext>>,
     restoring: BTreeMap<(String, i32), PartitionRestore>,
+    /// The changelog partitions last assigned (finished ones stay assigned).
+    assigned: Vec<(String, i32)>,
     /// Partitions were registered since the consumer was last assigned.
     reassign: bool,
     /// Source-topic changelog partitions whose restore finished, to pause.
@@ -120,8 +137,9 @@ impl ChangelogReader {
             thread: thread.to_owned(),
             listener,
             max_poll_records,
-            consumer: None,
+            fetch: None,
             restoring: BTreeMap::new(),
+            assigned: Vec::new(),
             reassign: false,
             finished_sources: Vec::new(),
             last_record: Instant::now(),
@@ -129,14 +147,18 @@ impl ChangelogReader {
     }
 
     fn consumer(&mut self) -> Result<&BaseConsumer> {
-        if self.consumer.is_none() {
+        if self.fetch.is_none() {
             let consumer: BaseConsumer = self.config.create().map_err(|e| {
                 StreamsError::kafka("creating the restore consumer", &self.thread, e)
             })?;
-            self.consumer = Some(consumer);
+            let fetch = FetchQueue::new(Arc::new(consumer)).map_err(|e| {
+                StreamsError::kafka("creating the restore fetch queue", &self.thread, e)
+            })?;
+            self.fetch = Some(fetch);
         }
-        self.consumer
+        self.fetch
             .as_ref()
+            .map(|fetch| &**fetch.consumer())
             .ok_or_else(|| StreamsError::Internal("restore consumer missing".into()))
     }
 
@@ -242,12 +264,12 @@ impl ChangelogReader {
         self.assign_if_needed()?;
         // The records are applied straight from librdkafka's buffers, which borrow
         // the consumer while `self` is updated.
-        let consumer = self
-            .consumer
+        let fetch = self
+            .fetch
             .take()
             .ok_or_else(|| StreamsError::Internal("restore consumer missing".into()))?;
-        let result = self.restore_from(&consumer, tasks, budget);
-        self.consumer = Some(consumer);
+        let result = self.restore_from(&fetch, tasks, budget);
+        self.fetch = Some(fetch);
         let done = result?;
         let finished_sources = std::mem::take(&mut self.finished_sources);
         if self.restoring.is_empty() {
@@ -262,7 +284,7 @@ impl ChangelogReader {
     /// Stops fetching finished source-topic partitions while others restore, so that
     /// new input is not read only to be dropped. A failure costs only those fetches.
     fn pause(&self, partitions: &[(String, i32)]) {
-        let Some(consumer) = &self.consumer else {
+        let Some(consumer) = self.fetch.as_ref().map(FetchQueue::consumer) else {
             return;
         };
         if partitions.is_empty() {
@@ -279,10 +301,11 @@ impl ChangelogReader {
 
     fn restore_from(
         &mut self,
-        consumer: &BaseConsumer,
+        fetch: &FetchQueue<DefaultConsumerContext>,
         tasks: &mut BTreeMap<TaskId, StreamTask>,
         budget: Duration,
     ) -> Result<Vec<TaskId>> {
+        let consumer: &BaseConsumer = fetch.consumer();
         let deadline = Instant::now() + budget;
         let mut done = Vec::new();
         let batch_limit = match self.max_poll_records {
@@ -290,22 +313,59 @@ impl ChangelogReader {
             None if tasks.values().any(StreamTask::is_running) => RESTORE_BATCH_WHILE_RUNNING,
             None => RESTORE_BATCH,
         };
-        let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_limit);
+        // Records fetched before their partition was routed to the fetch queue come
+        // through the consumer's own queue, which is therefore read first.
+        let mut polled: Vec<BorrowedMessage<'_>> = Vec::new();
+        let mut fetched = FetchedBatch::new();
         while !self.restoring.is_empty() {
-            messages.clear();
-            while messages.len() < batch_limit {
-                let wait = if messages.is_empty() {
-                    deadline.saturating_duration_since(Instant::now())
-                } else {
-                    Duration::ZERO
-                };
-                match consumer.poll(wait) {
+            polled.clear();
+            fetched.clear();
+            // Every round: the (re)assignment may have dropped the routing since.
+            // Finished partitions too, so records that running tasks append to their
+            // changelogs are read and dropped, not left to pile up unread.
+            for (topic, partition) in &self.assigned {
+                fetch.add_partition(topic, *partition);
+            }
+            while polled.len() < batch_limit {
+                match consumer.poll(Duration::ZERO) {
                     None => break,
                     Some(Err(e)) => {
                         return Err(StreamsError::kafka("reading changelogs", &self.thread, e))
                     }
-                    Some(Ok(m)) => messages.push(m),
+                    Some(Ok(m)) => polled.push(m),
                 }
+            }
+            if polled.len() < batch_limit {
+                let wait = if polled.is_empty() {
+                    // Short waits, so a consumer-queue record is not kept waiting.
+                    deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(RESTORE_WAIT_SLICE)
+                } else {
+                    Duration::ZERO
+                };
+                fetch.consume_into(&mut fetched, batch_limit - polled.len(), wait);
+            }
+            let mut messages: Vec<ChangelogMessage<'_>> =
+                Vec::with_capacity(polled.len() + fetched.len());
+            messages.extend(polled.iter().map(|m| ChangelogMessage {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key(),
+                value: m.payload(),
+            }));
+            for m in fetched.iter() {
+                if let Some(e) = m.error() {
+                    return Err(StreamsError::kafka("reading changelogs", &self.thread, e));
+                }
+                messages.push(ChangelogMessage {
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key(),
+                    value: m.payload(),
+                });
             }
             if messages.is_empty() {
                 self.finish_by_position(consumer, &mut done)?;
@@ -331,7 +391,8 @@ impl ChangelogReader {
     /// Every restore finished: stop fetching changelogs.
     fn clear_assignment(&mut self) {
         self.reassign = false;
-        if let Some(consumer) = &self.consumer {
+        self.assigned.clear();
+        if let Some(consumer) = self.fetch.as_ref().map(FetchQueue::consumer) {
             if let Err(error) = consumer.unassign() {
                 tracing::warn!(thread = %self.thread, %error, "unassigning changelog partitions failed");
             }
@@ -357,6 +418,7 @@ impl ChangelogReader {
         self.consumer()?
             .assign(&tpl)
             .map_err(|e| StreamsError::kafka("assigning changelog partitions", thread, e))?;
+        self.assigned = self.restoring.keys().cloned().collect();
         self.reassign = false;
         Ok(())
     }
@@ -365,32 +427,32 @@ impl ChangelogReader {
     fn apply(
         &mut self,
         tasks: &mut BTreeMap<TaskId, StreamTask>,
-        messages: &[BorrowedMessage<'_>],
+        messages: &[ChangelogMessage<'_>],
         done: &mut Vec<TaskId>,
     ) -> Result<()> {
         // Per partition: its records, and the last offset read (keyless ones too).
         let mut groups: Vec<((&str, i32), Vec<RestoreRecord<'_>>, i64)> = Vec::new();
         for m in messages {
-            let tp = (m.topic(), m.partition());
+            let tp = (m.topic, m.partition);
             let at = match groups.iter().position(|(g, _, _)| *g == tp) {
                 Some(at) => at,
                 None => {
-                    groups.push((tp, Vec::with_capacity(messages.len()), m.offset()));
+                    groups.push((tp, Vec::with_capacity(messages.len()), m.offset));
                     groups.len() - 1
                 }
             };
-            groups[at].2 = groups[at].2.max(m.offset());
-            match m.key() {
+            groups[at].2 = groups[at].2.max(m.offset);
+            match m.key {
                 Some(key) => groups[at].1.push(RestoreRecord {
                     key,
-                    value: m.payload(),
-                    offset: m.offset(),
+                    value: m.value,
+                    offset: m.offset,
                 }),
                 // Cannot be applied; the position check still moves past it.
                 None => tracing::warn!(
-                    topic = m.topic(),
-                    partition = m.partition(),
-                    offset = m.offset(),
+                    topic = m.topic,
+                    partition = m.partition,
+                    offset = m.offset,
                     "changelog record without a key skipped"
                 ),
             }

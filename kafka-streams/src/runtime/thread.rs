@@ -7,13 +7,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kafka_client::fetch_queue::{FetchQueue, FetchedBatch};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Offset};
 
 use super::collector::RecordCollector;
 use super::commit::commit_tasks;
-use super::kafka::{raw_record, KafkaCollector, KafkaCommitter};
+use super::kafka::{fetched_record, raw_record, KafkaCollector, KafkaCommitter};
 use super::membership::claim_record;
 use super::restore::ChangelogReader;
 use super::streams::ClientShared;
@@ -21,6 +22,7 @@ use super::task::{StreamTask, TaskEnv};
 use crate::error::{Result, StreamsError};
 use crate::processor::{PunctuationType, TaskId};
 use crate::state::ChangelogPartition;
+use crate::topology::codec::RawRecord;
 use crate::topology::Topology;
 
 /// A stream thread's state (Kafka's `StreamThread.State`).
@@ -55,6 +57,9 @@ pub(crate) struct ThreadCore {
     /// The thread's share of `statestore.cache.max.bytes`.
     cache_budget: crate::state::CacheBudget,
     error: Option<StreamsError>,
+    /// Bumped by every assignment and revocation, so the loop re-routes the input
+    /// partitions to its fetch queue.
+    assignment_generation: u64,
 }
 
 struct StreamsConsumerContext {
@@ -123,6 +128,7 @@ impl StreamsConsumerContext {
         }
         core.tasks.clear();
         core.reader.clear();
+        core.assignment_generation += 1;
         tracing::info!(thread = self.index, tasks = ?closed, "partitions revoked: committed and closed tasks");
         Ok(())
     }
@@ -173,6 +179,7 @@ impl StreamsConsumerContext {
             }
             core.tasks.insert(*id, task);
         }
+        core.assignment_generation += 1;
         if restoring.count() > 0 {
             consumer.pause(&restoring).map_err(|e| {
                 StreamsError::kafka(
@@ -328,6 +335,7 @@ pub(crate) fn run_stream_thread(
             config.cache_max_bytes / config.num_stream_threads.max(1),
         ),
         error: None,
+        assignment_generation: 0,
     }));
     shared.register_thread_core(index, core.clone());
     let mut sub_of_topic = Vec::new();
@@ -347,10 +355,10 @@ pub(crate) fn run_stream_thread(
         sub_of_topic,
         shared: shared.clone(),
     };
-    let consumer: BaseConsumer<StreamsConsumerContext> =
-        consumer_config.create_with_context(context).map_err(|e| {
+    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> =
+        Arc::new(consumer_config.create_with_context(context).map_err(|e| {
             StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
-        })?;
+        })?);
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
@@ -402,37 +410,60 @@ pub(crate) fn run_stream_thread(
 
 fn run_loop(
     index: usize,
-    consumer: &BaseConsumer<StreamsConsumerContext>,
+    consumer: &Arc<BaseConsumer<StreamsConsumerContext>>,
     core: &Mutex<ThreadCore>,
     env: &TaskEnv,
     shared: &ClientShared,
 ) -> Result<()> {
     let config = &env.config;
     let mut last_commit = Instant::now();
+    // The input partitions' records, read a batch per call (see `FetchQueue`). The
+    // consumer's own queue still brings rebalances, errors, and records fetched
+    // before their partition was routed here.
+    let fetch = FetchQueue::new(consumer.clone())
+        .map_err(|e| StreamsError::kafka("creating the stream thread's fetch queue", "", e))?;
+    let mut routed_generation = 0;
+    let mut last_route = Instant::now();
     // Messages stay in librdkafka's buffers until their task has decoded them.
-    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(config.max_poll_records);
+    let mut polled: Vec<BorrowedMessage<'_>> = Vec::with_capacity(config.max_poll_records);
+    let mut fetched = FetchedBatch::new();
     let mut last_progress_log = Instant::now();
     let mut restoring = false;
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
         }
-        batch.clear();
-        while batch.len() < config.max_poll_records {
-            // While restoring, the restore step below does the waiting.
-            let timeout = if batch.is_empty() && !restoring {
-                config.poll_timeout
-            } else {
-                Duration::ZERO
-            };
-            match consumer.poll(timeout) {
+        // The consumer's queue first and to its end: records on it were fetched
+        // before their partition moved to the fetch queue, so they come first.
+        polled.clear();
+        while polled.len() < config.max_poll_records {
+            match consumer.poll(Duration::ZERO) {
                 None => break,
-                Some(Ok(msg)) => batch.push(msg),
+                Some(Ok(msg)) => polled.push(msg),
                 Some(Err(e)) => {
                     tracing::warn!(thread = index, error = %e, "consumer error");
                     break;
                 }
             }
+        }
+        let generation = lock(core).assignment_generation;
+        if generation != routed_generation || last_route.elapsed() >= ROUTE_REFRESH {
+            route_assigned_partitions(&fetch, &lock(core));
+            routed_generation = generation;
+            last_route = Instant::now();
+        }
+        if polled.len() < config.max_poll_records {
+            // While restoring, the restore step below does the waiting.
+            let timeout = if polled.is_empty() && !restoring {
+                config.poll_timeout
+            } else {
+                Duration::ZERO
+            };
+            fetch.consume_into(
+                &mut fetched,
+                config.max_poll_records - polled.len(),
+                timeout,
+            );
         }
         let mut guard = lock(core);
         let c = &mut *guard;
@@ -440,26 +471,17 @@ fn run_loop(
             return Err(e);
         }
         let now = now_ms();
-        for msg in batch.drain(..) {
-            let raw = raw_record(&msg);
-            let task = consumer.context().sub_of(raw.topic).and_then(|sub| {
-                c.tasks.get_mut(&TaskId {
-                    subtopology: sub,
-                    partition: raw.partition,
-                })
-            });
-            let Some(task) = task else {
-                tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, "record for a partition without task; dropped (it will be re-read by its owner)");
-                continue;
-            };
-            task.add_record(raw, &mut c.collector)?;
-            if task.reads_one_partition() {
-                // Nothing to choose between: process it now, while it is in cache.
-                // Tasks with several partitions wait for the whole batch and pick by
-                // timestamp.
-                task.process_all(&mut c.collector, now)?;
-            }
+        for msg in polled.drain(..) {
+            add_record(consumer.context(), c, raw_record(&msg), now)?;
         }
+        for msg in fetched.iter() {
+            if let Some(e) = msg.error() {
+                tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
+                continue;
+            }
+            add_record(consumer.context(), c, fetched_record(&msg), now)?;
+        }
+        fetched.clear();
         for task in c.tasks.values_mut() {
             task.process_all(&mut c.collector, now)?;
             task.maybe_punctuate(PunctuationType::WallClockTime, now, &mut c.collector, now)?;
@@ -497,6 +519,64 @@ fn run_loop(
             last_progress_log = Instant::now();
         }
     }
+}
+
+/// How often the loop routes its partitions to the fetch queue again although the
+/// assignment did not change: librdkafka drops a partition's routing when it stops
+/// fetching it, asynchronously, so a partition revoked and assigned again in one
+/// rebalance may lose the routing just after it was renewed. Until it is routed
+/// again its records wait, in order, in the partition's own queue.
+const ROUTE_REFRESH: Duration = Duration::from_millis(100);
+
+/// Routes the input partitions of the thread's tasks to `fetch`, and gives revoked
+/// ones back to the consumer.
+fn route_assigned_partitions(fetch: &FetchQueue<StreamsConsumerContext>, core: &ThreadCore) {
+    let assigned: Vec<(&str, i32)> = core
+        .tasks
+        .values()
+        .flat_map(StreamTask::partitions)
+        .map(|tp| (tp.topic.as_str(), tp.partition))
+        .collect();
+    let revoked: Vec<(String, i32)> = fetch
+        .partitions()
+        .into_iter()
+        .filter(|(t, p)| !assigned.contains(&(t.as_str(), *p)))
+        .collect();
+    for (topic, partition) in revoked {
+        fetch.remove_partition(&topic, partition);
+    }
+    for (topic, partition) in assigned {
+        if !fetch.add_partition(topic, partition) {
+            tracing::warn!(topic, partition, "librdkafka has no queue for the partition; its records keep coming through the consumer's queue");
+        }
+    }
+}
+
+/// Hands a consumed record to its task, and processes it at once when the task reads
+/// one partition.
+fn add_record(
+    context: &StreamsConsumerContext,
+    c: &mut ThreadCore,
+    raw: RawRecord<'_>,
+    now: i64,
+) -> Result<()> {
+    let task = context.sub_of(raw.topic).and_then(|sub| {
+        c.tasks.get_mut(&TaskId {
+            subtopology: sub,
+            partition: raw.partition,
+        })
+    });
+    let Some(task) = task else {
+        tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, "record for a partition without task; dropped (it will be re-read by its owner)");
+        return Ok(());
+    };
+    task.add_record(raw, &mut c.collector)?;
+    if task.reads_one_partition() {
+        // Nothing to choose between: process it now, while it is in cache. Tasks
+        // with several partitions wait for the whole batch and pick by timestamp.
+        task.process_all(&mut c.collector, now)?;
+    }
+    Ok(())
 }
 
 /// Restores for a while (long when no task is running, so the thread does not spin;

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::StateResult;
@@ -140,13 +140,83 @@ impl CacheFlushListener for FlushQueue {
 
 #[derive(Debug)]
 struct CacheEntry {
-    /// The key, shared with the write-order queue.
-    key: Arc<[u8]>,
+    /// The key, shared with the sorted set and the write-order queue.
+    key: CachedKey,
     value: Option<Vec<u8>>,
-    /// The entry's latest write: older positions of the key in the write order are
-    /// stale.
-    seq: u64,
     size: usize,
+}
+
+/// A cached key, shared by its entry, the sorted set and its positions in the write
+/// order. It carries the sequence number of the key's latest write, so telling a
+/// live write-order position from a stale one needs no map lookup.
+#[derive(Debug, Clone)]
+struct CachedKey(Arc<KeyCell>);
+
+#[derive(Debug)]
+struct KeyCell {
+    bytes: Box<[u8]>,
+    /// The latest write's sequence number; [`EVICTED`] once the key left the cache
+    /// (a later write of the same key gets a new cell).
+    latest: AtomicU64,
+}
+
+/// `KeyCell::latest` of a key no longer cached.
+const EVICTED: u64 = u64::MAX;
+
+impl CachedKey {
+    fn new(bytes: &[u8], seq: u64) -> Self {
+        CachedKey(Arc::new(KeyCell {
+            bytes: bytes.into(),
+            latest: AtomicU64::new(seq),
+        }))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0.bytes
+    }
+
+    /// Whether the write with sequence number `seq` is this key's latest, cached one.
+    fn is_latest(&self, seq: u64) -> bool {
+        // Relaxed: the cell is only written and read by the store's owner.
+        self.0.latest.load(Ordering::Relaxed) == seq
+    }
+
+    fn set_latest(&self, seq: u64) {
+        self.0.latest.store(seq, Ordering::Relaxed);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for CachedKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl PartialEq for CachedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for CachedKey {}
+
+impl std::hash::Hash for CachedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, so lookups by `&[u8]` find it.
+        self.bytes().hash(state);
+    }
+}
+
+impl PartialOrd for CachedKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CachedKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
 }
 
 /// Folds writes between commits in front of the inner store (Kafka's
@@ -156,16 +226,16 @@ pub struct CachingStore {
     budget: CacheBudget,
     /// Point reads and writes, the hot path, go through a hash map: on a sorted map,
     /// key comparisons cost more than all the rest of an update.
-    entries: HashMap<Arc<[u8]>, CacheEntry>,
+    entries: HashMap<CachedKey, CacheEntry>,
     /// The cached keys in order, for ranges; changed only when a key enters or
     /// leaves the cache.
-    sorted: BTreeSet<Arc<[u8]>>,
+    sorted: BTreeSet<CachedKey>,
     /// Write order, oldest first: (sequence number, key). A rewritten key is pushed
-    /// again and its older position left behind, stale (its sequence number no longer
-    /// matches the entry's): an update of a hot key then costs one map lookup and no
-    /// allocation. Stale positions are dropped when they reach the front, or all at
-    /// once when they outnumber the live ones.
-    order: VecDeque<(u64, Arc<[u8]>)>,
+    /// again and its older position left behind, stale (its sequence number is no
+    /// longer the key's latest): an update of a hot key then costs one map lookup
+    /// and no allocation. Stale positions are dropped when they reach the front, or
+    /// all at once when they outnumber the live ones.
+    order: VecDeque<(u64, CachedKey)>,
     next_seq: u64,
     bytes: usize,
     listener: Option<Box<dyn CacheFlushListener>>,
@@ -212,19 +282,18 @@ impl CachingStore {
                     }
                     (slot, value) => *slot = value.map(<[u8]>::to_vec),
                 }
-                existing.seq = seq;
+                existing.key.set_latest(seq);
                 let old_size = std::mem::replace(&mut existing.size, size);
                 (existing.key.clone(), old_size)
             }
             None => {
-                let shared: Arc<[u8]> = Arc::from(key);
+                let shared = CachedKey::new(key, seq);
                 self.sorted.insert(shared.clone());
                 self.entries.insert(
                     shared.clone(),
                     CacheEntry {
                         key: shared.clone(),
                         value: value.map(<[u8]>::to_vec),
-                        seq,
                         size,
                     },
                 );
@@ -236,8 +305,7 @@ impl CachingStore {
         self.bytes += size;
         self.budget.add(size);
         if self.order.len() > 2 * self.entries.len() + 64 {
-            let entries = &self.entries;
-            self.order.retain(|(seq, key)| is_live(entries, *seq, key));
+            self.order.retain(|(seq, key)| key.is_latest(*seq));
         }
     }
 
@@ -248,16 +316,17 @@ impl CachingStore {
 
     fn remove_entry(&mut self, key: &[u8]) {
         if let Some(entry) = self.entries.remove(key) {
+            entry.key.set_latest(EVICTED);
             self.sorted.remove(key);
             self.release(entry.size);
         }
     }
 
     /// The cached entries' keys, least recently written first.
-    fn oldest(&self) -> impl Iterator<Item = &Arc<[u8]>> {
+    fn oldest(&self) -> impl Iterator<Item = &CachedKey> {
         self.order
             .iter()
-            .filter(|(seq, key)| is_live(&self.entries, *seq, key))
+            .filter(|(seq, key)| key.is_latest(*seq))
             .map(|(_, key)| key)
     }
 
@@ -274,7 +343,7 @@ impl CachingStore {
             if freed >= excess {
                 break;
             }
-            freed += self.entries.get(key).map_or(0, |e| e.size);
+            freed += self.entries.get(key.bytes()).map_or(0, |e| e.size);
             count += 1;
         }
         self.write_through(count)
@@ -286,15 +355,15 @@ impl CachingStore {
         if count == 0 {
             return Ok(());
         }
-        let keys: Vec<Arc<[u8]>> = self.oldest().take(count).cloned().collect();
+        let keys: Vec<CachedKey> = self.oldest().take(count).cloned().collect();
         let mut batch: Vec<BatchEntry> = Vec::with_capacity(keys.len());
         let mut olds: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
-        let mut skipped: Vec<Arc<[u8]>> = Vec::new();
+        let mut skipped: Vec<CachedKey> = Vec::new();
         for key in keys {
-            let new_value = self.entries.get(&key).and_then(|e| e.value.clone());
+            let new_value = self.entries.get(key.bytes()).and_then(|e| e.value.clone());
             let old_value =
                 if self.listener.is_some() && (new_value.is_none() || self.send_old_values) {
-                    self.inner.get(&key)?
+                    self.inner.get(key.bytes())?
                 } else {
                     None
                 };
@@ -303,19 +372,19 @@ impl CachingStore {
                 skipped.push(key);
                 continue;
             }
-            batch.push((key.to_vec(), new_value));
+            batch.push((key.bytes().to_vec(), new_value));
             olds.push(old_value);
         }
         self.inner.put_all(&batch)?;
         for key in skipped {
-            self.remove_entry(&key);
+            self.remove_entry(key.bytes());
         }
         for (key, _) in &batch {
             self.remove_entry(key);
         }
         // What was written through led the write order: its positions are stale now.
         while let Some((seq, key)) = self.order.front() {
-            if is_live(&self.entries, *seq, key) {
+            if key.is_latest(*seq) {
                 break;
             }
             self.order.pop_front();
@@ -345,11 +414,6 @@ impl CachingStore {
     }
 }
 
-/// Whether the write-order position (`seq`, `key`) is the key's latest write.
-fn is_live(entries: &HashMap<Arc<[u8]>, CacheEntry>, seq: u64, key: &[u8]) -> bool {
-    entries.get(key).is_some_and(|e| e.seq == seq)
-}
-
 impl Drop for CachingStore {
     fn drop(&mut self) {
         self.discard();
@@ -373,10 +437,11 @@ impl ReadOnlyKeyValueStore for CachingStore {
             return Ok(Box::new(std::iter::empty()));
         }
         let stored = self.inner.range(from, to)?;
-        let pending = self
-            .sorted
-            .range::<[u8], _>((from, to))
-            .filter_map(|k| self.entries.get(k).map(|e| (k.to_vec(), e.value.clone())));
+        let pending = self.sorted.range::<[u8], _>((from, to)).filter_map(|k| {
+            self.entries
+                .get(k.bytes())
+                .map(|e| (k.bytes().to_vec(), e.value.clone()))
+        });
         Ok(Box::new(MergeIter::new(stored, pending)))
     }
 

@@ -31,6 +31,7 @@
 //! [`RocksDbConfigSetter`] may tune each store's options afterwards (Kafka's
 //! `rocksdb.config.setter`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -645,15 +646,19 @@ impl KeyValueStore for RocksDbStore {
         };
         // The batch is written atomically, so only each key's last record in it can
         // ever be read: apply just those, in key order. A changelog of hot keys
-        // repeats them many times per batch, and sorted inserts are what RocksDB's
-        // memtable skiplist inserts cheapest. The sort is stable, so among equal keys
-        // the last one in the slice is the latest.
-        latest.sort_by(|a, b| a.key.cmp(b.key));
-        let mut batch = WriteBatch::default();
-        for (i, record) in latest.iter().enumerate() {
-            if latest.get(i + 1).is_some_and(|next| next.key == record.key) {
-                continue; // superseded within the batch
+        // repeats them many times per batch, so they are deduplicated by hash (newest
+        // first) before the much smaller sort; sorted inserts are what RocksDB's
+        // memtable skiplist inserts cheapest.
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(latest.len().min(1 << 16));
+        let mut unique: Vec<&RestoreRecord<'_>> = Vec::with_capacity(seen.capacity());
+        for record in latest.iter().rev() {
+            if seen.insert(record.key) {
+                unique.push(record);
             }
+        }
+        unique.sort_unstable_by(|a, b| a.key.cmp(b.key));
+        let mut batch = WriteBatch::default();
+        for record in unique {
             match record.value {
                 Some(value) => batch.put(record.key, value),
                 None => batch.delete(record.key),
