@@ -19,6 +19,7 @@ use integration_tests::{
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
+use kafka_client::rdkafka::error::KafkaResult;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
@@ -141,13 +142,27 @@ fn word_count(
 ) -> KafkaStreams {
     let builder = StreamsBuilder::new();
     count_words(builder.stream::<String, String>(input), "counts", output);
-    let streams_config = StreamsConfig::new(app, config())
+    start_running(builder, test_config(app, dir, listener))
+}
+
+/// The settings of these tests' apps: fast commits, and quick failure detection so
+/// partitions move soon after an instance dies.
+fn test_config(
+    app: &str,
+    dir: &std::path::Path,
+    listener: impl kafka_streams::state::StateRestoreListener + 'static,
+) -> StreamsConfig {
+    StreamsConfig::new(app, config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(dir)
         .state_restore_listener(listener)
         .set("session.timeout.ms", "6000")
         .and_then(|c| c.set("heartbeat.interval.ms", "500"))
-        .expect("valid config");
+        .expect("valid config")
+}
+
+/// Starts the topology of `builder` and waits until it is RUNNING.
+fn start_running(builder: StreamsBuilder, streams_config: StreamsConfig) -> KafkaStreams {
     let streams =
         KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
     streams.start().expect("start");
@@ -265,26 +280,13 @@ fn spawn_word_count(app: &str, input: &str, output: &str, dir: &std::path::Path)
     Instance(child)
 }
 
-/// Whether group `app` committed the end offset of every partition of `topic`.
+/// Whether group `app` committed the end offset of every partition of `topic` (false
+/// while the broker cannot tell).
 fn committed_to_end(app: &str, topic: &str) -> bool {
-    let consumer: BaseConsumer = config()
-        .group_id(app)
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition(topic, p);
-    }
-    let Ok(committed) = consumer.committed_offsets(tpl, Duration::from_secs(10)) else {
-        return false;
-    };
-    committed.elements().iter().all(|e| {
-        let end = consumer
-            .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
-            .map(|(_, high)| high)
-            .unwrap_or(-1);
-        matches!(e.offset(), Offset::Offset(o) if o == end)
+    read_committed_and_ends(app, topic).is_ok_and(|parts| {
+        parts
+            .values()
+            .all(|(committed, end)| *committed == Some(*end))
     })
 }
 
@@ -526,21 +528,7 @@ fn start_table(
 ) -> KafkaStreams {
     let builder = StreamsBuilder::new();
     builder.table_with::<String, String>(input, Materialized::as_(LATEST));
-    let streams_config = StreamsConfig::new(app, config())
-        .commit_interval(Duration::from_millis(200))
-        .state_dir(dir)
-        .state_restore_listener(listener)
-        .set("session.timeout.ms", "6000")
-        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
-        .expect("valid config");
-    let streams = KafkaStreams::new(builder.build().expect("topology"), optimize(streams_config))
-        .expect("client");
-    streams.start().expect("start");
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "not running"
-    );
-    streams
+    start_running(builder, optimize(test_config(app, dir, listener)))
 }
 
 /// Sets keys `k<from>..k<to>` to `value` (`None` deletes them), in `table` and as
@@ -587,6 +575,13 @@ fn assert_point_reads(streams: &KafkaStreams, expected: &[(&str, Option<&str>)])
 
 /// The group's committed offset and the log end of each partition of `topic`.
 fn committed_and_ends(app: &str, topic: &str) -> BTreeMap<i32, (Option<i64>, i64)> {
+    read_committed_and_ends(app, topic).expect("committed offsets and watermarks")
+}
+
+fn read_committed_and_ends(
+    app: &str,
+    topic: &str,
+) -> KafkaResult<BTreeMap<i32, (Option<i64>, i64)>> {
     let consumer: BaseConsumer = config()
         .group_id(app)
         .to_rdkafka()
@@ -596,21 +591,18 @@ fn committed_and_ends(app: &str, topic: &str) -> BTreeMap<i32, (Option<i64>, i64
     for p in 0..2 {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
     committed
         .elements()
         .iter()
         .map(|e| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, e.partition(), Duration::from_secs(10))
-                .expect("watermarks");
+            let (_, high) =
+                consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
             let offset = match e.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             };
-            (e.partition(), (offset, high))
+            Ok((e.partition(), (offset, high)))
         })
         .collect()
 }
