@@ -45,6 +45,7 @@ pub mod producer;
 pub mod record;
 pub mod serde;
 pub mod stats;
+pub mod topic_producer;
 pub mod trace_context;
 pub mod transaction;
 

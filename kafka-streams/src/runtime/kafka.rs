@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_client::fetch_queue::FetchedMessage;
+use kafka_client::topic_producer::{OutgoingRecord, TopicProducer};
 use kafka_client::{Headers, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers as _, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -57,20 +58,6 @@ pub(crate) fn fetched_record<'a>(msg: &FetchedMessage<'a>) -> RawRecord<'a> {
         value: msg.payload(),
         headers: msg.headers(),
     }
-}
-
-fn owned_headers(headers: &Headers) -> Option<OwnedHeaders> {
-    if headers.is_empty() {
-        return None;
-    }
-    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
-    for h in headers {
-        owned = owned.insert(Header {
-            key: &h.key,
-            value: h.value.as_deref(),
-        });
-    }
-    Some(owned)
 }
 
 /// A delivery that failed, reported by librdkafka's callback.
@@ -127,7 +114,7 @@ impl ProducerContext for CollectorContext {
 
 /// Sends task output through a librdkafka producer (one per stream thread).
 pub(crate) struct KafkaCollector {
-    producer: BaseProducer<CollectorContext>,
+    producer: TopicProducer<CollectorContext>,
     context: CollectorContext,
     handler: Arc<dyn ProductionExceptionHandler>,
     metrics: Arc<StreamsMetrics>,
@@ -145,7 +132,7 @@ impl KafkaCollector {
             .create_with_context(context.clone())
             .map_err(|e| StreamsError::kafka("creating the stream thread's producer", "", e))?;
         Ok(KafkaCollector {
-            producer,
+            producer: TopicProducer::new(producer),
             context,
             handler,
             metrics,
@@ -155,7 +142,7 @@ impl KafkaCollector {
 
     /// Serves delivery callbacks.
     pub fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
+        self.producer.producer().poll(Duration::ZERO);
     }
 
     fn check_failures(&mut self) -> Result<()> {
@@ -207,27 +194,20 @@ impl RecordCollector for KafkaCollector {
         node: &str,
         origin: Option<&RecordMetadata>,
     ) -> Result<()> {
-        let headers = owned_headers(&record.headers);
+        let outgoing = OutgoingRecord {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            timestamp: Some(record.timestamp),
+            headers: &record.headers,
+        };
         loop {
-            let mut base: BaseRecord<'_, [u8], [u8], ()> =
-                BaseRecord::to(&record.topic).timestamp(record.timestamp);
-            if let Some(p) = record.partition {
-                base = base.partition(p);
-            }
-            if let Some(k) = &record.key {
-                base = base.key(k.as_ref());
-            }
-            if let Some(v) = &record.value {
-                base = base.payload(v.as_ref());
-            }
-            if let Some(h) = &headers {
-                base = base.headers(h.clone());
-            }
-            match self.producer.send(base) {
+            match self.producer.send(&outgoing, ()) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), ())) => {
                     // Back-pressure: let deliveries complete.
-                    self.producer.poll(Duration::from_millis(50));
+                    self.producer.producer().poll(Duration::from_millis(50));
                     self.check_failures()?;
                 }
                 Err((error, _)) => {
@@ -256,15 +236,14 @@ impl RecordCollector for KafkaCollector {
     }
 
     fn flush(&mut self) -> Result<()> {
-        kafka_client::producer::flush_promptly(&self.producer, self.flush_timeout).map_err(
-            |e| StreamsError::Production {
+        kafka_client::producer::flush_promptly(self.producer.producer(), self.flush_timeout)
+            .map_err(|e| StreamsError::Production {
                 topic: String::new(),
                 node: String::new(),
                 origin: None,
                 reason: format!("flushing the producer: {e}"),
                 retriable: true,
-            },
-        )?;
+            })?;
         self.check_failures()
     }
 }
