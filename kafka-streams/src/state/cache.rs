@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::error::StateResult;
@@ -110,7 +110,15 @@ impl<F: FnMut(FlushedEntry) + Send> CacheFlushListener for F {
 /// queue.
 #[derive(Debug, Clone, Default)]
 pub struct FlushQueue {
-    entries: Arc<Mutex<VecDeque<FlushedEntry>>>,
+    shared: Arc<FlushQueueInner>,
+}
+
+#[derive(Debug, Default)]
+struct FlushQueueInner {
+    entries: Mutex<VecDeque<FlushedEntry>>,
+    /// Whether `entries` may hold something. Processors drain after every record,
+    /// and the queue is almost always empty then: this spares that lock.
+    queued: AtomicBool,
 }
 
 impl FlushQueue {
@@ -121,20 +129,27 @@ impl FlushQueue {
 
     /// Removes and returns the queued updates, oldest first.
     pub fn drain(&self) -> Vec<FlushedEntry> {
-        let mut queue = match self.entries.lock() {
+        if !self.shared.queued.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut queue = match self.shared.entries.lock() {
             Ok(queue) => queue,
             Err(poisoned) => poisoned.into_inner(),
         };
+        self.shared.queued.store(false, Ordering::Release);
         queue.drain(..).collect()
     }
 }
 
 impl CacheFlushListener for FlushQueue {
     fn apply(&mut self, entry: FlushedEntry) {
-        match self.entries.lock() {
-            Ok(mut queue) => queue.push_back(entry),
-            Err(poisoned) => poisoned.into_inner().push_back(entry),
-        }
+        let mut queue = match self.shared.entries.lock() {
+            Ok(queue) => queue,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        queue.push_back(entry);
+        // Under the lock, so a drain that clears the flag has taken this entry.
+        self.shared.queued.store(true, Ordering::Release);
     }
 }
 

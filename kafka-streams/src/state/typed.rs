@@ -11,6 +11,7 @@
 //! Kafka Streams.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -166,9 +167,11 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         }
     }
 
-    fn key_bytes(&self, key: &K) -> StateResult<Vec<u8>> {
+    /// The key's bytes, borrowed from it where the serde allows (strings, byte
+    /// buffers): a store read or update then copies nothing.
+    fn key_bytes<'k>(&self, key: &'k K) -> StateResult<Cow<'k, [u8]>> {
         self.key_serde
-            .serialize(key, &self.ctx(MessageField::Key))
+            .serialize_borrowed(key, &self.ctx(MessageField::Key))
             .map_err(|e| self.serde_error("key", "serialize", e))?
             .ok_or_else(|| StateError::NullBytes {
                 store: self.name.clone(),
@@ -176,9 +179,9 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
             })
     }
 
-    fn value_bytes(&self, value: &V) -> StateResult<Option<Vec<u8>>> {
+    fn value_bytes<'v>(&self, value: &'v V) -> StateResult<Option<Cow<'v, [u8]>>> {
         self.value_serde
-            .serialize(value, &self.ctx(MessageField::Value))
+            .serialize_borrowed(value, &self.ctx(MessageField::Value))
             .map_err(|e| self.serde_error("value", "serialize", e))
     }
 
@@ -293,8 +296,8 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
 
     fn bound_bytes(&self, bound: Bound<&K>) -> StateResult<Bound<Vec<u8>>> {
         Ok(match bound {
-            Bound::Included(k) => Bound::Included(self.key_bytes(k)?),
-            Bound::Excluded(k) => Bound::Excluded(self.key_bytes(k)?),
+            Bound::Included(k) => Bound::Included(self.key_bytes(k)?.into_owned()),
+            Bound::Excluded(k) => Bound::Excluded(self.key_bytes(k)?.into_owned()),
             Bound::Unbounded => Bound::Unbounded,
         })
     }
