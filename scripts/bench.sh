@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs a benchmark binary (release build) against the test broker, started here
-# unless KAFKA_BOOTSTRAP_SERVERS names one. BENCH_CARGO_ARGS go to cargo (for
+# Runs a benchmark binary (release build) against the test broker (Apache Kafka, as
+# scripts/test.sh starts it), started here unless KAFKA_BOOTSTRAP_SERVERS names one. BENCH_CARGO_ARGS go to cargo (for
 # example --no-default-features).
 #   bash scripts/bench.sh client_throughput [-- ARGS]
 set -euo pipefail
@@ -13,9 +13,9 @@ shift
 
 bash "$here/setup.sh"
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
-    pid_file="$(mktemp)"
-    trap 'kill "$(cat "$pid_file")" 2>/dev/null || true; rm -f "$pid_file"' EXIT
-    KAFKA_BOOTSTRAP_SERVERS="$(bash "$here/broker.sh" "$pid_file")"
+    broker_dir="$(mktemp -d "${TMPDIR:-/tmp}/kafka-bench-broker.XXXXXX")"
+    trap 'bash "$here/broker.sh" --stop "$broker_dir/pid"; rm -rf "$broker_dir"' EXIT
+    KAFKA_BOOTSTRAP_SERVERS="$(bash "$here/broker.sh" "$broker_dir/pid" --dir "$broker_dir")"
     export KAFKA_BOOTSTRAP_SERVERS
 fi
 # shellcheck disable=SC2086 # BENCH_CARGO_ARGS is a list of cargo flags

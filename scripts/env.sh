@@ -2,6 +2,7 @@
 # The build cache lives outside the clone so CI runs stay incremental.
 export KAFKA_SDK_CACHE="${KAFKA_SDK_CACHE:-$HOME/.cache/kafka-sdk}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KAFKA_SDK_CACHE/target}"
-NISSHI_VERSION=0.8.1
-NISSHI_ROOT="$KAFKA_SDK_CACHE/nisshi-$NISSHI_VERSION"
-NISSHI_BIN="$NISSHI_ROOT/bin/nisshi"
+# The test broker: Apache Kafka's own jars, fetched once with Maven (setup.sh).
+KAFKA_JVM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../docker/kafka-jvm" && pwd)"
+export KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+export KAFKA_JARS="$KAFKA_SDK_CACHE/kafka-$KAFKA_VERSION/lib"

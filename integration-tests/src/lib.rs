@@ -299,3 +299,77 @@ pub fn decode_counts(table: BTreeMap<Vec<u8>, Vec<u8>>) -> BTreeMap<String, i64>
 pub fn counts_of(topic: &str) -> BTreeMap<String, i64> {
     decode_counts(read_to_end(topic).0)
 }
+
+/// An Apache Kafka broker of the test's own with SASL_PLAINTEXT (PLAIN,
+/// SCRAM-SHA-256, SCRAM-SHA-512), SASL_SSL and SSL (client certificates required)
+/// listeners, started by `scripts/broker.sh --secure` from the jars
+/// `scripts/setup.sh` fetched; killed and deleted on drop. Security tests start their
+/// own because the shared test broker (or a user's docker Kafka) has plaintext only.
+pub struct SecureBroker {
+    dir: tempfile::TempDir,
+    pid: u32,
+    settings: BTreeMap<String, String>,
+}
+
+impl SecureBroker {
+    /// Starts the broker and waits until it answers metadata requests.
+    pub fn start() -> SecureBroker {
+        init_tracing();
+        let dir = tempfile::tempdir().expect("broker dir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/broker.sh");
+        let pid_file = dir.path().join("pid");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg(&pid_file)
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--secure")
+            .output()
+            .expect("running scripts/broker.sh");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        let (true, Some(pid)) = (out.status.success(), pid) else {
+            panic!(
+                "scripts/broker.sh --secure failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let env = std::fs::read_to_string(dir.path().join("listeners.env"))
+            .expect("the secure broker's listeners.env");
+        let mut settings: BTreeMap<String, String> = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        settings.insert(
+            "PLAINTEXT".into(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        );
+        SecureBroker { dir, pid, settings }
+    }
+
+    /// A value of its `listeners.env`: a listener's address (`SASL_PLAINTEXT`,
+    /// `SASL_SSL`, `SSL`, `PLAINTEXT`), a user or password (`SCRAM_SHA_256_USER`,
+    /// ...), or a TLS file (`CA`, `OTHER_CA`, `CLIENT_CERT`, `CLIENT_KEY`).
+    pub fn get(&self, name: &str) -> &str {
+        self.settings
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in the secure broker's listeners.env"))
+    }
+
+    /// The broker's directory (config, data, TLS files, log).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        // Its data is thrown away, so no clean shutdown is needed.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+    }
+}

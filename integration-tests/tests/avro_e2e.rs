@@ -1,12 +1,16 @@
-//! Avro through the broker with the `mock://` registry: records written with schema v1 are
-//! read by a consumer built with v2, and the reverse, with the compatible fields checked.
+//! Avro through the broker: records written with schema v1 are read by a consumer built
+//! with v2, and the reverse, with the compatible fields checked. Each test runs twice: with
+//! the in-memory `mock://` registry, and with the real registry named by
+//! `SCHEMA_REGISTRY_URL` (the Apicurio Registry `scripts/test.sh` starts, or Confluent's
+//! from docker/compose.yaml). Without that variable the real-registry tests fail with a
+//! message saying how to run them; they never skip silently.
 
 use apache_avro::AvroSchema;
 use integration_tests::{config, consumer_config, create_topic, unique_name};
 use kafka_client::serde::StringSerde;
 use kafka_client::{Consumer, Producer, ProducerRecord};
 use serde::{Deserialize, Serialize};
-use serde_avro::{AvroDeserializer, AvroSerializer, SchemaRegistryClient};
+use serde_avro::{AvroDeserializer, AvroSerializer, CompatibilityLevel, SchemaRegistryClient};
 
 mod v1 {
     use super::*;
@@ -43,21 +47,63 @@ mod v2 {
     }
 }
 
-fn registry_url(test: &str) -> String {
-    format!("mock://{}", unique_name(test))
+/// Which registry a test talks to.
+#[derive(Debug, Clone, Copy)]
+enum Registry {
+    /// The in-memory `mock://` registry, one scope per test.
+    Mock,
+    /// The registry at `SCHEMA_REGISTRY_URL`, shared with other tests (and earlier runs):
+    /// every subject is named after the test's own topic.
+    Real,
+}
+
+/// The serde properties for `registry`: its URL, and for a real one the
+/// `SCHEMA_REGISTRY_USER_INFO` credentials when set.
+fn registry_props(registry: Registry, test: &str) -> Vec<(&'static str, String)> {
+    match registry {
+        Registry::Mock => vec![(
+            "schema.registry.url",
+            format!("mock://{}", unique_name(test)),
+        )],
+        Registry::Real => {
+            let url = match std::env::var("SCHEMA_REGISTRY_URL") {
+                Ok(url) if !url.trim().is_empty() => url,
+                _ => panic!(
+                    "SCHEMA_REGISTRY_URL is not set. The real-registry Avro tests need a \
+                     schema registry with Confluent's REST API: run `bash scripts/test.sh` \
+                     (starts one), or start one with `bash scripts/registry.sh PID_FILE` \
+                     (prints its URL) or docker/compose.yaml, and set SCHEMA_REGISTRY_URL \
+                     to its URL (e.g. http://localhost:8081)."
+                ),
+            };
+            let mut props = vec![("schema.registry.url", url)];
+            if let Ok(user_info) = std::env::var("SCHEMA_REGISTRY_USER_INFO") {
+                props.push(("basic.auth.user.info", user_info));
+            }
+            props
+        }
+    }
 }
 
 #[tokio::test]
 async fn v1_producer_and_v2_consumer() {
+    v1_producer_and_v2_consumer_with(Registry::Mock).await
+}
+
+#[tokio::test]
+async fn v1_producer_and_v2_consumer_real_registry() {
+    v1_producer_and_v2_consumer_with(Registry::Real).await
+}
+
+async fn v1_producer_and_v2_consumer_with(registry: Registry) {
+    let props = registry_props(registry, "avro-v1-v2");
     let topic = unique_name("avro-v1-v2");
     create_topic(&topic, 1).await;
-    let url = registry_url("avro-v1-v2");
-    let props = [("schema.registry.url", url.as_str())];
     // Keys are Avro too (subject <topic>-key), values under <topic>-value.
     let producer = Producer::with_serializers(
         &config(),
-        AvroSerializer::<String>::from_properties(props).unwrap(),
-        AvroSerializer::<v1::SensorMeasurement>::from_properties(props).unwrap(),
+        AvroSerializer::<String>::from_properties(props.clone()).unwrap(),
+        AvroSerializer::<v1::SensorMeasurement>::from_properties(props.clone()).unwrap(),
     )
     .unwrap();
     let sent: Vec<v1::SensorMeasurement> = (0..3)
@@ -80,8 +126,8 @@ async fn v1_producer_and_v2_consumer() {
 
     let consumer = Consumer::with_deserializers(
         &consumer_config(&unique_name("avro-v2-reader")),
-        AvroDeserializer::<String>::from_properties(props).unwrap(),
-        AvroDeserializer::<v2::SensorMeasurement>::from_properties(props).unwrap(),
+        AvroDeserializer::<String>::from_properties(props.clone()).unwrap(),
+        AvroDeserializer::<v2::SensorMeasurement>::from_properties(props.clone()).unwrap(),
     )
     .unwrap();
     consumer.subscribe(&[&topic]).unwrap();
@@ -101,23 +147,42 @@ async fn v1_producer_and_v2_consumer() {
             }
         );
     }
-    let client = SchemaRegistryClient::from_url(&url).unwrap();
-    let mut subjects = client.subjects().await.unwrap();
+    let client = SchemaRegistryClient::from_properties(props).unwrap();
+    // A real registry holds other tests' subjects too; this test's are named after its topic.
+    let mut subjects: Vec<String> = client
+        .subjects()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|subject| subject.starts_with(&format!("{topic}-")))
+        .collect();
     subjects.sort();
     assert_eq!(subjects, [format!("{topic}-key"), format!("{topic}-value")]);
 }
 
 #[tokio::test]
 async fn v2_producer_and_v1_consumer() {
+    v2_producer_and_v1_consumer_with(Registry::Mock).await
+}
+
+#[tokio::test]
+async fn v2_producer_and_v1_consumer_real_registry() {
+    v2_producer_and_v1_consumer_with(Registry::Real).await
+}
+
+async fn v2_producer_and_v1_consumer_with(registry: Registry) {
+    let props = registry_props(registry, "avro-v2-v1");
     let topic = unique_name("avro-v2-v1");
     create_topic(&topic, 1).await;
-    let url = registry_url("avro-v2-v1");
-    let props = [("schema.registry.url", url.as_str())];
-    // v1 is in production first; v2 is then registered as version 2 (BACKWARD check).
+    let subject = format!("{topic}-value");
+    let client = SchemaRegistryClient::from_properties(props.clone()).unwrap();
+    // v1 is in production first; v2 is then registered as version 2 after a BACKWARD check.
+    // The level is set on the subject: registries' global defaults differ (Confluent's is
+    // BACKWARD, Apicurio's NONE).
     let v1_producer = Producer::with_serializers(
         &config(),
         StringSerde,
-        AvroSerializer::<v1::SensorMeasurement>::from_properties(props).unwrap(),
+        AvroSerializer::<v1::SensorMeasurement>::from_properties(props.clone()).unwrap(),
     )
     .unwrap();
     let old = v1::SensorMeasurement {
@@ -133,10 +198,14 @@ async fn v2_producer_and_v1_consumer() {
         ))
         .await
         .unwrap_or_else(|e| panic!("send v1: {e}"));
+    client
+        .set_subject_compatibility(&subject, CompatibilityLevel::Backward)
+        .await
+        .unwrap();
     let v2_producer = Producer::with_serializers(
         &config(),
         StringSerde,
-        AvroSerializer::<v2::SensorMeasurement>::from_properties(props).unwrap(),
+        AvroSerializer::<v2::SensorMeasurement>::from_properties(props.clone()).unwrap(),
     )
     .unwrap();
     let new = v2::SensorMeasurement {
@@ -153,11 +222,7 @@ async fn v2_producer_and_v1_consumer() {
         ))
         .await
         .unwrap_or_else(|e| panic!("send v2: {e}"));
-    let client = SchemaRegistryClient::from_url(&url).unwrap();
-    assert_eq!(
-        client.versions(&format!("{topic}-value")).await.unwrap(),
-        [1, 2]
-    );
+    assert_eq!(client.versions(&subject).await.unwrap(), [1, 2]);
 
     let consumer = Consumer::with_deserializers(
         &consumer_config(&unique_name("avro-v1-reader")),

@@ -20,6 +20,7 @@ use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier}
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::rdkafka::error::KafkaResult;
+use kafka_client::rdkafka::message::Message as _;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
@@ -793,4 +794,179 @@ fn source_table_with_intact_state_restores_only_the_tail_after_its_checkpoint() 
         &[("k5", Some("v2")), ("k70", Some("v3")), ("k95", Some("v1"))],
     );
     assert!(streams.close(), "graceful close");
+}
+
+/// Every record of partition 0 of `topic`, in offset order: key and value (`None` for
+/// a tombstone), read from its earliest offset to its end.
+fn changelog_records(topic: &str) -> Vec<(String, Option<String>)> {
+    let consumer: BaseConsumer = config()
+        .group_id(unique_name("compaction-reader"))
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let (low, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let mut records = Vec::new();
+    let mut next = low;
+    let deadline = Instant::now() + DEADLINE;
+    while next < high {
+        assert!(Instant::now() < deadline, "timed out reading {topic}");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("changelog record");
+            next = m.offset() + 1;
+            let text = |b: &[u8]| String::from_utf8(b.to_vec()).expect("utf8");
+            records.push((
+                text(m.key().expect("changelog records have keys")),
+                m.payload().map(text),
+            ));
+        }
+    }
+    records
+}
+
+/// The key the compaction test keeps updating so that new segments roll: the
+/// cleaner never touches a log's active segment.
+const FILLER: &str = "filler";
+
+#[test]
+fn kafkas_log_cleaner_compacts_a_changelog_and_the_compacted_changelog_restores_the_store() {
+    let app = unique_name("compaction");
+    let input = unique_name("compaction-moves");
+    block_on(create_topic(&input, 1));
+    let dir = tempfile::tempdir().expect("state dir");
+    // A changelog that rolls a segment every 100 ms and is cleaned as soon as 1% of it
+    // is dirty; no cache, so every update of the table is logged.
+    let table_with_small_segments = |dir: &std::path::Path, listener: RestoreLog| {
+        let builder = StreamsBuilder::new();
+        builder.table_with::<String, String>(
+            &input,
+            Materialized::as_(LATEST)
+                .with_caching_disabled()
+                .with_logging_config([
+                    ("segment.ms", "100"),
+                    ("min.cleanable.dirty.ratio", "0.01"),
+                ]),
+        );
+        start_running(builder, test_config(&app, dir, listener))
+    };
+    let streams = table_with_small_segments(dir.path(), RestoreLog::default());
+
+    // 20 people, each moving 5 times; the first 5 are then deleted (tombstones).
+    let mut table = BTreeMap::new();
+    let mut records = Vec::new();
+    for round in 0..5 {
+        update(
+            &mut table,
+            &mut records,
+            0..20,
+            Some(&format!("address-{round}")),
+        );
+    }
+    update(&mut table, &mut records, 0..5, None);
+    produce_keyed(&input, &records);
+    wait_for_table(&streams, &table, "the table to hold every move");
+
+    let changelog = format!("{app}-{LATEST}-changelog");
+    let before = changelog_records(&changelog);
+    assert_eq!(before.len(), records.len(), "every update is logged");
+    let admin: AdminClient<DefaultClientContext> =
+        config().to_rdkafka().create().expect("admin client");
+    let described = block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(&changelog)],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("describe configs");
+    let topic_config = described
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the changelog's configs");
+    for (name, value) in [
+        ("cleanup.policy", "compact"),
+        ("segment.ms", "100"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+    ] {
+        assert_eq!(
+            topic_config.get(name).and_then(|e| e.value.as_deref()),
+            Some(value),
+            "{name} of {changelog}"
+        );
+    }
+
+    // Each filler update rolls the segment holding the moves out of the active one;
+    // then Kafka's cleaner (log.cleaner.backoff.ms=500 on the test broker) keeps only
+    // the latest record of each key: the last address, or the tombstone.
+    let mut fills = 0;
+    let compacted = wait_for_value("Kafka's log cleaner to compact the changelog", || {
+        fills += 1;
+        produce_keyed(
+            &input,
+            &[(FILLER.to_owned(), Some(format!("fill-{fills}")))],
+        );
+        let people: Vec<_> = changelog_records(&changelog)
+            .into_iter()
+            .filter(|(key, _)| key != FILLER)
+            .collect();
+        (people.len() == 20).then_some(people)
+    });
+    table.insert(FILLER.to_owned(), format!("fill-{fills}"));
+    let mut latest: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (key, value) in &records {
+        latest.insert(key.clone(), value.clone());
+    }
+    assert_eq!(
+        compacted.into_iter().collect::<BTreeMap<_, _>>(),
+        latest,
+        "only the latest record of each key remains"
+    );
+    wait_for_table(&streams, &table, "the last filler update");
+    let live: BTreeMap<String, String> = streams
+        .store::<String, String>(LATEST)
+        .expect("the table's store")
+        .all()
+        .expect("the live store")
+        .into_iter()
+        .collect();
+    assert_eq!(live, table);
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // The state is lost: the store is rebuilt from the compacted changelog alone,
+    // fewer records than the moves written (the cleaner may still be removing
+    // superseded filler updates, so at most what was there before the restart).
+    let remaining = changelog_records(&changelog).len() as u64;
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let log = RestoreLog::default();
+    let streams = table_with_small_segments(dir.path(), log.clone());
+    let restored_records = log.total_restored();
+    assert!(
+        restored_records <= remaining && restored_records < records.len() as u64,
+        "restored {restored_records} records; the changelog held {remaining}, the moves were {}",
+        records.len()
+    );
+    let restored: BTreeMap<String, String> = streams
+        .store::<String, String>(LATEST)
+        .expect("the table's store")
+        .all()
+        .expect("the restored store")
+        .into_iter()
+        .collect();
+    assert_eq!(restored, live, "the restored store equals the live one");
+    assert!(streams.close(), "graceful close");
+}
+
+/// Polls `check` (which may act, e.g. produce) until it returns `Some`, failing after
+/// [`DEADLINE`].
+fn wait_for_value<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let mut found = None;
+    wait_until(what, || {
+        found = check();
+        found.is_some()
+    });
+    found.expect("wait_until returned, so check found a value")
 }

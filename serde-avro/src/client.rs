@@ -247,6 +247,10 @@ impl SchemaRegistryClient {
     }
 
     /// The level set on `subject` itself; `None` when it follows the global level.
+    ///
+    /// That `None` is Confluent's answer (404, error code 40408). Apicurio Registry's
+    /// Confluent-compatible API has no such answer: for a subject without a level of its
+    /// own it returns the global level, which arrives here as `Some(level)`.
     pub async fn subject_compatibility(&self, subject: &str) -> Result<Option<CompatibilityLevel>> {
         match &self.inner.backend {
             Backend::Http(http) => http.compatibility(Some(subject)).await,

@@ -15,6 +15,7 @@
 //! cargo run -p kafka-examples --bin avro_sensors
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_avro::{AvroDeserializer, AvroSerdeConfig, AvroSerializer, SchemaRegistryClient};
 
 /// One measurement of a plant sensor (the IoT case of the trainings).
-#[derive(Debug, Clone, Serialize, Deserialize, AvroSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
 #[avro(namespace = "com.acme.iot")]
 struct SensorMeasurement {
     /// ID which uniquely identifies the sensor across the plant
@@ -69,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
         StringSerde,
         AvroSerializer::<SensorMeasurement>::new(registry.clone(), AvroSerdeConfig::default())?,
     )?;
+    // What was sent, per key in send order: Kafka keeps each key's order (one key,
+    // one partition), so the consumer must get exactly these back, in this order.
+    let mut sent: BTreeMap<String, Vec<SensorMeasurement>> = BTreeMap::new();
     for i in 0..READINGS {
         let sensor_id = format!("temp-{}", i % 3);
         let reading = SensorMeasurement {
@@ -77,13 +81,18 @@ async fn main() -> anyhow::Result<()> {
             value: 850 + i,
         };
         let meta = producer
-            .send(ProducerRecord::new(&topic, sensor_id, reading))
+            .send(ProducerRecord::new(
+                &topic,
+                sensor_id.clone(),
+                reading.clone(),
+            ))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         println!(
             "produced to partition {} offset {}",
             meta.partition, meta.offset
         );
+        sent.entry(sensor_id).or_default().push(reading);
     }
     producer.flush(Duration::from_secs(10)).await?;
     let registered = registry.latest_version(&format!("{topic}-value")).await?;
@@ -102,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         AvroDeserializer::<SensorMeasurement>::new(registry.clone())?,
     )?;
     consumer.subscribe(&[&topic])?;
+    let mut received: BTreeMap<String, Vec<SensorMeasurement>> = BTreeMap::new();
     for _ in 0..READINGS {
         let (sensor, reading) = consumer
             .process_at_least_once(|record| async move {
@@ -113,8 +123,28 @@ async fn main() -> anyhow::Result<()> {
             "consumed {sensor}: value {} at {}",
             reading.value, reading.datetime
         );
+        received.entry(sensor).or_default().push(reading);
     }
     consumer.close().await?;
-    println!("done: {READINGS} Avro measurements produced and consumed");
+
+    // Every field of every measurement must have survived the Avro round trip,
+    // under its key and in the order it was sent.
+    for (sensor, expected) in &sent {
+        let got = received.get(sensor).map(Vec::as_slice).unwrap_or_default();
+        anyhow::ensure!(
+            got == expected.as_slice(),
+            "key {sensor}: consumed {got:?}, but produced {expected:?}"
+        );
+    }
+    if let Some(extra) = received.keys().find(|k| !sent.contains_key(*k)) {
+        anyhow::bail!(
+            "consumed key {extra} that was never produced: {:?}",
+            received[extra]
+        );
+    }
+    println!(
+        "done: {READINGS} Avro measurements produced and consumed; every one read back \
+         field for field, per key in send order"
+    );
     Ok(())
 }

@@ -20,12 +20,13 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kafka_client::admin::AdminClient;
 use kafka_client::config::AutoOffsetReset;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::Json;
-use kafka_client::{Consumer, Producer, ProducerRecord};
+use kafka_client::{Consumer, Offset, Producer, ProducerRecord, TopicPartition};
 use kafka_streams::dsl::{Branched, Consumed, StreamsBuilder};
 use kafka_streams::runtime::handlers::LogAndContinueExceptionHandler;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -98,6 +99,81 @@ fn topology(input: &str) -> kafka_streams::Result<kafka_streams::Topology> {
     builder.build()
 }
 
+/// Readings per output topic, per key, in the order they were written.
+type ByTopicAndKey = BTreeMap<String, BTreeMap<String, Vec<SensorMeasurement>>>;
+
+/// Where the pipeline must write `m` (read from `input`) and as what, worked out
+/// from the reading alone and not with the topology's own functions; `None` for a
+/// bad reading, which must appear nowhere.
+fn expected_output(input: &str, m: &SensorMeasurement) -> Option<(String, SensorMeasurement)> {
+    // Good readings are numbers in [0, 100 000); NaN is in no range.
+    if !(0.0..100_000.0).contains(&m.value) {
+        return None;
+    }
+    let (suffix, value, unit) = match m.kind.as_str() {
+        // °F = °C × 1.8 + 32
+        "temperature" => ("temperature", m.value * 1.8 + 32.0, "F"),
+        // 1 mbar = 100 Pa = 0.1 kPa
+        "pressure" => ("pressure", m.value * 0.1, "kPa"),
+        _ => ("other", m.value, m.unit.as_str()),
+    };
+    let converted = SensorMeasurement {
+        value,
+        unit: unit.to_owned(),
+        ..m.clone()
+    };
+    Some((format!("{input}-{suffix}"), converted))
+}
+
+/// Equal fields, the values up to floating-point rounding.
+fn same_reading(got: &SensorMeasurement, expected: &SensorMeasurement) -> bool {
+    let tolerance = 1e-9 * expected.value.abs().max(1.0);
+    (got.value - expected.value).abs() <= tolerance
+        && SensorMeasurement {
+            value: expected.value,
+            ..got.clone()
+        } == *expected
+}
+
+/// Every record of `topics`, read from the beginning to the current end of each
+/// partition (call it once nothing writes to them any more).
+async fn read_outputs(
+    config: &kafka_client::ClientConfig,
+    topics: &[String],
+) -> anyhow::Result<ByTopicAndKey> {
+    let admin = AdminClient::new(config)?;
+    let mut assignment = Vec::new();
+    for topic in topics {
+        for p in admin.describe_topic(topic).await?.partitions {
+            assignment.push((TopicPartition::new(topic.as_str(), p.id), Offset::Beginning));
+        }
+    }
+    let consumer: Consumer<String, Reading> = Consumer::new(config)?;
+    consumer.assign(&assignment)?;
+    // Fresh topics start at offset 0: the high watermarks say how many records
+    // each partition holds.
+    let mut remaining: i64 = consumer.lag().await?.iter().map(|l| l.high_watermark).sum();
+    let mut got = ByTopicAndKey::new();
+    while remaining > 0 {
+        let record = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("{remaining} output records not read within 60 s"))??;
+        let m = record.value.0;
+        println!(
+            "{:<34} {} = {:.2} {}",
+            record.topic, m.sensor_id, m.value, m.unit
+        );
+        got.entry(record.topic)
+            .or_default()
+            .entry(record.key)
+            .or_default()
+            .push(m);
+        remaining -= 1;
+    }
+    consumer.close().await?;
+    Ok(got)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cluster = Cluster::from_env_or_embedded()?;
@@ -135,6 +211,8 @@ async fn main() -> anyhow::Result<()> {
         ("t1", "temperature", 100.0, "C"),
         ("p1", "pressure", f64::NAN, "mbar"),
     ];
+    let mut expected = ByTopicAndKey::new();
+    let mut bad = 0;
     for (i, (sensor, kind, value, unit)) in samples.iter().enumerate() {
         let reading = SensorMeasurement {
             sensor_id: sensor.to_string(),
@@ -143,6 +221,15 @@ async fn main() -> anyhow::Result<()> {
             kind: kind.to_string(),
             unit: unit.to_string(),
         };
+        match expected_output(&input, &reading) {
+            Some((topic, converted)) => expected
+                .entry(topic)
+                .or_default()
+                .entry(sensor.to_string())
+                .or_default()
+                .push(converted),
+            None => bad += 1,
+        }
         producer
             .send(ProducerRecord::new(
                 &input,
@@ -164,50 +251,78 @@ async fn main() -> anyhow::Result<()> {
     streams.set_state_listener(|new, old| println!("streams: {old:?} -> {new:?}"));
     streams.start()?;
 
-    // Read the per-type topics until the four good readings arrived.
-    let consumer: Consumer<String, Reading> = Consumer::new(
-        &config
-            .group_id(format!("iot-reader-{now}"))
-            .auto_offset_reset(AutoOffsetReset::Earliest),
-    )?;
-    let refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
-    consumer.subscribe(&refs)?;
-    let mut got: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut count = 0;
-    while count < 4 {
-        let record = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("no output within 60 s (state {:?})", streams.state())
-            })??;
-        let m = record.value.0;
-        println!(
-            "{:<28} {} = {:.1} {}",
-            record.topic, m.sensor_id, m.value, m.unit
+    // Wait until every input reading went through the topology (processed, or
+    // skipped as poison), then close: closing flushes the outputs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = streams.metrics();
+        if (m.processed_records + m.skipped_records) as usize >= samples.len() {
+            break;
+        }
+        anyhow::ensure!(
+            streams.state() != State::Error,
+            "streams failed: {:?}",
+            streams.error()
         );
-        got.entry(record.topic)
-            .or_default()
-            .push(format!("{}={}{}", m.sensor_id, m.value, m.unit));
-        count += 1;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {} of {} readings processed within 60 s (state {:?})",
+            m.processed_records + m.skipped_records,
+            samples.len(),
+            streams.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    consumer.close().await?;
     // close() blocks while the stream threads commit: keep it off the executor.
     let closed = tokio::task::spawn_blocking(move || {
         let ok = streams.close();
         (ok, streams.state(), streams.metrics())
     })
     .await?;
+    let (closed_ok, state, metrics) = closed;
     println!(
         "done: {} readings processed, {} poison record skipped, {} bad ones dropped, streams {:?} (closed cleanly: {})",
-        closed.2.processed_records,
-        closed.2.skipped_records,
-        samples.len() - count - closed.2.skipped_records as usize,
-        closed.1,
-        closed.0
+        metrics.processed_records,
+        metrics.skipped_records,
+        metrics.processed_records.saturating_sub(metrics.produced_records),
+        state,
+        closed_ok
     );
     anyhow::ensure!(
-        closed.1 == State::NotRunning,
+        closed_ok && state == State::NotRunning,
         "streams did not close cleanly"
+    );
+
+    // Everything the pipeline wrote, against what the input says it must write.
+    let got = read_outputs(
+        &config
+            .group_id(format!("iot-reader-{now}"))
+            .auto_offset_reset(AutoOffsetReset::Earliest),
+        &outputs,
+    )
+    .await?;
+    let mut counts = Vec::new();
+    for topic in &outputs {
+        let want = expected.get(topic).cloned().unwrap_or_default();
+        let have = got.get(topic).cloned().unwrap_or_default();
+        let matches = want.len() == have.len()
+            && want.iter().all(|(key, want)| {
+                have.get(key).is_some_and(|have| {
+                    have.len() == want.len()
+                        && have.iter().zip(want).all(|(h, w)| same_reading(h, w))
+                })
+            });
+        anyhow::ensure!(
+            matches,
+            "{topic} holds {have:?}, but the input calls for {want:?} \
+             (bad readings must be absent, each reading on its type's topic, converted)"
+        );
+        let n: usize = have.values().map(Vec::len).sum();
+        counts.push(format!("{n} {}", topic.rsplit('-').next().unwrap_or(topic)));
+    }
+    println!(
+        "ok: the output topics hold exactly the readings computed from the input ({}; {bad} bad readings absent)",
+        counts.join(", ")
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use integration_tests::{consumer_config, create_topic, eventually, unique_name};
+use kafka_client::admin::AdminClient;
 use kafka_client::{
     Consumer, Producer, ProducerRecord, RebalanceEvent, RebalanceListener, TopicPartition,
 };
@@ -172,6 +173,7 @@ async fn commits_leave_the_current_thread_runtime_free() {
 struct Recorder {
     assigned: Arc<Mutex<Vec<TopicPartition>>>,
     revoked: Arc<Mutex<Vec<TopicPartition>>>,
+    lost: Arc<Mutex<Vec<TopicPartition>>>,
 }
 
 impl RebalanceListener for Recorder {
@@ -180,6 +182,9 @@ impl RebalanceListener for Recorder {
     }
     fn on_revoked(&self, partitions: &[TopicPartition]) {
         self.revoked.lock().unwrap().extend_from_slice(partitions);
+    }
+    fn on_lost(&self, partitions: &[TopicPartition]) {
+        self.lost.lock().unwrap().extend_from_slice(partitions);
     }
 }
 
@@ -232,4 +237,92 @@ async fn auto_commit_stream_and_rebalance_listener() {
         revoked, assigned,
         "close revokes the assignment through the listener"
     );
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_polling_is_told_its_partitions_were_lost() {
+    let topic = unique_name("lost");
+    let group = unique_name("lost");
+    create_topic(&topic, 1).await;
+    produce_per_partition(&topic, 1, 3, 0).await;
+    let tp = TopicPartition::new(&topic, 0);
+
+    // The shortest max.poll.interval.ms librdkafka accepts: the session timeout.
+    let recorder = Recorder::default();
+    let consumer: Consumer<String, i64> =
+        Consumer::builder(&consumer_config(&group).set("max.poll.interval.ms", "6000"))
+            .key_deserializer(kafka_client::serde::StringSerde)
+            .value_deserializer(kafka_client::serde::BigEndian)
+            .rebalance_listener(recorder.clone())
+            .build()
+            .unwrap();
+    let consumer = Arc::new(consumer);
+    let mut events = consumer.rebalance_events();
+    consumer.subscribe(&[&topic]).unwrap();
+    assert_eq!(consumer.recv().await.unwrap().offset, 0);
+    let mut before_loss = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        before_loss.push(event);
+    }
+    assert!(
+        before_loss.contains(&RebalanceEvent::Assigned(vec![tp.clone()])),
+        "{before_loss:?}"
+    );
+    assert!(
+        !before_loss
+            .iter()
+            .any(|e| matches!(e, RebalanceEvent::Lost(_))),
+        "{before_loss:?}"
+    );
+    let revoked_before = recorder.revoked.lock().unwrap().clone();
+
+    // The application stops polling. Past max.poll.interval.ms librdkafka gives
+    // up the membership on its behalf: the group loses its only member, and
+    // the partition may belong to someone else by now.
+    let admin = AdminClient::new(&integration_tests::config()).unwrap();
+    eventually("the consumer to be the group's member", || async {
+        let members = admin.describe_group(&group).await.unwrap().members;
+        (members.len() == 1).then_some(())
+    })
+    .await;
+    eventually(
+        "the group to drop the consumer that stopped polling",
+        || async {
+            let members = admin.describe_group(&group).await.unwrap().members;
+            members.is_empty().then_some(())
+        },
+    )
+    .await;
+
+    // The next poll tells the application: the partition was lost, not revoked
+    // (committing for it now would be refused).
+    let reader = tokio::spawn({
+        let consumer = consumer.clone();
+        async move {
+            loop {
+                // Records (read again: nothing was committed) and librdkafka's
+                // "maximum poll interval exceeded" error alike.
+                let _ = consumer.recv().await;
+            }
+        }
+    });
+    let event = tokio::time::timeout(integration_tests::DEADLINE, events.recv())
+        .await
+        .expect("no rebalance event after the consumer polled again")
+        .expect("the event channel closed");
+    assert_eq!(event, RebalanceEvent::Lost(vec![tp.clone()]));
+    assert_eq!(*recorder.lost.lock().unwrap(), vec![tp.clone()]);
+    assert_eq!(
+        *recorder.revoked.lock().unwrap(),
+        revoked_before,
+        "a lost partition was reported as revoked"
+    );
+
+    // Polling again, the consumer rejoins and gets the partition back.
+    let event = tokio::time::timeout(integration_tests::DEADLINE, events.recv())
+        .await
+        .expect("no assignment after the loss")
+        .expect("the event channel closed");
+    assert_eq!(event, RebalanceEvent::Assigned(vec![tp]));
+    reader.abort();
 }

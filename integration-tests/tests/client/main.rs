@@ -5,3 +5,4 @@ mod groups;
 mod positions;
 mod producer;
 mod roundtrip;
+mod timestamps;

@@ -1,9 +1,9 @@
-//! Positions: seek (offset, beginning, timestamp), pause/resume, lag, and
+//! Positions: seek (offset, beginning, end, timestamp), pause/resume, lag, and
 //! pattern subscriptions.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use integration_tests::{consumer_config, create_topic, eventually, unique_name};
+use integration_tests::{consumer_config, create_topic, eventually, unique_name, DEADLINE};
 use kafka_client::{Consumer, Offset, Producer, ProducerRecord, TopicPartition};
 
 const BASE_TS: i64 = 1_700_000_000_000;
@@ -141,4 +141,104 @@ async fn pattern_subscription_reads_every_matching_topic() {
     })
     .await;
     assert!(position.iter().all(|(_, p)| *p == Some(1)), "{position:?}");
+}
+
+/// Values of the records produced after the seek to the end start here; those
+/// before it are below [`BEFORE_SEEK`].
+const AFTER_SEEK: i64 = 1_000;
+const BEFORE_SEEK: i64 = 5;
+
+/// Produces `BEFORE_SEEK` records (values `0..BEFORE_SEEK`) to partition 0 of a new
+/// topic; returns the topic and a producer for it.
+async fn topic_with_records_before_the_seek(prefix: &str) -> (String, Producer<String, i64>) {
+    let topic = unique_name(prefix);
+    create_topic(&topic, 1).await;
+    let producer: Producer<String, i64> = Producer::new(&integration_tests::config()).unwrap();
+    for i in 0..BEFORE_SEEK {
+        producer
+            .send(ProducerRecord::new(&topic, format!("k{i}"), i).with_partition(0))
+            .await
+            .unwrap();
+    }
+    (topic, producer)
+}
+
+/// `consumer` has read offset 0 of partition 0 of `topic`, so librdkafka has
+/// likely fetched the rest of the records produced before the seek already.
+/// After seeking to the end it must see only records produced after the seek,
+/// from the first one on, in order.
+async fn seek_to_end_then_only_later_records_arrive(
+    consumer: &Consumer<String, i64>,
+    producer: &Producer<String, i64>,
+    topic: &str,
+) {
+    let tp = TopicPartition::new(topic, 0);
+    consumer.seek(&tp, Offset::End).await.unwrap();
+    // seek() returns once librdkafka has started the seek; it then asks the
+    // broker where the end is. A record produced before that answer is before
+    // the end sought, and rightly skipped: so produce one record at a time until
+    // one arrives, and expect the others after it.
+    let send = |value: i64| async move {
+        producer
+            .send(ProducerRecord::new(topic, format!("k{value}"), value).with_partition(0))
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let mut next = AFTER_SEEK;
+    let first = loop {
+        assert!(
+            Instant::now() < deadline,
+            "none of the {} records produced after the seek arrived",
+            next - AFTER_SEEK
+        );
+        let sent = send(next).await;
+        assert_eq!(sent.offset, BEFORE_SEEK + next - AFTER_SEEK);
+        next += 1;
+        if let Ok(record) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+        {
+            break record.unwrap();
+        }
+    };
+    assert!(
+        first.value >= AFTER_SEEK,
+        "a record produced before the seek arrived after it: {first:?}"
+    );
+    assert_eq!(first.offset, BEFORE_SEEK + first.value - AFTER_SEEK);
+    // Everything produced from then on arrives, in order.
+    for _ in 0..3 {
+        send(next).await;
+        next += 1;
+    }
+    for value in first.value + 1..next {
+        let record = consumer.recv().await.unwrap();
+        assert_eq!(
+            (record.offset, record.value),
+            (BEFORE_SEEK + value - AFTER_SEEK, value),
+            "{record:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn seek_to_end_of_an_assigned_partition_skips_what_was_there() {
+    let (topic, producer) = topic_with_records_before_the_seek("seek-end-assigned").await;
+    let consumer: Consumer<String, i64> =
+        Consumer::new(&consumer_config(&unique_name("seek-end-assigned"))).unwrap();
+    consumer
+        .assign(&[(TopicPartition::new(&topic, 0), Offset::Beginning)])
+        .unwrap();
+    assert_eq!(consumer.recv().await.unwrap().offset, 0);
+    seek_to_end_then_only_later_records_arrive(&consumer, &producer, &topic).await;
+}
+
+#[tokio::test]
+async fn seek_to_end_of_a_subscribed_partition_skips_what_was_there() {
+    let (topic, producer) = topic_with_records_before_the_seek("seek-end-subscribed").await;
+    let consumer: Consumer<String, i64> =
+        Consumer::new(&consumer_config(&unique_name("seek-end-subscribed"))).unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    // The first record arrives once the group assigned the partition.
+    assert_eq!(consumer.recv().await.unwrap().offset, 0);
+    seek_to_end_then_only_later_records_arrive(&consumer, &producer, &topic).await;
 }

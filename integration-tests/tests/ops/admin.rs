@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use integration_tests::{config, consumer_config, eventually, unique_name, wait_for_partitions};
 use kafka_client::admin::{AdminClient, AdminError, NewTopic, ResetScope, ResetTarget};
+use kafka_client::rdkafka::types::RDKafkaErrorCode;
 use kafka_client::{Consumer, Producer, ProducerRecord, TopicPartition};
 
 fn admin() -> AdminClient {
@@ -337,8 +338,6 @@ async fn groups_are_listed_described_and_deleted() {
     consumer.subscribe(&[&topic]).unwrap();
     let record = consumer.recv().await.unwrap();
     consumer.commit_record(&record).await.unwrap();
-    // nisshi 0.8 leaves the member's client id, host and assignment empty in
-    // DescribeGroups; the assignment decoding is covered by a unit test.
     let described = eventually("the group's member", || async {
         let d = admin.describe_group(&group).await.unwrap();
         (d.members.len() == 1).then_some(d)
@@ -346,7 +345,20 @@ async fn groups_are_listed_described_and_deleted() {
     .await;
     assert_eq!(described.state, "Stable");
     assert_eq!(described.protocol_type, "consumer");
-    assert!(!described.members[0].member_id.is_empty());
+    let member = &described.members[0];
+    assert!(!member.member_id.is_empty(), "{member}");
+    assert!(!member.client_id.is_empty(), "{member}");
+    assert!(member.client_host.contains("127.0.0.1"), "{member}");
+    // The one member holds both partitions (decoded from the consumer protocol).
+    let mut assigned = member.assignment.clone();
+    assigned.sort_by_key(|tp| tp.partition);
+    assert_eq!(
+        assigned,
+        [
+            TopicPartition::new(&topic, 0),
+            TopicPartition::new(&topic, 1)
+        ]
+    );
     assert!(!described.is_inactive());
     let listed = admin.list_groups().await.unwrap();
     assert!(listed.iter().any(|g| g.group == group), "{listed:?}");
@@ -404,5 +416,80 @@ async fn records_are_deleted_before_an_offset() {
     assert!(
         matches!(err, AdminError::UnknownPartition { partition: 7, .. }),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn partitions_are_added_but_never_removed() {
+    let admin = admin();
+    let topic = unique_name("grow");
+    admin
+        .create_topic(NewTopic::new(&topic, 1).replication_factor(1))
+        .await
+        .unwrap();
+    wait_for_partitions(&topic, 1).await;
+
+    admin.create_partitions(&topic, 3).await.unwrap();
+    let listing = eventually("3 led partitions in the metadata", || async {
+        let listing = admin.describe_topic(&topic).await.unwrap();
+        (listing.partition_count() == 3 && listing.partitions.iter().all(|p| p.leader >= 0))
+            .then_some(listing)
+    })
+    .await;
+    let ids: Vec<i32> = listing.partitions.iter().map(|p| p.id).collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+
+    // The new partition takes records, and they can be read back from it.
+    let producer: Producer<String, i64> = Producer::new(&config()).unwrap();
+    let meta = producer
+        .send(ProducerRecord::new(&topic, "k".to_string(), 42).with_partition(2))
+        .await
+        .unwrap();
+    assert_eq!((meta.partition, meta.offset), (2, 0));
+    let consumer: Consumer<String, i64> =
+        Consumer::new(&consumer_config(&unique_name("grow"))).unwrap();
+    consumer
+        .assign(&[(
+            TopicPartition::new(&topic, 2),
+            kafka_client::Offset::Beginning,
+        )])
+        .unwrap();
+    let record = consumer.recv().await.unwrap();
+    assert_eq!((record.partition, record.offset, record.value), (2, 0, 42));
+
+    // Fewer partitions, or as many as the topic has, is refused by the broker:
+    // a typed error naming the topic.
+    for requested in [2, 3] {
+        let err = admin
+            .create_partitions(&topic, requested)
+            .await
+            .expect_err("a partition count that is no increase must fail");
+        match &err {
+            AdminError::Topic {
+                operation,
+                topic: named,
+                code,
+            } => {
+                assert_eq!(*operation, "create partitions");
+                assert_eq!(named, &topic);
+                assert_eq!(*code, RDKafkaErrorCode::InvalidPartitions, "{err}");
+            }
+            other => panic!("expected a topic error for {requested} partitions, got {other:?}"),
+        }
+        assert_eq!(err.code(), Some(RDKafkaErrorCode::InvalidPartitions));
+        let message = err.to_string();
+        assert!(
+            message.contains(&topic) && message.contains("create partitions"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        admin
+            .describe_topic(&topic)
+            .await
+            .unwrap()
+            .partition_count(),
+        3,
+        "a refused change left the topic as it was"
     );
 }

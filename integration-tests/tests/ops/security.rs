@@ -1,13 +1,13 @@
 //! TLS and SASL: settings validated when a client is built, secrets kept out of
-//! `Debug`, and a live check against a nisshi broker started here with TLS
-//! (`--cert/--key`) and SCRAM authentication (`--authentication`, `nisshi user`).
+//! `Debug`, and live checks against an Apache Kafka broker started here with
+//! SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), SASL_SSL and mutual-TLS
+//! listeners ([`SecureBroker`]): good credentials connect, produce and consume; bad
+//! ones fail fast with the broker's authentication error.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use integration_tests::{eventually, unique_name};
+use integration_tests::{eventually, unique_name, SecureBroker};
 use kafka_client::admin::{AdminClient, AdminError, NewTopic};
 use kafka_client::config::{SaslMechanism, SecurityProtocol};
 use kafka_client::{ClientConfig, Consumer, Offset, Producer, ProducerRecord, TopicPartition};
@@ -94,281 +94,192 @@ fn tls_and_sasl_settings_are_validated_when_built() {
         .unwrap();
 }
 
-/// A nisshi broker process, stopped on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nisshi_bin() -> PathBuf {
-    let path = std::env::var_os("NISSHI_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("KAFKA_SDK_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/kafka-sdk")
-                });
-            cache.join("nisshi-0.8.1/bin/nisshi")
-        });
-    assert!(
-        path.exists(),
-        "the live TLS/SASL test starts its own nisshi broker, but {} is missing: run scripts/setup.sh (or set NISSHI_BIN)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &Path, port: u16, extra: &[&str]) -> Broker {
-    let url = format!("tcp://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join(format!("nisshi-{}.log", extra.len()))).unwrap();
-    let child = Command::new(nisshi_bin())
-        .current_dir(dir)
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .args([
-            "--storage-engine",
-            "sqlite://nisshi.db",
-            "--group-initial-rebalance-delay",
-            "0s",
-        ])
-        .args(extra)
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("starting nisshi");
-    let mut broker = Broker { child, port };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = broker.child.try_wait() {
-            panic!("nisshi exited ({status}); see {}", dir.display());
-        }
-        assert!(Instant::now() < deadline, "nisshi did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100)); // pacing a readiness probe of a child process
-    }
-    broker
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("the live TLS test needs the openssl command to make certificates");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1, signed by it; and a second,
-/// untrusted CA.
-fn certificates(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other-ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
-fn secure(port: u16, ca: &Path, password: &str) -> ClientConfig {
-    ClientConfig::new(format!("127.0.0.1:{port}"))
-        .security_protocol(SecurityProtocol::SaslSsl)
-        .tls_ca(ca)
-        .sasl(SaslMechanism::ScramSha512, "alice", password)
-        .set("socket.connection.setup.timeout.ms", "5000")
-}
-
-/// Sends one record; the error text when it fails.
-async fn try_send(config: &ClientConfig, topic: &str) -> Result<(), String> {
-    let producer: Producer<String, String> = Producer::new(config).map_err(|e| e.to_string())?;
-    producer
-        .send(ProducerRecord::new(topic, "k".to_string(), "v".to_string()))
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_with_scram_connects_with_good_credentials_and_fails_clearly_with_bad_ones() {
-    integration_tests::init_tracing();
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path().to_owned();
-    certificates(&dir);
-    let port = free_port();
-    // Create the SCRAM user on a plaintext broker over the same storage, then
-    // restart it with TLS and authentication required.
-    {
-        let _plain = start(&dir, port, &[]);
-        let out = Command::new(nisshi_bin())
-            .current_dir(&dir)
-            .args([
-                "user",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{port}"),
-            ])
-            .args(["--mechanism", "scram512", "alice", "alice-secret"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nisshi user create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let broker = start(
-        &dir,
-        port,
-        &[
-            "--cert",
-            "server.pem",
-            "--key",
-            "server.key",
-            "--authentication",
-        ],
-    );
-    let ca = dir.join("ca.pem");
-
-    // Good credentials: admin, produce and consume over TLS with SCRAM-SHA-512.
-    let good = secure(broker.port, &ca, "alice-secret");
+/// Creates a topic, produces a record and consumes it back over `config`.
+async fn round_trip(config: &ClientConfig, what: &str) {
     let topic = unique_name("secure");
-    let admin = AdminClient::new(&good).unwrap();
-    admin
-        .create_topic(NewTopic::new(&topic, 1).replication_factor(1))
-        .await
-        .unwrap();
-    eventually("the secure topic's metadata", || async {
-        admin.describe_topic(&topic).await.ok().map(|_| ())
-    })
-    .await;
-    try_send(&good, &topic).await.unwrap();
-    let consumer: Consumer<String, String> =
-        Consumer::new(&good.clone().group_id(unique_name("secure"))).unwrap();
-    consumer
-        .assign(&[(TopicPartition::new(&topic, 0), Offset::Beginning)])
-        .unwrap();
-    assert_eq!(consumer.recv().await.unwrap().value, "v");
-
+    let admin = AdminClient::new(config).unwrap();
     assert!(
         admin
             .check_connection(Duration::from_secs(10))
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
             >= 1
     );
-
-    // Bad settings fail with librdkafka's reason, not just a timeout.
-    let wrong_password = connection_failure(secure(broker.port, &ca, "wrong-password")).await;
-    println!("wrong password: {wrong_password}");
-    assert!(
-        wrong_password.contains("SASL authentication"),
-        "{wrong_password}"
-    );
-    let untrusted = connection_failure(secure(
-        broker.port,
-        &dir.join("other-ca.pem"),
-        "alice-secret",
-    ))
+    admin
+        .create_topic(NewTopic::new(&topic, 1).replication_factor(1))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    eventually("the secure topic's metadata", || async {
+        admin.describe_topic(&topic).await.ok().map(|_| ())
+    })
     .await;
+    let producer: Producer<String, String> = Producer::new(config).unwrap();
+    producer
+        .send(ProducerRecord::new(
+            &topic,
+            "k".to_string(),
+            what.to_string(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let consumer: Consumer<String, String> =
+        Consumer::new(&config.clone().group_id(unique_name("secure"))).unwrap();
+    consumer
+        .assign(&[(TopicPartition::new(&topic, 0), Offset::Beginning)])
+        .unwrap();
+    assert_eq!(consumer.recv().await.unwrap().value, what);
+}
+
+/// The connection error `config` gets, which must come within 10 s and name the
+/// bootstrap servers.
+async fn connection_failure(config: ClientConfig) -> String {
+    let servers = config.get("bootstrap.servers").unwrap().to_owned();
+    let started = Instant::now();
+    let result = AdminClient::new(&config)
+        .unwrap()
+        .check_connection(Duration::from_secs(9))
+        .await;
+    let took = started.elapsed();
+    match result {
+        Err(err @ AdminError::Connection { .. }) => {
+            let text = err.to_string();
+            assert!(text.contains(&servers), "{text}");
+            assert!(took < Duration::from_secs(10), "took {took:?}: {text}");
+            text
+        }
+        other => panic!("expected a connection error, got {other:?}"),
+    }
+}
+
+/// Fails connecting within the time limit, with librdkafka's reason for a
+/// rejected SASL handshake.
+async fn assert_authentication_fails(config: ClientConfig, what: &str) {
+    let failure = connection_failure(config).await;
+    println!("{what}: {failure}");
+    assert!(failure.contains("SASL authentication"), "{what}: {failure}");
+}
+
+fn sasl(
+    broker: &SecureBroker,
+    protocol: SecurityProtocol,
+    mechanism: SaslMechanism,
+    password: &str,
+) -> ClientConfig {
+    let (listener, user) = match (protocol, mechanism) {
+        (SecurityProtocol::SaslSsl, _) => ("SASL_SSL", user_of(mechanism)),
+        _ => ("SASL_PLAINTEXT", user_of(mechanism)),
+    };
+    let config = ClientConfig::new(broker.get(listener))
+        .security_protocol(protocol)
+        .sasl(mechanism, broker.get(user), password)
+        .set("socket.connection.setup.timeout.ms", "5000");
+    match protocol {
+        SecurityProtocol::SaslSsl => config.tls_ca(broker.get("CA")),
+        _ => config,
+    }
+}
+
+fn user_of(mechanism: SaslMechanism) -> &'static str {
+    match mechanism {
+        SaslMechanism::Plain => "PLAIN_USER",
+        SaslMechanism::ScramSha256 => "SCRAM_SHA_256_USER",
+        SaslMechanism::ScramSha512 => "SCRAM_SHA_512_USER",
+        SaslMechanism::OAuthBearer => unreachable!("the test broker has no OAUTHBEARER"),
+    }
+}
+
+fn password_of(broker: &SecureBroker, mechanism: SaslMechanism) -> String {
+    broker
+        .get(&user_of(mechanism).replace("_USER", "_PASSWORD"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plain_and_scram_connect_with_good_credentials_and_fail_fast_with_bad_ones() {
+    let broker = SecureBroker::start();
+    for mechanism in [
+        SaslMechanism::Plain,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::ScramSha512,
+    ] {
+        let what = format!("SASL_PLAINTEXT {mechanism:?}");
+        let good = password_of(&broker, mechanism);
+        round_trip(
+            &sasl(&broker, SecurityProtocol::SaslPlaintext, mechanism, &good),
+            &what,
+        )
+        .await;
+        assert_authentication_fails(
+            sasl(
+                &broker,
+                SecurityProtocol::SaslPlaintext,
+                mechanism,
+                "wrong-password",
+            ),
+            &format!("{what}, wrong password"),
+        )
+        .await;
+    }
+    // A SCRAM user of one hash does not exist for the other.
+    let bob = password_of(&broker, SaslMechanism::ScramSha256);
+    let mut crossed = sasl(
+        &broker,
+        SecurityProtocol::SaslPlaintext,
+        SaslMechanism::ScramSha512,
+        &bob,
+    );
+    crossed = crossed.set("sasl.username", broker.get("SCRAM_SHA_256_USER"));
+    assert_authentication_fails(crossed, "a SCRAM-SHA-256 user over SCRAM-SHA-512").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_connects_with_good_credentials_and_fails_clearly_with_bad_ones() {
+    let broker = SecureBroker::start();
+    let password = password_of(&broker, SaslMechanism::ScramSha512);
+    let good = sasl(
+        &broker,
+        SecurityProtocol::SaslSsl,
+        SaslMechanism::ScramSha512,
+        &password,
+    );
+    round_trip(&good, "SASL_SSL SCRAM-SHA-512").await;
+    round_trip(
+        &sasl(
+            &broker,
+            SecurityProtocol::SaslSsl,
+            SaslMechanism::Plain,
+            &password_of(&broker, SaslMechanism::Plain),
+        ),
+        "SASL_SSL PLAIN",
+    )
+    .await;
+
+    assert_authentication_fails(
+        sasl(
+            &broker,
+            SecurityProtocol::SaslSsl,
+            SaslMechanism::ScramSha512,
+            "wrong-password",
+        ),
+        "SASL_SSL, wrong password",
+    )
+    .await;
+    // The broker's certificate is not signed by the CA the client trusts.
+    let untrusted = connection_failure(good.clone().tls_ca(broker.get("OTHER_CA"))).await;
     println!("untrusted CA: {untrusted}");
     assert!(
         untrusted.contains("certificate verify failed"),
         "{untrusted}"
     );
-    let plaintext =
-        connection_failure(ClientConfig::new(format!("127.0.0.1:{}", broker.port))).await;
+    // A plaintext client on the TLS listener.
+    let plaintext = connection_failure(
+        ClientConfig::new(broker.get("SASL_SSL")).set("socket.connection.setup.timeout.ms", "5000"),
+    )
+    .await;
     println!("plaintext client: {plaintext}");
     // librdkafka logs nothing at error level for a listener that drops a
-    // plaintext client, so the reason is the transport failure itself.
-    // Depending on timing librdkafka reports the dropped connection itself or,
-    // once every attempt has failed, that all broker connections are down.
+    // plaintext client, so the reason is the transport failure itself, or, once
+    // every attempt has failed, that all broker connections are down.
     assert!(
         ["security.protocol", "transport failure", "AllBrokersDown"]
             .iter()
@@ -377,19 +288,45 @@ async fn tls_with_scram_connects_with_good_credentials_and_fails_clearly_with_ba
     );
 }
 
-/// The message of the connection error `config` gets.
-async fn connection_failure(config: ClientConfig) -> String {
-    let servers = config.get("bootstrap.servers").unwrap().to_owned();
-    match AdminClient::new(&config)
-        .unwrap()
-        .check_connection(Duration::from_secs(5))
-        .await
-    {
-        Err(err @ AdminError::Connection { .. }) => {
-            let text = err.to_string();
-            assert!(text.contains(&servers), "{text}");
-            text
-        }
-        other => panic!("expected a connection error, got {other:?}"),
-    }
+fn mtls(broker: &SecureBroker, cert: &str, key: &str) -> ClientConfig {
+    ClientConfig::new(broker.get("SSL"))
+        .security_protocol(SecurityProtocol::Ssl)
+        .tls_ca(broker.get("CA"))
+        .tls_client_cert(cert, key, None)
+        .set("socket.connection.setup.timeout.ms", "5000")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_connects_with_a_client_certificate_and_fails_without_one() {
+    let broker = SecureBroker::start();
+    round_trip(
+        &mtls(&broker, broker.get("CLIENT_CERT"), broker.get("CLIENT_KEY")),
+        "SSL with a client certificate",
+    )
+    .await;
+
+    // Without a certificate the broker (ssl.client.auth=required) ends the handshake.
+    let anonymous = connection_failure(
+        ClientConfig::new(broker.get("SSL"))
+            .security_protocol(SecurityProtocol::Ssl)
+            .tls_ca(broker.get("CA"))
+            .set("socket.connection.setup.timeout.ms", "5000"),
+    )
+    .await;
+    println!("no client certificate: {anonymous}");
+    assert!(anonymous.contains("bad certificate"), "{anonymous}");
+    // A certificate from a CA the broker does not trust is refused too.
+    let dir = broker.dir().join("tls");
+    let untrusted = connection_failure(mtls(
+        &broker,
+        &path(&dir.join("other-ca.pem")),
+        &path(&dir.join("other-ca.key")),
+    ))
+    .await;
+    println!("untrusted client certificate: {untrusted}");
+    assert!(untrusted.contains("bad certificate"), "{untrusted}");
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
 }

@@ -123,6 +123,7 @@ async fn consumer_stats_arrive_on_interval_and_match_admin_lag() {
 async fn producer_stats_count_sent_messages_and_broker_rtt() {
     let topic = unique_name("stats-producer");
     create_topic(&topic, 1).await;
+    let created = Instant::now();
     let producer: Producer<String, i64> =
         Producer::new(&config().statistics_interval(INTERVAL)).unwrap();
     let stats = producer.statistics();
@@ -143,16 +144,79 @@ async fn producer_stats_count_sent_messages_and_broker_rtt() {
         Some(25)
     );
     assert_eq!(snapshot.queued_messages, 0, "everything was acknowledged");
-    let broker = snapshot
-        .brokers
-        .iter()
-        .find(|b| b.node_id >= 0 && b.is_up())
-        .expect("an up broker");
-    assert!(broker.rtt.is_some_and(|r| r.samples > 0 || r.avg_us >= 0));
+
+    // librdkafka's rtt window covers the responses of one statistics interval,
+    // so keep producing (one acknowledged round trip to the leader at a time)
+    // until a snapshot's window holds round trips to the partition's leader.
+    let mut sent = 25;
+    let (snapshot, leader) = eventually("round trips to the leader in a statistics window", || {
+        let producer = producer.clone();
+        let stats = stats.clone();
+        let topic = topic.clone();
+        sent += 1;
+        let i = sent;
+        async move {
+            producer
+                .send(ProducerRecord::new(&topic, format!("k{i}"), i))
+                .await
+                .unwrap();
+            let snapshot = stats.borrow().clone()?;
+            let leader = snapshot.partition(&topic, 0)?.leader;
+            let broker = snapshot
+                .brokers
+                .iter()
+                .find(|b| b.node_id == leader)?
+                .clone();
+            broker
+                .rtt
+                .is_some_and(|r| r.samples > 0)
+                .then_some((snapshot, broker))
+        }
+    })
+    .await;
+    let lifetime_us = created.elapsed().as_micros() as i64;
+    let rtt = leader.rtt.expect("an rtt window");
+    println!(
+        "leader {} rtt {rtt:?} (client lifetime {lifetime_us} us)",
+        leader.name
+    );
+    assert!(leader.is_up(), "{leader:?}");
+    assert!(snapshot.is_healthy(), "{:?}", snapshot.brokers);
+    // A round trip to a broker takes time, no longer than the client has existed,
+    // and the window's mean is no larger than its largest sample.
+    assert!(rtt.avg_us > 0, "{rtt:?}");
+    assert!(rtt.avg_us <= rtt.max_us, "{rtt:?}");
+    assert!(rtt.p99_us > 0, "{rtt:?}");
+    assert!(
+        rtt.max_us <= lifetime_us,
+        "{rtt:?} longer than the client's {lifetime_us} us"
+    );
+    // Every rtt sample is a response, and every response answers a request.
+    assert!(
+        leader.rx_responses >= rtt.samples as u64,
+        "{} responses, {} rtt samples",
+        leader.rx_responses,
+        rtt.samples
+    );
+    assert!(
+        leader.tx_requests >= leader.rx_responses,
+        "{} requests, {} responses",
+        leader.tx_requests,
+        leader.rx_responses
+    );
+    assert!(leader.tx_bytes > 0 && leader.rx_bytes > 0, "{leader:?}");
+    assert!(
+        snapshot.tx_messages >= 25 && snapshot.tx_messages <= sent,
+        "{} messages in the statistics, {sent} sent",
+        snapshot.tx_messages
+    );
     let text = snapshot.to_prometheus();
     assert!(text.contains("# TYPE kafka_client_tx_messages_total counter"));
+    let rtt_line = format!("broker=\"{}\"}} {}\n", leader.name, rtt.avg_us as f64 / 1e6);
     assert!(
-        text.contains("kafka_client_broker_rtt_avg_seconds{"),
-        "{text}"
+        text.lines()
+            .any(|l| l.starts_with("kafka_client_broker_rtt_avg_seconds{")
+                && format!("{l}\n").ends_with(&rtt_line)),
+        "no rtt line ending {rtt_line:?} in\n{text}"
     );
 }

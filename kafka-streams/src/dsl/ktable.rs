@@ -53,6 +53,7 @@ pub struct Materialized<K, V> {
     pub(crate) value: Option<SharedSerde<V>>,
     pub(crate) kind: StoreKind,
     pub(crate) logging: bool,
+    pub(crate) changelog_configs: Vec<(String, String)>,
     pub(crate) caching: bool,
 }
 
@@ -64,6 +65,7 @@ impl<K, V> Default for Materialized<K, V> {
             value: None,
             kind: StoreKind::RocksDb,
             logging: true,
+            changelog_configs: Vec::new(),
             caching: true,
         }
     }
@@ -114,6 +116,25 @@ impl<K, V> Materialized<K, V> {
         self
     }
 
+    /// Logs the store to its changelog (as [`with_logging_enabled`](Self::with_logging_enabled)),
+    /// creating the topic with `configs` on top of `cleanup.policy=compact` (Kafka's
+    /// `withLoggingEnabled(config)`).
+    ///
+    /// ```
+    /// use kafka_streams::dsl::Materialized;
+    /// let m = Materialized::<String, i64>::as_("counts")
+    ///     .with_logging_config([("segment.ms", "60000"), ("min.cleanable.dirty.ratio", "0.1")]);
+    /// ```
+    pub fn with_logging_config<N: Into<String>, V2: Into<String>>(
+        mut self,
+        configs: impl IntoIterator<Item = (N, V2)>,
+    ) -> Self {
+        self.logging = true;
+        self.changelog_configs
+            .extend(configs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Writes every update straight through to the store and changelog.
     pub fn with_caching_disabled(mut self) -> Self {
         self.caching = false;
@@ -136,9 +157,11 @@ fn add_store<K: Data, V: Data>(
     value: SharedSerde<V>,
 ) {
     let mut b = KeyValueStoreBuilder::with_serdes(name, key, value).with_kind(m.kind);
-    if !m.logging {
-        b = b.with_logging_disabled();
-    }
+    b = if m.logging {
+        b.with_logging_enabled(m.changelog_configs.iter().cloned())
+    } else {
+        b.with_logging_disabled()
+    };
     b = if m.caching {
         b.with_caching_enabled()
     } else {

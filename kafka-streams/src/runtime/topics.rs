@@ -129,12 +129,13 @@ pub(crate) fn prepare_topics(
     }
 
     // Every topic to have: repartition topics, and the changelog topic of each logged
-    // store (`<application.id>-<store>-changelog`, compacted, with as many partitions
-    // as the sources of the sub-topology that owns the store), except the stores that
-    // use their source topic as changelog (`topology.optimization`).
-    let mut all: BTreeMap<String, (i32, bool)> = wanted
+    // store (`<application.id>-<store>-changelog`, with the topic configs the store
+    // asks for, and as many partitions as the sources of the sub-topology that owns
+    // the store), except the stores that use their source topic as changelog
+    // (`topology.optimization`).
+    let mut all: BTreeMap<String, (i32, BTreeMap<String, String>)> = wanted
         .iter()
-        .map(|(name, p)| (format!("{app}-{name}"), (*p, false)))
+        .map(|(name, p)| (format!("{app}-{name}"), (*p, BTreeMap::new())))
         .collect();
     for sub in &topology.subtopologies {
         let sources = sub
@@ -156,21 +157,26 @@ pub(crate) fn prepare_topics(
             {
                 continue;
             }
-            let changelog = topology
-                .stores
-                .get(store)
-                .and_then(|b| b.changelog_topic(app));
-            if let (Some(topic), Some(partitions)) = (changelog, sources) {
-                all.insert(topic, (partitions, true));
+            let Some(builder) = topology.stores.get(store) else {
+                continue;
+            };
+            if let (Some(topic), Some(partitions)) = (builder.changelog_topic(app), sources) {
+                all.insert(topic, (partitions, builder.changelog_topic_configs()));
             }
         }
     }
 
     if config.application_server.is_some() {
-        all.insert(super::membership::metadata_topic(app), (1, true));
+        all.insert(
+            super::membership::metadata_topic(app),
+            (
+                1,
+                BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+            ),
+        );
     }
 
-    for (topic, (partitions, compact)) in &all {
+    for (topic, (partitions, topic_configs)) in &all {
         match counts.get(topic) {
             Some(existing) if existing == partitions => {}
             Some(existing) => {
@@ -179,12 +185,11 @@ pub(crate) fn prepare_topics(
             )))
             }
             None => {
-                tracing::info!(%topic, partitions, compact, "creating internal topic");
-                let configs: &[(&str, &str)] = if *compact {
-                    &[("cleanup.policy", "compact")]
-                } else {
-                    &[]
-                };
+                tracing::info!(%topic, partitions, ?topic_configs, "creating internal topic");
+                let configs: Vec<(&str, &str)> = topic_configs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 match &config.topic_creator {
                     Some(create) => create(topic, *partitions, config.replication_factor)?,
                     None => create_topic_with_admin(
@@ -192,7 +197,7 @@ pub(crate) fn prepare_topics(
                         topic,
                         *partitions,
                         config.replication_factor,
-                        configs,
+                        &configs,
                     )?,
                 }
             }

@@ -18,6 +18,7 @@
 //! ([`StoreContext::source_topic_changelog`]) has no `ChangeLoggingStore`: the topic it
 //! is built from is its changelog, for restores and checkpoints.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -248,6 +249,7 @@ impl KeyValueStoreSpec {
 /// ```
 pub struct KeyValueStoreBuilder<K, V> {
     spec: KeyValueStoreSpec,
+    changelog_configs: BTreeMap<String, String>,
     key_serde: Arc<dyn Serde<K>>,
     value_serde: Arc<dyn Serde<V>>,
     _types: PhantomData<fn() -> (K, V)>,
@@ -278,6 +280,7 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
                 logging: true,
                 caching: false,
             },
+            changelog_configs: BTreeMap::new(),
             key_serde,
             value_serde,
             _types: PhantomData,
@@ -299,6 +302,25 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
     /// Stops logging to the changelog: the store is not restored after a failure.
     pub fn with_logging_disabled(mut self) -> Self {
         self.spec.logging = false;
+        self
+    }
+
+    /// Logs to the changelog (the default), whose topic is created with `configs`
+    /// on top of `cleanup.policy=compact` (Kafka's `withLoggingEnabled(config)`),
+    /// e.g. `segment.ms` or `min.cleanable.dirty.ratio`.
+    ///
+    /// ```
+    /// use kafka_streams::state::KeyValueStoreBuilder;
+    /// let counts = KeyValueStoreBuilder::<String, i64>::new("counts")
+    ///     .with_logging_enabled([("min.cleanable.dirty.ratio", "0.1")]);
+    /// ```
+    pub fn with_logging_enabled<N: Into<String>, V2: Into<String>>(
+        mut self,
+        configs: impl IntoIterator<Item = (N, V2)>,
+    ) -> Self {
+        self.spec.logging = true;
+        self.changelog_configs
+            .extend(configs.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -337,5 +359,11 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
         self.spec
             .logging
             .then(|| changelog_topic(application_id, &self.spec.name))
+    }
+
+    fn changelog_topic_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
+        configs.extend(self.changelog_configs.clone());
+        configs
     }
 }

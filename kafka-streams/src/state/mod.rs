@@ -54,6 +54,7 @@
 //! stores share one [`CacheBudget`].
 
 use std::any::Any;
+use std::collections::BTreeMap;
 
 use crate::error::Result;
 use crate::processor::TaskId;
@@ -148,5 +149,12 @@ pub trait StoreBuilder: Send + Sync + 'static {
     fn changelog_topic(&self, application_id: &str) -> Option<String> {
         let _ = application_id;
         None
+    }
+
+    /// The topic configs its changelog topic is created with: `cleanup.policy=compact`
+    /// for key-value stores (Kafka's `UnwindowedChangelogTopicConfig`), overlaid with
+    /// what the user gave (Kafka's `withLoggingEnabled(config)`).
+    fn changelog_topic_configs(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())])
     }
 }

@@ -7,10 +7,15 @@
 //! mock cluster, and says so in its first line of output. With it, it uses that
 //! cluster (e.g. `docker/compose.yaml`: `KAFKA_BOOTSTRAP_SERVERS=localhost:9092`).
 //!
+//! It checks what it consumed against what it produced: every reading exactly as
+//! sent, and each sensor's readings in the order they were produced.
+//!
 //! ```text
-//! cargo run -p kafka-examples --bin quickstart
+//! bash scripts/quickstart.sh          # on a fresh machine: installs the build's system packages first
+//! cargo run -p kafka-quickstart       # where they are installed
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -21,7 +26,7 @@ use kafka_client::{Consumer, Producer, ProducerRecord};
 use serde::{Deserialize, Serialize};
 
 /// One reading of a plant sensor (the IoT case of the trainings).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SensorMeasurement {
     /// ID which uniquely identifies the sensor across the plant.
     sensor_id: String,
@@ -53,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Produce: the key is the sensor id, so each sensor's series stays ordered.
     let producer: Producer<String, Json<SensorMeasurement>> = Producer::new(&config)?;
+    // What each sensor was sent, in order: the consumed readings must match.
+    let mut sent: BTreeMap<String, Vec<SensorMeasurement>> = BTreeMap::new();
     for i in 0..READINGS {
         let sensor_id = format!("temp-{}", i % 3);
         let reading = SensorMeasurement {
@@ -60,6 +67,9 @@ async fn main() -> anyhow::Result<()> {
             datetime: now + i * 1000,
             value: 850 + i,
         };
+        sent.entry(sensor_id.clone())
+            .or_default()
+            .push(reading.clone());
         let meta = producer
             .send(ProducerRecord::new(&topic, sensor_id, Json(reading)))
             .await
@@ -78,16 +88,25 @@ async fn main() -> anyhow::Result<()> {
             .auto_offset_reset(AutoOffsetReset::Earliest),
     )?;
     consumer.subscribe(&[&topic])?;
+    let mut received: BTreeMap<String, Vec<SensorMeasurement>> = BTreeMap::new();
     for _ in 0..READINGS {
-        let (sensor, value) = consumer
+        let (sensor, reading) = consumer
             .process_at_least_once(|record| async move {
-                Ok::<_, std::convert::Infallible>((record.key, record.value.value))
+                Ok::<_, std::convert::Infallible>((record.key, record.value.0))
             })
             .await
             .context("consuming")?;
-        println!("consumed {sensor} = {value}");
+        println!("consumed {sensor} = {}", reading.value);
+        received.entry(sensor).or_default().push(reading);
     }
     consumer.close().await?;
-    println!("done: {READINGS} readings produced and consumed");
+    // Per key, one partition: each sensor's series arrives whole and in order.
+    anyhow::ensure!(
+        received == sent,
+        "consumed readings differ from those produced:\n  sent {sent:?}\n  got  {received:?}"
+    );
+    println!(
+        "done: {READINGS} readings produced and consumed, each sensor's series complete and in order"
+    );
     Ok(())
 }
