@@ -131,7 +131,6 @@ group.min.session.timeout.ms=1000
 # can watch it compact a changelog.
 log.cleaner.backoff.ms=500
 log.cleaner.dedupe.buffer.size=16777216
-log.retention.check.interval.ms=5000
 EOF
     if [ "$secure" -eq 1 ]; then
         tls="$dir/tls"

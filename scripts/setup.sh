@@ -28,6 +28,8 @@ for pkg in "${packages[@]}"; do
 done
 command -v python3 >/dev/null || need_apt+=(python3)
 if [ "$build_only" -eq 0 ]; then
+    # A virtualenv holds the prebuilt cargo-nextest (scripts/nextest.sh).
+    python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
     command -v java >/dev/null || need_apt+=(openjdk-17-jdk-headless)
     command -v mvn >/dev/null || need_apt+=(maven)
 fi

@@ -10,7 +10,7 @@ cd "$here/.."
 source "$here/env.sh"
 
 bash "$here/setup.sh"
-command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+source "$here/nextest.sh"
 
 cleanup=()
 trap 'for c in "${cleanup[@]}"; do eval "$c"; done' EXIT

@@ -55,6 +55,17 @@ pub fn consumer_config(group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "500")
 }
 
+/// A record timestamp an hour ago, on a whole second. Tests that set timestamps use
+/// recent ones: a broker deletes records older than `retention.ms` (7 days by
+/// default) at its next retention check, whatever their offsets.
+pub fn an_hour_ago_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    (now - 3_600_000) / 1000 * 1000
+}
+
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -6,17 +6,16 @@ use std::time::{Duration, Instant};
 use integration_tests::{consumer_config, create_topic, eventually, unique_name, DEADLINE};
 use kafka_client::{Consumer, Offset, Producer, ProducerRecord, TopicPartition};
 
-const BASE_TS: i64 = 1_700_000_000_000;
-
 #[tokio::test]
 async fn seek_to_timestamp_offset_and_beginning() {
+    let base_ts = integration_tests::an_hour_ago_ms();
     let topic = unique_name("seek");
     create_topic(&topic, 1).await;
     let producer: Producer<String, i64> = Producer::new(&integration_tests::config()).unwrap();
     for i in 0..10 {
         producer
             .send(
-                ProducerRecord::new(&topic, format!("k{i}"), i).with_timestamp(BASE_TS + i * 1000),
+                ProducerRecord::new(&topic, format!("k{i}"), i).with_timestamp(base_ts + i * 1000),
             )
             .await
             .unwrap();
@@ -29,17 +28,17 @@ async fn seek_to_timestamp_offset_and_beginning() {
 
     // 5.5 s after the base: the first record at or after it is #6.
     consumer
-        .seek_to_timestamp(&tp, BASE_TS + 5_500)
+        .seek_to_timestamp(&tp, base_ts + 5_500)
         .await
         .unwrap();
     let record = consumer.recv().await.unwrap();
     assert_eq!(
         (record.offset, record.timestamp),
-        (6, Some(BASE_TS + 6_000))
+        (6, Some(base_ts + 6_000))
     );
     // An exact timestamp match lands on that record.
     consumer
-        .seek_to_timestamp(&tp, BASE_TS + 2_000)
+        .seek_to_timestamp(&tp, base_ts + 2_000)
         .await
         .unwrap();
     assert_eq!(consumer.recv().await.unwrap().offset, 2);

@@ -42,15 +42,16 @@ async fn strings_with_headers_partition_and_timestamp() {
     let headers = Headers::new()
         .with("source", "gateway-7")
         .with("trace", vec![0_u8, 1, 2]);
+    let timestamp = integration_tests::an_hour_ago_ms() + 123;
     let record = ProducerRecord::new(&topic, "sensor-1".to_string(), "21.5".to_string())
         .with_partition(2)
-        .with_timestamp(1_700_000_000_123)
+        .with_timestamp(timestamp)
         .with_headers(headers.clone());
     let got = round_trip(record).await;
     assert_eq!(got.key, "sensor-1");
     assert_eq!(got.value, "21.5");
     assert_eq!(got.partition, 2);
-    assert_eq!(got.timestamp, Some(1_700_000_000_123));
+    assert_eq!(got.timestamp, Some(timestamp));
     assert_eq!(got.headers, headers);
 }
 

@@ -260,7 +260,7 @@ async fn reset_shift_by_one_on_one_partition_skips_exactly_one_record() {
 
 #[tokio::test]
 async fn reset_to_datetime_earliest_latest_and_offset() {
-    const BASE_TS: i64 = 1_700_000_000_000;
+    let base_ts = integration_tests::an_hour_ago_ms();
     let admin = admin();
     let topic = unique_name("datetime");
     let group = unique_name("datetime");
@@ -270,26 +270,26 @@ async fn reset_to_datetime_earliest_latest_and_offset() {
         .unwrap();
     wait_for_partitions(&topic, 1).await;
     // Record i has timestamp BASE + i seconds.
-    produce(&topic, 0, 0..10, Some(BASE_TS)).await;
+    produce(&topic, 0, 0..10, Some(base_ts)).await;
     consume_and_commit(&topic, &group, 1, 2).await;
     let scope = [ResetScope::Topic(topic.clone())];
 
     // 4.5 s after the base: the first record at or after that time is #5.
     let plan = admin
-        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(BASE_TS + 4_500))
+        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(base_ts + 4_500))
         .await
         .unwrap();
     assert_eq!(plan.target(&topic, 0), Some(5));
     // An exact match lands on that record.
     let plan = admin
-        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(BASE_TS + 7_000))
+        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(base_ts + 7_000))
         .await
         .unwrap();
     assert_eq!(plan.target(&topic, 0), Some(7));
     assert_eq!(plan.offsets[0].current, Some(5));
     // After the last record: the log end.
     let plan = admin
-        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(BASE_TS + 60_000))
+        .reset_group_offsets(&group, &scope, ResetTarget::ToDatetime(base_ts + 60_000))
         .await
         .unwrap();
     assert_eq!(plan.target(&topic, 0), Some(10));
