@@ -169,10 +169,7 @@ pub(crate) fn prepare_topics(
     if config.application_server.is_some() {
         all.insert(
             super::membership::metadata_topic(app),
-            (
-                1,
-                BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
-            ),
+            (1, crate::state::compacted_topic_configs()),
         );
     }
 

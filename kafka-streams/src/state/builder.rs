@@ -362,7 +362,7 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     }
 
     fn changelog_topic_configs(&self) -> BTreeMap<String, String> {
-        let mut configs = BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]);
+        let mut configs = super::compacted_topic_configs();
         configs.extend(self.changelog_configs.clone());
         configs
     }

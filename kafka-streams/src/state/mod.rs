@@ -155,6 +155,12 @@ pub trait StoreBuilder: Send + Sync + 'static {
     /// for key-value stores (Kafka's `UnwindowedChangelogTopicConfig`), overlaid with
     /// what the user gave (Kafka's `withLoggingEnabled(config)`).
     fn changelog_topic_configs(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())])
+        compacted_topic_configs()
     }
+}
+
+/// `cleanup.policy=compact`: the configs of a topic that keeps each key's latest
+/// record (key-value changelogs, the metadata topic).
+pub(crate) fn compacted_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())])
 }
