@@ -164,8 +164,11 @@ fn test_config(
 
 /// Starts the topology of `builder` and waits until it is RUNNING.
 fn start_running(builder: StreamsBuilder, streams_config: StreamsConfig) -> KafkaStreams {
-    let streams =
-        KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
+    // Built with the configured optimizations, as Kafka's `builder.build(props)`.
+    let topology = builder
+        .build_with(streams_config.get_topology_optimization())
+        .expect("topology");
+    let streams = KafkaStreams::new(topology, streams_config).expect("client");
     streams.start().expect("start");
     assert!(
         streams.wait_for_state(State::Running, DEADLINE),

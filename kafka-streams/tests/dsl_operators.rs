@@ -454,19 +454,21 @@ fn select_key_then_repartition_makes_two_subtopologies() -> R {
 }
 
 #[test]
-fn repartition_if_required_only_after_key_change() -> R {
+fn grouping_repartitions_only_after_a_key_change() -> R {
     let builder = StreamsBuilder::new();
     let input = builder.stream::<String, i64>("in");
-    let serde = || -> kafka_streams::dsl::SharedSerde<String> { Arc::new(StringSerde) };
-    let vserde =
-        || -> kafka_streams::dsl::SharedSerde<i64> { Arc::new(kafka_client::serde::BigEndian) };
-    let same = input.repartition_if_required(None, serde(), vserde());
-    assert_eq!(same.node_name(), input.node_name());
-    let mapped = input.map(|k, v| (format!("{k}{v}"), v));
-    let grouped = mapped.repartition_if_required(Some("group".into()), serde(), vserde());
-    assert_eq!(grouped.node_name(), "group-repartition-source");
-    grouped.to("out");
-    assert_eq!(builder.build()?.subtopology_count(), 2);
+    input
+        .group_by_key()
+        .count_with(kafka_streams::dsl::Materialized::as_("same"));
+    assert_eq!(builder.build()?.internal_topics().count(), 0);
+    input
+        .map(|k, v| (format!("{k}{v}"), v))
+        .group_by_key()
+        .count_with(kafka_streams::dsl::Materialized::as_("group"));
+    let topology = builder.build()?;
+    let topics: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    assert_eq!(topics, vec!["group-repartition".to_owned()]);
+    assert_eq!(topology.subtopology_count(), 2);
     Ok(())
 }
 

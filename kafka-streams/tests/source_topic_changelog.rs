@@ -49,7 +49,9 @@ fn topology_lists_the_logged_source_tables_and_their_topics() -> R {
         .map_values(|v| v * 2)
         .to_stream()
         .to("doubled");
-    let topology = builder.build()?;
+    // Without the optimization no store uses its source topic as changelog.
+    assert_eq!(builder.build()?.source_table_stores().count(), 0);
+    let topology = builder.build_with(TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS)?;
 
     let sensors_store = topology
         .describe()
@@ -162,14 +164,14 @@ fn store_with_a_source_topic_changelog_is_not_logged_and_checkpoints_against_it(
 
 /// A table of `plants`, its updates written to `plants-out`, and a count per value
 /// (an aggregation store with its own changelog).
-fn plants_topology() -> anyhow::Result<Topology> {
+fn plants_topology(optimization: TopologyOptimization) -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
     let plants = builder.table_with::<String, String>("plants", Materialized::as_("plants-latest"));
     plants.to_stream().to("plants-out");
     plants
         .group_by(|_, kind| (kind.clone(), kind.clone()))
         .count_with(Materialized::as_("plants-per-kind"));
-    Ok(builder.build()?)
+    Ok(builder.build_with(optimization)?)
 }
 
 fn driver(optimization: Option<&str>) -> anyhow::Result<TopologyTestDriver> {
@@ -177,7 +179,8 @@ fn driver(optimization: Option<&str>) -> anyhow::Result<TopologyTestDriver> {
     if let Some(value) = optimization {
         config = config.set("topology.optimization", value)?;
     }
-    Ok(TopologyTestDriver::with_config(plants_topology()?, config)?)
+    let topology = plants_topology(config.get_topology_optimization())?;
+    Ok(TopologyTestDriver::with_config(topology, config)?)
 }
 
 fn pipe_plants(driver: &TopologyTestDriver) -> R {
@@ -291,7 +294,8 @@ fn without_the_optimization_the_table_is_logged_as_before() -> R {
 fn the_typed_setting_is_what_the_property_sets() -> R {
     let typed = StreamsConfig::new("garden", ClientConfig::new("test-driver:9092"))
         .topology_optimization(TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS);
-    let driver = TopologyTestDriver::with_config(plants_topology()?, typed)?;
+    let topology = plants_topology(typed.get_topology_optimization())?;
+    let driver = TopologyTestDriver::with_config(topology, typed)?;
     pipe_plants(&driver)?;
     assert!(!driver
         .produced_topics()

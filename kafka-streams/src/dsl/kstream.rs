@@ -4,13 +4,11 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-use kafka_client::serde::{DefaultSerde, Serializer};
+use kafka_client::serde::{DefaultSerde, Deserializer, Serializer};
 
-use super::ops;
-use super::options::{
-    default_serde, AsDe, AsSer, Branched, Named, Printed, Produced, Repartitioned, SharedSerde,
-};
-use super::{lock, SharedBuilder};
+use super::internals::stream_ops as ops;
+use super::options::{default_serde, Branched, Named, Printed, Produced, Repartitioned, SharedSerde};
+use super::internals::{lock, SharedBuilder};
 use crate::processor::internal::{factory, ProcessorFactory};
 use crate::processor::{Data, Processor};
 use crate::topology::codec::{TypedSink, TypedSource};
@@ -57,14 +55,14 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Name of the node that produces this stream.
     pub fn node_name(&self) -> String {
-        lock(&self.builder).topology.node_name(self.node).to_owned()
+        lock(&self.builder).graph.node_name(self.node).to_owned()
     }
 
     /// Gives the node that produces this stream an explicit name (Kafka's `Named`
     /// argument): `stream.filter(..).named("drop-negative")`. Must be called before
     /// anything is attached to the stream.
     pub fn named(self, name: impl Into<String>) -> Self {
-        lock(&self.builder).topology.rename(self.node, name.into());
+        lock(&self.builder).graph.rename(self.node, name.into());
         self
     }
 
@@ -85,7 +83,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K2, V2> {
         let mut inner = lock(&self.builder);
         let name = name.unwrap_or_else(|| inner.new_name(prefix));
-        let node = inner.topology.add_processor(name, factory, &[self.node]);
+        let node = inner.graph.add_processor(name, factory, &[self.node]);
+        if key_changed {
+            inner.graph.set_key_changing(node);
+        }
         drop(inner);
         KStream::new(
             self.builder.clone(),
@@ -94,6 +95,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             value_serde,
             self.repartition_required || key_changed,
         )
+    }
+
+    /// Marks the node producing this stream as forwarding its input's types unchanged
+    /// (a repartition below it may move above it: `merge.repartition.topics`).
+    fn type_preserving(self) -> Self {
+        lock(&self.builder).graph.set_type_preserving(self.node);
+        self
     }
 
     /// Keeps the records for which `predicate` is true.
@@ -114,6 +122,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             self.value_serde.clone(),
             false,
         )
+        .type_preserving()
     }
 
     /// Drops the records for which `predicate` is true.
@@ -134,6 +143,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             self.value_serde.clone(),
             false,
         )
+        .type_preserving()
     }
 
     /// Replaces key and value; marks the stream for repartitioning.
@@ -270,6 +280,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             self.value_serde.clone(),
             false,
         )
+        .type_preserving()
     }
 
     /// Calls `action` on each record; the stream ends here.
@@ -327,13 +338,13 @@ impl<K: Data, V: Data> KStream<K, V> {
         let mut inner = lock(&self.builder);
         if !Arc::ptr_eq(&self.builder, &other.builder) {
             inner
-                .topology
+                .graph
                 .error("merge of streams from two different StreamsBuilders".into());
         }
         let name = inner.new_name("KSTREAM-MERGE-");
         let f: ProcessorFactory = factory(|| ops::PassThrough::<K, V>(PhantomData));
         let node = inner
-            .topology
+            .graph
             .add_processor(name, f, &[self.node, other.node]);
         drop(inner);
         KStream::new(
@@ -390,7 +401,8 @@ impl<K: Data, V: Data> KStream<K, V> {
             self.key_serde.clone(),
             self.value_serde.clone(),
             false,
-        );
+        )
+        .type_preserving();
         let prefix = splitter.node_name();
         BranchedKStream {
             splitter,
@@ -474,27 +486,29 @@ impl<K: Data, V: Data> KStream<K, V> {
             Some(n) => n,
             None => inner.new_name("KSTREAM-SINK-"),
         };
+        // The stream's serdes serve as serializers as they are (the same objects, so
+        // their zero-copy `serialize_borrowed` is kept).
         let key: Option<Arc<dyn Serializer<K>>> = produced.key.or_else(|| {
             self.key_serde
                 .clone()
-                .map(|s| Arc::new(AsSer(s)) as Arc<dyn Serializer<K>>)
+                .map(|s| s as Arc<dyn Serializer<K>>)
         });
         let value: Option<Arc<dyn Serializer<V>>> = produced.value.or_else(|| {
             self.value_serde
                 .clone()
-                .map(|s| Arc::new(AsSer(s)) as Arc<dyn Serializer<V>>)
+                .map(|s| s as Arc<dyn Serializer<V>>)
         });
         let (key, value) = match (key, value) {
             (Some(k), Some(v)) => (k, v),
             (k, _) => {
                 let which = if k.is_none() { "key" } else { "value" };
-                inner.topology.error(format!(
+                inner.graph.error(format!(
                     "sink {name} has no {which} serializer: give one with Produced::with"
                 ));
                 return;
             }
         };
-        inner.topology.add_sink(
+        inner.graph.add_sink(
             name,
             topic,
             Arc::new(TypedSink {
@@ -534,7 +548,13 @@ impl<K: Data, V: Data> KStream<K, V> {
             .clone()
             .or_else(|| self.value_serde.clone())
             .unwrap_or_else(default_serde::<V>);
-        self.repartition_through(repartitioned.name, repartitioned.partitions, key, value)
+        self.repartition_through(
+            repartitioned.name,
+            repartitioned.partitions,
+            key,
+            value,
+            false,
+        )
     }
 
     /// Repartitions with explicit serdes, for key and value types without a default
@@ -545,57 +565,59 @@ impl<K: Data, V: Data> KStream<K, V> {
         key: SharedSerde<K>,
         value: SharedSerde<V>,
     ) -> KStream<K, V> {
-        self.repartition_through(repartitioned.name, repartitioned.partitions, key, value)
+        self.repartition_through(
+            repartitioned.name,
+            repartitioned.partitions,
+            key,
+            value,
+            false,
+        )
     }
 
     /// Inserts a repartition topic when a key-changing operation happened upstream
     /// (Kafka's automatic repartitioning before a grouping or join); otherwise
-    /// returns this stream. `name` names the repartition topic.
-    pub fn repartition_if_required(
+    /// returns this stream. `name` names the repartition topic. The optimizer may
+    /// merge it with others below the same key-changing operation.
+    pub(crate) fn repartition_if_required(
         &self,
         name: Option<String>,
         key: SharedSerde<K>,
         value: SharedSerde<V>,
     ) -> KStream<K, V> {
         if self.repartition_required {
-            self.repartition_through(name, None, key, value)
+            self.repartition_through(name, None, key, value, true)
         } else {
             self.clone()
         }
     }
 
+    /// Adds a repartition node (`optimizable`: an automatic one, which
+    /// `merge.repartition.topics` may merge or move).
     pub(crate) fn repartition_through(
         &self,
         name: Option<String>,
         partitions: Option<i32>,
         key: SharedSerde<K>,
         value: SharedSerde<V>,
+        optimizable: bool,
     ) -> KStream<K, V> {
         let mut inner = lock(&self.builder);
         let base = name.unwrap_or_else(|| inner.new_name("KSTREAM-REPARTITION-"));
-        let topic = format!("{base}-repartition");
-        inner.topology.add_internal_topic(topic.clone(), partitions);
-        inner.topology.add_sink(
-            format!("{base}-repartition-sink"),
-            Some(topic.clone()),
-            Arc::new(TypedSink {
-                key: Arc::new(AsSer(key.clone())),
-                value: Arc::new(AsSer(value.clone())),
-                extractor: None,
-            }),
-            &[self.node],
-        );
-        let source = inner.topology.add_source(
-            format!("{base}-repartition-source"),
-            vec![topic],
-            Arc::new(TypedSource {
-                key: Arc::new(AsDe(key.clone())),
-                value: Arc::new(AsDe(value.clone())),
-                extractor: None,
-            }),
-        );
+        let sink = Arc::new(TypedSink {
+            key: key.clone() as Arc<dyn Serializer<K>>,
+            value: value.clone() as Arc<dyn Serializer<V>>,
+            extractor: None,
+        });
+        let source = Arc::new(TypedSource {
+            key: key.clone() as Arc<dyn Deserializer<K>>,
+            value: value.clone() as Arc<dyn Deserializer<V>>,
+            extractor: None,
+        });
+        let node = inner
+            .graph
+            .add_repartition(base, partitions, sink, source, self.node, optimizable);
         drop(inner);
-        KStream::new(self.builder.clone(), source, Some(key), Some(value), false)
+        KStream::new(self.builder.clone(), node, Some(key), Some(value), false)
     }
 
     /// Groups the records by their key, to aggregate (Kafka's `groupByKey`). Serdes:
@@ -663,7 +685,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         );
         let mut inner = lock(&self.builder);
         for store in stores {
-            inner.topology.connect_store(stream.node, store);
+            inner.graph.connect_store(stream.node, store);
         }
         drop(inner);
         stream
@@ -697,7 +719,8 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
             self.splitter.key_serde.clone(),
             self.splitter.value_serde.clone(),
             false,
-        );
+        )
+        .type_preserving();
         self.branches.insert(child.clone(), stream);
         child
     }

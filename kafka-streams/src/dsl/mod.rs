@@ -41,17 +41,30 @@
 //! default. A stream remembers the serdes it was read with while its key or value
 //! type does not change.
 
+//! Files: the public face is one file per type Kafka users know ([`KStream`],
+//! [`KTable`], [`KGroupedStream`], [`KGroupedTable`], [`CogroupedKStream`],
+//! [`Materialized`], and the option structs); the processors they add to the graph
+//! live in `internals/` (Kafka's `kstream/internals`).
+
+mod cogrouped;
+pub(crate) mod internals;
+mod kgrouped_stream;
+mod kgrouped_table;
 mod kstream;
 mod ktable;
-mod ops;
-mod options;
+mod materialized;
+pub(crate) mod options;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use kafka_client::serde::DefaultSerde;
+use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use kstream::{BranchedKStream, KStream};
-pub use ktable::{Change, CogroupedKStream, KGroupedStream, KGroupedTable, KTable, Materialized};
+pub use cogrouped::CogroupedKStream;
+pub use kgrouped_stream::KGroupedStream;
+pub use kgrouped_table::KGroupedTable;
+pub use ktable::{Change, KTable};
+pub use materialized::Materialized;
 
 /// A table with a full copy of every partition of its topic on each instance
 /// (Kafka's `GlobalKTable`); see [`StreamsBuilder::global_table`].
@@ -78,27 +91,9 @@ use crate::error::Result;
 use crate::processor::Data;
 use crate::state::StoreBuilder;
 use crate::topology::codec::TypedSource;
-use crate::topology::{Topology, TopologyBuilder};
-
-pub(crate) struct BuilderInner {
-    pub topology: TopologyBuilder,
-    index: usize,
-}
-
-impl BuilderInner {
-    /// Kafka's `newProcessorName`: `prefix` and a ten-digit counter.
-    pub fn new_name(&mut self, prefix: &str) -> String {
-        let name = format!("{prefix}{:010}", self.index);
-        self.index += 1;
-        name
-    }
-}
-
-pub(crate) type SharedBuilder = Arc<Mutex<BuilderInner>>;
-
-pub(crate) fn lock(builder: &SharedBuilder) -> MutexGuard<'_, BuilderInner> {
-    builder.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::topology::graph::LogicalGraph;
+use internals::{lock, BuilderInner, SharedBuilder};
+use crate::topology::{Topology, TopologyOptimization};
 
 /// Builds a [`Topology`] with the DSL (Kafka's `StreamsBuilder`).
 pub struct StreamsBuilder {
@@ -116,7 +111,7 @@ impl StreamsBuilder {
     pub fn new() -> Self {
         StreamsBuilder {
             inner: Arc::new(Mutex::new(BuilderInner {
-                topology: TopologyBuilder::default(),
+                graph: LogicalGraph::default(),
                 index: 0,
             })),
         }
@@ -153,11 +148,11 @@ impl StreamsBuilder {
             None => inner.new_name("KSTREAM-SOURCE-"),
         };
         let codec = Arc::new(TypedSource {
-            key: Arc::new(options::AsDe(consumed.key.clone())),
-            value: Arc::new(options::AsDe(consumed.value.clone())),
+            key: consumed.key.clone() as Arc<dyn Deserializer<K>>,
+            value: consumed.value.clone() as Arc<dyn Deserializer<V>>,
             extractor: consumed.extractor,
         });
-        let node = inner.topology.add_source(
+        let node = inner.graph.add_source(
             name,
             topics.iter().map(|t| (*t).to_owned()).collect(),
             codec,
@@ -219,17 +214,17 @@ impl StreamsBuilder {
             name: None,
         };
         let source = self.stream_with(topic, consumed);
-        if materialized.logging && materialized.value.is_none() {
-            // The store then holds the topic's bytes (for symmetric serdes), so the
-            // topic can stand in for its changelog (`topology.optimization`). Not with
-            // a value serde of its own: the topic is read with the type's default one,
-            // so the store's bytes would differ from the topic's.
-            lock(&self.inner).topology.add_source_table(&store, topic);
-        }
+        // With logging on and no value serde of its own, the store holds the topic's
+        // bytes (for symmetric serdes), so the topic can stand in for its changelog
+        // (`reuse.ktable.source.topics`). Not with a value serde of its own: the topic
+        // is read with the type's default one, so the store's bytes would differ.
+        let reusable_topic = (materialized.logging && materialized.value.is_none())
+            .then(|| topic.to_owned());
         KTable::from_source(
             self.inner.clone(),
             source.node,
             store,
+            reusable_topic,
             &materialized,
             key,
             value,
@@ -288,7 +283,7 @@ impl StreamsBuilder {
             .with_logging_disabled()
             .with_caching_disabled();
         inner
-            .topology
+            .graph
             .add_global_store(topic.to_owned(), Arc::new(builder));
         GlobalKTable {
             store,
@@ -300,12 +295,38 @@ impl StreamsBuilder {
     /// Adds a state store; connect it to processors with
     /// [`KStream::process_with_stores`].
     pub fn add_state_store(&self, store: impl StoreBuilder) {
-        lock(&self.inner).topology.add_store(Arc::new(store));
+        lock(&self.inner).graph.add_store(Arc::new(store));
     }
 
-    /// The topology built so far, or the first problem found (duplicate names,
-    /// missing serdes, unknown stores).
+    /// The topology built so far, without optimizations, or the first problem found
+    /// (duplicate names, missing serdes, unknown stores). The builder stays usable.
     pub fn build(&self) -> Result<Topology> {
-        lock(&self.inner).topology.snapshot().build()
+        self.build_with(TopologyOptimization::NONE)
+    }
+
+    /// The topology built so far with `optimization` applied to its logical graph
+    /// (Kafka's `StreamsBuilder.build(props)` with `topology.optimization`): see
+    /// [`TopologyOptimization`] for the rewrites. An optimization this library does
+    /// not implement is an error.
+    ///
+    /// ```
+    /// use kafka_streams::dsl::StreamsBuilder;
+    /// use kafka_streams::topology::TopologyOptimization;
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let words = builder
+    ///     .stream::<String, String>("lines")
+    ///     .flat_map(|_, line: String| {
+    ///         line.split(' ').map(|w| (w.to_owned(), 1i64)).collect::<Vec<_>>()
+    ///     });
+    /// words.group_by_key().count();
+    /// words.group_by_key().reduce(|a, b| a + b);
+    /// let plain = builder.build().unwrap();
+    /// let merged = builder.build_with(TopologyOptimization::ALL).unwrap();
+    /// assert_eq!(plain.internal_topics().count(), 2);
+    /// assert_eq!(merged.internal_topics().count(), 1);
+    /// ```
+    pub fn build_with(&self, optimization: TopologyOptimization) -> Result<Topology> {
+        lock(&self.inner).graph.build(optimization)
     }
 }

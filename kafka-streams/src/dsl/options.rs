@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use kafka_client::serde::{
-    DefaultSerde, Deserializer, PrepareFuture, Serde, SerdeContext, SerdeError, Serializer,
+    DefaultSerde, Serde, Serializer,
 };
 
 use crate::topology::TimestampExtractor;
@@ -17,34 +17,6 @@ pub type SharedSerde<T> = Arc<dyn Serde<T>>;
 
 /// Formats a key and value for printing.
 pub(crate) type KeyValueMapper<K, V> = Arc<dyn Fn(&K, &V) -> String + Send + Sync>;
-
-/// A shared serde seen as a deserializer only.
-pub(crate) struct AsDe<T>(pub SharedSerde<T>);
-
-impl<T> Deserializer<T> for AsDe<T> {
-    fn deserialize(&self, data: Option<&[u8]>, ctx: &SerdeContext<'_>) -> Result<T, SerdeError> {
-        Deserializer::<T>::deserialize(&*self.0, data, ctx)
-    }
-    fn prepare<'a>(
-        &'a self,
-        data: Option<&'a [u8]>,
-        ctx: &'a SerdeContext<'a>,
-    ) -> Option<PrepareFuture<'a>> {
-        Deserializer::<T>::prepare(&*self.0, data, ctx)
-    }
-}
-
-/// A shared serde seen as a serializer only.
-pub(crate) struct AsSer<T>(pub SharedSerde<T>);
-
-impl<T> Serializer<T> for AsSer<T> {
-    fn serialize(&self, data: &T, ctx: &SerdeContext<'_>) -> Result<Option<Vec<u8>>, SerdeError> {
-        Serializer::<T>::serialize(&*self.0, data, ctx)
-    }
-    fn prepare<'a>(&'a self, data: &'a T, ctx: &'a SerdeContext<'a>) -> Option<PrepareFuture<'a>> {
-        Serializer::<T>::prepare(&*self.0, data, ctx)
-    }
-}
 
 pub(crate) fn default_serde<T: DefaultSerde>() -> SharedSerde<T> {
     Arc::new(T::default_serde())

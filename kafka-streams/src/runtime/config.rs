@@ -12,6 +12,7 @@ use super::handlers::{
     LogAndFailProcessingExceptionHandler, ProcessingExceptionHandler, ProductionExceptionHandler,
 };
 use crate::error::{Result, StreamsError};
+use crate::topology::{Topology, TopologyOptimization};
 
 /// Creates an internal topic: `(topic, partitions, replication_factor)`. The default
 /// uses the Kafka admin API; the embedded mock cluster, which has none, needs its own.
@@ -53,98 +54,6 @@ pub struct StreamsConfig {
     pub(crate) cache_max_bytes: usize,
     pub(crate) application_server: Option<HostInfo>,
     pub(crate) topology_optimization: TopologyOptimization,
-}
-
-/// `topology.optimization` (Kafka's `StreamsConfig.TOPOLOGY_OPTIMIZATION_CONFIG`): the
-/// rewrites the runtime may apply to a topology. Default [`TopologyOptimization::NONE`].
-///
-/// The one rewrite this library implements is Kafka's `reuse.ktable.source.topics`:
-/// the store of a table read with [`StreamsBuilder::table`](crate::dsl::StreamsBuilder::table)
-/// (or `table_with`, logging enabled) uses its input topic as its changelog instead of
-/// `<application.id>-<store>-changelog`:
-/// - no changelog topic is created and no changelog records are written for it;
-/// - its changelog partition (for restores, checkpoints and the
-///   [`StateRestoreListener`](crate::state::StateRestoreListener)) is the input
-///   partition of its task, and its checkpoint is the input offset it reflects at each
-///   commit;
-/// - it is restored from that partition up to the group's committed offset, not the
-///   log end: the records after it are processed again.
-///
-/// Restoring copies the topic's bytes into the store, so the table's serdes must be
-/// symmetric: what the store's serdes write for a record must be the bytes the topic
-/// holds for it (Kafka documents the same requirement). Stores of aggregations, global
-/// tables and tables with logging disabled are unaffected.
-///
-/// ```
-/// use kafka_streams::runtime::TopologyOptimization;
-///
-/// assert_eq!(TopologyOptimization::parse("all").unwrap(), TopologyOptimization::ALL);
-/// let listed = TopologyOptimization::parse("reuse.ktable.source.topics, merge.repartition.topics").unwrap();
-/// assert!(listed.reuses_ktable_source_topics());
-/// assert!(!TopologyOptimization::parse("none").unwrap().reuses_ktable_source_topics());
-/// assert!(TopologyOptimization::parse("all,none").is_err());
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct TopologyOptimization {
-    reuse_ktable_source_topics: bool,
-}
-
-impl TopologyOptimization {
-    /// `none`: no rewrite (the default).
-    pub const NONE: Self = TopologyOptimization {
-        reuse_ktable_source_topics: false,
-    };
-
-    /// `all`: every rewrite this library implements.
-    pub const ALL: Self = TopologyOptimization {
-        reuse_ktable_source_topics: true,
-    };
-
-    /// `reuse.ktable.source.topics`: source tables use their input topic as changelog.
-    pub const REUSE_KTABLE_SOURCE_TOPICS: Self = TopologyOptimization {
-        reuse_ktable_source_topics: true,
-    };
-
-    /// The values Kafka accepts besides `none` and `all`. The last two are accepted so
-    /// that Kafka Streams configurations carry over; this library has no such rewrites,
-    /// so they change nothing.
-    const NAMED: [&'static str; 3] = [
-        "reuse.ktable.source.topics",
-        "merge.repartition.topics",
-        "single.store.self.join",
-    ];
-
-    /// Parses a `topology.optimization` value as Kafka does: `none`, `all`, or a
-    /// comma-separated list of optimization names (`none` and `all` stand alone).
-    pub fn parse(value: &str) -> Result<Self> {
-        let bad = |why: String| {
-            StreamsError::Config(format!(
-                "topology.optimization={value}: {why}; expected none, all, or a comma-separated list of {}",
-                Self::NAMED.join(", ")
-            ))
-        };
-        let names: Vec<&str> = value.split(',').map(str::trim).collect();
-        let alone = names.iter().any(|n| *n == "none" || *n == "all");
-        if alone && names.len() > 1 {
-            return Err(bad("none and all cannot be combined with others".into()));
-        }
-        let mut parsed = Self::NONE;
-        for name in names {
-            match name {
-                "none" => {}
-                "all" => parsed = Self::ALL,
-                "reuse.ktable.source.topics" => parsed.reuse_ktable_source_topics = true,
-                "merge.repartition.topics" | "single.store.self.join" => {}
-                other => return Err(bad(format!("unknown optimization {other:?}"))),
-            }
-        }
-        Ok(parsed)
-    }
-
-    /// Whether source tables use their input topic as their changelog.
-    pub fn reuses_ktable_source_topics(&self) -> bool {
-        self.reuse_ktable_source_topics
-    }
 }
 
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
@@ -220,18 +129,25 @@ impl StreamsConfig {
     }
 
     /// `topology.optimization` (default [`TopologyOptimization::NONE`]); see
-    /// [`TopologyOptimization`] for what [`TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS`]
-    /// changes. Applied by [`KafkaStreams::new`](super::KafkaStreams::new) and the
-    /// [`TopologyTestDriver`](crate::test_driver::TopologyTestDriver) to the topology
-    /// they run; the topology itself is not rewritten, so `describe()` is unchanged.
+    /// [`TopologyOptimization`] for the rewrites. As in Kafka, optimizations are applied
+    /// when the topology is built: build it with
+    /// [`StreamsBuilder::build_with`](crate::dsl::StreamsBuilder::build_with)`(config.get_topology_optimization())`.
+    /// [`KafkaStreams::new`](super::KafkaStreams::new) and the
+    /// [`TopologyTestDriver`](crate::test_driver::TopologyTestDriver) reject a topology
+    /// built with other optimizations than a value other than `none` set here, rather
+    /// than silently running something else.
     ///
     /// ```
     /// use kafka_client::ClientConfig;
+    /// use kafka_streams::dsl::StreamsBuilder;
     /// use kafka_streams::runtime::{StreamsConfig, TopologyOptimization};
     ///
     /// let config = StreamsConfig::new("tables", ClientConfig::new("localhost:9092"))
     ///     .topology_optimization(TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS);
-    /// assert!(config.get_topology_optimization().reuses_ktable_source_topics());
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("plants");
+    /// let topology = builder.build_with(config.get_topology_optimization()).unwrap();
+    /// assert_eq!(topology.source_table_stores().count(), 1);
     /// ```
     pub fn topology_optimization(mut self, optimization: TopologyOptimization) -> Self {
         self.topology_optimization = optimization;
@@ -241,6 +157,20 @@ impl StreamsConfig {
     /// The configured `topology.optimization`.
     pub fn get_topology_optimization(&self) -> TopologyOptimization {
         self.topology_optimization
+    }
+
+    /// Fails when `topology.optimization` is set (not `none`) and `topology` was built
+    /// with other optimizations.
+    pub(crate) fn check_topology_optimization(&self, topology: &Topology) -> Result<()> {
+        let wanted = self.topology_optimization;
+        if wanted == TopologyOptimization::NONE || wanted == topology.optimization() {
+            return Ok(());
+        }
+        Err(StreamsError::Config(format!(
+            "topology.optimization is {wanted:?} but the topology was built with {:?}; \
+             build it with StreamsBuilder::build_with(config.get_topology_optimization())",
+            topology.optimization()
+        )))
     }
 
     /// `statestore.cache.max.bytes` (default 10 MiB): the record cache of all stores,
@@ -473,17 +403,14 @@ mod tests {
                 "{on}"
             );
         }
-        for off in [
-            "none",
-            "merge.repartition.topics",
-            "merge.repartition.topics,single.store.self.join",
-        ] {
-            assert_eq!(
-                optimization(off).unwrap(),
-                TopologyOptimization::NONE,
-                "{off}"
-            );
-        }
+        assert_eq!(
+            optimization("merge.repartition.topics").unwrap(),
+            TopologyOptimization::MERGE_REPARTITION_TOPICS
+        );
+        assert!(optimization("merge.repartition.topics,single.store.self.join")
+            .unwrap()
+            .single_store_self_join());
+        assert_eq!(optimization("none").unwrap(), TopologyOptimization::NONE);
         // The property stays out of the client configuration.
         let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
             .set("topology.optimization", "all")
@@ -519,9 +446,24 @@ mod tests {
         assert!(!config
             .get_topology_optimization()
             .reuses_ktable_source_topics());
-        assert_eq!(
+        assert_ne!(
             TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS,
             TopologyOptimization::ALL
         );
+    }
+
+    #[test]
+    fn a_topology_built_with_other_optimizations_is_rejected() {
+        let builder = crate::dsl::StreamsBuilder::new();
+        builder.table::<String, String>("plants");
+        let plain = builder.build().unwrap();
+        let all = builder.build_with(TopologyOptimization::ALL).unwrap();
+        let none = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert!(none.check_topology_optimization(&plain).is_ok());
+        assert!(none.check_topology_optimization(&all).is_ok());
+        let config = none.topology_optimization(TopologyOptimization::ALL);
+        assert!(config.check_topology_optimization(&all).is_ok());
+        let err = config.check_topology_optimization(&plain).unwrap_err();
+        assert!(err.to_string().contains("build_with"), "{err}");
     }
 }

@@ -45,7 +45,8 @@ mod topics;
 
 pub(crate) use collector::{OffsetCommitter, RecordCollector};
 pub(crate) use commit::commit_tasks;
-pub use config::{HostInfo, StreamsConfig, TopicCreator, TopologyOptimization};
+pub use crate::topology::TopologyOptimization;
+pub use config::{HostInfo, StreamsConfig, TopicCreator};
 pub use global::GLOBAL_STATE_DIR;
 pub use metrics::{MetricsSnapshot, StreamsMetrics};
 pub use query::ReadOnlyKeyValueStore;

@@ -252,6 +252,7 @@ impl KafkaStreams {
     /// A client for `topology`; nothing connects until [`KafkaStreams::start`].
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         config.validate()?;
+        config.check_topology_optimization(&topology)?;
         let blocker = match config
             .runtime
             .clone()

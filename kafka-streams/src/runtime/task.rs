@@ -228,11 +228,7 @@ impl StreamTask {
                 ))
             })?;
             stores.insert(name.clone(), builder.build(id)?);
-            if let Some(topic) = topology.source_changelog_topic(
-                &env.application_id,
-                name,
-                env.config.topology_optimization,
-            ) {
+            if let Some(topic) = topology.source_changelog_topic(&env.application_id, name) {
                 source_changelogs.push((name.clone(), topic));
             }
         }

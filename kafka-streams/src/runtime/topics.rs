@@ -152,7 +152,7 @@ pub(crate) fn prepare_topics(
         for store in &sub.stores {
             // A source table reusing its input topic has no changelog topic of its own.
             if topology
-                .source_changelog_topic(app, store, config.topology_optimization)
+                .source_changelog_topic(app, store)
                 .is_some()
             {
                 continue;

@@ -285,6 +285,7 @@ impl TopologyTestDriver {
         initial_wall_clock_ms: i64,
     ) -> Result<Self> {
         config.validate()?;
+        config.check_topology_optimization(&topology)?;
         let state_dir = unique_state_dir();
         let config = config.state_dir(state_dir.clone());
         let application_id = config.application_id.clone();

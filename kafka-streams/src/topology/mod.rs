@@ -16,12 +16,15 @@
 
 pub(crate) mod codec;
 mod describe;
+pub(crate) mod graph;
+mod optimize;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub use codec::{TimestampExtractor, TopicNameExtractor};
 pub use describe::{NodeDescription, NodeKind, SubtopologyDescription, TopologyDescription};
+pub use optimize::TopologyOptimization;
 
 use crate::error::{Result, StreamsError};
 use crate::processor::internal::ProcessorFactory;
@@ -59,9 +62,13 @@ pub struct InternalTopic {
     /// Logical name, e.g. `my-repartition`; the broker topic is
     /// `<application.id>-<logical name>`.
     pub name: String,
-    /// Partition count; `None` means "as many as the largest source topic of the
-    /// sub-topology that writes it".
+    /// Partition count; `None` means "as many as the largest of
+    /// [`InternalTopic::sized_from`]".
     pub partitions: Option<i32>,
+    /// The source topics (logical names) of the sub-topology that writes it: without
+    /// an explicit count it gets as many partitions as the largest of them (Kafka's
+    /// repartition topic sizing from upstream sources).
+    pub sized_from: Vec<String>,
 }
 
 /// A sub-topology: connected nodes that run together in one task per partition.
@@ -90,9 +97,14 @@ pub struct Topology {
     pub(crate) global_stores: BTreeMap<String, GlobalStoreDef>,
     pub(crate) internal_topics: BTreeMap<String, InternalTopic>,
     pub(crate) subtopologies: Vec<SubTopology>,
-    /// Logged stores of tables read straight from a topic, by store name, with that
-    /// topic (logical name): the stores that may use it as their changelog.
+    /// Logged stores of tables read straight from a topic that use it as their
+    /// changelog (`reuse.ktable.source.topics`), by store name, with that topic.
     pub(crate) source_tables: BTreeMap<String, String>,
+    /// Topics that must have the same partition count: the source topics of each
+    /// sub-topology that reads more than one (its task `n` reads partition `n` of each).
+    pub(crate) copartition_groups: Vec<Vec<String>>,
+    /// The optimizations it was built with.
+    pub(crate) optimization: TopologyOptimization,
 }
 
 impl std::fmt::Debug for Topology {
@@ -131,24 +143,24 @@ impl Topology {
             .map(|(name, g)| (name.as_str(), g.topic.as_str()))
     }
 
-    /// The stores of tables read straight from a topic with
+    /// The stores that use their input topic as changelog, with that topic, by store
+    /// name: under [`TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS`], the stores of
+    /// tables read straight from a topic with
     /// [`StreamsBuilder::table`](crate::dsl::StreamsBuilder::table) or `table_with`
-    /// (logging enabled), with the topic each reads, by store name.
-    ///
-    /// Under `topology.optimization` `reuse.ktable.source.topics` (see
-    /// [`TopologyOptimization`](crate::runtime::TopologyOptimization)) these stores use
-    /// that topic as their changelog; otherwise they are logged to
-    /// `<application.id>-<store>-changelog` like any other store.
+    /// (logging enabled). Without that optimization they are logged to
+    /// `<application.id>-<store>-changelog` like any other store, and this is empty.
     ///
     /// ```
     /// use kafka_streams::dsl::{Materialized, StreamsBuilder};
+    /// use kafka_streams::topology::TopologyOptimization;
     /// let builder = StreamsBuilder::new();
     /// builder.table_with::<String, String>("plants", Materialized::as_("plants-latest"));
-    /// let topology = builder.build().unwrap();
+    /// let optimized = builder.build_with(TopologyOptimization::ALL).unwrap();
     /// assert_eq!(
-    ///     topology.source_table_stores().collect::<Vec<_>>(),
+    ///     optimized.source_table_stores().collect::<Vec<_>>(),
     ///     vec![("plants-latest", "plants")]
     /// );
+    /// assert_eq!(builder.build().unwrap().source_table_stores().count(), 0);
     /// ```
     pub fn source_table_stores(&self) -> impl Iterator<Item = (&str, &str)> {
         self.source_tables
@@ -156,18 +168,21 @@ impl Topology {
             .map(|(store, topic)| (store.as_str(), topic.as_str()))
     }
 
-    /// The topic (as the broker names it) that serves as the changelog of `store` under
-    /// `optimization`: its input topic when it is a source table's store and source
-    /// topics are reused; `None` when the store has its own changelog or none.
-    pub(crate) fn source_changelog_topic(
-        &self,
-        application_id: &str,
-        store: &str,
-        optimization: crate::runtime::TopologyOptimization,
-    ) -> Option<String> {
-        if !optimization.reuses_ktable_source_topics() {
-            return None;
-        }
+    /// The optimizations it was built with
+    /// ([`StreamsBuilder::build_with`](crate::dsl::StreamsBuilder::build_with)).
+    pub fn optimization(&self) -> TopologyOptimization {
+        self.optimization
+    }
+
+    /// Groups of topics (logical names) that must have the same partition count.
+    pub fn copartition_groups(&self) -> impl Iterator<Item = &[String]> {
+        self.copartition_groups.iter().map(Vec::as_slice)
+    }
+
+    /// The topic (as the broker names it) that serves as the changelog of `store`:
+    /// its input topic when it is a source table's store and the topology reuses
+    /// source topics; `None` when the store has its own changelog or none.
+    pub(crate) fn source_changelog_topic(&self, application_id: &str, store: &str) -> Option<String> {
         self.source_tables
             .get(store)
             .map(|topic| self.resolve_topic(application_id, topic))
@@ -196,8 +211,9 @@ impl Topology {
     }
 }
 
-/// Accumulates nodes; used by the DSL.
-#[derive(Default, Clone)]
+/// Accumulates the physical nodes, in build order; the logical graph
+/// ([`graph::LogicalGraph`]) writes into it.
+#[derive(Default)]
 pub(crate) struct TopologyBuilder {
     nodes: Vec<NodeDef>,
     stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
@@ -220,33 +236,6 @@ impl TopologyBuilder {
             return false;
         }
         true
-    }
-
-    /// A copy to build from, leaving this builder usable.
-    pub fn snapshot(&self) -> Self {
-        self.clone()
-    }
-
-    /// Gives node `idx` another name (only before it has children).
-    pub fn rename(&mut self, idx: usize, name: String) {
-        if !self.nodes[idx].children.is_empty() {
-            let old = self.nodes[idx].name.clone();
-            self.errors.push(format!(
-                "node {old} cannot be renamed to {name} after operators were added to it"
-            ));
-            return;
-        }
-        if self.nodes[idx].name == name {
-            return;
-        }
-        if self.check_name(&name) {
-            self.nodes[idx].name = name;
-        }
-    }
-
-    /// Records a problem found while building; `build` reports the first.
-    pub fn error(&mut self, message: String) {
-        self.errors.push(message);
     }
 
     fn push(&mut self, name: String, kind: NodeKindDef, parents: &[usize]) -> usize {
@@ -315,8 +304,14 @@ impl TopologyBuilder {
                 ));
             }
         }
-        self.internal_topics
-            .insert(name.clone(), InternalTopic { name, partitions });
+        self.internal_topics.insert(
+            name.clone(),
+            InternalTopic {
+                name,
+                partitions,
+                sized_from: Vec::new(),
+            },
+        );
     }
 
     pub fn add_store(&mut self, builder: Arc<dyn StoreBuilder>) {
@@ -364,11 +359,7 @@ impl TopologyBuilder {
         self.nodes[node].stores.push(store.to_owned());
     }
 
-    pub fn node_name(&self, idx: usize) -> &str {
-        &self.nodes[idx].name
-    }
-
-    pub fn build(self) -> Result<Topology> {
+    pub fn build(self, optimization: TopologyOptimization) -> Result<Topology> {
         if let Some(first) = self.errors.first() {
             let more = self.errors.len() - 1;
             return Err(StreamsError::Topology(if more == 0 {
@@ -378,15 +369,39 @@ impl TopologyBuilder {
             }));
         }
         let subtopologies = split(&self.nodes);
+        let mut internal_topics = self.internal_topics;
+        for topic in internal_topics.values_mut() {
+            topic.sized_from = writer_sources(&self.nodes, &subtopologies, &topic.name);
+        }
+        let copartition_groups = subtopologies
+            .iter()
+            .filter(|s| s.source_topics.len() > 1)
+            .map(|s| s.source_topics.clone())
+            .collect();
         Ok(Topology {
             nodes: self.nodes,
             stores: self.stores,
             global_stores: self.global_stores,
-            internal_topics: self.internal_topics,
+            internal_topics,
             subtopologies,
             source_tables: self.source_tables,
+            copartition_groups,
+            optimization,
         })
     }
+}
+
+/// The source topics of the sub-topology whose sink writes `topic`.
+fn writer_sources(nodes: &[NodeDef], subtopologies: &[SubTopology], topic: &str) -> Vec<String> {
+    subtopologies
+        .iter()
+        .find(|s| {
+            s.nodes.iter().any(|&n| {
+                matches!(&nodes[n].kind, NodeKindDef::Sink { topic: Some(t), .. } if t == topic)
+            })
+        })
+        .map(|s| s.source_topics.clone())
+        .unwrap_or_default()
 }
 
 fn find(parent: &mut [usize], mut x: usize) -> usize {

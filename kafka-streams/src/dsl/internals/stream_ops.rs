@@ -5,7 +5,7 @@ use std::io::Write;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::options::PrintTarget;
+use crate::dsl::options::PrintTarget;
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 
 type Ctx<'a, K, V> = ProcessorContext<'a, K, V>;
@@ -206,7 +206,7 @@ where
 pub(crate) struct Print<K, V> {
     pub target: PrintTarget,
     pub label: Option<String>,
-    pub mapper: super::options::KeyValueMapper<K, V>,
+    pub mapper: crate::dsl::options::KeyValueMapper<K, V>,
 }
 
 impl<K: Data, V: Data> Processor<K, V> for Print<K, V> {

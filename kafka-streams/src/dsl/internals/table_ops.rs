@@ -1,0 +1,397 @@
+//! The processors behind [`KTable`](crate::dsl::KTable) and the aggregations
+//! (Kafka's `kstream/internals` `KTableSource`, `KTableFilter`, `KStreamAggregate`...).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use kafka_client::serde::{Deserializer, SerdeContext, SerdeError, Serializer};
+
+use crate::dsl::options::SharedSerde;
+use crate::dsl::Change;
+use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
+use crate::state::{FlushQueue, TypedKeyValueStore};
+
+/// Forwards a table's updates as Kafka's `TimestampedTupleForwarder` does: at once
+/// when its store has no record cache; otherwise when the cache writes them through
+/// (on eviction, or at commit), folded per key, stamped with the stream time.
+pub(crate) struct TupleForwarder {
+    pub(crate) store: String,
+    pub(crate) queue: Option<FlushQueue>,
+}
+
+impl TupleForwarder {
+    pub(crate) fn new(store: &str) -> Self {
+        TupleForwarder {
+            store: store.to_owned(),
+            queue: None,
+        }
+    }
+
+    /// Listens to the store's cache, if it has one.
+    pub(crate) fn init<K: Data, V: Data>(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let queue = FlushQueue::new();
+        if store.set_flush_listener(Box::new(queue.clone()), true)? {
+            self.queue = Some(queue);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn maybe_forward<K: Data, V: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Change<V>>,
+    ) {
+        if self.queue.is_none() {
+            ctx.forward(record);
+        }
+    }
+
+    /// Forwards what the cache wrote through since the last call.
+    pub(crate) fn flush<K: Data, V: Data>(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let Some(queue) = &self.queue else {
+            return Ok(());
+        };
+        let entries = queue.drain();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let timestamp = ctx.current_stream_time_ms().max(0);
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let updates = entries
+            .iter()
+            .map(|e| store.decode_flushed(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, new, old) in updates {
+            ctx.forward(Record::new(key, Change { new, old }, timestamp));
+        }
+        Ok(())
+    }
+}
+
+/// The general aggregation step: `(key, value, current aggregate) → new aggregate`.
+pub(crate) type AggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> VA + Send + Sync>;
+
+/// Aggregates a grouped stream into a store (Kafka's `KStreamAggregate` /
+/// `KStreamReduce`).
+pub(crate) struct StreamAggregate<K, V, VA> {
+    pub(crate) store: String,
+    pub(crate) agg: AggFn<K, V, VA>,
+    pub(crate) forwarder: TupleForwarder,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggregate<K, V, VA> {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
+        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
+        let (old, new) = store.update_with(&record.key, |old| {
+            (self.agg)(&record.key, &record.value, old.clone())
+        })?;
+        let change = Change {
+            new: Some(new),
+            old,
+        };
+        self.forwarder.maybe_forward(ctx, record.with_value(change));
+        Ok(())
+    }
+}
+
+/// Materializes a source topic as a table (Kafka's `KTableSource`): a null value
+/// deletes the key and is forwarded as a tombstone.
+pub(crate) struct TableSource<K, V> {
+    pub(crate) store: String,
+    pub(crate) forwarder: TupleForwarder,
+    pub(crate) _t: PhantomData<fn(K, V)>,
+}
+
+impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Option<V>>,
+    ) -> Result<(), ProcessorError> {
+        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let old = match &record.value {
+            Some(v) => {
+                let old = store.get(&record.key)?;
+                store.put(&record.key, v)?;
+                old
+            }
+            None => store.delete(&record.key)?,
+        };
+        let new = record.value.clone();
+        if new.is_none() && old.is_none() {
+            return Ok(()); // deleting an absent key changes nothing
+        }
+        self.forwarder
+            .maybe_forward(ctx, record.with_value(Change { new, old }));
+        Ok(())
+    }
+}
+
+pub(crate) type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+/// Kafka's `KTableFilter`: a row that stops matching becomes a delete.
+pub(crate) struct TableFilter<K, V> {
+    pub(crate) f: Predicate<K, V>,
+    pub(crate) keep_when: bool,
+}
+
+impl<K: Data, V: Data> Processor<K, Change<V>> for TableFilter<K, V> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let keep = |v: &Option<V>| match v {
+            Some(v) if (self.f)(&record.key, v) == self.keep_when => Some(v.clone()),
+            _ => None,
+        };
+        let new = keep(&record.value.new);
+        let old = keep(&record.value.old);
+        if new.is_none() && old.is_none() {
+            return Ok(());
+        }
+        ctx.forward(record.with_value(Change { new, old }));
+        Ok(())
+    }
+}
+
+pub(crate) type ValueMapper<K, V, V2> = Arc<dyn Fn(&K, &V) -> V2 + Send + Sync>;
+
+/// Kafka's `KTableMapValues`.
+pub(crate) struct TableMapValues<K, V, V2> {
+    pub(crate) f: ValueMapper<K, V, V2>,
+}
+
+impl<K: Data, V: Data, V2: Data> Processor<K, Change<V>, K, Change<V2>>
+    for TableMapValues<K, V, V2>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<V2>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let new = record.value.new.as_ref().map(|v| (self.f)(&record.key, v));
+        let old = record.value.old.as_ref().map(|v| (self.f)(&record.key, v));
+        ctx.forward(record.with_value(Change { new, old }));
+        Ok(())
+    }
+}
+
+/// Kafka's `KTableMapValues` feeding `toStream()`: the new value, `None` for deletes.
+pub(crate) struct ToStream<K, V>(pub(crate) PhantomData<fn(K, V)>);
+
+impl<K: Data, V: Data> Processor<K, Change<V>, K, Option<V>> for ToStream<K, V> {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Option<V>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let new = record.value.new.clone();
+        ctx.forward(record.with_value(new));
+        Ok(())
+    }
+}
+
+pub(crate) type KeyValueSelector<K, V, K2, V2> = Arc<dyn Fn(&K, &V) -> (K2, V2) + Send + Sync>;
+
+/// Kafka's `KTableRepartitionMap`: the old row is sent to its group as a subtraction,
+/// the new row to its group as an addition.
+pub(crate) struct TableRepartitionMap<K, V, K2, V2> {
+    pub(crate) f: KeyValueSelector<K, V, K2, V2>,
+}
+
+impl<K: Data, V: Data, K2: Data, V2: Data> Processor<K, Change<V>, K2, Change<V2>>
+    for TableRepartitionMap<K, V, K2, V2>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K2, Change<V2>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        if let Some(old) = &record.value.old {
+            let (k2, v2) = (self.f)(&record.key, old);
+            ctx.forward(Record {
+                key: k2,
+                value: Change {
+                    new: None,
+                    old: Some(v2),
+                },
+                timestamp: record.timestamp,
+                headers: record.headers.clone(),
+            });
+        }
+        if let Some(new) = &record.value.new {
+            let (k2, v2) = (self.f)(&record.key, new);
+            ctx.forward(Record {
+                key: k2,
+                value: Change {
+                    new: Some(v2),
+                    old: None,
+                },
+                timestamp: record.timestamp,
+                headers: record.headers.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type TableAggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> Option<VA> + Send + Sync>;
+
+/// Kafka's `KTableAggregate` / `KTableReduce`: subtract the old row, add the new one.
+/// A result of `None` deletes the group's key (and forwards a tombstone).
+pub(crate) struct TableAggregate<K, V, VA> {
+    pub(crate) store: String,
+    pub(crate) add: TableAggFn<K, V, VA>,
+    pub(crate) sub: TableAggFn<K, V, VA>,
+    pub(crate) forwarder: TupleForwarder,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
+    for TableAggregate<K, V, VA>
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, Change<VA>>,
+        record: Record<K, Change<V>>,
+    ) -> Result<(), ProcessorError> {
+        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
+        let prev = store.get(&record.key)?;
+        let mut agg = prev.clone();
+        if let Some(old) = &record.value.old {
+            agg = (self.sub)(&record.key, old, agg);
+        }
+        if let Some(new) = &record.value.new {
+            agg = (self.add)(&record.key, new, agg);
+        }
+        match &agg {
+            Some(a) => store.put(&record.key, a)?,
+            None => {
+                store.delete(&record.key)?;
+            }
+        }
+        if agg.is_none() && prev.is_none() {
+            return Ok(());
+        }
+        self.forwarder.maybe_forward(
+            ctx,
+            record.with_value(Change {
+                new: agg,
+                old: prev,
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// The wire format of [`Change`]s on a table's repartition topic: one flag byte
+/// (`1` = addition, `0` = subtraction), one presence byte, then the value's bytes.
+pub(crate) struct ChangeSerde<V>(pub SharedSerde<V>);
+
+impl<V> Serializer<Change<V>> for ChangeSerde<V> {
+    fn serialize(
+        &self,
+        data: &Change<V>,
+        ctx: &SerdeContext<'_>,
+    ) -> Result<Option<Vec<u8>>, SerdeError> {
+        let (flag, value) = match (&data.new, &data.old) {
+            (Some(v), _) => (1u8, v),
+            (None, Some(v)) => (0u8, v),
+            (None, None) => return Ok(None),
+        };
+        let bytes = Serializer::<V>::serialize(&*self.0, value, ctx)?;
+        let mut out = Vec::with_capacity(2 + bytes.as_ref().map_or(0, Vec::len));
+        out.push(flag);
+        match bytes {
+            Some(b) => {
+                out.push(1);
+                out.extend_from_slice(&b);
+            }
+            None => out.push(0),
+        }
+        Ok(Some(out))
+    }
+}
+
+impl<V> Deserializer<Change<V>> for ChangeSerde<V> {
+    fn deserialize(
+        &self,
+        data: Option<&[u8]>,
+        ctx: &SerdeContext<'_>,
+    ) -> Result<Change<V>, SerdeError> {
+        let Some(data) = data else {
+            return Ok(Change {
+                new: None,
+                old: None,
+            });
+        };
+        let (&flag, rest) = data
+            .split_first()
+            .ok_or_else(|| SerdeError::custom("empty table repartition record"))?;
+        let (&present, rest) = rest
+            .split_first()
+            .ok_or_else(|| SerdeError::custom("truncated table repartition record"))?;
+        let value = Deserializer::<V>::deserialize(&*self.0, (present == 1).then_some(rest), ctx)?;
+        Ok(if flag == 1 {
+            Change {
+                new: Some(value),
+                old: None,
+            }
+        } else {
+            Change {
+                new: None,
+                old: Some(value),
+            }
+        })
+    }
+}
