@@ -69,6 +69,10 @@ pub struct TopologyDescription {
     pub subtopologies: Vec<SubtopologyDescription>,
     /// Global stores and the topics they copy, `(store, topic)`.
     pub global_stores: Vec<(String, String)>,
+    /// Stores whose changelog is their source topic (`reuse.ktable.source.topics`),
+    /// `(store, topic)`. Not part of the printed text, which stays Kafka's: Kafka's
+    /// description does not show changelogs either.
+    pub source_topic_changelogs: Vec<(String, String)>,
     internal_topics: Vec<String>,
 }
 
@@ -145,6 +149,11 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
             .global_stores
             .iter()
             .map(|(store, g)| (store.clone(), g.topic.clone()))
+            .collect(),
+        source_topic_changelogs: topology
+            .source_tables
+            .iter()
+            .map(|(store, topic)| (store.clone(), topic.clone()))
             .collect(),
         internal_topics: topology.internal_topics.keys().cloned().collect(),
     }
