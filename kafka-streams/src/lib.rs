@@ -34,6 +34,7 @@
 //! - [`runtime`]: `KafkaStreams`, stream threads, tasks, the commit path, handlers.
 //! - [`test_driver`]: `TopologyTestDriver`, no broker.
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod dsl;

@@ -47,7 +47,11 @@ impl Serializer<String> for CountingSerde {
 }
 
 impl Deserializer<String> for CountingSerde {
-    fn deserialize(&self, data: Option<&[u8]>, _ctx: &SerdeContext<'_>) -> Result<String, SerdeError> {
+    fn deserialize(
+        &self,
+        data: Option<&[u8]>,
+        _ctx: &SerdeContext<'_>,
+    ) -> Result<String, SerdeError> {
         let bytes = data.ok_or_else(|| SerdeError::custom("null string"))?;
         String::from_utf8(bytes.to_vec()).map_err(|e| SerdeError::custom(e.to_string()))
     }

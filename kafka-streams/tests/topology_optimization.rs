@@ -18,9 +18,7 @@ fn two_groupings() -> StreamsBuilder {
     let builder = StreamsBuilder::new();
     let words = builder
         .stream::<String, String>("sentences")
-        .flat_map_values(|line: String| {
-            line.split(' ').map(str::to_owned).collect::<Vec<_>>()
-        })
+        .flat_map_values(|line: String| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
         .select_key(|_, word| word.clone())
         .filter(|word, _| !word.is_empty());
     words
@@ -62,10 +60,16 @@ fn merge_repartition_topics_leaves_one_topic_right_after_the_key_change() -> R {
     assert_ne!(plain.describe().to_string(), merged.describe().to_string());
     assert_eq!(
         internal_topics(&plain),
-        vec!["counts-repartition".to_owned(), "joined-repartition".to_owned()]
+        vec![
+            "counts-repartition".to_owned(),
+            "joined-repartition".to_owned()
+        ]
     );
     // Named after the first topic it replaces, as Kafka does.
-    assert_eq!(internal_topics(&merged), vec!["counts-repartition".to_owned()]);
+    assert_eq!(
+        internal_topics(&merged),
+        vec!["counts-repartition".to_owned()]
+    );
     assert_eq!(plain.subtopology_count(), 3);
     assert_eq!(merged.subtopology_count(), 2);
 
@@ -93,7 +97,10 @@ fn merge_repartition_topics_leaves_one_topic_right_after_the_key_change() -> R {
     Ok(())
 }
 
-fn counts_and_joins(topology: Topology) -> anyhow::Result<(Vec<(String, i64)>, Vec<String>)> {
+/// The counts and the concatenations the topology writes.
+type Outputs = (Vec<(String, i64)>, Vec<String>);
+
+fn counts_and_joins(topology: Topology) -> anyhow::Result<Outputs> {
     let driver = TopologyTestDriver::new(topology)?;
     let input = driver.create_input_topic::<String, String>("sentences");
     for line in ["a b a", "", "c a b", "b"] {
@@ -118,8 +125,9 @@ fn the_merged_topology_computes_what_the_plain_one_does() -> R {
     for (word, count) in &merged.0 {
         last.insert(word.clone(), *count);
     }
-    let expected: std::collections::BTreeMap<String, i64> =
-        [("a", 3), ("b", 3), ("c", 1)].map(|(w, c)| (w.to_owned(), c)).into();
+    let expected: std::collections::BTreeMap<String, i64> = [("a", 3), ("b", 3), ("c", 1)]
+        .map(|(w, c)| (w.to_owned(), c))
+        .into();
     assert_eq!(last, expected);
     Ok(())
 }
@@ -222,7 +230,10 @@ fn the_repartition_topic_is_sized_from_the_sources_of_its_writer() -> R {
     let b = builder.stream::<String, String>("right");
     a.merge(&b).to("both");
     let topology = builder.build()?;
-    let groups: Vec<Vec<String>> = topology.copartition_groups().map(<[String]>::to_vec).collect();
+    let groups: Vec<Vec<String>> = topology
+        .copartition_groups()
+        .map(<[String]>::to_vec)
+        .collect();
     assert_eq!(groups, vec![vec!["left".to_owned(), "right".to_owned()]]);
     let kinds: Vec<bool> = topology
         .describe()
@@ -280,5 +291,22 @@ fn the_merged_topology_prints_like_kafkas() -> R {
 ";
     let merged = two_groupings().build_with(TopologyOptimization::ALL)?;
     assert_eq!(merged.describe().to_string(), expected);
+    Ok(())
+}
+
+#[test]
+fn a_topology_built_with_other_optimizations_than_configured_is_rejected() -> R {
+    let builder = StreamsBuilder::new();
+    builder.table::<String, String>("plants");
+    let config = || StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+    // `none` (the default) runs whatever the topology was built with.
+    TopologyTestDriver::with_config(builder.build_with(TopologyOptimization::ALL)?, config())?;
+    let all = config().topology_optimization(TopologyOptimization::ALL);
+    TopologyTestDriver::with_config(builder.build_with(TopologyOptimization::ALL)?, all)?;
+    let all = config().topology_optimization(TopologyOptimization::ALL);
+    let err = TopologyTestDriver::with_config(builder.build()?, all)
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("a mismatch must be rejected"))?;
+    assert!(err.to_string().contains("build_with"), "{err}");
     Ok(())
 }

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::{DefaultSerde, Deserializer, Serializer};
 
 use super::internals::stream_ops as ops;
-use super::options::{default_serde, Branched, Named, Printed, Produced, Repartitioned, SharedSerde};
 use super::internals::{lock, SharedBuilder};
+use super::options::{
+    default_serde, Branched, Named, Printed, Produced, Repartitioned, SharedSerde,
+};
 use crate::processor::internal::{factory, ProcessorFactory};
 use crate::processor::{Data, Processor};
 use crate::topology::codec::{TypedSink, TypedSource};
@@ -343,9 +345,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
         let name = inner.new_name("KSTREAM-MERGE-");
         let f: ProcessorFactory = factory(|| ops::PassThrough::<K, V>(PhantomData));
-        let node = inner
-            .graph
-            .add_processor(name, f, &[self.node, other.node]);
+        let node = inner.graph.add_processor(name, f, &[self.node, other.node]);
         drop(inner);
         KStream::new(
             self.builder.clone(),
@@ -394,15 +394,16 @@ impl<K: Data, V: Data> KStream<K, V> {
                 default: spec.default.clone(),
             }
         });
-        let splitter = self.add::<K, V>(
-            "KSTREAM-BRANCH-",
-            name,
-            f,
-            self.key_serde.clone(),
-            self.value_serde.clone(),
-            false,
-        )
-        .type_preserving();
+        let splitter = self
+            .add::<K, V>(
+                "KSTREAM-BRANCH-",
+                name,
+                f,
+                self.key_serde.clone(),
+                self.value_serde.clone(),
+                false,
+            )
+            .type_preserving();
         let prefix = splitter.node_name();
         BranchedKStream {
             splitter,
@@ -488,11 +489,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         };
         // The stream's serdes serve as serializers as they are (the same objects, so
         // their zero-copy `serialize_borrowed` is kept).
-        let key: Option<Arc<dyn Serializer<K>>> = produced.key.or_else(|| {
-            self.key_serde
-                .clone()
-                .map(|s| s as Arc<dyn Serializer<K>>)
-        });
+        let key: Option<Arc<dyn Serializer<K>>> = produced
+            .key
+            .or_else(|| self.key_serde.clone().map(|s| s as Arc<dyn Serializer<K>>));
         let value: Option<Arc<dyn Serializer<V>>> = produced.value.or_else(|| {
             self.value_serde
                 .clone()
@@ -613,9 +612,10 @@ impl<K: Data, V: Data> KStream<K, V> {
             value: value.clone() as Arc<dyn Deserializer<V>>,
             extractor: None,
         });
-        let node = inner
-            .graph
-            .add_repartition(base, partitions, sink, source, self.node, optimizable);
+        let node =
+            inner
+                .graph
+                .add_repartition(base, partitions, sink, source, self.node, optimizable);
         drop(inner);
         KStream::new(self.builder.clone(), node, Some(key), Some(value), false)
     }
@@ -712,15 +712,17 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
             Some(n) => format!("{}{n}", self.prefix),
             None => format!("{}{index}", self.prefix),
         };
-        let stream = self.splitter.add::<K, V>(
-            "KSTREAM-BRANCHCHILD-",
-            Some(child.clone()),
-            factory(|| ops::PassThrough::<K, V>(PhantomData)),
-            self.splitter.key_serde.clone(),
-            self.splitter.value_serde.clone(),
-            false,
-        )
-        .type_preserving();
+        let stream = self
+            .splitter
+            .add::<K, V>(
+                "KSTREAM-BRANCHCHILD-",
+                Some(child.clone()),
+                factory(|| ops::PassThrough::<K, V>(PhantomData)),
+                self.splitter.key_serde.clone(),
+                self.splitter.value_serde.clone(),
+                false,
+            )
+            .type_preserving();
         self.branches.insert(child.clone(), stream);
         child
     }

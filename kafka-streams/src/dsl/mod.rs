@@ -59,10 +59,10 @@ use std::sync::{Arc, Mutex};
 
 use kafka_client::serde::{DefaultSerde, Deserializer};
 
-pub use kstream::{BranchedKStream, KStream};
 pub use cogrouped::CogroupedKStream;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
+pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 
@@ -92,8 +92,8 @@ use crate::processor::Data;
 use crate::state::StoreBuilder;
 use crate::topology::codec::TypedSource;
 use crate::topology::graph::LogicalGraph;
-use internals::{lock, BuilderInner, SharedBuilder};
 use crate::topology::{Topology, TopologyOptimization};
+use internals::{lock, BuilderInner, SharedBuilder};
 
 /// Builds a [`Topology`] with the DSL (Kafka's `StreamsBuilder`).
 pub struct StreamsBuilder {
@@ -218,8 +218,8 @@ impl StreamsBuilder {
         // bytes (for symmetric serdes), so the topic can stand in for its changelog
         // (`reuse.ktable.source.topics`). Not with a value serde of its own: the topic
         // is read with the type's default one, so the store's bytes would differ.
-        let reusable_topic = (materialized.logging && materialized.value.is_none())
-            .then(|| topic.to_owned());
+        let reusable_topic =
+            (materialized.logging && materialized.value.is_none()).then(|| topic.to_owned());
         KTable::from_source(
             self.inner.clone(),
             source.node,

@@ -6,9 +6,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use kafka_client::serde::{
-    DefaultSerde, Serde, Serializer,
-};
+use kafka_client::serde::{DefaultSerde, Serde, Serializer};
 
 use crate::topology::TimestampExtractor;
 

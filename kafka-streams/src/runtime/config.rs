@@ -407,9 +407,11 @@ mod tests {
             optimization("merge.repartition.topics").unwrap(),
             TopologyOptimization::MERGE_REPARTITION_TOPICS
         );
-        assert!(optimization("merge.repartition.topics,single.store.self.join")
-            .unwrap()
-            .single_store_self_join());
+        assert!(
+            optimization("merge.repartition.topics,single.store.self.join")
+                .unwrap()
+                .single_store_self_join()
+        );
         assert_eq!(optimization("none").unwrap(), TopologyOptimization::NONE);
         // The property stays out of the client configuration.
         let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
@@ -450,20 +452,5 @@ mod tests {
             TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS,
             TopologyOptimization::ALL
         );
-    }
-
-    #[test]
-    fn a_topology_built_with_other_optimizations_is_rejected() {
-        let builder = crate::dsl::StreamsBuilder::new();
-        builder.table::<String, String>("plants");
-        let plain = builder.build().unwrap();
-        let all = builder.build_with(TopologyOptimization::ALL).unwrap();
-        let none = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
-        assert!(none.check_topology_optimization(&plain).is_ok());
-        assert!(none.check_topology_optimization(&all).is_ok());
-        let config = none.topology_optimization(TopologyOptimization::ALL);
-        assert!(config.check_topology_optimization(&all).is_ok());
-        let err = config.check_topology_optimization(&plain).unwrap_err();
-        assert!(err.to_string().contains("build_with"), "{err}");
     }
 }

@@ -43,9 +43,9 @@ pub(crate) mod task;
 mod thread;
 mod topics;
 
+pub use crate::topology::TopologyOptimization;
 pub(crate) use collector::{OffsetCommitter, RecordCollector};
 pub(crate) use commit::commit_tasks;
-pub use crate::topology::TopologyOptimization;
 pub use config::{HostInfo, StreamsConfig, TopicCreator};
 pub use global::GLOBAL_STATE_DIR;
 pub use metrics::{MetricsSnapshot, StreamsMetrics};

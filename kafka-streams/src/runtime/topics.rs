@@ -151,10 +151,7 @@ pub(crate) fn prepare_topics(
             .max();
         for store in &sub.stores {
             // A source table reusing its input topic has no changelog topic of its own.
-            if topology
-                .source_changelog_topic(app, store)
-                .is_some()
-            {
+            if topology.source_changelog_topic(app, store).is_some() {
                 continue;
             }
             let Some(builder) = topology.stores.get(store) else {

@@ -182,7 +182,11 @@ impl Topology {
     /// The topic (as the broker names it) that serves as the changelog of `store`:
     /// its input topic when it is a source table's store and the topology reuses
     /// source topics; `None` when the store has its own changelog or none.
-    pub(crate) fn source_changelog_topic(&self, application_id: &str, store: &str) -> Option<String> {
+    pub(crate) fn source_changelog_topic(
+        &self,
+        application_id: &str,
+        store: &str,
+    ) -> Option<String> {
         self.source_tables
             .get(store)
             .map(|topic| self.resolve_topic(application_id, topic))

@@ -24,7 +24,7 @@ use crate::error::{Result, StreamsError};
 /// [`StreamsBuilder::build_with`](crate::dsl::StreamsBuilder::build_with). Default
 /// [`TopologyOptimization::NONE`].
 ///
-/// - [`TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS`]: the store of a table read
+/// - `reuse.ktable.source.topics` ([`TopologyOptimization::REUSE_KTABLE_SOURCE_TOPICS`]): the store of a table read
 ///   with [`StreamsBuilder::table`](crate::dsl::StreamsBuilder::table) (or
 ///   `table_with`, logging enabled) uses its input topic as its changelog instead of
 ///   `<application.id>-<store>-changelog`:
@@ -38,7 +38,7 @@ use crate::error::{Result, StreamsError};
 ///
 ///   Restoring copies the topic's bytes into the store, so the table's serdes must be
 ///   symmetric (Kafka documents the same requirement).
-/// - [`TopologyOptimization::MERGE_REPARTITION_TOPICS`]: groupings (and, later, joins)
+/// - `merge.repartition.topics` ([`TopologyOptimization::MERGE_REPARTITION_TOPICS`]): groupings (and, later, joins)
 ///   below the same key-changing operation (`map`, `select_key`, `flat_map`,
 ///   `process`) share one repartition topic, inserted right after that operation and
 ///   named after the first of the topics it replaces. Type-preserving operations in
