@@ -36,6 +36,7 @@
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
 #![deny(missing_docs)]
 
+mod common;
 pub mod dsl;
 pub mod error;
 pub mod processor;

@@ -34,7 +34,7 @@ use super::memory::InMemoryStore;
 use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation};
 use super::typed::TypedKeyValueStore;
 use super::{StateStore, StoreBuilder};
-use crate::processor::TaskId;
+use crate::common::TaskId;
 
 /// Default record cache per stream thread when the runtime gives none: Kafka's default
 /// `statestore.cache.max.bytes` (10 MiB).

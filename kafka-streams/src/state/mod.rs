@@ -57,7 +57,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 
 use crate::error::Result;
-use crate::processor::TaskId;
+use crate::common::TaskId;
 
 mod builder;
 mod cache;
