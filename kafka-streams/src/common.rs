@@ -35,4 +35,3 @@ impl fmt::Display for TaskId {
         write!(f, "{}_{}", self.subtopology, self.partition)
     }
 }
-
