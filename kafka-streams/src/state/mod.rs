@@ -108,7 +108,9 @@ pub use rocks::{
 };
 pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
 
-// Internals: the decorators, the cache's queue, restore progress reporting.
+// Crate-internal (the decorators are not re-exported at all): the queue the DSL's
+// tables drain cache flushes from, the changelog writer tasks collect records in, and
+// restore progress reporting for the runtime.
 pub(crate) use cache::FlushQueue;
 pub(crate) use logging::RecordingChangelogWriter;
 pub(crate) use restore::RestoreProgress;
