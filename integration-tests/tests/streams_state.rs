@@ -25,7 +25,7 @@ use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
 use kafka_streams::state::{
-    ChangelogPartition, KeyValueStore, ReadOnlyKeyValueStore, RocksDbMemory, RocksDbStore,
+    ChangelogPartition, ReadOnlyKeyValueStore, RestorableStore, RocksDbMemory, RocksDbStore,
     StateRestoreListener, StoreLocation,
 };
 

@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod common;
 pub mod dsl;
 pub mod error;
 pub mod processor;

@@ -37,7 +37,7 @@
 //!
 //! Serdes come from kafka-client's `Serializer`/`Deserializer` traits: explicit ones
 //! in [`Consumed`], [`Produced`] and [`Repartitioned`], or the type's
-//! [`DefaultSerde`](kafka_client::serde::DefaultSerde) as the application-wide
+//! [`DefaultSerde`] as the application-wide
 //! default. A stream remembers the serdes it was read with while its key or value
 //! type does not change.
 

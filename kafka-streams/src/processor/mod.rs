@@ -66,7 +66,6 @@
 pub(crate) mod internal;
 
 use std::any::Any;
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -75,6 +74,7 @@ use std::time::Duration;
 pub use kafka_client::serde::BoxError;
 pub use kafka_client::Headers;
 
+pub use crate::common::{RecordMetadata, TaskId};
 use crate::state::StateStore;
 use internal::{ContextCore, ErasedRecord};
 
@@ -141,34 +141,6 @@ impl<K, V> Record<K, V> {
     pub fn with_headers(mut self, headers: Headers) -> Self {
         self.headers = headers;
         self
-    }
-}
-
-/// Where the input record being processed came from (Kafka's `RecordMetadata` of the
-/// processor API). Absent in punctuations.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RecordMetadata {
-    /// Input topic.
-    pub topic: String,
-    /// Input partition.
-    pub partition: i32,
-    /// Input offset.
-    pub offset: i64,
-}
-
-/// A task: one sub-topology working on one partition number of its input topics.
-/// Printed as `<sub-topology>_<partition>`, like Kafka Streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskId {
-    /// Sub-topology number.
-    pub subtopology: usize,
-    /// Partition number.
-    pub partition: i32,
-}
-
-impl fmt::Display for TaskId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}_{}", self.subtopology, self.partition)
     }
 }
 

@@ -38,6 +38,7 @@ mod membership;
 mod metrics;
 mod query;
 mod restore;
+mod state_manager;
 mod streams;
 pub(crate) mod task;
 mod thread;

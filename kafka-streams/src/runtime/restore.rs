@@ -5,7 +5,7 @@
 //! A new task's logged stores are registered with the thread's [`ChangelogReader`]:
 //! each restores from its checkpoint (`None`: from the start of the changelog) to the
 //! changelog partition's end, batch by batch through
-//! [`KeyValueStore::restore_batch`](crate::state::KeyValueStore::restore_batch), which
+//! [`RestorableStore::restore_batch`](crate::state::RestorableStore::restore_batch), which
 //! advances the checkpoint with the data. Progress goes to `tracing` and the user's
 //! [`StateRestoreListener`] through [`RestoreProgress`]. One restore consumer per
 //! thread reads every changelog partition being restored; it is assigned, never
@@ -173,8 +173,9 @@ impl ChangelogReader {
     ) -> Result<bool> {
         let task_id = task.id();
         let logged: Vec<(String, ChangelogPartition)> = task
-            .stores_mut()
-            .filter_map(|(name, store)| store.changelog().map(|c| (name.clone(), c.clone())))
+            .state_manager_mut()
+            .changelog_partitions()
+            .map(|(name, c)| (name.to_owned(), c.clone()))
             .collect();
         let mut any = false;
         for (name, changelog) in logged {
@@ -202,10 +203,10 @@ impl ChangelogReader {
             } else {
                 high
             };
-            let Some(bytes) = task.byte_store_mut(&name) else {
+            let Some(store) = task.state_manager_mut().restorable_mut(&name) else {
                 continue;
             };
-            let start = bytes.checkpointed_offset().unwrap_or(low).max(low);
+            let start = store.checkpointed_offset().unwrap_or(low).max(low);
             if start >= end {
                 tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, end, "store is up to date; nothing to restore");
                 if let Some(l) = &self.listener {
@@ -469,7 +470,7 @@ impl ChangelogReader {
             if let Some(last) = records.last().map(|rec| rec.offset) {
                 let Some(store) = tasks
                     .get_mut(&r.task)
-                    .and_then(|t| t.byte_store_mut(&r.store))
+                    .and_then(|t| t.state_manager_mut().restorable_mut(&r.store))
                 else {
                     return Err(StreamsError::Internal(format!(
                         "restoring store {} of task {}: the task or store is gone",

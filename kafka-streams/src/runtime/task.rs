@@ -29,13 +29,12 @@ use super::handlers::{
     DLQ_HEADER_PARTITION, DLQ_HEADER_TOPIC,
 };
 use super::metrics::StreamsMetrics;
+use super::state_manager::ProcessorStateManager;
 use super::StreamsConfig;
 use crate::error::{RecordOrigin, Result, StreamsError};
-use crate::processor::internal::{
-    ContextCore, ErasedProcessor, ErasedRecord, Punctuators, StoreMap,
-};
+use crate::processor::internal::{ContextCore, ErasedProcessor, ErasedRecord, Punctuators};
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
-use crate::state::{RecordingChangelogWriter, StoreContext};
+use crate::state::StoreContext;
 use crate::topology::codec::{
     Blocker, EncodeError, EncodedRecord, RawRecord, SinkCodec, SourceCodec,
 };
@@ -126,19 +125,13 @@ pub(crate) struct StreamTask {
     queues: Vec<PartitionQueue>,
     stream_time: i64,
     punctuators: Punctuators,
-    stores: StoreMap,
-    /// Stores whose changelog is one of the task's input topics (source tables under
-    /// `topology.optimization`), with that topic.
-    source_changelogs: Vec<(String, String)>,
+    /// The task's stores, their changelogs and checkpoints.
+    state_manager: ProcessorStateManager,
     pending: Vec<(usize, ErasedRecord)>,
     stack: Vec<(usize, ErasedRecord)>,
     commit_needed: bool,
-    /// Changelog records the task's stores wrote, waiting to go to the collector.
-    changelog: RecordingChangelogWriter,
     /// Timestamp of the record being processed (stamped on changelog records).
     current_timestamp: i64,
-    /// The record-cache budget its caching stores draw from (the stream thread's).
-    cache_budget: crate::state::CacheBudget,
     /// Records forwarded between nodes so far (tells whether a flush moved anything).
     forwarded: u64,
     /// The wall-clock time of the latest processing step.
@@ -218,20 +211,7 @@ impl StreamTask {
                 stores: def.stores.clone(),
             });
         }
-        let mut stores = StoreMap::new();
-        let mut source_changelogs = Vec::new();
-        for name in &sub.stores {
-            let builder = topology.stores.get(name).ok_or_else(|| {
-                StreamsError::Internal(format!(
-                    "store {name} of sub-topology {} is not registered",
-                    sub.id
-                ))
-            })?;
-            stores.insert(name.clone(), builder.build(id)?);
-            if let Some(topic) = topology.source_changelog_topic(&env.application_id, name) {
-                source_changelogs.push((name.clone(), topic));
-            }
-        }
+        let state_manager = ProcessorStateManager::for_subtopology(topology, sub, id, &env)?;
         Ok(StreamTask {
             id,
             state: TaskState::Created,
@@ -239,14 +219,11 @@ impl StreamTask {
             queues,
             stream_time: i64::MIN,
             punctuators: Punctuators::default(),
-            stores,
-            source_changelogs,
+            state_manager,
             pending: Vec::new(),
             stack: Vec::new(),
             commit_needed: false,
-            changelog: RecordingChangelogWriter::new(),
             current_timestamp: 0,
-            cache_budget: crate::state::CacheBudget::new(env.config.cache_max_bytes),
             forwarded: 0,
             wall_clock: 0,
             env,
@@ -266,27 +243,27 @@ impl StreamTask {
     /// Shares `budget` (the stream thread's) between this task's caching stores;
     /// before [`StreamTask::init_stores`].
     pub fn set_cache_budget(&mut self, budget: crate::state::CacheBudget) {
-        self.cache_budget = budget;
+        self.state_manager.set_cache_budget(budget);
     }
 
     /// Whether the task owns store `name`.
     pub fn has_store(&self, name: &str) -> bool {
-        self.stores.contains_key(name)
+        self.state_manager.has_store(name)
     }
 
     /// Store `name`, untyped (for interactive queries).
     pub fn store_dyn_mut(&mut self, name: &str) -> Option<&mut dyn crate::state::StateStore> {
-        match self.stores.get_mut(name) {
-            Some(store) => Some(store.as_mut()),
-            None => None,
-        }
+        self.state_manager.store_dyn_mut(name)
     }
 
     /// The store `name` of this task, if it is of type `S`.
     pub fn store_mut<S: crate::state::StateStore>(&mut self, name: &str) -> Option<&mut S> {
-        self.stores
-            .get_mut(name)
-            .and_then(|s| (s.as_any_mut() as &mut dyn std::any::Any).downcast_mut::<S>())
+        self.state_manager.store_mut(name)
+    }
+
+    /// The task's stores and their changelogs (for restoring them).
+    pub fn state_manager_mut(&mut self) -> &mut ProcessorStateManager {
+        &mut self.state_manager
     }
 
     /// Opens the stores and initializes the processors: [`StreamTask::init_stores`]
@@ -319,17 +296,8 @@ impl StreamTask {
             self.env.config.state_dir.clone(),
             self.id,
         )
-        .with_changelog_writer(Arc::new(self.changelog.clone()))
-        .with_cache_budget(self.cache_budget.clone())
         .with_rocksdb(self.env.rocksdb.clone());
-        for (name, store) in self.stores.iter_mut() {
-            match self.source_changelogs.iter().find(|(s, _)| s == name) {
-                Some((_, topic)) => {
-                    store.init(&context.clone().with_source_topic_changelog(topic.clone()))?
-                }
-                None => store.init(&context)?,
-            }
-        }
+        self.state_manager.init_stores(context)?;
         self.state = TaskState::Restoring;
         Ok(())
     }
@@ -344,12 +312,13 @@ impl StreamTask {
             nodes,
             pending,
             punctuators,
-            stores,
+            state_manager,
             stream_time,
             id,
             env,
             ..
         } = self;
+        let stores = state_manager.stores_mut();
         for (idx, node) in nodes.iter_mut().enumerate() {
             let RuntimeNode {
                 name,
@@ -672,13 +641,14 @@ impl StreamTask {
             pending,
             stack,
             punctuators,
-            stores,
+            state_manager,
             stream_time,
             id,
             env,
             forwarded,
             ..
         } = self;
+        let stores = state_manager.stores_mut();
         let mut next = Some((start, step));
         while let Some((idx, step)) = next.take() {
             let RuntimeNode {
@@ -822,9 +792,7 @@ impl StreamTask {
         // A flushed update may be written to a cached store further down (a table
         // derived from a table); flush again until nothing moves, bounded by depth.
         for _ in 0..=store_nodes.len() {
-            for store in self.stores.values_mut() {
-                store.flush()?;
-            }
+            self.state_manager.flush()?;
             let before = self.forwarded;
             for &node in &store_nodes {
                 self.run(node, Step::Flush, None, collector, self.wall_clock)?;
@@ -845,30 +813,11 @@ impl StreamTask {
         }
     }
 
-    /// Hands the changelog records the stores wrote to the collector, each to its
-    /// task's partition of the changelog topic, stamped with the timestamp of the
-    /// record that caused it.
+    /// Hands the changelog records the stores wrote to the collector, stamped with the
+    /// timestamp of the record being processed.
     fn send_changelog(&mut self, collector: &mut dyn RecordCollector) -> Result<()> {
-        // Only the task's stores write changelog records: a stateless task skips
-        // the writer's lock on every record.
-        if self.stores.is_empty() {
-            return Ok(());
-        }
-        for logged in self.changelog.take() {
-            collector.send(
-                EncodedRecord {
-                    topic: Cow::Owned(logged.topic),
-                    partition: Some(logged.partition),
-                    key: Some(Cow::Owned(logged.key)),
-                    value: logged.value.map(Cow::Owned),
-                    timestamp: self.current_timestamp.max(0),
-                    headers: Cow::Owned(kafka_client::Headers::new()),
-                },
-                "changelog",
-                None,
-            )?;
-        }
-        Ok(())
+        self.state_manager
+            .send_changelog(collector, self.current_timestamp)
     }
 
     /// Commit, last step (Kafka's `postCommit`): the offsets are committed; each
@@ -878,44 +827,15 @@ impl StreamTask {
     /// that partition: the flushed store reflects every record before it.
     pub fn post_commit(&mut self, collector: &dyn RecordCollector) -> Result<()> {
         self.commit_needed = false;
-        for store in self.stores.values_mut() {
-            let Some(changelog) = store.changelog() else {
-                continue;
-            };
-            let source = self
-                .queues
+        let queues = &self.queues;
+        self.state_manager.checkpoint(collector, |changelog| {
+            // The offset just committed; before the first record is processed, the
+            // checkpoint stays where restoring left it.
+            queues
                 .iter()
-                .find(|q| q.tp.partition == changelog.partition && q.tp.topic == changelog.topic);
-            let next = match source {
-                // The offset just committed; before the first record is processed,
-                // the checkpoint stays where restoring left it.
-                Some(queue) => queue.next_offset,
-                None => collector
-                    .delivered_offset(&changelog.topic, changelog.partition)
-                    .map(|last| last + 1),
-            };
-            let Some(next) = next else {
-                continue;
-            };
-            if let Some(bytes) = store.byte_store() {
-                if bytes.checkpointed_offset().is_none_or(|c| c < next) {
-                    bytes.checkpoint(next)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The byte-level stack of store `name`, for restoring it.
-    pub fn byte_store_mut(&mut self, name: &str) -> Option<&mut dyn crate::state::KeyValueStore> {
-        self.stores.get_mut(name).and_then(|s| s.byte_store())
-    }
-
-    /// The task's stores, by name (for restoring and querying them).
-    pub fn stores_mut(
-        &mut self,
-    ) -> impl Iterator<Item = (&String, &mut Box<dyn crate::state::StateStore>)> {
-        self.stores.iter_mut()
+                .find(|q| q.tp.partition == changelog.partition && q.tp.topic == changelog.topic)
+                .and_then(|q| q.next_offset)
+        })
     }
 
     /// The task id.
@@ -935,11 +855,7 @@ impl StreamTask {
                 }
             }
         }
-        for (name, store) in &mut self.stores {
-            if let Err(error) = store.close() {
-                tracing::warn!(task = %self.id, store = %name, %error, "store close failed");
-            }
-        }
+        self.state_manager.close();
         self.state = TaskState::Closed;
         tracing::debug!(task = %self.id, "task closed");
     }

@@ -28,13 +28,14 @@ use kafka_client::serde::{DefaultSerde, Serde};
 
 use super::cache::{CacheBudget, CachingStore};
 use super::error::{StateError, StateResult};
-use super::key_value::{changelog_topic, ChangelogPartition, KeyValueStore};
+use super::key_value::KeyValueStore;
 use super::logging::{ChangeLoggingStore, ChangelogWriter};
 use super::memory::InMemoryStore;
+use super::restorable::{changelog_topic, ChangelogPartition};
 use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation};
 use super::typed::TypedKeyValueStore;
 use super::{StateStore, StoreBuilder};
-use crate::processor::TaskId;
+use crate::common::TaskId;
 
 /// Default record cache per stream thread when the runtime gives none: Kafka's default
 /// `statestore.cache.max.bytes` (10 MiB).
@@ -159,7 +160,7 @@ impl StoreContext {
 
 /// How to assemble one key-value store stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyValueStoreSpec {
+pub(crate) struct KeyValueStoreSpec {
     /// Store name.
     pub name: String,
     /// The inner store.
@@ -173,7 +174,7 @@ pub struct KeyValueStoreSpec {
 }
 
 /// An opened byte-level stack.
-pub struct OpenedStore {
+pub(crate) struct OpenedStore {
     /// The outermost byte-level layer.
     pub store: Box<dyn KeyValueStore>,
     /// The changelog partition, if logging is enabled: of
@@ -334,11 +335,6 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
     pub fn with_caching_disabled(mut self) -> Self {
         self.spec.caching = false;
         self
-    }
-
-    /// The stack this builder opens.
-    pub fn spec(&self) -> &KeyValueStoreSpec {
-        &self.spec
     }
 }
 

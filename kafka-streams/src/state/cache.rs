@@ -25,12 +25,12 @@ use std::sync::{Arc, Mutex};
 use super::error::StateResult;
 use super::key_value::{
     range_is_empty, BatchEntry, KeyValueIter, KeyValueStore, MergeIter, ReadOnlyKeyValueStore,
-    RestoreRecord,
 };
+use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 
 /// Bytes charged for each cached entry on top of its key and value (map nodes, order
 /// index, bookkeeping), like Kafka's `LRUCacheEntry` overhead.
-pub const CACHE_ENTRY_OVERHEAD: usize = 64;
+pub(crate) const CACHE_ENTRY_OVERHEAD: usize = 64;
 
 #[derive(Debug)]
 struct BudgetInner {
@@ -87,7 +87,7 @@ pub struct FlushedEntry {
     /// The folded new value; `None` is a delete (to forward as a tombstone).
     pub new_value: Option<Vec<u8>>,
     /// The value the inner store held before, when old values are requested
-    /// ([`KeyValueStore::set_flush_listener`]), else `None`.
+    /// ([`RestorableStore::set_flush_listener`](super::RestorableStore::set_flush_listener)), else `None`.
     pub old_value: Option<Vec<u8>>,
 }
 
@@ -109,7 +109,7 @@ impl<F: FnMut(FlushedEntry) + Send> CacheFlushListener for F {
 /// and forward (a Rust listener cannot hold the processor context). Clones share the
 /// queue.
 #[derive(Debug, Clone, Default)]
-pub struct FlushQueue {
+pub(crate) struct FlushQueue {
     shared: Arc<FlushQueueInner>,
 }
 
@@ -236,7 +236,7 @@ impl Ord for CachedKey {
 
 /// Folds writes between commits in front of the inner store (Kafka's
 /// `CachingKeyValueStore`).
-pub struct CachingStore {
+pub(crate) struct CachingStore {
     inner: Box<dyn KeyValueStore>,
     budget: CacheBudget,
     /// Point reads and writes, the hot path, go through a hash map: on a sorted map,
@@ -274,11 +274,13 @@ impl CachingStore {
     }
 
     /// Bytes this store's cache holds.
+    #[cfg(test)]
     pub fn cached_bytes(&self) -> usize {
         self.bytes
     }
 
     /// Number of keys with an unflushed update.
+    #[cfg(test)]
     pub fn dirty_keys(&self) -> usize {
         self.entries.len()
     }
@@ -501,6 +503,12 @@ impl KeyValueStore for CachingStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
+}
+
+impl RestorableStore for CachingStore {
+    fn changelog(&self) -> Option<&ChangelogPartition> {
+        self.inner.changelog()
+    }
 
     fn checkpointed_offset(&self) -> Option<i64> {
         self.inner.checkpointed_offset()
@@ -543,9 +551,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::state::{
-        ChangeLoggingStore, ChangelogPartition, InMemoryStore, RecordingChangelogWriter,
-    };
+    use crate::state::logging::ChangeLoggingStore;
+    use crate::state::{InMemoryStore, RecordingChangelogWriter};
 
     fn cached(budget: &CacheBudget) -> (CachingStore, RecordingChangelogWriter, FlushQueue) {
         let writer = RecordingChangelogWriter::new();

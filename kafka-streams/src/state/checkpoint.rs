@@ -26,16 +26,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::error::{StateError, StateResult};
-use super::key_value::ChangelogPartition;
+use super::restorable::ChangelogPartition;
 
 /// Name of the checkpoint file in a task directory.
-pub const CHECKPOINT_FILE_NAME: &str = ".checkpoint";
+pub(crate) const CHECKPOINT_FILE_NAME: &str = ".checkpoint";
 
 const VERSION: u32 = 0;
 
 /// How far one store has got in its changelog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointEntry {
+pub(crate) struct CheckpointEntry {
     /// The store's changelog partition.
     pub changelog: ChangelogPartition,
     /// The next changelog offset to restore from (one past the last reflected record).
@@ -44,7 +44,7 @@ pub struct CheckpointEntry {
 
 /// A task directory's `.checkpoint` file (Kafka's `OffsetCheckpoint`).
 #[derive(Debug, Clone)]
-pub struct CheckpointFile {
+pub(crate) struct CheckpointFile {
     path: PathBuf,
 }
 

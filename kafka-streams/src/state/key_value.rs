@@ -4,16 +4,13 @@
 //! RocksDB's default comparator and Kafka's `Bytes`). Only the outermost, typed layer
 //! ([`TypedKeyValueStore`](super::TypedKeyValueStore)) knows the key and value types.
 //!
-//! Besides reads and writes, the contract carries the three calls the runtime's state
-//! manager needs to restore and checkpoint a store: [`KeyValueStore::checkpointed_offset`],
-//! [`KeyValueStore::restore_batch`] and [`KeyValueStore::checkpoint`]. Decorators pass
-//! them to the inner store untouched, so that restoring neither re-logs to the changelog
-//! nor goes through the record cache.
+//! Reads and writes only: what the state manager needs to restore and checkpoint a
+//! store is the [`RestorableStore`] supertrait, shared with the other store kinds.
 
 use std::ops::Bound;
 
-use super::cache::CacheFlushListener;
 use super::error::StateResult;
+use super::restorable::RestorableStore;
 
 /// A key and its value, as stored.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -25,48 +22,6 @@ pub type KeyValueIter<'a> = Box<dyn Iterator<Item = StateResult<KeyValue>> + 'a>
 
 /// One write of a batch: `None` deletes the key.
 pub type BatchEntry = (Vec<u8>, Option<Vec<u8>>);
-
-/// The changelog topic-partition a store instance is logged to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ChangelogPartition {
-    /// Topic, `<application.id>-<store>-changelog` (see [`changelog_topic`]).
-    pub topic: String,
-    /// Partition: the task's input partition.
-    pub partition: i32,
-}
-
-impl std::fmt::Display for ChangelogPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// The changelog topic of `store` in application `application_id`:
-/// `<application.id>-<store>-changelog`, as Kafka Streams names it.
-///
-/// ```
-/// assert_eq!(
-///     kafka_streams::state::changelog_topic("wordcount", "counts"),
-///     "wordcount-counts-changelog"
-/// );
-/// ```
-pub fn changelog_topic(application_id: &str, store: &str) -> String {
-    format!("{application_id}-{store}-changelog")
-}
-
-/// One changelog record handed to [`KeyValueStore::restore_batch`].
-///
-/// It borrows the consumer's buffers, so restoring copies each key and value once, into
-/// the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestoreRecord<'a> {
-    /// The record key.
-    pub key: &'a [u8],
-    /// The record value; `None` is a tombstone, which deletes the key.
-    pub value: Option<&'a [u8]>,
-    /// The record's offset in the changelog partition.
-    pub offset: i64,
-}
 
 /// Read-only access to a store: what interactive queries may do (Kafka's
 /// `ReadOnlyKeyValueStore`, over bytes).
@@ -95,7 +50,10 @@ pub trait ReadOnlyKeyValueStore {
 
 /// A key-value store over bytes (Kafka's `KeyValueStore<Bytes, byte[]>`): the inner
 /// stores and the caching and logging decorators all implement it.
-pub trait KeyValueStore: ReadOnlyKeyValueStore + Send {
+///
+/// Restoring, checkpointing and the cache's flush listener are not part of it: they are
+/// the [`RestorableStore`] supertrait, which every store kind shares.
+pub trait KeyValueStore: ReadOnlyKeyValueStore + RestorableStore + Send {
     /// Sets the value of `key`.
     fn put(&mut self, key: &[u8], value: &[u8]) -> StateResult<()>;
 
@@ -137,45 +95,6 @@ pub trait KeyValueStore: ReadOnlyKeyValueStore + Send {
 
     /// Whether the data survives the process (RocksDB) or not (in memory).
     fn persistent(&self) -> bool;
-
-    /// The changelog offset to resume restoring from: one past the last changelog
-    /// record reflected in the store. `None` means restore from the beginning (no
-    /// checkpoint, or the state was missing or corrupt and has been wiped).
-    fn checkpointed_offset(&self) -> Option<i64>;
-
-    /// Applies a batch of changelog records (tombstones delete) and advances the
-    /// checkpoint to one past the last record, atomically where the store can.
-    ///
-    /// Records below the current checkpoint are skipped (they are already reflected).
-    /// Restoring bypasses the record cache and does not log to the changelog.
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()>;
-
-    /// Records that the store reflects the changelog up to `next_offset` (exclusive).
-    ///
-    /// The runtime calls it after a commit has flushed the store and the producer and
-    /// committed (Kafka's post-commit checkpoint), with the offset following the last
-    /// changelog record the store wrote.
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()>;
-
-    /// Forgets the checkpoint, so that if the process dies before the next
-    /// [`KeyValueStore::checkpoint`], the state is wiped and restored from the beginning.
-    ///
-    /// Under exactly-once the runtime calls it when a task starts processing (the store
-    /// may then hold writes of a transaction that could abort) and checkpoints again
-    /// only on a clean close, as Kafka does with its checkpoint file.
-    fn remove_checkpoint(&mut self) -> StateResult<()>;
-
-    /// Sets the listener of the updates a record cache in the stack writes through
-    /// ([`CachingStore`](super::CachingStore)); returns `false` (dropping the listener)
-    /// when the stack has no cache.
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        let _ = (listener, send_old_values);
-        false
-    }
 }
 
 /// Whether the range contains no key at all (inverted, or empty with an exclusive end).

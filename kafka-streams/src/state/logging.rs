@@ -15,10 +15,8 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::BoxError;
 
 use super::error::{StateError, StateResult};
-use super::key_value::{
-    BatchEntry, ChangelogPartition, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
-    RestoreRecord,
-};
+use super::key_value::{BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
+use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 
 /// Where changelog records go (the runtime's record collector).
 pub trait ChangelogWriter: Send + Sync {
@@ -37,7 +35,7 @@ pub trait ChangelogWriter: Send + Sync {
 
 /// A changelog record as kept by [`RecordingChangelogWriter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoggedRecord {
+pub(crate) struct LoggedRecord {
     /// Changelog topic.
     pub topic: String,
     /// Changelog partition.
@@ -51,7 +49,7 @@ pub struct LoggedRecord {
 /// A [`ChangelogWriter`] that keeps every record in memory, for tests and the test
 /// driver. Clones share the same list.
 #[derive(Debug, Clone, Default)]
-pub struct RecordingChangelogWriter {
+pub(crate) struct RecordingChangelogWriter {
     records: Arc<Mutex<Vec<LoggedRecord>>>,
 }
 
@@ -94,7 +92,7 @@ impl ChangelogWriter for RecordingChangelogWriter {
 
 /// Logs every write of the inner store to its changelog partition (Kafka's
 /// `ChangeLoggingKeyValueBytesStore`). Restoring goes to the inner store unlogged.
-pub struct ChangeLoggingStore {
+pub(crate) struct ChangeLoggingStore {
     inner: Box<dyn KeyValueStore>,
     changelog: ChangelogPartition,
     writer: Arc<dyn ChangelogWriter>,
@@ -112,11 +110,6 @@ impl ChangeLoggingStore {
             changelog,
             writer,
         }
-    }
-
-    /// The changelog partition written to.
-    pub fn changelog(&self) -> &ChangelogPartition {
-        &self.changelog
     }
 
     fn log(&self, key: &[u8], value: Option<&[u8]>) -> StateResult<()> {
@@ -179,6 +172,12 @@ impl KeyValueStore for ChangeLoggingStore {
 
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+}
+
+impl RestorableStore for ChangeLoggingStore {
+    fn changelog(&self) -> Option<&ChangelogPartition> {
+        Some(&self.changelog)
     }
 
     fn checkpointed_offset(&self) -> Option<i64> {

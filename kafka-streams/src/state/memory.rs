@@ -1,7 +1,7 @@
 //! The in-memory key-value store: a `BTreeMap` of bytes.
 //!
 //! Its data dies with the process, so it never trusts a checkpoint from an earlier run:
-//! after opening, [`KeyValueStore::checkpointed_offset`] is `None` and the runtime
+//! after opening, [`RestorableStore::checkpointed_offset`](super::RestorableStore::checkpointed_offset) is `None` and the runtime
 //! restores it from the beginning of its changelog (as Kafka does for in-memory stores).
 //! Within the run it remembers the offset it has reached, so a restore that is
 //! interrupted and resumed skips what it has already applied.
@@ -11,8 +11,9 @@ use std::ops::Bound;
 
 use super::error::{StateError, StateResult};
 use super::key_value::{
-    range_is_empty, BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore, RestoreRecord,
+    range_is_empty, BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
 };
+use super::restorable::{RestorableStore, RestoreRecord};
 
 /// A key-value store held in memory (Kafka's `InMemoryKeyValueStore`).
 #[derive(Debug)]
@@ -114,7 +115,9 @@ impl KeyValueStore for InMemoryStore {
     fn persistent(&self) -> bool {
         false
     }
+}
 
+impl RestorableStore for InMemoryStore {
     fn checkpointed_offset(&self) -> Option<i64> {
         self.checkpoint
     }

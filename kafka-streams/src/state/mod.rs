@@ -21,7 +21,17 @@
 //!             | InMemoryStore
 //! ```
 //! Every layer implements the byte-level [`KeyValueStore`]; interactive queries use
-//! the read-only halves ([`ReadOnlyKeyValueStore`], [`QueryableKeyValueStore`]).
+//! the read-only halves ([`ReadOnlyKeyValueStore`], [`QueryableKeyValueStore`]). The
+//! caching and change-logging layers are internal: [`KeyValueStoreBuilder`] adds them.
+//!
+//! # Persistence is its own trait
+//! Restoring, checkpointing and the cache's flush listener are [`RestorableStore`],
+//! not part of [`KeyValueStore`] (which requires it): the runtime's state manager
+//! restores and checkpoints every store kind (key-value now, window and session stores
+//! next) through it, reached with [`StateStore::persistence`], and the decorators pass
+//! it to the inner store. The changelog topic's name and configs come from the
+//! [`StoreBuilder`] (`cleanup.policy=compact` for key-value stores), since topics are
+//! created before any store is built.
 //!
 //! This module knows nothing of tasks' threads, consumers or rdkafka: changelog records
 //! leave through the [`ChangelogWriter`] trait, which the runtime implements over its
@@ -32,21 +42,20 @@
 //!    folded updates through (to the inner store, the changelog writer and the flush
 //!    listener), then the inner store syncs.
 //! 2. Flush the producer; commit offsets (or the transaction).
-//! 3. `post_commit`: [`KeyValueStore::checkpoint`] with one past the last changelog
+//! 3. `post_commit`: [`RestorableStore::checkpoint`] with one past the last changelog
 //!    offset the store's records got (from the producer's delivery reports), or, for a
 //!    store whose changelog is its task's input topic
 //!    ([`StoreContext::source_topic_changelog`]), the input offset just committed. RocksDB
-//!    stores keep it in a metadata column family, never ahead of the data;
-//!    [`CheckpointFile`] is the per-task `.checkpoint` file for anything else.
+//!    stores keep it in a metadata column family, never ahead of the data.
 //! 4. On assignment: [`StateStore::init`], then read
-//!    [`KeyValueStore::checkpointed_offset`] (`None` = from the beginning: no
+//!    [`RestorableStore::checkpointed_offset`] (`None` = from the beginning: no
 //!    checkpoint, or missing/corrupt state that was wiped), seek the restore consumer
-//!    there, and feed [`KeyValueStore::restore_batch`] until the changelog's end (for an
-//!    input-topic changelog: the group's committed offset), reporting through
-//!    [`RestoreProgress`] and the user's [`StateRestoreListener`].
+//!    there, and feed [`RestorableStore::restore_batch`] until the changelog's end (for
+//!    an input-topic changelog: the group's committed offset), reporting progress to
+//!    `tracing` and the user's [`StateRestoreListener`].
 //! 5. Under exactly-once, once restored and before processing:
-//!    [`KeyValueStore::remove_checkpoint`]; then checkpoint only on a clean close, so a
-//!    crash mid-transaction leaves no checkpoint and the state is wiped and rebuilt.
+//!    [`RestorableStore::remove_checkpoint`]; then checkpoint only on a clean close, so
+//!    a crash mid-transaction leaves no checkpoint and the state is wiped and rebuilt.
 //!
 //! # Memory
 //! All RocksDB stores of an application share one [`RocksDbMemory`] (block cache with
@@ -56,45 +65,63 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 
+use crate::common::TaskId;
 use crate::error::Result;
-use crate::processor::TaskId;
 
 mod builder;
 mod cache;
+// No runtime path writes the per-task `.checkpoint` file yet (RocksDB stores keep their
+// checkpoint inside the database); kept, and tested, for stores without transactional
+// metadata.
+#[cfg_attr(not(test), allow(dead_code))]
 mod checkpoint;
 mod error;
 mod key_value;
 mod logging;
 mod memory;
+mod restorable;
 mod restore;
 mod rocks;
 mod typed;
-pub mod window;
 
-pub use builder::{
-    KeyValueStoreBuilder, KeyValueStoreSpec, OpenedStore, StoreContext, StoreKind,
-    DEFAULT_CACHE_MAX_BYTES,
-};
-pub use cache::{
-    CacheBudget, CacheFlushListener, CachingStore, FlushQueue, FlushedEntry, CACHE_ENTRY_OVERHEAD,
-};
-pub use checkpoint::{CheckpointEntry, CheckpointFile, CHECKPOINT_FILE_NAME};
+#[cfg(test)]
+mod tests;
+
+// The public surface: what users implement (`StateStore`, `StoreBuilder`,
+// `RestorableStore`, the byte-level `KeyValueStore` of a custom inner store), query
+// (`ReadOnlyKeyValueStore`, `QueryableKeyValueStore`, `TypedKeyValueStore`), build
+// (`KeyValueStoreBuilder`, `StoreKind`) and configure (RocksDB memory and options,
+// cache sizes), the restore listener and the errors. The concrete inner stores
+// (`RocksDbStore`, `InMemoryStore`) are public as Kafka's `Stores` suppliers make them
+// available: to build a custom stack on, or to open a task's state offline.
+pub use builder::{KeyValueStoreBuilder, StoreContext, StoreKind, DEFAULT_CACHE_MAX_BYTES};
+pub use cache::{CacheBudget, CacheFlushListener, FlushedEntry};
 pub use error::{StateError, StateResult};
-pub use key_value::{
-    changelog_topic, BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore,
-    ReadOnlyKeyValueStore, RestoreRecord,
-};
-pub use logging::{ChangeLoggingStore, ChangelogWriter, LoggedRecord, RecordingChangelogWriter};
+pub use key_value::{BatchEntry, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
+pub use logging::ChangelogWriter;
 pub use memory::InMemoryStore;
-pub use restore::{RestoreProgress, StateRestoreListener};
+pub use restorable::{changelog_topic, ChangelogPartition, RestorableStore, RestoreRecord};
+pub use restore::StateRestoreListener;
 pub use rocks::{
     RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
-    StoreRecovery, METADATA_COLUMN_FAMILY,
+    StoreRecovery,
 };
 pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
 
-/// The RocksDB crate the stores are built on, for [`RocksDbConfigSetter`]s.
-pub use rocksdb;
+// Crate-internal (the decorators are not re-exported at all): the queue the DSL's
+// tables drain cache flushes from, the changelog writer tasks collect records in, and
+// restore progress reporting for the runtime.
+pub(crate) use cache::FlushQueue;
+pub(crate) use logging::RecordingChangelogWriter;
+pub(crate) use restore::RestoreProgress;
+
+/// The parts of the [RocksDB crate](https://docs.rs/rocksdb) that a
+/// [`RocksDbConfigSetter`] is handed: its signature takes RocksDB's own option types,
+/// so users need them, at the version the stores are built with, to write one. Nothing
+/// else of RocksDB is part of this crate's API.
+pub mod rocksdb {
+    pub use ::rocksdb::{BlockBasedOptions, Options};
+}
 
 /// A store owned by one task (Kafka's `StateStore`).
 pub trait StateStore: Send + 'static {
@@ -123,14 +150,16 @@ pub trait StateStore: Send + 'static {
         Ok(())
     }
 
-    /// The byte-level store, for the state manager's restore and checkpoint calls;
-    /// `None` for stores that are not key-value stores over bytes.
-    fn byte_store(&mut self) -> Option<&mut dyn KeyValueStore> {
+    /// How the store is restored and checkpointed ([`RestorableStore`]), for the
+    /// state manager; `None` for stores that keep no changelog (or are not open).
+    fn persistence(&mut self) -> Option<&mut dyn RestorableStore> {
         None
     }
 
-    /// The changelog partition the store is logged to; `None` when not logged.
-    fn changelog(&self) -> Option<&ChangelogPartition> {
+    /// The byte-level key-value store, for global stores, which apply their topic's
+    /// records to it directly; `None` for stores that are not key-value stores over
+    /// bytes.
+    fn byte_store(&mut self) -> Option<&mut dyn KeyValueStore> {
         None
     }
 }

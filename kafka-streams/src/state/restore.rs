@@ -16,10 +16,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::key_value::ChangelogPartition;
+use super::restorable::ChangelogPartition;
 
 /// Interval between `info`-level progress lines of one restore.
-pub const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Told about restores (Kafka's `StateRestoreListener`). Called on the thread that
 /// restores: keep it quick.
@@ -55,7 +55,7 @@ pub trait StateRestoreListener: Send + Sync {
 
 /// Tracks one store's restore and reports it: store, records restored of total, rate
 /// and ETA through `tracing`, and the events to the user's listener.
-pub struct RestoreProgress {
+pub(crate) struct RestoreProgress {
     store: String,
     changelog: ChangelogPartition,
     start_offset: i64,
@@ -139,6 +139,7 @@ impl RestoreProgress {
     }
 
     /// Records restored so far.
+    #[cfg(test)]
     pub fn restored(&self) -> u64 {
         self.restored
     }

@@ -43,13 +43,11 @@ use rocksdb::{
 };
 
 use super::error::{StateError, StateResult};
-use super::key_value::{
-    BatchEntry, ChangelogPartition, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore,
-    RestoreRecord,
-};
+use super::key_value::{BatchEntry, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
+use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 
 /// Name of the column family holding the changelog checkpoint.
-pub const METADATA_COLUMN_FAMILY: &str = "streams-metadata";
+pub(crate) const METADATA_COLUMN_FAMILY: &str = "streams-metadata";
 const CHECKPOINT_KEY: &[u8] = b"changelog-checkpoint";
 const CHECKPOINT_FORMAT: u8 = 1;
 
@@ -611,6 +609,12 @@ impl KeyValueStore for RocksDbStore {
 
     fn persistent(&self) -> bool {
         true
+    }
+}
+
+impl RestorableStore for RocksDbStore {
+    fn changelog(&self) -> Option<&ChangelogPartition> {
+        self.changelog.as_ref()
     }
 
     fn checkpointed_offset(&self) -> Option<i64> {

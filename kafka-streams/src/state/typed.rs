@@ -22,7 +22,8 @@ use kafka_client::Headers;
 use super::builder::{KeyValueStoreSpec, StoreContext};
 use super::cache::CacheFlushListener;
 use super::error::{StateError, StateResult};
-use super::key_value::{ChangelogPartition, KeyValueStore};
+use super::key_value::KeyValueStore;
+use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::StateStore;
 
 /// An iterator over typed entries, in the order of the serialized keys.
@@ -405,8 +406,44 @@ impl<K: 'static, V: 'static> StateStore for TypedKeyValueStore<K, V> {
         self.bytes_mut().ok()
     }
 
+    fn persistence(&mut self) -> Option<&mut dyn RestorableStore> {
+        match self.stack {
+            Stack::Open(_) => Some(self),
+            Stack::Unopened(_) | Stack::Closed => None,
+        }
+    }
+}
+
+/// Passes everything to the byte-level stack, except the changelog partition, which
+/// the typed layer learnt when it opened the stack.
+impl<K: 'static, V: 'static> RestorableStore for TypedKeyValueStore<K, V> {
     fn changelog(&self) -> Option<&ChangelogPartition> {
         self.changelog.as_ref()
+    }
+
+    fn checkpointed_offset(&self) -> Option<i64> {
+        self.bytes().ok()?.checkpointed_offset()
+    }
+
+    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
+        self.bytes_mut()?.restore_batch(records)
+    }
+
+    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
+        self.bytes_mut()?.checkpoint(next_offset)
+    }
+
+    fn remove_checkpoint(&mut self) -> StateResult<()> {
+        self.bytes_mut()?.remove_checkpoint()
+    }
+
+    fn set_flush_listener(
+        &mut self,
+        listener: Box<dyn CacheFlushListener>,
+        send_old_values: bool,
+    ) -> bool {
+        self.bytes_mut()
+            .is_ok_and(|bytes| bytes.set_flush_listener(listener, send_old_values))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The state layer end to end, without a broker: RocksDB and in-memory stores behave
+//! The state layer end to end (white-box: the decorators and the checkpoint file are
+//! internal), without a broker: RocksDB and in-memory stores behave
 //! alike, the decorator stack logs and caches, checkpoints survive restarts, missing or
 //! corrupt state is detected and wiped, and a store is rebuilt exactly from its
 //! changelog.
@@ -7,13 +8,14 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use kafka_streams::processor::TaskId;
-use kafka_streams::state::{
+use super::checkpoint::{CheckpointFile, CHECKPOINT_FILE_NAME};
+use super::{
     ChangelogPartition, FlushQueue, InMemoryStore, KeyValueStore, KeyValueStoreBuilder,
-    ReadOnlyKeyValueStore, RecordingChangelogWriter, RestoreRecord, RocksDbMemory,
+    ReadOnlyKeyValueStore, RecordingChangelogWriter, RestorableStore, RestoreRecord, RocksDbMemory,
     RocksDbMemoryConfig, RocksDbStore, StateError, StateResult, StateStore, StoreBuilder,
-    StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore, CHECKPOINT_FILE_NAME,
+    StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore,
 };
+use crate::common::TaskId;
 use proptest::prelude::*;
 
 type R = anyhow::Result<()>;
@@ -360,7 +362,7 @@ fn changelog_rebuilds_exactly_the_store_contents() -> R {
     );
     let mut store = open_counts(&builder, &ctx)?;
     assert_eq!(
-        store.changelog(),
+        store.persistence().and_then(|p| p.changelog()),
         Some(&ChangelogPartition {
             topic: "wordcount-counts-changelog".into(),
             partition: 2
@@ -420,7 +422,7 @@ fn changelog_rebuilds_exactly_the_store_contents() -> R {
     let other_writer = RecordingChangelogWriter::new();
     let other_ctx = context(other_dir.path(), &other_writer);
     let mut rebuilt = open_counts(&builder, &other_ctx)?;
-    let bytes = rebuilt.byte_store().expect("byte store");
+    let bytes = rebuilt.persistence().expect("restorable store");
     assert_eq!(bytes.checkpointed_offset(), None);
     for chunk in records.chunks(3) {
         bytes.restore_batch(chunk)?;
@@ -463,7 +465,7 @@ fn in_memory_and_unlogged_stores_from_the_builder() -> R {
     let builder = KeyValueStoreBuilder::<String, i64>::new("scratch").with_logging_disabled();
     assert_eq!(builder.changelog_topic("wordcount"), None);
     let mut store = open_counts(&builder, &ctx)?;
-    assert_eq!(store.changelog(), None);
+    assert_eq!(store.persistence().and_then(|p| p.changelog()), None);
     counts(&mut store).put(&"s1".to_string(), &5)?;
     assert!(writer.take().is_empty(), "logging disabled");
 
@@ -504,7 +506,7 @@ fn uninitialised_store_reports_not_open() -> R {
 fn checkpoint_file_lives_in_the_task_directory() -> R {
     let dir = tempfile::tempdir()?;
     let loc = location(dir.path(), "0_4", "counts");
-    let file = kafka_streams::state::CheckpointFile::in_dir(loc.task_dir());
+    let file = CheckpointFile::in_dir(loc.task_dir());
     file.update("counts", &changelog(4), 1234)?;
     assert_eq!(file.path(), loc.task_dir().join(CHECKPOINT_FILE_NAME));
     assert_eq!(file.read()?["counts"].offset, 1234);
