@@ -3,7 +3,7 @@
 //! [`ConsumerBuilder::dead_letter_policy`](crate::ConsumerBuilder::dead_letter_policy):
 //!
 //! - [`DeadLetterPolicy::Fail`] (default): `recv` returns
-//!   [`ConsumeError::Deserialization`](crate::ConsumeError::Deserialization);
+//!   [`ConsumeError::Deserialization`];
 //! - [`DeadLetterPolicy::SkipAndLog`]: logs a warning and reads on;
 //! - [`DeadLetterPolicy::DeadLetter`]: writes the raw key, value and headers to a
 //!   dead-letter topic (default `<topic>.dlq`) with provenance headers, waits for
