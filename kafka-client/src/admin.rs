@@ -821,7 +821,7 @@ impl AdminClient {
             .map(|(k, v)| ((*k).to_owned(), v.map(str::to_owned)))
             .collect();
         self.blocking("alter configs", move |s| {
-            incremental::alter_topic_config(s.admin.inner().native_ptr(), &topic, &changes)
+            incremental::alter_topic_config(s.admin.inner(), &topic, &changes)
         })
         .await
     }
@@ -1383,27 +1383,14 @@ fn commit_plan(
 /// IncrementalAlterConfigs through librdkafka's C API (the `rdkafka` crate only
 /// wraps the legacy AlterConfigs, which replaces a topic's whole config).
 mod incremental {
-    use std::ffi::{CStr, CString};
-    use std::ptr;
+    use std::ffi::CString;
 
-    use rdkafka::bindings as rd;
+    use rdkafka::client::{Client, ClientContext};
     use rdkafka::error::RDKafkaErrorCode;
 
     use super::{AdminError, AdminResult, REQUEST_TIMEOUT};
     use crate::error::Error;
-
-    /// Owns a librdkafka object and destroys it on drop.
-    struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
-
-    impl<T> Drop for Owned<T> {
-        fn drop(&mut self) {
-            if !self.0.is_null() {
-                // SAFETY: the pointer came from the matching librdkafka constructor
-                // and is destroyed exactly once.
-                unsafe { (self.1)(self.0) }
-            }
-        }
-    }
+    use crate::ffi::{self, AlterConfigsError};
 
     fn cstring(what: &str, value: &str) -> AdminResult<CString> {
         CString::new(value).map_err(|_| {
@@ -1422,99 +1409,31 @@ mod incremental {
     }
 
     /// Blocking: sends the request and waits for its result.
-    pub(super) fn alter_topic_config(
-        rk: *mut rd::rd_kafka_t,
+    pub(super) fn alter_topic_config<C: ClientContext>(
+        client: &Client<C>,
         topic: &str,
         changes: &[(String, Option<String>)],
     ) -> AdminResult<()> {
         let name = cstring("topic", topic)?;
-        // SAFETY: every pointer below is created by librdkafka, checked for null,
-        // used while `rk` (owned by the caller's AdminClient) is alive, and freed
-        // once by its `Owned` guard; C strings outlive the calls that read them.
-        unsafe {
-            let resource = rd::rd_kafka_ConfigResource_new(
-                rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
-                name.as_ptr(),
-            );
-            if resource.is_null() {
-                return Err(topic_error(topic, RDKafkaErrorCode::InvalidArgument));
-            }
-            let resource = Owned(resource, rd::rd_kafka_ConfigResource_destroy);
-            for (key, value) in changes {
-                let key_c = cstring("config name", key)?;
-                let value_c = value
+        let changes_c = changes
+            .iter()
+            .map(|(key, value)| {
+                let value = value
                     .as_deref()
                     .map(|v| cstring("config value", v))
                     .transpose()?;
-                let op = if value.is_some() {
-                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
-                } else {
-                    rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE
-                };
-                let error = rd::rd_kafka_ConfigResource_add_incremental_config(
-                    resource.0,
-                    key_c.as_ptr(),
-                    op,
-                    value_c.as_ref().map_or(ptr::null(), |v| v.as_ptr()),
-                );
-                if !error.is_null() {
-                    let error = Owned(error, rd::rd_kafka_error_destroy);
-                    let message = CStr::from_ptr(rd::rd_kafka_error_string(error.0))
-                        .to_string_lossy()
-                        .into_owned();
-                    return Err(
-                        Error::Config(format!("config {key} of topic {topic}: {message}")).into(),
-                    );
+                Ok((cstring("config name", key)?, value))
+            })
+            .collect::<AdminResult<Vec<_>>>()?;
+        ffi::incremental_alter_topic_config(client, &name, &changes_c, REQUEST_TIMEOUT).map_err(
+            |e| match e {
+                AlterConfigsError::Code(code) => topic_error(topic, code),
+                AlterConfigsError::InvalidChange { index, message } => {
+                    let key = changes.get(index).map_or("", |(key, _)| key.as_str());
+                    Error::Config(format!("config {key} of topic {topic}: {message}")).into()
                 }
-            }
-            let options = rd::rd_kafka_AdminOptions_new(
-                rk,
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-            );
-            if options.is_null() {
-                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
-            }
-            let options = Owned(options, rd::rd_kafka_AdminOptions_destroy);
-            let mut errstr = [0 as std::ffi::c_char; 256];
-            let timeout_ms = REQUEST_TIMEOUT.as_millis() as i32;
-            rd::rd_kafka_AdminOptions_set_request_timeout(
-                options.0,
-                timeout_ms,
-                errstr.as_mut_ptr(),
-                errstr.len(),
-            );
-            let queue = rd::rd_kafka_queue_new(rk);
-            if queue.is_null() {
-                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
-            }
-            let queue = Owned(queue, rd::rd_kafka_queue_destroy);
-            let mut resources = [resource.0];
-            rd::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options.0, queue.0);
-            // The request itself times out after REQUEST_TIMEOUT; allow a margin.
-            let event = rd::rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(5_000));
-            if event.is_null() {
-                return Err(topic_error(topic, RDKafkaErrorCode::OperationTimedOut));
-            }
-            let event = Owned(event, rd::rd_kafka_event_destroy);
-            let err = rd::rd_kafka_event_error(event.0);
-            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                return Err(topic_error(topic, RDKafkaErrorCode::from(err)));
-            }
-            let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.0);
-            if result.is_null() {
-                return Err(topic_error(topic, RDKafkaErrorCode::Fail));
-            }
-            let mut count = 0usize;
-            let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
-            for i in 0..count {
-                let res = *results.add(i);
-                let err = rd::rd_kafka_ConfigResource_error(res);
-                if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    return Err(topic_error(topic, RDKafkaErrorCode::from(err)));
-                }
-            }
-            Ok(())
-        }
+            },
+        )
     }
 }
 

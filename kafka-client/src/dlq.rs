@@ -3,13 +3,27 @@
 //! [`ConsumerBuilder::dead_letter_policy`](crate::ConsumerBuilder::dead_letter_policy):
 //!
 //! - [`DeadLetterPolicy::Fail`] (default): `recv` returns
-//!   [`ConsumeError::Deserialization`](crate::ConsumeError::Deserialization);
+//!   [`ConsumeError::Deserialization`];
 //! - [`DeadLetterPolicy::SkipAndLog`]: logs a warning and reads on;
 //! - [`DeadLetterPolicy::DeadLetter`]: writes the raw key, value and headers to a
-//!   dead-letter topic (default `<topic>.dlq`) with provenance headers, waits for
-//!   the broker's acknowledgement, commits the offset past the record, and reads
+//!   dead-letter topic (default `<topic>.dlq`) with the provenance [`headers`], waits
+//!   for the broker's acknowledgement, commits the offset past the record, and reads
 //!   on. If the dead-letter write fails, the consumer seeks back to the record
 //!   and `recv` returns the error: nothing is lost.
+//!
+//! A dead-lettered record is the poison record as it was read: same key and value
+//! bytes, same timestamp, its headers first, then the provenance [`headers`] that
+//! Kafka Streams' dead-letter queues use (KIP-1034), which kafka-streams'
+//! `DeadLetterQueueExceptionHandler` writes too:
+//!
+//! | header | value (UTF-8) |
+//! |---|---|
+//! | `__streams.errors.topic` | the topic the record was read from |
+//! | `__streams.errors.partition` | its partition, in decimal |
+//! | `__streams.errors.offset` | its offset, in decimal |
+//! | `__streams.errors.exception` | the kind of error, here [`error_class`]: `deserialization.<key\|value>.<kind>` |
+//! | `__streams.errors.message` | the error message |
+//! | `__streams.errors.stacktrace` | the error and its causes, one per line |
 //!
 //! Committing past a dead-lettered record also marks the earlier records of its
 //! partition as processed, which holds when each record is handled before the
@@ -38,18 +52,42 @@ use crate::error::{ConsumeError, DeserializationError, Error, SendErrorKind};
 use crate::producer::Producer;
 use crate::record::{Headers, ProducerRecord};
 
-/// Header: the topic the record was read from.
-pub const HEADER_ORIGINAL_TOPIC: &str = "dlq.original.topic";
-/// Header: its partition (decimal).
-pub const HEADER_ORIGINAL_PARTITION: &str = "dlq.original.partition";
-/// Header: its offset (decimal).
-pub const HEADER_ORIGINAL_OFFSET: &str = "dlq.original.offset";
-/// Header: its timestamp in milliseconds (decimal), when it had one.
-pub const HEADER_ORIGINAL_TIMESTAMP: &str = "dlq.original.timestamp";
-/// Header: the error class, e.g. `deserialization.value.json`.
-pub const HEADER_ERROR_CLASS: &str = "dlq.error.class";
-/// Header: the error message.
-pub const HEADER_ERROR_MESSAGE: &str = "dlq.error.message";
+/// The names of the provenance headers of a dead-lettered record: Kafka Streams' own
+/// (`ExceptionHandlerUtils`, KIP-1034), shared by this crate's dead-letter policy and
+/// kafka-streams' `DeadLetterQueueExceptionHandler`, so tools written for Kafka's
+/// dead-letter queues read both. Values are UTF-8 text.
+///
+/// ```
+/// # fn demo(record: &kafka_client::ConsumerRecord<Option<Vec<u8>>, Option<Vec<u8>>>) {
+/// use kafka_client::dlq::headers;
+///
+/// let from = record.headers.last(headers::TOPIC).map(String::from_utf8_lossy);
+/// let offset = record.headers.last(headers::OFFSET).map(String::from_utf8_lossy);
+/// println!("dead-lettered from {from:?} at offset {offset:?}");
+/// # }
+/// ```
+pub mod headers {
+    /// The topic the record was read from.
+    pub const TOPIC: &str = "__streams.errors.topic";
+    /// The partition it was read from (decimal).
+    pub const PARTITION: &str = "__streams.errors.partition";
+    /// Its offset (decimal).
+    pub const OFFSET: &str = "__streams.errors.offset";
+    /// The kind of error (Kafka writes the exception's class name): the typed
+    /// consumer writes [`error_class`](super::error_class), e.g.
+    /// `deserialization.value.json`; kafka-streams writes e.g.
+    /// `DeserializationException`.
+    pub const EXCEPTION: &str = "__streams.errors.exception";
+    /// The error message.
+    pub const MESSAGE: &str = "__streams.errors.message";
+    /// The error and the chain of its causes, one per line (Kafka writes the Java
+    /// stack trace).
+    pub const STACKTRACE: &str = "__streams.errors.stacktrace";
+    /// The `application.id` of the kafka-streams application that dead-lettered the
+    /// record. Not one of Kafka's headers: an addition of kafka-streams, which the
+    /// typed consumer does not write.
+    pub const APPLICATION_ID: &str = "__streams.errors.application.id";
+}
 
 /// Properties of a consumer that a dead-letter producer must not inherit.
 const CONSUMER_ONLY: &[&str] = &[
@@ -267,21 +305,38 @@ pub fn error_class(poison: &DeserializationError) -> String {
     format!("deserialization.{}.{kind}", poison.field)
 }
 
-/// The dead-letter record: the original bytes and headers, plus provenance.
+/// The error, then each of its causes, one per line: `<class>: <message>` first, then
+/// `caused by: <message>` (the shape of a Java stack trace, without frames).
+fn cause_chain(poison: &DeserializationError) -> String {
+    let mut chain = format!("{}: {}", error_class(poison), poison.source);
+    let mut cause = std::error::Error::source(&poison.source);
+    while let Some(error) = cause {
+        chain.push_str("\ncaused by: ");
+        chain.push_str(&error.to_string());
+        cause = error.source();
+    }
+    chain
+}
+
+/// The dead-letter record: the original bytes, timestamp and headers, plus the
+/// provenance [`headers`].
 pub(crate) fn dead_letter_record(
     dlq: &str,
     poison: &DeserializationError,
 ) -> ProducerRecord<Option<Vec<u8>>, Option<Vec<u8>>> {
-    let mut headers: Headers = poison.headers.clone();
-    headers.insert(HEADER_ORIGINAL_TOPIC, poison.topic.as_bytes());
-    headers.insert(HEADER_ORIGINAL_PARTITION, poison.partition.to_string());
-    headers.insert(HEADER_ORIGINAL_OFFSET, poison.offset.to_string());
-    if let Some(ts) = poison.timestamp {
-        headers.insert(HEADER_ORIGINAL_TIMESTAMP, ts.to_string());
+    let mut provenance: Headers = poison.headers.clone();
+    provenance.insert(headers::TOPIC, poison.topic.as_bytes());
+    provenance.insert(headers::PARTITION, poison.partition.to_string());
+    provenance.insert(headers::OFFSET, poison.offset.to_string());
+    provenance.insert(headers::EXCEPTION, error_class(poison));
+    provenance.insert(headers::MESSAGE, poison.source.to_string());
+    provenance.insert(headers::STACKTRACE, cause_chain(poison));
+    let record =
+        ProducerRecord::new(dlq, poison.key.clone(), poison.value.clone()).with_headers(provenance);
+    match poison.timestamp {
+        Some(timestamp) => record.with_timestamp(timestamp),
+        None => record,
     }
-    headers.insert(HEADER_ERROR_CLASS, error_class(poison));
-    headers.insert(HEADER_ERROR_MESSAGE, poison.source.to_string());
-    ProducerRecord::new(dlq, poison.key.clone(), poison.value.clone()).with_headers(headers)
 }
 
 #[cfg(test)]
@@ -308,31 +363,98 @@ mod tests {
     }
 
     #[test]
-    fn dead_letter_record_keeps_bytes_and_adds_provenance() {
+    fn dead_letter_record_keeps_bytes_timestamp_and_headers_and_adds_provenance() {
         let record = dead_letter_record("plant01.dlq", &poison());
         assert_eq!(record.topic, "plant01.dlq");
         assert_eq!(record.key, None, "a null key stays null");
         assert_eq!(record.value, Some(vec![0xff, 0x00]));
+        assert_eq!(record.timestamp, Some(1_700_000_000_000), "the original's");
         let h = &record.headers;
         assert_eq!(
             h.iter().next().map(|h| h.key.as_str()),
             Some("source"),
             "original headers first"
         );
-        assert_eq!(h.last(HEADER_ORIGINAL_TOPIC), Some(&b"plant01"[..]));
-        assert_eq!(h.last(HEADER_ORIGINAL_PARTITION), Some(&b"2"[..]));
-        assert_eq!(h.last(HEADER_ORIGINAL_OFFSET), Some(&b"17"[..]));
+        assert_eq!(h.last("__streams.errors.topic"), Some(&b"plant01"[..]));
+        assert_eq!(h.last("__streams.errors.partition"), Some(&b"2"[..]));
+        assert_eq!(h.last("__streams.errors.offset"), Some(&b"17"[..]));
         assert_eq!(
-            h.last(HEADER_ORIGINAL_TIMESTAMP),
-            Some(&b"1700000000000"[..])
-        );
-        assert_eq!(
-            h.last(HEADER_ERROR_CLASS),
+            h.last("__streams.errors.exception"),
             Some(&b"deserialization.value.expected_null"[..])
         );
-        let message = String::from_utf8(h.last(HEADER_ERROR_MESSAGE).unwrap().to_vec()).unwrap();
+        let message =
+            String::from_utf8(h.last("__streams.errors.message").unwrap().to_vec()).unwrap();
         assert!(message.contains("must be null"), "{message}");
+        let trace =
+            String::from_utf8(h.last("__streams.errors.stacktrace").unwrap().to_vec()).unwrap();
+        assert_eq!(
+            trace,
+            format!("deserialization.value.expected_null: {message}")
+        );
+        let names: Vec<&str> = h.iter().map(|h| h.key.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "source",
+                headers::TOPIC,
+                headers::PARTITION,
+                headers::OFFSET,
+                headers::EXCEPTION,
+                headers::MESSAGE,
+                headers::STACKTRACE
+            ],
+            "one of each provenance header, no other"
+        );
     }
+
+    #[test]
+    fn a_record_without_a_timestamp_is_stamped_when_sent() {
+        let mut poison = poison();
+        poison.timestamp = None;
+        assert_eq!(dead_letter_record("plant01.dlq", &poison).timestamp, None);
+    }
+
+    #[test]
+    fn the_stack_trace_header_lists_the_causes() {
+        let mut poison = poison();
+        poison.source = SerdeError::Custom(Box::new(Outer));
+        let trace = cause_chain(&poison);
+        let lines: Vec<&str> = trace.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "deserialization.value.custom: outer failure",
+                "caused by: inner failure"
+            ]
+        );
+    }
+
+    /// An error with one cause, for the cause chain.
+    #[derive(Debug)]
+    struct Outer;
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("outer failure")
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&Inner)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Inner;
+
+    impl std::fmt::Display for Inner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("inner failure")
+        }
+    }
+
+    impl std::error::Error for Inner {}
 
     #[test]
     fn topics_default_to_the_dlq_suffix() {

@@ -15,7 +15,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use kafka_client::fetch_queue::{FetchQueue, FetchedBatch};
+//! use kafka_client::internal::{FetchQueue, FetchedBatch};
 //! use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 //! use kafka_client::rdkafka::{ClientConfig, Offset, TopicPartitionList};
 //!
@@ -39,17 +39,14 @@
 //! ```
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::marker::PhantomData;
-use std::ptr::{self, NonNull};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::bindings as rd;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
-use crate::record::{Header, Headers};
+use crate::ffi::{ConsumerQueue, Message};
+use crate::record::Headers;
 
 /// A queue receiving the fetched messages of chosen partitions of one consumer.
 ///
@@ -57,33 +54,23 @@ use crate::record::{Header, Headers};
 /// message outlives the consumer. Dropping it gives the partitions back to the
 /// consumer's own queue.
 pub struct FetchQueue<C: ConsumerContext + 'static> {
-    consumer: Arc<BaseConsumer<C>>,
-    queue: NonNull<rd::rd_kafka_queue_t>,
+    queue: ConsumerQueue<C>,
+    // `RefCell` keeps the queue to one thread at a time (no Sync).
     partitions: RefCell<Vec<(String, i32)>>,
 }
-
-// SAFETY: librdkafka queues may be used from any thread; the queue handle is owned
-// and destroyed once. `RefCell` keeps it from being shared between threads (no Sync).
-unsafe impl<C: ConsumerContext + 'static> Send for FetchQueue<C> {}
 
 impl<C: ConsumerContext + 'static> FetchQueue<C> {
     /// An empty queue of `consumer`.
     pub fn new(consumer: Arc<BaseConsumer<C>>) -> KafkaResult<Self> {
-        // SAFETY: the client pointer is valid while `consumer` is alive.
-        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
-        let queue = NonNull::new(queue).ok_or_else(|| {
-            KafkaError::ClientCreation("librdkafka could not create a fetch queue".to_owned())
-        })?;
         Ok(FetchQueue {
-            consumer,
-            queue,
+            queue: ConsumerQueue::new(consumer)?,
             partitions: RefCell::new(Vec::new()),
         })
     }
 
     /// The consumer whose partitions this queue takes.
     pub fn consumer(&self) -> &Arc<BaseConsumer<C>> {
-        &self.consumer
+        self.queue.consumer()
     }
 
     /// Routes the partition's fetched messages to this queue from now on. Messages
@@ -97,7 +84,7 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
     /// Returns `false` when librdkafka gives no queue for it (a topic name with a
     /// NUL byte).
     pub fn add_partition(&self, topic: &str, partition: i32) -> bool {
-        if !self.forward(topic, partition, self.queue.as_ptr()) {
+        if !self.queue.route_partition(topic, partition) {
             return false;
         }
         if !self.contains(topic, partition) {
@@ -118,7 +105,7 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
             at.map(|at| partitions.swap_remove(at))
         };
         if removed.is_some() {
-            self.give_back(topic, partition);
+            self.queue.unroute_partition(topic, partition);
         }
     }
 
@@ -146,100 +133,32 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
     ) -> usize {
         // librdkafka waits up to the timeout for every message until the batch is
         // full, so only the wait for the first one gets it.
-        let mut n = self.take(batch, max, Duration::ZERO);
+        let messages = &mut batch.messages;
+        let mut n = self.queue.consume_batch(messages, max, Duration::ZERO);
         if n == 0 && !timeout.is_zero() {
-            n = self.take(batch, max.min(1), timeout);
+            n = self.queue.consume_batch(messages, max.min(1), timeout);
             if n > 0 {
-                n += self.take(batch, max - n, Duration::ZERO);
+                n += self.queue.consume_batch(messages, max - n, Duration::ZERO);
             }
         }
         n
-    }
-
-    /// One `rd_kafka_consume_batch_queue` call for up to `max` messages.
-    fn take<'q>(&'q self, batch: &mut FetchedBatch<'q>, max: usize, timeout: Duration) -> usize {
-        if max == 0 {
-            return 0;
-        }
-        batch.messages.reserve(max);
-        let start = batch.messages.len();
-        // SAFETY: the queue is alive (owned by `self`), and the spare capacity holds
-        // `max` pointers, of which librdkafka writes the first `n`.
-        let n = unsafe {
-            rd::rd_kafka_consume_batch_queue(
-                self.queue.as_ptr(),
-                c_int_millis(timeout),
-                batch.messages.as_mut_ptr().add(start),
-                max,
-            )
-        };
-        let n = usize::try_from(n).unwrap_or(0).min(max);
-        // SAFETY: librdkafka initialised the first `n` slots past `start`.
-        unsafe { batch.messages.set_len(start + n) };
-        n
-    }
-
-    fn rk(&self) -> *mut rd::rd_kafka_t {
-        self.consumer.client().native_ptr()
-    }
-
-    /// Forwards the partition's queue to `dest` (null: to no queue).
-    fn forward(&self, topic: &str, partition: i32, dest: *mut rd::rd_kafka_queue_t) -> bool {
-        let Ok(name) = CString::new(topic) else {
-            return false;
-        };
-        // SAFETY: `rk` is alive while the consumer is borrowed; the partition queue
-        // handle is checked for null and destroyed once (the routing stays).
-        unsafe {
-            let partition_queue =
-                rd::rd_kafka_queue_get_partition(self.rk(), name.as_ptr(), partition);
-            if partition_queue.is_null() {
-                return false;
-            }
-            rd::rd_kafka_queue_forward(partition_queue, dest);
-            rd::rd_kafka_queue_destroy(partition_queue);
-        }
-        true
-    }
-
-    /// Routes the partition back to the consumer group's queue (or, for a consumer
-    /// without a group, the main queue), where `BaseConsumer::poll` reads it.
-    fn give_back(&self, topic: &str, partition: i32) {
-        // SAFETY: as in `forward`; the destination handle is destroyed once after use
-        // (the forwarding keeps its own reference).
-        unsafe {
-            let mut dest = rd::rd_kafka_queue_get_consumer(self.rk());
-            if dest.is_null() {
-                dest = rd::rd_kafka_queue_get_main(self.rk());
-            }
-            self.forward(topic, partition, dest);
-            if !dest.is_null() {
-                rd::rd_kafka_queue_destroy(dest);
-            }
-        }
     }
 }
 
 impl<C: ConsumerContext + 'static> Drop for FetchQueue<C> {
     fn drop(&mut self) {
+        // Before the queue itself goes (when the fields are dropped).
         for (topic, partition) in self.partitions.take() {
-            self.give_back(&topic, partition);
+            self.queue.unroute_partition(&topic, partition);
         }
-        // SAFETY: created in `new`, destroyed once here.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
     }
-}
-
-fn c_int_millis(timeout: Duration) -> i32 {
-    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// Messages read from a [`FetchQueue`], held in librdkafka's buffers until the batch
 /// is cleared or dropped (no copies). It borrows the queue, so it cannot outlive the
 /// consumer.
 pub struct FetchedBatch<'q> {
-    messages: Vec<*mut rd::rd_kafka_message_t>,
-    queue: PhantomData<&'q ()>,
+    messages: Vec<Message<'q>>,
 }
 
 impl Default for FetchedBatch<'_> {
@@ -253,7 +172,6 @@ impl FetchedBatch<'_> {
     pub fn new() -> Self {
         FetchedBatch {
             messages: Vec::new(),
-            queue: PhantomData,
         }
     }
 
@@ -271,16 +189,14 @@ impl FetchedBatch<'_> {
     pub fn iter(&self) -> impl Iterator<Item = FetchedMessage<'_>> + '_ {
         // Messages of one topic share its handle: its name is read (and checked to be
         // UTF-8) once per run of them, not per message.
-        let mut last: Option<(*mut rd::rd_kafka_topic_t, &str)> = None;
-        self.messages.iter().map(move |&ptr| {
-            // SAFETY: every pointer came from `rd_kafka_consume_batch_queue`, is non
-            // null, and stays valid until `clear` destroys it.
-            let message: &rd::rd_kafka_message_t = unsafe { &*ptr };
+        let mut last: Option<(*const (), &str)> = None;
+        self.messages.iter().map(move |message| {
+            let handle = message.topic_handle().cast::<()>();
             let topic = match last {
-                Some((rkt, name)) if rkt == message.rkt => name,
+                Some((rkt, name)) if rkt == handle => name,
                 _ => {
-                    let name = topic_name(message.rkt);
-                    last = Some((message.rkt, name));
+                    let name = message.topic();
+                    last = Some((handle, name));
                     name
                 }
             };
@@ -290,23 +206,14 @@ impl FetchedBatch<'_> {
 
     /// Returns every message to librdkafka.
     pub fn clear(&mut self) {
-        for ptr in self.messages.drain(..) {
-            // SAFETY: each message is destroyed exactly once, here.
-            unsafe { rd::rd_kafka_message_destroy(ptr) };
-        }
-    }
-}
-
-impl Drop for FetchedBatch<'_> {
-    fn drop(&mut self) {
-        self.clear();
+        self.messages.clear();
     }
 }
 
 /// One message of a [`FetchedBatch`].
 #[derive(Clone, Copy)]
 pub struct FetchedMessage<'b> {
-    message: &'b rd::rd_kafka_message_t,
+    message: &'b Message<'b>,
     topic: &'b str,
 }
 
@@ -314,7 +221,7 @@ impl<'b> FetchedMessage<'b> {
     /// The fetch error this message reports instead of a record (for example an
     /// offset out of range), if any.
     pub fn error(&self) -> Option<KafkaError> {
-        let code = RDKafkaErrorCode::from(self.message.err);
+        let code = self.message.error_code();
         (code != RDKafkaErrorCode::NoError).then_some(KafkaError::MessageConsumption(code))
     }
 
@@ -325,96 +232,47 @@ impl<'b> FetchedMessage<'b> {
 
     /// Partition.
     pub fn partition(&self) -> i32 {
-        self.message.partition
+        self.message.partition()
     }
 
     /// Offset.
     pub fn offset(&self) -> i64 {
-        self.message.offset
+        self.message.offset()
     }
 
     /// Timestamp in milliseconds since the epoch, `None` when the record has none.
     pub fn timestamp(&self) -> Option<i64> {
-        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
-        // SAFETY: the message is alive; `kind` is a valid out pointer.
-        let millis = unsafe { rd::rd_kafka_message_timestamp(self.message, &mut kind) };
-        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(millis)
+        self.message.timestamp()
     }
 
     /// Key bytes, `None` for a null key.
     pub fn key(&self) -> Option<&'b [u8]> {
-        bytes(self.message.key, self.message.key_len)
+        self.message.key()
     }
 
     /// Value bytes, `None` for a null value (a tombstone).
     pub fn payload(&self) -> Option<&'b [u8]> {
-        bytes(self.message.payload, self.message.len)
+        self.message.payload()
     }
 
     /// The record's headers, copied (librdkafka parses them on first access).
     pub fn headers(&self) -> Headers {
-        let mut headers = Headers::new();
-        let mut parsed: *mut rd::rd_kafka_headers_t = ptr::null_mut();
-        // SAFETY: the message is alive; the headers it returns are owned by it and
-        // read before this function returns.
-        unsafe {
-            if rd::rd_kafka_message_headers(self.message, &mut parsed)
-                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                || parsed.is_null()
-            {
-                return headers;
-            }
-            for index in 0..rd::rd_kafka_header_cnt(parsed) {
-                let mut name: *const c_char = ptr::null();
-                let mut value: *const c_void = ptr::null();
-                let mut size = 0_usize;
-                if rd::rd_kafka_header_get_all(parsed, index, &mut name, &mut value, &mut size)
-                    != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
-                    || name.is_null()
-                {
-                    break;
-                }
-                headers.push(Header {
-                    key: CStr::from_ptr(name).to_string_lossy().into_owned(),
-                    value: bytes(value.cast_mut(), size).map(<[u8]>::to_vec),
-                });
-            }
-        }
-        headers
+        self.message.headers()
     }
-}
-
-/// The name of a message's topic handle ("" for none, or for a name that is not UTF-8,
-/// which Kafka does not allow).
-fn topic_name<'b>(rkt: *mut rd::rd_kafka_topic_t) -> &'b str {
-    if rkt.is_null() {
-        return "";
-    }
-    // SAFETY: the topic handle lives as long as the messages that hold it; its name is
-    // a NUL terminated string owned by librdkafka.
-    let name = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(rkt)) };
-    name.to_str().unwrap_or("")
-}
-
-fn bytes<'b>(data: *mut c_void, len: usize) -> Option<&'b [u8]> {
-    if data.is_null() {
-        return None;
-    }
-    // SAFETY: librdkafka guarantees `len` readable bytes at `data`, alive as long as
-    // the message that holds them.
-    Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
 
+    use rdkafka::consumer::Consumer;
     use rdkafka::message::{Header as RdHeader, Message, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{Offset, TopicPartitionList};
 
     use super::*;
     use crate::dev::EmbeddedCluster;
+    use crate::record::Header;
 
     const TOPIC: &str = "fetch-queue-readings";
 

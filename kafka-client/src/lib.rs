@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+// Every call into librdkafka's C API is in `ffi`, the one module allowed `unsafe`.
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod config;
@@ -40,14 +42,27 @@ mod context;
 pub mod dev;
 pub mod dlq;
 pub mod error;
-pub mod fetch_queue;
+mod fetch_queue;
+#[allow(unsafe_code)]
+mod ffi;
 pub mod producer;
 pub mod record;
 pub mod serde;
 pub mod stats;
-pub mod topic_producer;
+mod topic_producer;
 pub mod trace_context;
 pub mod transaction;
+
+/// Building blocks that `kafka-streams` uses and that are not a stable API: batch
+/// reads of chosen partitions ([`FetchQueue`](internal::FetchQueue)) and producing
+/// through cached topic handles ([`TopicProducer`](internal::TopicProducer)), over
+/// librdkafka's C API. They may change or go in any release; use [`Consumer`] and
+/// [`Producer`] instead.
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::fetch_queue::{FetchQueue, FetchedBatch, FetchedMessage};
+    pub use crate::topic_producer::{OutgoingRecord, TopicProducer};
+}
 
 pub use config::ClientConfig;
 pub use consumer::{

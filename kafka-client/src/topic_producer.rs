@@ -10,7 +10,7 @@
 //! ```no_run
 //! use kafka_client::rdkafka::producer::BaseProducer;
 //! use kafka_client::rdkafka::ClientConfig;
-//! use kafka_client::topic_producer::{OutgoingRecord, TopicProducer};
+//! use kafka_client::internal::{OutgoingRecord, TopicProducer};
 //! use kafka_client::Headers;
 //!
 //! let producer: BaseProducer = ClientConfig::new()
@@ -31,15 +31,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::HashMap;
-use std::ffi::{c_void, CString};
-use std::ptr::{self, NonNull};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, ProducerContext};
 
-use rdkafka::bindings as rd;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
-use rdkafka::util::IntoOpaque;
-
+use crate::ffi::ProducerTopics;
 use crate::record::Headers;
 
 /// A record to produce, borrowed: librdkafka copies key, value and headers.
@@ -59,166 +54,39 @@ pub struct OutgoingRecord<'a> {
     pub headers: &'a Headers,
 }
 
-/// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner chooses.
-const PARTITION_UNASSIGNED: i32 = -1;
-
-/// librdkafka's handle to one topic of the producer, with one application
-/// reference, given back when dropped.
-struct TopicHandle(NonNull<rd::rd_kafka_topic_t>);
-
-// SAFETY: librdkafka's topic handles may be used and destroyed from any thread.
-unsafe impl Send for TopicHandle {}
-
-impl Drop for TopicHandle {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from rd_kafka_topic_new and is destroyed once.
-        unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
-    }
-}
-
 /// A [`BaseProducer`] that sends through one cached topic handle per topic.
 ///
 /// Delivery reports reach the producer's context as for [`BaseProducer::send`],
 /// with the opaque given to [`send`](Self::send); poll and flush through
 /// [`producer`](Self::producer).
 pub struct TopicProducer<C: ProducerContext + 'static> {
-    // Declared before `producer`, so the handles go before the client does.
-    topics: HashMap<String, TopicHandle>,
-    producer: BaseProducer<C>,
+    inner: ProducerTopics<C>,
 }
 
 impl<C: ProducerContext + 'static> TopicProducer<C> {
     /// Wraps `producer`.
     pub fn new(producer: BaseProducer<C>) -> Self {
         TopicProducer {
-            topics: HashMap::new(),
-            producer,
+            inner: ProducerTopics::new(producer),
         }
     }
 
     /// The producer, to poll for delivery reports and to flush.
     pub fn producer(&self) -> &BaseProducer<C> {
-        &self.producer
-    }
-
-    /// The handle of `topic`, created on its first use.
-    fn handle(&mut self, topic: &str) -> Result<NonNull<rd::rd_kafka_topic_t>, KafkaError> {
-        if let Some(handle) = self.topics.get(topic) {
-            return Ok(handle.0);
-        }
-        let name = CString::new(topic)?;
-        // SAFETY: the client is alive and the name is a valid C string; a null
-        // configuration means the client's default topic configuration, as when
-        // producing by name.
-        let raw = unsafe {
-            rd::rd_kafka_topic_new(
-                self.producer.client().native_ptr(),
-                name.as_ptr(),
-                ptr::null_mut(),
-            )
-        };
-        let Some(raw) = NonNull::new(raw) else {
-            // SAFETY: reads this thread's last librdkafka error.
-            let code = unsafe { rd::rd_kafka_last_error() };
-            return Err(KafkaError::MessageProduction(code.into()));
-        };
-        self.topics.insert(topic.to_owned(), TopicHandle(raw));
-        Ok(raw)
+        self.inner.producer()
     }
 
     /// Enqueues `record` (librdkafka copies it) with `opaque` for its delivery
     /// report. On failure the opaque comes back with the error;
-    /// [`RDKafkaErrorCode::QueueFull`] means poll for deliveries and retry.
+    /// [`RDKafkaErrorCode::QueueFull`](rdkafka::error::RDKafkaErrorCode::QueueFull)
+    /// means poll for deliveries and retry.
     #[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
     pub fn send(
         &mut self,
         record: &OutgoingRecord<'_>,
         opaque: C::DeliveryOpaque,
     ) -> Result<(), (KafkaError, C::DeliveryOpaque)> {
-        let topic = match self.handle(record.topic) {
-            Ok(topic) => topic,
-            Err(e) => return Err((e, opaque)),
-        };
-        let (key, key_len) = bytes_arg(record.key);
-        let (value, value_len) = bytes_arg(record.value);
-        let headers = native_headers(record.headers);
-        let opaque = opaque.into_ptr();
-        // SAFETY: the client and the topic handle are alive; key, value and headers
-        // stay valid for the call and librdkafka copies them (MSG_F_COPY); the
-        // argument list is terminated by VTYPE_END. librdkafka owns `headers` once
-        // the call succeeds.
-        let err = unsafe {
-            rd::rd_kafka_producev(
-                self.producer.client().native_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
-                topic.as_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
-                record.partition.unwrap_or(PARTITION_UNASSIGNED),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
-                rd::RD_KAFKA_MSG_F_COPY,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
-                value,
-                value_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
-                key,
-                key_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
-                opaque,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
-                record.timestamp.unwrap_or(0),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
-                headers,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
-            )
-        };
-        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Ok(());
-        }
-        if !headers.is_null() {
-            // SAFETY: not handed over, since the call failed.
-            unsafe { rd::rd_kafka_headers_destroy(headers) }
-        }
-        // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
-        let opaque = unsafe { C::DeliveryOpaque::from_ptr(opaque) };
-        Err((
-            KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
-            opaque,
-        ))
-    }
-}
-
-/// Pointer and length of an optional byte string (null for `None`).
-fn bytes_arg(bytes: Option<&[u8]>) -> (*mut c_void, usize) {
-    match bytes {
-        Some(b) => (b.as_ptr() as *mut c_void, b.len()),
-        None => (ptr::null_mut(), 0),
-    }
-}
-
-/// librdkafka's copy of `headers`, or null when there are none (librdkafka then
-/// allocates nothing).
-fn native_headers(headers: &Headers) -> *mut rd::rd_kafka_headers_t {
-    if headers.is_empty() {
-        return ptr::null_mut();
-    }
-    // SAFETY: a fresh header list, filled with copies of names and values that are
-    // valid for each call (a null value with length -1 is a null header value).
-    unsafe {
-        let native = rd::rd_kafka_headers_new(headers.len());
-        for h in headers {
-            let (value, value_len) = match &h.value {
-                Some(v) => (v.as_ptr() as *const c_void, v.len() as isize),
-                None => (ptr::null(), -1),
-            };
-            rd::rd_kafka_header_add(
-                native,
-                h.key.as_ptr().cast(),
-                h.key.len() as isize,
-                value,
-                value_len,
-            );
-        }
-        native
+        self.inner.produce(record, opaque)
     }
 }
 
@@ -227,8 +95,9 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::RDKafkaErrorCode;
     use rdkafka::message::{Headers as _, Message};
-    use rdkafka::producer::DeliveryResult;
+    use rdkafka::producer::{DeliveryResult, Producer};
     use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
     use super::*;
@@ -351,7 +220,7 @@ mod tests {
         }
         producer.producer().flush(Duration::from_secs(10)).unwrap();
         // One handle per topic, however many records went to it.
-        assert_eq!(producer.topics.len(), 2);
+        assert_eq!(producer.inner.handle_count(), 2);
         let mut reports = producer.producer().context().0.lock().unwrap().clone();
         reports.sort_unstable_by_key(|(opaque, _)| *opaque);
         assert_eq!(reports, vec![(0, None), (1, None), (2, None)]);

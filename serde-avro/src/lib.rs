@@ -18,6 +18,44 @@
 //!
 //! Errors are [`AvroSerdeError`]s inside `SerdeError::Custom`:
 //! `err.downcast_ref::<AvroSerdeError>()`.
+//!
+//! A producer and a consumer of Avro values, sharing one registry client (and its caches):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use apache_avro::AvroSchema;
+//! use kafka_client::serde::StringSerde;
+//! use kafka_client::{ClientConfig, Consumer, Producer, ProducerRecord};
+//! use serde_avro::{AvroDeserializer, AvroSerdeConfig, AvroSerializer, SchemaRegistryClient};
+//!
+//! #[derive(Debug, serde::Serialize, serde::Deserialize, AvroSchema)]
+//! struct Reading { sensor_id: String, value: i64 }
+//!
+//! let registry = SchemaRegistryClient::from_url("http://localhost:8081")?;
+//! let config = ClientConfig::new("localhost:9092").group_id("readers");
+//!
+//! // Registers `Reading`'s schema under the subject `plant01-value` on the first send.
+//! let producer = Producer::with_serializers(
+//!     &config,
+//!     StringSerde,
+//!     AvroSerializer::<Reading>::new(registry.clone(), AvroSerdeConfig::default())?,
+//! )?;
+//! let reading = Reading { sensor_id: "t1".into(), value: 21 };
+//! producer.send(ProducerRecord::new("plant01", "t1".to_string(), reading)).await?;
+//!
+//! // Fetches each writer schema by the id in the record, once, and resolves it into `Reading`.
+//! let consumer = Consumer::with_deserializers(
+//!     &config,
+//!     StringSerde,
+//!     AvroDeserializer::<Reading>::new(registry)?,
+//! )?;
+//! consumer.subscribe(&["plant01"])?;
+//! let record = consumer.recv().await?;
+//! println!("{} -> {:?}", record.key, record.value);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod client;
 pub mod compatibility;

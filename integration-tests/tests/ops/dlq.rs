@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use integration_tests::{config, consumer_config, eventually, unique_name, wait_for_partitions};
 use kafka_client::admin::{AdminClient, NewTopic};
-use kafka_client::dlq::{self, DeadLetterConfig, DeadLetterPolicy};
+use kafka_client::dlq::{headers, DeadLetterConfig, DeadLetterPolicy};
 use kafka_client::serde::{BigEndian, StringSerde};
 use kafka_client::{Consumer, Headers, Offset, Producer, ProducerRecord, TopicPartition};
 
@@ -17,6 +17,7 @@ struct Sent {
     key: Raw,
     value: Raw,
     headers: Headers,
+    timestamp: Option<i64>,
 }
 
 fn dlq_consumer(group: &str) -> Consumer<String, i64> {
@@ -95,6 +96,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_are_not_redelivered() {
                 key,
                 value,
                 headers,
+                timestamp: meta.timestamp,
             });
         }
     }
@@ -136,8 +138,8 @@ async fn poison_records_go_to_the_dead_letter_topic_and_are_not_redelivered() {
     .await;
     assert_eq!(watermark, 3, "exactly three records were dead-lettered");
     parked.sort_by_key(|r| {
-        let h = r.headers.last(dlq::HEADER_ORIGINAL_OFFSET).unwrap();
-        let p = r.headers.last(dlq::HEADER_ORIGINAL_PARTITION).unwrap();
+        let h = r.headers.last(headers::OFFSET).unwrap();
+        let p = r.headers.last(headers::PARTITION).unwrap();
         (
             p.to_vec(),
             String::from_utf8(h.to_vec())
@@ -162,26 +164,31 @@ async fn poison_records_go_to_the_dead_letter_topic_and_are_not_redelivered() {
         // Original headers first, in order, then provenance.
         let original: Vec<_> = h.iter().take(sent.headers.len()).cloned().collect();
         assert_eq!(original, sent.headers.iter().cloned().collect::<Vec<_>>());
-        assert_eq!(h.last(dlq::HEADER_ORIGINAL_TOPIC), Some(topic.as_bytes()));
+        assert_eq!(h.last(headers::TOPIC), Some(topic.as_bytes()));
         assert_eq!(
-            h.last(dlq::HEADER_ORIGINAL_PARTITION),
+            h.last(headers::PARTITION),
             Some(sent.partition.to_string().as_bytes())
         );
         assert_eq!(
-            h.last(dlq::HEADER_ORIGINAL_OFFSET),
+            h.last(headers::OFFSET),
             Some(sent.offset.to_string().as_bytes())
         );
-        assert!(h.last(dlq::HEADER_ORIGINAL_TIMESTAMP).is_some());
-        let class = std::str::from_utf8(h.last(dlq::HEADER_ERROR_CLASS).unwrap()).unwrap();
+        assert!(sent.timestamp.is_some());
+        assert_eq!(
+            record.timestamp, sent.timestamp,
+            "the dead letter keeps the timestamp of {}-{}",
+            sent.partition, sent.offset
+        );
+        let class = std::str::from_utf8(h.last(headers::EXCEPTION).unwrap()).unwrap();
         assert!(class.starts_with("deserialization."), "{class}");
-        let message = std::str::from_utf8(h.last(dlq::HEADER_ERROR_MESSAGE).unwrap()).unwrap();
+        let message = std::str::from_utf8(h.last(headers::MESSAGE).unwrap()).unwrap();
         assert!(message.contains(&topic), "{message}");
+        let trace = std::str::from_utf8(h.last(headers::STACKTRACE).unwrap()).unwrap();
+        assert!(trace.starts_with(&format!("{class}: ")), "{trace}");
     }
     let classes: BTreeSet<String> = parked
         .iter()
-        .map(|r| {
-            String::from_utf8(r.headers.last(dlq::HEADER_ERROR_CLASS).unwrap().to_vec()).unwrap()
-        })
+        .map(|r| String::from_utf8(r.headers.last(headers::EXCEPTION).unwrap().to_vec()).unwrap())
         .collect();
     assert!(classes.contains("deserialization.key.utf8"), "{classes:?}");
     assert!(

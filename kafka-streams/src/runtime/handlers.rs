@@ -152,18 +152,13 @@ impl DeserializationExceptionHandler for DeadLetterQueueExceptionHandler {
     }
 }
 
-/// Header with the input topic of a dead-lettered record.
-pub const DLQ_HEADER_TOPIC: &str = "__streams.errors.topic";
-/// Header with the input partition (decimal text).
-pub const DLQ_HEADER_PARTITION: &str = "__streams.errors.partition";
-/// Header with the input offset (decimal text).
-pub const DLQ_HEADER_OFFSET: &str = "__streams.errors.offset";
-/// Header with the kind of error.
-pub const DLQ_HEADER_EXCEPTION: &str = "__streams.errors.exception";
-/// Header with the error message.
-pub const DLQ_HEADER_MESSAGE: &str = "__streams.errors.message";
-/// Header with the application id.
-pub const DLQ_HEADER_APPLICATION: &str = "__streams.errors.application.id";
+// The dead-letter headers: one set of names, kafka-client's (Kafka's KIP-1034 names),
+// shared with the typed consumer's dead-letter policy.
+pub use kafka_client::dlq::headers::{
+    APPLICATION_ID as DLQ_HEADER_APPLICATION, EXCEPTION as DLQ_HEADER_EXCEPTION,
+    MESSAGE as DLQ_HEADER_MESSAGE, OFFSET as DLQ_HEADER_OFFSET, PARTITION as DLQ_HEADER_PARTITION,
+    TOPIC as DLQ_HEADER_TOPIC,
+};
 
 /// Decides about a record whose processing failed (Kafka's
 /// `ProcessingExceptionHandler`).

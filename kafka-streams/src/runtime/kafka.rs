@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_client::fetch_queue::FetchedMessage;
-use kafka_client::topic_producer::{OutgoingRecord, TopicProducer};
+use kafka_client::internal::FetchedMessage;
+use kafka_client::internal::{OutgoingRecord, TopicProducer};
 use kafka_client::{Headers, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;

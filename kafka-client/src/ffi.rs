@@ -1,0 +1,567 @@
+//! The crate's only calls into librdkafka's C API, for what the `rdkafka` crate does
+//! not wrap: batch reads from a queue of chosen partitions, producing through cached
+//! topic handles, and IncrementalAlterConfigs.
+//!
+//! This is the one module allowed `unsafe` (the crate denies `unsafe_code`
+//! elsewhere). Everything it exports is safe to call: each type owns what keeps its
+//! pointers valid (a queue owns a reference to its consumer, a message borrows its
+//! queue, topic handles live beside their producer and go first), and each `unsafe`
+//! block says why it is sound.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::bindings as rd;
+use rdkafka::client::{Client, ClientContext};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::util::IntoOpaque;
+
+use crate::record::{Header, Headers};
+use crate::topic_producer::OutgoingRecord;
+
+fn c_int_millis(timeout: Duration) -> i32 {
+    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
+}
+
+// ---------------------------------------------------------------------------------
+// Consumer queues and their messages
+// ---------------------------------------------------------------------------------
+
+/// A librdkafka queue created on one consumer. It holds the consumer, so the queue
+/// (and every message read from it, which borrows it) never outlives the client.
+pub(crate) struct ConsumerQueue<C: ConsumerContext + 'static> {
+    consumer: Arc<BaseConsumer<C>>,
+    queue: NonNull<rd::rd_kafka_queue_t>,
+}
+
+// SAFETY: librdkafka queues may be used from any thread, the handle is owned and
+// destroyed once, and the consumer it holds is itself Send and Sync. Not Sync: nothing
+// here needs sharing, and the users keep per-thread state next to it.
+unsafe impl<C: ConsumerContext + 'static> Send for ConsumerQueue<C> where Arc<BaseConsumer<C>>: Send {}
+
+impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
+    /// A new, empty queue on `consumer`.
+    pub(crate) fn new(consumer: Arc<BaseConsumer<C>>) -> KafkaResult<Self> {
+        // SAFETY: the client pointer is valid while `consumer` is alive.
+        let queue = unsafe { rd::rd_kafka_queue_new(consumer.client().native_ptr()) };
+        let queue = NonNull::new(queue).ok_or_else(|| {
+            KafkaError::ClientCreation("librdkafka could not create a fetch queue".to_owned())
+        })?;
+        Ok(ConsumerQueue { consumer, queue })
+    }
+
+    /// The consumer the queue belongs to.
+    pub(crate) fn consumer(&self) -> &Arc<BaseConsumer<C>> {
+        &self.consumer
+    }
+
+    /// One `rd_kafka_consume_batch_queue` call: waits up to `timeout` for each message
+    /// until `max` are read, appends them to `out`, and returns how many it appended.
+    pub(crate) fn consume_batch<'q>(
+        &'q self,
+        out: &mut Vec<Message<'q>>,
+        max: usize,
+        timeout: Duration,
+    ) -> usize {
+        if max == 0 {
+            return 0;
+        }
+        out.reserve(max);
+        let start = out.len();
+        // SAFETY: the queue is alive (owned by `self`); the spare capacity of `out` holds
+        // `max` slots, and `Message` is a transparent non-null message pointer, so
+        // librdkafka can write a message pointer into each of the first `n` slots.
+        let n = unsafe {
+            rd::rd_kafka_consume_batch_queue(
+                self.queue.as_ptr(),
+                c_int_millis(timeout),
+                out.as_mut_ptr()
+                    .add(start)
+                    .cast::<*mut rd::rd_kafka_message_t>(),
+                max,
+            )
+        };
+        let n = usize::try_from(n).unwrap_or(0).min(max);
+        // SAFETY: librdkafka initialised the first `n` slots past `start` with non-null
+        // messages, now owned by `out` (each destroyed once, when dropped).
+        unsafe { out.set_len(start + n) };
+        n
+    }
+
+    /// Forwards the partition's fetched messages to this queue, messages waiting in
+    /// the partition's own queue included. `false` when librdkafka has no queue for
+    /// it (a topic name with a NUL byte).
+    pub(crate) fn route_partition(&self, topic: &str, partition: i32) -> bool {
+        self.forward(topic, partition, self.queue.as_ptr())
+    }
+
+    /// Forwards the partition back to the consumer group's queue (or, for a consumer
+    /// without a group, the main queue), where `BaseConsumer::poll` reads it.
+    pub(crate) fn unroute_partition(&self, topic: &str, partition: i32) {
+        let rk = self.rk();
+        // SAFETY: `rk` is alive while `self` holds the consumer; the destination
+        // handle is checked for null and destroyed once after use (the forwarding
+        // keeps its own reference).
+        unsafe {
+            let mut dest = rd::rd_kafka_queue_get_consumer(rk);
+            if dest.is_null() {
+                dest = rd::rd_kafka_queue_get_main(rk);
+            }
+            self.forward(topic, partition, dest);
+            if !dest.is_null() {
+                rd::rd_kafka_queue_destroy(dest);
+            }
+        }
+    }
+
+    fn rk(&self) -> *mut rd::rd_kafka_t {
+        self.consumer.client().native_ptr()
+    }
+
+    /// Forwards the partition's queue to `dest` (null: to no queue). `dest` must be
+    /// null or a live queue of this consumer.
+    fn forward(&self, topic: &str, partition: i32, dest: *mut rd::rd_kafka_queue_t) -> bool {
+        let Ok(name) = CString::new(topic) else {
+            return false;
+        };
+        // SAFETY: `rk` is alive while `self` holds the consumer, `dest` is null or a
+        // live queue (both callers above); the partition queue handle is checked for
+        // null and destroyed once (the routing stays).
+        unsafe {
+            let partition_queue =
+                rd::rd_kafka_queue_get_partition(self.rk(), name.as_ptr(), partition);
+            if partition_queue.is_null() {
+                return false;
+            }
+            rd::rd_kafka_queue_forward(partition_queue, dest);
+            rd::rd_kafka_queue_destroy(partition_queue);
+        }
+        true
+    }
+}
+
+impl<C: ConsumerContext + 'static> Drop for ConsumerQueue<C> {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`, destroyed once here, before the consumer it holds.
+        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+    }
+}
+
+/// One fetched message, owned (destroyed when dropped) and held in librdkafka's
+/// buffers. It borrows the queue it was read from, so it cannot outlive the consumer.
+#[repr(transparent)]
+pub(crate) struct Message<'q> {
+    ptr: NonNull<rd::rd_kafka_message_t>,
+    queue: PhantomData<&'q ()>,
+}
+
+impl<'q> Message<'q> {
+    fn raw(&self) -> &rd::rd_kafka_message_t {
+        // SAFETY: the pointer came from `rd_kafka_consume_batch_queue`, is non-null, and
+        // stays valid until `self` is dropped.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The error code the message carries instead of a record (for example an
+    /// offset out of range); `NoError` for a record.
+    pub(crate) fn error_code(&self) -> RDKafkaErrorCode {
+        RDKafkaErrorCode::from(self.raw().err)
+    }
+
+    /// The topic handle, only to tell whether two messages share a topic.
+    pub(crate) fn topic_handle(&self) -> *const rd::rd_kafka_topic_t {
+        self.raw().rkt
+    }
+
+    /// The topic name ("" for none, which only error messages lack, or for a name that
+    /// is not UTF-8, which Kafka does not allow).
+    pub(crate) fn topic(&self) -> &str {
+        let rkt = self.raw().rkt;
+        if rkt.is_null() {
+            return "";
+        }
+        // SAFETY: the topic handle lives as long as the messages that hold it, `self`
+        // included; its name is a NUL terminated string owned by librdkafka.
+        let name = unsafe { CStr::from_ptr(rd::rd_kafka_topic_name(rkt)) };
+        name.to_str().unwrap_or("")
+    }
+
+    /// The partition.
+    pub(crate) fn partition(&self) -> i32 {
+        self.raw().partition
+    }
+
+    /// The offset.
+    pub(crate) fn offset(&self) -> i64 {
+        self.raw().offset
+    }
+
+    /// Milliseconds since the epoch, `None` when the record has no timestamp.
+    pub(crate) fn timestamp(&self) -> Option<i64> {
+        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is alive; `kind` is a valid out pointer.
+        let millis = unsafe { rd::rd_kafka_message_timestamp(self.ptr.as_ptr(), &mut kind) };
+        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(millis)
+    }
+
+    /// Key bytes, `None` for a null key.
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        let raw = self.raw();
+        // SAFETY: librdkafka keeps `key_len` bytes at `key` while the message lives.
+        unsafe { bytes(raw.key, raw.key_len) }
+    }
+
+    /// Value bytes, `None` for a null value.
+    pub(crate) fn payload(&self) -> Option<&[u8]> {
+        let raw = self.raw();
+        // SAFETY: librdkafka keeps `len` bytes at `payload` while the message lives.
+        unsafe { bytes(raw.payload, raw.len) }
+    }
+
+    /// The headers, copied (librdkafka parses them on first access).
+    pub(crate) fn headers(&self) -> Headers {
+        let mut headers = Headers::new();
+        let mut parsed: *mut rd::rd_kafka_headers_t = ptr::null_mut();
+        // SAFETY: the message is alive; the header list it returns is owned by it and
+        // read before this function returns; names are NUL terminated and values
+        // hold `size` bytes.
+        unsafe {
+            if rd::rd_kafka_message_headers(self.ptr.as_ptr(), &mut parsed)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || parsed.is_null()
+            {
+                return headers;
+            }
+            for index in 0..rd::rd_kafka_header_cnt(parsed) {
+                let mut name: *const c_char = ptr::null();
+                let mut value: *const c_void = ptr::null();
+                let mut size = 0_usize;
+                if rd::rd_kafka_header_get_all(parsed, index, &mut name, &mut value, &mut size)
+                    != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    || name.is_null()
+                {
+                    break;
+                }
+                headers.push(Header {
+                    key: CStr::from_ptr(name).to_string_lossy().into_owned(),
+                    value: bytes(value.cast_mut(), size).map(<[u8]>::to_vec),
+                });
+            }
+        }
+        headers
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the message is owned by `self` and destroyed exactly once, here.
+        unsafe { rd::rd_kafka_message_destroy(self.ptr.as_ptr()) };
+    }
+}
+
+/// The `len` bytes at `data`, `None` when `data` is null.
+///
+/// # Safety
+/// A non-null `data` must point to `len` readable bytes that live for `'b`.
+unsafe fn bytes<'b>(data: *mut c_void, len: usize) -> Option<&'b [u8]> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+// ---------------------------------------------------------------------------------
+// Producing through topic handles
+// ---------------------------------------------------------------------------------
+
+/// librdkafka's `RD_KAFKA_PARTITION_UA`: the partitioner chooses.
+const PARTITION_UNASSIGNED: i32 = -1;
+
+/// librdkafka's handle to one topic of a producer, with one application reference,
+/// given back when dropped. Only [`ProducerTopics`] holds them, beside their client.
+struct TopicHandle(NonNull<rd::rd_kafka_topic_t>);
+
+// SAFETY: librdkafka's topic handles may be used and destroyed from any thread.
+unsafe impl Send for TopicHandle {}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from rd_kafka_topic_new and is destroyed once, before
+        // the client (see `ProducerTopics`).
+        unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// A producer with librdkafka's handle for each topic it has produced to. Owned
+/// together so that every handle belongs to this client and goes before it.
+pub(crate) struct ProducerTopics<C: ProducerContext + 'static> {
+    // Declared before `producer`, so the handles are dropped before the client.
+    topics: HashMap<String, TopicHandle>,
+    producer: BaseProducer<C>,
+}
+
+impl<C: ProducerContext + 'static> ProducerTopics<C> {
+    /// Wraps `producer`, with no topic handle yet.
+    pub(crate) fn new(producer: BaseProducer<C>) -> Self {
+        ProducerTopics {
+            topics: HashMap::new(),
+            producer,
+        }
+    }
+
+    /// The producer.
+    pub(crate) fn producer(&self) -> &BaseProducer<C> {
+        &self.producer
+    }
+
+    /// How many topic handles are held.
+    #[cfg(test)]
+    pub(crate) fn handle_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// The handle of `topic`, created on its first use.
+    fn handle(&mut self, topic: &str) -> Result<NonNull<rd::rd_kafka_topic_t>, KafkaError> {
+        if let Some(handle) = self.topics.get(topic) {
+            return Ok(handle.0);
+        }
+        let name = CString::new(topic)?;
+        // SAFETY: the client is alive and the name is a valid C string; a null
+        // configuration means the client's default topic configuration, as when
+        // producing by name.
+        let raw = unsafe {
+            rd::rd_kafka_topic_new(
+                self.producer.client().native_ptr(),
+                name.as_ptr(),
+                ptr::null_mut(),
+            )
+        };
+        let Some(raw) = NonNull::new(raw) else {
+            // SAFETY: reads this thread's last librdkafka error.
+            let code = unsafe { rd::rd_kafka_last_error() };
+            return Err(KafkaError::MessageProduction(code.into()));
+        };
+        self.topics.insert(topic.to_owned(), TopicHandle(raw));
+        Ok(raw)
+    }
+
+    /// Enqueues `record` (librdkafka copies it) through its topic's handle, with
+    /// `opaque` for its delivery report; on failure the opaque comes back.
+    #[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
+    pub(crate) fn produce(
+        &mut self,
+        record: &OutgoingRecord<'_>,
+        opaque: C::DeliveryOpaque,
+    ) -> Result<(), (KafkaError, C::DeliveryOpaque)> {
+        let topic = match self.handle(record.topic) {
+            Ok(topic) => topic,
+            Err(e) => return Err((e, opaque)),
+        };
+        let (key, key_len) = bytes_arg(record.key);
+        let (value, value_len) = bytes_arg(record.value);
+        let headers = native_headers(record.headers);
+        let opaque = opaque.into_ptr();
+        // SAFETY: the client and the topic handle (of this client) are alive; key,
+        // value and headers stay valid for the call and librdkafka copies them
+        // (MSG_F_COPY); the argument list is terminated by VTYPE_END. librdkafka owns
+        // `headers` once the call succeeds.
+        let err = unsafe {
+            rd::rd_kafka_producev(
+                self.producer.client().native_ptr(),
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
+                topic.as_ptr(),
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
+                record.partition.unwrap_or(PARTITION_UNASSIGNED),
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
+                rd::RD_KAFKA_MSG_F_COPY,
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+                value,
+                value_len,
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+                key,
+                key_len,
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
+                opaque,
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
+                record.timestamp.unwrap_or(0),
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
+                headers,
+                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
+            )
+        };
+        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Ok(());
+        }
+        if !headers.is_null() {
+            // SAFETY: not handed over, since the call failed; destroyed once.
+            unsafe { rd::rd_kafka_headers_destroy(headers) }
+        }
+        // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
+        let opaque = unsafe { C::DeliveryOpaque::from_ptr(opaque) };
+        Err((
+            KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
+            opaque,
+        ))
+    }
+}
+
+/// Pointer and length of an optional byte string (null for `None`).
+fn bytes_arg(bytes: Option<&[u8]>) -> (*mut c_void, usize) {
+    match bytes {
+        Some(b) => (b.as_ptr() as *mut c_void, b.len()),
+        None => (ptr::null_mut(), 0),
+    }
+}
+
+/// librdkafka's copy of `headers`, or null when there are none (librdkafka then
+/// allocates nothing). The caller owns the list until librdkafka takes it.
+fn native_headers(headers: &Headers) -> *mut rd::rd_kafka_headers_t {
+    if headers.is_empty() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a fresh header list, filled with copies of names and values that are
+    // valid for each call (a null value with length -1 is a null header value).
+    unsafe {
+        let native = rd::rd_kafka_headers_new(headers.len());
+        for h in headers {
+            let (value, value_len) = match &h.value {
+                Some(v) => (v.as_ptr() as *const c_void, v.len() as isize),
+                None => (ptr::null(), -1),
+            };
+            rd::rd_kafka_header_add(
+                native,
+                h.key.as_ptr().cast(),
+                h.key.len() as isize,
+                value,
+                value_len,
+            );
+        }
+        native
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// IncrementalAlterConfigs
+// ---------------------------------------------------------------------------------
+
+/// Why an IncrementalAlterConfigs request failed.
+#[derive(Debug)]
+pub(crate) enum AlterConfigsError {
+    /// librdkafka or the broker answered with this code.
+    Code(RDKafkaErrorCode),
+    /// librdkafka refused `changes[index]` before sending, with this message.
+    InvalidChange { index: usize, message: String },
+}
+
+/// Owns a librdkafka object and destroys it on drop.
+struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: the pointer came from the matching librdkafka constructor and is
+            // destroyed exactly once.
+            unsafe { (self.1)(self.0) }
+        }
+    }
+}
+
+/// Blocking: sends an IncrementalAlterConfigs request for topic `topic` with
+/// `changes` (`Some` sets a config, `None` deletes the override) and waits for its
+/// result, up to `request_timeout` plus a margin.
+pub(crate) fn incremental_alter_topic_config<C: ClientContext>(
+    client: &Client<C>,
+    topic: &CStr,
+    changes: &[(CString, Option<CString>)],
+    request_timeout: Duration,
+) -> Result<(), AlterConfigsError> {
+    use AlterConfigsError::Code;
+    let rk = client.native_ptr();
+    // SAFETY: every pointer below is created by librdkafka, checked for null, used
+    // while `rk` (borrowed through `client`) is alive, and freed once by its `Owned`
+    // guard; C strings outlive the calls that read them.
+    unsafe {
+        let resource = rd::rd_kafka_ConfigResource_new(
+            rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_TOPIC,
+            topic.as_ptr(),
+        );
+        if resource.is_null() {
+            return Err(Code(RDKafkaErrorCode::InvalidArgument));
+        }
+        let resource = Owned(resource, rd::rd_kafka_ConfigResource_destroy);
+        for (index, (key, value)) in changes.iter().enumerate() {
+            let op = if value.is_some() {
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_SET
+            } else {
+                rd::rd_kafka_AlterConfigOpType_t::RD_KAFKA_ALTER_CONFIG_OP_TYPE_DELETE
+            };
+            let error = rd::rd_kafka_ConfigResource_add_incremental_config(
+                resource.0,
+                key.as_ptr(),
+                op,
+                value.as_ref().map_or(ptr::null(), |v| v.as_ptr()),
+            );
+            if !error.is_null() {
+                let error = Owned(error, rd::rd_kafka_error_destroy);
+                let message = CStr::from_ptr(rd::rd_kafka_error_string(error.0))
+                    .to_string_lossy()
+                    .into_owned();
+                return Err(AlterConfigsError::InvalidChange { index, message });
+            }
+        }
+        let options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
+        );
+        if options.is_null() {
+            return Err(Code(RDKafkaErrorCode::Fail));
+        }
+        let options = Owned(options, rd::rd_kafka_AdminOptions_destroy);
+        let mut errstr = [0 as c_char; 256];
+        let timeout_ms = c_int_millis(request_timeout);
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options.0,
+            timeout_ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        let queue = rd::rd_kafka_queue_new(rk);
+        if queue.is_null() {
+            return Err(Code(RDKafkaErrorCode::Fail));
+        }
+        let queue = Owned(queue, rd::rd_kafka_queue_destroy);
+        let mut resources = [resource.0];
+        rd::rd_kafka_IncrementalAlterConfigs(rk, resources.as_mut_ptr(), 1, options.0, queue.0);
+        // The request itself times out after `request_timeout`; allow a margin.
+        let event = rd::rd_kafka_queue_poll(queue.0, timeout_ms.saturating_add(5_000));
+        if event.is_null() {
+            return Err(Code(RDKafkaErrorCode::OperationTimedOut));
+        }
+        let event = Owned(event, rd::rd_kafka_event_destroy);
+        let err = rd::rd_kafka_event_error(event.0);
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(Code(RDKafkaErrorCode::from(err)));
+        }
+        let result = rd::rd_kafka_event_IncrementalAlterConfigs_result(event.0);
+        if result.is_null() {
+            return Err(Code(RDKafkaErrorCode::Fail));
+        }
+        let mut count = 0usize;
+        let results = rd::rd_kafka_IncrementalAlterConfigs_result_resources(result, &mut count);
+        for i in 0..count {
+            let res = *results.add(i);
+            let err = rd::rd_kafka_ConfigResource_error(res);
+            if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                return Err(Code(RDKafkaErrorCode::from(err)));
+            }
+        }
+        Ok(())
+    }
+}
