@@ -135,6 +135,28 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         self.partitions.borrow().clone()
     }
 
+    /// The partition's low and high watermarks as librdkafka last saw them in a fetch
+    /// response (`rd_kafka_get_watermark_offsets`: no broker round trip, unlike
+    /// [`Consumer::fetch_watermarks`]). `None` before the first fetch response for
+    /// the partition; the low watermark is negative when the broker did not give it.
+    pub fn cached_watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let name = CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: `rk` is alive while the consumer is borrowed; the out pointers are
+        // valid for the call.
+        let err = unsafe {
+            rd::rd_kafka_get_watermark_offsets(
+                self.rk(),
+                name.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some((low, high))
+    }
+
     /// Waits up to `timeout` for a first message, then appends the queued messages,
     /// up to `max` of them, to `batch`, without waiting for more. Returns how many were
     /// appended.

@@ -13,6 +13,7 @@ pub struct StreamsMetrics {
     produced: AtomicU64,
     commits: AtomicU64,
     punctuations: AtomicU64,
+    enforced_processing: AtomicU64,
 }
 
 /// A point-in-time copy of [`StreamsMetrics`].
@@ -35,6 +36,11 @@ pub struct MetricsSnapshot {
     pub commits: u64,
     /// Punctuations run.
     pub punctuations: u64,
+    /// Records a task processed although one of its inputs had no buffered record,
+    /// after waiting `max.task.idle.ms` for it (Kafka's task metric
+    /// `enforced-processing-total`): they may be out of timestamp order across the
+    /// task's inputs.
+    pub enforced_processing_total: u64,
 }
 
 impl StreamsMetrics {
@@ -50,6 +56,7 @@ impl StreamsMetrics {
             produced_records: get(&self.produced),
             commits: get(&self.commits),
             punctuations: get(&self.punctuations),
+            enforced_processing_total: get(&self.enforced_processing),
         }
     }
 
@@ -78,5 +85,8 @@ impl StreamsMetrics {
     }
     pub(crate) fn punctuated(&self) {
         self.punctuations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn enforced_processing(&self) {
+        self.enforced_processing.fetch_add(1, Ordering::Relaxed);
     }
 }

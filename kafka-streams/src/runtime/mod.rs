@@ -28,26 +28,27 @@
 //!   a key through `<application.id>-streams-metadata`, where each thread publishes
 //!   its partitions (`membership.rs`).
 
-mod collector;
 mod commit;
 mod config;
 pub(crate) mod global;
 pub mod handlers;
-mod kafka;
 mod membership;
 mod metrics;
+pub(crate) mod partition_group;
 mod query;
+mod record_collector;
+mod record_deserializer;
 mod restore;
 mod streams;
 pub(crate) mod task;
+mod task_manager;
 mod thread;
 mod topics;
 
-pub(crate) use collector::{OffsetCommitter, RecordCollector};
-pub(crate) use commit::commit_tasks;
+pub(crate) use commit::{commit_tasks, OffsetCommitter};
 pub use config::{HostInfo, StreamsConfig, TopicCreator, TopologyOptimization};
-pub use global::GLOBAL_STATE_DIR;
 pub use metrics::{MetricsSnapshot, StreamsMetrics};
 pub use query::ReadOnlyKeyValueStore;
+pub(crate) use record_collector::{EncodedRecord, RecordCollector};
+pub(crate) use record_deserializer::{Blocker, RawRecord};
 pub use streams::{KafkaStreams, KeyQueryMetadata, State, StreamsMetadata};
-pub use thread::ThreadState;
