@@ -418,10 +418,14 @@ mod tests {
             drain(&mut g, 15_000, &lags),
             vec![(0, 100, true), (0, 200, true)]
         );
+        // While b stays empty, its deadline holds (as in Kafka): a's next record does
+        // not wait again.
+        push(&mut g, 0, 2, 250);
+        assert_eq!(drain(&mut g, 15_000, &lags), vec![(0, 250, true)]);
         // b gets a record: the group is ready without enforcing, and a new wait for
         // an empty b starts from scratch.
         push(&mut g, 1, 0, 300);
-        push(&mut g, 0, 2, 400);
+        push(&mut g, 0, 3, 400);
         assert_eq!(drain(&mut g, 15_001, &lags), vec![(1, 300, false)]);
         assert!(drain(&mut g, 20_000, &lags).is_empty());
         assert_eq!(drain(&mut g, 30_001, &lags), vec![(0, 400, true)]);
