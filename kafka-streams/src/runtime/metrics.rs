@@ -16,7 +16,8 @@ pub struct StreamsMetrics {
     enforced_processing: AtomicU64,
 }
 
-/// A point-in-time copy of [`StreamsMetrics`].
+/// A point-in-time copy of a client's counters (Kafka Streams' task and thread metrics,
+/// reduced to what matters), from [`KafkaStreams::metrics`](super::KafkaStreams::metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     /// Input records processed through the topology.

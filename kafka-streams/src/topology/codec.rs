@@ -18,7 +18,8 @@ use crate::processor::internal::ErasedRecord;
 use crate::processor::{Data, Record};
 
 /// Runs a serde's asynchronous `prepare` hook to completion from synchronous task
-/// code. The runtime provides it (on a stream thread through its tokio handle).
+/// code. The runtime provides it (a stream thread blocks on the application's async
+/// runtime).
 pub(crate) trait PrepareRunner {
     /// Waits for `future`.
     fn run(&self, future: PrepareFuture<'_>) -> Result<(), SerdeError>;
