@@ -604,6 +604,25 @@ mod tests {
     }
 
     #[test]
+    fn cached_watermarks_are_the_last_fetch_responses_without_a_round_trip() {
+        let cluster = EmbeddedCluster::start(1).unwrap();
+        cluster.create_topic(TOPIC, 2).unwrap();
+        produce(&cluster, 0, 0, 12);
+        let consumer = assigned_consumer(&cluster, &[0]);
+        let queue = FetchQueue::new(consumer.clone()).unwrap();
+        queue.add_partition(TOPIC, 0);
+        assert_eq!(
+            queue.cached_watermarks(TOPIC, 1),
+            None,
+            "never fetched: unknown"
+        );
+        let (batched, _) = read(&consumer, &queue, 12);
+        assert_eq!(batched.len(), 12);
+        assert_eq!(queue.cached_watermarks(TOPIC, 0), Some((0, 12)));
+        assert_eq!(queue.cached_watermarks("nul\0topic", 0), None);
+    }
+
+    #[test]
     fn a_removed_partition_goes_back_to_the_consumers_own_queue() {
         let cluster = EmbeddedCluster::start(1).unwrap();
         cluster.create_topic(TOPIC, 2).unwrap();
