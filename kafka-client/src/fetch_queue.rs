@@ -122,6 +122,14 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         self.partitions.borrow().clone()
     }
 
+    /// The partition's low and high watermarks as librdkafka last saw them in a fetch
+    /// response (`rd_kafka_get_watermark_offsets`: no broker round trip, unlike
+    /// [`Consumer::fetch_watermarks`]). `None` before the first fetch response for
+    /// the partition; the low watermark is negative when the broker did not give it.
+    pub fn cached_watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        self.queue.cached_watermarks(topic, partition)
+    }
+
     /// Waits up to `timeout` for a first message, then appends the queued messages,
     /// up to `max` of them, to `batch`, without waiting for more. Returns how many were
     /// appended.
@@ -437,6 +445,25 @@ mod tests {
                 "partition {p} out of order: {offsets:?}"
             );
         }
+    }
+
+    #[test]
+    fn cached_watermarks_are_the_last_fetch_responses_without_a_round_trip() {
+        let cluster = EmbeddedCluster::start(1).unwrap();
+        cluster.create_topic(TOPIC, 2).unwrap();
+        produce(&cluster, 0, 0, 12);
+        let consumer = assigned_consumer(&cluster, &[0]);
+        let queue = FetchQueue::new(consumer.clone()).unwrap();
+        queue.add_partition(TOPIC, 0);
+        assert_eq!(
+            queue.cached_watermarks(TOPIC, 1),
+            None,
+            "never fetched: unknown"
+        );
+        let (batched, _) = read(&consumer, &queue, 12);
+        assert_eq!(batched.len(), 12);
+        assert_eq!(queue.cached_watermarks(TOPIC, 0), Some((0, 12)));
+        assert_eq!(queue.cached_watermarks("nul\0topic", 0), None);
     }
 
     #[test]

@@ -94,6 +94,27 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
         n
     }
 
+    /// The partition's low and high watermarks from librdkafka's last fetch response
+    /// (`rd_kafka_get_watermark_offsets`, no broker round trip). `None` before the
+    /// first fetch response for the partition, or for a topic name with a NUL byte.
+    pub(crate) fn cached_watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let name = CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1_i64, -1_i64);
+        // SAFETY: `rk` is alive while `self` holds the consumer; the name and the out
+        // pointers are valid for the duration of the call.
+        let err = unsafe {
+            rd::rd_kafka_get_watermark_offsets(
+                self.rk(),
+                name.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some((low, high))
+    }
+
     /// Forwards the partition's fetched messages to this queue, messages waiting in
     /// the partition's own queue included. `false` when librdkafka has no queue for
     /// it (a topic name with a NUL byte).

@@ -20,6 +20,16 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
+impl fmt::Display for RecordMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "topic {} partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
 /// A task: one sub-topology working on one partition number of its input topics.
 /// Printed as `<sub-topology>_<partition>`, like Kafka Streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,6 +6,8 @@
 
 use kafka_client::serde::{BoxError, SerdeError};
 
+use crate::common::RecordMetadata;
+
 /// Whose fault an error is (Arroyo's error domains).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorDomain {
@@ -17,38 +19,7 @@ pub enum ErrorDomain {
     Internal,
 }
 
-/// Where a record came from: the input record being processed when an error happened.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RecordOrigin {
-    /// Input topic.
-    pub topic: String,
-    /// Input partition.
-    pub partition: i32,
-    /// Input offset.
-    pub offset: i64,
-}
-
-impl From<&crate::processor::RecordMetadata> for RecordOrigin {
-    fn from(m: &crate::processor::RecordMetadata) -> Self {
-        RecordOrigin {
-            topic: m.topic.clone(),
-            partition: m.partition,
-            offset: m.offset,
-        }
-    }
-}
-
-impl std::fmt::Display for RecordOrigin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "topic {} partition {} offset {}",
-            self.topic, self.partition, self.offset
-        )
-    }
-}
-
-fn origin_text(origin: &Option<Box<RecordOrigin>>) -> String {
+fn origin_text(origin: &Option<Box<RecordMetadata>>) -> String {
     match origin {
         Some(o) => o.to_string(),
         None => "a punctuation (no input record)".to_owned(),
@@ -86,7 +57,7 @@ pub enum StreamsError {
         /// Task id, `<sub-topology>_<partition>`.
         task: String,
         /// The input record being processed, `None` in a punctuation.
-        origin: Option<Box<RecordOrigin>>,
+        origin: Option<Box<RecordMetadata>>,
         /// The processor's error.
         source: BoxError,
     },
@@ -99,7 +70,7 @@ pub enum StreamsError {
         /// Sink node name (empty for dead-letter records).
         node: String,
         /// The input record it derives from, when known.
-        origin: Option<Box<RecordOrigin>>,
+        origin: Option<Box<RecordMetadata>>,
         /// What went wrong.
         reason: String,
         /// Whether retrying may succeed.
@@ -311,7 +282,7 @@ mod tests {
         let err = StreamsError::Processing {
             node: "KSTREAM-MAP-0000000001".into(),
             task: "0_3".into(),
-            origin: Some(Box::new(RecordOrigin {
+            origin: Some(Box::new(RecordMetadata {
                 topic: "plant01".into(),
                 partition: 3,
                 offset: 42,

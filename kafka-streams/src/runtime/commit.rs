@@ -14,10 +14,43 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::collector::{OffsetCommitter, RecordCollector};
+use kafka_client::TopicPartition;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
 use super::metrics::StreamsMetrics;
+use super::record_collector::RecordCollector;
 use super::task::StreamTask;
-use crate::error::Result;
+use crate::error::{Result, StreamsError};
+
+/// Commits consumed offsets (the next offset to read, per partition).
+pub(crate) trait OffsetCommitter {
+    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+}
+
+/// Commits offsets synchronously through a consumer (on the stream thread, never
+/// on an async executor).
+pub(crate) struct KafkaCommitter<'a, C: ConsumerContext + 'static> {
+    pub consumer: &'a BaseConsumer<C>,
+}
+
+impl<C: ConsumerContext + 'static> OffsetCommitter for KafkaCommitter<'_, C> {
+    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, offset) in offsets {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                .map_err(|e| StreamsError::kafka("building the commit", tp.to_string(), e))?;
+        }
+        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            let target = offsets
+                .iter()
+                .map(|(tp, o)| format!("{tp}@{o}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            StreamsError::kafka("committing offsets", target, e)
+        })
+    }
+}
 
 /// Commits `tasks`. Returns how many partitions' offsets were committed.
 pub(crate) fn commit_tasks<'a>(

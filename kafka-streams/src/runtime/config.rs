@@ -40,6 +40,8 @@ pub struct StreamsConfig {
     pub(crate) commit_interval: Duration,
     pub(crate) poll_timeout: Duration,
     pub(crate) max_poll_records: usize,
+    /// `max.task.idle.ms`; `-1` never waits.
+    pub(crate) max_task_idle_ms: i64,
     /// `restore.consumer.max.poll.records`: the restore batch size; `None` lets the
     /// changelog reader pick one.
     pub(crate) restore_max_poll_records: Option<usize>,
@@ -113,6 +115,7 @@ impl StreamsConfig {
             commit_interval: Duration::from_millis(30_000),
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
+            max_task_idle_ms: 0,
             restore_max_poll_records: None,
             replication_factor: -1,
             deserialization_handler: Arc::new(LogAndFailExceptionHandler),
@@ -217,6 +220,46 @@ impl StreamsConfig {
         self
     }
 
+    /// `max.task.idle.ms` (default 0): how long a task reading several partitions
+    /// (a merge or a join of topics) waits for an input that has no buffered record
+    /// but is caught up with the broker, before processing its other inputs anyway
+    /// ("enforced processing", counted in
+    /// [`MetricsSnapshot::enforced_processing_total`](super::MetricsSnapshot::enforced_processing_total)).
+    /// Whatever the value, a task waits while such an input has records on the broker
+    /// that were not fetched yet, or before its lag is known, so that records come out
+    /// in timestamp order across the inputs. `None` (Kafka's `-1`) never waits:
+    /// tasks process whatever is buffered. Tasks reading one partition never wait.
+    ///
+    /// Under `isolation.level=read_committed`, an input whose end holds an open
+    /// transaction counts as behind until the transaction ends (librdkafka gives its
+    /// high watermark, not its last stable offset, without a broker round trip).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_client::ClientConfig;
+    /// use kafka_streams::runtime::StreamsConfig;
+    ///
+    /// let config = StreamsConfig::new("joins", ClientConfig::new("localhost:9092"))
+    ///     .max_task_idle(Some(Duration::from_secs(10)));
+    /// assert_eq!(config.get_max_task_idle(), Some(Duration::from_secs(10)));
+    /// let config = config.set("max.task.idle.ms", "-1").unwrap();
+    /// assert_eq!(config.get_max_task_idle(), None);
+    /// ```
+    pub fn max_task_idle(mut self, idle: Option<Duration>) -> Self {
+        self.max_task_idle_ms = match idle {
+            Some(idle) => i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+            None => -1,
+        };
+        self
+    }
+
+    /// The configured `max.task.idle.ms`; `None` when tasks never wait.
+    pub fn get_max_task_idle(&self) -> Option<Duration> {
+        u64::try_from(self.max_task_idle_ms)
+            .ok()
+            .map(Duration::from_millis)
+    }
+
     /// `replication.factor` of internal topics (default -1: the broker's default).
     pub fn replication_factor(mut self, factor: i32) -> Self {
         self.replication_factor = factor;
@@ -296,6 +339,7 @@ impl StreamsConfig {
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
+    /// `max.task.idle.ms` (`-1` never waits; see [`StreamsConfig::max_task_idle`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
@@ -314,6 +358,17 @@ impl StreamsConfig {
             "commit.interval.ms" => self.commit_interval = Duration::from_millis(num(value)?),
             "poll.ms" => self.poll_timeout = Duration::from_millis(num(value)?),
             "max.poll.records" => self.max_poll_records = num(value)?.max(1) as usize,
+            "max.task.idle.ms" => {
+                self.max_task_idle_ms = match value.trim().parse::<i64>() {
+                    Ok(ms) if ms >= -1 => ms,
+                    Ok(ms) => {
+                        return Err(StreamsError::Config(format!(
+                            "{key}={ms}: expected -1 (never wait) or a number of milliseconds >= 0"
+                        )))
+                    }
+                    Err(e) => return Err(StreamsError::Config(format!("{key}={value}: {e}"))),
+                }
+            }
             "restore.consumer.max.poll.records" => {
                 self.restore_max_poll_records = Some(num(value)?.max(1) as usize)
             }
@@ -354,6 +409,76 @@ impl StreamsConfig {
     /// The client configuration.
     pub fn client_config(&self) -> &ClientConfig {
         &self.client
+    }
+
+    /// What every consumer of the application has: kafka-client's consumer defaults,
+    /// and offsets committed by the runtime only (at commit), never automatically.
+    fn consumer_base(&self) -> rdkafka::ClientConfig {
+        let mut config = self.client.clone().with_consumer_defaults().to_rdkafka();
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        config
+    }
+
+    /// The main consumer of stream thread `thread_name` (Kafka's main consumer): in
+    /// the group `application.id`, `range` assignment (co-partitioned topics' same
+    /// partitions go to one thread), `earliest` unless configured, and an event at
+    /// the end of each partition (it tells a task that an input is caught up, see
+    /// `partition_group.rs`).
+    pub(crate) fn main_consumer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+        let mut config = self.consumer_base();
+        config
+            .set("group.id", &self.application_id)
+            .set("client.id", format!("{thread_name}-consumer"))
+            .set("partition.assignment.strategy", "range")
+            .set("enable.partition.eof", "true");
+        if self.client.get("auto.offset.reset").is_none() {
+            config.set("auto.offset.reset", "earliest");
+        }
+        config
+    }
+
+    /// The restore consumer of stream thread `thread_name` (reads changelogs from
+    /// their checkpoints; assigned, never subscribed).
+    pub(crate) fn restore_consumer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+        let mut config = self.consumer_base();
+        config
+            .set(
+                "group.id",
+                format!("{}-restore-consumer", self.application_id),
+            )
+            .set("client.id", format!("{thread_name}-restore-consumer"))
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        config
+    }
+
+    /// The global consumer (reads global tables' topics from the beginning; assigned,
+    /// never subscribed).
+    pub(crate) fn global_consumer_config(&self) -> rdkafka::ClientConfig {
+        let app = &self.application_id;
+        let mut config = self.consumer_base();
+        config
+            .set("group.id", format!("{app}-global-consumer"))
+            .set("client.id", format!("{app}-GlobalStreamThread-consumer"))
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        config
+    }
+
+    /// The producer of stream thread `thread_name`, with Java-compatible key
+    /// partitioning unless configured, so repartition topics agree with Kafka
+    /// Streams applications in other languages.
+    pub(crate) fn producer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+        let mut config = self.client.to_rdkafka();
+        config
+            .set("client.id", format!("{thread_name}-producer"))
+            .remove("group.id");
+        if self.client.get("partitioner").is_none() {
+            config.set("partitioner", "murmur2_random");
+        }
+        config
     }
 
     pub(crate) fn validate(&self) -> Result<()> {
@@ -434,6 +559,31 @@ mod tests {
             assert!(matches!(err, StreamsError::Config(_)), "{bad}: {text}");
             assert!(text.contains("topology.optimization"), "{text}");
             assert!(text.contains("reuse.ktable.source.topics"), "{text}");
+        }
+    }
+
+    #[test]
+    fn max_task_idle_ms_defaults_to_zero_and_parses_kafkas_values() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert_eq!(config.max_task_idle_ms, 0);
+        assert_eq!(config.get_max_task_idle(), Some(Duration::ZERO));
+        let config = config.set("max.task.idle.ms", "2500").unwrap();
+        assert_eq!(
+            config.get_max_task_idle(),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(config.client_config().get("max.task.idle.ms"), None);
+        let config = config.set("max.task.idle.ms", "-1").unwrap();
+        assert_eq!(config.max_task_idle_ms, -1);
+        assert_eq!(config.get_max_task_idle(), None);
+        let config = config.max_task_idle(Some(Duration::from_secs(3)));
+        assert_eq!(config.max_task_idle_ms, 3000);
+        for bad in ["-2", "soon", ""] {
+            let err = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+                .set("max.task.idle.ms", bad)
+                .unwrap_err();
+            assert!(matches!(err, StreamsError::Config(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("max.task.idle.ms"), "{err}");
         }
     }
 

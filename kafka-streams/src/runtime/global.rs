@@ -25,7 +25,7 @@ use crate::topology::Topology;
 
 /// Directory (in place of a task id) under `<state.dir>/<application.id>` that holds
 /// the global stores.
-pub const GLOBAL_STATE_DIR: &str = "global";
+pub(crate) const GLOBAL_STATE_DIR: &str = "global";
 
 /// A global store and whether it is queryable yet.
 pub(crate) struct GlobalStoreState {
@@ -142,20 +142,9 @@ pub(crate) fn run_global_thread(
     restored: impl FnOnce(),
 ) -> Result<()> {
     let app = &env.application_id;
-    let mut config = env
+    let consumer: BaseConsumer = env
         .config
-        .client
-        .clone()
-        .with_consumer_defaults()
-        .to_rdkafka();
-    config
-        .set("group.id", format!("{app}-global-consumer"))
-        .set("client.id", format!("{app}-GlobalStreamThread-consumer"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = config
+        .global_consumer_config()
         .create()
         .map_err(|e| StreamsError::kafka("creating the global consumer", app, e))?;
     let by_topic: BTreeMap<String, SharedGlobalStore> = stores

@@ -197,7 +197,7 @@ pub struct ProductionErrorContext {
     /// Sink node (empty for dead-letter records).
     pub node: String,
     /// The input record it derives from, when known.
-    pub origin: Option<crate::error::RecordOrigin>,
+    pub origin: Option<crate::common::RecordMetadata>,
 }
 
 /// Decides about a record that could not be serialized or produced (Kafka's

@@ -23,8 +23,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::HostInfo;
+use super::record_collector::EncodedRecord;
 use crate::error::{Result, StreamsError};
-use crate::topology::codec::EncodedRecord;
 
 /// The metadata topic of `application_id`.
 pub(crate) fn metadata_topic(application_id: &str) -> String {

@@ -13,9 +13,11 @@ pub struct StreamsMetrics {
     produced: AtomicU64,
     commits: AtomicU64,
     punctuations: AtomicU64,
+    enforced_processing: AtomicU64,
 }
 
-/// A point-in-time copy of [`StreamsMetrics`].
+/// A point-in-time copy of a client's counters (Kafka Streams' task and thread metrics,
+/// reduced to what matters), from [`KafkaStreams::metrics`](super::KafkaStreams::metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MetricsSnapshot {
     /// Input records processed through the topology.
@@ -35,6 +37,11 @@ pub struct MetricsSnapshot {
     pub commits: u64,
     /// Punctuations run.
     pub punctuations: u64,
+    /// Records a task processed although one of its inputs had no buffered record,
+    /// after waiting `max.task.idle.ms` for it (Kafka's task metric
+    /// `enforced-processing-total`): they may be out of timestamp order across the
+    /// task's inputs.
+    pub enforced_processing_total: u64,
 }
 
 impl StreamsMetrics {
@@ -50,6 +57,7 @@ impl StreamsMetrics {
             produced_records: get(&self.produced),
             commits: get(&self.commits),
             punctuations: get(&self.punctuations),
+            enforced_processing_total: get(&self.enforced_processing),
         }
     }
 
@@ -78,5 +86,8 @@ impl StreamsMetrics {
     }
     pub(crate) fn punctuated(&self) {
         self.punctuations.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn enforced_processing(&self) {
+        self.enforced_processing.fetch_add(1, Ordering::Relaxed);
     }
 }

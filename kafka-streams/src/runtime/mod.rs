@@ -1,5 +1,10 @@
 //! The runtime: [`KafkaStreams`], stream threads, tasks and the single commit path.
 //!
+//! Public: [`KafkaStreams`], [`StreamsConfig`] (with [`HostInfo`], [`TopicCreator`],
+//! [`TopologyOptimization`]), the exception handlers ([`handlers`]), the client
+//! [`State`] and its listener, [`MetricsSnapshot`], and the interactive-query types.
+//! Everything else is internal.
+//!
 //! - A [`KafkaStreams`] client runs `num.stream.threads` stream threads. Each thread
 //!   is a plain OS thread (like Kafka's `StreamThread`) with its own consumer (group
 //!   id = `application.id`) and producer.
@@ -27,29 +32,49 @@
 //!   "migrating". [`KafkaStreams::query_metadata_for_key`] finds the instance owning
 //!   a key through `<application.id>-streams-metadata`, where each thread publishes
 //!   its partitions (`membership.rs`).
+//!
+//! ## Roles, one file each (Kafka's names)
+//! A record's path from fetch to sink:
+//! 1. `thread.rs` — `StreamThread`: polls the consumer, hands each record to its
+//!    task (found through the thread's `TaskManager`), asks the tasks to process;
+//! 2. `task.rs` — `StreamTask`: buffers the record in its partition group, then
+//!    drives it through the sub-topology's nodes, encoding sink output;
+//! 3. `record_deserializer.rs` — `RecordDeserializer`: bytes to a typed record (the
+//!    source node's codec), or the deserialization handler (fail, skip, dead-letter);
+//! 4. `partition_group.rs` — `PartitionGroup`: the task's input queues, the next
+//!    record by timestamp, `max.task.idle.ms`;
+//! 5. `record_collector.rs` — `RecordCollector`: sends the output to the producer.
+//!
+//! Around them: `task_manager.rs` (`TaskManager`: the tasks of an assignment),
+//! `commit.rs` (the commit path), `restore.rs` (the changelog reader), `config.rs`
+//! (settings, and every client's configuration), `topics.rs` (internal topics,
+//! through kafka-client's admin client), `global.rs`, `query.rs`, `membership.rs`,
+//! `streams.rs` (the client), `handlers.rs`, `metrics.rs`.
 
-mod collector;
 mod commit;
 mod config;
 pub(crate) mod global;
 pub mod handlers;
-mod kafka;
 mod membership;
 mod metrics;
+pub(crate) mod partition_group;
 mod query;
+mod record_collector;
+mod record_deserializer;
 mod restore;
 mod state_manager;
 mod streams;
 pub(crate) mod task;
+mod task_manager;
 mod thread;
 mod topics;
 
 pub use crate::topology::TopologyOptimization;
-pub(crate) use collector::{OffsetCommitter, RecordCollector};
-pub(crate) use commit::commit_tasks;
+pub(crate) use commit::{commit_tasks, OffsetCommitter};
 pub use config::{HostInfo, StreamsConfig, TopicCreator};
-pub use global::GLOBAL_STATE_DIR;
-pub use metrics::{MetricsSnapshot, StreamsMetrics};
+pub use metrics::MetricsSnapshot;
+pub(crate) use metrics::StreamsMetrics;
 pub use query::ReadOnlyKeyValueStore;
+pub(crate) use record_collector::{EncodedRecord, RecordCollector};
+pub(crate) use record_deserializer::{Blocker, RawRecord};
 pub use streams::{KafkaStreams, KeyQueryMetadata, State, StreamsMetadata};
-pub use thread::ThreadState;

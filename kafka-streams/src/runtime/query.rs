@@ -177,7 +177,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         let mut guards: Vec<_> = cores.iter().map(|c| lock(c)).collect();
         let mut hosting = 0;
         for guard in guards.iter_mut() {
-            for task in guard.tasks.values_mut() {
+            for task in guard.task_manager.tasks_mut().values_mut() {
                 if !task.has_store(&self.name) {
                     continue;
                 }
@@ -196,7 +196,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
             ))));
         }
         for guard in guards.iter_mut() {
-            for task in guard.tasks.values_mut() {
+            for task in guard.task_manager.tasks_mut().values_mut() {
                 if let Some(store) = task.store_dyn_mut(&self.name) {
                     let typed = self.typed(store)?;
                     f(typed).map_err(|e| self.state_error(e))?;

@@ -115,23 +115,15 @@ pub(crate) struct ChangelogReader {
 }
 
 impl ChangelogReader {
-    /// A reader for the thread `thread` of `application_id`; nothing connects until a
-    /// store needs restoring.
+    /// A reader for the thread `thread`, whose restore consumer has `config`
+    /// ([`StreamsConfig::restore_consumer_config`](super::StreamsConfig::restore_consumer_config));
+    /// nothing connects until a store needs restoring.
     pub fn new(
-        client: &rdkafka::ClientConfig,
-        application_id: &str,
+        config: rdkafka::ClientConfig,
         thread: &str,
         listener: Option<Arc<dyn StateRestoreListener>>,
         max_poll_records: Option<usize>,
     ) -> Self {
-        let mut config = client.clone();
-        config
-            .set("group.id", format!("{application_id}-restore-consumer"))
-            .set("client.id", format!("{thread}-restore-consumer"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("auto.offset.reset", "earliest");
         ChangelogReader {
             config,
             thread: thread.to_owned(),

@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::collector::RecordCollector;
+use super::record_collector::{EncodedRecord, RecordCollector};
 use super::task::TaskEnv;
 use crate::common::TaskId;
 use crate::error::{Result, StreamsError};
@@ -26,7 +26,6 @@ use crate::state::{
     CacheBudget, ChangelogPartition, RecordingChangelogWriter, RestorableStore, StateStore,
     StoreContext,
 };
-use crate::topology::codec::EncodedRecord;
 use crate::topology::{SubTopology, Topology};
 
 /// The stores of one task and their changelogs.

@@ -15,6 +15,7 @@ use super::global::{open_global_stores, run_global_thread, SharedGlobalStore};
 use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
 use super::query::ReadOnlyKeyValueStore;
+use super::record_deserializer::Blocker;
 use super::task::TaskEnv;
 use super::thread::ThreadCore;
 use super::thread::{run_stream_thread, ThreadState};
@@ -23,7 +24,6 @@ use super::StreamsConfig;
 use crate::error::InvalidStoreReason;
 use crate::error::{Result, StreamsError};
 use crate::processor::TaskId;
-use crate::topology::codec::Blocker;
 use crate::topology::Topology;
 
 /// The state of a Kafka Streams client (Kafka's `KafkaStreams.State`).
@@ -605,7 +605,7 @@ impl KafkaStreams {
         let mut out = Vec::new();
         for core in self.inner.shared.thread_cores() {
             let guard = super::thread::lock(&core);
-            for (id, task) in &guard.tasks {
+            for (id, task) in guard.task_manager.tasks() {
                 out.push((*id, task.is_restoring()));
             }
         }

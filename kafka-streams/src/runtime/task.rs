@@ -4,9 +4,12 @@
 //! A task
 //! - owns a fresh instance of each processor of its sub-topology, and its state
 //!   stores;
-//! - buffers its input partitions' records and processes them in timestamp order
-//!   (the head with the smallest timestamp first), advancing **stream time** (the
-//!   largest timestamp processed);
+//! - buffers its input partitions' records in its [`PartitionGroup`], decoded by
+//!   each partition's [`RecordDeserializer`], and processes them in timestamp order
+//!   (the head with the smallest timestamp first, waiting for an empty input up to
+//!   `max.task.idle.ms`), advancing **stream time** (the largest timestamp
+//!   processed);
+//! - sends sink output to the [`RecordCollector`];
 //! - runs stream-time and wall-clock punctuations;
 //! - remembers, per input partition, the next offset to commit.
 //!
@@ -15,29 +18,25 @@
 //! `Closed`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use kafka_client::serde::BoxError;
 use kafka_client::TopicPartition;
 
-use super::collector::RecordCollector;
-use super::handlers::{
-    ConsumedBytes, DeserializationResponse, ErrorContext, HandlerResponse, ProductionErrorContext,
-    DLQ_HEADER_APPLICATION, DLQ_HEADER_EXCEPTION, DLQ_HEADER_MESSAGE, DLQ_HEADER_OFFSET,
-    DLQ_HEADER_PARTITION, DLQ_HEADER_TOPIC,
-};
+use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
 use super::metrics::StreamsMetrics;
+use super::partition_group::{FetchedLags, PartitionGroup};
+use super::record_collector::{EncodedRecord, RecordCollector};
+use super::record_deserializer::{Blocker, RawRecord, RecordDeserializer};
 use super::state_manager::ProcessorStateManager;
 use super::StreamsConfig;
-use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::error::{Result, StreamsError};
 use crate::processor::internal::{ContextCore, ErasedProcessor, ErasedRecord, Punctuators};
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
 use crate::state::StoreContext;
-use crate::topology::codec::{
-    Blocker, EncodeError, EncodedRecord, RawRecord, SinkCodec, SourceCodec,
-};
+use crate::topology::codec::{EncodeError, SinkCodec};
 use crate::topology::{NodeKindDef, SubTopology, Topology};
 
 /// What every task of a client shares.
@@ -76,31 +75,10 @@ struct RuntimeNode {
     stores: Vec<String>,
 }
 
-struct Queued {
-    /// `None`: a skipped record, which only advances the committed offset.
-    record: Option<ErasedRecord>,
-    offset: i64,
-}
-
-struct PartitionQueue {
-    tp: TopicPartition,
-    source: usize,
-    codec: Arc<dyn SourceCodec>,
-    records: VecDeque<Queued>,
-    partition_time: i64,
-    /// The next offset to commit, once a record of the partition was processed.
-    next_offset: Option<i64>,
-    /// The processor context's metadata, reused so that no record copies the topic
-    /// name.
-    metadata: RecordMetadata,
-}
-
-impl PartitionQueue {
-    fn head_timestamp(&self) -> Option<i64> {
-        self.records
-            .front()
-            .map(|q| q.record.as_ref().map_or(i64::MIN, |r| r.timestamp))
-    }
+/// A source of the task: the node its records enter, and how they are decoded.
+struct SourceInput {
+    node: usize,
+    deserializer: RecordDeserializer,
 }
 
 enum Step {
@@ -122,7 +100,10 @@ pub(crate) struct StreamTask {
     id: TaskId,
     state: TaskState,
     nodes: Vec<RuntimeNode>,
-    queues: Vec<PartitionQueue>,
+    /// The input queues, one per input partition.
+    group: PartitionGroup,
+    /// Per input partition (same index as in `group`): its source.
+    inputs: Vec<SourceInput>,
     stream_time: i64,
     punctuators: Punctuators,
     /// The task's stores, their changelogs and checkpoints.
@@ -155,25 +136,18 @@ impl StreamTask {
         let local: HashMap<usize, usize> =
             sub.nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
         let mut nodes = Vec::with_capacity(sub.nodes.len());
-        let mut queues = Vec::new();
+        let mut group = PartitionGroup::new(id, env.config.max_task_idle_ms);
+        let mut inputs = Vec::new();
         for (l, &g) in sub.nodes.iter().enumerate() {
             let def = &topology.nodes[g];
             let kind = match &def.kind {
                 NodeKindDef::Source { topics, codec } => {
                     for t in topics {
                         let topic = topology.resolve_topic(&env.application_id, t);
-                        queues.push(PartitionQueue {
-                            tp: TopicPartition::new(topic.clone(), partition),
-                            source: l,
-                            codec: codec.clone(),
-                            records: VecDeque::new(),
-                            partition_time: i64::MIN,
-                            next_offset: None,
-                            metadata: RecordMetadata {
-                                topic,
-                                partition,
-                                offset: -1,
-                            },
+                        group.add_partition(TopicPartition::new(topic, partition));
+                        inputs.push(SourceInput {
+                            node: l,
+                            deserializer: RecordDeserializer::new(codec.clone(), def.name.clone()),
                         });
                     }
                     RuntimeKind::Source
@@ -216,7 +190,8 @@ impl StreamTask {
             id,
             state: TaskState::Created,
             nodes,
-            queues,
+            group,
+            inputs,
             stream_time: i64::MIN,
             punctuators: Punctuators::default(),
             state_manager,
@@ -232,7 +207,31 @@ impl StreamTask {
 
     /// The input partitions of the task.
     pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
-        self.queues.iter().map(|q| &q.tp)
+        self.group.partitions()
+    }
+
+    /// Turns waiting for empty inputs off (`max.task.idle.ms` = -1): the test driver
+    /// hands every record to its task before processing, so there is nothing to
+    /// wait for.
+    pub fn disable_idling(&mut self) {
+        self.group
+            .set_max_task_idle_ms(super::partition_group::MAX_TASK_IDLE_MS_DISABLED);
+    }
+
+    /// The consumer reached the end of input partition `topic`/`partition` at
+    /// `offset`: the task has every record before it (its lag is known).
+    pub fn reached_end(&mut self, topic: &str, partition: i32, offset: i64) {
+        if let Some(i) = self.group.index_of(topic, partition) {
+            self.group.reached_end(i, offset);
+        }
+    }
+
+    /// The next offset the task expects from input partition `topic`/`partition`,
+    /// once known.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.group
+            .index_of(topic, partition)
+            .and_then(|i| self.group.position(i))
     }
 
     /// Stream time (largest processed timestamp; `i64::MIN` before the first).
@@ -364,149 +363,57 @@ impl StreamTask {
         raw: RawRecord<'_>,
         collector: &mut dyn RecordCollector,
     ) -> Result<()> {
-        let Some(qi) = self
-            .queues
-            .iter()
-            .position(|q| q.tp.partition == raw.partition && q.tp.topic == raw.topic)
-        else {
+        let Some(qi) = self.group.index_of(raw.topic, raw.partition) else {
             return Err(StreamsError::Internal(format!(
                 "task {} got a record of topic {} partition {} offset {}, which it does not read",
                 self.id, raw.topic, raw.partition, raw.offset
             )));
         };
-        let queue = &mut self.queues[qi];
-        let decoded = queue
-            .codec
-            .decode(&raw, queue.partition_time, &self.env.blocker);
-        let record = match decoded {
-            Ok(r) if r.timestamp >= 0 => Some(r),
-            Ok(r) => {
-                tracing::warn!(
-                    task = %self.id, topic = %raw.topic, partition = raw.partition, offset = raw.offset,
-                    timestamp = r.timestamp,
-                    "record has an invalid (negative) timestamp; skipping it"
-                );
-                self.env.metrics.skipped();
-                None
-            }
-            Err(err) => {
-                let context = ErrorContext {
-                    task: self.id,
-                    node: self.nodes[queue.source].name.clone(),
-                    topic: Some(raw.topic.to_owned()),
-                    partition: Some(raw.partition),
-                    offset: Some(raw.offset),
-                };
-                let bytes = ConsumedBytes {
-                    key: raw.key.map(<[u8]>::to_vec),
-                    value: raw.value.map(<[u8]>::to_vec),
-                    headers: raw.headers.clone(),
-                    timestamp: raw.timestamp,
-                };
-                match self
-                    .env
-                    .config
-                    .deserialization_handler
-                    .handle(&context, &bytes, &err.source)
-                {
-                    DeserializationResponse::Fail => {
-                        return Err(StreamsError::Deserialization {
-                            topic: raw.topic.to_owned(),
-                            partition: raw.partition,
-                            offset: raw.offset,
-                            field: err.field.to_string(),
-                            source: err.source,
-                        })
-                    }
-                    DeserializationResponse::Continue => {
-                        self.env.metrics.skipped();
-                        None
-                    }
-                    DeserializationResponse::DeadLetter { topic } => {
-                        let mut headers = raw.headers.clone();
-                        headers.insert(DLQ_HEADER_TOPIC, raw.topic.as_bytes());
-                        headers.insert(DLQ_HEADER_PARTITION, raw.partition.to_string());
-                        headers.insert(DLQ_HEADER_OFFSET, raw.offset.to_string());
-                        headers.insert(DLQ_HEADER_EXCEPTION, "DeserializationException");
-                        headers.insert(
-                            DLQ_HEADER_MESSAGE,
-                            format!("{} deserialization failed: {}", err.field, err.source),
-                        );
-                        headers.insert(DLQ_HEADER_APPLICATION, self.env.application_id.as_bytes());
-                        let origin = RecordMetadata {
-                            topic: raw.topic.to_owned(),
-                            partition: raw.partition,
-                            offset: raw.offset,
-                        };
-                        collector.send(
-                            EncodedRecord {
-                                topic: Cow::Owned(topic),
-                                partition: None,
-                                key: raw.key.map(Cow::Borrowed),
-                                value: raw.value.map(Cow::Borrowed),
-                                timestamp: raw.timestamp.max(0),
-                                headers: Cow::Owned(headers),
-                            },
-                            "",
-                            Some(&origin),
-                        )?;
-                        self.env.metrics.dead_lettered();
-                        None
-                    }
-                }
-            }
-        };
-        let queue = &mut self.queues[qi];
-        if let Some(r) = &record {
-            queue.partition_time = queue.partition_time.max(r.timestamp);
-        }
-        queue.records.push_back(Queued {
-            record,
-            offset: raw.offset,
-        });
+        let record = self.inputs[qi].deserializer.deserialize(
+            &raw,
+            self.group.partition_time(qi),
+            self.id,
+            &self.env,
+            collector,
+        )?;
+        self.group.push(qi, record, raw.offset);
         Ok(())
     }
 
     /// `true` when the task reads a single partition, so there is no choice of
     /// which buffered record goes next.
     pub fn reads_one_partition(&self) -> bool {
-        self.queues.len() == 1
+        self.group.len() == 1
     }
 
-    /// Processes the buffered record with the smallest timestamp. `false` when
-    /// nothing was buffered.
+    /// Processes the record its partition group picks (the buffered record with the
+    /// smallest timestamp, once the group is ready). `false` when nothing was
+    /// buffered, or the group waits for an empty input (see `partition_group.rs`).
     pub fn process_one(
         &mut self,
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
+        lags: &dyn FetchedLags,
     ) -> Result<bool> {
         if self.state != TaskState::Running {
             return Ok(false);
         }
         self.wall_clock = wall_clock;
-        let mut best: Option<(i64, usize)> = None;
-        for (i, q) in self.queues.iter().enumerate() {
-            if let Some(ts) = q.head_timestamp() {
-                if best.is_none_or(|(b, _)| ts < b) {
-                    best = Some((ts, i));
-                }
-            }
+        let Some(next) = self.group.next_record(wall_clock, lags) else {
+            return Ok(false);
+        };
+        if next.enforced {
+            self.env.metrics.enforced_processing();
         }
-        let Some((_, qi)) = best else {
-            return Ok(false);
-        };
-        let queue = &mut self.queues[qi];
-        let Some(queued) = queue.records.pop_front() else {
-            return Ok(false);
-        };
-        let source = queue.source;
-        queue.next_offset = Some(queued.offset + 1);
+        let qi = next.queue;
+        let queued = next.queued;
+        let source = self.inputs[qi].node;
         self.commit_needed = true;
         let Some(record) = queued.record else {
             return Ok(true);
         };
         let mut metadata = std::mem::replace(
-            &mut queue.metadata,
+            self.group.metadata_mut(qi),
             RecordMetadata {
                 topic: String::new(),
                 partition: -1,
@@ -523,20 +430,22 @@ impl StreamTask {
             collector,
             wall_clock,
         );
-        self.queues[qi].metadata = metadata;
+        *self.group.metadata_mut(qi) = metadata;
         result?;
         self.env.metrics.processed();
         Ok(true)
     }
 
-    /// Processes every buffered record.
+    /// Processes the buffered records, until the partition group has none or waits
+    /// for an empty input.
     pub fn process_all(
         &mut self,
         collector: &mut dyn RecordCollector,
         wall_clock: i64,
+        lags: &dyn FetchedLags,
     ) -> Result<usize> {
         let mut n = 0;
-        while self.process_one(collector, wall_clock)? {
+        while self.process_one(collector, wall_clock, lags)? {
             n += 1;
             self.maybe_punctuate(
                 PunctuationType::StreamTime,
@@ -620,7 +529,7 @@ impl StreamTask {
                     HandlerResponse::Fail => Err(StreamsError::Processing {
                         node,
                         task: self.id.to_string(),
-                        origin: metadata.map(|m| Box::new(RecordOrigin::from(m))),
+                        origin: metadata.map(|m| Box::new(m.clone())),
                         source: error,
                     }),
                 }
@@ -720,6 +629,14 @@ impl StreamTask {
                 (RuntimeKind::Sink { topic, codec }, Step::Process(record)) => {
                     match codec.encode(&record, topic.as_deref(), &env.blocker) {
                         Ok(encoded) => {
+                            let encoded = EncodedRecord {
+                                topic: encoded.topic,
+                                partition: None,
+                                key: encoded.key,
+                                value: encoded.value,
+                                timestamp: record.timestamp,
+                                headers: Cow::Borrowed(&record.headers),
+                            };
                             collector
                                 .send(encoded, name, metadata)
                                 .map_err(Failure::Fatal)?;
@@ -729,7 +646,7 @@ impl StreamTask {
                             let context = ProductionErrorContext {
                                 topic: topic.clone(),
                                 node: name.clone(),
-                                origin: metadata.map(RecordOrigin::from),
+                                origin: metadata.cloned(),
                             };
                             let reason = format!("serialization failed: {source}");
                             match env.config.production_handler.handle(&context, &reason) {
@@ -738,7 +655,7 @@ impl StreamTask {
                                     return Err(Failure::Fatal(StreamsError::Production {
                                         topic,
                                         node: name.clone(),
-                                        origin: metadata.map(|m| Box::new(RecordOrigin::from(m))),
+                                        origin: metadata.map(|m| Box::new(m.clone())),
                                         reason,
                                         retriable: false,
                                     }))
@@ -804,9 +721,9 @@ impl StreamTask {
         self.send_changelog(collector)?;
         if self.commit_needed {
             Ok(self
-                .queues
-                .iter()
-                .filter_map(|q| q.next_offset.map(|o| (q.tp.clone(), o)))
+                .group
+                .offsets_to_commit()
+                .map(|(tp, o)| (tp.clone(), o))
                 .collect())
         } else {
             Ok(BTreeMap::new())
@@ -827,14 +744,13 @@ impl StreamTask {
     /// that partition: the flushed store reflects every record before it.
     pub fn post_commit(&mut self, collector: &dyn RecordCollector) -> Result<()> {
         self.commit_needed = false;
-        let queues = &self.queues;
+        let group = &self.group;
         self.state_manager.checkpoint(collector, |changelog| {
             // The offset just committed; before the first record is processed, the
             // checkpoint stays where restoring left it.
-            queues
-                .iter()
-                .find(|q| q.tp.partition == changelog.partition && q.tp.topic == changelog.topic)
-                .and_then(|q| q.next_offset)
+            group
+                .next_offset_of(&changelog.topic, changelog.partition)
+                .flatten()
         })
     }
 

@@ -1,33 +1,36 @@
-//! A stream thread: one consumer, one producer, the tasks of its partitions, and the
-//! poll → process → punctuate → commit loop (Kafka's `StreamThread` and
-//! `TaskManager`).
+//! A stream thread (Kafka's `StreamThread`): one consumer, one producer, the
+//! thread's [`TaskManager`], and the poll → process → punctuate → commit loop. Each
+//! fetched record goes to its task's partition group; tasks then process what their
+//! partition groups let them (see `partition_group.rs`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_client::internal::{FetchQueue, FetchedBatch};
+use kafka_client::TopicPartition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset};
 
-use super::collector::RecordCollector;
-use super::commit::commit_tasks;
-use super::kafka::{fetched_record, raw_record, KafkaCollector, KafkaCommitter};
+use super::commit::KafkaCommitter;
 use super::membership::claim_record;
+use super::partition_group::FetchedLags;
+use super::record_collector::{KafkaCollector, RecordCollector};
+use super::record_deserializer::{fetched_record, raw_record, RawRecord};
 use super::restore::ChangelogReader;
 use super::streams::ClientShared;
-use super::task::{StreamTask, TaskEnv};
+use super::task::TaskEnv;
+use super::task_manager::TaskManager;
 use crate::error::{Result, StreamsError};
-use crate::processor::{PunctuationType, TaskId};
 use crate::state::ChangelogPartition;
-use crate::topology::codec::RawRecord;
 use crate::topology::Topology;
 
 /// A stream thread's state (Kafka's `StreamThread.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThreadState {
+pub(crate) enum ThreadState {
     /// Started, no assignment yet.
     Starting,
     /// Partitions revoked, waiting for the new assignment.
@@ -51,25 +54,21 @@ pub(crate) fn now_ms() -> i64 {
 
 /// What the loop, the rebalance callbacks and interactive queries share.
 pub(crate) struct ThreadCore {
-    pub(crate) tasks: BTreeMap<TaskId, StreamTask>,
+    pub(crate) task_manager: TaskManager,
     collector: KafkaCollector,
     reader: ChangelogReader,
-    /// The thread's share of `statestore.cache.max.bytes`.
-    cache_budget: crate::state::CacheBudget,
     error: Option<StreamsError>,
     /// Bumped by every assignment and revocation, so the loop re-routes the input
     /// partitions to its fetch queue.
     assignment_generation: u64,
 }
 
+/// The main consumer's rebalance listener (Kafka's `StreamsRebalanceListener`): it
+/// hands assignments and revocations to the thread's [`TaskManager`].
 struct StreamsConsumerContext {
     index: usize,
     core: Arc<Mutex<ThreadCore>>,
-    topology: Arc<Topology>,
     env: Arc<TaskEnv>,
-    /// The subtopology reading each source topic. A list, not a map: topologies
-    /// read a few topics, and a scan beats hashing the name of every record.
-    sub_of_topic: Vec<(String, usize)>,
     shared: Arc<ClientShared>,
 }
 
@@ -99,36 +98,21 @@ fn publish_claim(
 }
 
 impl StreamsConsumerContext {
-    fn sub_of(&self, topic: &str) -> Option<usize> {
-        self.sub_of_topic
-            .iter()
-            .find(|(t, _)| t.as_str() == topic)
-            .map(|&(_, sub)| sub)
-    }
-
     fn revoke_all(&self, consumer: &BaseConsumer<Self>) -> Result<()> {
         let mut core = lock(&self.core);
         let core = &mut *core;
         publish_claim(&self.env, self.index, &mut core.collector, Some(&[]));
-        if core.tasks.is_empty() {
-            return Ok(());
-        }
-        commit_tasks(
-            core.tasks.values_mut(),
+        let closed = core.task_manager.handle_revocation(
             &mut core.collector,
             &mut KafkaCommitter { consumer },
-            &self.env.metrics,
+            &mut core.reader,
+            &self.shared,
         )?;
-        for task in core.tasks.values_mut() {
-            task.close();
+        if closed.is_empty() {
+            return Ok(());
         }
-        let closed: Vec<String> = core.tasks.keys().map(ToString::to_string).collect();
-        for id in core.tasks.keys() {
-            self.shared.set_restoring(*id, false);
-        }
-        core.tasks.clear();
-        core.reader.clear();
         core.assignment_generation += 1;
+        let closed: Vec<String> = closed.iter().map(ToString::to_string).collect();
         tracing::info!(thread = self.index, tasks = ?closed, "partitions revoked: committed and closed tasks");
         Ok(())
     }
@@ -140,48 +124,26 @@ impl StreamsConsumerContext {
     ) -> Result<()> {
         let mut core = lock(&self.core);
         let core = &mut *core;
-        let mut ids: Vec<TaskId> = Vec::new();
-        for elem in tpl.elements() {
-            let Some(sub) = self.sub_of(elem.topic()) else {
-                return Err(StreamsError::Internal(format!(
-                    "assigned topic {} is not read by the topology",
-                    elem.topic()
-                )));
-            };
-            let id = TaskId {
-                subtopology: sub,
-                partition: elem.partition(),
-            };
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        let now = now_ms();
-        let mut restoring = rdkafka::TopicPartitionList::new();
-        for id in &ids {
-            if core.tasks.contains_key(id) {
-                continue;
-            }
-            let sub = &self.topology.subtopologies[id.subtopology];
-            let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
-            task.set_cache_budget(core.cache_budget.clone());
-            task.init_stores()?;
-            let committed = |changelog: &ChangelogPartition| committed_offset(consumer, changelog);
-            if core.reader.register(&mut task, &committed)? {
-                self.shared.set_restoring(*id, true);
-                // Its input waits until the stores are restored; the thread's other
-                // tasks keep processing meanwhile.
-                for tp in task.partitions() {
-                    restoring.add_partition(&tp.topic, tp.partition);
-                }
-            } else {
-                task.complete_restoration(now)?;
-            }
-            core.tasks.insert(*id, task);
-        }
+        let claimed: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let committed = |changelog: &ChangelogPartition| committed_offset(consumer, changelog);
+        let assigned = core.task_manager.handle_assignment(
+            &claimed,
+            &mut core.reader,
+            &committed,
+            &self.shared,
+            now_ms(),
+        )?;
         core.assignment_generation += 1;
-        if restoring.count() > 0 {
-            consumer.pause(&restoring).map_err(|e| {
+        if !assigned.restoring.is_empty() {
+            let mut paused = rdkafka::TopicPartitionList::new();
+            for tp in &assigned.restoring {
+                paused.add_partition(&tp.topic, tp.partition);
+            }
+            consumer.pause(&paused).map_err(|e| {
                 StreamsError::kafka(
                     "pausing the input of restoring tasks",
                     &self.env.application_id,
@@ -189,11 +151,6 @@ impl StreamsConsumerContext {
                 )
             })?;
         }
-        let claimed: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
         publish_claim(&self.env, self.index, &mut core.collector, Some(&claimed));
         if self.env.config.application_server.is_some() {
             // Key lookups read the claim: make it visible now, not at the next
@@ -202,9 +159,8 @@ impl StreamsConsumerContext {
                 tracing::warn!(thread = self.index, %error, "flushing the metadata claim failed");
             }
         }
-        let mut names: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        names.sort();
-        tracing::info!(thread = self.index, tasks = ?names, restoring = restoring.count(), "partitions assigned: tasks created");
+        let names: Vec<String> = assigned.tasks.iter().map(ToString::to_string).collect();
+        tracing::info!(thread = self.index, tasks = ?names, restoring = assigned.restoring.len(), "partitions assigned: tasks created");
         Ok(())
     }
 
@@ -295,70 +251,45 @@ pub(crate) fn run_stream_thread(
     let config = &env.config;
     let app = &env.application_id;
     let thread_name = format!("{app}-StreamThread-{index}");
-    let consumer_client = config.client.clone().with_consumer_defaults();
-    let mut consumer_config = consumer_client.to_rdkafka();
-    consumer_config
-        .set("group.id", app)
-        .set("client.id", format!("{thread_name}-consumer"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("partition.assignment.strategy", "range");
-    if config.client.get("auto.offset.reset").is_none() {
-        consumer_config.set("auto.offset.reset", "earliest");
-    }
-    let mut producer_config = config.client.to_rdkafka();
-    producer_config
-        .set("client.id", format!("{thread_name}-producer"))
-        .remove("group.id");
-    if config.client.get("partitioner").is_none() {
-        // Java-compatible key partitioning, so repartition topics agree with Kafka
-        // Streams applications in other languages.
-        producer_config.set("partitioner", "murmur2_random");
-    }
     let collector = KafkaCollector::new(
-        &producer_config,
+        &config.producer_config(&thread_name),
         config.production_handler.clone(),
         env.metrics.clone(),
     )?;
     let reader = ChangelogReader::new(
-        &consumer_client.to_rdkafka(),
-        app,
+        config.restore_consumer_config(&thread_name),
         &thread_name,
         config.restore_listener.clone(),
         config.restore_max_poll_records,
     );
+    let task_manager = TaskManager::new(
+        topology,
+        env.clone(),
+        crate::state::CacheBudget::new(config.cache_max_bytes / config.num_stream_threads.max(1)),
+    );
+    let topics: Vec<String> = task_manager.source_topics().map(str::to_owned).collect();
     let core = Arc::new(Mutex::new(ThreadCore {
-        tasks: BTreeMap::new(),
+        task_manager,
         collector,
         reader,
-        cache_budget: crate::state::CacheBudget::new(
-            config.cache_max_bytes / config.num_stream_threads.max(1),
-        ),
         error: None,
         assignment_generation: 0,
     }));
     shared.register_thread_core(index, core.clone());
-    let mut sub_of_topic = Vec::new();
-    let mut topics = Vec::new();
-    for sub in &topology.subtopologies {
-        for t in &sub.source_topics {
-            let resolved = topology.resolve_topic(app, t);
-            sub_of_topic.push((resolved.clone(), sub.id));
-            topics.push(resolved);
-        }
-    }
     let context = StreamsConsumerContext {
         index,
         core: core.clone(),
-        topology: topology.clone(),
         env: env.clone(),
-        sub_of_topic,
         shared: shared.clone(),
     };
-    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> =
-        Arc::new(consumer_config.create_with_context(context).map_err(|e| {
-            StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
-        })?);
+    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> = Arc::new(
+        config
+            .main_consumer_config(&thread_name)
+            .create_with_context(context)
+            .map_err(|e| {
+                StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
+            })?,
+    );
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
@@ -368,38 +299,24 @@ pub(crate) fn run_stream_thread(
     let result = run_loop(index, &consumer, &core, &env, &shared);
     let mut guard = lock(&core);
     let core_ref = &mut *guard;
-    let final_result = match result {
-        Ok(()) => {
-            // Graceful: one last commit, then close the tasks.
-            shared.set_thread_state(index, ThreadState::PendingShutdown);
-            publish_claim(&env, index, &mut core_ref.collector, None);
-            let committed = commit_tasks(
-                core_ref.tasks.values_mut(),
-                &mut core_ref.collector,
-                &mut KafkaCommitter {
-                    consumer: &consumer,
-                },
-                &env.metrics,
-            );
-            for task in core_ref.tasks.values_mut() {
-                task.close();
-            }
-            committed.map(|_| ())
-        }
-        Err(e) => {
-            // Dirty close: no commit, so the failed records are processed again
-            // by whoever takes the partitions over.
-            for task in core_ref.tasks.values_mut() {
-                task.close();
-            }
-            Err(e)
-        }
-    };
-    for id in core_ref.tasks.keys() {
-        shared.set_restoring(*id, false);
+    let clean = result.is_ok();
+    if clean {
+        // Graceful: one last commit, then close the tasks.
+        shared.set_thread_state(index, ThreadState::PendingShutdown);
+        publish_claim(&env, index, &mut core_ref.collector, None);
     }
-    core_ref.tasks.clear();
-    core_ref.reader.clear();
+    // Dirty close (after a failure): no commit, so the failed records are processed
+    // again by whoever takes the partitions over.
+    let closed = core_ref.task_manager.shutdown(
+        clean,
+        &mut core_ref.collector,
+        &mut KafkaCommitter {
+            consumer: &consumer,
+        },
+        &mut core_ref.reader,
+        &shared,
+    );
+    let final_result = result.and(closed);
     drop(guard);
     shared.unregister_thread_core(index, &core);
     consumer.unsubscribe();
@@ -429,6 +346,9 @@ fn run_loop(
     let mut fetched = FetchedBatch::new();
     let mut last_progress_log = Instant::now();
     let mut restoring = false;
+    // Ends of partitions reported through the consumer's own queue (by partition
+    // number only).
+    let mut polled_ends: Vec<i32> = Vec::new();
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
@@ -440,6 +360,7 @@ fn run_loop(
             match consumer.poll(Duration::ZERO) {
                 None => break,
                 Some(Ok(msg)) => polled.push(msg),
+                Some(Err(KafkaError::PartitionEOF(partition))) => polled_ends.push(partition),
                 Some(Err(e)) => {
                     tracing::warn!(thread = index, error = %e, "consumer error");
                     break;
@@ -471,21 +392,27 @@ fn run_loop(
             return Err(e);
         }
         let now = now_ms();
+        let lags = QueueLags(&fetch);
+        for eof in polled_ends.drain(..) {
+            reached_end_unattributed(c, &lags, eof);
+        }
         for msg in polled.drain(..) {
-            add_record(consumer.context(), c, raw_record(&msg), now)?;
+            add_record(c, raw_record(&msg), now, &lags)?;
         }
         for msg in fetched.iter() {
-            if let Some(e) = msg.error() {
-                tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
-                continue;
+            match msg.error() {
+                None => add_record(c, fetched_record(&msg), now, &lags)?,
+                Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
+                    c.task_manager
+                        .reached_end(msg.topic(), msg.partition(), msg.offset());
+                }
+                Some(e) => {
+                    tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
+                }
             }
-            add_record(consumer.context(), c, fetched_record(&msg), now)?;
         }
         fetched.clear();
-        for task in c.tasks.values_mut() {
-            task.process_all(&mut c.collector, now)?;
-            task.maybe_punctuate(PunctuationType::WallClockTime, now, &mut c.collector, now)?;
-        }
+        c.task_manager.process(&mut c.collector, now, &lags)?;
         restoring = c.reader.is_restoring();
         if restoring {
             restore_step(consumer, c, shared, config.poll_timeout)?;
@@ -493,12 +420,8 @@ fn run_loop(
         }
         c.collector.poll();
         if last_commit.elapsed() >= config.commit_interval {
-            commit_tasks(
-                c.tasks.values_mut(),
-                &mut c.collector,
-                &mut KafkaCommitter { consumer },
-                &env.metrics,
-            )?;
+            c.task_manager
+                .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
             last_commit = Instant::now();
         }
         // Like Kafka, the thread runs once every task has restored.
@@ -532,9 +455,8 @@ const ROUTE_REFRESH: Duration = Duration::from_millis(100);
 /// ones back to the consumer.
 fn route_assigned_partitions(fetch: &FetchQueue<StreamsConsumerContext>, core: &ThreadCore) {
     let assigned: Vec<(&str, i32)> = core
-        .tasks
-        .values()
-        .flat_map(StreamTask::partitions)
+        .task_manager
+        .partitions()
         .map(|tp| (tp.topic.as_str(), tp.partition))
         .collect();
     let revoked: Vec<(String, i32)> = fetch
@@ -552,21 +474,60 @@ fn route_assigned_partitions(fetch: &FetchQueue<StreamsConsumerContext>, core: &
     }
 }
 
+/// The lag of input partitions from the consumer's cached high watermarks (no
+/// broker round trip): the high watermark minus the position the task knows. An
+/// empty partition (low = high watermark) has no lag whatever the position.
+struct QueueLags<'a>(&'a FetchQueue<StreamsConsumerContext>);
+
+impl FetchedLags for QueueLags<'_> {
+    fn lag(&self, partition: &TopicPartition, position: Option<i64>) -> Option<i64> {
+        let (low, high) = self
+            .0
+            .cached_watermarks(&partition.topic, partition.partition)?;
+        match position {
+            Some(position) => Some((high - position).max(0)),
+            None if low >= 0 && low == high => Some(0),
+            None => None,
+        }
+    }
+}
+
+/// The consumer's own queue reported the end of a partition, by number only (it
+/// came before the partition was routed to the fetch queue). Every input partition
+/// with that number whose position is still unknown takes the cached high watermark
+/// as its position: at worst a task waits `max.task.idle.ms` for records that were
+/// about to arrive anyway, instead of waiting for that partition forever.
+fn reached_end_unattributed(core: &mut ThreadCore, lags: &QueueLags<'_>, partition: i32) {
+    let unknown: Vec<(String, i64)> = core
+        .task_manager
+        .tasks()
+        .values()
+        .flat_map(|task| {
+            task.partitions()
+                .filter(|tp| tp.partition == partition)
+                .filter(|tp| task.position(&tp.topic, tp.partition).is_none())
+                .filter_map(|tp| {
+                    lags.0
+                        .cached_watermarks(&tp.topic, tp.partition)
+                        .map(|(_, high)| (tp.topic.clone(), high))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (topic, high) in unknown {
+        core.task_manager.reached_end(&topic, partition, high);
+    }
+}
+
 /// Hands a consumed record to its task, and processes it at once when the task reads
 /// one partition.
 fn add_record(
-    context: &StreamsConsumerContext,
     c: &mut ThreadCore,
     raw: RawRecord<'_>,
     now: i64,
+    lags: &dyn FetchedLags,
 ) -> Result<()> {
-    let task = context.sub_of(raw.topic).and_then(|sub| {
-        c.tasks.get_mut(&TaskId {
-            subtopology: sub,
-            partition: raw.partition,
-        })
-    });
-    let Some(task) = task else {
+    let Some(task) = c.task_manager.task_for(raw.topic, raw.partition) else {
         tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset, "record for a partition without task; dropped (it will be re-read by its owner)");
         return Ok(());
     };
@@ -574,7 +535,7 @@ fn add_record(
     if task.reads_one_partition() {
         // Nothing to choose between: process it now, while it is in cache. Tasks
         // with several partitions wait for the whole batch and pick by timestamp.
-        task.process_all(&mut c.collector, now)?;
+        task.process_all(&mut c.collector, now, lags)?;
     }
     Ok(())
 }
@@ -588,27 +549,22 @@ fn restore_step(
     shared: &ClientShared,
     poll_timeout: Duration,
 ) -> Result<()> {
-    let any_running = core.tasks.values().any(StreamTask::is_running);
+    let any_running = core.task_manager.any_running();
     let budget = if any_running {
         RESTORE_SLICE_WHILE_RUNNING
     } else {
         poll_timeout.max(RESTORE_SLICE_WHILE_RUNNING)
     };
-    let done = core.reader.restore(&mut core.tasks, budget)?;
+    let done = core.reader.restore(core.task_manager.tasks_mut(), budget)?;
     if done.is_empty() {
         return Ok(());
     }
-    let now = now_ms();
+    let started = core
+        .task_manager
+        .complete_restoration(done, shared, now_ms())?;
     let mut resume = rdkafka::TopicPartitionList::new();
-    for id in done {
-        if let Some(task) = core.tasks.get_mut(&id) {
-            task.complete_restoration(now)?;
-            shared.set_restoring(id, false);
-            for tp in task.partitions() {
-                resume.add_partition(&tp.topic, tp.partition);
-            }
-            tracing::info!(task = %id, "task restored; processing starts");
-        }
+    for tp in &started {
+        resume.add_partition(&tp.topic, tp.partition);
     }
     consumer
         .resume(&resume)

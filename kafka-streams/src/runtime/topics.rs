@@ -14,9 +14,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use kafka_client::admin::{AdminClient, AdminError, NewTopic};
+use kafka_client::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::StreamsConfig;
@@ -35,37 +36,45 @@ fn partition_counts(consumer: &BaseConsumer, timeout: Duration) -> Result<BTreeM
         .collect())
 }
 
-/// Creates `topic` with the admin API; an existing topic is fine.
-pub(crate) fn create_topic_with_admin(
-    config: &rdkafka::ClientConfig,
-    topic: &str,
-    partitions: i32,
-    replication: i32,
-    topic_configs: &[(&str, &str)],
-) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| StreamsError::kafka("creating the admin client", topic, e))?;
-    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
-    for (key, value) in topic_configs {
-        new = new.set(key, value);
-    }
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = futures::executor::block_on(admin.create_topics([&new], &options))
-        .map_err(|e| StreamsError::kafka("creating topic", topic, e))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(StreamsError::kafka(
-                    "creating topic",
-                    name,
-                    rdkafka::error::KafkaError::AdminOp(code),
-                ))
-            }
+/// Creates internal topics through kafka-client's admin client, created on first
+/// use (a custom [`TopicCreator`](super::TopicCreator) needs none).
+struct InternalTopicCreator<'a> {
+    client: &'a ClientConfig,
+    admin: Option<AdminClient>,
+}
+
+impl InternalTopicCreator<'_> {
+    /// Creates `topic`; an existing topic is fine.
+    fn create(&mut self, topic: NewTopic) -> Result<()> {
+        let admin = match &mut self.admin {
+            Some(admin) => admin,
+            None => self.admin.insert(
+                AdminClient::new(self.client)
+                    .map_err(|e| admin_error("creating the admin client", &topic.name, e))?,
+            ),
+        };
+        let name = topic.name.clone();
+        match futures::executor::block_on(admin.create_topic(topic)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(RDKafkaErrorCode::TopicAlreadyExists) => Ok(()),
+            Err(e) => Err(admin_error("creating topic", &name, e)),
         }
     }
-    Ok(())
+}
+
+fn admin_error(operation: &str, topic: &str, error: AdminError) -> StreamsError {
+    match error {
+        AdminError::Topic { code, .. } => {
+            StreamsError::kafka(operation, topic, KafkaError::AdminOp(code))
+        }
+        AdminError::Client(kafka_client::Error::Kafka { source, .. }) => {
+            StreamsError::kafka(operation, topic, source)
+        }
+        AdminError::Client(kafka_client::Error::Config(reason)) => {
+            StreamsError::Config(format!("{operation} {topic}: {reason}"))
+        }
+        other => StreamsError::Topology(format!("{operation} {topic}: {other}")),
+    }
 }
 
 /// Settles internal topics and checks co-partitioning; returns the partition count
@@ -75,8 +84,9 @@ pub(crate) fn prepare_topics(
     config: &StreamsConfig,
 ) -> Result<BTreeMap<String, i32>> {
     let app = &config.application_id;
-    let rd = config.client.to_rdkafka();
-    let consumer: BaseConsumer = rd
+    let consumer: BaseConsumer = config
+        .client
+        .to_rdkafka()
         .create()
         .map_err(|e| StreamsError::kafka("creating the metadata client", "", e))?;
     let timeout = Duration::from_secs(30);
@@ -170,6 +180,10 @@ pub(crate) fn prepare_topics(
         );
     }
 
+    let mut creator = InternalTopicCreator {
+        client: &config.client,
+        admin: None,
+    };
     for (topic, (partitions, topic_configs)) in &all {
         match counts.get(topic) {
             Some(existing) if existing == partitions => {}
@@ -180,18 +194,14 @@ pub(crate) fn prepare_topics(
             }
             None => {
                 tracing::info!(%topic, partitions, ?topic_configs, "creating internal topic");
-                let configs: Vec<(&str, &str)> = topic_configs
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
                 match &config.topic_creator {
                     Some(create) => create(topic, *partitions, config.replication_factor)?,
-                    None => create_topic_with_admin(
-                        &rd,
-                        topic,
-                        *partitions,
-                        config.replication_factor,
-                        &configs,
+                    None => creator.create(
+                        topic_configs.iter().fold(
+                            NewTopic::new(topic.clone(), *partitions)
+                                .replication_factor(config.replication_factor),
+                            |new, (key, value)| new.config(key, value),
+                        ),
                     )?,
                 }
             }

@@ -5,6 +5,9 @@
 //! - Piping a record processes it (and everything it causes) before returning,
 //!   including records written to internal repartition topics, which are fed back to
 //!   the sub-topology reading them. Then the commit path runs, as in the runtime.
+//! - A task reading several topics never waits for an empty one
+//!   (`max.task.idle.ms` does not apply): a piped record is in its task at once, so
+//!   there is no record on its way to wait for.
 //! - Wall-clock time is a mock clock moved with
 //!   [`TopologyTestDriver::advance_wall_clock_time`]; stream time moves with the
 //!   piped records' timestamps.
@@ -34,12 +37,13 @@ use kafka_client::{ClientConfig, Headers, TopicPartition};
 
 use crate::error::{Result, StreamsError};
 use crate::processor::{PunctuationType, RecordMetadata};
+use crate::runtime::partition_group::AllFetched;
 use crate::runtime::task::{StreamTask, TaskEnv};
 use crate::runtime::{
-    commit_tasks, MetricsSnapshot, OffsetCommitter, RecordCollector, StreamsConfig, StreamsMetrics,
+    commit_tasks, Blocker, EncodedRecord, MetricsSnapshot, OffsetCommitter, RawRecord,
+    RecordCollector, StreamsConfig, StreamsMetrics,
 };
 use crate::state::{StateStore, TypedKeyValueStore};
-use crate::topology::codec::{Blocker, EncodedRecord, RawRecord};
 use crate::topology::Topology;
 
 /// A record read from or piped into a test topic.
@@ -166,7 +170,8 @@ impl DriverState {
         loop {
             let mut progressed = false;
             for task in &mut self.tasks {
-                progressed |= task.process_all(&mut self.collector, self.wall_clock)? > 0;
+                progressed |=
+                    task.process_all(&mut self.collector, self.wall_clock, &AllFetched)? > 0;
             }
             let produced = std::mem::take(&mut self.collector.produced);
             for record in produced {
@@ -311,6 +316,9 @@ impl TopologyTestDriver {
         let mut task_of_topic = HashMap::new();
         for sub in &topology.subtopologies {
             let mut task = StreamTask::new(&topology, sub, 0, env.clone())?;
+            // Piping a record hands it to its task at once: there is never a record
+            // to wait for, so tasks process whatever they hold.
+            task.disable_idling();
             task.initialize(initial_wall_clock_ms)?;
             for tp in task.partitions() {
                 task_of_topic.insert(tp.topic.clone(), tasks.len());

@@ -1,9 +1,12 @@
 //! The byte boundary of a topology: source nodes decode consumed bytes into typed
 //! (then erased) records, sink nodes encode them back, both through kafka-client's
 //! `Serializer` / `Deserializer` traits, the SDK's only codec path.
+//!
+//! Only neutral types cross it: borrowed bytes in ([`SourceBytes`]), borrowed bytes
+//! out ([`SinkBytes`]), and a [`PrepareRunner`] the runtime implements to run a
+//! serde's asynchronous `prepare` hook (the topology knows no executor).
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::sync::Arc;
 
 use kafka_client::serde::{
@@ -15,46 +18,32 @@ use crate::processor::internal::ErasedRecord;
 use crate::processor::{Data, Record};
 
 /// Runs a serde's asynchronous `prepare` hook to completion from synchronous task
-/// code: on a stream thread through the tokio handle, in the test driver with
-/// `futures::executor`.
-#[derive(Clone, Debug, Default)]
-pub(crate) enum Blocker {
-    /// `futures::executor::block_on`.
-    #[default]
-    Futures,
-    /// `Handle::block_on` of the application's tokio runtime (stream threads are
-    /// plain threads, outside the runtime, so this is allowed).
-    Tokio(tokio::runtime::Handle),
+/// code. The runtime provides it (a stream thread blocks on the application's async
+/// runtime).
+pub(crate) trait PrepareRunner {
+    /// Waits for `future`.
+    fn run(&self, future: PrepareFuture<'_>) -> Result<(), SerdeError>;
 }
 
-impl Blocker {
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        match self {
-            Blocker::Futures => futures::executor::block_on(future),
-            Blocker::Tokio(handle) => handle.block_on(future),
-        }
-    }
-
-    fn prepare(&self, future: Option<PrepareFuture<'_>>) -> Result<(), SerdeError> {
-        match future {
-            Some(f) => self.block_on(f),
-            None => Ok(()),
-        }
+fn prepare(
+    runner: &dyn PrepareRunner,
+    future: Option<PrepareFuture<'_>>,
+) -> Result<(), SerdeError> {
+    match future {
+        Some(f) => runner.run(f),
+        None => Ok(()),
     }
 }
 
-/// A consumed record, as bytes borrowed from the consumer's buffers (decoded once,
-/// copied only when it has to be kept, e.g. for a dead-letter topic).
-#[derive(Debug, Clone)]
-pub(crate) struct RawRecord<'a> {
+/// The bytes of a consumed record a source decodes, borrowed from the consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SourceBytes<'a> {
     pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    /// Broker timestamp, `-1` when absent.
-    pub timestamp: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
-    pub headers: Headers,
+    pub headers: &'a Headers,
+    /// Broker timestamp, `-1` when absent.
+    pub timestamp: i64,
 }
 
 /// Why a consumed record could not become a typed record.
@@ -69,9 +58,9 @@ pub(crate) trait SourceCodec: Send + Sync {
     /// The typed record, with the timestamp from the timestamp extractor.
     fn decode(
         &self,
-        raw: &RawRecord<'_>,
+        raw: SourceBytes<'_>,
         partition_time: i64,
-        blocker: &Blocker,
+        prepare: &dyn PrepareRunner,
     ) -> Result<ErasedRecord, DecodeError>;
 }
 
@@ -89,23 +78,21 @@ pub(crate) struct TypedSource<K, V> {
 impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
     fn decode(
         &self,
-        raw: &RawRecord<'_>,
+        raw: SourceBytes<'_>,
         partition_time: i64,
-        blocker: &Blocker,
+        runner: &dyn PrepareRunner,
     ) -> Result<ErasedRecord, DecodeError> {
-        let kctx = SerdeContext::new(raw.topic, MessageField::Key, &raw.headers);
+        let kctx = SerdeContext::new(raw.topic, MessageField::Key, raw.headers);
         let key_bytes = raw.key;
-        let key = blocker
-            .prepare(self.key.prepare(key_bytes, &kctx))
+        let key = prepare(runner, self.key.prepare(key_bytes, &kctx))
             .and_then(|()| self.key.deserialize(key_bytes, &kctx))
             .map_err(|source| DecodeError {
                 field: MessageField::Key,
                 source,
             })?;
-        let vctx = SerdeContext::new(raw.topic, MessageField::Value, &raw.headers);
+        let vctx = SerdeContext::new(raw.topic, MessageField::Value, raw.headers);
         let value_bytes = raw.value;
-        let value = blocker
-            .prepare(self.value.prepare(value_bytes, &vctx))
+        let value = prepare(runner, self.value.prepare(value_bytes, &vctx))
             .and_then(|()| self.value.deserialize(value_bytes, &vctx))
             .map_err(|source| DecodeError {
                 field: MessageField::Value,
@@ -121,34 +108,14 @@ impl<K: Data, V: Data> SourceCodec for TypedSource<K, V> {
     }
 }
 
-/// A record ready to produce. Sinks borrow topic, key, value and headers from the
-/// record being processed where the serializer allows it (no per-record copy on the
-/// way to librdkafka, which copies them itself); [`EncodedRecord::into_owned`] keeps
-/// one (the test driver's output topics).
+/// What a sink encodes: topic, key and value, borrowed from the record being
+/// processed where the serializer allows it (no per-record copy on the way to the
+/// producer, which copies them itself). Timestamp and headers are the record's own.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct EncodedRecord<'a> {
+pub(crate) struct SinkBytes<'a> {
     pub topic: Cow<'a, str>,
-    /// Explicit partition (changelog records go to their task's partition); `None`
-    /// lets the producer's partitioner choose by key.
-    pub partition: Option<i32>,
     pub key: Option<Cow<'a, [u8]>>,
     pub value: Option<Cow<'a, [u8]>>,
-    pub timestamp: i64,
-    pub headers: Cow<'a, Headers>,
-}
-
-impl EncodedRecord<'_> {
-    /// The same record, owning its parts.
-    pub fn into_owned(self) -> EncodedRecord<'static> {
-        EncodedRecord {
-            topic: Cow::Owned(self.topic.into_owned()),
-            partition: self.partition,
-            key: self.key.map(|k| Cow::Owned(k.into_owned())),
-            value: self.value.map(|v| Cow::Owned(v.into_owned())),
-            timestamp: self.timestamp,
-            headers: Cow::Owned(self.headers.into_owned()),
-        }
-    }
 }
 
 /// Why a record could not be encoded.
@@ -165,8 +132,8 @@ pub(crate) trait SinkCodec: Send + Sync {
         &self,
         record: &'a ErasedRecord,
         topic: Option<&'a str>,
-        blocker: &Blocker,
-    ) -> Result<EncodedRecord<'a>, EncodeError>;
+        prepare: &dyn PrepareRunner,
+    ) -> Result<SinkBytes<'a>, EncodeError>;
 }
 
 /// Chooses the topic of each record (Kafka's `TopicNameExtractor`).
@@ -183,8 +150,8 @@ impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
         &self,
         record: &'a ErasedRecord,
         topic: Option<&'a str>,
-        blocker: &Blocker,
-    ) -> Result<EncodedRecord<'a>, EncodeError> {
+        runner: &dyn PrepareRunner,
+    ) -> Result<SinkBytes<'a>, EncodeError> {
         let (key, value) = record.parts::<K, V>().map_err(EncodeError::Internal)?;
         let topic: Cow<'a, str> = match (topic, &self.extractor) {
             (Some(t), _) => Cow::Borrowed(t),
@@ -200,25 +167,18 @@ impl<K: Data, V: Data> SinkCodec for TypedSink<K, V> {
             source,
         };
         let kctx = SerdeContext::new(&topic, MessageField::Key, &record.headers);
-        blocker
-            .prepare(self.key.prepare(key, &kctx))
-            .map_err(serde_err)?;
+        prepare(runner, self.key.prepare(key, &kctx)).map_err(serde_err)?;
         let key_bytes = self.key.serialize_borrowed(key, &kctx).map_err(serde_err)?;
         let vctx = SerdeContext::new(&topic, MessageField::Value, &record.headers);
-        blocker
-            .prepare(self.value.prepare(value, &vctx))
-            .map_err(serde_err)?;
+        prepare(runner, self.value.prepare(value, &vctx)).map_err(serde_err)?;
         let value_bytes = self
             .value
             .serialize_borrowed(value, &vctx)
             .map_err(serde_err)?;
-        Ok(EncodedRecord {
+        Ok(SinkBytes {
             topic,
-            partition: None,
             key: key_bytes,
             value: value_bytes,
-            timestamp: record.timestamp,
-            headers: Cow::Borrowed(&record.headers),
         })
     }
 }

@@ -1,62 +1,80 @@
-//! The Kafka side of a stream thread: a record collector over librdkafka's producer
-//! and an offset committer over its consumer. Bytes in, bytes out; typed records exist
-//! only inside tasks.
+//! [`RecordCollector`] (Kafka's `RecordCollector`): where a task's output goes.
+//! Sinks, changelogs, dead-letter records and the metadata topic all send through it;
+//! at commit it is flushed, and it reports the offsets its changelog records got
+//! (for checkpoints).
+//!
+//! [`KafkaCollector`] is the stream thread's, over one librdkafka producer; the test
+//! driver has an in-memory one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kafka_client::internal::FetchedMessage;
 use kafka_client::internal::{OutgoingRecord, TopicProducer};
-use kafka_client::{Headers, TopicPartition};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use kafka_client::Headers;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
-use super::collector::{OffsetCommitter, RecordCollector};
 use super::handlers::{HandlerResponse, ProductionErrorContext, ProductionExceptionHandler};
 use super::metrics::StreamsMetrics;
-use crate::error::{RecordOrigin, Result, StreamsError};
+use crate::error::{Result, StreamsError};
 use crate::processor::RecordMetadata;
-use crate::topology::codec::{EncodedRecord, RawRecord};
 
-/// A view of a consumed message as a [`RawRecord`] (no copy of key or value).
-pub(crate) fn raw_record<'a>(msg: &'a BorrowedMessage<'_>) -> RawRecord<'a> {
-    let headers = match msg.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| kafka_client::Header {
-                key: h.key.to_owned(),
-                value: h.value.map(<[u8]>::to_vec),
-            })
-            .collect(),
-        None => Headers::new(),
-    };
-    RawRecord {
-        topic: msg.topic(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().to_millis().unwrap_or(-1),
-        key: msg.key(),
-        value: msg.payload(),
-        headers,
+/// A record ready to produce. Sinks borrow topic, key, value and headers from the
+/// record being processed where the serializer allows it (no per-record copy on the
+/// way to librdkafka, which copies them itself); [`EncodedRecord::into_owned`] keeps
+/// one (the test driver's output topics).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EncodedRecord<'a> {
+    pub topic: Cow<'a, str>,
+    /// Explicit partition (changelog records go to their task's partition); `None`
+    /// lets the producer's partitioner choose by key.
+    pub partition: Option<i32>,
+    pub key: Option<Cow<'a, [u8]>>,
+    pub value: Option<Cow<'a, [u8]>>,
+    pub timestamp: i64,
+    pub headers: Cow<'a, Headers>,
+}
+
+impl EncodedRecord<'_> {
+    /// The same record, owning its parts.
+    pub fn into_owned(self) -> EncodedRecord<'static> {
+        EncodedRecord {
+            topic: Cow::Owned(self.topic.into_owned()),
+            partition: self.partition,
+            key: self.key.map(|k| Cow::Owned(k.into_owned())),
+            value: self.value.map(|v| Cow::Owned(v.into_owned())),
+            timestamp: self.timestamp,
+            headers: Cow::Owned(self.headers.into_owned()),
+        }
     }
 }
 
-/// A view of a message read from a fetch queue as a [`RawRecord`] (no copy of key
-/// or value).
-pub(crate) fn fetched_record<'a>(msg: &FetchedMessage<'a>) -> RawRecord<'a> {
-    RawRecord {
-        topic: msg.topic(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        timestamp: msg.timestamp().unwrap_or(-1),
-        key: msg.key(),
-        value: msg.payload(),
-        headers: msg.headers(),
+/// Sends a task's output records (Kafka's `RecordCollector`).
+pub(crate) trait RecordCollector {
+    /// Hands one record to the producer. An immediate failure goes through the
+    /// production handler: `Ok` when it says continue. `origin` is the input record
+    /// being processed, for error reports.
+    fn send(
+        &mut self,
+        record: EncodedRecord<'_>,
+        node: &str,
+        origin: Option<&RecordMetadata>,
+    ) -> Result<()>;
+
+    /// Waits until every record sent so far is acknowledged; failed deliveries go
+    /// through the production handler.
+    fn flush(&mut self) -> Result<()>;
+
+    /// The offset of the last record of `topic`/`partition` acknowledged so far (for
+    /// changelog checkpoints); `None` when unknown.
+    fn delivered_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let _ = (topic, partition);
+        None
     }
 }
 
@@ -214,7 +232,7 @@ impl RecordCollector for KafkaCollector {
                     let context = ProductionErrorContext {
                         topic: record.topic.to_string(),
                         node: node.to_owned(),
-                        origin: origin.map(RecordOrigin::from),
+                        origin: origin.cloned(),
                     };
                     let reason = error.to_string();
                     return match self.handler.handle(&context, &reason) {
@@ -225,7 +243,7 @@ impl RecordCollector for KafkaCollector {
                         HandlerResponse::Fail => Err(StreamsError::Production {
                             topic: record.topic.to_string(),
                             node: node.to_owned(),
-                            origin: origin.map(|o| Box::new(RecordOrigin::from(o))),
+                            origin: origin.map(|o| Box::new(o.clone())),
                             reason,
                             retriable: false,
                         }),
@@ -245,29 +263,5 @@ impl RecordCollector for KafkaCollector {
                 retriable: true,
             })?;
         self.check_failures()
-    }
-}
-
-/// Commits offsets synchronously through a consumer (on the stream thread, never
-/// on an async executor).
-pub(crate) struct KafkaCommitter<'a, C: ConsumerContext + 'static> {
-    pub consumer: &'a BaseConsumer<C>,
-}
-
-impl<C: ConsumerContext + 'static> OffsetCommitter for KafkaCommitter<'_, C> {
-    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-        for (tp, offset) in offsets {
-            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-                .map_err(|e| StreamsError::kafka("building the commit", tp.to_string(), e))?;
-        }
-        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-            let target = offsets
-                .iter()
-                .map(|(tp, o)| format!("{tp}@{o}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            StreamsError::kafka("committing offsets", target, e)
-        })
     }
 }
