@@ -173,7 +173,7 @@ impl StreamsBuilder {
     ///
     /// The store is logged to `<application.id>-<store>-changelog`, or, under
     /// `topology.optimization` `reuse.ktable.source.topics`
-    /// ([`TopologyOptimization`](crate::runtime::TopologyOptimization)), uses `topic`
+    /// ([`TopologyOptimization`], built with [`StreamsBuilder::build_with`]), uses `topic`
     /// itself as its changelog.
     pub fn table<K, V>(&self, topic: &str) -> KTable<K, V>
     where
