@@ -168,10 +168,33 @@ pub fn send_blocking<C: ProducerContext>(
 pub fn records_in(probe: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<u64> {
     let mut total = 0_u64;
     for p in 0..partitions {
-        let (low, high) = probe.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let (low, high) = watermarks(probe, topic, p)?;
         total += (high - low).max(0) as u64;
     }
     Ok(total)
+}
+
+/// The partition's watermarks. A topic created a moment ago may not have a leader yet
+/// (`NotLeaderForPartition`), so that is asked again for up to 10 s.
+pub fn watermarks(probe: &BaseConsumer, topic: &str, partition: i32) -> anyhow::Result<(i64, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match probe.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Err(e)
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::NotLeaderForPartition
+                            | RDKafkaErrorCode::LeaderNotAvailable
+                    )
+                ) && Instant::now() < deadline =>
+            {
+                tracing::debug!(topic, partition, "no leader yet; asking again");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return Ok(result?),
+        }
+    }
 }
 
 /// One run timed two ways, both ending when the last record is out:

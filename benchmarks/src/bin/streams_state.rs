@@ -749,7 +749,7 @@ fn raw_consume_to_end(
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let (low, high) = kafka_benchmarks::watermarks(&consumer, topic, p)?;
         if high > low {
             ends.insert(p, high);
             tpl.add_partition_offset(topic, p, Offset::Offset(low))?;

@@ -22,22 +22,35 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use super::StreamsConfig;
 use crate::error::{Result, StreamsError};
-use crate::topology::{NodeKindDef, Topology};
+use crate::topology::Topology;
 
 fn partition_counts(consumer: &BaseConsumer, timeout: Duration) -> Result<BTreeMap<String, i32>> {
-    let metadata = consumer
-        .fetch_metadata(None, timeout)
-        .map_err(|e| StreamsError::kafka("fetching cluster metadata", "", e))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
-        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
-        .collect())
+    let deadline = Instant::now() + timeout;
+    loop {
+        match consumer.fetch_metadata(None, timeout) {
+            Ok(metadata) => {
+                return Ok(metadata
+                    .topics()
+                    .iter()
+                    .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+                    .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+                    .collect())
+            }
+            // A topic created a moment ago may have no leader yet, and librdkafka fails
+            // the whole metadata request for it: ask again until the deadline.
+            Err(KafkaError::MetadataFetch(
+                RDKafkaErrorCode::NotLeaderForPartition | RDKafkaErrorCode::LeaderNotAvailable,
+            )) if Instant::now() < deadline => {
+                tracing::debug!(
+                    "cluster metadata not settled yet (a new topic without a leader); retrying"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(StreamsError::kafka("fetching cluster metadata", "", e)),
+        }
+    }
 }
 
-/// Creates internal topics through kafka-client's admin client, created on first
-/// use (a custom [`TopicCreator`](super::TopicCreator) needs none).
 struct InternalTopicCreator<'a> {
     client: &'a ClientConfig,
     admin: Option<AdminClient>,
@@ -104,36 +117,27 @@ pub(crate) fn prepare_topics(
     }
 
     // Partition counts of internal topics, upstream first (a sub-topology may read
-    // a repartition topic written by another one).
+    // a repartition topic written by another one): an explicit count, else the
+    // largest of the topics the topology sizes it from.
     let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
     for _ in 0..=topology.subtopologies.len() {
         for (name, internal) in &topology.internal_topics {
             if wanted.contains_key(name) {
                 continue;
             }
-            if let Some(p) = internal.partitions {
-                wanted.insert(name.clone(), p);
-                continue;
-            }
-            let writer = topology.subtopologies.iter().find(|s| {
-                s.nodes.iter().any(|&n| {
-                    matches!(&topology.nodes[n].kind, NodeKindDef::Sink { topic: Some(t), .. } if t == name)
-                })
+            let count = internal.partitions.or_else(|| {
+                let upstream: Option<Vec<i32>> = internal
+                    .sized_from
+                    .iter()
+                    .map(|t| match topology.internal_topics.contains_key(t) {
+                        true => wanted.get(t).copied(),
+                        false => counts.get(t).copied(),
+                    })
+                    .collect();
+                upstream.and_then(|v| v.into_iter().max())
             });
-            let Some(writer) = writer else { continue };
-            let upstream: Option<Vec<i32>> = writer
-                .source_topics
-                .iter()
-                .map(|t| {
-                    if topology.internal_topics.contains_key(t) {
-                        wanted.get(t).copied()
-                    } else {
-                        counts.get(t).copied()
-                    }
-                })
-                .collect();
-            if let Some(max) = upstream.and_then(|v| v.into_iter().max()) {
-                wanted.insert(name.clone(), max);
+            if let Some(count) = count {
+                wanted.insert(name.clone(), count);
             }
         }
     }
@@ -227,10 +231,10 @@ pub(crate) fn prepare_topics(
         counts = partition_counts(&consumer, timeout)?;
     }
 
-    // Co-partitioning: every source topic of a sub-topology has the same count.
-    for sub in &topology.subtopologies {
-        let topics: Vec<String> = sub
-            .source_topics
+    // Co-partitioning: the topics of each group the topology records have the same
+    // partition count.
+    for (subtopology, group) in &topology.copartition_groups {
+        let topics: Vec<String> = group
             .iter()
             .map(|t| topology.resolve_topic(app, t))
             .collect();
@@ -240,7 +244,7 @@ pub(crate) fn prepare_topics(
             .collect();
         if found.windows(2).any(|w| w[0] != w[1]) {
             return Err(StreamsError::CoPartitioning {
-                subtopology: sub.id,
+                subtopology: *subtopology,
                 topics,
                 counts: found,
             });

@@ -100,9 +100,10 @@ pub struct Topology {
     /// Logged stores of tables read straight from a topic that use it as their
     /// changelog (`reuse.ktable.source.topics`), by store name, with that topic.
     pub(crate) source_tables: BTreeMap<String, String>,
-    /// Topics that must have the same partition count: the source topics of each
-    /// sub-topology that reads more than one (its task `n` reads partition `n` of each).
-    pub(crate) copartition_groups: Vec<Vec<String>>,
+    /// Topics that must have the same partition count, with the sub-topology that
+    /// needs it: the source topics of each sub-topology that reads more than one (its
+    /// task `n` reads partition `n` of each).
+    pub(crate) copartition_groups: Vec<(usize, Vec<String>)>,
     /// The optimizations it was built with.
     pub(crate) optimization: TopologyOptimization,
 }
@@ -176,7 +177,9 @@ impl Topology {
 
     /// Groups of topics (logical names) that must have the same partition count.
     pub fn copartition_groups(&self) -> impl Iterator<Item = &[String]> {
-        self.copartition_groups.iter().map(Vec::as_slice)
+        self.copartition_groups
+            .iter()
+            .map(|(_, topics)| topics.as_slice())
     }
 
     /// The topic (as the broker names it) that serves as the changelog of `store`:
@@ -380,7 +383,7 @@ impl TopologyBuilder {
         let copartition_groups = subtopologies
             .iter()
             .filter(|s| s.source_topics.len() > 1)
-            .map(|s| s.source_topics.clone())
+            .map(|s| (s.id, s.source_topics.clone()))
             .collect();
         Ok(Topology {
             nodes: self.nodes,
