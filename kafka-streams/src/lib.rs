@@ -26,14 +26,28 @@
 //!
 //! ## Layout
 //! Dependencies flow one way: [`dsl`] → [`topology`] → [`processor`] / [`state`] ←
-//! [`runtime`]; [`test_driver`] drives the runtime's tasks without a broker.
-//! - [`dsl`]: `StreamsBuilder`, `KStream`, option structs. Knows nothing of threads.
-//! - [`topology`]: the node graph, sub-topologies, `describe()` (text, DOT, Mermaid).
+//! [`runtime`]; [`test_driver`] drives the runtime's tasks without a broker
+//! (`tests/module_layering.rs` fails on any other arrow).
+//! - [`dsl`]: `StreamsBuilder`, `KStream`, `KTable`, the grouped and cogrouped streams,
+//!   option structs; their processors sit in `dsl/internals`. Each call adds a node to
+//!   the topology's logical graph. Knows nothing of threads.
+//! - [`topology`]: the logical graph, the optimize pass (`topology.optimization`),
+//!   the built node graph, sub-topologies, repartition sizing, co-partition groups and
+//!   `describe()` (text, DOT, Mermaid).
 //! - [`processor`]: the public `Processor` trait, `ProcessorContext`, `Record`.
-//! - [`state`]: the store handle a task owns.
-//! - [`runtime`]: `KafkaStreams`, stream threads, tasks, the commit path, handlers.
+//! - [`state`]: store traits, the key-value stack (typed → caching → logging →
+//!   RocksDB or memory) and the persistence trait every store kind implements.
+//! - [`runtime`]: `KafkaStreams` and `StreamsConfig`; inside, the stream thread, task
+//!   manager, task, partition group (`max.task.idle.ms`), record deserializer, state
+//!   manager, record collector and the commit path.
 //! - [`test_driver`]: `TopologyTestDriver`, no broker.
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
+//!
+//! A record's path from fetch to sink: `runtime/thread.rs` (poll, hand to the task) →
+//! `runtime/task.rs` (add, process, drive the nodes, encode at a sink) →
+//! `runtime/record_deserializer.rs` (decode, deserialization handler) →
+//! `runtime/partition_group.rs` (which record next) → `runtime/record_collector.rs`
+//! (send).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
