@@ -516,6 +516,19 @@ fn build_errors_for_duplicate_names_and_missing_serdes() {
         .to_with("out", Produced::as_("sink"));
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("sink sink has no value serializer"), "{err}");
+
+    let builder = StreamsBuilder::new();
+    let store = || {
+        kafka_streams::state::KeyValueStoreBuilder::with_serdes(
+            "seen",
+            std::sync::Arc::new(StringSerde),
+            std::sync::Arc::new(StringSerde),
+        )
+    };
+    builder.add_state_store(store());
+    builder.add_state_store(store());
+    let err = builder.build().unwrap_err().to_string();
+    assert!(err.contains("state store seen is added twice"), "{err}");
 }
 
 #[test]

@@ -7,13 +7,12 @@
 //! node becomes a sink, an internal topic and a source, which is what lets the
 //! optimizer move or merge it as one unit.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::codec::{SinkCodec, SourceCodec};
 use super::optimize::{optimize, TopologyOptimization};
-use super::{Topology, TopologyBuilder};
-use crate::error::{Result, StreamsError};
+use super::{first_problem, Topology, TopologyBuilder};
+use crate::error::Result;
 use crate::processor::internal::ProcessorFactory;
 use crate::state::StoreBuilder;
 
@@ -79,7 +78,8 @@ pub(crate) struct GraphNode {
 #[derive(Clone, Default)]
 pub(crate) struct LogicalGraph {
     pub nodes: Vec<GraphNode>,
-    stores: BTreeMap<String, Arc<dyn StoreBuilder>>,
+    /// In the order added; the topology builder reports a name added twice.
+    stores: Vec<Arc<dyn StoreBuilder>>,
     global_stores: Vec<(String, Arc<dyn StoreBuilder>)>,
     errors: Vec<String>,
     /// Set by the optimizer: table sources keep their topic as changelog.
@@ -231,11 +231,7 @@ impl LogicalGraph {
 
     /// Adds a state store.
     pub fn add_store(&mut self, builder: Arc<dyn StoreBuilder>) {
-        let name = builder.name().to_owned();
-        if self.stores.insert(name.clone(), builder).is_some() {
-            self.errors
-                .push(format!("state store {name} is added twice"));
-        }
+        self.stores.push(builder);
     }
 
     /// Adds a global store copying `topic`.
@@ -304,14 +300,7 @@ impl LogicalGraph {
 
     /// Optimizes a copy of the graph and writes it into a [`Topology`].
     pub fn build(&self, optimization: TopologyOptimization) -> Result<Topology> {
-        if let Some(first) = self.errors.first() {
-            let more = self.errors.len() - 1;
-            return Err(StreamsError::Topology(if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more problems)")
-            }));
-        }
+        first_problem(&self.errors)?;
         let mut graph = self.clone();
         optimize(&mut graph, optimization)?;
         graph.write(optimization)
@@ -320,7 +309,7 @@ impl LogicalGraph {
     /// Writes the nodes in build order into the physical topology builder.
     fn write(self, optimization: TopologyOptimization) -> Result<Topology> {
         let mut builder = TopologyBuilder::default();
-        for store in self.stores.values() {
+        for store in &self.stores {
             builder.add_store(store.clone());
         }
         for (topic, store) in &self.global_stores {

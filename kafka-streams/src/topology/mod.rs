@@ -367,14 +367,7 @@ impl TopologyBuilder {
     }
 
     pub fn build(self, optimization: TopologyOptimization) -> Result<Topology> {
-        if let Some(first) = self.errors.first() {
-            let more = self.errors.len() - 1;
-            return Err(StreamsError::Topology(if more == 0 {
-                first.clone()
-            } else {
-                format!("{first} (and {more} more problems)")
-            }));
-        }
+        first_problem(&self.errors)?;
         let subtopologies = split(&self.nodes);
         let mut internal_topics = self.internal_topics;
         for topic in internal_topics.values_mut() {
@@ -396,6 +389,19 @@ impl TopologyBuilder {
             optimization,
         })
     }
+}
+
+/// The first problem found while building, if any, and how many more there were.
+fn first_problem(errors: &[String]) -> Result<()> {
+    let Some(first) = errors.first() else {
+        return Ok(());
+    };
+    let more = errors.len() - 1;
+    Err(StreamsError::Topology(if more == 0 {
+        first.clone()
+    } else {
+        format!("{first} (and {more} more problems)")
+    }))
 }
 
 /// The source topics of the sub-topology whose sink writes `topic`.
