@@ -173,13 +173,7 @@ impl LogicalGraph {
         parent: usize,
         optimizable: bool,
     ) -> usize {
-        if let Some(p) = partitions {
-            if p < 1 {
-                self.errors.push(format!(
-                    "repartition topic {base}-repartition needs at least one partition, got {p}"
-                ));
-            }
-        }
+        // A partition count below one is reported when the topic is written out.
         self.push(
             format!("{base}-repartition-source"),
             GraphNodeKind::Repartition {
