@@ -529,6 +529,19 @@ fn build_errors_for_duplicate_names_and_missing_serdes() {
     builder.add_state_store(store());
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("state store seen is added twice"), "{err}");
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>("in")
+        .repartition_with(
+            kafka_streams::dsl::Repartitioned::as_("none").with_number_of_partitions(0),
+        )
+        .to("out");
+    let err = builder.build().unwrap_err().to_string();
+    assert!(
+        err.contains("internal topic none-repartition needs at least one partition"),
+        "{err}"
+    );
 }
 
 #[test]
