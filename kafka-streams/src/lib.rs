@@ -34,6 +34,8 @@
 //! - [`runtime`]: `KafkaStreams`, stream threads, tasks, the commit path, handlers.
 //! - [`test_driver`]: `TopologyTestDriver`, no broker.
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
+//! - `windowed` (no layer; reached through [`dsl`]): `Window`, `Windowed` keys and
+//!   their serdes, shared by the DSL and the window stores.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -45,6 +47,7 @@ pub mod runtime;
 pub mod state;
 pub mod test_driver;
 pub mod topology;
+mod windowed;
 
 pub use dsl::{KStream, StreamsBuilder};
 pub use error::{ErrorDomain, InvalidStoreReason, Result, StreamsError};
