@@ -3,9 +3,10 @@
 #   - system packages: libclang (bindgen for rocksdb), a C/C++ toolchain, OpenSSL
 #     headers, the openssl tool (TLS test certificates), pkg-config, cmake, and a
 #     JDK with Maven for the test broker;
-#   - the test broker: Apache Kafka's jars (docker/kafka-jvm/pom.xml), and the test
-#     schema registry: Apicurio Registry (docker/apicurio/pom.xml), each fetched once
-#     with Maven into $KAFKA_SDK_CACHE.
+#   - the test broker: Apache Kafka's jars (docker/kafka-jvm/pom.xml), Kafka Streams
+#     with its TopologyTestDriver for the conformance test (docker/kafka-streams-jvm/
+#     pom.xml), and the test schema registry: Apicurio Registry (docker/apicurio/
+#     pom.xml), each fetched once with Maven into $KAFKA_SDK_CACHE.
 #
 #   setup.sh            everything
 #   setup.sh --client   only what building kafka-client needs (the quickstart)
@@ -50,5 +51,14 @@ if [ ! -f "$KAFKA_JARS/.complete" ]; then
     ls "$KAFKA_JARS"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null
     touch "$KAFKA_JARS/.complete"
 fi
+if [ ! -f "$KAFKA_STREAMS_JARS/.complete" ]; then
+    echo "setup: fetching Kafka Streams $KAFKA_VERSION and its test driver with Maven into $KAFKA_STREAMS_JARS (once)"
+    rm -rf "$KAFKA_STREAMS_JARS"
+    mvn -q -B -f "$KAFKA_STREAMS_JVM_DIR/pom.xml" "-Dkafka.version=$KAFKA_VERSION" \
+        dependency:copy-dependencies "-DoutputDirectory=$KAFKA_STREAMS_JARS"
+    ls "$KAFKA_STREAMS_JARS"/kafka-streams-"$KAFKA_VERSION".jar \
+        "$KAFKA_STREAMS_JARS"/kafka-streams-test-utils-"$KAFKA_VERSION".jar >/dev/null
+    touch "$KAFKA_STREAMS_JARS/.complete"
+fi
 bash "$here/registry.sh" --fetch
-echo "setup: ready (broker: Apache Kafka $KAFKA_VERSION from $KAFKA_JARS; schema registry: Apicurio)"
+echo "setup: ready (broker: Apache Kafka $KAFKA_VERSION from $KAFKA_JARS; Kafka Streams for the conformance test from $KAFKA_STREAMS_JARS; schema registry: Apicurio)"

@@ -42,6 +42,8 @@
 //!   manager, record collector and the commit path.
 //! - [`test_driver`]: `TopologyTestDriver`, no broker.
 //! - [`error`]: `StreamsError`, with a domain and a retry hint.
+//! - `windowed` (no layer; reached through [`dsl`]): `Window`, `Windowed` keys and
+//!   their serdes, shared by the DSL and the window stores.
 //!
 //! A record's path from fetch to sink: `runtime/thread.rs` (poll, hand to the task) →
 //! `runtime/task.rs` (add, process, drive the nodes, encode at a sink) →
@@ -59,6 +61,7 @@ pub mod runtime;
 pub mod state;
 pub mod test_driver;
 pub mod topology;
+mod windowed;
 
 pub use dsl::{KStream, StreamsBuilder};
 pub use error::{ErrorDomain, InvalidStoreReason, Result, StreamsError};

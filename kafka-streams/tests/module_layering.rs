@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// The top-level modules a module may reference, besides itself.
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
-    let neutral = ["error", "common"];
-    let layers: [(&str, &[&str]); 8] = [
+    let neutral = ["error", "common", "windowed"];
+    let layers: [(&str, &[&str]); 9] = [
         ("dsl", &["topology", "processor", "state"]),
         ("topology", &["processor", "state"]),
         ("processor", &["state"]),
@@ -24,6 +24,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         ),
         ("error", &[]),
         ("common", &[]),
+        ("windowed", &[]),
     ];
     layers
         .into_iter()

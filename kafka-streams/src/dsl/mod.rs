@@ -43,7 +43,8 @@
 
 //! Files: the public face is one file per type Kafka users know ([`KStream`],
 //! [`KTable`], [`KGroupedStream`], [`KGroupedTable`], [`CogroupedKStream`],
-//! [`Materialized`], and the option structs); the processors they add to the graph
+//! [`Materialized`], the window definitions [`TimeWindows`], [`SlidingWindows`] and
+//! [`SessionWindows`], and the option structs); the processors they add to the graph
 //! live in `internals/` (Kafka's `kstream/internals`).
 
 mod cogrouped;
@@ -54,6 +55,7 @@ mod kstream;
 mod ktable;
 mod materialized;
 pub(crate) mod options;
+mod windows;
 
 use std::sync::{Arc, Mutex};
 
@@ -65,6 +67,13 @@ pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
+pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
+
+pub use crate::windowed::serdes::{
+    SessionWindowedDeserializer, SessionWindowedSerde, SessionWindowedSerializer,
+    TimeWindowedDeserializer, TimeWindowedSerde, TimeWindowedSerializer, WindowedKeyError,
+};
+pub use crate::windowed::{Window, WindowError, Windowed};
 
 /// A table with a full copy of every partition of its topic on each instance
 /// (Kafka's `GlobalKTable`); see [`StreamsBuilder::global_table`].

@@ -1,0 +1,311 @@
+// The Kafka Streams side of the conformance test (kafka-streams/tests/conformance.rs):
+// runs each scenario of a scenario file through Kafka Streams itself (its DSL, serdes
+// and TopologyTestDriver) and prints the results in the canonical line format that the
+// Rust side prints too. Run as a single source file, without a build step:
+//
+//   java -cp "$KAFKA_STREAMS_JARS/*" conformance/Harness.java conformance/scenarios.txt
+//
+// The file format and the output lines of each scenario kind are in conformance/README.md.
+// Any problem (a malformed line, an unknown kind) ends the run with a non-zero status.
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.stream.Stream;
+
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.LongDeserializer;
+import org.apache.kafka.common.serialization.LongSerializer;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.TestInputTopic;
+import org.apache.kafka.streams.TestOutputTopic;
+import org.apache.kafka.streams.TopologyTestDriver;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.SessionWindowedDeserializer;
+import org.apache.kafka.streams.kstream.SessionWindowedSerializer;
+import org.apache.kafka.streams.kstream.TimeWindowedDeserializer;
+import org.apache.kafka.streams.kstream.TimeWindowedSerializer;
+import org.apache.kafka.streams.kstream.TimeWindows;
+import org.apache.kafka.streams.kstream.Windowed;
+import org.apache.kafka.streams.kstream.WindowedSerdes;
+import org.apache.kafka.streams.kstream.internals.SessionWindow;
+import org.apache.kafka.streams.kstream.internals.TimeWindow;
+import org.apache.kafka.streams.processor.api.Processor;
+import org.apache.kafka.streams.processor.api.ProcessorContext;
+import org.apache.kafka.streams.test.TestRecord;
+
+public class Harness {
+    /** The topic name serdes are called with outside a topology. */
+    static final String TOPIC = "conformance";
+
+    /** One scenario: its header and its data lines (each split into tokens). */
+    record Scenario(String name, String kind, Map<String, String> params, List<String[]> data, int line) {
+        String where() {
+            return "scenario " + name + " (line " + line + ")";
+        }
+
+        /** Fails on parameters the kind does not take, so that a typo is not ignored. */
+        void accept(final String... names) {
+            final Set<String> known = Set.of(names);
+            for (final String key : params.keySet()) {
+                if (!known.contains(key)) {
+                    throw new IllegalArgumentException(where() + ": kind " + kind + " takes no parameter " + key);
+                }
+            }
+        }
+
+        long longParam(final String key) {
+            final String value = params.get(key);
+            if (value == null) {
+                throw new IllegalArgumentException(where() + ": missing parameter " + key);
+            }
+            return Long.parseLong(value);
+        }
+
+        long longParam(final String key, final long fallback) {
+            return params.containsKey(key) ? longParam(key) : fallback;
+        }
+
+        String param(final String key, final String fallback) {
+            return params.getOrDefault(key, fallback);
+        }
+
+        /** The data lines, each checked to be `type` with `arity` values after it. */
+        List<String[]> data(final String type, final int arity) {
+            for (final String[] tokens : data) {
+                if (!tokens[0].equals(type) || tokens.length != arity + 1) {
+                    throw new IllegalArgumentException(where() + ": kind " + kind + " takes data lines `" + type
+                        + "` with " + arity + " values, got `" + String.join(" ", tokens) + "`");
+                }
+            }
+            return data;
+        }
+    }
+
+    public static void main(final String[] args) throws IOException {
+        if (args.length != 1) {
+            System.err.println("usage: java -cp \"$KAFKA_STREAMS_JARS/*\" conformance/Harness.java <scenario-file>");
+            System.exit(2);
+        }
+        final List<String> out = new ArrayList<>();
+        for (final Scenario scenario : parse(Path.of(args[0]))) {
+            switch (scenario.kind()) {
+                case "windows-for" -> windowsFor(scenario, out);
+                case "time-windowed-key" -> timeWindowedKey(scenario, out);
+                case "session-windowed-key" -> sessionWindowedKey(scenario, out);
+                case "window-assignment" -> windowAssignment(scenario, out);
+                default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
+            }
+        }
+        // One write at the end: a run that fails half-way prints no partial output.
+        final StringBuilder text = new StringBuilder();
+        for (final String line : out) {
+            text.append(line).append('\n');
+        }
+        System.out.print(text);
+        System.out.flush();
+    }
+
+    static List<Scenario> parse(final Path file) throws IOException {
+        final List<Scenario> scenarios = new ArrayList<>();
+        final List<String> lines = Files.readAllLines(file);
+        String name = null;
+        String kind = null;
+        Map<String, String> params = null;
+        List<String[]> data = null;
+        int headerLine = 0;
+        for (int i = 0; i < lines.size(); i++) {
+            final String line = lines.get(i).strip();
+            if (line.isEmpty() || line.startsWith("#")) {
+                continue;
+            }
+            final String[] tokens = line.split(" ");
+            if (tokens[0].equals("scenario")) {
+                if (name != null) {
+                    scenarios.add(new Scenario(name, kind, params, data, headerLine));
+                }
+                if (tokens.length < 3) {
+                    throw new IllegalArgumentException("line " + (i + 1) + ": expected `scenario <name> <kind> [<param>=<value> ...]`");
+                }
+                name = tokens[1];
+                kind = tokens[2];
+                params = new LinkedHashMap<>();
+                for (int t = 3; t < tokens.length; t++) {
+                    final int eq = tokens[t].indexOf('=');
+                    if (eq <= 0) {
+                        throw new IllegalArgumentException("line " + (i + 1) + ": expected <param>=<value>, got " + tokens[t]);
+                    }
+                    params.put(tokens[t].substring(0, eq), tokens[t].substring(eq + 1));
+                }
+                data = new ArrayList<>();
+                headerLine = i + 1;
+            } else if (name == null) {
+                throw new IllegalArgumentException("line " + (i + 1) + ": data before the first scenario header");
+            } else {
+                data.add(tokens);
+            }
+        }
+        if (name != null) {
+            scenarios.add(new Scenario(name, kind, params, data, headerLine));
+        }
+        return scenarios;
+    }
+
+    static void emit(final List<String> out, final Scenario scenario, final String... fields) {
+        out.add(scenario.name() + " " + String.join(" ", fields));
+    }
+
+    static String hex(final byte[] bytes) {
+        return HexFormat.of().formatHex(bytes);
+    }
+
+    /** Inner key serde and key parser of the `key-type` parameter. */
+    @SuppressWarnings("unchecked")
+    static Serde<Object> keySerde(final Scenario scenario) {
+        return switch (scenario.param("key-type", "string")) {
+            case "string" -> (Serde<Object>) (Serde<?>) Serdes.String();
+            case "long" -> (Serde<Object>) (Serde<?>) Serdes.Long();
+            default -> throw new IllegalArgumentException(scenario.where() + ": key-type is string or long");
+        };
+    }
+
+    static Object parseKey(final Scenario scenario, final String token) {
+        return scenario.param("key-type", "string").equals("long") ? (Object) Long.parseLong(token) : token;
+    }
+
+    static TimeWindows timeWindows(final Scenario scenario) {
+        final long size = scenario.longParam("size");
+        return TimeWindows.ofSizeWithNoGrace(Duration.ofMillis(size))
+            .advanceBy(Duration.ofMillis(scenario.longParam("advance", size)));
+    }
+
+    /** `timestamp <ms>` → `timestamp=<ms> windows=<start>/<end>,...` */
+    static void windowsFor(final Scenario scenario, final List<String> out) {
+        scenario.accept("size", "advance");
+        final TimeWindows windows = timeWindows(scenario);
+        for (final String[] tokens : scenario.data("timestamp", 1)) {
+            final long timestamp = Long.parseLong(tokens[1]);
+            final List<String> bounds = new ArrayList<>();
+            for (final TimeWindow window : windows.windowsFor(timestamp).values()) {
+                bounds.add(window.start() + "/" + window.end());
+            }
+            emit(out, scenario, "timestamp=" + timestamp, "windows=" + String.join(",", bounds));
+        }
+    }
+
+    /** `window <key> <start>` → `bytes=<hex> read=<Windowed.toString()>` */
+    static void timeWindowedKey(final Scenario scenario, final List<String> out) {
+        scenario.accept("size", "key-type");
+        final long size = scenario.longParam("size");
+        final Serde<Object> inner = keySerde(scenario);
+        final TimeWindowedSerializer<Object> serializer = new TimeWindowedSerializer<>(inner.serializer());
+        final TimeWindowedDeserializer<Object> deserializer = new TimeWindowedDeserializer<>(inner.deserializer(), size);
+        for (final String[] tokens : scenario.data("window", 2)) {
+            final long start = Long.parseLong(tokens[2]);
+            long end;
+            try {
+                end = Math.addExact(start, size);
+            } catch (final ArithmeticException overflow) {
+                end = Long.MAX_VALUE;
+            }
+            final Windowed<Object> key = new Windowed<>(parseKey(scenario, tokens[1]), new TimeWindow(start, end));
+            final byte[] bytes = serializer.serialize(TOPIC, key);
+            emit(out, scenario, "bytes=" + hex(bytes), "read=" + deserializer.deserialize(TOPIC, bytes));
+        }
+    }
+
+    /** `window <key> <start> <end>` → `bytes=<hex> read=<Windowed.toString()>` */
+    static void sessionWindowedKey(final Scenario scenario, final List<String> out) {
+        scenario.accept("key-type");
+        final Serde<Object> inner = keySerde(scenario);
+        final SessionWindowedSerializer<Object> serializer = new SessionWindowedSerializer<>(inner.serializer());
+        final SessionWindowedDeserializer<Object> deserializer = new SessionWindowedDeserializer<>(inner.deserializer());
+        for (final String[] tokens : scenario.data("window", 3)) {
+            final SessionWindow window = new SessionWindow(Long.parseLong(tokens[2]), Long.parseLong(tokens[3]));
+            final byte[] bytes = serializer.serialize(TOPIC, new Windowed<>(parseKey(scenario, tokens[1]), window));
+            emit(out, scenario, "bytes=" + hex(bytes), "read=" + deserializer.deserialize(TOPIC, bytes));
+        }
+    }
+
+    /** The driver's configuration: no broker is contacted; state lives in `stateDir`. */
+    static Properties driverConfig(final Scenario scenario, final Path stateDir) {
+        final Properties config = new Properties();
+        config.put(StreamsConfig.APPLICATION_ID_CONFIG, "conformance-" + scenario.name());
+        config.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, "unused:9092");
+        config.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
+        return config;
+    }
+
+    static void deleteRecursively(final Path dir) throws IOException {
+        if (!Files.exists(dir)) {
+            return;
+        }
+        try (Stream<Path> paths = Files.walk(dir)) {
+            for (final Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(path);
+            }
+        }
+    }
+
+    /**
+     * `record <key> <value> <timestamp>` piped into `input` (String keys, Long values);
+     * a processor forwards each record once per window of windowsFor(timestamp), keyed
+     * by Windowed(key, window), and the sink writes `output` with the time-windowed
+     * serde. → `output key=<hex> read=<Windowed.toString()> value=<v> timestamp=<ms>`
+     */
+    static void windowAssignment(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance");
+        final long size = scenario.longParam("size");
+        final TimeWindows windows = timeWindows(scenario);
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.Long()))
+            .process(() -> new Processor<String, Long, Windowed<String>, Long>() {
+                private ProcessorContext<Windowed<String>, Long> context;
+
+                @Override
+                public void init(final ProcessorContext<Windowed<String>, Long> context) {
+                    this.context = context;
+                }
+
+                @Override
+                public void process(final org.apache.kafka.streams.processor.api.Record<String, Long> record) {
+                    for (final TimeWindow window : windows.windowsFor(record.timestamp()).values()) {
+                        context.forward(record.withKey(new Windowed<>(record.key(), window)));
+                    }
+                }
+            })
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, Long> input =
+                driver.createInputTopic("input", new StringSerializer(), new LongSerializer());
+            final TestOutputTopic<byte[], Long> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new LongDeserializer());
+            for (final String[] tokens : scenario.data("record", 3)) {
+                input.pipeInput(tokens[1], Long.parseLong(tokens[2]), Long.parseLong(tokens[3]));
+            }
+            final TimeWindowedDeserializer<String> read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Conformance with Kafka Streams: every scenario of `conformance/scenarios.txt` runs
+//! here through kafka-streams, and through Kafka Streams itself by
+//! `conformance/Harness.java` (its DSL, serdes and `TopologyTestDriver`, launched as a
+//! single source file); the two outputs must be equal line by line.
+//!
+//! The Java side needs a JDK (17 or newer) and Kafka Streams' jars in
+//! `$KAFKA_STREAMS_JARS`; `scripts/setup.sh` installs both, and without them this test
+//! fails (it does not skip). The format of the scenario file and of the output lines
+//! is in `conformance/README.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kafka_client::serde::{
+    BigEndian, BytesSerde, Deserializer, MessageField, SerdeContext, Serializer, StringSerde,
+};
+use kafka_client::Headers;
+use kafka_streams::dsl::{
+    Consumed, Produced, SessionWindowedDeserializer, SessionWindowedSerializer, StreamsBuilder,
+    TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window, Windowed,
+};
+use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
+use kafka_streams::test_driver::TopologyTestDriver;
+
+/// How long the Java harness may take (JVM start, compiling the source file, the
+/// drivers) before it is killed and the test fails.
+const HARNESS_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// The topic serdes are called with outside a topology (as in Harness.java).
+const TOPIC: &str = "conformance";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("kafka-streams lies in the workspace")
+        .to_path_buf()
+}
+
+/// One scenario: its header and its data lines, split into tokens.
+struct Scenario {
+    name: String,
+    kind: String,
+    params: BTreeMap<String, String>,
+    data: Vec<Vec<String>>,
+    line: usize,
+}
+
+impl Scenario {
+    fn here(&self) -> String {
+        format!("scenario {} (line {})", self.name, self.line)
+    }
+
+    /// Fails on parameters the kind does not take, so that a typo is not ignored.
+    fn accept(&self, names: &[&str]) {
+        for key in self.params.keys() {
+            assert!(
+                names.contains(&key.as_str()),
+                "{}: kind {} takes no parameter {key}",
+                self.here(),
+                self.kind
+            );
+        }
+    }
+
+    fn i64_param(&self, key: &str) -> i64 {
+        let value = self
+            .params
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: missing parameter {key}", self.here()));
+        value
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: parameter {key}={value}: {e}", self.here()))
+    }
+
+    fn i64_param_or(&self, key: &str, fallback: i64) -> i64 {
+        if self.params.contains_key(key) {
+            self.i64_param(key)
+        } else {
+            fallback
+        }
+    }
+
+    fn key_type(&self) -> &str {
+        self.params.get("key-type").map_or("string", String::as_str)
+    }
+
+    /// The data lines, each checked to be `kind` with `arity` values after it.
+    fn data(&self, kind: &str, arity: usize) -> &[Vec<String>] {
+        for tokens in &self.data {
+            assert!(
+                tokens[0] == kind && tokens.len() == arity + 1,
+                "{}: kind {} takes data lines `{kind}` with {arity} values, got `{}`",
+                self.here(),
+                self.kind,
+                tokens.join(" ")
+            );
+        }
+        &self.data
+    }
+
+    fn emit(&self, out: &mut Vec<String>, fields: &[String]) {
+        out.push(format!("{} {}", self.name, fields.join(" ")));
+    }
+}
+
+fn parse_i64(scenario: &Scenario, token: &str) -> i64 {
+    token
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: `{token}` is not a number: {e}", scenario.here()))
+}
+
+fn millis(scenario: &Scenario, ms: i64) -> Duration {
+    let ms = u64::try_from(ms)
+        .unwrap_or_else(|_| panic!("{}: negative duration {ms} ms", scenario.here()));
+    Duration::from_millis(ms)
+}
+
+fn parse_scenarios(text: &str) -> Vec<Scenario> {
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let tokens: Vec<String> = line.split(' ').map(str::to_owned).collect();
+        if tokens[0] == "scenario" {
+            assert!(
+                tokens.len() >= 3,
+                "line {}: expected `scenario <name> <kind> [<param>=<value> ...]`",
+                index + 1
+            );
+            let params = tokens[3..]
+                .iter()
+                .map(|token| match token.split_once('=') {
+                    Some((key, value)) if !key.is_empty() => (key.to_owned(), value.to_owned()),
+                    _ => panic!("line {}: expected <param>=<value>, got {token}", index + 1),
+                })
+                .collect();
+            scenarios.push(Scenario {
+                name: tokens[1].clone(),
+                kind: tokens[2].clone(),
+                params,
+                data: Vec::new(),
+                line: index + 1,
+            });
+        } else {
+            let scenario = scenarios.last_mut().unwrap_or_else(|| {
+                panic!("line {}: data before the first scenario header", index + 1)
+            });
+            scenario.data.push(tokens);
+        }
+    }
+    scenarios
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time_windows(scenario: &Scenario) -> TimeWindows {
+    let size = scenario.i64_param("size");
+    let advance = scenario.i64_param_or("advance", size);
+    TimeWindows::of_size_with_no_grace(millis(scenario, size))
+        .and_then(|windows| windows.advance_by(millis(scenario, advance)))
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+}
+
+/// `timestamp <ms>` → `timestamp=<ms> windows=<start>/<end>,...`
+fn windows_for(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance"]);
+    let windows = time_windows(scenario);
+    for tokens in scenario.data("timestamp", 1) {
+        let timestamp = parse_i64(scenario, &tokens[1]);
+        let bounds: Vec<String> = windows
+            .windows_for(timestamp)
+            .iter()
+            .map(|w| format!("{}/{}", w.start(), w.end()))
+            .collect();
+        scenario.emit(
+            out,
+            &[
+                format!("timestamp={timestamp}"),
+                format!("windows={}", bounds.join(",")),
+            ],
+        );
+    }
+}
+
+/// Serializes `key` with `serializer`, reads it back with `deserializer`, and prints
+/// `bytes=<hex> read=<[key@start/end]>`.
+fn windowed_key_line<K: Display>(
+    scenario: &Scenario,
+    out: &mut Vec<String>,
+    key: &Windowed<K>,
+    serializer: &dyn Serializer<Windowed<K>>,
+    deserializer: &dyn Deserializer<Windowed<K>>,
+) {
+    let headers = Headers::new();
+    let ctx = SerdeContext::new(TOPIC, MessageField::Key, &headers);
+    let bytes = serializer
+        .serialize(key, &ctx)
+        .unwrap_or_else(|e| panic!("{}: serializing {key}: {e}", scenario.here()))
+        .unwrap_or_else(|| panic!("{}: {key} serialized to null", scenario.here()));
+    let read = deserializer
+        .deserialize(Some(bytes.as_slice()), &ctx)
+        .unwrap_or_else(|e| panic!("{}: reading {key} back: {e}", scenario.here()));
+    scenario.emit(
+        out,
+        &[format!("bytes={}", hex(&bytes)), format!("read={read}")],
+    );
+}
+
+/// `window <key> <start>` → `bytes=<hex> read=<[key@start/end]>`
+fn time_windowed_key(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "key-type"]);
+    let size = scenario.i64_param("size");
+    fn run<K: Display, S: Serializer<K> + Deserializer<K> + Clone>(
+        scenario: &Scenario,
+        out: &mut Vec<String>,
+        size: i64,
+        inner: S,
+        parse: impl Fn(&str) -> K,
+    ) {
+        let serializer = TimeWindowedSerializer::new(inner.clone());
+        let deserializer = TimeWindowedDeserializer::new(inner, millis(scenario, size))
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+        for tokens in scenario.data("window", 2) {
+            let start = parse_i64(scenario, &tokens[2]);
+            let end = start.checked_add(size).unwrap_or(i64::MAX);
+            let window = Window::time_window(start, end)
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+            let key = Windowed::new(parse(&tokens[1]), window);
+            windowed_key_line(scenario, out, &key, &serializer, &deserializer);
+        }
+    }
+    match scenario.key_type() {
+        "string" => run(scenario, out, size, StringSerde, str::to_owned),
+        "long" => run(scenario, out, size, BigEndian, |t| parse_i64(scenario, t)),
+        other => panic!(
+            "{}: key-type {other} is not string or long",
+            scenario.here()
+        ),
+    }
+}
+
+/// `window <key> <start> <end>` → `bytes=<hex> read=<[key@start/end]>`
+fn session_windowed_key(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["key-type"]);
+    fn run<K: Display, S: Serializer<K> + Deserializer<K> + Clone>(
+        scenario: &Scenario,
+        out: &mut Vec<String>,
+        inner: S,
+        parse: impl Fn(&str) -> K,
+    ) {
+        let serializer = SessionWindowedSerializer::new(inner.clone());
+        let deserializer = SessionWindowedDeserializer::new(inner);
+        for tokens in scenario.data("window", 3) {
+            let window = Window::new(
+                parse_i64(scenario, &tokens[2]),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+            let key = Windowed::new(parse(&tokens[1]), window);
+            windowed_key_line(scenario, out, &key, &serializer, &deserializer);
+        }
+    }
+    match scenario.key_type() {
+        "string" => run(scenario, out, StringSerde, str::to_owned),
+        "long" => run(scenario, out, BigEndian, |t| parse_i64(scenario, t)),
+        other => panic!(
+            "{}: key-type {other} is not string or long",
+            scenario.here()
+        ),
+    }
+}
+
+/// Forwards each record once per window containing its timestamp, keyed by the
+/// windowed key (the processor of Harness.java's `window-assignment`).
+struct AssignWindows {
+    windows: TimeWindows,
+}
+
+impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<String>, i64>,
+        record: Record<String, i64>,
+    ) -> Result<(), ProcessorError> {
+        for window in self.windows.windows_for(record.timestamp) {
+            let key = Windowed::new(record.key.clone(), window);
+            ctx.forward(record.clone().with_key(key));
+        }
+        Ok(())
+    }
+}
+
+/// `record <key> <value> <timestamp>` through our test driver →
+/// `output key=<hex> read=<[key@start/end]> value=<v> timestamp=<ms>`
+fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let windows = time_windows(scenario);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, i64>("input", Consumed::with(StringSerde, BigEndian))
+        .process::<Windowed<String>, i64, _, _>(move || AssignWindows { windows })
+        .to_with(
+            "output",
+            Produced::with(TimeWindowedSerializer::new(StringSerde), BigEndian),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, i64>("input", StringSerde, BigEndian);
+    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
+    for tokens in scenario.data("record", 3) {
+        input
+            .pipe_input_at(
+                tokens[1].clone(),
+                parse_i64(scenario, &tokens[2]),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let read = TimeWindowedDeserializer::new(StringSerde, size)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key: Windowed<String> = read
+            .deserialize(Some(record.key.as_slice()), &ctx)
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={}", record.value),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
+/// Our output for every scenario, in the harness's line format.
+fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
+    let mut out = Vec::new();
+    for scenario in scenarios {
+        match scenario.kind.as_str() {
+            "windows-for" => windows_for(scenario, &mut out),
+            "time-windowed-key" => time_windowed_key(scenario, &mut out),
+            "session-windowed-key" => session_windowed_key(scenario, &mut out),
+            "window-assignment" => window_assignment(scenario, &mut out),
+            other => panic!("{}: unknown kind {other}", scenario.here()),
+        }
+    }
+    out
+}
+
+const SETUP_HINT: &str = "run scripts/setup.sh, which installs a JDK and fetches Kafka Streams' jars into $KAFKA_STREAMS_JARS";
+
+/// Where Kafka Streams' jars are: `$KAFKA_STREAMS_JARS`, or where scripts/env.sh puts
+/// them when the variable is not set (a plain `cargo test`).
+fn streams_jars() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KAFKA_STREAMS_JARS") {
+        return PathBuf::from(dir);
+    }
+    let env_sh = repo_root().join("scripts/env.sh");
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg("source \"$1\" && printf %s \"$KAFKA_STREAMS_JARS\"")
+        .arg("bash")
+        .arg(&env_sh)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash to read {}: {e}", env_sh.display()));
+    assert!(
+        output.status.success() && !output.stdout.is_empty(),
+        "{} did not name KAFKA_STREAMS_JARS: {}",
+        env_sh.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs Harness.java on `scenario_file` and returns its output lines. Fails if java or
+/// the jars are missing, if the harness fails, or if it takes longer than
+/// [`HARNESS_TIMEOUT`] (then it is killed).
+fn run_kafka_streams(scenario_file: &Path) -> Vec<String> {
+    let jars = streams_jars();
+    assert!(
+        jars.join(".complete").is_file(),
+        "Kafka Streams' jars are missing from {}: {SETUP_HINT}",
+        jars.display()
+    );
+    let java = match std::env::var_os("JAVA_HOME") {
+        Some(home) => PathBuf::from(home).join("bin/java"),
+        None => PathBuf::from("java"),
+    };
+    let root = repo_root();
+    let mut child = Command::new(&java)
+        .arg("-cp")
+        .arg(jars.join("*"))
+        .arg(root.join("conformance/Harness.java"))
+        .arg(scenario_file)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", java.display()));
+    // Read both pipes on threads so that neither fills up and blocks the JVM; stdout
+    // closes when the JVM exits, which is what the timeout waits for.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let result = stdout.read_to_string(&mut text).map(|_| text);
+        // The receiver is gone only after a timeout, when the result no longer matters.
+        let _ = sender.send(result);
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let stdout = match receiver.recv_timeout(HARNESS_TIMEOUT) {
+        Ok(result) => result.expect("read the harness's stdout"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr_reader.join().unwrap_or_default();
+            panic!("the Java harness did not finish within {HARNESS_TIMEOUT:?} and was killed; its stderr:\n{stderr}");
+        }
+    };
+    let status = child.wait().expect("wait for the Java harness");
+    let stderr = stderr_reader.join().unwrap_or_default();
+    assert!(
+        status.success(),
+        "the Java harness failed ({status}); if java or the jars are missing, {SETUP_HINT}. Its stderr:\n{stderr}"
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn scenarios_give_the_same_output_as_kafka_streams() {
+    let scenario_file = repo_root().join("conformance/scenarios.txt");
+    let text = std::fs::read_to_string(&scenario_file)
+        .unwrap_or_else(|e| panic!("read {}: {e}", scenario_file.display()));
+    let scenarios = parse_scenarios(&text);
+    assert!(
+        !scenarios.is_empty(),
+        "no scenarios in {}",
+        scenario_file.display()
+    );
+
+    let ours = run_ours(&scenarios);
+    let theirs = run_kafka_streams(&scenario_file);
+
+    // Every scenario printed something on Kafka Streams' side, so an empty or cut
+    // output cannot pass as equal.
+    for scenario in &scenarios {
+        let prefix = format!("{} ", scenario.name);
+        assert!(
+            theirs.iter().any(|line| line.starts_with(&prefix)),
+            "Kafka Streams printed nothing for {}; its output:\n{}",
+            scenario.here(),
+            theirs.join("\n")
+        );
+    }
+    let first_difference = ours
+        .iter()
+        .zip(&theirs)
+        .position(|(a, b)| a != b)
+        .or_else(|| (ours.len() != theirs.len()).then_some(ours.len().min(theirs.len())));
+    if let Some(at) = first_difference {
+        panic!(
+            "output differs from Kafka Streams' at line {}:\n  ours:          {}\n  Kafka Streams: {}\n\nours ({} lines):\n{}\n\nKafka Streams ({} lines):\n{}",
+            at + 1,
+            ours.get(at).map_or("<none>", String::as_str),
+            theirs.get(at).map_or("<none>", String::as_str),
+            ours.len(),
+            ours.join("\n"),
+            theirs.len(),
+            theirs.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_scenario_file_parses_into_headers_and_data() {
+    let scenarios = parse_scenarios(
+        "# comment\n\nscenario a windows-for size=10 advance=5\ntimestamp 3\ntimestamp 4\nscenario b session-windowed-key\n",
+    );
+    assert_eq!(scenarios.len(), 2);
+    assert_eq!(
+        (scenarios[0].name.as_str(), scenarios[0].kind.as_str()),
+        ("a", "windows-for")
+    );
+    assert_eq!(scenarios[0].i64_param("advance"), 5);
+    assert_eq!(scenarios[0].data, [["timestamp", "3"], ["timestamp", "4"]]);
+    assert_eq!(scenarios[1].line, 6);
+    assert!(scenarios[1].data.is_empty());
+    let mut out = Vec::new();
+    windows_for(&scenarios[0], &mut out);
+    assert_eq!(
+        out,
+        ["a timestamp=3 windows=0/10", "a timestamp=4 windows=0/10"]
+    );
+}
