@@ -399,6 +399,13 @@ impl SegmentedBytesStore {
         self.segments.len()
     }
 
+    /// Number of segments that hold data, read from the backend (not from the
+    /// bookkeeping [`Self::segment_count`] reports).
+    #[cfg(test)]
+    pub(crate) fn stored_segment_count(&self) -> StateResult<usize> {
+        Ok(self.scan_segment_ids()?.len())
+    }
+
     pub(crate) fn observed_stream_time(&self) -> i64 {
         self.observed_stream_time
     }

@@ -385,6 +385,7 @@ mod tests {
             store.put(b"k", 300_000, 300_000, Some(b"new")).unwrap();
             // Stream time 300s, retention 60s: segments before (240s / 60s) = 4 go.
             assert_eq!(store.segment_count(), 1);
+            assert_eq!(store.inner.stored_segment_count().unwrap(), 1);
             assert_eq!(bounds(store.fetch(b"k").unwrap()), vec![(300_000, 300_000)]);
             assert!(bounds(store.fetch(b"long").unwrap()).is_empty());
             assert_eq!(store.observed_stream_time(), 300_000);

@@ -437,8 +437,15 @@ mod tests {
                     .put(format!("sensor-{}", i % 7).as_bytes(), start, Some(b"v"))
                     .unwrap();
                 max_segments = max_segments.max(store.segment_count());
+                if i % 100 == 0 {
+                    let stored = store.inner.stored_segment_count().unwrap();
+                    assert!(stored <= 3, "{stored} segments hold data at {start}");
+                }
             }
             assert!(max_segments <= 3, "{max_segments} segments");
+            // What the backend holds, not only the bookkeeping: expired segments
+            // are gone from the data.
+            assert!(store.inner.stored_segment_count().unwrap() <= 3);
             assert_eq!(store.observed_stream_time(), 1_799 * 10_000);
             // Only windows within retention are left: starts > 17_990_000 - 600_000.
             let left = entries(store.all().unwrap());
