@@ -114,7 +114,8 @@ mod tests;
 // The public surface: what users implement (`StateStore`, `StoreBuilder`,
 // `RestorableStore`, the byte-level `KeyValueStore`, `WindowStore` and `SessionStore`
 // of a custom inner store), query (`ReadOnlyKeyValueStore`, `QueryableKeyValueStore`,
-// `TypedKeyValueStore`, the read-only window and session halves and typed stores),
+// `TypedKeyValueStore`, the read-only and `Queryable…` window and session traits and
+// the typed stores),
 // build (`KeyValueStoreBuilder`, `WindowStoreBuilder`, `SessionStoreBuilder`,
 // `StoreKind`) and configure (RocksDB memory and options, cache sizes), the restore
 // listener and the errors. The concrete inner stores (`RocksDbStore`, `InMemoryStore`,
@@ -146,7 +147,8 @@ pub use window_store::{
     WindowStore,
 };
 pub use window_typed::{
-    TypedSessionIter, TypedSessionStore, TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
+    QueryableSessionStore, QueryableWindowStore, TypedSessionIter, TypedSessionStore,
+    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
 };
 
 // Crate-internal (the decorators are not re-exported at all): the queue the DSL's

@@ -35,6 +35,74 @@ pub type TypedWindowIter<'a, K, V> = Box<dyn Iterator<Item = StateResult<(K, i64
 /// Typed sessions: `(key, session start, session end, value)`.
 pub type TypedSessionIter<'a, K, V> = Box<dyn Iterator<Item = StateResult<(K, i64, i64, V)>> + 'a>;
 
+/// Typed read-only queries of a window store: what interactive queries expose
+/// (Kafka's `ReadOnlyWindowStore<K, V>`). Time bounds are inclusive window starts.
+pub trait QueryableWindowStore<K, V> {
+    /// The value of `key` in the window starting at `window_start`, if any.
+    fn fetch_window(&self, key: &K, window_start: i64) -> StateResult<Option<V>>;
+
+    /// The windows of `key` starting between `time_from` and `time_to`, oldest first.
+    fn fetch(
+        &self,
+        key: &K,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowFetchIter<'_, V>>;
+
+    /// As [`fetch`](Self::fetch), newest first.
+    fn backward_fetch(
+        &self,
+        key: &K,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowFetchIter<'_, V>>;
+
+    /// Every key's windows starting between `time_from` and `time_to`.
+    fn fetch_all(&self, time_from: i64, time_to: i64) -> StateResult<TypedWindowIter<'_, K, V>>;
+
+    /// As [`fetch_all`](Self::fetch_all), in reverse order.
+    fn backward_fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowIter<'_, K, V>>;
+
+    /// Every window within retention.
+    fn all(&self) -> StateResult<TypedWindowIter<'_, K, V>>;
+
+    /// As [`all`](Self::all), in reverse order.
+    fn backward_all(&self) -> StateResult<TypedWindowIter<'_, K, V>>;
+}
+
+/// Typed read-only queries of a session store (Kafka's `ReadOnlySessionStore<K, V>`).
+pub trait QueryableSessionStore<K, V> {
+    /// The sessions of `key` ending at or after `earliest_session_end` and starting at
+    /// or before `latest_session_start`.
+    fn find_sessions(
+        &self,
+        key: &K,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>>;
+
+    /// As [`find_sessions`](Self::find_sessions), in reverse order.
+    fn backward_find_sessions(
+        &self,
+        key: &K,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>>;
+
+    /// Every session of `key` within retention.
+    fn fetch(&self, key: &K) -> StateResult<TypedSessionIter<'_, K, V>>;
+
+    /// As [`fetch`](Self::fetch), in reverse order.
+    fn backward_fetch(&self, key: &K) -> StateResult<TypedSessionIter<'_, K, V>>;
+
+    /// The aggregate of exactly the session `[start, end]` of `key`, if any.
+    fn fetch_session(&self, key: &K, start: i64, end: i64) -> StateResult<Option<V>>;
+}
+
 /// The serdes of a typed store, with the store name and topic its errors name.
 struct Codec<K, V> {
     name: String,
@@ -312,6 +380,50 @@ impl<K: 'static, V: 'static> TypedWindowStore<K, V> {
     }
 }
 
+impl<K: 'static, V: 'static> QueryableWindowStore<K, V> for TypedWindowStore<K, V> {
+    fn fetch_window(&self, key: &K, window_start: i64) -> StateResult<Option<V>> {
+        TypedWindowStore::fetch_window(self, key, window_start)
+    }
+
+    fn fetch(
+        &self,
+        key: &K,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowFetchIter<'_, V>> {
+        TypedWindowStore::fetch(self, key, time_from, time_to)
+    }
+
+    fn backward_fetch(
+        &self,
+        key: &K,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowFetchIter<'_, V>> {
+        TypedWindowStore::backward_fetch(self, key, time_from, time_to)
+    }
+
+    fn fetch_all(&self, time_from: i64, time_to: i64) -> StateResult<TypedWindowIter<'_, K, V>> {
+        TypedWindowStore::fetch_all(self, time_from, time_to)
+    }
+
+    fn backward_fetch_all(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowIter<'_, K, V>> {
+        TypedWindowStore::backward_fetch_all(self, time_from, time_to)
+    }
+
+    fn all(&self) -> StateResult<TypedWindowIter<'_, K, V>> {
+        TypedWindowStore::all(self)
+    }
+
+    fn backward_all(&self) -> StateResult<TypedWindowIter<'_, K, V>> {
+        TypedWindowStore::backward_all(self)
+    }
+}
+
 impl<K: 'static, V: 'static> StateStore for TypedWindowStore<K, V> {
     fn name(&self) -> &str {
         &self.codec.name
@@ -539,6 +651,43 @@ impl<K: 'static, V: 'static> TypedSessionStore<K, V> {
     }
 }
 
+impl<K: 'static, V: 'static> QueryableSessionStore<K, V> for TypedSessionStore<K, V> {
+    fn find_sessions(
+        &self,
+        key: &K,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>> {
+        TypedSessionStore::find_sessions(self, key, earliest_session_end, latest_session_start)
+    }
+
+    fn backward_find_sessions(
+        &self,
+        key: &K,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>> {
+        TypedSessionStore::backward_find_sessions(
+            self,
+            key,
+            earliest_session_end,
+            latest_session_start,
+        )
+    }
+
+    fn fetch(&self, key: &K) -> StateResult<TypedSessionIter<'_, K, V>> {
+        TypedSessionStore::fetch(self, key)
+    }
+
+    fn backward_fetch(&self, key: &K) -> StateResult<TypedSessionIter<'_, K, V>> {
+        TypedSessionStore::backward_fetch(self, key)
+    }
+
+    fn fetch_session(&self, key: &K, start: i64, end: i64) -> StateResult<Option<V>> {
+        TypedSessionStore::fetch_session(self, key, start, end)
+    }
+}
+
 impl<K: 'static, V: 'static> StateStore for TypedSessionStore<K, V> {
     fn name(&self) -> &str {
         &self.codec.name
@@ -714,9 +863,24 @@ mod tests {
             .as_any_mut()
             .downcast_mut::<TypedWindowStore<String, i64>>()
             .unwrap();
+        // Through the query trait, as interactive queries see it.
+        let queryable: &dyn QueryableWindowStore<String, i64> = &*store;
         assert_eq!(
-            store.fetch_window(&"sensor-2".into(), 60_000).unwrap(),
+            queryable.fetch_window(&"sensor-2".into(), 60_000).unwrap(),
             Some(7)
+        );
+        let latest: Vec<(String, i64, i64)> = queryable
+            .backward_fetch_all(0, 60_000)
+            .unwrap()
+            .collect::<StateResult<_>>()
+            .unwrap();
+        assert_eq!(
+            latest,
+            vec![
+                ("sensor-2".into(), 60_000, 7),
+                ("sensor-1".into(), 60_000, 5),
+                ("sensor-1".into(), 0, 3)
+            ]
         );
 
         // An in-memory store restores from the logged records.
@@ -794,6 +958,15 @@ mod tests {
             .collect::<StateResult<_>>()
             .unwrap();
         assert_eq!(backward, vec![(user.clone(), 0, 6_000, 3)]);
+        let queryable: &dyn QueryableSessionStore<String, i64> = &*store;
+        assert_eq!(queryable.fetch_session(&user, 0, 6_000).unwrap(), Some(3));
+        assert_eq!(
+            queryable
+                .find_sessions(&user, 7_000, 8_000)
+                .unwrap()
+                .count(),
+            0
+        );
         assert!(writer.take().is_empty(), "logging disabled");
 
         let mut optional: TypedSessionStore<String, Option<i64>> = TypedSessionStore::new(
