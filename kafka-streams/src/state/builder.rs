@@ -44,9 +44,13 @@ pub const DEFAULT_CACHE_MAX_BYTES: usize = 10 << 20;
 /// Which inner store a builder makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreKind {
-    /// [`RocksDbStore`], persistent (the default).
+    /// [`RocksDbStore`] (for windows and sessions, a
+    /// [`SegmentedWindowStore`](super::SegmentedWindowStore) or
+    /// [`SegmentedSessionStore`](super::SegmentedSessionStore) on RocksDB), persistent
+    /// (the default).
     RocksDb,
-    /// [`InMemoryStore`], rebuilt from the changelog on every start.
+    /// [`InMemoryStore`] (or a segmented window or session store in memory), rebuilt
+    /// from the changelog on every start.
     InMemory,
 }
 

@@ -1,5 +1,5 @@
 //! State stores: the handle processors use, how a task owns its stores, and the
-//! key-value stores themselves.
+//! key-value, window and session stores themselves.
 //!
 //! What is fixed by the contract:
 //! - a task owns one instance of each store connected to its processors, built by a
@@ -24,14 +24,32 @@
 //! the read-only halves ([`ReadOnlyKeyValueStore`], [`QueryableKeyValueStore`]). The
 //! caching and change-logging layers are internal: [`KeyValueStoreBuilder`] adds them.
 //!
+//! # Window and session stores
+//! Built the same way by [`WindowStoreBuilder`] and [`SessionStoreBuilder`]:
+//!
+//! ```text
+//! TypedWindowStore<K, V> | TypedSessionStore<K, V>        serdes
+//!   └ change-logging layer    changelog key = Kafka's binary windowed key
+//!       └ SegmentedWindowStore | SegmentedSessionStore     RocksDB or in memory
+//! ```
+//! The byte-level contracts are [`WindowStore`] (a value per key and window start)
+//! and [`SessionStore`] (a value per key and session `[start, end]`), with read-only
+//! halves for queries; both require [`RestorableStore`], so the state manager restores
+//! and checkpoints them as it does key-value stores. Data is segmented by time and
+//! expired segments are dropped whole; their changelogs are created with
+//! `cleanup.policy=compact,delete` and `retention.ms` = retention +
+//! `windowstore.changelog.additional.retention.ms`. These stacks have no record cache
+//! yet: every write reaches the store and the changelog.
+//!
 //! # Persistence is its own trait
 //! Restoring, checkpointing and the cache's flush listener are [`RestorableStore`],
 //! not part of [`KeyValueStore`] (which requires it): the runtime's state manager
-//! restores and checkpoints every store kind (key-value now, window and session stores
-//! next) through it, reached with [`StateStore::persistence`], and the decorators pass
+//! restores and checkpoints every store kind (key-value, window and session stores)
+//! through it, reached with [`StateStore::persistence`], and the decorators pass
 //! it to the inner store. The changelog topic's name and configs come from the
-//! [`StoreBuilder`] (`cleanup.policy=compact` for key-value stores), since topics are
-//! created before any store is built.
+//! [`StoreBuilder`] (`cleanup.policy=compact` for key-value stores, `compact,delete`
+//! with a retention for window and session stores), since topics are created before
+//! any store is built.
 //!
 //! This module knows nothing of tasks' threads, consumers or rdkafka: changelog records
 //! leave through the [`ChangelogWriter`] trait, which the runtime implements over its
@@ -82,18 +100,28 @@ mod memory;
 mod restorable;
 mod restore;
 mod rocks;
+mod segments;
+mod session_store;
 mod typed;
+mod window_builder;
+mod window_logging;
+mod window_store;
+mod window_typed;
 
 #[cfg(test)]
 mod tests;
 
 // The public surface: what users implement (`StateStore`, `StoreBuilder`,
-// `RestorableStore`, the byte-level `KeyValueStore` of a custom inner store), query
-// (`ReadOnlyKeyValueStore`, `QueryableKeyValueStore`, `TypedKeyValueStore`), build
-// (`KeyValueStoreBuilder`, `StoreKind`) and configure (RocksDB memory and options,
-// cache sizes), the restore listener and the errors. The concrete inner stores
-// (`RocksDbStore`, `InMemoryStore`) are public as Kafka's `Stores` suppliers make them
-// available: to build a custom stack on, or to open a task's state offline.
+// `RestorableStore`, the byte-level `KeyValueStore`, `WindowStore` and `SessionStore`
+// of a custom inner store), query (`ReadOnlyKeyValueStore`, `QueryableKeyValueStore`,
+// `TypedKeyValueStore`, the read-only and `Queryable…` window and session traits and
+// the typed stores),
+// build (`KeyValueStoreBuilder`, `WindowStoreBuilder`, `SessionStoreBuilder`,
+// `StoreKind`) and configure (RocksDB memory and options, cache sizes), the restore
+// listener and the errors. The concrete inner stores (`RocksDbStore`, `InMemoryStore`,
+// `SegmentedWindowStore`, `SegmentedSessionStore`) are public as Kafka's `Stores`
+// suppliers make them available: to build a custom stack on, or to open a task's
+// state offline.
 pub use builder::{KeyValueStoreBuilder, StoreContext, StoreKind, DEFAULT_CACHE_MAX_BYTES};
 pub use cache::{CacheBudget, CacheFlushListener, FlushedEntry};
 pub use error::{StateError, StateResult};
@@ -106,7 +134,22 @@ pub use rocks::{
     RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
     StoreRecovery,
 };
+pub use segments::default_segment_interval_ms;
+pub use session_store::{
+    ReadOnlySessionStore, SegmentedSessionStore, SessionEntry, SessionIter, SessionStore,
+};
 pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
+pub use window_builder::{
+    SessionStoreBuilder, WindowStoreBuilder, DEFAULT_WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
+};
+pub use window_store::{
+    ReadOnlyWindowStore, SegmentedWindowStore, WindowEntry, WindowEntryIter, WindowFetchIter,
+    WindowStore,
+};
+pub use window_typed::{
+    QueryableSessionStore, QueryableWindowStore, TypedSessionIter, TypedSessionStore,
+    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
+};
 
 // Crate-internal (the decorators are not re-exported at all): the queue the DSL's
 // tables drain cache flushes from, the changelog writer tasks collect records in, and

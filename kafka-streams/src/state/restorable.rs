@@ -1,8 +1,8 @@
 //! Store persistence: how a store is restored from its changelog and checkpointed,
 //! whatever kind of store it is ([`RestorableStore`]).
 //!
-//! Reads and writes differ by store kind (key-value now; window and session stores
-//! next), but what the runtime's state manager does with a store does not: find its
+//! Reads and writes differ by store kind (key-value, window and session stores),
+//! but what the runtime's state manager does with a store does not: find its
 //! changelog partition, read where its checkpoint stands, feed it changelog records in
 //! batches, checkpoint it after each commit, and forget the checkpoint under
 //! exactly-once. That is this trait, so that every store kind is restored and

@@ -416,6 +416,61 @@ impl RocksDbStore {
         }
     }
 
+    /// The entries with keys in `[lower, upper)` (`upper` `None`: unbounded), in
+    /// ascending key order if `forward`, else descending. Crate-internal: the segmented
+    /// window and session stores read their segments with it.
+    pub(crate) fn scan(
+        &self,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        forward: bool,
+    ) -> StateResult<KeyValueIter<'_>> {
+        let db = self.db()?;
+        if upper.is_some_and(|upper| upper <= lower) {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(lower.to_vec());
+        if let Some(upper) = upper {
+            read.set_iterate_upper_bound(upper.to_vec());
+        }
+        let mut raw = db.raw_iterator_opt(read);
+        if forward {
+            raw.seek_to_first();
+        } else {
+            raw.seek_to_last();
+        }
+        Ok(Box::new(RangeIter {
+            raw,
+            store: self,
+            forward,
+            done: false,
+        }))
+    }
+
+    /// Writes `batch` atomically, with the checkpoint `next_offset` (if any) in the
+    /// same batch, as [`RestorableStore::restore_batch`] does. Crate-internal: the
+    /// segmented stores build batches of their own (puts, deletes and whole expired
+    /// segments as range deletions) over this store's data and metadata.
+    pub(crate) fn write_batch(
+        &mut self,
+        mut batch: WriteBatch,
+        next_offset: Option<i64>,
+        operation: &'static str,
+    ) -> StateResult<()> {
+        let db = self.db()?;
+        if let Some(next) = next_offset {
+            let meta = self.meta_cf(db)?;
+            batch.put_cf(meta, CHECKPOINT_KEY, self.checkpoint_value(next));
+        }
+        db.write_opt(batch, &self.write_options)
+            .map_err(|e| self.rocks_error(operation, e))?;
+        if next_offset.is_some() {
+            self.checkpoint = next_offset;
+        }
+        Ok(())
+    }
+
     /// What opening found; see [`StoreRecovery`].
     pub fn recovery(&self) -> &StoreRecovery {
         &self.recovery
@@ -500,6 +555,8 @@ fn successor(key: &[u8]) -> Vec<u8> {
 struct RangeIter<'a> {
     raw: rocksdb::DBRawIterator<'a>,
     store: &'a RocksDbStore,
+    /// Ascending key order, or descending (the segmented stores' backward reads).
+    forward: bool,
     done: bool,
 }
 
@@ -512,7 +569,11 @@ impl Iterator for RangeIter<'_> {
         }
         if let Some((key, value)) = self.raw.item() {
             let item = (key.to_vec(), value.to_vec());
-            self.raw.next();
+            if self.forward {
+                self.raw.next();
+            } else {
+                self.raw.prev();
+            }
             return Some(Ok(item));
         }
         self.done = true;
@@ -555,6 +616,7 @@ impl ReadOnlyKeyValueStore for RocksDbStore {
         Ok(Box::new(RangeIter {
             raw,
             store: self,
+            forward: true,
             done: false,
         }))
     }
