@@ -109,6 +109,7 @@ public class Harness {
                 case "time-windowed-key" -> timeWindowedKey(scenario, out);
                 case "session-windowed-key" -> sessionWindowedKey(scenario, out);
                 case "window-assignment" -> windowAssignment(scenario, out);
+                case "windowed-count" -> windowedCount(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -190,7 +191,8 @@ public class Harness {
 
     static TimeWindows timeWindows(final Scenario scenario) {
         final long size = scenario.longParam("size");
-        return TimeWindows.ofSizeWithNoGrace(Duration.ofMillis(size))
+        final long grace = scenario.longParam("grace", 0);
+        return TimeWindows.ofSizeAndGrace(Duration.ofMillis(size), Duration.ofMillis(grace))
             .advanceBy(Duration.ofMillis(scenario.longParam("advance", size)));
     }
 
@@ -268,6 +270,38 @@ public class Harness {
      * by Windowed(key, window), and the sink writes `output` with the time-windowed
      * serde. → `output key=<hex> read=<Windowed.toString()> value=<v> timestamp=<ms>`
      */
+    /** groupByKey().windowedBy(TimeWindows).count() (caching disabled: every update goes downstream), written with the time-windowed serde. */
+    static void windowedCount(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace");
+        final long size = scenario.longParam("size");
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .count(org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                .withCachingDisabled())
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            final TestOutputTopic<byte[], Long> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new LongDeserializer());
+            for (final String[] tokens : scenario.data("record", 3)) {
+                input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
+            }
+            final TimeWindowedDeserializer<String> read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
     static void windowAssignment(final Scenario scenario, final List<String> out) throws IOException {
         scenario.accept("size", "advance");
         final long size = scenario.longParam("size");

@@ -17,7 +17,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use kafka_client::serde::{
-    BigEndian, BytesSerde, Deserializer, MessageField, SerdeContext, Serializer, StringSerde,
+    BigEndian, BytesSerde, Deserializer, MessageField, OptionSerde, SerdeContext, Serializer,
+    StringSerde,
 };
 use kafka_client::Headers;
 use kafka_streams::dsl::{
@@ -165,7 +166,8 @@ fn hex(bytes: &[u8]) -> String {
 fn time_windows(scenario: &Scenario) -> TimeWindows {
     let size = scenario.i64_param("size");
     let advance = scenario.i64_param_or("advance", size);
-    TimeWindows::of_size_with_no_grace(millis(scenario, size))
+    let grace = scenario.i64_param_or("grace", 0);
+    TimeWindows::of_size_and_grace(millis(scenario, size), millis(scenario, grace))
         .and_then(|windows| windows.advance_by(millis(scenario, advance)))
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
 }
@@ -299,36 +301,52 @@ impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
     }
 }
 
-/// `record <key> <value> <timestamp>` through our test driver →
-/// `output key=<hex> read=<[key@start/end]> value=<v> timestamp=<ms>`
-fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance"]);
+/// `record <key> <value> <timestamp>` through
+/// `group_by_key().windowed_by(..).count().to_stream().to(..)` in our test driver →
+/// `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
+fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace"]);
     let size = millis(scenario, scenario.i64_param("size"));
     let windows = time_windows(scenario);
     let builder = StreamsBuilder::new();
     builder
-        .stream_with::<String, i64>("input", Consumed::with(StringSerde, BigEndian))
-        .process::<Windowed<String>, i64, _, _>(move || AssignWindows { windows })
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(windows)
+        .count()
+        .to_stream()
+        // The key goes out with the table's own windowed-key serde.
         .to_with(
             "output",
-            Produced::with(TimeWindowedSerializer::new(StringSerde), BigEndian),
+            Produced::as_("windowed-count-sink").with_value_serializer(OptionSerde(BigEndian)),
         );
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let driver =
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let input = driver.create_input_topic_with::<String, i64>("input", StringSerde, BigEndian);
-    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
+    let input = driver.create_input_topic_with::<String, String>("input", StringSerde, StringSerde);
     for tokens in scenario.data("record", 3) {
         input
             .pipe_input_at(
                 tokens[1].clone(),
-                parse_i64(scenario, &tokens[2]),
+                tokens[2].clone(),
                 parse_i64(scenario, &tokens[3]),
             )
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
+    read_windowed_output(scenario, &driver, size, out);
+}
+
+/// The output topic's records as `output key=<hex> read=<[key@start/end]> value=<v>
+/// timestamp=<ms>` lines.
+fn read_windowed_output(
+    scenario: &Scenario,
+    driver: &TopologyTestDriver,
+    size: Duration,
+    out: &mut Vec<String>,
+) {
+    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
     let read = TimeWindowedDeserializer::new(StringSerde, size)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let headers = Headers::new();
@@ -353,6 +371,38 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
     }
 }
 
+/// `record <key> <value> <timestamp>` through our test driver →
+/// `output key=<hex> read=<[key@start/end]> value=<v> timestamp=<ms>`
+fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let windows = time_windows(scenario);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, i64>("input", Consumed::with(StringSerde, BigEndian))
+        .process::<Windowed<String>, i64, _, _>(move || AssignWindows { windows })
+        .to_with(
+            "output",
+            Produced::with(TimeWindowedSerializer::new(StringSerde), BigEndian),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, i64>("input", StringSerde, BigEndian);
+    for tokens in scenario.data("record", 3) {
+        input
+            .pipe_input_at(
+                tokens[1].clone(),
+                parse_i64(scenario, &tokens[2]),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    read_windowed_output(scenario, &driver, size, out);
+}
+
 /// Our output for every scenario, in the harness's line format.
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
@@ -362,6 +412,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "time-windowed-key" => time_windowed_key(scenario, &mut out),
             "session-windowed-key" => session_windowed_key(scenario, &mut out),
             "window-assignment" => window_assignment(scenario, &mut out),
+            "windowed-count" => windowed_count(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

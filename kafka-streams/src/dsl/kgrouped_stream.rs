@@ -160,6 +160,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
+    /// Cuts the grouped stream into tumbling or hopping time windows, to aggregate per
+    /// key and window (Kafka's `windowedBy(TimeWindows)`).
+    pub fn windowed_by(&self, windows: super::TimeWindows) -> super::TimeWindowedKStream<K, V> {
+        super::TimeWindowedKStream::new(self.clone(), windows)
+    }
+
     /// Starts a cogrouped aggregation (Kafka's `cogroup`): several grouped streams with
     /// the same key update one aggregate, each with its own aggregator.
     pub fn cogroup<VA: Data, A>(&self, aggregator: A) -> CogroupedKStream<K, VA>

@@ -21,6 +21,7 @@ pub struct Materialized<K, V> {
     pub(crate) logging: bool,
     pub(crate) changelog_configs: Vec<(String, String)>,
     pub(crate) caching: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -33,11 +34,20 @@ impl<K, V> Default for Materialized<K, V> {
             logging: true,
             changelog_configs: Vec::new(),
             caching: true,
+            retention: None,
         }
     }
 }
 
 impl<K, V> Materialized<K, V> {
+    /// How long a windowed store keeps windows (Kafka's `withRetention`); at least the
+    /// window size plus the grace period, which is also the default. Only windowed
+    /// aggregations use it.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
     /// A store named `name` (queryable under that name).
     pub fn as_(name: impl Into<String>) -> Self {
         Materialized {

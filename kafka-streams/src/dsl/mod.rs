@@ -55,6 +55,7 @@ mod kstream;
 mod ktable;
 mod materialized;
 pub(crate) mod options;
+mod time_windowed;
 mod windows;
 
 use std::sync::{Arc, Mutex};
@@ -67,6 +68,7 @@ pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
+pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 
 pub use crate::windowed::serdes::{

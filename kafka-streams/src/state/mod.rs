@@ -103,6 +103,7 @@ mod rocks;
 mod segments;
 mod session_store;
 mod typed;
+mod value_and_timestamp;
 mod window_builder;
 mod window_logging;
 mod window_store;
@@ -139,6 +140,8 @@ pub use session_store::{
     ReadOnlySessionStore, SegmentedSessionStore, SessionEntry, SessionIter, SessionStore,
 };
 pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
+pub(crate) use value_and_timestamp::TimestampedSerde;
+pub use value_and_timestamp::ValueAndTimestamp;
 pub use window_builder::{
     SessionStoreBuilder, WindowStoreBuilder, DEFAULT_WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
 };

@@ -4,6 +4,7 @@
 
 pub(crate) mod stream_ops;
 pub(crate) mod table_ops;
+pub(crate) mod window_ops;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

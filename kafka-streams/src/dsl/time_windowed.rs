@@ -1,0 +1,227 @@
+//! [`TimeWindowedKStream`]: a grouped stream cut into tumbling or hopping time
+//! windows, to aggregate per key and window (Kafka's `TimeWindowedKStream`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_client::serde::DefaultSerde;
+
+use super::internals::lock;
+use super::internals::table_ops::AggFn;
+use super::internals::window_ops::{timestamped_serde, WindowAggregate};
+use super::options::{default_serde, SharedSerde};
+use super::{KGroupedStream, KTable, Materialized, TimeWindows};
+use crate::processor::internal::factory;
+use crate::processor::Data;
+use crate::state::WindowStoreBuilder;
+use crate::windowed::serdes::TimeWindowedSerde;
+use crate::windowed::Windowed;
+
+/// A [`KGroupedStream`] windowed by [`TimeWindows`]
+/// ([`KGroupedStream::windowed_by`]). Its aggregations give a
+/// `KTable<Windowed<K>, _>` kept in a window store (RocksDB or in memory, logged to a
+/// `compact,delete` changelog), and update it as Kafka's `KStreamWindowAggregate` does:
+/// - a record updates every window containing it (one for tumbling windows, up to
+///   `size / advance` for hopping ones), and each update goes downstream, stamped
+///   with the largest timestamp in the window;
+/// - a window closes when stream time passes its end plus the grace period; a record
+///   only for closed windows is dropped and logged.
+///
+/// Window stores have no record cache yet, so every update goes downstream (what
+/// Kafka emits with caching disabled, and what its test driver shows).
+///
+/// The table's keys go out with its windowed-key serde (Kafka's
+/// `TimeWindowedSerializer` bytes), so a sink only needs the value serializer:
+///
+/// ```
+/// use std::time::Duration;
+/// use kafka_client::serde::{BigEndian, OptionSerde};
+/// use kafka_streams::dsl::{Produced, StreamsBuilder, TimeWindows};
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, f64>("plant01")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)).unwrap())
+///     .count()
+///     .to_stream()
+///     .to_with(
+///         "plant01-readings-per-minute",
+///         Produced::as_("per-minute").with_value_serializer(OptionSerde(BigEndian)),
+///     );
+/// builder.build().unwrap();
+/// ```
+pub struct TimeWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: TimeWindows,
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    pub(super) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
+        TimeWindowedKStream { grouped, windows }
+    }
+
+    /// Counts the records per key and window.
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.count_with(Materialized::default())
+    }
+
+    /// [`TimeWindowedKStream::count`] into the store `materialized` describes.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_inner(
+            "KSTREAM-AGGREGATE-",
+            Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
+            materialized,
+            Some(default_serde::<i64>()),
+        )
+    }
+
+    /// Combines the values of each key and window with `reducer(aggregate, value)`;
+    /// a window's first value is its initial aggregate.
+    pub fn reduce<F>(&self, reducer: F) -> KTable<Windowed<K>, V>
+    where
+        F: Fn(V, &V) -> V + Send + Sync + 'static,
+    {
+        self.reduce_with(reducer, Materialized::default())
+    }
+
+    /// [`TimeWindowedKStream::reduce`] into the store `materialized` describes.
+    pub fn reduce_with<F>(
+        &self,
+        reducer: F,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V>
+    where
+        F: Fn(V, &V) -> V + Send + Sync + 'static,
+    {
+        let value = self.grouped.value_serde.clone();
+        self.aggregate_inner(
+            "KSTREAM-REDUCE-",
+            Arc::new(move |_, v: &V, agg: Option<V>| match agg {
+                Some(a) => reducer(a, v),
+                None => v.clone(),
+            }),
+            materialized,
+            Some(value),
+        )
+    }
+
+    /// Aggregates the values of each key and window from `initializer()` with
+    /// `aggregator(key, value, aggregate)`.
+    pub fn aggregate<VA, I, A>(&self, initializer: I, aggregator: A) -> KTable<Windowed<K>, VA>
+    where
+        VA: Data + DefaultSerde,
+        I: Fn() -> VA + Send + Sync + 'static,
+        A: Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
+    {
+        let m = Materialized::default().with_value_serde(default_serde::<VA>());
+        self.aggregate_with(initializer, aggregator, m)
+    }
+
+    /// [`TimeWindowedKStream::aggregate`] into the store `materialized` describes,
+    /// which must give the value serde when `VA` has no default one.
+    pub fn aggregate_with<VA, I, A>(
+        &self,
+        initializer: I,
+        aggregator: A,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA>
+    where
+        VA: Data,
+        I: Fn() -> VA + Send + Sync + 'static,
+        A: Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
+    {
+        self.aggregate_inner(
+            "KSTREAM-AGGREGATE-",
+            Arc::new(move |k, v, agg: Option<VA>| {
+                aggregator(k, v, agg.unwrap_or_else(&initializer))
+            }),
+            materialized,
+            None,
+        )
+    }
+
+    fn aggregate_inner<VA: Data>(
+        &self,
+        prefix: &str,
+        agg: AggFn<K, V, VA>,
+        materialized: Materialized<K, VA>,
+        default_value: Option<SharedSerde<VA>>,
+    ) -> KTable<Windowed<K>, VA> {
+        let builder = self.grouped.stream.builder.clone();
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| lock(&builder).new_name(&format!("{prefix}STATE-STORE-")));
+        let source = self.grouped.stream.repartition_if_required(
+            Some(store.clone()),
+            self.grouped.key_serde.clone(),
+            self.grouped.value_serde.clone(),
+        );
+        let key = materialized
+            .key
+            .clone()
+            .unwrap_or_else(|| self.grouped.key_serde.clone());
+        let value = materialized.value.clone().or(default_value);
+        let size = Duration::from_millis(self.windows.size_ms().unsigned_abs());
+        // Kafka's default retention: the window size plus the grace period.
+        let retention = materialized.retention.unwrap_or_else(|| {
+            Duration::from_millis(
+                self.windows
+                    .size_ms()
+                    .saturating_add(self.windows.grace_ms())
+                    .unsigned_abs(),
+            )
+        });
+        let windowed_key = TimeWindowedSerde::new(key.clone(), size);
+        let mut inner = lock(&builder);
+        let (Some(value), Ok(windowed_key)) = (value, windowed_key) else {
+            inner.graph.error(format!(
+                "windowed store {store} has no value serde: give one with Materialized::with_value_serde"
+            ));
+            return KTable {
+                builder: builder.clone(),
+                node: source.node,
+                key_serde: None,
+                value_serde: None,
+                store: None,
+            };
+        };
+        match WindowStoreBuilder::with_serdes(
+            store.clone(),
+            retention,
+            size,
+            key,
+            timestamped_serde(value.clone()),
+        ) {
+            Ok(b) => {
+                let b = b.with_kind(materialized.kind);
+                let b = if materialized.logging {
+                    b.with_logging_enabled(materialized.changelog_configs.iter().cloned())
+                } else {
+                    b.with_logging_disabled()
+                };
+                inner.graph.add_store(Arc::new(b));
+            }
+            Err(e) => inner.graph.error(e.to_string()),
+        }
+        let name = inner.new_name(prefix);
+        let windows = self.windows;
+        let s = store.clone();
+        let node = inner.graph.add_processor(
+            name,
+            factory(move || WindowAggregate::new(&s, windows, agg.clone())),
+            &[source.node],
+        );
+        inner.graph.connect_store(node, &store);
+        drop(inner);
+        let windowed_key: SharedSerde<Windowed<K>> = Arc::new(windowed_key);
+        KTable {
+            builder,
+            node,
+            key_serde: Some(windowed_key),
+            value_serde: Some(value),
+            store: Some(store),
+        }
+    }
+}
