@@ -262,3 +262,45 @@ fn retention_shorter_than_gap_plus_grace_fails_the_build() -> R {
     builder.build()?;
     Ok(())
 }
+
+#[test]
+fn sessions_of_a_changed_key_go_through_a_repartition_topic() -> R {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("badge-swipes", Consumed::with(StringSerde, StringSerde))
+        // Swipes are keyed by door; sessions are per person (the value).
+        .select_key(|_door, person: &String| person.clone())
+        .group_by_key()
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_secs(60),
+        )?)
+        .count_with(Materialized::as_("visits"))
+        .to_stream()
+        .to_with(
+            "visits-per-person",
+            Produced::as_("visits-sink").with_value_serializer(OptionSerde(BigEndian)),
+        );
+    let topology = builder.build()?;
+    let internal: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    assert_eq!(internal, vec!["visits-repartition".to_owned()]);
+    let driver = TopologyTestDriver::new(topology)?;
+    let input =
+        driver.create_input_topic_with::<String, String>("badge-swipes", StringSerde, StringSerde);
+    for (door, person, at) in [
+        ("front", "ann", 0),
+        ("lab", "bob", 10_000),
+        ("lab", "ann", 50_000),
+    ] {
+        input.pipe_input_at(door.to_owned(), person.to_owned(), at)?;
+    }
+    assert_eq!(
+        read_sessions::<i64>(&driver, "visits-per-person", BigEndian)?,
+        vec![
+            session("ann", 0, 0, Some(1), 0),
+            session("bob", 10_000, 10_000, Some(1), 10_000),
+            session("ann", 0, 0, None, 0),
+            session("ann", 0, 50_000, Some(2), 50_000),
+        ]
+    );
+    Ok(())
+}

@@ -216,3 +216,75 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use crate::common::TaskId;
+    use crate::dsl::{Materialized, SessionWindows, StreamsBuilder};
+    use crate::state::StoreBuilder;
+
+    /// The builder of the session store `store` of a `count_with(materialized)` over
+    /// sessions of a 5-minute gap and a 1-minute grace.
+    fn session_store(materialized: Materialized<String, i64>) -> std::sync::Arc<dyn StoreBuilder> {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("visits")
+            .group_by_key()
+            .windowed_by_session(
+                SessionWindows::of_inactivity_gap_and_grace(
+                    Duration::from_secs(300),
+                    Duration::from_secs(60),
+                )
+                .unwrap(),
+            )
+            .count_with(materialized);
+        let topology = builder.build().unwrap();
+        topology.stores.get("visits-per-session").unwrap().clone()
+    }
+
+    #[test]
+    fn the_store_keeps_gap_plus_grace_and_logs_to_a_compact_delete_changelog() {
+        let store = session_store(Materialized::as_("visits-per-session"));
+        assert_eq!(
+            store.changelog_topic("app").as_deref(),
+            Some("app-visits-per-session-changelog")
+        );
+        // Retention gap + grace = 360 s, plus windowstore.changelog.additional.retention.ms.
+        assert_eq!(
+            store.changelog_topic_configs(),
+            BTreeMap::from([
+                ("cleanup.policy".to_owned(), "compact,delete".to_owned()),
+                (
+                    "retention.ms".to_owned(),
+                    (360_000 + 86_400_000).to_string()
+                ),
+            ])
+        );
+        let task = TaskId {
+            subtopology: 0,
+            partition: 0,
+        };
+        assert!(store.build(task).unwrap().persistent());
+
+        let tuned = session_store(
+            Materialized::as_("visits-per-session")
+                .with_retention(Duration::from_secs(3600))
+                .in_memory(),
+        );
+        assert_eq!(
+            tuned
+                .changelog_topic_configs()
+                .get("retention.ms")
+                .map(String::as_str),
+            Some("90000000")
+        );
+        assert!(!tuned.build(task).unwrap().persistent());
+
+        let unlogged =
+            session_store(Materialized::as_("visits-per-session").with_logging_disabled());
+        assert_eq!(unlogged.changelog_topic("app"), None);
+    }
+}
