@@ -110,6 +110,7 @@ public class Harness {
                 case "session-windowed-key" -> sessionWindowedKey(scenario, out);
                 case "window-assignment" -> windowAssignment(scenario, out);
                 case "windowed-count" -> windowedCount(scenario, out);
+                case "session-count" -> sessionCount(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -335,6 +336,45 @@ public class Harness {
             }
             final TimeWindowedDeserializer<String> read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
             for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(SessionWindows).count() (caching disabled: every update and
+     * every merged-away session's tombstone goes downstream), written with the
+     * session-windowed serde. → `output key=<hex> read=<[key@start/end]> value=<v|null> timestamp=<ms>`
+     */
+    static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("gap", "grace");
+        final org.apache.kafka.streams.kstream.SessionWindows windows =
+            org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
+                Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(windows)
+            .count(org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                .withCachingDisabled())
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.SessionWindowedSerde<>(Serdes.String()), Serdes.Long()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            final TestOutputTopic<byte[], Long> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new LongDeserializer());
+            for (final String[] tokens : scenario.data("record", 3)) {
+                input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
+            }
+            final SessionWindowedDeserializer<String> read = new SessionWindowedDeserializer<>(new StringDeserializer());
+            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+                // A merged-away session's tombstone has a null value: printed as `value=null`.
                 emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
                     "value=" + record.value(), "timestamp=" + record.timestamp());
             }

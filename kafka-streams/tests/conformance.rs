@@ -403,6 +403,75 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
     read_windowed_output(scenario, &driver, size, out);
 }
 
+/// `record <key> <value> <timestamp>` through
+/// `group_by_key().windowed_by_session(..).count().to_stream().to(..)` in our test
+/// driver → `output key=<hex> read=<[key@start/end]> value=<count|null> timestamp=<ms>`
+/// (a merged-away session's tombstone prints `value=null`, as Kafka's null does).
+fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["gap", "grace"]);
+    let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
+        millis(scenario, scenario.i64_param("gap")),
+        millis(scenario, scenario.i64_param_or("grace", 0)),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by_session(windows)
+        .count()
+        .to_stream()
+        // The key goes out with the table's own session-windowed key serde.
+        .to_with(
+            "output",
+            Produced::as_("session-count-sink").with_value_serializer(OptionSerde(BigEndian)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, String>("input", StringSerde, StringSerde);
+    for tokens in scenario.data("record", 3) {
+        input
+            .pipe_input_at(
+                tokens[1].clone(),
+                tokens[2].clone(),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<Vec<u8>, Option<i64>>(
+        "output",
+        BytesSerde,
+        OptionSerde(BigEndian),
+    );
+    let read = SessionWindowedDeserializer::new(StringSerde);
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key: Windowed<String> = read
+            .deserialize(Some(record.key.as_slice()), &ctx)
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+        let value = record
+            .value
+            .map_or_else(|| "null".to_owned(), |v| v.to_string());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
 /// Our output for every scenario, in the harness's line format.
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
@@ -413,6 +482,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-windowed-key" => session_windowed_key(scenario, &mut out),
             "window-assignment" => window_assignment(scenario, &mut out),
             "windowed-count" => windowed_count(scenario, &mut out),
+            "session-count" => session_count(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

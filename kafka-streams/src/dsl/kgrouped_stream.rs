@@ -166,6 +166,16 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         super::TimeWindowedKStream::new(self.clone(), windows)
     }
 
+    /// Cuts the grouped stream into sessions of activity, to aggregate per key and
+    /// session (Kafka's `windowedBy(SessionWindows)`; a method of its own here, as Rust
+    /// has no overloading).
+    pub fn windowed_by_session(
+        &self,
+        windows: super::SessionWindows,
+    ) -> super::SessionWindowedKStream<K, V> {
+        super::SessionWindowedKStream::new(self.clone(), windows)
+    }
+
     /// Starts a cogrouped aggregation (Kafka's `cogroup`): several grouped streams with
     /// the same key update one aggregate, each with its own aggregator.
     pub fn cogroup<VA: Data, A>(&self, aggregator: A) -> CogroupedKStream<K, VA>

@@ -55,7 +55,9 @@ mod kstream;
 mod ktable;
 mod materialized;
 pub(crate) mod options;
+mod session_windowed;
 mod time_windowed;
+mod windowed_aggregation;
 mod windows;
 
 use std::sync::{Arc, Mutex};
@@ -68,6 +70,7 @@ pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
+pub use session_windowed::SessionWindowedKStream;
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use kafka_client::serde::DefaultSerde;
 
-use super::internals::lock;
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::{timestamped_serde, WindowAggregate};
 use super::options::{default_serde, SharedSerde};
+use super::windowed_aggregation::WindowedAggregation;
 use super::{KGroupedStream, KTable, Materialized, TimeWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
@@ -148,21 +148,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
-        let builder = self.grouped.stream.builder.clone();
-        let store = materialized
-            .name
-            .clone()
-            .unwrap_or_else(|| lock(&builder).new_name(&format!("{prefix}STATE-STORE-")));
-        let source = self.grouped.stream.repartition_if_required(
-            Some(store.clone()),
-            self.grouped.key_serde.clone(),
-            self.grouped.value_serde.clone(),
-        );
-        let key = materialized
-            .key
-            .clone()
-            .unwrap_or_else(|| self.grouped.key_serde.clone());
-        let value = materialized.value.clone().or(default_value);
+        let aggregation =
+            WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let size = Duration::from_millis(self.windows.size_ms().unsigned_abs());
         // Kafka's default retention: the window size plus the grace period.
         let retention = materialized.retention.unwrap_or_else(|| {
@@ -173,55 +160,27 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     .unsigned_abs(),
             )
         });
-        let windowed_key = TimeWindowedSerde::new(key.clone(), size);
-        let mut inner = lock(&builder);
-        let (Some(value), Ok(windowed_key)) = (value, windowed_key) else {
-            inner.graph.error(format!(
-                "windowed store {store} has no value serde: give one with Materialized::with_value_serde"
-            ));
-            return KTable {
-                builder: builder.clone(),
-                node: source.node,
-                key_serde: None,
-                value_serde: None,
-                store: None,
-            };
-        };
-        match WindowStoreBuilder::with_serdes(
-            store.clone(),
-            retention,
-            size,
-            key,
-            timestamped_serde(value.clone()),
-        ) {
-            Ok(b) => {
-                let b = b.with_kind(materialized.kind);
-                let b = if materialized.logging {
-                    b.with_logging_enabled(materialized.changelog_configs.iter().cloned())
-                } else {
-                    b.with_logging_disabled()
-                };
-                inner.graph.add_store(Arc::new(b));
-            }
-            Err(e) => inner.graph.error(e.to_string()),
-        }
-        let name = inner.new_name(prefix);
         let windows = self.windows;
-        let s = store.clone();
-        let node = inner.graph.add_processor(
-            name,
-            factory(move || WindowAggregate::new(&s, windows, agg.clone())),
-            &[source.node],
-        );
-        inner.graph.connect_store(node, &store);
-        drop(inner);
-        let windowed_key: SharedSerde<Windowed<K>> = Arc::new(windowed_key);
-        KTable {
-            builder,
-            node,
-            key_serde: Some(windowed_key),
-            value_serde: Some(value),
-            store: Some(store),
-        }
+        let store = aggregation.store.clone();
+        aggregation.finish(
+            prefix,
+            &materialized,
+            |name, key, value| {
+                WindowStoreBuilder::with_serdes(
+                    name,
+                    retention,
+                    size,
+                    key,
+                    timestamped_serde(value),
+                )
+                .map_err(|e| e.to_string())
+            },
+            |key| {
+                TimeWindowedSerde::new(key, size)
+                    .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
+                    .map_err(|e| e.to_string())
+            },
+            factory(move || WindowAggregate::new(&store, windows, agg.clone())),
+        )
     }
 }

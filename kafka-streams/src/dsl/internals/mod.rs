@@ -2,6 +2,7 @@
 //! `KStream`/`KTable` handle, and the processors the operators add (Kafka's
 //! `kstream/internals`).
 
+pub(crate) mod session_ops;
 pub(crate) mod stream_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;

@@ -1,0 +1,165 @@
+//! The processor behind session-windowed aggregations (Kafka's
+//! `KStreamSessionWindowAggregate`).
+
+use std::sync::Arc;
+
+use super::table_ops::AggFn;
+use crate::dsl::{Change, SessionWindows};
+use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
+use crate::state::TypedSessionStore;
+use crate::windowed::{Window, Windowed};
+
+/// Merges a session's aggregate into the aggregate of the sessions merged so far
+/// (`None` before the first): `merge(key, merged, session)`. For `aggregate` it is the
+/// user's session merger applied to the initializer's value first, as Kafka starts
+/// from `initializer()`; for `count` a sum; for `reduce` the reducer.
+pub(crate) type MergeFn<K, VA> = Arc<dyn Fn(&K, Option<VA>, &VA) -> VA + Send + Sync>;
+
+/// Aggregates a grouped stream per key and session (Kafka's
+/// `KStreamSessionWindowAggregate`). A record at `t` merges with every session of its
+/// key that ends at or after `t - gap` and starts at or before `t + gap`:
+/// - the merged sessions' aggregates are merged, then the record is aggregated in;
+/// - when that changes the window (anything but a lone `[t, t]`), each merged session
+///   is removed from the store and its deletion goes downstream (new value `None`,
+///   stamped with its end), then the merged session is put and goes downstream,
+///   stamped with its end;
+/// - a record whose merged session ends before stream time minus gap minus grace is
+///   dropped and logged.
+pub(crate) struct SessionWindowAggregate<K, V, VA> {
+    store: String,
+    windows: SessionWindows,
+    agg: AggFn<K, V, VA>,
+    merge: MergeFn<K, VA>,
+    /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
+    observed_stream_time: i64,
+}
+
+impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
+    pub(crate) fn new(
+        store: &str,
+        windows: SessionWindows,
+        agg: AggFn<K, V, VA>,
+        merge: MergeFn<K, VA>,
+    ) -> Self {
+        SessionWindowAggregate {
+            store: store.to_owned(),
+            windows,
+            agg,
+            merge,
+            observed_stream_time: -1,
+        }
+    }
+}
+
+/// A session of the store, as merged: its window and aggregate.
+struct Session<VA> {
+    window: Window,
+    value: VA,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
+    for SessionWindowAggregate<K, V, VA>
+{
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: Record<K, V>,
+    ) -> Result<(), ProcessorError> {
+        let timestamp = record.timestamp;
+        // A session window cannot start before the epoch (Kafka's `SessionWindow`
+        // fails there too).
+        let new_window = Window::new(timestamp, timestamp).map_err(|e| {
+            format!(
+                "session store {}: record ({}) cannot open a session: {e}",
+                self.store,
+                origin(ctx)
+            )
+        })?;
+        self.observed_stream_time = self.observed_stream_time.max(timestamp);
+        let gap = self.windows.inactivity_gap_ms();
+        let close_time = self
+            .observed_stream_time
+            .saturating_sub(self.windows.grace_ms())
+            .saturating_sub(gap);
+
+        let mut merged: Vec<Session<VA>> = Vec::new();
+        let mut merged_agg: Option<VA> = None;
+        let mut merged_window = new_window;
+        let store = ctx.required_store::<TypedSessionStore<K, VA>>(&self.store)?;
+        for session in store.find_sessions(
+            &record.key,
+            timestamp.saturating_sub(gap),
+            timestamp.saturating_add(gap),
+        )? {
+            let (_, start, end, value) = session?;
+            let window = Window::new(start, end)
+                .map_err(|e| format!("session store {}: stored session: {e}", self.store))?;
+            merged_agg = Some((self.merge)(&record.key, merged_agg, &value));
+            merged_window = Window::from_checked_bounds(
+                merged_window.start().min(start),
+                merged_window.end().max(end),
+            );
+            merged.push(Session { window, value });
+        }
+
+        if merged_window.end() < close_time {
+            tracing::warn!(
+                store = %self.store,
+                record = %origin(ctx),
+                timestamp,
+                window_start = merged_window.start(),
+                window_end = merged_window.end(),
+                expiration = close_time,
+                stream_time = self.observed_stream_time,
+                "skipping record for expired session window"
+            );
+            return Ok(());
+        }
+
+        let store = ctx.required_store::<TypedSessionStore<K, VA>>(&self.store)?;
+        let removed = if merged_window == new_window {
+            // Only a session `[t, t]` itself: the put below replaces it.
+            Vec::new()
+        } else {
+            for session in &merged {
+                store.remove(&record.key, session.window.start(), session.window.end())?;
+            }
+            merged
+        };
+        let new = (self.agg)(&record.key, &record.value, merged_agg);
+        store.put(
+            &record.key,
+            merged_window.start(),
+            merged_window.end(),
+            &new,
+        )?;
+
+        for session in removed {
+            ctx.forward(Record::new(
+                Windowed::new(record.key.clone(), session.window),
+                Change {
+                    new: None,
+                    old: Some(session.value),
+                },
+                session.window.end(),
+            ));
+        }
+        ctx.forward(Record::new(
+            Windowed::new(record.key, merged_window),
+            Change {
+                new: Some(new),
+                old: None,
+            },
+            merged_window.end(),
+        ));
+        Ok(())
+    }
+}
+
+/// The input record's topic, partition and offset, for log lines and errors.
+fn origin<K, V>(ctx: &ProcessorContext<'_, K, V>) -> String {
+    ctx.record_metadata().map_or_else(
+        || "topic, partition and offset unknown".to_owned(),
+        |m| m.to_string(),
+    )
+}
