@@ -10,7 +10,7 @@ use super::internals::lock;
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::{timestamped_serde, WindowAggregate};
 use super::options::{default_serde, SharedSerde};
-use super::{KGroupedStream, KTable, Materialized, TimeWindows};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, TimeWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::WindowStoreBuilder;
@@ -28,7 +28,11 @@ use crate::windowed::Windowed;
 ///   only for closed windows is dropped and logged.
 ///
 /// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows).
+/// Kafka emits with caching disabled, and what its test driver shows), unless
+/// [`TimeWindowedKStream::emit_strategy`] asks for final results only.
+///
+/// Each record dropped for a closed window counts once per closed window it falls
+/// in, in the task's `dropped-records` (`MetricsSnapshot::skipped_records`).
 ///
 /// The table's keys go out with its windowed-key serde (Kafka's
 /// `TimeWindowedSerializer` bytes), so a sink only needs the value serializer:
@@ -54,11 +58,31 @@ use crate::windowed::Windowed;
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
-        TimeWindowedKStream { grouped, windows }
+        TimeWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `TimeWindowedKStream.emitStrategy`): on every update (the default), or one
+    /// final result per window once it closes, with
+    /// [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a window's result goes downstream once stream time
+    /// passes its end plus the grace period; closed windows are looked for when a
+    /// record arrives, at most once per second of wall-clock time (as in Kafka), and go
+    /// out by window start, then by key bytes. The result carries the window's
+    /// largest timestamp and the headers of the record that closed it.
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and window.
@@ -207,10 +231,11 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         }
         let name = inner.new_name(prefix);
         let windows = self.windows;
+        let emit = self.emit;
         let s = store.clone();
         let node = inner.graph.add_processor(
             name,
-            factory(move || WindowAggregate::new(&s, windows, agg.clone())),
+            factory(move || WindowAggregate::new(&s, windows, agg.clone(), emit)),
             &[source.node],
         );
         inner.graph.connect_store(node, &store);
