@@ -8,9 +8,14 @@
 ///   downstream as it happens.
 /// - [`EmitStrategy::on_window_close`]: a window's single, final result goes
 ///   downstream once stream time passes the window's end plus the grace period. As in
-///   Kafka, closed windows are looked for at most once per second of wall-clock time
-///   (each check is made when a record arrives), and the windows closed since the
-///   last emit go out together, by window start and then by key bytes.
+///   Kafka, closed windows are looked for when a record arrives, at most once per
+///   second of wall-clock time (the internal
+///   `__emit.interval.ms.kstreams.windowed.aggregation__`; 0 in the test driver), and
+///   the windows closed since the last emit go out together, by window start and then
+///   by key bytes. They are read from the window store, so a window that has left the
+///   store's retention by then (stream time jumped past it) is never emitted, as in
+///   Kafka: a retention longer than size plus grace (`Materialized::with_retention`)
+///   keeps them.
 ///
 /// ```
 /// use std::time::Duration;

@@ -77,9 +77,15 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ///
     /// With on-window-close, a window's result goes downstream once stream time
     /// passes its end plus the grace period; closed windows are looked for when a
-    /// record arrives, at most once per second of wall-clock time (as in Kafka), and go
-    /// out by window start, then by key bytes. The result carries the window's
-    /// largest timestamp and the headers of the record that closed it.
+    /// record arrives, at most once per second of wall-clock time (as in Kafka; every
+    /// record in the test driver), and go out by window start, then by key bytes. The
+    /// result carries the window's largest timestamp and the headers of the record
+    /// that closed it. See [`EmitStrategy`] for the windows a jump of stream time
+    /// takes out of the store before they are emitted.
+    ///
+    /// Unlike Kafka, the last emitted close time is not kept across restarts yet
+    /// (Kafka commits it with the offsets): after a restart, closed windows still in
+    /// the store may be emitted again.
     pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
         self.emit = strategy;
         self
