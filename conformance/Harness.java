@@ -35,6 +35,7 @@ import org.apache.kafka.streams.TestInputTopic;
 import org.apache.kafka.streams.TestOutputTopic;
 import org.apache.kafka.streams.TopologyTestDriver;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.EmitStrategy;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindowedDeserializer;
 import org.apache.kafka.streams.kstream.SessionWindowedSerializer;
@@ -85,6 +86,22 @@ public class Harness {
             return params.getOrDefault(key, fallback);
         }
 
+        /**
+         * The data lines of a timed topology scenario, each `record <key> <value> <timestamp>`
+         * or `advance-wall-clock <ms>`.
+         */
+        List<String[]> steps() {
+            for (final String[] tokens : data) {
+                final boolean record = tokens[0].equals("record") && tokens.length == 4;
+                final boolean clock = tokens[0].equals("advance-wall-clock") && tokens.length == 2;
+                if (!record && !clock) {
+                    throw new IllegalArgumentException(where() + ": kind " + kind + " takes data lines `record <key> <value> <timestamp>`"
+                        + " or `advance-wall-clock <ms>`, got `" + String.join(" ", tokens) + "`");
+                }
+            }
+            return data;
+        }
+
         /** The data lines, each checked to be `type` with `arity` values after it. */
         List<String[]> data(final String type, final int arity) {
             for (final String[] tokens : data) {
@@ -111,6 +128,7 @@ public class Harness {
                 case "window-assignment" -> windowAssignment(scenario, out);
                 case "windowed-count" -> windowedCount(scenario, out);
                 case "session-count" -> sessionCount(scenario, out);
+                case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -266,43 +284,111 @@ public class Harness {
     }
 
     /**
-     * `record <key> <value> <timestamp>` piped into `input` (String keys, Long values);
-     * a processor forwards each record once per window of windowsFor(timestamp), keyed
-     * by Windowed(key, window), and the sink writes `output` with the time-windowed
-     * serde. → `output key=<hex> read=<Windowed.toString()> value=<v> timestamp=<ms>`
+     * The `emit` parameter: `update` (the default, EmitStrategy.onWindowUpdate()) or
+     * `close` (EmitStrategy.onWindowClose()).
      */
-    /** groupByKey().windowedBy(TimeWindows).count() (caching disabled: every update goes downstream), written with the time-windowed serde. */
+    static EmitStrategy emitStrategy(final Scenario scenario) {
+        return switch (scenario.param("emit", "update")) {
+            case "update" -> EmitStrategy.onWindowUpdate();
+            case "close" -> EmitStrategy.onWindowClose();
+            default -> throw new IllegalArgumentException(scenario.where() + ": emit is update or close");
+        };
+    }
+
+    /**
+     * Pipes the steps of a timed scenario into `input`: records, and wall-clock advances
+     * (which on-window-close emits depend on: Kafka looks for closed windows at most once
+     * per second of wall-clock time).
+     */
+    static void pipeSteps(final Scenario scenario, final TopologyTestDriver driver, final TestInputTopic<String, String> input) {
+        for (final String[] tokens : scenario.steps()) {
+            if (tokens[0].equals("advance-wall-clock")) {
+                driver.advanceWallClockTime(Duration.ofMillis(Long.parseLong(tokens[1])));
+            } else {
+                input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
+            }
+        }
+    }
+
+    /** The records of `output` (time-windowed keys) as `output key=.. read=.. value=.. timestamp=..` lines. */
+    static <V> void readWindowedOutput(final Scenario scenario, final TopologyTestDriver driver, final long size,
+                                       final org.apache.kafka.common.serialization.Deserializer<V> values,
+                                       final List<String> out) {
+        final TestOutputTopic<byte[], V> output = driver.createOutputTopic("output", new ByteArrayDeserializer(), values);
+        final TimeWindowedDeserializer<String> read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+        for (final TestRecord<byte[], V> record : output.readRecordsToList()) {
+            emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                "value=" + record.value(), "timestamp=" + record.timestamp());
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).emitStrategy(..).count() (caching disabled:
+     * every update goes downstream), written with the time-windowed serde.
+     */
     static void windowedCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace");
+        scenario.accept("size", "advance", "grace", "emit", "emit-interval");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(timeWindows(scenario))
+            .emitStrategy(emitStrategy(scenario))
             .count(org.apache.kafka.streams.kstream.Materialized
                 .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
                 .withCachingDisabled())
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
-        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
-            final TestInputTopic<String, String> input =
-                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
-            final TestOutputTopic<byte[], Long> output =
-                driver.createOutputTopic("output", new ByteArrayDeserializer(), new LongDeserializer());
-            for (final String[] tokens : scenario.data("record", 3)) {
-                input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
-            }
-            final TimeWindowedDeserializer<String> read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
-            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
-                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
-                    "value=" + record.value(), "timestamp=" + record.timestamp());
-            }
+        final Properties config = driverConfig(scenario, stateDir);
+        if (scenario.params().containsKey("emit-interval")) {
+            // The driver sets it to 0 unless configured.
+            config.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION,
+                scenario.longParam("emit-interval"));
+        }
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), config)) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new LongDeserializer(), out);
         } finally {
             deleteRecursively(stateDir);
         }
     }
 
+    /**
+     * selectKey(the value up to its first `/`) → groupByKey (a repartition topic, which
+     * the driver pipes through internally) → windowedBy(TimeWindows).emitStrategy(..)
+     * .reduce(a + "," + b) (caching disabled), written with the time-windowed serde.
+     */
+    static void windowedReduceRekeyed(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "emit");
+        final long size = scenario.longParam("size");
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .selectKey((key, value) -> value.substring(0, Math.max(0, value.indexOf('/'))))
+            .groupByKey(org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()))
+            .windowedBy(timeWindows(scenario))
+            .emitStrategy(emitStrategy(scenario))
+            .reduce((aggregate, value) -> aggregate + "," + value,
+                org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
+                    .withCachingDisabled())
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new StringDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * `record <key> <value> <timestamp>` piped into `input` (String keys, Long values);
+     * a processor forwards each record once per window of windowsFor(timestamp), keyed
+     * by Windowed(key, window), and the sink writes `output` with the time-windowed
+     * serde. → `output key=<hex> read=<Windowed.toString()> value=<v> timestamp=<ms>`
+     */
     static void windowAssignment(final Scenario scenario, final List<String> out) throws IOException {
         scenario.accept("size", "advance");
         final long size = scenario.longParam("size");

@@ -20,12 +20,14 @@ use kafka_client::serde::{
     BigEndian, BytesSerde, Deserializer, MessageField, OptionSerde, SerdeContext, Serializer,
     StringSerde,
 };
-use kafka_client::Headers;
+use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, Produced, SessionWindowedDeserializer, SessionWindowedSerializer, StreamsBuilder,
-    TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window, Windowed,
+    Consumed, EmitStrategy, Produced, SessionWindowedDeserializer, SessionWindowedSerializer,
+    StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window,
+    Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
+use kafka_streams::runtime::StreamsConfig;
 use kafka_streams::test_driver::TopologyTestDriver;
 
 /// How long the Java harness may take (JVM start, compiling the source file, the
@@ -301,11 +303,49 @@ impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
     }
 }
 
-/// `record <key> <value> <timestamp>` through
-/// `group_by_key().windowed_by(..).count().to_stream().to(..)` in our test driver →
-/// `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
+/// The `emit` parameter: `update` (the default) or `close`.
+fn emit_strategy(scenario: &Scenario) -> EmitStrategy {
+    match scenario.params.get("emit").map_or("update", String::as_str) {
+        "update" => EmitStrategy::on_window_update(),
+        "close" => EmitStrategy::on_window_close(),
+        other => panic!("{}: emit is update or close, got {other}", scenario.here()),
+    }
+}
+
+/// Pipes the steps of a timed scenario into `input`: `record <key> <value>
+/// <timestamp>` lines, and `advance-wall-clock <ms>` lines (on-window-close emits
+/// depend on the wall clock).
+fn pipe_steps(scenario: &Scenario, driver: &TopologyTestDriver) {
+    let input = driver.create_input_topic_with::<String, String>("input", StringSerde, StringSerde);
+    for tokens in &scenario.data {
+        match (tokens[0].as_str(), tokens.len()) {
+            ("record", 4) => input
+                .pipe_input_at(
+                    tokens[1].clone(),
+                    tokens[2].clone(),
+                    parse_i64(scenario, &tokens[3]),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            ("advance-wall-clock", 2) => driver
+                .advance_wall_clock_time(millis(scenario, parse_i64(scenario, &tokens[1])))
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            _ => panic!(
+                "{}: kind {} takes data lines `record <key> <value> <timestamp>` or \
+                 `advance-wall-clock <ms>`, got `{}`",
+                scenario.here(),
+                scenario.kind,
+                tokens.join(" ")
+            ),
+        }
+    }
+}
+
+/// Steps (`record`, `advance-wall-clock`) through
+/// `group_by_key().windowed_by(..).emit_strategy(..).count().to_stream().to(..)` in
+/// our test driver → `output key=<hex> read=<[key@start/end]> value=<count>
+/// timestamp=<ms>`
 fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace"]);
+    scenario.accept(&["size", "advance", "grace", "emit", "emit-interval"]);
     let size = millis(scenario, scenario.i64_param("size"));
     let windows = time_windows(scenario);
     let builder = StreamsBuilder::new();
@@ -313,6 +353,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by(windows)
+        .emit_strategy(emit_strategy(scenario))
         .count()
         .to_stream()
         // The key goes out with the table's own windowed-key serde.
@@ -323,19 +364,79 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let driver =
-        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let input = driver.create_input_topic_with::<String, String>("input", StringSerde, StringSerde);
-    for tokens in scenario.data("record", 3) {
-        input
-            .pipe_input_at(
-                tokens[1].clone(),
-                tokens[2].clone(),
-                parse_i64(scenario, &tokens[3]),
+    let mut config = StreamsConfig::new(
+        format!("conformance-{}", scenario.name),
+        ClientConfig::new("unused:9092"),
+    );
+    if let Some(interval) = scenario.params.get("emit-interval") {
+        // The driver sets it to 0 unless configured, as Kafka's does.
+        config = config
+            .set(
+                "__emit.interval.ms.kstreams.windowed.aggregation__",
+                interval,
             )
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
+    let driver = TopologyTestDriver::with_config(topology, config)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
     read_windowed_output(scenario, &driver, size, out);
+}
+
+/// Steps through `select_key(the value up to its '/')` → `group_by_key()` (a
+/// repartition topic, piped through inside the driver) →
+/// `windowed_by(..).emit_strategy(..).reduce(a + "," + b)` → `output key=<hex>
+/// read=<[key@start/end]> value=<joined values> timestamp=<ms>`
+fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "emit"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .select_key(|_, value: &String| {
+            value
+                .split_once('/')
+                .map_or_else(String::new, |(key, _)| key.to_owned())
+        })
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .emit_strategy(emit_strategy(scenario))
+        .reduce(|aggregate, value| format!("{aggregate},{value}"))
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::as_("windowed-reduce-sink").with_value_serializer(OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    let output =
+        driver.create_output_topic_with::<Vec<u8>, String>("output", BytesSerde, StringSerde);
+    let read = TimeWindowedDeserializer::new(StringSerde, size)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key: Windowed<String> = read
+            .deserialize(Some(record.key.as_slice()), &ctx)
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={}", record.value),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
 }
 
 /// The output topic's records as `output key=<hex> read=<[key@start/end]> value=<v>
@@ -483,6 +584,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "window-assignment" => window_assignment(scenario, &mut out),
             "windowed-count" => windowed_count(scenario, &mut out),
             "session-count" => session_count(scenario, &mut out),
+            "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

@@ -155,6 +155,9 @@ fn reduce_and_aggregate_merge_sessions() -> R {
     ] {
         input.pipe_input_at(user.to_owned(), value, at)?;
     }
+    // Two late records, dropped by each of the two aggregations (Kafka's
+    // dropped-records).
+    assert_eq!(driver.metrics().skipped_records, 4);
 
     assert_eq!(
         read_sessions::<i64>(&driver, "max", BigEndian)?,

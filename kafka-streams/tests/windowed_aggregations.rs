@@ -114,3 +114,28 @@ fn reduce_and_aggregate_per_key_and_window() -> R {
     );
     Ok(())
 }
+
+#[test]
+fn a_retention_shorter_than_size_plus_grace_is_a_build_error() -> R {
+    let windows = TimeWindows::of_size_and_grace(minute(), Duration::from_secs(30))?;
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, i64>("readings", Consumed::with(StringSerde, BigEndian))
+        .group_by_key()
+        .windowed_by(windows)
+        .count_with(Materialized::as_("too-short").with_retention(Duration::from_secs(80)));
+    let err = builder
+        .build()
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("80 s < 60 s + 30 s must be refused"))?;
+    assert!(err.to_string().contains("window store too-short"), "{err}");
+    assert!(err.to_string().contains("grace=[30000]"), "{err}");
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, i64>("readings", Consumed::with(StringSerde, BigEndian))
+        .group_by_key()
+        .windowed_by(windows)
+        .count_with(Materialized::as_("enough").with_retention(Duration::from_secs(90)));
+    builder.build()?;
+    Ok(())
+}

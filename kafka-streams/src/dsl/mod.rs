@@ -48,6 +48,7 @@
 //! live in `internals/` (Kafka's `kstream/internals`).
 
 mod cogrouped;
+mod emit_strategy;
 pub(crate) mod internals;
 mod kgrouped_stream;
 mod kgrouped_table;
@@ -65,6 +66,7 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use cogrouped::CogroupedKStream;
+pub use emit_strategy::EmitStrategy;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};

@@ -10,7 +10,7 @@ use super::internals::table_ops::AggFn;
 use super::internals::window_ops::{timestamped_serde, WindowAggregate};
 use super::options::{default_serde, SharedSerde};
 use super::windowed_aggregation::WindowedAggregation;
-use super::{KGroupedStream, KTable, Materialized, TimeWindows};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, TimeWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::WindowStoreBuilder;
@@ -28,7 +28,11 @@ use crate::windowed::Windowed;
 ///   only for closed windows is dropped and logged.
 ///
 /// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows).
+/// Kafka emits with caching disabled, and what its test driver shows), unless
+/// [`TimeWindowedKStream::emit_strategy`] asks for final results only.
+///
+/// Each record dropped for a closed window counts once per closed window it falls
+/// in, in the task's `dropped-records` (`MetricsSnapshot::skipped_records`).
 ///
 /// The table's keys go out with its windowed-key serde (Kafka's
 /// `TimeWindowedSerializer` bytes), so a sink only needs the value serializer:
@@ -54,11 +58,37 @@ use crate::windowed::Windowed;
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: TimeWindows) -> Self {
-        TimeWindowedKStream { grouped, windows }
+        TimeWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `TimeWindowedKStream.emitStrategy`): on every update (the default), or one
+    /// final result per window once it closes, with
+    /// [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a window's result goes downstream once stream time
+    /// passes its end plus the grace period; closed windows are looked for when a
+    /// record arrives, at most once per second of wall-clock time (as in Kafka; every
+    /// record in the test driver), and go out by window start, then by key bytes. The
+    /// result carries the window's largest timestamp and the headers of the record
+    /// that closed it. See [`EmitStrategy`] for the windows a jump of stream time
+    /// takes out of the store before they are emitted.
+    ///
+    /// Unlike Kafka, the last emitted close time is not kept across restarts yet
+    /// (Kafka commits it with the offsets): after a restart, closed windows still in
+    /// the store may be emitted again.
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and window.
@@ -162,10 +192,22 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         });
         let windows = self.windows;
         let store = aggregation.store.clone();
+        let emit = self.emit;
         aggregation.finish(
             prefix,
             &materialized,
             |name, key, value| {
+                // As Kafka's `TimeWindowedKStreamImpl`: a shorter retention would
+                // expire windows that may still take records within the grace period.
+                let size_and_grace = windows.size_ms().saturating_add(windows.grace_ms());
+                if retention.as_millis() < u128::from(size_and_grace.unsigned_abs()) {
+                    return Err(format!(
+                        "the retention period of the window store {name} must be no smaller than its window size plus the grace period; got size=[{}], grace=[{}], retention=[{}]",
+                        windows.size_ms(),
+                        windows.grace_ms(),
+                        retention.as_millis()
+                    ));
+                }
                 WindowStoreBuilder::with_serdes(
                     name,
                     retention,
@@ -180,7 +222,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
                     .map_err(|e| e.to_string())
             },
-            factory(move || WindowAggregate::new(&store, windows, agg.clone())),
+            factory(move || WindowAggregate::new(&store, windows, agg.clone(), emit)),
         )
     }
 }

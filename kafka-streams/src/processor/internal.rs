@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kafka_client::Headers;
@@ -192,6 +192,14 @@ pub(crate) struct ContextCore<'a> {
     pub wall_clock: i64,
     pub task_id: TaskId,
     pub application_id: &'a str,
+    /// The task's count of records a processor dropped (Kafka's task-level
+    /// `dropped-records` sensor), owned by the runtime's metrics: a plain counter, so
+    /// processors record drops without knowing the runtime.
+    pub dropped_records: &'a AtomicU64,
+    /// The least wall-clock time between two looks for closed windows of an
+    /// on-window-close windowed aggregation (Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__`).
+    pub windowed_emit_interval_ms: i64,
 }
 
 /// A processor with erased types.

@@ -310,6 +310,20 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
             .and_then(|store| (store.as_any_mut() as &mut dyn Any).downcast_mut::<S>())
     }
 
+    /// Counts one record this processor dropped (Kafka's task-level `dropped-records`
+    /// sensor, read back as the runtime's `MetricsSnapshot::skipped_records`); the
+    /// processor logs why, with the record's topic, partition and offset.
+    pub(crate) fn record_dropped(&self) {
+        self.core.dropped_records.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The least wall-clock time between two looks for closed windows of an
+    /// on-window-close windowed aggregation, from the configuration (Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__`).
+    pub(crate) fn windowed_emit_interval_ms(&self) -> i64 {
+        self.core.windowed_emit_interval_ms
+    }
+
     /// State store `name` as `S`, or an error naming the store and this node (for
     /// the DSL's processors, which are always connected to their stores).
     pub(crate) fn required_store<S: StateStore>(

@@ -56,6 +56,11 @@ pub struct StreamsConfig {
     pub(crate) cache_max_bytes: usize,
     pub(crate) application_server: Option<HostInfo>,
     pub(crate) topology_optimization: TopologyOptimization,
+    /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`: how much
+    /// wall-clock time passes at least between two looks for closed windows of an
+    /// on-window-close aggregation; `None` is the default (1 s, and 0 in the test
+    /// driver, as Kafka's `TopologyTestDriver` sets it).
+    pub(crate) windowed_aggregation_emit_interval_ms: Option<i64>,
 }
 
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
@@ -128,6 +133,7 @@ impl StreamsConfig {
             cache_max_bytes: crate::state::DEFAULT_CACHE_MAX_BYTES,
             application_server: None,
             topology_optimization: TopologyOptimization::NONE,
+            windowed_aggregation_emit_interval_ms: None,
         }
     }
 
@@ -335,6 +341,12 @@ impl StreamsConfig {
         &self.state_dir
     }
 
+    /// The least wall-clock time between two looks for closed windows of an
+    /// on-window-close aggregation (1 s unless set).
+    pub(crate) fn windowed_emit_interval_ms(&self) -> i64 {
+        self.windowed_aggregation_emit_interval_ms.unwrap_or(1000)
+    }
+
     /// Sets a property by its Kafka Streams name. Streams properties
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
@@ -343,8 +355,12 @@ impl StreamsConfig {
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
-    /// / `logAndContinue`, `errors.dead.letter.queue.topic.name`) are parsed; anything
-    /// else is a librdkafka client property.
+    /// / `logAndContinue`, `errors.dead.letter.queue.topic.name`, and Kafka's internal
+    /// `__emit.interval.ms.kstreams.windowed.aggregation__`: the least wall-clock time
+    /// between two looks for closed windows under
+    /// [`EmitStrategy::on_window_close`](crate::dsl::EmitStrategy::on_window_close), 1 s by
+    /// default, 0 in the test driver) are parsed; anything else is a librdkafka client
+    /// property.
     pub fn set(mut self, key: &str, value: &str) -> Result<Self> {
         let num = |v: &str| -> Result<u64> {
             v.trim()
@@ -376,6 +392,10 @@ impl StreamsConfig {
                 self.cache_max_bytes = num(value)? as usize
             }
             "application.server" => self.application_server = Some(HostInfo::parse(value)?),
+            "__emit.interval.ms.kstreams.windowed.aggregation__" => {
+                self.windowed_aggregation_emit_interval_ms =
+                    Some(i64::try_from(num(value)?).unwrap_or(i64::MAX))
+            }
             "topology.optimization" => {
                 self.topology_optimization = TopologyOptimization::parse(value)?
             }

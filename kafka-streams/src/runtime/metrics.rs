@@ -23,7 +23,9 @@ pub struct MetricsSnapshot {
     /// Input records processed through the topology.
     pub processed_records: u64,
     /// Input records skipped: undeserializable with log-and-continue, or with an
-    /// invalid timestamp (Kafka's `dropped-records`).
+    /// invalid timestamp; and records a processor dropped, such as a windowed
+    /// aggregation's record for a window already closed (counted once per closed
+    /// window it falls in, as Kafka does). Kafka's task-level `dropped-records`.
     pub skipped_records: u64,
     /// Input records sent to the dead-letter topic.
     pub dead_lettered_records: u64,
@@ -66,6 +68,11 @@ impl StreamsMetrics {
     }
     pub(crate) fn skipped(&self) {
         self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The `dropped-records` counter itself, handed to processors through their
+    /// context (the processor layer does not know the runtime's metrics).
+    pub(crate) fn dropped_records_counter(&self) -> &AtomicU64 {
+        &self.skipped
     }
     pub(crate) fn dead_lettered(&self) {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);

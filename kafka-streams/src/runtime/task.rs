@@ -341,6 +341,8 @@ impl StreamTask {
                     wall_clock,
                     task_id: *id,
                     application_id: &env.application_id,
+                    dropped_records: env.metrics.dropped_records_counter(),
+                    windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -583,6 +585,8 @@ impl StreamTask {
                         wall_clock,
                         task_id: *id,
                         application_id: &env.application_id,
+                        dropped_records: env.metrics.dropped_records_counter(),
+                        windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     }
                 };
             }

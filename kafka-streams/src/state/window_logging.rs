@@ -123,6 +123,14 @@ impl WindowStore for ChangeLoggingWindowStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
+
+    fn fetch_all_closed_windows(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.fetch_all_closed_windows(time_from, time_to)
+    }
 }
 
 impl RestorableStore for ChangeLoggingWindowStore {

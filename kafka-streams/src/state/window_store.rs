@@ -86,6 +86,19 @@ pub trait WindowStore: ReadOnlyWindowStore + RestorableStore + Send {
 
     /// Whether the data survives the process.
     fn persistent(&self) -> bool;
+
+    /// Every key's windows starting between `time_from` and `time_to` (inclusive), as
+    /// [`fetch_all`](ReadOnlyWindowStore::fetch_all) but reaching back to the latest
+    /// window start put minus the retention (one millisecond further): the bound of
+    /// Kafka's time-ordered window store, from which its on-window-close aggregations
+    /// read the windows that closed. The default is `fetch_all`'s bound.
+    fn fetch_all_closed_windows(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<WindowEntryIter<'_>> {
+        self.fetch_all(time_from, time_to)
+    }
 }
 
 /// A window store segmented by time, in RocksDB (Kafka's `RocksDBWindowStore`) or in
@@ -174,7 +187,17 @@ impl SegmentedWindowStore {
         to: i64,
         forward: bool,
     ) -> StateResult<WindowEntryIter<'a>> {
-        let actual_from = self.inner.read_from(from);
+        self.entries_from(self.inner.read_from(from), to, forward)
+    }
+
+    /// The entries from window start `actual_from` (already bounded by retention) to
+    /// `to`.
+    fn entries_from<'a>(
+        &'a self,
+        actual_from: i64,
+        to: i64,
+        forward: bool,
+    ) -> StateResult<WindowEntryIter<'a>> {
         if to < actual_from {
             return Ok(Box::new(std::iter::empty()));
         }
@@ -287,6 +310,21 @@ impl WindowStore for SegmentedWindowStore {
 
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+
+    fn fetch_all_closed_windows(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<WindowEntryIter<'_>> {
+        // Kafka's time-ordered store: `max(from, observedStreamTime - retention)`,
+        // where the key-ordered one adds 1. A window starting there is still in a live
+        // segment.
+        let horizon = self
+            .inner
+            .observed_stream_time()
+            .saturating_sub(self.inner.retention_ms());
+        self.entries_from(time_from.max(horizon).max(0), time_to, true)
     }
 }
 
@@ -421,6 +459,27 @@ mod tests {
             store.put(b"a", 10 * MINUTE, None).unwrap();
             assert_eq!(store.fetch_window(b"a", 10 * MINUTE).unwrap(), None);
             assert_eq!(starts(store.fetch(b"a", 0, i64::MAX).unwrap()).len(), 3);
+        }
+    }
+
+    #[test]
+    fn closed_window_reads_reach_one_millisecond_further_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for mut store in both(dir.path(), 10) {
+            for start in [0, 10, 20] {
+                store.put(b"a", start, Some(b"v")).unwrap();
+            }
+            // Latest start 20, retention 10: fetch_all reads from 11, Kafka's
+            // time-ordered bound (what on-window-close emits read) from 10.
+            assert_eq!(
+                entries(store.fetch_all(0, 20).unwrap()),
+                vec![(b"a".to_vec(), 20)]
+            );
+            assert_eq!(
+                entries(store.fetch_all_closed_windows(0, 20).unwrap()),
+                vec![(b"a".to_vec(), 10), (b"a".to_vec(), 20)]
+            );
+            assert!(entries(store.fetch_all_closed_windows(0, 9).unwrap()).is_empty());
         }
     }
 

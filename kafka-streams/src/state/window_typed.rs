@@ -340,6 +340,18 @@ impl<K: 'static, V: 'static> TypedWindowStore<K, V> {
         Ok(self.typed_entries(iter))
     }
 
+    /// As [`fetch_all`](Self::fetch_all), reaching one millisecond further back: the
+    /// bound of Kafka's time-ordered window store, which on-window-close aggregations
+    /// read their closed windows from ([`WindowStore::fetch_all_closed_windows`]).
+    pub(crate) fn fetch_all_closed_windows(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<TypedWindowIter<'_, K, V>> {
+        let iter = self.bytes()?.fetch_all_closed_windows(time_from, time_to)?;
+        Ok(self.typed_entries(iter))
+    }
+
     /// As [`fetch_all`](Self::fetch_all), in reverse order.
     pub fn backward_fetch_all(
         &self,

@@ -292,7 +292,12 @@ impl TopologyTestDriver {
         config.validate()?;
         config.check_topology_optimization(&topology)?;
         let state_dir = unique_state_dir();
-        let config = config.state_dir(state_dir.clone());
+        let mut config = config.state_dir(state_dir.clone());
+        // As Kafka's TopologyTestDriver: on-window-close aggregations look for closed
+        // windows at every record, unless the test configured an interval.
+        config
+            .windowed_aggregation_emit_interval_ms
+            .get_or_insert(0);
         let application_id = config.application_id.clone();
         let metrics = Arc::new(StreamsMetrics::default());
         let env = Arc::new(TaskEnv {

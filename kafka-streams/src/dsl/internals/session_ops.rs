@@ -113,6 +113,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                 stream_time = self.observed_stream_time,
                 "skipping record for expired session window"
             );
+            ctx.record_dropped();
             return Ok(());
         }
 

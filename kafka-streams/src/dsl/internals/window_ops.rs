@@ -4,31 +4,130 @@ use std::sync::Arc;
 
 use super::table_ops::AggFn;
 use crate::dsl::options::SharedSerde;
-use crate::dsl::{Change, TimeWindows};
+use crate::dsl::{Change, EmitStrategy, TimeWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::{TimestampedSerde, TypedWindowStore, ValueAndTimestamp};
-use crate::windowed::Windowed;
+use crate::windowed::{Window, Windowed};
 
 /// Aggregates a grouped stream per key and time window (Kafka's
 /// `KStreamWindowAggregate`): each record updates every window containing it that is
 /// not closed yet (its end after stream time minus the grace period); a record only
-/// for closed windows is dropped and logged.
+/// for closed windows is dropped, logged and counted in the task's `dropped-records`.
+///
+/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream. With
+/// [`EmitStrategy::OnWindowClose`] none does; instead, after each record, the windows
+/// that closed since the last emit are read from the store and go downstream once
+/// each, by window start then key bytes (the order of Kafka's time-ordered window
+/// store, which it uses for this strategy), at most once per emit interval of
+/// wall-clock time (Kafka's internal
+/// `__emit.interval.ms.kstreams.windowed.aggregation__`: 1 s by default, 0 in the test
+/// driver), since each look is a range scan of the store.
 pub(crate) struct WindowAggregate<K, V, VA> {
     pub(crate) store: String,
     pub(crate) windows: TimeWindows,
     pub(crate) agg: AggFn<K, V, VA>,
+    pub(crate) emit: EmitStrategy,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     pub(crate) observed_stream_time: i64,
+    /// The window close time up to which final results went downstream (Kafka's
+    /// `lastEmitWindowCloseTime`); `None` before the first emit.
+    pub(crate) last_emit_window_close_time: Option<i64>,
+    /// The wall-clock time before which closed windows are not looked for (Kafka's
+    /// `TimeTracker.nextTimeToEmit`).
+    pub(crate) next_time_to_emit: i64,
 }
 
 impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
-    pub(crate) fn new(store: &str, windows: TimeWindows, agg: AggFn<K, V, VA>) -> Self {
+    pub(crate) fn new(
+        store: &str,
+        windows: TimeWindows,
+        agg: AggFn<K, V, VA>,
+        emit: EmitStrategy,
+    ) -> Self {
         WindowAggregate {
             store: store.to_owned(),
             windows,
             agg,
+            emit,
             observed_stream_time: -1,
+            last_emit_window_close_time: None,
+            next_time_to_emit: 0,
         }
+    }
+
+    /// Whether to look for closed windows now (Kafka's `shouldEmitFinal`): not before
+    /// the next emit time (which each look pushes one interval past now, whether or
+    /// not it finds anything), and only when the close time moved since the last emit.
+    fn should_emit_final(&mut self, now: i64, interval: i64, window_close_time: i64) -> bool {
+        if now < self.next_time_to_emit {
+            return false;
+        }
+        self.next_time_to_emit = now.saturating_add(interval);
+        self.last_emit_window_close_time
+            .is_none_or(|last| last < window_close_time)
+    }
+
+    /// Sends downstream the final result of every window that closed since the last
+    /// emit (Kafka's `maybeForwardFinalResult` for time windows): the windows starting
+    /// from just after the last emit's range up to `window_close_time - size`, each
+    /// stamped with its own timestamp and carrying the headers of `record`, the record
+    /// that moved stream time.
+    fn maybe_forward_final_results(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        window_close_time: i64,
+    ) -> Result<(), ProcessorError> {
+        let (now, interval) = (
+            ctx.current_system_time_ms(),
+            ctx.windowed_emit_interval_ms(),
+        );
+        if !self.should_emit_final(now, interval, window_close_time) {
+            return Ok(());
+        }
+        let size = self.windows.size_ms();
+        // The latest window start whose window has closed (its end is exclusive).
+        let upper = window_close_time.saturating_sub(size);
+        if upper < 0 {
+            // No window has closed yet.
+            return Ok(());
+        }
+        let lower = match self.last_emit_window_close_time {
+            None => 0,
+            Some(last) => {
+                let lower = last.saturating_sub(size).max(0) + 1;
+                // Nothing to scan when the new range holds no window start the last
+                // one did not cover.
+                if self.windows.windows_for(upper) == self.windows.windows_for(lower - 1) {
+                    return Ok(());
+                }
+                lower
+            }
+        };
+        let store =
+            ctx.required_store::<TypedWindowStore<K, ValueAndTimestamp<VA>>>(&self.store)?;
+        let mut closed = store
+            .fetch_all_closed_windows(lower, upper)?
+            .collect::<Result<Vec<_>, _>>()?;
+        // The store gives each segment by key bytes then window start; a stable sort by
+        // window start gives Kafka's order (start, then key bytes), since windows with
+        // one start share a segment.
+        closed.sort_by_key(|(_, start, _)| *start);
+        for (key, start, aggregate) in closed {
+            let window = Window::from_checked_bounds(start, start.saturating_add(size));
+            ctx.forward(
+                record
+                    .clone()
+                    .with_key(Windowed::new(key, window))
+                    .with_value(Change {
+                        new: Some(aggregate.value),
+                        old: None,
+                    })
+                    .with_timestamp(aggregate.timestamp),
+            );
+        }
+        self.last_emit_window_close_time = Some(window_close_time);
+        Ok(())
     }
 }
 
@@ -55,6 +154,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                     close_time,
                     "skipping record for expired window"
                 );
+                // As Kafka: once per closed window the record falls in.
+                ctx.record_dropped();
                 continue;
             }
             let store =
@@ -73,15 +174,20 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                     timestamp: new_timestamp,
                 },
             )?;
-            let update = record
-                .clone()
-                .with_key(Windowed::new(record.key.clone(), window))
-                .with_value(Change {
-                    new: Some(new),
-                    old,
-                })
-                .with_timestamp(new_timestamp);
-            ctx.forward(update);
+            if self.emit == EmitStrategy::OnWindowUpdate {
+                let update = record
+                    .clone()
+                    .with_key(Windowed::new(record.key.clone(), window))
+                    .with_value(Change {
+                        new: Some(new),
+                        old,
+                    })
+                    .with_timestamp(new_timestamp);
+                ctx.forward(update);
+            }
+        }
+        if self.emit == EmitStrategy::OnWindowClose {
+            self.maybe_forward_final_results(ctx, &record, close_time)?;
         }
         Ok(())
     }
