@@ -27,7 +27,8 @@
 //!   restored up to the committed offset.
 //! - Global tables (`global.rs`): a global thread rebuilds every global store from
 //!   its topic before the stream threads start, then keeps it current.
-//! - Interactive queries (`query.rs`): [`KafkaStreams::store`] reads the local
+//! - Interactive queries (`query.rs`): [`KafkaStreams::store`] (key-value),
+//!   [`KafkaStreams::window_store`] and [`KafkaStreams::session_store`] read the local
 //!   tasks' stores under their threads' locks; a restoring store answers
 //!   "migrating". [`KafkaStreams::query_metadata_for_key`] finds the instance owning
 //!   a key through `<application.id>-streams-metadata`, where each thread publishes
@@ -74,7 +75,7 @@ pub(crate) use commit::{commit_tasks, OffsetCommitter};
 pub use config::{HostInfo, StreamsConfig, TopicCreator};
 pub use metrics::MetricsSnapshot;
 pub(crate) use metrics::StreamsMetrics;
-pub use query::ReadOnlyKeyValueStore;
+pub use query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 pub(crate) use record_collector::{EncodedRecord, RecordCollector};
 pub(crate) use record_deserializer::{Blocker, RawRecord};
 pub use streams::{KafkaStreams, KeyQueryMetadata, State, StreamsMetadata};

@@ -1,5 +1,6 @@
 //! Interactive queries over the stores of the local instance (Kafka's
-//! `CompositeReadOnlyKeyValueStore` behind `KafkaStreams.store`).
+//! `CompositeReadOnlyKeyValueStore`, `CompositeReadOnlyWindowStore` and
+//! `CompositeReadOnlySessionStore` behind `KafkaStreams.store`).
 //!
 //! A query visits every local task that owns the store (and the global store of that
 //! name, if it is one), each under its stream thread's lock, so it reads what the
@@ -14,7 +15,11 @@ use std::sync::Arc;
 use super::streams::{ClientShared, State};
 use super::thread::lock;
 use crate::error::{InvalidStoreReason, Result, StreamsError};
-use crate::state::{StateError, StateStore, TypedKeyValueStore};
+use crate::state::{
+    StateError, StateResult, StateStore, TypedKeyValueStore, TypedSessionIter, TypedSessionStore,
+    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore, ValueAndTimestamp,
+};
+use crate::windowed::{Window, Windowed};
 
 /// Read-only, typed access to a key-value store across the local instance's tasks
 /// (Kafka's `ReadOnlyKeyValueStore` as returned by `KafkaStreams.store`).
@@ -35,18 +40,14 @@ use crate::state::{StateError, StateStore, TypedKeyValueStore};
 /// # Ok(()) }
 /// ```
 pub struct ReadOnlyKeyValueStore<K, V> {
-    name: String,
-    subtopology: Option<usize>,
-    shared: Arc<ClientShared>,
+    query: StoreQuery,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for ReadOnlyKeyValueStore<K, V> {
     fn clone(&self) -> Self {
         ReadOnlyKeyValueStore {
-            name: self.name.clone(),
-            subtopology: self.subtopology,
-            shared: self.shared.clone(),
+            query: self.query.clone(),
             _types: PhantomData,
         }
     }
@@ -55,16 +56,18 @@ impl<K, V> Clone for ReadOnlyKeyValueStore<K, V> {
 impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     pub(crate) fn new(name: String, subtopology: Option<usize>, shared: Arc<ClientShared>) -> Self {
         ReadOnlyKeyValueStore {
-            name,
-            subtopology,
-            shared,
+            query: StoreQuery {
+                name,
+                subtopology,
+                shared,
+            },
             _types: PhantomData,
         }
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.query.name
     }
 
     /// The value of `key` in whichever local task holds it.
@@ -114,6 +117,334 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         Ok(total)
     }
 
+    /// Runs `f` on every local instance of the store as a typed key-value store.
+    fn visit(
+        &self,
+        mut f: impl FnMut(&TypedKeyValueStore<K, V>) -> std::result::Result<(), StateError>,
+    ) -> Result<()> {
+        self.query.visit(|store| {
+            let typed = store
+                .as_any_mut()
+                .downcast_ref::<TypedKeyValueStore<K, V>>()
+                .ok_or_else(|| {
+                    self.query.wrong_type(format!(
+                        "a key-value store of {} to {}",
+                        std::any::type_name::<K>(),
+                        std::any::type_name::<V>()
+                    ))
+                })?;
+            f(typed).map_err(|e| self.query.state_error(e))
+        })
+    }
+}
+
+/// Read-only, typed access to a window store across the local instance's tasks
+/// (Kafka's `ReadOnlyWindowStore` as returned by `KafkaStreams.store` with
+/// `QueryableStoreTypes.windowStore()`).
+///
+/// Get one with [`KafkaStreams::window_store`](super::KafkaStreams::window_store).
+/// `V` is the aggregate's type (`i64` for `count`): a windowed aggregation's store
+/// holds [`ValueAndTimestamp<V>`] and the handle returns the value without its
+/// timestamp, as Kafka's `windowStore()` query type does; a window store of plain `V`
+/// values (built with the store builders) is read as it is. Time bounds are
+/// inclusive window starts, in epoch milliseconds; each window is returned with its
+/// end (its start plus the store's window size). Errors as for
+/// [`ReadOnlyKeyValueStore`]: retry while [`StreamsError::is_store_migrating`].
+///
+/// ```no_run
+/// # use kafka_streams::runtime::KafkaStreams;
+/// # fn f(streams: &KafkaStreams, now_ms: i64) -> kafka_streams::Result<()> {
+/// let counts = streams.window_store::<String, i64>("clicks-per-minute")?;
+/// for (window, n) in counts.fetch(&"alice".to_string(), now_ms - 3_600_000, now_ms)? {
+///     println!("{} .. {}: {n}", window.start(), window.end());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ReadOnlyWindowStore<K, V> {
+    query: StoreQuery,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for ReadOnlyWindowStore<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlyWindowStore {
+            query: self.query.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+/// One local window store, as a windowed aggregation keeps it (values with their
+/// timestamps) or as a store builder makes it (plain values).
+enum LocalWindowStore<'a, K, V> {
+    Timestamped(&'a TypedWindowStore<K, ValueAndTimestamp<V>>),
+    Plain(&'a TypedWindowStore<K, V>),
+}
+
+impl<'a, K: 'static, V: 'static> LocalWindowStore<'a, K, V> {
+    fn window_size_ms(&self) -> i64 {
+        match self {
+            LocalWindowStore::Timestamped(store) => store.window_size_ms(),
+            LocalWindowStore::Plain(store) => store.window_size_ms(),
+        }
+    }
+
+    fn fetch_window(&self, key: &K, window_start: i64) -> StateResult<Option<V>> {
+        match self {
+            LocalWindowStore::Timestamped(store) => Ok(store
+                .fetch_window(key, window_start)?
+                .map(|stamped| stamped.value)),
+            LocalWindowStore::Plain(store) => store.fetch_window(key, window_start),
+        }
+    }
+
+    fn fetch(&self, key: &K, from: i64, to: i64) -> StateResult<TypedWindowFetchIter<'a, V>> {
+        match self {
+            LocalWindowStore::Timestamped(store) => {
+                Ok(Box::new(store.fetch(key, from, to)?.map(|item| {
+                    item.map(|(start, stamped)| (start, stamped.value))
+                })))
+            }
+            LocalWindowStore::Plain(store) => store.fetch(key, from, to),
+        }
+    }
+
+    fn fetch_all(&self, from: i64, to: i64) -> StateResult<TypedWindowIter<'a, K, V>> {
+        match self {
+            LocalWindowStore::Timestamped(store) => Ok(Self::unstamped(store.fetch_all(from, to)?)),
+            LocalWindowStore::Plain(store) => store.fetch_all(from, to),
+        }
+    }
+
+    fn all(&self) -> StateResult<TypedWindowIter<'a, K, V>> {
+        match self {
+            LocalWindowStore::Timestamped(store) => Ok(Self::unstamped(store.all()?)),
+            LocalWindowStore::Plain(store) => store.all(),
+        }
+    }
+
+    fn unstamped(iter: TypedWindowIter<'a, K, ValueAndTimestamp<V>>) -> TypedWindowIter<'a, K, V> {
+        Box::new(iter.map(|item| item.map(|(key, start, stamped)| (key, start, stamped.value))))
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
+    pub(crate) fn new(name: String, subtopology: Option<usize>, shared: Arc<ClientShared>) -> Self {
+        ReadOnlyWindowStore {
+            query: StoreQuery {
+                name,
+                subtopology,
+                shared,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.query.name
+    }
+
+    /// The value of `key` in the window starting at `window_start`, if any (Kafka's
+    /// `fetch(key, time)`).
+    pub fn fetch_window(&self, key: &K, window_start: i64) -> Result<Option<V>> {
+        let mut found = None;
+        let query = &self.query;
+        self.visit(|store| {
+            if found.is_none() {
+                found = query.checked(store.fetch_window(key, window_start))?;
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// The windows of `key` starting between `time_from` and `time_to` (both
+    /// inclusive), oldest first (Kafka's `fetch(key, timeFrom, timeTo)`).
+    pub fn fetch(&self, key: &K, time_from: i64, time_to: i64) -> Result<Vec<(Window, V)>> {
+        let mut out = Vec::new();
+        let query = &self.query;
+        self.visit(|store| {
+            let size = store.window_size_ms();
+            for item in query.checked(store.fetch(key, time_from, time_to))? {
+                let (start, value) = query.checked(item)?;
+                out.push((query.window(start, size)?, value));
+            }
+            Ok(())
+        })?;
+        // One task holds a key; sorting keeps "oldest first" should several answer.
+        out.sort_by_key(|(window, _)| window.start());
+        Ok(out)
+    }
+
+    /// Every key's windows starting between `time_from` and `time_to` (both
+    /// inclusive), store by store (Kafka's `fetchAll(timeFrom, timeTo)`).
+    pub fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<Vec<(Windowed<K>, V)>> {
+        let mut out = Vec::new();
+        let query = &self.query;
+        self.visit(|store| {
+            let size = store.window_size_ms();
+            for item in query.checked(store.fetch_all(time_from, time_to))? {
+                let (key, start, value) = query.checked(item)?;
+                out.push((Windowed::new(key, query.window(start, size)?), value));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Every window within retention of every local task's store (Kafka's `all()`).
+    pub fn all(&self) -> Result<Vec<(Windowed<K>, V)>> {
+        let mut out = Vec::new();
+        let query = &self.query;
+        self.visit(|store| {
+            let size = store.window_size_ms();
+            for item in query.checked(store.all())? {
+                let (key, start, value) = query.checked(item)?;
+                out.push((Windowed::new(key, query.window(start, size)?), value));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn visit(&self, mut f: impl FnMut(&LocalWindowStore<'_, K, V>) -> Result<()>) -> Result<()> {
+        self.query.visit(|store| {
+            let any = store.as_any_mut();
+            let local = if let Some(stamped) =
+                any.downcast_ref::<TypedWindowStore<K, ValueAndTimestamp<V>>>()
+            {
+                LocalWindowStore::Timestamped(stamped)
+            } else if let Some(plain) = any.downcast_ref::<TypedWindowStore<K, V>>() {
+                LocalWindowStore::Plain(plain)
+            } else {
+                return Err(self.query.wrong_type(format!(
+                    "a window store of {} to {}",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                )));
+            };
+            f(&local)
+        })
+    }
+}
+
+/// Read-only, typed access to a session store across the local instance's tasks
+/// (Kafka's `ReadOnlySessionStore` as returned by `KafkaStreams.store` with
+/// `QueryableStoreTypes.sessionStore()`).
+///
+/// Get one with [`KafkaStreams::session_store`](super::KafkaStreams::session_store).
+/// `V` is the aggregate's type (`i64` for `count`). Sessions are returned as the
+/// windowed key (its window from the session's first to its last record, both
+/// inclusive) and the aggregate. Errors as for [`ReadOnlyKeyValueStore`].
+pub struct ReadOnlySessionStore<K, V> {
+    query: StoreQuery,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for ReadOnlySessionStore<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlySessionStore {
+            query: self.query.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
+    pub(crate) fn new(name: String, subtopology: Option<usize>, shared: Arc<ClientShared>) -> Self {
+        ReadOnlySessionStore {
+            query: StoreQuery {
+                name,
+                subtopology,
+                shared,
+            },
+            _types: PhantomData,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.query.name
+    }
+
+    /// Every session of `key` within retention, oldest first (Kafka's `fetch(key)`).
+    pub fn fetch(&self, key: &K) -> Result<Vec<(Windowed<K>, V)>> {
+        self.sessions(|store| store.fetch(key))
+    }
+
+    /// The sessions of `key` ending at or after `earliest_session_end` and starting
+    /// at or before `latest_session_start` (Kafka's `findSessions`).
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> Result<Vec<(Windowed<K>, V)>> {
+        self.sessions(|store| store.find_sessions(key, earliest_session_end, latest_session_start))
+    }
+
+    /// The aggregate of exactly the session `[start, end]` of `key`, if any (Kafka's
+    /// `fetchSession`).
+    pub fn fetch_session(&self, key: &K, start: i64, end: i64) -> Result<Option<V>> {
+        let mut found = None;
+        let query = &self.query;
+        self.visit(|store| {
+            if found.is_none() {
+                found = query.checked(store.fetch_session(key, start, end))?;
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    fn sessions<'s>(
+        &'s self,
+        query: impl for<'a> Fn(&'a TypedSessionStore<K, V>) -> StateResult<TypedSessionIter<'a, K, V>>,
+    ) -> Result<Vec<(Windowed<K>, V)>> {
+        let mut out = Vec::new();
+        let checks = &self.query;
+        self.visit(|store| {
+            for item in checks.checked(query(store))? {
+                let (key, start, end, value) = checks.checked(item)?;
+                let window = Window::new(start, end).map_err(|e| {
+                    checks.state_reason(format!("a session from {start} to {end}: {e}"))
+                })?;
+                out.push((Windowed::new(key, window), value));
+            }
+            Ok(())
+        })?;
+        out.sort_by_key(|(windowed, _)| (windowed.window.end(), windowed.window.start()));
+        Ok(out)
+    }
+
+    fn visit(&self, mut f: impl FnMut(&TypedSessionStore<K, V>) -> Result<()>) -> Result<()> {
+        self.query.visit(|store| {
+            let typed = store
+                .as_any_mut()
+                .downcast_ref::<TypedSessionStore<K, V>>()
+                .ok_or_else(|| {
+                    self.query.wrong_type(format!(
+                        "a session store of {} to {}",
+                        std::any::type_name::<K>(),
+                        std::any::type_name::<V>()
+                    ))
+                })?;
+            f(typed)
+        })
+    }
+}
+
+/// What every query handle shares: the store's name, the subtopology of its tasks
+/// and the client whose tasks it visits.
+#[derive(Clone)]
+struct StoreQuery {
+    name: String,
+    subtopology: Option<usize>,
+    shared: Arc<ClientShared>,
+}
+
+impl StoreQuery {
     fn error(&self, reason: InvalidStoreReason) -> StreamsError {
         StreamsError::InvalidStateStore {
             store: self.name.clone(),
@@ -121,34 +452,36 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         }
     }
 
-    fn typed<'a>(&self, store: &'a mut dyn StateStore) -> Result<&'a TypedKeyValueStore<K, V>> {
-        store
-            .as_any_mut()
-            .downcast_ref::<TypedKeyValueStore<K, V>>()
-            .ok_or_else(|| {
-                self.error(InvalidStoreReason::WrongType {
-                    requested: format!(
-                        "a key-value store of {} to {}",
-                        std::any::type_name::<K>(),
-                        std::any::type_name::<V>()
-                    ),
-                })
-            })
+    fn wrong_type(&self, requested: String) -> StreamsError {
+        self.error(InvalidStoreReason::WrongType { requested })
     }
 
     fn state_error(&self, error: StateError) -> StreamsError {
+        self.state_reason(error.to_string())
+    }
+
+    fn state_reason(&self, reason: String) -> StreamsError {
         StreamsError::State {
             store: self.name.clone(),
-            reason: error.to_string(),
+            reason,
         }
     }
 
-    /// Runs `f` on every local instance of the store, after checking that all of
-    /// them are queryable.
-    fn visit(
-        &self,
-        mut f: impl FnMut(&TypedKeyValueStore<K, V>) -> std::result::Result<(), StateError>,
-    ) -> Result<()> {
+    fn checked<T>(&self, result: StateResult<T>) -> Result<T> {
+        result.map_err(|e| self.state_error(e))
+    }
+
+    /// The window starting at `start` of a store whose windows are `size_ms` long.
+    fn window(&self, start: i64, size_ms: i64) -> Result<Window> {
+        Window::new(start, start.saturating_add(size_ms)).map_err(|e| {
+            self.state_reason(format!("a window starting at {start} in the store: {e}"))
+        })
+    }
+
+    /// Runs `f` on every local instance of the store (the global store of that name,
+    /// or the store of every local task), after checking that all of them are
+    /// queryable, each under its stream thread's lock.
+    fn visit(&self, mut f: impl FnMut(&mut dyn StateStore) -> Result<()>) -> Result<()> {
         let state = self.shared.state();
         if !matches!(state, State::Running | State::Rebalancing) {
             return Err(self.error(InvalidStoreReason::NotAvailable(format!(
@@ -162,8 +495,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
                     "the global store is restoring".into(),
                 )));
             };
-            let typed = self.typed(store)?;
-            return f(typed).map_err(|e| self.state_error(e));
+            return f(store);
         }
         if let Some(task) = self
             .subtopology
@@ -198,8 +530,7 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         for guard in guards.iter_mut() {
             for task in guard.task_manager.tasks_mut().values_mut() {
                 if let Some(store) = task.store_dyn_mut(&self.name) {
-                    let typed = self.typed(store)?;
-                    f(typed).map_err(|e| self.state_error(e))?;
+                    f(store)?;
                 }
             }
         }

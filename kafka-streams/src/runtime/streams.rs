@@ -14,7 +14,7 @@ use super::config::HostInfo;
 use super::global::{open_global_stores, run_global_thread, SharedGlobalStore};
 use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
-use super::query::ReadOnlyKeyValueStore;
+use super::query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 use super::record_deserializer::Blocker;
 use super::task::TaskEnv;
 use super::thread::ThreadCore;
@@ -478,11 +478,66 @@ impl KafkaStreams {
         ))
     }
 
+    /// Read-only queries over window store `name` as held by this instance's tasks
+    /// (Kafka's `KafkaStreams.store` with `QueryableStoreTypes.windowStore()`): the
+    /// store of a time-windowed (or sliding) aggregation, or one added with the
+    /// window store builder. `K` is the plain key and `V` the aggregate (`i64` for
+    /// `count`). See [`ReadOnlyWindowStore`] for the answers and for the errors while
+    /// the client is rebalancing or restoring. To find the instance hosting a key's
+    /// windows, pass the plain key to [`KafkaStreams::query_metadata_for_key`].
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>> {
+        let sub = self.queryable_store_subtopology(name)?;
+        Ok(ReadOnlyWindowStore::new(
+            name.to_owned(),
+            sub,
+            self.inner.shared.clone(),
+        ))
+    }
+
+    /// Read-only queries over session store `name` as held by this instance's tasks
+    /// (Kafka's `KafkaStreams.store` with `QueryableStoreTypes.sessionStore()`): the
+    /// store of a session-windowed aggregation, or one added with the session store
+    /// builder. `K` is the plain key and `V` the aggregate. See
+    /// [`ReadOnlySessionStore`]; [`KafkaStreams::query_metadata_for_key`] takes the
+    /// plain key, as for window stores.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>> {
+        let sub = self.queryable_store_subtopology(name)?;
+        Ok(ReadOnlySessionStore::new(
+            name.to_owned(),
+            sub,
+            self.inner.shared.clone(),
+        ))
+    }
+
+    /// The subtopology of store `name` (none for a global store), or the `Unknown`
+    /// error when the topology has no such store.
+    fn queryable_store_subtopology(&self, name: &str) -> Result<Option<usize>> {
+        let topology = &self.inner.topology;
+        if !topology.stores.contains_key(name) && !topology.global_stores.contains_key(name) {
+            return Err(StreamsError::InvalidStateStore {
+                store: name.to_owned(),
+                reason: InvalidStoreReason::Unknown,
+            });
+        }
+        Ok(topology.subtopology_of_store(name).map(|s| s.id))
+    }
+
     /// Which instance hosts `key` of store `store` (Kafka's
     /// `KafkaStreams.queryMetadataForKey`): the partition the key belongs to
     /// (Kafka's default partitioning of `key_serializer`'s bytes over the store's
     /// source topic) and the `application.server` of the group member that owns it.
     /// For a global store, this instance.
+    ///
+    /// For a window or session store, `key` is the plain key, not the windowed one:
+    /// every window of a key lives in the task of the key's partition, as the
+    /// aggregation reads its input by the plain key (after a repartition if the key
+    /// was changed), so `key_serializer` is the plain key's serializer.
     ///
     /// Blocking (it reads the application's metadata topic, where every instance
     /// publishes the partitions it owns); call it from
