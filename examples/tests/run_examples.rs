@@ -71,3 +71,12 @@ fn witness_protection() {
         "ok: every derived table forgot witness-42",
     );
 }
+
+#[test]
+fn iot_windowed() {
+    run(
+        env!("CARGO_BIN_EXE_iot_windowed"),
+        "ok: per-minute average, minimum and maximum emitted final per sensor, and \
+         temp-1's last hour answered",
+    );
+}
