@@ -3,9 +3,12 @@
 //! `sessionStore()`): a windowed count's and a session count's stores, queried through
 //! `KafkaStreams::window_store` and `KafkaStreams::session_store`, answer exactly the
 //! output topics' latest value per windowed key; `query_metadata_for_key` locates a
-//! windowed store's key by the plain key.
+//! windowed store's key by the plain key; while the stores restore from their
+//! changelogs, queries fail as "migrating", then answer the restored windows.
 
 use std::collections::BTreeMap;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use integration_tests::{
@@ -17,13 +20,14 @@ use kafka_streams::dsl::{
     Consumed, Materialized, Produced, SessionWindows, StreamsBuilder, TimeWindows, Window,
 };
 use kafka_streams::runtime::{HostInfo, KafkaStreams, State, StreamsConfig};
+use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
 use kafka_streams::{InvalidStoreReason, StreamsError};
 
 const MINUTE: i64 = 60_000;
 const SESSION_GAP: Duration = Duration::from_secs(300);
 const PER_MINUTE: &str = "counts-per-minute";
 const PER_SESSION: &str = "counts-per-session";
-const ENDPOINT: &str = "127.0.0.1:7101";
+const ENDPOINT: &str = "127.0.0.1:7201";
 
 /// `(plain key, window start, window end)` to count: what an output topic holds.
 type Counts = BTreeMap<(String, i64, i64), i64>;
@@ -123,28 +127,19 @@ fn session_counts(topic: &str) -> Counts {
         .collect()
 }
 
-#[test]
-fn window_and_session_queries_match_the_output_topics() {
-    let app = unique_name("wq");
-    let input = unique_name("wq-input");
-    let per_minute = unique_name("wq-per-minute");
-    let per_session = unique_name("wq-per-session");
-    block_on(create_topic(&input, 2));
-    let dir = tempfile::tempdir().expect("state dir");
-    let config = StreamsConfig::new(&app, config())
+fn streams_config(app: &str, dir: &std::path::Path) -> StreamsConfig {
+    StreamsConfig::new(app, config())
         .commit_interval(Duration::from_millis(200))
-        .state_dir(dir.path())
+        .state_dir(dir)
         .application_server(ENDPOINT)
-        .expect("config");
-    let streams = start(&input, &per_minute, &per_session, config);
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "not running"
-    );
+        .expect("config")
+}
 
+/// Produces the sensors' readings from `base` on to `input`; returns the counts per
+/// minute and per session they make.
+fn produce_readings(input: &str, base: i64) -> (Counts, Counts) {
     // Sensor s<i> reports every 20 s for i + 2 readings (spanning one to three
     // minutes), then twice more after a 10-minute pause: a second session.
-    let base = an_hour_ago_ms() / MINUTE * MINUTE;
     let mut records = Vec::new();
     let mut expected_minutes = Counts::new();
     let mut expected_sessions = Counts::new();
@@ -168,7 +163,51 @@ fn window_and_session_queries_match_the_output_topics() {
             expected_sessions.insert((key.clone(), start, end), n as i64);
         }
     }
-    produce_at(&input, &records);
+    produce_at(input, &records);
+    (expected_minutes, expected_sessions)
+}
+
+/// What the stores answer to `all` (windows) and `fetch` of every sensor (sessions),
+/// or `None` while they cannot be queried.
+fn queried(streams: &KafkaStreams) -> Option<(Counts, Counts)> {
+    let windows = streams.window_store::<String, i64>(PER_MINUTE).ok()?;
+    let minutes = as_counts(windows.all().ok()?);
+    let sessions = streams.session_store::<String, i64>(PER_SESSION).ok()?;
+    let mut per_session = Counts::new();
+    for sensor in 0..6 {
+        per_session.extend(as_counts(sessions.fetch(&format!("s{sensor}")).ok()?));
+    }
+    Some((minutes, per_session))
+}
+
+fn as_counts(entries: Vec<(kafka_streams::dsl::Windowed<String>, i64)>) -> Counts {
+    entries
+        .into_iter()
+        .map(|(w, n)| ((w.key, w.window.start(), w.window.end()), n))
+        .collect()
+}
+
+#[test]
+fn window_and_session_queries_match_the_output_topics() {
+    let app = unique_name("wq");
+    let input = unique_name("wq-input");
+    let per_minute = unique_name("wq-per-minute");
+    let per_session = unique_name("wq-per-session");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let streams = start(
+        &input,
+        &per_minute,
+        &per_session,
+        streams_config(&app, dir.path()),
+    );
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+
+    let base = an_hour_ago_ms() / MINUTE * MINUTE;
+    let (expected_minutes, expected_sessions) = produce_readings(&input, base);
     wait_until("the output topics to hold the final counts", || {
         time_windowed_counts(&per_minute) == expected_minutes
             && session_counts(&per_session) == expected_sessions
@@ -201,12 +240,6 @@ fn window_and_session_queries_match_the_output_topics() {
         }
     }
     assert_eq!(queried, time_windowed_counts(&per_minute));
-    let as_counts = |entries: Vec<(kafka_streams::dsl::Windowed<String>, i64)>| -> Counts {
-        entries
-            .into_iter()
-            .map(|(w, n)| ((w.key, w.window.start(), w.window.end()), n))
-            .collect()
-    };
     assert_eq!(as_counts(windows.all().expect("all")), expected_minutes);
     assert_eq!(
         as_counts(windows.fetch_all(from, to).expect("fetch_all")),
@@ -332,4 +365,93 @@ fn window_and_session_queries_match_the_output_topics() {
             ..
         })
     ));
+}
+
+/// Holds the first restored batch until the test releases it.
+struct GateListener {
+    entered: Mutex<Option<Sender<()>>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl StateRestoreListener for GateListener {
+    fn on_batch_restored(&self, _: &ChangelogPartition, _: &str, _: i64, _: u64) {
+        let first = self
+            .entered
+            .lock()
+            .expect("gate")
+            .take()
+            .map(|tx| tx.send(()));
+        if first.is_some() {
+            let _ = self.release.lock().expect("gate").recv_timeout(DEADLINE);
+        }
+    }
+}
+
+#[test]
+fn queries_during_restore_are_refused_then_answer_the_restored_windows() {
+    let app = unique_name("wq-restore");
+    let input = unique_name("wq-restore-input");
+    let per_minute = unique_name("wq-restore-per-minute");
+    let per_session = unique_name("wq-restore-per-session");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let streams = start(
+        &input,
+        &per_minute,
+        &per_session,
+        streams_config(&app, dir.path()),
+    );
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    let base = an_hour_ago_ms() / MINUTE * MINUTE;
+    let expected = produce_readings(&input, base);
+    wait_until("the stores to hold the counts", || {
+        queried(&streams).as_ref() == Some(&expected)
+    });
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // Lose the state; the restore from the window and session changelogs is held at
+    // its first batch.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let config = streams_config(&app, dir.path()).state_restore_listener(GateListener {
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+    });
+    let streams = start(&input, &per_minute, &per_session, config);
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("restore never started");
+
+    let windows = streams
+        .window_store::<String, i64>(PER_MINUTE)
+        .expect("window store");
+    let during = windows.fetch(&"s1".to_string(), base, base + 3_600_000);
+    assert!(
+        matches!(&during, Err(e) if e.is_store_migrating() && e.is_retriable()),
+        "a window query during restore gave {during:?}"
+    );
+    let during = streams
+        .session_store::<String, i64>(PER_SESSION)
+        .expect("session store")
+        .fetch(&"s1".to_string());
+    assert!(
+        matches!(&during, Err(e) if e.is_store_migrating()),
+        "a session query during restore gave {during:?}"
+    );
+    assert_ne!(streams.state(), State::Running);
+    release.send(()).expect("release the restore");
+
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    wait_until("the restored stores to answer", || {
+        queried(&streams).as_ref() == Some(&expected)
+    });
+    assert!(streams.close(), "graceful close");
 }
