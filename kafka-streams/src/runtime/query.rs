@@ -368,13 +368,15 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
         &self.query.name
     }
 
-    /// Every session of `key` within retention, oldest first (Kafka's `fetch(key)`).
+    /// Every session of `key` within retention, by end then start, oldest first
+    /// (Kafka's `fetch(key)`).
     pub fn fetch(&self, key: &K) -> Result<Vec<(Windowed<K>, V)>> {
         self.sessions(|store| store.fetch(key))
     }
 
     /// The sessions of `key` ending at or after `earliest_session_end` and starting
-    /// at or before `latest_session_start` (Kafka's `findSessions`).
+    /// at or before `latest_session_start`, by end then start (Kafka's
+    /// `findSessions`).
     pub fn find_sessions(
         &self,
         key: &K,
@@ -398,8 +400,9 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
         Ok(found)
     }
 
-    fn sessions<'s>(
-        &'s self,
+    /// The sessions `query` finds in every local store, by end then start.
+    fn sessions(
+        &self,
         query: impl for<'a> Fn(&'a TypedSessionStore<K, V>) -> StateResult<TypedSessionIter<'a, K, V>>,
     ) -> Result<Vec<(Windowed<K>, V)>> {
         let mut out = Vec::new();
