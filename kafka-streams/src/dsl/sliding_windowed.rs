@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kafka_client::serde::DefaultSerde;
 
-use super::internals::sliding_ops::SlidingWindowAggregate;
+use super::internals::sliding_ops::{InitialFn, SlidingWindowAggregate};
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::timestamped_serde;
 use super::options::{default_serde, SharedSerde};
@@ -89,6 +89,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
+            Arc::new(|| Some(0)),
             materialized,
             Some(default_serde::<i64>()),
         )
@@ -119,6 +120,8 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                 Some(a) => reducer(a, v),
                 None => v.clone(),
             }),
+            // Kafka's reduce starts new windows from null.
+            Arc::new(|| None),
             materialized,
             Some(value),
         )
@@ -149,11 +152,14 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         I: Fn() -> VA + Send + Sync + 'static,
         A: Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
     {
+        let initializer = Arc::new(initializer);
+        let init = initializer.clone();
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(move |k, v, agg: Option<VA>| {
-                aggregator(k, v, agg.unwrap_or_else(&initializer))
+                aggregator(k, v, agg.unwrap_or_else(|| initializer()))
             }),
+            Arc::new(move || Some(init())),
             materialized,
             None,
         )
@@ -163,6 +169,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         &self,
         prefix: &str,
         agg: AggFn<K, V, VA>,
+        initial: InitialFn<VA>,
         materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
@@ -207,7 +214,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                     .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
                     .map_err(|e| e.to_string())
             },
-            factory(move || SlidingWindowAggregate::new(&store, windows, agg.clone())),
+            factory(move || SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone())),
         )
     }
 }

@@ -2,6 +2,7 @@
 //! `KStreamSlidingWindowAggregate`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::table_ops::AggFn;
 use crate::dsl::{Change, SlidingWindows};
@@ -10,6 +11,9 @@ use crate::state::{TypedWindowStore, ValueAndTimestamp};
 use crate::windowed::{Window, Windowed};
 
 type SlidingStore<K, VA> = TypedWindowStore<K, ValueAndTimestamp<VA>>;
+
+/// The aggregate of a new window, before its first record.
+pub(crate) type InitialFn<VA> = Arc<dyn Fn() -> Option<VA> + Send + Sync>;
 
 /// Aggregates a grouped stream per key over sliding windows (Kafka's
 /// `KStreamSlidingWindowAggregate`). Windows exist only where records are: each record
@@ -35,8 +39,12 @@ type SlidingStore<K, VA> = TypedWindowStore<K, ValueAndTimestamp<VA>>;
 pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     store: String,
     windows: SlidingWindows,
-    /// `agg(key, value, aggregate)`; `None` for a new window (Kafka's initializer).
+    /// `agg(key, value, aggregate)`.
     agg: AggFn<K, V, VA>,
+    /// The aggregate a new window starts from (Kafka's initializer; `None` for
+    /// reduce, whose initializer gives null). It is the old value of the window's
+    /// first update, as in Kafka.
+    initial: InitialFn<VA>,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     observed_stream_time: i64,
 }
@@ -72,13 +80,25 @@ impl<VA> Default for Neighbours<VA> {
 }
 
 impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
-    pub(crate) fn new(store: &str, windows: SlidingWindows, agg: AggFn<K, V, VA>) -> Self {
+    pub(crate) fn new(
+        store: &str,
+        windows: SlidingWindows,
+        agg: AggFn<K, V, VA>,
+        initial: InitialFn<VA>,
+    ) -> Self {
         SlidingWindowAggregate {
             store: store.to_owned(),
             windows,
             agg,
+            initial,
             observed_stream_time: -1,
         }
+    }
+
+    /// A new window's aggregate at `timestamp` (Kafka's
+    /// `ValueAndTimestamp.make(initializer.apply(), timestamp)`).
+    fn new_window(&self, timestamp: i64) -> Option<ValueAndTimestamp<VA>> {
+        (self.initial)().map(|value| ValueAndTimestamp { value, timestamp })
     }
 
     fn time_difference(&self) -> i64 {
@@ -129,7 +149,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
     }
 
     /// Adds `record` to the window starting at `start` whose aggregate is `current`
-    /// (`None`: a new window), stores it and sends the update downstream, unless the
+    /// (`None`: none, for reduce's new windows), stores it and sends the update downstream, unless the
     /// window has closed (Kafka's `updateWindowAndForward`).
     fn update_window(
         &self,
@@ -268,7 +288,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
         if let Some(previous) = found.previous_record_timestamp {
             let start = previous.saturating_add(1);
             if !found.starts.contains(&start) && start.saturating_add(difference) >= ts {
-                self.update_window(ctx, record, start, None, close_time)?;
+                self.update_window(ctx, record, start, self.new_window(ts), close_time)?;
             }
         }
         if !found.left_window_exists {
@@ -282,7 +302,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
                     value: left.value,
                     timestamp: ts,
                 }),
-                _ => None,
+                _ => self.new_window(ts),
             };
             self.update_window(ctx, record, ts - difference, current, close_time)?;
         }
@@ -336,9 +356,10 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
         if let Some(previous) = found.previous_record_timestamp {
             let start = previous + 1;
             if !found.starts.contains(&start) {
-                self.update_window(ctx, record, start, None, close_time)?;
+                self.update_window(ctx, record, start, self.new_window(ts), close_time)?;
             }
         }
+        let combined = combined.or_else(|| self.new_window(ts));
         self.update_window(ctx, record, 0, combined, close_time)
     }
 }
