@@ -129,6 +129,7 @@ public class Harness {
                 case "windowed-count" -> windowedCount(scenario, out);
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
+                case "sliding-count" -> slidingCount(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -464,6 +465,36 @@ public class Harness {
                 emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
                     "value=" + record.value(), "timestamp=" + record.timestamp());
             }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(SlidingWindows.ofTimeDifferenceAndGrace(difference, grace))
+     * .count() (caching disabled: every update goes downstream), written with the
+     * time-windowed serde of window size = the time difference, as Kafka writes sliding
+     * results. → `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
+     */
+    static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("difference", "grace");
+        final long difference = scenario.longParam("difference");
+        final org.apache.kafka.streams.kstream.SlidingWindows windows =
+            org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
+                Duration.ofMillis(difference), Duration.ofMillis(scenario.longParam("grace", 0)));
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(windows)
+            .count(org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                .withCachingDisabled())
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference), Serdes.Long()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, difference, new LongDeserializer(), out);
         } finally {
             deleteRecursively(stateDir);
         }

@@ -23,8 +23,8 @@ use kafka_client::serde::{
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
     Consumed, EmitStrategy, Produced, SessionWindowedDeserializer, SessionWindowedSerializer,
-    StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window,
-    Windowed,
+    SlidingWindows, StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows,
+    Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -573,6 +573,36 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
     }
 }
 
+/// Steps through `group_by_key().windowed_by_sliding(SlidingWindows(difference,
+/// grace)).count()` → `output key=<hex> read=<[key@start/end]> value=<count>
+/// timestamp=<ms>`, the keys written with the table's time-windowed serde (window
+/// size = the time difference) and read back with that size.
+fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["difference", "grace"]);
+    let difference = millis(scenario, scenario.i64_param("difference"));
+    let grace = millis(scenario, scenario.i64_param_or("grace", 0));
+    let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by_sliding(windows)
+        .count()
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::as_("sliding-count-sink").with_value_serializer(OptionSerde(BigEndian)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_output(scenario, &driver, difference, out);
+}
+
 /// Our output for every scenario, in the harness's line format.
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
@@ -585,6 +615,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "windowed-count" => windowed_count(scenario, &mut out),
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
+            "sliding-count" => sliding_count(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

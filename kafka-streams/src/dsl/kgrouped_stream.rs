@@ -176,6 +176,17 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         super::SessionWindowedKStream::new(self.clone(), windows)
     }
 
+    /// Aggregates the grouped stream over sliding windows, per key (Kafka's
+    /// `windowedBy(SlidingWindows)`; a method of its own here, as Rust has no
+    /// overloading): windows of the time difference, both bounds inclusive, that
+    /// slide with the records.
+    pub fn windowed_by_sliding(
+        &self,
+        windows: super::SlidingWindows,
+    ) -> super::SlidingWindowedKStream<K, V> {
+        super::SlidingWindowedKStream::new(self.clone(), windows)
+    }
+
     /// Starts a cogrouped aggregation (Kafka's `cogroup`): several grouped streams with
     /// the same key update one aggregate, each with its own aggregator.
     pub fn cogroup<VA: Data, A>(&self, aggregator: A) -> CogroupedKStream<K, VA>

@@ -57,6 +57,7 @@ mod ktable;
 mod materialized;
 pub(crate) mod options;
 mod session_windowed;
+mod sliding_windowed;
 mod time_windowed;
 mod windowed_aggregation;
 mod windows;
@@ -73,6 +74,7 @@ pub use kstream::{BranchedKStream, KStream};
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
+pub use sliding_windowed::SlidingWindowedKStream;
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 

@@ -3,6 +3,7 @@
 //! `kstream/internals`).
 
 pub(crate) mod session_ops;
+pub(crate) mod sliding_ops;
 pub(crate) mod stream_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;
