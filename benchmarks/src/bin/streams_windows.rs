@@ -88,12 +88,16 @@ struct Args {
     /// `commit.interval.ms` of the streams apps (Kafka's default 30000 if not given).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
-    /// The windows' grace period in milliseconds of event time. The stream thread
-    /// has been seen processing a partition's first fetch (~1 MB, ~4 s of event
-    /// time at the defaults) after the next one at start-up; with no grace, the
-    /// windows of those records are closed by then, they are dropped as late and the
-    /// output never holds every update. 10 s covers that.
-    #[arg(long, default_value_t = 10_000)]
+    /// The windows' grace period in milliseconds of event time. At start-up the
+    /// stream thread has been seen processing a partition's first records (up to
+    /// ~25,000, ~10 s of event time at the defaults) after later ones, likely
+    /// because records fetched onto the consumer's own queue before the partition
+    /// was routed to the fetch queue wait there behind a rebalance or commit event,
+    /// on which a zero-timeout `poll` returns `None`, so the fetch queue is read
+    /// first. With too short a
+    /// grace their windows are closed by then, they are dropped as late and the
+    /// output never holds every update; 120 s keeps the run's counts whole.
+    #[arg(long, default_value_t = 120_000)]
     grace_ms: u64,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 600)]
