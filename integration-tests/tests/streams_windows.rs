@@ -1,0 +1,294 @@
+//! kafka-streams windows against the broker named by `KAFKA_BOOTSTRAP_SERVERS`: a
+//! windowed count (1-minute tumbling windows, RocksDB, logged) creates its changelog
+//! `compact,delete` with `retention.ms` = the store's retention plus one day, and with
+//! its state directory wiped it restores its windows from that changelog and goes on
+//! counting from the restored counts.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_tests::{
+    an_hour_ago_ms, block_on, config, create_topic, read_to_end, unique_name, wait_until, DEADLINE,
+};
+use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use kafka_client::rdkafka::client::DefaultClientContext;
+use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::serde::{BigEndian, OptionSerde};
+use kafka_streams::dsl::{Materialized, Produced, StreamsBuilder, TimeWindows};
+use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
+
+/// The window size.
+const MINUTE_MS: i64 = 60_000;
+/// The grace period: long enough that the second round's records, in the first
+/// round's windows, still count (stream time does not close those windows).
+const GRACE: Duration = Duration::from_secs(3600);
+/// The count's store; its changelog is `<application.id>-window-counts-changelog`.
+const STORE: &str = "window-counts";
+/// Kafka's default `windowstore.changelog.additional.retention.ms`.
+const ONE_DAY_MS: i64 = 86_400_000;
+
+/// Per sensor and window start, the number of records.
+type WindowCounts = BTreeMap<(String, i64), i64>;
+
+/// Counts the records restored, through the user restore listener.
+#[derive(Clone, Default)]
+struct RestoredCounter(Arc<AtomicU64>);
+
+impl StateRestoreListener for RestoredCounter {
+    fn on_batch_restored(
+        &self,
+        _changelog: &ChangelogPartition,
+        _store: &str,
+        _batch_end_offset: i64,
+        num_restored: u64,
+    ) {
+        self.0.fetch_add(num_restored, Ordering::SeqCst);
+    }
+}
+
+/// Starts the windowed count of `input` into `output` and waits until it is RUNNING.
+fn windowed_count(
+    app: &str,
+    input: &str,
+    output: &str,
+    dir: &std::path::Path,
+    listener: RestoredCounter,
+) -> KafkaStreams {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(input)
+        .group_by_key()
+        .windowed_by(
+            TimeWindows::of_size_and_grace(Duration::from_millis(MINUTE_MS as u64), GRACE)
+                .expect("windows"),
+        )
+        .count_with(Materialized::as_(STORE))
+        .to_stream()
+        .to_with(
+            output,
+            Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
+        );
+    let streams_config = StreamsConfig::new(app, config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(dir)
+        .state_restore_listener(listener)
+        .set("session.timeout.ms", "6000")
+        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
+        .expect("valid config");
+    let streams =
+        KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running"
+    );
+    streams
+}
+
+/// Produces `records` (key, timestamp) with the value `"reading"`, and waits until
+/// every one is acknowledged.
+fn produce_timestamped(topic: &str, records: &[(String, i64)]) {
+    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
+    for (key, timestamp) in records {
+        let mut record = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload("reading".as_bytes())
+            .timestamp(*timestamp);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, r)) => {
+                    assert!(
+                        e.rdkafka_error_code()
+                            == Some(kafka_client::rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        "producing to {topic}: {e}"
+                    );
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("input records acknowledged");
+}
+
+/// One round: 8 sensors, each with a reading every 7 s over 3 minutes from `base`,
+/// so that every sensor has records in 3 or 4 one-minute windows.
+fn round(base: i64) -> Vec<(String, i64)> {
+    (0..8)
+        .flat_map(|sensor| {
+            (0..26).map(move |i| {
+                (
+                    format!("sensor-{sensor}"),
+                    base + sensor * 1_000 + i * 7_000,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The reference: per sensor and epoch-aligned one-minute window, the records in it.
+fn reference(records: &[(String, i64)]) -> WindowCounts {
+    let mut counts = WindowCounts::new();
+    for (key, timestamp) in records {
+        let start = timestamp - timestamp.rem_euclid(MINUTE_MS);
+        *counts.entry((key.clone(), start)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A windowed key's bytes (Kafka's `TimeWindowedSerializer`: the key, then the
+/// 8-byte big-endian window start) split into sensor and window start.
+fn split_windowed(bytes: &[u8]) -> (String, i64) {
+    let (key, start) = bytes.split_at(bytes.len() - 8);
+    let start: [u8; 8] = start.try_into().expect("8-byte window start");
+    (
+        String::from_utf8(key.to_vec()).expect("utf8 key"),
+        i64::from_be_bytes(start),
+    )
+}
+
+/// The last count per sensor and window in the output topic.
+fn output_counts(topic: &str) -> WindowCounts {
+    read_to_end(topic)
+        .0
+        .into_iter()
+        .map(|(k, v)| {
+            let count: [u8; 8] = v.try_into().expect("8-byte count");
+            (split_windowed(&k), i64::from_be_bytes(count))
+        })
+        .collect()
+}
+
+/// The changelog's latest value per sensor and window. Its keys are Kafka's binary
+/// window keys (key, 8-byte start, 4-byte sequence number) and its values
+/// `ValueAndTimestamp` bytes (8-byte timestamp, then the 8-byte count).
+fn changelog_counts(topic: &str) -> WindowCounts {
+    read_to_end(topic)
+        .0
+        .into_iter()
+        .map(|(k, v)| {
+            let window = &k[..k.len() - 4];
+            assert_eq!(v.len(), 16, "ValueAndTimestamp of an i64: {v:?}");
+            let count: [u8; 8] = v[8..].try_into().expect("8-byte count");
+            (split_windowed(window), i64::from_be_bytes(count))
+        })
+        .collect()
+}
+
+/// The topic's configs as the broker describes them.
+fn describe_topic_configs(topic: &str) -> BTreeMap<String, String> {
+    let admin: AdminClient<DefaultClientContext> =
+        config().to_rdkafka().create().expect("admin client");
+    let results = block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(topic)],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("describe configs");
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic's configs");
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|entry| Some((entry.name, entry.value?)))
+        .collect()
+}
+
+#[test]
+fn windowed_count_restores_its_windows_from_the_changelog_after_wiped_state_and_continues() {
+    let app = unique_name("windowed-count-restore");
+    let input = unique_name("window-readings");
+    let output = unique_name("window-counts");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let changelog = format!("{app}-{STORE}-changelog");
+    let base = an_hour_ago_ms();
+
+    // Round 1, then a graceful close (which commits).
+    let first_round = round(base);
+    let streams = windowed_count(
+        &app,
+        &input,
+        &output,
+        dir.path(),
+        RestoredCounter::default(),
+    );
+    produce_timestamped(&input, &first_round);
+    let expected_first = reference(&first_round);
+    wait_until("round 1 window counts in the output", || {
+        output_counts(&output) == expected_first
+    });
+    assert!(streams.close(), "graceful close");
+    drop(streams);
+
+    // The changelog holds exactly the windows' counts, and has Kafka's windowed
+    // changelog configs: compact,delete, retention.ms = retention (size + grace by
+    // default) + one day.
+    assert_eq!(changelog_counts(&changelog), expected_first);
+    let configs = describe_topic_configs(&changelog);
+    assert_eq!(
+        configs.get("cleanup.policy").map(String::as_str),
+        Some("compact,delete"),
+        "{configs:?}"
+    );
+    let retention = MINUTE_MS + GRACE.as_millis() as i64;
+    assert_eq!(
+        configs.get("retention.ms"),
+        Some(&(retention + ONE_DAY_MS).to_string()),
+        "{configs:?}"
+    );
+
+    // The state dir is lost: the window store is rebuilt from its changelog, and the
+    // counts go on from the restored ones (round 2 falls in some of the same windows,
+    // and in later ones).
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let restored = RestoredCounter::default();
+    let streams = windowed_count(&app, &input, &output, dir.path(), restored.clone());
+    let rebuilt = restored.0.load(Ordering::SeqCst);
+    assert!(
+        rebuilt >= expected_first.len() as u64,
+        "restored {rebuilt} changelog records for {} windows",
+        expected_first.len()
+    );
+    // Two minutes on: its first minute overlaps round 1's last, its last two are
+    // beyond round 1's windows.
+    let second_round = round(base + 2 * MINUTE_MS);
+    produce_timestamped(&input, &second_round);
+    let all: Vec<_> = first_round.iter().chain(&second_round).cloned().collect();
+    let expected = reference(&all);
+    assert!(
+        expected_first
+            .iter()
+            .any(|(window, count)| expected[window] > *count),
+        "round 2 adds to windows of round 1"
+    );
+    assert!(
+        expected.len() > expected_first.len(),
+        "round 2 opens new windows too"
+    );
+    let mut last = WindowCounts::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while last != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counts did not continue from the restored windows; differing: {:?}",
+            expected
+                .iter()
+                .filter(|(w, c)| last.get(*w) != Some(*c))
+                .map(|(w, c)| (w, c, last.get(w)))
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        last = output_counts(&output);
+    }
+    assert!(streams.close(), "graceful close");
+    assert_eq!(changelog_counts(&changelog), expected);
+}
