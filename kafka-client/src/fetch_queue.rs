@@ -122,6 +122,13 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         self.partitions.borrow().clone()
     }
 
+    /// How many operations (records and events) still wait on the consumer's own
+    /// queue. `BaseConsumer::poll` returns nothing after serving an event, so a
+    /// caller draining that queue before this one checks this to know it is empty.
+    pub fn consumer_queue_len(&self) -> usize {
+        self.queue.consumer_queue_len()
+    }
+
     /// The partition's low and high watermarks as librdkafka last saw them in a fetch
     /// response (`rd_kafka_get_watermark_offsets`: no broker round trip, unlike
     /// [`Consumer::fetch_watermarks`]). `None` before the first fetch response for

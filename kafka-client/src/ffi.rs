@@ -122,6 +122,26 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
         self.forward(topic, partition, self.queue.as_ptr())
     }
 
+    /// How many operations (records and events) wait on the consumer group's queue,
+    /// which `BaseConsumer::poll` reads (the main queue for a consumer without a group).
+    pub(crate) fn consumer_queue_len(&self) -> usize {
+        let rk = self.rk();
+        // SAFETY: `rk` is alive while `self` holds the consumer; the queue handle is
+        // checked for null and destroyed once after use.
+        unsafe {
+            let mut queue = rd::rd_kafka_queue_get_consumer(rk);
+            if queue.is_null() {
+                queue = rd::rd_kafka_queue_get_main(rk);
+            }
+            if queue.is_null() {
+                return 0;
+            }
+            let len = rd::rd_kafka_queue_length(queue);
+            rd::rd_kafka_queue_destroy(queue);
+            len
+        }
+    }
+
     /// Forwards the partition back to the consumer group's queue (or, for a consumer
     /// without a group, the main queue), where `BaseConsumer::poll` reads it.
     pub(crate) fn unroute_partition(&self, topic: &str, partition: i32) {

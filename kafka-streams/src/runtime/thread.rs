@@ -353,25 +353,31 @@ fn run_loop(
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
         }
-        // The consumer's queue first and to its end: records on it were fetched
-        // before their partition moved to the fetch queue, so they come first.
-        polled.clear();
-        while polled.len() < config.max_poll_records {
-            match consumer.poll(Duration::ZERO) {
-                None => break,
-                Some(Ok(msg)) => polled.push(msg),
-                Some(Err(KafkaError::PartitionEOF(partition))) => polled_ends.push(partition),
-                Some(Err(e)) => {
-                    tracing::warn!(thread = index, error = %e, "consumer error");
-                    break;
-                }
-            }
-        }
+        // Route newly assigned partitions first, so that no record of theirs lands on
+        // the consumer's queue after it was drained below.
         let generation = lock(core).assignment_generation;
         if generation != routed_generation || last_route.elapsed() >= ROUTE_REFRESH {
             route_assigned_partitions(&fetch, &lock(core));
             routed_generation = generation;
             last_route = Instant::now();
+        }
+        // Then the consumer's queue, to its end: records on it were fetched before
+        // their partition moved to the fetch queue, so they come first. `poll`
+        // returns nothing after serving an event (a rebalance, a commit), so the
+        // queue's length says when it is really empty.
+        polled.clear();
+        let mut events = 0;
+        while polled.len() < config.max_poll_records {
+            match consumer.poll(Duration::ZERO) {
+                None if fetch.consumer_queue_len() == 0 || events >= MAX_EVENTS_PER_DRAIN => break,
+                None => events += 1,
+                Some(Ok(msg)) => polled.push(msg),
+                Some(Err(KafkaError::PartitionEOF(partition))) => polled_ends.push(partition),
+                Some(Err(e)) => {
+                    tracing::warn!(thread = index, error = %e, "consumer error");
+                    events += 1;
+                }
+            }
         }
         if polled.len() < config.max_poll_records {
             // While restoring, the restore step below does the waiting.
@@ -443,6 +449,10 @@ fn run_loop(
         }
     }
 }
+
+/// At most this many polls without a record per drain of the consumer's queue, so an
+/// endless stream of events cannot starve the fetch queue.
+const MAX_EVENTS_PER_DRAIN: usize = 1_000;
 
 /// How often the loop routes its partitions to the fetch queue again although the
 /// assignment did not change: librdkafka drops a partition's routing when it stops
