@@ -51,6 +51,15 @@
 //! (settings, and every client's configuration), `topics.rs` (internal topics,
 //! through kafka-client's admin client), `global.rs`, `query.rs`, `membership.rs`,
 //! `streams.rs` (the client), `handlers.rs`, `metrics.rs`.
+//!
+//! Threads, tasks and their states stay inside the crate:
+//!
+//! ```compile_fail
+//! use kafka_streams::runtime::ThreadState;
+//! ```
+//! ```compile_fail
+//! use kafka_streams::runtime::GLOBAL_STATE_DIR;
+//! ```
 
 mod commit;
 mod config;

@@ -75,6 +75,20 @@
 //!    [`RestorableStore::remove_checkpoint`]; then checkpoint only on a clean close, so
 //!    a crash mid-transaction leaves no checkpoint and the state is wiped and rebuilt.
 //!
+//! # What is public
+//! The store traits, builders, typed stores and configs are; the decorators and the
+//! checkpoint file are the crate's own, so a user cannot stack them differently:
+//!
+//! ```compile_fail
+//! use kafka_streams::state::CachingStore;
+//! ```
+//! ```compile_fail
+//! use kafka_streams::state::ChangeLoggingStore;
+//! ```
+//! ```compile_fail
+//! use kafka_streams::state::CheckpointFile;
+//! ```
+//!
 //! # Memory
 //! All RocksDB stores of an application share one [`RocksDbMemory`] (block cache with
 //! index, filter and memtable memory charged to it); each stream thread's caching

@@ -58,14 +58,70 @@ enum Stack {
 /// Processors reach it with
 /// `context.state_store::<TypedKeyValueStore<K, V>>(name)`.
 pub struct TypedKeyValueStore<K, V> {
-    name: String,
-    serde_topic: String,
+    codec: Codec<K, V>,
     stack: Stack,
     changelog: Option<ChangelogPartition>,
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
-    headers: Headers,
     _types: PhantomData<fn() -> (K, V)>,
+}
+
+/// The serdes of a typed store (key-value, window or session), with the store name
+/// and the topic its errors name: keys borrowed where the serde allows, so a read or
+/// update copies nothing.
+pub(super) struct Codec<K, V> {
+    pub(super) name: String,
+    pub(super) serde_topic: String,
+    pub(super) key_serde: Arc<dyn Serde<K>>,
+    pub(super) value_serde: Arc<dyn Serde<V>>,
+    pub(super) headers: Headers,
+}
+
+impl<K, V> Codec<K, V> {
+    pub(super) fn ctx(&self, field: MessageField) -> SerdeContext<'_> {
+        SerdeContext::new(&self.serde_topic, field, &self.headers)
+    }
+
+    pub(super) fn error(
+        &self,
+        field: &'static str,
+        direction: &'static str,
+        source: kafka_client::serde::SerdeError,
+    ) -> StateError {
+        StateError::Serde {
+            store: self.name.clone(),
+            topic: self.serde_topic.clone(),
+            field,
+            direction,
+            source: Box::new(source),
+        }
+    }
+
+    pub(super) fn key_bytes<'k>(&self, key: &'k K) -> StateResult<Cow<'k, [u8]>> {
+        self.key_serde
+            .serialize_borrowed(key, &self.ctx(MessageField::Key))
+            .map_err(|e| self.error("key", "serialize", e))?
+            .ok_or_else(|| StateError::NullBytes {
+                store: self.name.clone(),
+                field: "key",
+            })
+    }
+
+    pub(super) fn value_bytes<'v>(&self, value: &'v V) -> StateResult<Option<Cow<'v, [u8]>>> {
+        self.value_serde
+            .serialize_borrowed(value, &self.ctx(MessageField::Value))
+            .map_err(|e| self.error("value", "serialize", e))
+    }
+
+    pub(super) fn key(&self, bytes: &[u8]) -> StateResult<K> {
+        self.key_serde
+            .deserialize(Some(bytes), &self.ctx(MessageField::Key))
+            .map_err(|e| self.error("key", "deserialize", e))
+    }
+
+    pub(super) fn value(&self, bytes: &[u8]) -> StateResult<V> {
+        self.value_serde
+            .deserialize(Some(bytes), &self.ctx(MessageField::Value))
+            .map_err(|e| self.error("value", "deserialize", e))
+    }
 }
 
 impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
@@ -79,13 +135,15 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         serde_topic: impl Into<String>,
     ) -> Self {
         TypedKeyValueStore {
-            name: inner.name().to_owned(),
-            serde_topic: serde_topic.into(),
+            codec: Codec {
+                name: inner.name().to_owned(),
+                serde_topic: serde_topic.into(),
+                key_serde,
+                value_serde,
+                headers: Headers::new(),
+            },
             stack: Stack::Open(inner),
             changelog: None,
-            key_serde,
-            value_serde,
-            headers: Headers::new(),
             _types: PhantomData,
         }
     }
@@ -97,20 +155,22 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         value_serde: Arc<dyn Serde<V>>,
     ) -> Self {
         TypedKeyValueStore {
-            name: spec.name.clone(),
-            serde_topic: String::new(),
+            codec: Codec {
+                name: spec.name.clone(),
+                serde_topic: String::new(),
+                key_serde,
+                value_serde,
+                headers: Headers::new(),
+            },
             stack: Stack::Unopened(spec),
             changelog: None,
-            key_serde,
-            value_serde,
-            headers: Headers::new(),
             _types: PhantomData,
         }
     }
 
     /// The store's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.codec.name
     }
 
     /// The changelog partition the store logs to, once initialised with logging.
@@ -132,11 +192,11 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         match &mut self.stack {
             Stack::Open(inner) => Ok(inner.as_mut()),
             Stack::Unopened(_) => Err(StateError::NotOpen {
-                store: self.name.clone(),
+                store: self.codec.name.clone(),
                 state: "not initialized",
             }),
             Stack::Closed => Err(StateError::NotOpen {
-                store: self.name.clone(),
+                store: self.codec.name.clone(),
                 state: "closed",
             }),
         }
@@ -144,65 +204,16 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
 
     fn not_open(&self, state: &'static str) -> StateError {
         StateError::NotOpen {
-            store: self.name.clone(),
+            store: self.codec.name.clone(),
             state,
         }
-    }
-
-    fn ctx(&self, field: MessageField) -> SerdeContext<'_> {
-        SerdeContext::new(&self.serde_topic, field, &self.headers)
-    }
-
-    fn serde_error(
-        &self,
-        field: &'static str,
-        direction: &'static str,
-        source: kafka_client::serde::SerdeError,
-    ) -> StateError {
-        StateError::Serde {
-            store: self.name.clone(),
-            topic: self.serde_topic.clone(),
-            field,
-            direction,
-            source: Box::new(source),
-        }
-    }
-
-    /// The key's bytes, borrowed from it where the serde allows (strings, byte
-    /// buffers): a store read or update then copies nothing.
-    fn key_bytes<'k>(&self, key: &'k K) -> StateResult<Cow<'k, [u8]>> {
-        self.key_serde
-            .serialize_borrowed(key, &self.ctx(MessageField::Key))
-            .map_err(|e| self.serde_error("key", "serialize", e))?
-            .ok_or_else(|| StateError::NullBytes {
-                store: self.name.clone(),
-                field: "key",
-            })
-    }
-
-    fn value_bytes<'v>(&self, value: &'v V) -> StateResult<Option<Cow<'v, [u8]>>> {
-        self.value_serde
-            .serialize_borrowed(value, &self.ctx(MessageField::Value))
-            .map_err(|e| self.serde_error("value", "serialize", e))
-    }
-
-    fn decode_key(&self, bytes: &[u8]) -> StateResult<K> {
-        self.key_serde
-            .deserialize(Some(bytes), &self.ctx(MessageField::Key))
-            .map_err(|e| self.serde_error("key", "deserialize", e))
-    }
-
-    fn decode_value(&self, bytes: &[u8]) -> StateResult<V> {
-        self.value_serde
-            .deserialize(Some(bytes), &self.ctx(MessageField::Value))
-            .map_err(|e| self.serde_error("value", "deserialize", e))
     }
 
     /// Sets `key` to `value`. A value the serde turns into null (e.g. `None` of an
     /// `Option`) deletes the key, as in Kafka.
     pub fn put(&mut self, key: &K, value: &V) -> StateResult<()> {
-        let key = self.key_bytes(key)?;
-        match self.value_bytes(value)? {
+        let key = self.codec.key_bytes(key)?;
+        match self.codec.value_bytes(value)? {
             Some(value) => self.bytes_mut()?.put(&key, &value),
             None => self.bytes_mut()?.delete(&key).map(|_| ()),
         }
@@ -217,13 +228,13 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         key: &K,
         update: impl FnOnce(&Option<V>) -> V,
     ) -> StateResult<(Option<V>, V)> {
-        let key = self.key_bytes(key)?;
+        let key = self.codec.key_bytes(key)?;
         let old = match self.bytes()?.get(&key)? {
-            Some(value) => Some(self.decode_value(&value)?),
+            Some(value) => Some(self.codec.value(&value)?),
             None => None,
         };
         let new = update(&old);
-        match self.value_bytes(&new)? {
+        match self.codec.value_bytes(&new)? {
             Some(value) => self.bytes_mut()?.put(&key, &value)?,
             None => {
                 self.bytes_mut()?.delete(&key)?;
@@ -234,24 +245,25 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
 
     /// Sets `key` to `value` unless it has a value; returns the existing value.
     pub fn put_if_absent(&mut self, key: &K, value: &V) -> StateResult<Option<V>> {
-        let key = self.key_bytes(key)?;
+        let key = self.codec.key_bytes(key)?;
         let value = self
+            .codec
             .value_bytes(value)?
             .ok_or_else(|| StateError::NullBytes {
-                store: self.name.clone(),
+                store: self.codec.name.clone(),
                 field: "value",
             })?;
         match self.bytes_mut()?.put_if_absent(&key, &value)? {
-            Some(existing) => Ok(Some(self.decode_value(&existing)?)),
+            Some(existing) => Ok(Some(self.codec.value(&existing)?)),
             None => Ok(None),
         }
     }
 
     /// Deletes `key` (a tombstone in the changelog), returning its previous value.
     pub fn delete(&mut self, key: &K) -> StateResult<Option<V>> {
-        let key = self.key_bytes(key)?;
+        let key = self.codec.key_bytes(key)?;
         match self.bytes_mut()?.delete(&key)? {
-            Some(old) => Ok(Some(self.decode_value(&old)?)),
+            Some(old) => Ok(Some(self.codec.value(&old)?)),
             None => Ok(None),
         }
     }
@@ -262,16 +274,16 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         &self,
         entry: &super::FlushedEntry,
     ) -> StateResult<(K, Option<V>, Option<V>)> {
-        let key = self.decode_key(&entry.key)?;
+        let key = self.codec.key(&entry.key)?;
         let new = entry
             .new_value
             .as_deref()
-            .map(|v| self.decode_value(v))
+            .map(|v| self.codec.value(v))
             .transpose()?;
         let old = entry
             .old_value
             .as_deref()
-            .map(|v| self.decode_value(v))
+            .map(|v| self.codec.value(v))
             .transpose()?;
         Ok((key, new, old))
     }
@@ -291,14 +303,14 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     fn typed_iter<'a>(&'a self, iter: super::KeyValueIter<'a>) -> TypedIter<'a, K, V> {
         Box::new(iter.map(move |item| {
             let (k, v) = item?;
-            Ok((self.decode_key(&k)?, self.decode_value(&v)?))
+            Ok((self.codec.key(&k)?, self.codec.value(&v)?))
         }))
     }
 
     fn bound_bytes(&self, bound: Bound<&K>) -> StateResult<Bound<Vec<u8>>> {
         Ok(match bound {
-            Bound::Included(k) => Bound::Included(self.key_bytes(k)?.into_owned()),
-            Bound::Excluded(k) => Bound::Excluded(self.key_bytes(k)?.into_owned()),
+            Bound::Included(k) => Bound::Included(self.codec.key_bytes(k)?.into_owned()),
+            Bound::Excluded(k) => Bound::Excluded(self.codec.key_bytes(k)?.into_owned()),
             Bound::Unbounded => Bound::Unbounded,
         })
     }
@@ -315,9 +327,9 @@ fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     /// The value of `key`, if any.
     pub fn get(&self, key: &K) -> StateResult<Option<V>> {
-        let key = self.key_bytes(key)?;
+        let key = self.codec.key_bytes(key)?;
         match self.bytes()?.get(&key)? {
-            Some(value) => Ok(Some(self.decode_value(&value)?)),
+            Some(value) => Ok(Some(self.codec.value(&value)?)),
             None => Ok(None),
         }
     }
@@ -365,7 +377,7 @@ impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore
 
 impl<K: 'static, V: 'static> StateStore for TypedKeyValueStore<K, V> {
     fn name(&self) -> &str {
-        &self.name
+        &self.codec.name
     }
 
     fn flush(&mut self) -> crate::Result<()> {
@@ -395,7 +407,7 @@ impl<K: 'static, V: 'static> StateStore for TypedKeyValueStore<K, V> {
     fn init(&mut self, context: &StoreContext) -> crate::Result<()> {
         if let Stack::Unopened(spec) = &self.stack {
             let opened = spec.open(context)?;
-            self.serde_topic = opened.serde_topic;
+            self.codec.serde_topic = opened.serde_topic;
             self.changelog = opened.changelog;
             self.stack = Stack::Open(opened.store);
         }

@@ -11,17 +11,17 @@
 //! [`TypedWindowStore::window_size_ms`].
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use kafka_client::serde::{MessageField, Serde, SerdeContext, SerdeError};
+use kafka_client::serde::Serde;
 use kafka_client::Headers;
 
 use super::builder::{StoreContext, StoreKind};
 use super::error::{StateError, StateResult};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::session_store::{SessionEntry, SessionStore};
+use super::typed::Codec;
 use super::window_builder::SegmentedStoreSpec;
 use super::window_store::{WindowEntry, WindowStore};
 use super::StateStore;
@@ -101,64 +101,6 @@ pub trait QueryableSessionStore<K, V> {
 
     /// The aggregate of exactly the session `[start, end]` of `key`, if any.
     fn fetch_session(&self, key: &K, start: i64, end: i64) -> StateResult<Option<V>>;
-}
-
-/// The serdes of a typed store, with the store name and topic its errors name.
-struct Codec<K, V> {
-    name: String,
-    serde_topic: String,
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
-    headers: Headers,
-}
-
-impl<K, V> Codec<K, V> {
-    fn ctx(&self, field: MessageField) -> SerdeContext<'_> {
-        SerdeContext::new(&self.serde_topic, field, &self.headers)
-    }
-
-    fn error(
-        &self,
-        field: &'static str,
-        direction: &'static str,
-        source: SerdeError,
-    ) -> StateError {
-        StateError::Serde {
-            store: self.name.clone(),
-            topic: self.serde_topic.clone(),
-            field,
-            direction,
-            source: Box::new(source),
-        }
-    }
-
-    fn key_bytes<'k>(&self, key: &'k K) -> StateResult<Cow<'k, [u8]>> {
-        self.key_serde
-            .serialize_borrowed(key, &self.ctx(MessageField::Key))
-            .map_err(|e| self.error("key", "serialize", e))?
-            .ok_or_else(|| StateError::NullBytes {
-                store: self.name.clone(),
-                field: "key",
-            })
-    }
-
-    fn value_bytes<'v>(&self, value: &'v V) -> StateResult<Option<Cow<'v, [u8]>>> {
-        self.value_serde
-            .serialize_borrowed(value, &self.ctx(MessageField::Value))
-            .map_err(|e| self.error("value", "serialize", e))
-    }
-
-    fn key(&self, bytes: &[u8]) -> StateResult<K> {
-        self.key_serde
-            .deserialize(Some(bytes), &self.ctx(MessageField::Key))
-            .map_err(|e| self.error("key", "deserialize", e))
-    }
-
-    fn value(&self, bytes: &[u8]) -> StateResult<V> {
-        self.value_serde
-            .deserialize(Some(bytes), &self.ctx(MessageField::Value))
-            .map_err(|e| self.error("value", "deserialize", e))
-    }
 }
 
 /// The byte-level stack below the serdes, by life-cycle stage.

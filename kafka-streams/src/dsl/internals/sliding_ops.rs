@@ -193,16 +193,17 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
     ) {
         let end = start.saturating_add(self.time_difference());
         let window = Window::from_checked_bounds(start, end);
-        ctx.forward(
-            record
-                .clone()
-                .with_key(Windowed::new(record.key.clone(), window))
-                .with_value(Change {
-                    new: Some(new),
-                    old,
-                })
-                .with_timestamp(timestamp),
-        );
+        // Only the key and headers are needed: cloning the whole record would copy its
+        // value for every window updated.
+        ctx.forward(Record {
+            key: Windowed::new(record.key.clone(), window),
+            value: Change {
+                new: Some(new),
+                old,
+            },
+            timestamp,
+            headers: record.headers.clone(),
+        });
     }
 
     /// Stores `aggregate` as the record's right window, unchanged: it holds exactly the

@@ -115,16 +115,17 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
         closed.sort_by_key(|(_, start, _)| *start);
         for (key, start, aggregate) in closed {
             let window = Window::from_checked_bounds(start, start.saturating_add(size));
-            ctx.forward(
-                record
-                    .clone()
-                    .with_key(Windowed::new(key, window))
-                    .with_value(Change {
-                        new: Some(aggregate.value),
-                        old: None,
-                    })
-                    .with_timestamp(aggregate.timestamp),
-            );
+            // Only the headers carry over: cloning the whole record would copy its
+            // key and value for every window emitted.
+            ctx.forward(Record {
+                key: Windowed::new(key, window),
+                value: Change {
+                    new: Some(aggregate.value),
+                    old: None,
+                },
+                timestamp: aggregate.timestamp,
+                headers: record.headers.clone(),
+            });
         }
         self.last_emit_window_close_time = Some(window_close_time);
         Ok(())
@@ -175,15 +176,15 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                 },
             )?;
             if self.emit == EmitStrategy::OnWindowUpdate {
-                let update = record
-                    .clone()
-                    .with_key(Windowed::new(record.key.clone(), window))
-                    .with_value(Change {
+                ctx.forward(Record {
+                    key: Windowed::new(record.key.clone(), window),
+                    value: Change {
                         new: Some(new),
                         old,
-                    })
-                    .with_timestamp(new_timestamp);
-                ctx.forward(update);
+                    },
+                    timestamp: new_timestamp,
+                    headers: record.headers.clone(),
+                });
             }
         }
         if self.emit == EmitStrategy::OnWindowClose {
