@@ -130,6 +130,7 @@ public class Harness {
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
+                case "table-group-by" -> tableGroupBy(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -495,6 +496,63 @@ public class Harness {
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
             pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
             readWindowedOutput(scenario, driver, difference, new LongDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+    /**
+     * `record <key> <value|null> <timestamp>` piped into the table `input`; groupBy(the
+     * value up to its `/` → key=rest) then count() or a concatenating aggregate() with a
+     * subtractor (`aggregate=count|concat`, caching disabled), written to `output` →
+     * `output key=<k> value=<v|null> timestamp=<ms>`
+     */
+    static void tableGroupBy(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("aggregate");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedTable<String, String> grouped = builder
+            .table("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupBy((key, value) -> org.apache.kafka.streams.KeyValue.pair(
+                    value.substring(0, Math.max(0, value.indexOf('/'))),
+                    key + "=" + value.substring(value.indexOf('/') + 1)),
+                org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()));
+        final String aggregate = scenario.param("aggregate", "count");
+        switch (aggregate) {
+            case "count" -> grouped
+                .count(org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                    .withCachingDisabled())
+                .toStream()
+                .to("output", Produced.with(Serdes.String(), Serdes.Long()));
+            case "concat" -> grouped
+                .aggregate(
+                    () -> "",
+                    (key, value, agg) -> agg.isEmpty() ? value : agg + "," + value,
+                    (key, value, agg) -> String.join(",",
+                        Stream.of(agg.split(",")).filter(part -> !part.equals(value)).toList()),
+                    org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
+                        .withCachingDisabled())
+                .toStream()
+                .to("output", Produced.with(Serdes.String(), Serdes.String()));
+            default -> throw new IllegalArgumentException(scenario.where() + ": aggregate is count or concat");
+        }
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            for (final String[] tokens : scenario.data()) {
+                if (!tokens[0].equals("record") || tokens.length != 4) {
+                    throw new IllegalArgumentException(scenario.where() + ": expected `record <key> <value|null> <timestamp>`");
+                }
+                input.pipeInput(tokens[1], tokens[2].equals("null") ? null : tokens[2], Long.parseLong(tokens[3]));
+            }
+            final org.apache.kafka.common.serialization.Deserializer<?> values =
+                aggregate.equals("count") ? new LongDeserializer() : new StringDeserializer();
+            final TestOutputTopic<String, ?> output = driver.createOutputTopic("output", new StringDeserializer(), values);
+            for (final TestRecord<String, ?> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(),
+                    "timestamp=" + record.timestamp());
+            }
         } finally {
             deleteRecursively(stateDir);
         }

@@ -22,9 +22,9 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, EmitStrategy, Produced, SessionWindowedDeserializer, SessionWindowedSerializer,
-    SlidingWindows, StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows,
-    Window, Windowed,
+    Consumed, EmitStrategy, Materialized, Produced, SessionWindowedDeserializer,
+    SessionWindowedSerializer, SlidingWindows, StreamsBuilder, TimeWindowedDeserializer,
+    TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -604,6 +604,100 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
 }
 
 /// Our output for every scenario, in the harness's line format.
+/// `record <key> <value|null> <timestamp>` into the table `input`; `group_by(the value
+/// up to its '/' → key=rest)` then `count()` or a concatenating `aggregate()` with a
+/// subtractor (`aggregate=count|concat`, caching disabled) → `output key=<k>
+/// value=<v|null> timestamp=<ms>`
+fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["aggregate"]);
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .table::<String, String>("input")
+        .group_by(|key, value| {
+            let (group, rest) = value.split_once('/').unwrap_or(("", value));
+            (group.to_owned(), format!("{key}={rest}"))
+        });
+    let aggregate = scenario
+        .params
+        .get("aggregate")
+        .map_or("count", String::as_str);
+    let show = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
+    match aggregate {
+        "count" => grouped
+            .count_with(Materialized::default().with_caching_disabled())
+            .to_stream()
+            .map_values(|count| count.map(|c| c.to_string()))
+            .to_with(
+                "output",
+                Produced::as_("table-group-by-sink")
+                    .with_value_serializer(OptionSerde(StringSerde)),
+            ),
+        "concat" => grouped
+            .aggregate_with(
+                String::new,
+                |_, value: &String, agg: String| {
+                    if agg.is_empty() {
+                        value.clone()
+                    } else {
+                        format!("{agg},{value}")
+                    }
+                },
+                |_, value: &String, agg: String| {
+                    agg.split(',')
+                        .filter(|part| part != value)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                Materialized::default().with_caching_disabled(),
+            )
+            .to_stream()
+            .to_with(
+                "output",
+                Produced::as_("table-group-by-sink")
+                    .with_value_serializer(OptionSerde(StringSerde)),
+            ),
+        other => panic!(
+            "{}: aggregate is count or concat, got {other}",
+            scenario.here()
+        ),
+    }
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, Option<String>>(
+        "input",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    for tokens in scenario.data("record", 3) {
+        let value = (tokens[2] != "null").then(|| tokens[2].clone());
+        input
+            .pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={}", show(record.value)),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
     for scenario in scenarios {
@@ -616,6 +710,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
+            "table-group-by" => table_group_by(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }
