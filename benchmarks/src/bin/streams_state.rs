@@ -72,7 +72,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
-    send_blocking, streams_producer_settings, unique, Counting, Rate, RawClients, Timings,
+    send_blocking, sentence, streams_producer_settings, unique, vocabulary, words, Counting, Rate,
+    RawClients, Rng, Timings,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
@@ -133,89 +134,6 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("{s}: expected key=value"))
-}
-
-/// splitmix64: a small deterministic generator (no extra dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
-
-/// `n` distinct made-up words of 1 to 4 syllables (the index makes them distinct).
-fn vocabulary(n: usize, rng: &mut Rng) -> Vec<String> {
-    const SYLLABLES: &[&str] = &[
-        "ka", "fu", "ren", "to", "mi", "sal", "vor", "e", "lin", "dra", "po", "quel", "ti", "ar",
-        "nu", "bes", "go", "cha", "is", "mon", "ze", "ul", "pra", "do",
-    ];
-    (0..n)
-        .map(|i| {
-            let mut word = String::new();
-            for _ in 0..=rng.below(4) {
-                word.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
-            }
-            // Base-26 suffix from the index keeps the words distinct.
-            let mut k = i;
-            loop {
-                word.push(char::from(b'a' + (k % 26) as u8));
-                k /= 26;
-                if k == 0 {
-                    break;
-                }
-            }
-            word
-        })
-        .collect()
-}
-
-/// A ~`size`-byte sentence: skewed word choice (low indices are common), a capital
-/// first letter, some capitalised words and punctuation.
-fn sentence(words: &[String], size: usize, rng: &mut Rng) -> String {
-    let mut s = String::with_capacity(size + 16);
-    while s.len() + 2 < size {
-        let u = rng.unit();
-        let word = &words[((u * u * words.len() as f64) as usize).min(words.len() - 1)];
-        if !s.is_empty() {
-            s.push(if rng.below(12) == 0 { ',' } else { ' ' });
-            if s.ends_with(',') {
-                s.push(' ');
-            }
-        }
-        if s.is_empty() || rng.below(10) == 0 {
-            let mut chars = word.chars();
-            if let Some(first) = chars.next() {
-                s.extend(first.to_uppercase());
-                s.push_str(chars.as_str());
-            }
-        } else {
-            s.push_str(word);
-        }
-    }
-    s.push('.');
-    s
-}
-
-/// The lowercase words of `line` (what the app counts).
-fn words(line: &str) -> Vec<String> {
-    line.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// Fills the input topic once; returns the number of words in it.
