@@ -444,6 +444,22 @@ fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result
     Ok(expected)
 }
 
+/// Commits an offset for a throwaway group, so that the broker has created its
+/// `__consumer_offsets` topic (50 partitions, seconds on a fresh broker) before the
+/// first engine starts, rather than during that engine's run.
+fn create_offsets_topic(config: &ClientConfig, input: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = config
+        .clone()
+        .group_id(unique("peers-warm-up"))
+        .set("enable.auto.commit", "false")
+        .to_rdkafka()
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(input, 0, Offset::Offset(0))?;
+    consumer.commit(&tpl, kafka_client::rdkafka::consumer::CommitMode::Sync)?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------
 // Watching a child: progress, CPU, memory.
 
@@ -1044,6 +1060,9 @@ fn ratio_lines(results: &[Measured]) -> Vec<RatioLine> {
         {
             let (throughput, cpu, rss) = ratios(ours, peer);
             let verdict = match peer.engine {
+                _ if ours.whole_run || peer.whole_run => {
+                    "not comparable: a run too short for a steady state".to_owned()
+                }
                 Engine::KafkaStreams => {
                     let mut missed = Vec::new();
                     if throughput < 1.0 {
@@ -1105,6 +1124,17 @@ fn cross_check(results: &[Measured], workloads: &[Workload]) -> Vec<String> {
         .collect()
 }
 
+/// The 1-, 5- and 15-minute load averages (`/proc/loadavg`): other work on the machine
+/// shows in every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Writes the figures as CSV and draws peers.png with `plot_peers.py`.
 fn chart(results: &[Measured], args: &RunArgs) -> anyhow::Result<PathBuf> {
     let csv = args.out_dir.join("peers.csv");
@@ -1140,6 +1170,7 @@ fn main() -> anyhow::Result<()> {
     }
     let args = cli.run;
     anyhow::ensure!(args.records >= 1, "--records must be at least 1");
+    let load_at_start = load_average();
     let config = broker_config()?;
     println!(
         "peers: {} records of ~{} bytes on {} partitions, engines {:?}, workloads {:?}, commit every {} ms, broker {}",
@@ -1157,18 +1188,29 @@ fn main() -> anyhow::Result<()> {
     let input = unique("peers-input");
     runtime.block_on(create_topic(&config, &input, args.partitions))?;
     let expected = preload(&config, &input, &args)?;
+    create_offsets_topic(&config, &input)?;
     let log_dir = std::env::temp_dir().join(unique("peers-logs"));
     std::fs::create_dir_all(&log_dir)?;
     tracing::info!(dir = %log_dir.display(), "engine logs");
 
     let mut results = Vec::new();
-    for &workload in &args.workloads {
-        for &engine in &args.engines {
+    for (w, &workload) in args.workloads.iter().enumerate() {
+        // The engine that runs first rotates, so that none always meets a broker that
+        // has just taken the others' (or the preload's) writes.
+        for k in 0..args.engines.len() {
+            let engine = args.engines[(w + k) % args.engines.len()];
             results.push(run_one(
                 &config, &args, engine, workload, &input, &expected, &log_dir,
             )?);
         }
     }
+    // Reported in the order asked for.
+    results.sort_by_key(|r| {
+        (
+            args.workloads.iter().position(|&w| w == r.workload),
+            args.engines.iter().position(|&e| e == r.engine),
+        )
+    });
 
     println!(
         "\n{:<34} {:<14} {:>14} {:>12} {:>10} {:>8}  output",
@@ -1209,14 +1251,16 @@ fn main() -> anyhow::Result<()> {
         println!("{line}");
     }
 
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let context = format!(
-        "{} CPU(s), load average at the end `{}`.",
+        "Command: `{}`. {} CPU(s); load average (1, 5, 15 min) at the start `{load_at_start}`, at the end `{}`{}.",
+        std::env::args().skip(1).fold("peers".to_owned(), |c, a| c + " " + &a),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average(),
+        if args.records < 1_000_000 {
+            " (a small input: start-up and commit timing weigh on the figures; the full run is `bash scripts/bench.sh peers` on a quiet machine)"
+        } else {
+            ""
+        }
     );
     std::fs::create_dir_all(&args.out_dir)?;
     let mut md = markdown(&results, &args, &expected, &context);
