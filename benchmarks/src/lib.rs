@@ -2,6 +2,7 @@
 //! timing and ratio reporting, and the raw rdkafka consume->produce passthrough the
 //! streams benchmarks compare against.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +10,10 @@ use std::time::{Duration, Instant};
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use kafka_client::rdkafka::client::{ClientContext, DefaultClientContext};
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
-use kafka_client::rdkafka::message::DeliveryResult;
+use kafka_client::rdkafka::message::{BorrowedMessage, DeliveryResult};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
-use kafka_client::rdkafka::Message;
+use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 
 /// The broker under test: `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/bench.sh`).
@@ -511,4 +512,141 @@ pub fn words(line: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect()
+}
+
+/// The producer that fills a benchmark's input topic once (the streams producer's
+/// partitioner, `linger.ms=5`), counting acknowledged records.
+pub struct Preloader {
+    producer: BaseProducer<Counting>,
+    delivered: Arc<AtomicU64>,
+    sent: u64,
+    started: Instant,
+}
+
+impl Preloader {
+    /// A producer for `config`'s broker.
+    pub fn new(config: &ClientConfig) -> anyhow::Result<Self> {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let producer = streams_producer_settings(config)
+            .set("linger.ms", "5")
+            .to_rdkafka()
+            .create_with_context(Counting(delivered.clone()))?;
+        Ok(Preloader {
+            producer,
+            delivered,
+            sent: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Sends one record (waiting while the local queue is full).
+    pub fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) -> anyhow::Result<()> {
+        send_blocking(&self.producer, record)?;
+        if self.sent.is_multiple_of(1000) {
+            self.producer.poll(Duration::ZERO);
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Records sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Waits until every record sent is acknowledged; returns the time since
+    /// [`Preloader::new`].
+    pub fn finish(self) -> anyhow::Result<Duration> {
+        self.producer.flush(Duration::from_secs(300))?;
+        let acked = self.delivered.load(Ordering::Relaxed);
+        anyhow::ensure!(
+            acked == self.sent,
+            "only {acked} of {} input records were acknowledged",
+            self.sent
+        );
+        Ok(self.started.elapsed())
+    }
+}
+
+/// A consumer of a fresh group that never commits (nor joins the group unless it
+/// subscribes): for reading topics and looking up offsets.
+pub fn probe_consumer(config: &ClientConfig, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(config
+        .clone()
+        .group_id(group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .to_rdkafka()
+        .create()?)
+}
+
+/// All of a topic, up to the high watermarks looked up when this was made.
+pub struct TopicToEnd {
+    consumer: BaseConsumer,
+    topic: String,
+    /// Partitions with records, from their low watermark.
+    start: TopicPartitionList,
+    /// The high watermark of each partition still to be read.
+    ends: HashMap<i32, i64>,
+}
+
+impl TopicToEnd {
+    /// Looks up the watermarks of `topic`'s `partitions` for a consumer of a fresh
+    /// group named after `group_prefix`.
+    pub fn new(
+        config: &ClientConfig,
+        group_prefix: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<Self> {
+        let consumer = probe_consumer(config, &unique(group_prefix))?;
+        let mut ends = HashMap::new();
+        let mut start = TopicPartitionList::new();
+        for p in 0..partitions {
+            let (low, high) = watermarks(&consumer, topic, p)?;
+            if high > low {
+                ends.insert(p, high);
+                start.add_partition_offset(topic, p, Offset::Offset(low))?;
+            }
+        }
+        Ok(TopicToEnd {
+            consumer,
+            topic: topic.to_owned(),
+            start,
+            ends,
+        })
+    }
+
+    /// Assigns the partitions and hands every record up to the watermarks to
+    /// `on_record`, until then or `deadline`; returns the records read.
+    pub fn read(
+        mut self,
+        deadline: Instant,
+        mut on_record: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        self.consumer.assign(&self.start)?;
+        let mut records = 0_u64;
+        while !self.ends.is_empty() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "reading {} timed out after {records} records; partitions left (to their high watermarks): {:?}",
+                self.topic,
+                self.ends
+            );
+            let Some(message) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message?;
+            records += 1;
+            if self
+                .ends
+                .get(&message.partition())
+                .is_some_and(|&end| message.offset() + 1 >= end)
+            {
+                self.ends.remove(&message.partition());
+            }
+            on_record(&message)?;
+        }
+        Ok(records)
+    }
 }

@@ -62,8 +62,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// jemalloc serves every allocation of our engine's process, librdkafka's and
@@ -74,11 +72,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, send_blocking, sentence, streams_producer_settings,
-    unique, vocabulary, watermarks, words, Counting, Rng,
+    broker_config, create_topic, init_tracing, probe_consumer, sentence, unique, vocabulary, words,
+    Preloader, Rng, TopicToEnd,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::rdkafka::producer::BaseRecord;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::serde::{BigEndian, OptionSerde};
 use kafka_client::ClientConfig;
@@ -380,12 +378,7 @@ fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result
     )? - 3_600_000;
     let mut rng = Rng(args.seed);
     let vocabulary = vocabulary(args.vocabulary, &mut rng);
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .set("linger.ms", "5")
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let started = Instant::now();
+    let mut preloader = Preloader::new(config)?;
     let mut expected = Expected {
         records: args.records,
         ..Expected::default()
@@ -410,35 +403,25 @@ fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result
             .window_counts
             .entry((key.clone(), timestamp - timestamp.rem_euclid(1000)))
             .or_default() += 1;
-        send_blocking(
-            &producer,
+        preloader.send(
             BaseRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(line.as_bytes())
                 .timestamp(timestamp),
         )?;
-        if i.is_multiple_of(1000) {
-            producer.poll(Duration::ZERO);
-        }
         if last_log.elapsed() >= Duration::from_secs(5) {
             tracing::info!(produced = i, of = args.records, "preloading the input");
             last_log = Instant::now();
         }
     }
-    producer.flush(Duration::from_secs(300))?;
-    let acked = delivered.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        acked == args.records,
-        "only {acked} of {} input records were acknowledged",
-        args.records
-    );
+    let secs = preloader.finish()?.as_secs_f64();
     tracing::info!(
         topic,
         records = args.records,
         words = expected.words,
         distinct_words = expected.word_counts.len(),
         windows = expected.window_counts.len(),
-        secs = started.elapsed().as_secs_f64(),
+        secs,
         "input topic filled"
     );
     Ok(expected)
@@ -448,12 +431,7 @@ fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result
 /// `__consumer_offsets` topic (50 partitions, seconds on a fresh broker) before the
 /// first engine starts, rather than during that engine's run.
 fn create_offsets_topic(config: &ClientConfig, input: &str) -> anyhow::Result<()> {
-    let consumer: BaseConsumer = config
-        .clone()
-        .group_id(unique("peers-warm-up"))
-        .set("enable.auto.commit", "false")
-        .to_rdkafka()
-        .create()?;
+    let consumer = probe_consumer(config, &unique("peers-warm-up"))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(input, 0, Offset::Offset(0))?;
     consumer.commit(&tpl, kafka_client::rdkafka::consumer::CommitMode::Sync)?;
@@ -534,12 +512,7 @@ impl Progress {
     ) -> anyhow::Result<Self> {
         let probe: BaseConsumer = config.to_rdkafka().create()?;
         // Never subscribes, so it never joins the group: it only reads its offsets.
-        let group_probe: BaseConsumer = config
-            .clone()
-            .group_id(group)
-            .set("enable.auto.commit", "false")
-            .to_rdkafka()
-            .create()?;
+        let group_probe = probe_consumer(config, group)?;
         let mut sources = TopicPartitionList::new();
         for p in 0..partitions {
             sources.add_partition(input, p);
@@ -822,22 +795,7 @@ impl Outcome {
         engine: Engine,
         workload: Workload,
     ) -> anyhow::Result<Outcome> {
-        let consumer: BaseConsumer = config
-            .clone()
-            .group_id(unique("peers-check"))
-            .set("enable.auto.commit", "false")
-            .to_rdkafka()
-            .create()?;
-        let mut ends = HashMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            let (low, high) = watermarks(&consumer, output, p)?;
-            if high > low {
-                ends.insert(p, high);
-                tpl.add_partition_offset(output, p, Offset::Offset(low))?;
-            }
-        }
-        consumer.assign(&tpl)?;
+        let to_end = TopicToEnd::new(config, "peers-check", output, partitions)?;
         let mut outcome = match workload {
             Workload::Stateless => Outcome::Records {
                 count: 0,
@@ -846,22 +804,7 @@ impl Outcome {
             Workload::WordCount => Outcome::WordCounts(HashMap::new()),
             Workload::TumblingCount => Outcome::WindowCounts(HashMap::new()),
         };
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while !ends.is_empty() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "reading {output} timed out; partitions left: {ends:?}"
-            );
-            let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let message = message?;
-            if ends
-                .get(&message.partition())
-                .is_some_and(|&end| message.offset() + 1 >= end)
-            {
-                ends.remove(&message.partition());
-            }
+        to_end.read(Instant::now() + Duration::from_secs(600), |message| {
             outcome
                 .add(
                     engine,
@@ -874,8 +817,8 @@ impl Outcome {
                         message.partition(),
                         message.offset()
                     )
-                })?;
-        }
+                })
+        })?;
         Ok(outcome)
     }
 
@@ -1212,44 +1155,7 @@ fn main() -> anyhow::Result<()> {
         )
     });
 
-    println!(
-        "\n{:<34} {:<14} {:>14} {:>12} {:>10} {:>8}  output",
-        "workload", "engine", "records/s", "CPU s/1M", "RSS MiB", "run s"
-    );
-    for r in &results {
-        println!(
-            "{:<34} {:<14} {:>14.0} {:>12.2} {:>10.0} {:>8.1}  {} {}{}",
-            r.workload.description(),
-            r.engine.name(),
-            r.steady_rate,
-            r.steady_cpu_per_million,
-            r.peak_rss as f64 / (1 << 20) as f64,
-            r.total_secs,
-            if r.check.ok { "correct:" } else { "WRONG:" },
-            r.check.detail,
-            if r.whole_run {
-                " (whole run: too short for a steady state)"
-            } else {
-                ""
-            }
-        );
-    }
-    println!("\nours / peer:");
-    for line in ratio_lines(&results) {
-        println!(
-            "{:<34} vs {:<14} throughput {:>6.2}x   CPU/record {:>5.2}x   RSS {:>5.2}x   {}",
-            line.workload.description(),
-            line.peer.name(),
-            line.throughput,
-            line.cpu,
-            line.rss,
-            line.verdict
-        );
-    }
     let agreement = cross_check(&results, &args.workloads);
-    for line in &agreement {
-        println!("{line}");
-    }
 
     let context = format!(
         "Command: `{}`. {} CPU(s); load average (1, 5, 15 min) at the start `{load_at_start}`, at the end `{}`{}.",
@@ -1267,6 +1173,7 @@ fn main() -> anyhow::Result<()> {
     md.push_str("\nCross-check of the engines' results: ");
     md.push_str(&agreement.join("; "));
     md.push('\n');
+    println!("\n{md}");
     let md_path = args.out_dir.join("peers.md");
     std::fs::write(&md_path, md)?;
     let png = chart(&results, &args)?;
