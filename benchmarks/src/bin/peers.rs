@@ -27,22 +27,25 @@
 //!   JVM heap, Quix's serializers, ...).
 //!
 //! Measures, per engine and workload:
-//! - progress: the engine's consumer group's committed offsets over its source topics
-//!   (the input, and for the word count its repartition topic: each input record and
-//!   each repartitioned word is one unit of work), sampled every 50 ms. Every engine
-//!   commits only what it has processed and flushed, at the same interval, so this is
-//!   the same measure for all three, whatever they emit in between (Kafka Streams'
-//!   cache folds updates, Quix emits each one);
-//! - steady-state records/s: input records per second between the first commit seen
-//!   and the last one before the end (start-up, and the wait for the commit after the
-//!   last record, left out). Runs too short to show two commits in between fall back
-//!   to the whole run, and say so;
+//! - progress, sampled every 50 ms, measured the same way for the three engines:
+//!   - stateless: the output topic's records (every engine writes one per input record
+//!     kept, none holds them back), as `streams_throughput` times its runs;
+//!   - stateful: the engine's consumer group's committed offsets over its source
+//!     topics (the input, and for the word count its repartition topic: each input
+//!     record and each repartitioned word is one unit of work). Every engine commits
+//!     only what it has processed and flushed, at the same interval, whatever it emits
+//!     in between (Kafka Streams' cache folds updates, Quix emits each one);
+//! - steady-state records/s: input records per second between the first progress seen
+//!   and the last before the end (start-up, and for the stateful workloads the wait
+//!   for the commit after the last record, left out). Runs too short to show progress
+//!   in between (one commit interval or less) fall back to the whole run, and say so;
 //! - CPU seconds per million input records: the child's user + system time
 //!   (`/proc/<pid>/stat`, all its threads) over the same interval;
 //! - peak RSS: the child's `VmHWM` when its work is done (start-up included: the JVM's
 //!   in-memory compilation of the source file, Python's imports).
 //!
-//! The run ends when the committed offsets cover every source record; the child is
+//! The run ends when the output holds every record (stateless) or the committed
+//! offsets cover every source record (stateful); the child is
 //! then killed and its output topic read back and checked against the result computed
 //! from the generated input (the same records and digest for the stateless pipeline,
 //! the same final count per word, the same final count per key and window). The
@@ -72,8 +75,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, probe_consumer, sentence, unique, vocabulary, words,
-    Preloader, Rng, TopicToEnd,
+    broker_config, create_topic, init_tracing, probe_consumer, records_in, sentence, unique,
+    vocabulary, words, Preloader, Rng, TopicToEnd,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::producer::BaseRecord;
@@ -486,17 +489,21 @@ fn clock_ticks() -> f64 {
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     at: Instant,
-    /// Committed source records (input + repartitioned).
-    committed: u64,
+    /// Units of work done (see [`Progress`]).
+    units: u64,
     cpu: f64,
 }
 
-/// The committed offsets of `group` over its source topics.
+/// How far an engine is: its output records where every engine writes one per input
+/// record kept (the stateless pipeline), otherwise the committed offsets of its group
+/// over its source topics.
 struct Progress {
     probe: BaseConsumer,
     group_probe: BaseConsumer,
     group: String,
     sources: TopicPartitionList,
+    /// The output topic and its partitions, when its records measure the progress.
+    output: Option<(String, i32)>,
     /// Source topics still to be found (the word count's repartition topic, which the
     /// engine creates): any topic whose name holds the group id and "repartition".
     repartition_pending: bool,
@@ -507,6 +514,7 @@ impl Progress {
         config: &ClientConfig,
         group: &str,
         input: &str,
+        output: &str,
         partitions: i32,
         workload: Workload,
     ) -> anyhow::Result<Self> {
@@ -522,11 +530,16 @@ impl Progress {
             group_probe,
             group: group.to_owned(),
             sources,
+            output: (workload == Workload::Stateless).then(|| (output.to_owned(), partitions)),
             repartition_pending: workload == Workload::WordCount,
         })
     }
 
-    fn committed(&mut self) -> anyhow::Result<u64> {
+    /// Units of work done: output records, or source records committed.
+    fn units(&mut self) -> anyhow::Result<u64> {
+        if let Some((output, partitions)) = &self.output {
+            return records_in(&self.probe, output, *partitions);
+        }
         if self.repartition_pending {
             let metadata = self.probe.fetch_metadata(None, Duration::from_secs(10))?;
             if let Some(topic) = metadata
@@ -610,13 +623,20 @@ fn run_one(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let mut progress = Progress::new(config, &app.group, input, args.partitions, workload)?;
-    let total = expected.records
-        + if workload == Workload::WordCount {
-            expected.words
-        } else {
-            0
-        };
+    let mut progress = Progress::new(
+        config,
+        &app.group,
+        input,
+        &output,
+        args.partitions,
+        workload,
+    )?;
+    // Units of work in the whole run (see `Progress`).
+    let total = match workload {
+        Workload::Stateless => expected.kept,
+        Workload::WordCount => expected.records + expected.words,
+        Workload::TumblingCount => expected.records,
+    };
     let ticks = clock_ticks();
     tracing::info!(engine = engine.name(), workload = workload.name(), log = %log_path.display(), "starting");
     let spawned = Instant::now();
@@ -640,21 +660,21 @@ fn run_one(
                 tail(&log_path)
             );
         }
-        let committed = progress.committed()?;
+        let units = progress.units()?;
         let sample = Sample {
             at: Instant::now(),
-            committed,
+            units,
             cpu: cpu_seconds(pid, ticks)?,
         };
-        if samples.last().is_none_or(|s| s.committed != committed) {
+        if samples.last().is_none_or(|s| s.units != units) {
             samples.push(sample);
         }
-        if committed >= total && !progress.repartition_pending {
+        if units >= total && !progress.repartition_pending {
             break sample;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{} timed out on {}: {committed} of {total} source records committed; log: {}",
+            "{} timed out on {}: {units} of {total} units of work done; log: {}",
             engine.name(),
             workload.name(),
             log_path.display()
@@ -663,7 +683,7 @@ fn run_one(
             tracing::info!(
                 engine = engine.name(),
                 workload = workload.name(),
-                committed,
+                units,
                 of = total,
                 cpu_secs = sample.cpu,
                 "running"
@@ -675,17 +695,17 @@ fn run_one(
     let peak_rss = peak_rss_bytes(pid)?;
     drop(child);
 
-    // Steady state: from the first commit to the last one before the end, in input
-    // records (the source records committed, scaled to the input's share of them).
+    // Steady state: from the first unit of work seen to the last one before the end,
+    // in input records (the units scaled to the input's share of them).
     let per_input = expected.records as f64 / total as f64;
     let interior: Vec<&Sample> = samples
         .iter()
-        .filter(|s| s.committed > 0 && s.committed < total)
+        .filter(|s| s.units > 0 && s.units < total)
         .collect();
     let (steady_rate, steady_cpu_per_million, whole_run) = match (interior.first(), interior.last())
     {
-        (Some(a), Some(b)) if b.committed > a.committed && b.at > a.at => {
-            let records = (b.committed - a.committed) as f64 * per_input;
+        (Some(a), Some(b)) if b.units > a.units && b.at > a.at => {
+            let records = (b.units - a.units) as f64 * per_input;
             (
                 records / (b.at - a.at).as_secs_f64(),
                 (b.cpu - a.cpu) / records * 1e6,
@@ -696,7 +716,7 @@ fn run_one(
             tracing::warn!(
                 engine = engine.name(),
                 workload = workload.name(),
-                "fewer than two commits before the end: steady figures are the whole run's (use more --records)"
+                "no progress seen between the start and the end: steady figures are the whole run's (use more --records)"
             );
             (
                 expected.records as f64 / (done.at - spawned).as_secs_f64(),
@@ -981,7 +1001,7 @@ fn markdown(results: &[Measured], args: &RunArgs, expected: &Expected, context: 
             line.verdict
         ));
     }
-    md.push_str("\nSteady state: input records per second between the first and the last commit before the end (the engines' committed offsets over their source topics, input and repartition, sampled every 50 ms); CPU: the process's user + system time over the same interval; peak RSS: VmHWM of the process (start-up included). The whole run runs from process start to the commit that covers every record.\n");
+    md.push_str("\nSteady state: input records per second between the first progress seen and the last before the end, sampled every 50 ms: for the stateless pipeline the output topic's records (one per input record kept, in every engine); for the stateful ones the engines' committed offsets over their source topics (input and repartition), as each engine commits only what it has processed and flushed. CPU: the process's user + system time over the same interval; peak RSS: VmHWM of the process (start-up included). The whole run runs from process start to the end (output complete, or the commit that covers every record).\n");
     md
 }
 
