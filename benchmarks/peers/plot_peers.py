@@ -41,9 +41,14 @@ def main():
         ax.set_xticks(range(len(workloads)))
         ax.set_xticklabels(workloads, rotation=15, fontsize=8)
         ax.margins(y=0.25)
-    axes[0].legend()
-    fig.suptitle("kafka-streams (ours) vs Kafka Streams vs Quix Streams, same broker and input (log scale)")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(engines))
+    fig.suptitle(
+        "kafka-streams (ours) vs Kafka Streams vs Quix Streams, same broker and input (log scale)",
+        x=0.01,
+        ha="left",
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(target, dpi=110)
 
 
