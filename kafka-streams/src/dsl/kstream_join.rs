@@ -515,12 +515,14 @@ impl JoinNames {
             true => "-outer-other-join",
             false => "-other-join",
         };
-        let mut named_or = |suffix: &str, prefix: &str| match name {
-            Some(n) => format!("{n}{suffix}"),
-            None => inner.new_name(prefix),
+        // Kafka generates every name, given one or not, so that later generated names
+        // keep their numbers.
+        let named_or = |inner: &mut BuilderInner, suffix: &str, prefix: &str| {
+            let generated = inner.new_name(prefix);
+            name.map_or(generated, |n| format!("{n}{suffix}"))
         };
-        let this_windowed = named_or("-this-windowed", "KSTREAM-WINDOWED-");
-        let other_windowed = named_or("-other-windowed", "KSTREAM-WINDOWED-");
+        let this_windowed = named_or(inner, "-this-windowed", "KSTREAM-WINDOWED-");
+        let other_windowed = named_or(inner, "-other-windowed", "KSTREAM-WINDOWED-");
         let this_prefix = match kind.right_outer {
             true => "KSTREAM-OUTERTHIS-",
             false => "KSTREAM-JOINTHIS-",
@@ -532,10 +534,7 @@ impl JoinNames {
         // Always generated: the stores are named after them.
         let this_generated = inner.new_name(this_prefix);
         let other_generated = inner.new_name(other_prefix);
-        let merge = match name {
-            Some(n) => format!("{n}-merge"),
-            None => inner.new_name("KSTREAM-MERGE-"),
-        };
+        let merge = named_or(inner, "-merge", "KSTREAM-MERGE-");
         let store_name = stream_joined.store_name.as_deref();
         let (this_store, other_store) = match store_name {
             Some(s) => (
