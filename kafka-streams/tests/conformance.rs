@@ -364,21 +364,11 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let mut config = StreamsConfig::new(
-        format!("conformance-{}", scenario.name),
-        ClientConfig::new("unused:9092"),
+    let driver = driver_with_emit_interval(
+        scenario,
+        topology,
+        "__emit.interval.ms.kstreams.windowed.aggregation__",
     );
-    if let Some(interval) = scenario.params.get("emit-interval") {
-        // The driver sets it to 0 unless configured, as Kafka's does.
-        config = config
-            .set(
-                "__emit.interval.ms.kstreams.windowed.aggregation__",
-                interval,
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    }
-    let driver = TopologyTestDriver::with_config(topology, config)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
     read_windowed_output(scenario, &driver, size, out);
 }
@@ -648,20 +638,11 @@ fn stream_join(scenario: &Scenario, out: &mut Vec<String>) {
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let mut config = StreamsConfig::new(
-        format!("conformance-{}", scenario.name),
-        ClientConfig::new("unused:9092"),
+    let driver = driver_with_emit_interval(
+        scenario,
+        topology,
+        "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__",
     );
-    if let Some(interval) = scenario.params.get("emit-interval") {
-        config = config
-            .set(
-                "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__",
-                interval,
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    }
-    let driver = TopologyTestDriver::with_config(topology, config)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let left_input =
         driver.create_input_topic_with::<String, String>("left", StringSerde, StringSerde);
     let right_input =
@@ -711,6 +692,27 @@ fn stream_join(scenario: &Scenario, out: &mut Vec<String>) {
             ],
         );
     }
+}
+
+/// A test driver for `topology`, with the scenario's `emit-interval` parameter, if
+/// any, as the internal config `key` (the driver sets it to 0 unless configured, as
+/// Kafka's does).
+fn driver_with_emit_interval(
+    scenario: &Scenario,
+    topology: kafka_streams::topology::Topology,
+    key: &str,
+) -> TopologyTestDriver {
+    let mut config = StreamsConfig::new(
+        format!("conformance-{}", scenario.name),
+        ClientConfig::new("unused:9092"),
+    );
+    if let Some(interval) = scenario.params.get("emit-interval") {
+        config = config
+            .set(key, interval)
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    TopologyTestDriver::with_config(topology, config)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
 }
 
 /// Our output for every scenario, in the harness's line format.

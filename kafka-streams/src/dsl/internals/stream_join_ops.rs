@@ -398,10 +398,13 @@ where
         let now = ctx.current_system_time_ms();
         let interval = ctx.outer_join_emit_interval_ms();
         let mut tracker = self.tracker()?;
+        // Wrapping as Kafka's `long` arithmetic does: with nothing known to wait
+        // (`min_time` at its maximum, after a restart or an empty scan) the sum
+        // overflows, so the store is looked at, throttled by the interval only.
         if tracker
             .min_time
-            .saturating_add(join_after_ms)
-            .saturating_add(grace_ms)
+            .wrapping_add(join_after_ms)
+            .wrapping_add(grace_ms)
             >= tracker.stream_time
         {
             return Ok(());
