@@ -302,16 +302,31 @@ pub fn raw_passthrough(
     expected: u64,
     timeout: Duration,
 ) -> anyhow::Result<Timings> {
+    raw_passthrough_of(config, &[input], output, partitions, expected, timeout)
+}
+
+/// [`raw_passthrough`] reading several input topics (one consumer subscribed to all):
+/// `expected` counts the records of all of them.
+pub fn raw_passthrough_of(
+    config: &ClientConfig,
+    inputs: &[&str],
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let deadline = started + timeout;
     let probe: BaseConsumer = config.to_rdkafka().create()?;
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
     let worker = {
-        let (config, input, output) = (config.clone(), input.to_owned(), output.to_owned());
+        let (config, output) = (config.clone(), output.to_owned());
+        let inputs: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
         let (stop, failed) = (stop.clone(), failed.clone());
         std::thread::spawn(move || {
-            let result = passthrough_loop(&config, &input, &output, expected, deadline, &stop);
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let result = passthrough_loop(&config, &inputs, &output, expected, deadline, &stop);
             failed.store(result.is_err(), Ordering::Relaxed);
             result
         })
@@ -377,7 +392,7 @@ impl RawClients {
 /// acknowledged (or `stop`).
 fn passthrough_loop(
     config: &ClientConfig,
-    input: &str,
+    inputs: &[&str],
     output: &str,
     expected: u64,
     deadline: Instant,
@@ -388,7 +403,7 @@ fn passthrough_loop(
         delivered,
         consumer,
     } = RawClients::new(config, "bench-raw-passthrough")?;
-    consumer.subscribe(&[input])?;
+    consumer.subscribe(inputs)?;
     let mut consumed = 0_u64;
     while delivered.load(Ordering::Relaxed) < expected && !stop.load(Ordering::Relaxed) {
         anyhow::ensure!(

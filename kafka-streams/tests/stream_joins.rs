@@ -166,6 +166,41 @@ fn a_self_join_is_described_as_kafka_describes_it() -> R {
     Ok(())
 }
 
+/// A self-join after a key change repartitions once, both sides reading the one
+/// repartition topic, with Kafka's numbers for the join's nodes (Kafka 4.1.1's
+/// description of the same calls without the unused `right` source has
+/// `KSTREAM-WINDOWED-0000000008` and `-0000000009` below its repartition source).
+#[test]
+fn a_rekeyed_self_join_repartitions_once() -> R {
+    let builder = StreamsBuilder::new();
+    let (left, _) = inputs(&builder);
+    let rekeyed = left.select_key(|_, v: &String| v.clone());
+    rekeyed.join(&rekeyed, concat, windows()).to("out");
+    let topology = builder.build()?;
+    let internal: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    assert_eq!(
+        internal,
+        vec!["KSTREAM-KEY-SELECT-0000000002-repartition".to_owned()]
+    );
+    let text = topology.describe().to_string();
+    assert!(
+        text.contains(
+            "Source: KSTREAM-KEY-SELECT-0000000002-repartition-source (topics: [KSTREAM-KEY-SELECT-0000000002-repartition])
+      --> KSTREAM-WINDOWED-0000000009, KSTREAM-WINDOWED-0000000010"
+        ),
+        "{text}"
+    );
+    let driver = TopologyTestDriver::new(topology)?;
+    let input = driver.create_input_topic_with::<String, String>("left", StringSerde, StringSerde);
+    input.pipe_input_at("x".into(), "a".into(), 100)?;
+    let out = driver.create_output_topic_with::<String, String>("out", StringSerde, StringSerde);
+    assert_eq!(
+        out.read_key_values_to_list()?,
+        vec![("a".to_owned(), "aa".to_owned())]
+    );
+    Ok(())
+}
+
 /// A key change before a join: the re-keyed side goes through a repartition topic
 /// (named after the key-changing node, as in Kafka) sized like the other side's topic,
 /// and the join's nodes carry Kafka's numbers. (This library's repartition has no

@@ -332,11 +332,29 @@ impl<K: Data, V: Data> KStream<K, V> {
             serdes.key.clone(),
             serdes.value.clone(),
         );
-        let other = other.repartition_for_join(
-            name.as_ref().map(|n| format!("{n}-right")),
-            serdes.key.clone(),
-            serdes.other_value.clone(),
-        );
+        let other = match Arc::ptr_eq(&self.builder, &other.builder)
+            && other.node == self.node
+            && self.repartition_required()
+        {
+            // A self-join after a key change: as Kafka, both sides read the one
+            // repartition topic (a stream's repartition node is made once), though the
+            // second repartition still uses up its three names.
+            true => {
+                burn_repartition_names(&mut lock(&self.builder));
+                KStream::new(
+                    self.builder.clone(),
+                    this.node,
+                    Some(serdes.key.clone()),
+                    Some(serdes.other_value.clone()),
+                    false,
+                )
+            }
+            false => other.repartition_for_join(
+                name.as_ref().map(|n| format!("{n}-right")),
+                serdes.key.clone(),
+                serdes.other_value.clone(),
+            ),
+        };
 
         let mut inner = lock(&self.builder);
         let names = JoinNames::new(&mut inner, &stream_joined, kind);
@@ -456,12 +474,19 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
         let name = {
             let mut inner = lock(&self.builder);
-            for prefix in ["KSTREAM-SINK-", "KSTREAM-FILTER-", "KSTREAM-SOURCE-"] {
-                inner.new_name(prefix);
-            }
+            burn_repartition_names(&mut inner);
             name.unwrap_or_else(|| inner.graph.node_name(self.node).to_owned())
         };
         self.repartition_if_required(Some(name), key, value)
+    }
+}
+
+/// Uses up the three generated names of Kafka's repartition (its sink, null-key filter
+/// and source), which this library's repartition does not use, so that later
+/// generated names carry Kafka's numbers.
+fn burn_repartition_names(inner: &mut BuilderInner) {
+    for prefix in ["KSTREAM-SINK-", "KSTREAM-FILTER-", "KSTREAM-SOURCE-"] {
+        inner.new_name(prefix);
     }
 }
 

@@ -592,3 +592,56 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kafka_client::serde::{Deserializer, MessageField, SerdeContext, Serializer, StringSerde};
+    use kafka_client::Headers;
+
+    use super::*;
+
+    #[test]
+    fn outer_join_keys_sort_by_time_then_side_and_values_round_trip() {
+        let headers = Headers::new();
+        let ctx = SerdeContext::new("changelog", MessageField::Key, &headers);
+        let keys = TimestampedKeyAndJoinSideSerde(Arc::new(StringSerde) as SharedSerde<String>);
+        let bytes = |timestamp: i64, left: bool, key: &str| {
+            let key = TimestampedKeyAndJoinSide {
+                timestamp,
+                left,
+                key: key.to_owned(),
+            };
+            keys.serialize(&key, &ctx).unwrap().unwrap()
+        };
+        // Kafka's order: timestamp, then right (0) before left (1), then key bytes.
+        let ordered = [
+            bytes(5, false, "b"),
+            bytes(5, true, "a"),
+            bytes(6, false, "a"),
+            bytes(256, true, "a"),
+        ];
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+        let read = keys.deserialize(Some(&ordered[1]), &ctx).unwrap();
+        assert_eq!(
+            (read.timestamp, read.left, read.key.as_str()),
+            (5, true, "a")
+        );
+
+        let values = LeftOrRightListSerde {
+            left: Arc::new(StringSerde) as SharedSerde<String>,
+            right: Arc::new(StringSerde) as SharedSerde<String>,
+        };
+        let list = vec![
+            LeftOrRightValue::Left("l".to_owned()),
+            LeftOrRightValue::Right(String::new()),
+            LeftOrRightValue::Left("l2".to_owned()),
+        ];
+        let encoded = values.serialize(&list, &ctx).unwrap().unwrap();
+        assert_eq!(values.deserialize(Some(&encoded), &ctx).unwrap(), list);
+        assert!(values
+            .deserialize(Some(&encoded[..encoded.len() - 1]), &ctx)
+            .is_err());
+    }
+}
