@@ -442,3 +442,63 @@ fn passthrough_loop(
     producer.flush(Duration::from_secs(30))?;
     Ok(())
 }
+
+/// A state directory under the system temp dir, fresh (`prefix` made unique) and
+/// removed when dropped.
+pub struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    /// A new, not yet created, directory named after `prefix`.
+    pub fn fresh(prefix: &str) -> Self {
+        StateDir(std::env::temp_dir().join(unique(prefix)))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
+            }
+        }
+    }
+}
+
+/// [`watch_output`] for a started streams app, failing early if the app fails, then
+/// closes the app (whatever the outcome).
+#[allow(clippy::too_many_arguments)]
+pub fn watch_streams_output(
+    streams: &kafka_streams::runtime::KafkaStreams,
+    probe: &BaseConsumer,
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    started: Instant,
+    deadline: Instant,
+) -> anyhow::Result<Timings> {
+    let result = watch_output(
+        probe,
+        output,
+        partitions,
+        expected,
+        started,
+        deadline,
+        || {
+            anyhow::ensure!(
+                streams.state() != kafka_streams::runtime::State::Error,
+                "the streams app failed: {:?}",
+                streams.error()
+            );
+            Ok(())
+        },
+    );
+    if !streams.close() {
+        tracing::warn!("the streams app did not close within the timeout");
+    }
+    result
+}

@@ -27,7 +27,6 @@
 //! bash scripts/bench.sh streams_joins -- --records 500000 --rounds 3
 //! ```
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,13 +38,13 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough_of, send_blocking,
-    streams_producer_settings, unique, watch_output, Counting, Rate, Timings,
+    streams_producer_settings, unique, watch_streams_output, Counting, Rate, StateDir, Timings,
 };
 use kafka_client::rdkafka::consumer::BaseConsumer;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::{JoinWindows, StreamsBuilder};
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 #[derive(Parser, Debug, Clone)]
 struct Args {
@@ -133,29 +132,6 @@ fn pre_produce(config: &ClientConfig, left: &str, right: &str, args: &Args) -> a
     Ok(())
 }
 
-/// A state dir removed when dropped.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn fresh() -> Self {
-        StateDir(std::env::temp_dir().join(unique("bench-joins-state")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
-            }
-        }
-    }
-}
-
 /// A join case: a streams app over the two inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
@@ -231,7 +207,7 @@ fn join_run(
 ) -> anyhow::Result<Timings> {
     let builder = StreamsBuilder::new();
     case.build(&builder, left, right, output, args)?;
-    let state_dir = StateDir::fresh();
+    let state_dir = StateDir::fresh("bench-joins-state");
     let mut streams_config = StreamsConfig::new(unique("bench-joins"), config.clone())
         .num_stream_threads(args.threads)
         .state_dir(state_dir.path());
@@ -243,25 +219,15 @@ fn join_run(
     let expected = case.expected_outputs(args);
     let started = Instant::now();
     streams.start()?;
-    let result = watch_output(
+    let result = watch_streams_output(
+        &streams,
         &probe,
         output,
         args.partitions,
         expected,
         started,
         started + timeout,
-        || {
-            anyhow::ensure!(
-                streams.state() != State::Error,
-                "the streams app failed: {:?}",
-                streams.error()
-            );
-            Ok(())
-        },
     );
-    if !streams.close() {
-        tracing::warn!("the streams app did not close within the timeout");
-    }
     let metrics = streams.metrics();
     tracing::info!(
         case = case.name(),

@@ -56,7 +56,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -72,7 +72,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
-    send_blocking, streams_producer_settings, unique, Counting, Rate, RawClients, Timings,
+    send_blocking, streams_producer_settings, unique, Counting, Rate, RawClients, StateDir,
+    Timings,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
@@ -282,29 +283,6 @@ fn word_count_topology(input: &str, output: &str, caching: bool) -> anyhow::Resu
     Ok(builder.build()?)
 }
 
-/// A state dir removed when dropped.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn fresh() -> Self {
-        StateDir(std::env::temp_dir().join(unique("bench-streams-state")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
-            }
-        }
-    }
-}
-
 /// What one streams instance needs.
 struct App<'a> {
     config: &'a ClientConfig,
@@ -500,7 +478,7 @@ impl CountTimings {
 fn word_count(app: &App<'_>, words: u64, caching: bool) -> anyhow::Result<CountTimings> {
     let args = app.args;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let state_dir = StateDir::fresh();
+    let state_dir = StateDir::fresh("bench-streams-state");
     let streams = KafkaStreams::new(
         word_count_topology(app.input, app.output, caching)?,
         app.streams_config(state_dir.path())?
@@ -640,7 +618,7 @@ impl StateRestoreListener for Recorder {
 /// of every changelog partition (first start to last end, by the listener).
 fn restore(app: &App<'_>, changelog_partitions: i32) -> anyhow::Result<Rate> {
     let timeout = Duration::from_secs(app.args.timeout_secs);
-    let state_dir = StateDir::fresh();
+    let state_dir = StateDir::fresh("bench-streams-state");
     let recorder = Recorder::default();
     let streams = KafkaStreams::new(
         word_count_topology(app.input, app.output, false)?,

@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, report, send_blocking,
-    streams_producer_settings, unique, watch_output, Counting, Timings,
+    streams_producer_settings, unique, watch_streams_output, Counting, Timings,
 };
 use kafka_client::rdkafka::consumer::BaseConsumer;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::StreamsBuilder;
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -142,25 +142,9 @@ fn streams_pipeline(
     let started = Instant::now();
     let deadline = started + timeout;
     streams.start()?;
-    let result = watch_output(
-        &probe,
-        output,
-        partitions,
-        expected,
-        started,
-        deadline,
-        || {
-            anyhow::ensure!(
-                streams.state() != State::Error,
-                "the streams app failed: {:?}",
-                streams.error()
-            );
-            Ok(())
-        },
+    let result = watch_streams_output(
+        &streams, &probe, output, partitions, expected, started, deadline,
     );
-    if !streams.close() {
-        tracing::warn!("the streams app did not close within the timeout");
-    }
     let metrics = streams.metrics();
     tracing::info!(
         processed = metrics.processed_records,

@@ -35,7 +35,6 @@
 //! bash scripts/bench.sh streams_windows -- --records 1000000 --rounds 3
 //! ```
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,14 +46,14 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, report, send_blocking,
-    streams_producer_settings, unique, watch_output, Counting, Rate, Timings,
+    streams_producer_settings, unique, watch_streams_output, Counting, Rate, StateDir, Timings,
 };
 use kafka_client::rdkafka::consumer::BaseConsumer;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::serde::{BigEndian, OptionSerde};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::{Materialized, Produced, StreamsBuilder, TimeWindows};
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 /// The windowed counts' store (changelog `<application.id>-window-counts-changelog`).
 const STORE: &str = "window-counts";
@@ -169,29 +168,6 @@ fn pre_produce(config: &ClientConfig, topic: &str, args: &Args) -> anyhow::Resul
     Ok(())
 }
 
-/// A state dir removed when dropped.
-struct StateDir(PathBuf);
-
-impl StateDir {
-    fn fresh() -> Self {
-        StateDir(std::env::temp_dir().join(unique("bench-windows-state")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
-            }
-        }
-    }
-}
-
 /// The sides of a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -250,7 +226,7 @@ fn windowed_count(
             Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
         );
     let topology = builder.build()?;
-    let state_dir = StateDir::fresh();
+    let state_dir = StateDir::fresh("bench-windows-state");
     let mut streams_config = StreamsConfig::new(unique("bench-windows"), config.clone())
         .num_stream_threads(args.threads)
         .state_dir(state_dir.path());
@@ -264,25 +240,15 @@ fn windowed_count(
     let started = Instant::now();
     let deadline = started + timeout;
     streams.start()?;
-    let result = watch_output(
+    let result = watch_streams_output(
+        &streams,
         &probe,
         output,
         args.partitions,
         expected,
         started,
         deadline,
-        || {
-            anyhow::ensure!(
-                streams.state() != State::Error,
-                "the streams app failed: {:?}",
-                streams.error()
-            );
-            Ok(())
-        },
     );
-    if !streams.close() {
-        tracing::warn!("the streams app did not close within the timeout");
-    }
     let metrics = streams.metrics();
     tracing::info!(
         side = side.name(),
