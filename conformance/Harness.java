@@ -504,20 +504,26 @@ public class Harness {
      * A stream-stream join of `left` and `right` (String keys and values):
      * `join` (inner, left or outer) within JoinWindows.ofTimeDifferenceAndGrace(before,
      * grace).after(after), the joiner `<left>+<right>` (`null` for a missing side), or
-     * with `self=true` the stream `left` joined with itself (no `right` lines). Data lines
+     * with `self=true` the stream `left` joined with itself (no `right` lines); with
+     * `rekey=true` the left stream re-keyed by its value up to the first `/`. Data lines
      * `left|right <key> <value> <timestamp>` and `advance-wall-clock <ms>`.
      * → `output key=<k> value=<v> timestamp=<ms>`
      */
     static void streamJoin(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("join", "before", "after", "grace", "self", "emit-interval");
+        scenario.accept("join", "before", "after", "grace", "self", "rekey", "emit-interval");
         final long before = scenario.longParam("before");
         final org.apache.kafka.streams.kstream.JoinWindows windows = org.apache.kafka.streams.kstream.JoinWindows
             .ofTimeDifferenceAndGrace(Duration.ofMillis(before), Duration.ofMillis(scenario.longParam("grace", 0)))
             .after(Duration.ofMillis(scenario.longParam("after", before)));
         final boolean self = scenario.param("self", "false").equals("true");
         final StreamsBuilder builder = new StreamsBuilder();
-        final org.apache.kafka.streams.kstream.KStream<String, String> left =
+        final org.apache.kafka.streams.kstream.KStream<String, String> read =
             builder.stream("left", Consumed.with(Serdes.String(), Serdes.String()));
+        // rekey=true: the left stream keyed by its value up to the first `/` (a
+        // repartition topic before the join, piped through inside the driver).
+        final org.apache.kafka.streams.kstream.KStream<String, String> left = scenario.param("rekey", "false").equals("true")
+            ? read.selectKey((key, value) -> value.substring(0, Math.max(0, value.indexOf('/'))))
+            : read;
         final org.apache.kafka.streams.kstream.KStream<String, String> right =
             self ? left : builder.stream("right", Consumed.with(Serdes.String(), Serdes.String()));
         final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;

@@ -593,12 +593,21 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     read_windowed_output(scenario, &driver, difference, out);
 }
 
-/// A stream-stream join of `left` and `right` (string keys and values), or of `left`
-/// with itself (`self=true`), joined `<left>+<right>` (`null` for a missing side)
+/// A stream-stream join of `left` (re-keyed by its value up to the first `/` with
+/// `rekey=true`) and `right` (string keys and values), or of `left` with itself
+/// (`self=true`), joined `<left>+<right>` (`null` for a missing side)
 /// within `JoinWindows::of_time_difference_and_grace(before, grace).after(after)` →
 /// `output key=<k> value=<v> timestamp=<ms>`.
 fn stream_join(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["join", "before", "after", "grace", "self", "emit-interval"]);
+    scenario.accept(&[
+        "join",
+        "before",
+        "after",
+        "grace",
+        "self",
+        "rekey",
+        "emit-interval",
+    ]);
     let before = scenario.i64_param("before");
     let windows = JoinWindows::of_time_difference_and_grace(
         millis(scenario, before),
@@ -608,8 +617,16 @@ fn stream_join(scenario: &Scenario, out: &mut Vec<String>) {
     .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let self_join = scenario.params.get("self").is_some_and(|s| s == "true");
     let builder = StreamsBuilder::new();
-    let left =
+    let read =
         builder.stream_with::<String, String>("left", Consumed::with(StringSerde, StringSerde));
+    // rekey=true: keyed by the value up to its first `/`, so a repartition topic comes
+    // before the join.
+    let left = match scenario.params.get("rekey").is_some_and(|s| s == "true") {
+        true => {
+            read.select_key(|_, v: &String| v.split_once('/').map_or("", |(k, _)| k).to_owned())
+        }
+        false => read,
+    };
     let right = match self_join {
         true => left.clone(),
         false => {
