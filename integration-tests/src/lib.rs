@@ -224,9 +224,16 @@ fn send_waiting<'a>(producer: &BaseProducer, mut rec: BaseRecord<'a, [u8], [u8]>
     }
 }
 
-/// Produces `(key, value, timestamp)` records to `topic` and flushes.
+/// Produces `(key, value, timestamp)` records to `topic` and flushes, partitioned by
+/// the murmur2 hash of the key as Java producers and the streams runtime's own
+/// repartition topics are (librdkafka's default hash differs), so a key lands in the
+/// same partition number of every topic of a join.
 pub fn produce_at(topic: &str, records: &[(String, String, i64)]) {
-    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
+    let producer: BaseProducer = config()
+        .set("partitioner", "murmur2_random")
+        .to_rdkafka()
+        .create()
+        .expect("producer");
     for (key, value, timestamp) in records {
         let rec = BaseRecord::to(topic)
             .key(key.as_bytes())

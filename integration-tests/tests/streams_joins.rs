@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     an_hour_ago_ms, block_on, committed_to_end, config, create_topic, join_streams, produce_at,
-    read_records, spawn_instance, unique_name, wait_until, Instance, DEADLINE,
+    read_records, spawn_instance, unique_name, wait_for_partitions, wait_until, Instance, DEADLINE,
 };
-use kafka_streams::dsl::StreamsBuilder;
+use kafka_streams::dsl::{JoinWindows, StreamJoined, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 
 /// Records `(key, value)` of `topic` as UTF-8 strings, sorted.
@@ -211,4 +211,46 @@ fn a_join_over_two_instances_loses_no_result_when_one_stops_mid_stream() {
         );
     }
     assert!(a.close(), "graceful close of a");
+}
+
+/// A key change before a join: the re-keyed input goes through a repartition topic
+/// the application creates with as many partitions as the other input (3), not as its
+/// own input (2), so the two are co-partitioned and the app starts and joins.
+#[test]
+fn a_rekeyed_join_input_is_repartitioned_to_the_other_inputs_partition_count() {
+    let app = unique_name("join-rekeyed");
+    let [left, right, out] = ["rekeyed-left", "rekeyed-right", "rekeyed-out"].map(unique_name);
+    block_on(create_topic(&left, 2));
+    block_on(create_topic(&right, 3));
+    let dir = tempfile::tempdir().expect("state dir");
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(&left)
+        .select_key(|_, v: &String| v.split_once('/').map_or("", |(k, _)| k).to_owned())
+        .join_with(
+            &builder.stream::<String, String>(&right),
+            |l: &String, r: &String| format!("{l}+{r}"),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(10))
+                .expect("join windows"),
+            StreamJoined::default().with_name("rekeyed"),
+        )
+        .to(&out);
+    let streams = KafkaStreams::new(
+        builder.build().expect("topology"),
+        StreamsConfig::new(&app, config())
+            .commit_interval(Duration::from_millis(200))
+            .state_dir(dir.path()),
+    )
+    .expect("client");
+    streams.start().expect("start");
+    assert!(streams.wait_for_state(State::Running, DEADLINE), "running");
+    block_on(wait_for_partitions(
+        &format!("{app}-rekeyed-left-repartition"),
+        3,
+    ));
+    let base = an_hour_ago_ms();
+    produce_at(&left, &[("x".into(), "a/L1".into(), base)]);
+    produce_at(&right, &[("a".into(), "R1".into(), base + 5)]);
+    wait_for_records(&out, vec![("a".to_owned(), "a/L1+R1".to_owned())]);
+    assert!(streams.close(), "graceful close");
 }

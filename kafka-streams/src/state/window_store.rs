@@ -593,4 +593,50 @@ mod tests {
             vec![(50 * MINUTE, b"50".to_vec()), (70 * MINUTE, b"70".to_vec())]
         );
     }
+
+    #[test]
+    fn a_store_retaining_duplicates_keeps_every_put_and_logs_each_under_its_own_seqnum() {
+        use crate::state::logging::RecordingChangelogWriter;
+        use crate::state::window_logging::ChangeLoggingWindowStore;
+        use std::sync::Arc;
+
+        let changelog = ChangelogPartition {
+            topic: "app-w-changelog".into(),
+            partition: 0,
+        };
+        let inner = SegmentedWindowStore::in_memory("w", Some(changelog.clone()), MINUTE, MINUTE)
+            .unwrap()
+            .with_retain_duplicates();
+        let writer = RecordingChangelogWriter::new();
+        let mut store =
+            ChangeLoggingWindowStore::new(Box::new(inner), changelog, Arc::new(writer.clone()))
+                .retaining_duplicates(true);
+        store.put(b"k", 10, Some(b"a")).unwrap();
+        store.put(b"k", 10, Some(b"b")).unwrap();
+        // No value: nothing to keep, nothing written or logged.
+        store.put(b"k", 10, None).unwrap();
+        store.put(b"k", 12, Some(b"c")).unwrap();
+        let found: Vec<(i64, Vec<u8>)> = store
+            .fetch(b"k", 0, 20)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (10, b"a".to_vec()),
+                (10, b"b".to_vec()),
+                (12, b"c".to_vec())
+            ]
+        );
+        let logged: Vec<Vec<u8>> = writer.take().into_iter().map(|r| r.key).collect();
+        assert_eq!(
+            logged,
+            vec![
+                window_key(b"k", 10, 1),
+                window_key(b"k", 10, 2),
+                window_key(b"k", 12, 3)
+            ]
+        );
+    }
 }
