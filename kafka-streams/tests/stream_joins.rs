@@ -397,3 +397,45 @@ fn left_join_results_wait_for_the_window_to_close_and_come_out_once() -> R {
     );
     Ok(())
 }
+
+#[test]
+fn in_memory_unlogged_join_stores_give_the_same_results_and_no_changelog() -> R {
+    let driver = driver_with_join(|left, right| {
+        left.outer_join_with(
+            right,
+            |a: Option<&String>, b: Option<&String>| format!("{a:?}+{b:?}"),
+            JoinWindows::of_time_difference_with_no_grace(Duration::from_millis(10))
+                .expect("valid windows"),
+            StreamJoined::as_("pairs")
+                .in_memory()
+                .with_logging_disabled(),
+        )
+        .to("out");
+    })?;
+    let left = driver.create_input_topic_with::<String, String>("left", StringSerde, StringSerde);
+    let right = driver.create_input_topic_with::<String, String>("right", StringSerde, StringSerde);
+    left.pipe_input_at("a".into(), "L1".into(), 100)?;
+    right.pipe_input_at("a".into(), "R1".into(), 105)?;
+    right.pipe_input_at("b".into(), "R2".into(), 106)?;
+    left.pipe_input_at("c".into(), "L2".into(), 200)?;
+    let out = driver.create_output_topic_with::<String, String>("out", StringSerde, StringSerde);
+    let records: Vec<(String, String, i64)> = out
+        .read_records_to_list()?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect();
+    assert_eq!(
+        records,
+        vec![
+            ("a".to_owned(), "Some(\"L1\")+Some(\"R1\")".to_owned(), 105),
+            ("b".to_owned(), "None+Some(\"R2\")".to_owned(), 106),
+        ]
+    );
+    let changelogs: Vec<String> = driver
+        .produced_topics()
+        .into_keys()
+        .filter(|t| t.ends_with("-changelog"))
+        .collect();
+    assert!(changelogs.is_empty(), "{changelogs:?}");
+    Ok(())
+}
