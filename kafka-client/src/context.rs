@@ -2,7 +2,7 @@
 //! the partitioner hook, and rebalance notifications.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
@@ -267,9 +267,22 @@ pub(crate) struct ConsumerCallbacks {
     pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
     pub(crate) events: Mutex<Option<mpsc::UnboundedSender<RebalanceEvent>>>,
     pub(crate) stats: crate::stats::StatsSink,
+    /// Bumped on every change of the assignment, so that the consumer routes its
+    /// partitions to its fetch queue again.
+    pub(crate) assignment_generation: AtomicU64,
 }
 
 impl ConsumerCallbacks {
+    /// The assignment changed (or is about to).
+    pub(crate) fn assignment_changed(&self) {
+        self.assignment_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current assignment generation.
+    pub(crate) fn assignment_generation(&self) -> u64 {
+        self.assignment_generation.load(Ordering::Acquire)
+    }
+
     fn emit(&self, event: RebalanceEvent) {
         if let Some(listener) = &self.listener {
             match &event {
@@ -313,6 +326,7 @@ fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<TopicPartition> {
 impl ConsumerContext for ConsumerCallbacks {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.assignment_changed();
             let parts = partitions(tpl);
             tracing::info!(partitions = ?parts, lost = consumer.assignment_lost(), "partitions revoked");
             if consumer.assignment_lost() {
@@ -326,6 +340,7 @@ impl ConsumerContext for ConsumerCallbacks {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.assignment_changed();
                 let parts = partitions(tpl);
                 tracing::info!(partitions = ?parts, "partitions assigned");
                 self.emit(RebalanceEvent::Assigned(parts));
@@ -334,7 +349,7 @@ impl ConsumerContext for ConsumerCallbacks {
                 tracing::error!(error = %e, "rebalance failed");
                 self.emit(RebalanceEvent::Error(e.to_string()));
             }
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => self.assignment_changed(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's only calls into librdkafka's C API, for what the `rdkafka` crate does
-//! not wrap: batch reads from a queue of chosen partitions, producing through cached
-//! topic handles, and IncrementalAlterConfigs.
+//! not wrap: batch reads from a queue of chosen partitions (into borrowed or owned
+//! messages), producing through cached topic handles, and IncrementalAlterConfigs.
 //!
 //! This is the one module allowed `unsafe` (the crate denies `unsafe_code`
 //! elsewhere). Everything it exports is safe to call: each type owns what keeps its
@@ -8,11 +8,12 @@
 //! queue, topic handles live beside their producer and go first), and each `unsafe`
 //! block says why it is sound.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
@@ -22,7 +23,7 @@ use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::util::IntoOpaque;
 
-use crate::record::{Header, Headers};
+use crate::record::{Header, Headers, TimestampType};
 use crate::topic_producer::OutgoingRecord;
 
 fn c_int_millis(timeout: Duration) -> i32 {
@@ -38,7 +39,16 @@ fn c_int_millis(timeout: Duration) -> i32 {
 pub(crate) struct ConsumerQueue<C: ConsumerContext + 'static> {
     consumer: Arc<BaseConsumer<C>>,
     queue: NonNull<rd::rd_kafka_queue_t>,
+    /// Called by librdkafka when the queue becomes non-empty; boxed twice so that
+    /// librdkafka holds a thin pointer. Disabled before it is freed (see `Drop`).
+    nonempty: Option<Box<NonEmptyCallback>>,
 }
+
+type NonEmptyCallback = Box<dyn Fn() + Send + Sync>;
+
+/// Messages copied per `rd_kafka_consume_batch_queue` call into owned messages: the
+/// pointers go through an array on the stack, so a read allocates nothing.
+const OWNED_CHUNK: usize = 64;
 
 // SAFETY: librdkafka queues may be used from any thread, the handle is owned and
 // destroyed once, and the consumer it holds is itself Send and Sync. Not Sync: nothing
@@ -53,7 +63,75 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
         let queue = NonNull::new(queue).ok_or_else(|| {
             KafkaError::ClientCreation("librdkafka could not create a fetch queue".to_owned())
         })?;
-        Ok(ConsumerQueue { consumer, queue })
+        Ok(ConsumerQueue {
+            consumer,
+            queue,
+            nonempty: None,
+        })
+    }
+
+    /// Calls `callback` (on a librdkafka thread) whenever the queue goes from empty
+    /// to non-empty, replacing any earlier callback. Keep it short: it runs while
+    /// librdkafka enqueues.
+    pub(crate) fn set_nonempty_callback(&mut self, callback: impl Fn() + Send + Sync + 'static) {
+        let callback: Box<NonEmptyCallback> = Box::new(Box::new(callback));
+        let opaque = ptr::from_ref::<NonEmptyCallback>(&callback).cast_mut().cast();
+        // SAFETY: the queue is alive; `opaque` points to the boxed callback, which
+        // `self` keeps until it is replaced or the queue is dropped, and librdkafka
+        // stops calling the old one when this call returns.
+        unsafe {
+            rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), Some(nonempty_trampoline), opaque)
+        };
+        self.nonempty = Some(callback);
+    }
+
+    /// Like [`consume_batch`](Self::consume_batch), but hands `sink` messages that own
+    /// their librdkafka message and keep the consumer alive, so they may outlive `self`.
+    pub(crate) fn consume_owned(
+        &self,
+        max: usize,
+        timeout: Duration,
+        mut sink: impl FnMut(OwnedMessage),
+    ) -> usize
+    where
+        BaseConsumer<C>: Send + Sync,
+    {
+        let mut pointers = [ptr::null_mut::<rd::rd_kafka_message_t>(); OWNED_CHUNK];
+        let mut total = 0;
+        let mut wait = timeout;
+        while total < max {
+            let want = (max - total).min(OWNED_CHUNK);
+            // SAFETY: the queue is alive (owned by `self`) and `pointers` has room for
+            // `want` message pointers.
+            let n = unsafe {
+                rd::rd_kafka_consume_batch_queue(
+                    self.queue.as_ptr(),
+                    c_int_millis(wait),
+                    pointers.as_mut_ptr(),
+                    want,
+                )
+            };
+            let n = usize::try_from(n).unwrap_or(0).min(want);
+            for &pointer in &pointers[..n] {
+                if let Some(ptr) = NonNull::new(pointer) {
+                    let client: Arc<dyn Any + Send + Sync> = self.consumer.clone();
+                    sink(OwnedMessage {
+                        message: Message {
+                            ptr,
+                            queue: PhantomData,
+                        },
+                        headers: OnceLock::new(),
+                        _client: client,
+                    });
+                }
+            }
+            total += n;
+            if n < want {
+                break;
+            }
+            wait = Duration::ZERO;
+        }
+        total
     }
 
     /// The consumer the queue belongs to.
@@ -189,8 +267,83 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
 
 impl<C: ConsumerContext + 'static> Drop for ConsumerQueue<C> {
     fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once here, before the consumer it holds.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+        // SAFETY: created in `new`, destroyed once here, before the consumer it holds;
+        // the non-empty callback is disabled first, so librdkafka never calls it
+        // after its box is freed (when the fields are dropped).
+        unsafe {
+            if self.nonempty.is_some() {
+                rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, ptr::null_mut());
+            }
+            rd::rd_kafka_queue_destroy(self.queue.as_ptr())
+        };
+    }
+}
+
+/// librdkafka's queue callback: calls the boxed callback behind `opaque`.
+unsafe extern "C" fn nonempty_trampoline(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the `NonEmptyCallback` registered in `set_nonempty_callback`,
+    // alive while it is registered.
+    let callback = unsafe { &*opaque.cast::<NonEmptyCallback>() };
+    callback();
+}
+
+/// A fetched message that owns librdkafka's message (destroyed when dropped, never
+/// copied) and holds the consumer it came from, so it may outlive any queue or
+/// borrow. Its headers are parsed on first access only.
+pub(crate) struct OwnedMessage {
+    // Declared first: the message goes before the client it belongs to.
+    message: Message<'static>,
+    headers: OnceLock<Headers>,
+    _client: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: librdkafka messages may be read and destroyed from any thread. Every `&self`
+// method only reads the message, except the lazy header parse (librdkafka caches the
+// parsed list in the message), which runs once, inside `OnceLock::get_or_init`, so it
+// never races another access to that cache. The client is `Send + Sync`.
+unsafe impl Send for OwnedMessage {}
+// SAFETY: see `Send`.
+unsafe impl Sync for OwnedMessage {}
+
+impl OwnedMessage {
+    /// The error code the message carries instead of a record.
+    pub(crate) fn error_code(&self) -> RDKafkaErrorCode {
+        self.message.error_code()
+    }
+
+    /// The topic name (see [`Message::topic`]).
+    pub(crate) fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    /// The partition.
+    pub(crate) fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    /// The offset.
+    pub(crate) fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    /// The timestamp in milliseconds and its kind, `None` when there is none.
+    pub(crate) fn timestamp(&self) -> (Option<i64>, Option<TimestampType>) {
+        self.message.timestamp_with_type()
+    }
+
+    /// Key bytes, `None` for a null key.
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+
+    /// Value bytes, `None` for a null value.
+    pub(crate) fn payload(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    /// The headers, parsed and copied on the first call only.
+    pub(crate) fn headers(&self) -> &Headers {
+        self.headers.get_or_init(|| self.message.headers())
     }
 }
 
@@ -245,10 +398,22 @@ impl<'q> Message<'q> {
 
     /// Milliseconds since the epoch, `None` when the record has no timestamp.
     pub(crate) fn timestamp(&self) -> Option<i64> {
-        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        self.timestamp_with_type().0
+    }
+
+    /// The timestamp and its kind, both `None` when the record has no timestamp.
+    pub(crate) fn timestamp_with_type(&self) -> (Option<i64>, Option<TimestampType>) {
+        use rd::rd_kafka_timestamp_type_t as Kind;
+        let mut kind = Kind::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: the message is alive; `kind` is a valid out pointer.
         let millis = unsafe { rd::rd_kafka_message_timestamp(self.ptr.as_ptr(), &mut kind) };
-        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(millis)
+        match kind {
+            Kind::RD_KAFKA_TIMESTAMP_CREATE_TIME => (Some(millis), Some(TimestampType::CreateTime)),
+            Kind::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
+                (Some(millis), Some(TimestampType::LogAppendTime))
+            }
+            Kind::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => (None, None),
+        }
     }
 
     /// Key bytes, `None` for a null key.

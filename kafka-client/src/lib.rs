@@ -43,6 +43,7 @@ pub mod dev;
 pub mod dlq;
 pub mod error;
 mod fetch_queue;
+pub mod fetched;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod producer;
@@ -68,6 +69,7 @@ pub use config::ClientConfig;
 pub use consumer::{
     Consumer, ConsumerBuilder, Offset, PartitionLag, RebalanceEvent, RebalanceListener,
 };
+pub use fetched::FetchedRecord;
 pub use error::{ConsumeError, DeserializationError, Error, Result, SendError, SendErrorKind};
 pub use producer::{default_partition, Partitioner, Producer, ProducerBuilder};
 pub use record::{
