@@ -58,7 +58,7 @@ use crate::context::ConsumerCallbacks;
 use crate::dlq::{DeadLetterPolicy, PoisonHandler, PoisonOutcome};
 use crate::error::{ConsumeError, DeserializationError, Error, Result};
 use crate::fetch_queue::FetchQueue;
-use crate::fetched::{FetchedRecord, RawMessage};
+use crate::fetched::{CopiedMessage, FetchedRecord, RawMessage};
 use crate::record::{timestamp_parts, ConsumerRecord, Headers, TopicPartition};
 use crate::serde::{DefaultSerde, Deserializer, MessageField, SerdeContext, SerdeError};
 
@@ -272,7 +272,7 @@ impl Reader {
             return Err(e);
         }
         self.reads = self.reads.wrapping_add(1);
-        let periodic = self.reads.is_multiple_of(POLL_CONSUMER_EVERY);
+        let periodic = self.reads % POLL_CONSUMER_EVERY == 0;
         let generation = consumer.context().assignment_generation();
         if generation != self.routed_generation
             || ((periodic || self.idle) && self.last_route.elapsed() >= ROUTE_REFRESH)
@@ -372,7 +372,7 @@ impl Reader {
 }
 
 /// A message of the consumer's own queue, copied out of it.
-fn copied(message: &BorrowedMessage<'_>) -> ConsumerRecord<Option<Vec<u8>>, Option<Vec<u8>>> {
+fn copied(message: &BorrowedMessage<'_>) -> CopiedMessage {
     let (timestamp, timestamp_type) = timestamp_parts(message.timestamp());
     ConsumerRecord {
         topic: message.topic().to_owned(),
@@ -632,9 +632,9 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         let receive = async {
             let mut raw = Vec::with_capacity(1);
             self.read_raw(&mut raw, 1).await?;
-            let message = raw.pop().ok_or_else(|| {
-                Error::kafka("receive", "", KafkaError::NoMessageReceived)
-            })?;
+            let message = raw
+                .pop()
+                .ok_or_else(|| Error::kafka("receive", "", KafkaError::NoMessageReceived))?;
             // Recorded on the handle, not via Span::current(): that lookup costs a
             // subscriber call per record even when the span is disabled.
             span.record("topic", message.topic());
@@ -947,9 +947,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     async fn blocking<T, F>(&self, operation: &'static str, detail: String, call: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&RdConsumer) -> rdkafka::error::KafkaResult<T>
-            + Send
-            + 'static,
+        F: FnOnce(&RdConsumer) -> rdkafka::error::KafkaResult<T> + Send + 'static,
     {
         let consumer = self.inner.clone();
         let span = tracing::debug_span!("kafka.consumer", operation, detail = %detail);

@@ -29,8 +29,11 @@ pub(crate) enum RawMessage {
     Fetched(OwnedMessage),
     /// Read from the consumer's own queue (fetched before its partition was routed to
     /// the fetch queue, which is rare), copied there.
-    Polled(Box<ConsumerRecord<Option<Vec<u8>>, Option<Vec<u8>>>>),
+    Polled(Box<CopiedMessage>),
 }
+
+/// A message copied out of the consumer's own queue.
+pub(crate) type CopiedMessage = ConsumerRecord<Option<Vec<u8>>, Option<Vec<u8>>>;
 
 impl RawMessage {
     pub(crate) fn topic(&self) -> &str {
@@ -169,5 +172,301 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for FetchedRecord<K, V> {
             .field("key", &self.key)
             .field("value", &self.value)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dev::EmbeddedCluster;
+    use crate::dlq::DeadLetterPolicy;
+    use crate::serde::{Deserializer, SerdeContext, SerdeError, StringSerde};
+    use crate::{ClientConfig, ConsumeError, Consumer, Offset, Producer, ProducerRecord};
+
+    const TOPIC: &str = "fetched-readings";
+
+    /// What a test compares of one record: partition, offset, key, value, headers,
+    /// timestamp and its kind.
+    type Seen = (
+        i32,
+        i64,
+        Option<String>,
+        Option<String>,
+        Headers,
+        Option<i64>,
+        Option<TimestampType>,
+    );
+
+    /// Waits at most 30 s for `future`, so that a lost record fails the test instead
+    /// of hanging it.
+    async fn within<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(30), future)
+            .await
+            .expect("no record within 30 s")
+    }
+
+    /// 30 records on partition 0 and 20 on partition 1: every third with headers
+    /// (one of them null), a null key on every seventh, a tombstone on every fifth.
+    fn records() -> Vec<ProducerRecord<Option<String>, Option<String>>> {
+        (0..50)
+            .map(|i| {
+                let partition = if i < 30 { 0 } else { 1 };
+                let key = (i % 7 != 0).then(|| format!("sensor-{i}"));
+                let value = (i % 5 != 0).then(|| format!("{i}.5"));
+                let mut record = ProducerRecord::new(TOPIC, key, value)
+                    .with_partition(partition)
+                    .with_timestamp(1_700_000_000_000 + i);
+                if i % 3 == 0 {
+                    let mut headers = Headers::new().with("seq", i.to_string());
+                    headers.insert_null("empty");
+                    record = record.with_headers(headers.with("seq", "again"));
+                }
+                record
+            })
+            .collect()
+    }
+
+    fn expected() -> Vec<Seen> {
+        let per_partition = |r: &ProducerRecord<Option<String>, Option<String>>, offset| {
+            (
+                r.partition.unwrap_or(-1),
+                offset,
+                r.key.clone(),
+                r.value.clone(),
+                r.headers.clone(),
+                r.timestamp,
+                Some(TimestampType::CreateTime),
+            )
+        };
+        let all = records();
+        let p0 = all
+            .iter()
+            .take(30)
+            .zip(0..)
+            .map(|(r, o)| per_partition(r, o));
+        let p1 = all
+            .iter()
+            .skip(30)
+            .zip(0..)
+            .map(|(r, o)| per_partition(r, o));
+        p0.chain(p1).collect()
+    }
+
+    async fn cluster_with_records() -> EmbeddedCluster {
+        let cluster = EmbeddedCluster::start(1).unwrap();
+        cluster.create_topic(TOPIC, 2).unwrap();
+        let producer: Producer<Option<String>, Option<String>> =
+            Producer::new(&cluster.client_config()).unwrap();
+        for result in producer.send_batch(records()).await {
+            result.unwrap();
+        }
+        cluster
+    }
+
+    fn assigned<K: Send + 'static, V: Send + 'static>(consumer: &Consumer<K, V>) {
+        let partitions = [0, 1].map(|p| (TopicPartition::new(TOPIC, p), Offset::Beginning));
+        consumer.assign(&partitions).unwrap();
+    }
+
+    fn config(cluster: &EmbeddedCluster, group: &str) -> ClientConfig {
+        cluster.client_config().group_id(group)
+    }
+
+    /// Sorted by partition, keeping each partition's order as read.
+    fn by_partition(mut seen: Vec<Seen>) -> Vec<Seen> {
+        seen.sort_by_key(|s| s.0);
+        seen
+    }
+
+    fn seen_of_fetched(r: &FetchedRecord<Option<String>, Option<String>>) -> Seen {
+        (
+            r.partition(),
+            r.offset(),
+            r.key.clone(),
+            r.value.clone(),
+            r.headers().clone(),
+            r.timestamp(),
+            r.timestamp_type(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recv_recv_fetched_and_recv_batch_read_the_same_records_with_the_same_headers() {
+        let cluster = cluster_with_records().await;
+        let want = expected();
+
+        let owned: Consumer<Option<String>, Option<String>> =
+            Consumer::new(&config(&cluster, "owned")).unwrap();
+        assigned(&owned);
+        let mut seen = Vec::new();
+        while seen.len() < want.len() {
+            let r = within(owned.recv()).await.unwrap();
+            assert_eq!(r.topic, TOPIC);
+            seen.push((
+                r.partition,
+                r.offset,
+                r.key,
+                r.value,
+                r.headers,
+                r.timestamp,
+                r.timestamp_type,
+            ));
+        }
+        assert_eq!(by_partition(seen), want, "recv");
+
+        let fetched: Consumer<Option<String>, Option<String>> =
+            Consumer::new(&config(&cluster, "fetched")).unwrap();
+        assigned(&fetched);
+        let mut seen = Vec::new();
+        while seen.len() < want.len() {
+            let r = within(fetched.recv_fetched()).await.unwrap();
+            assert_eq!(r.topic(), TOPIC);
+            assert_eq!(r.raw_key(), r.key.as_deref().map(str::as_bytes));
+            assert_eq!(r.raw_value(), r.value.as_deref().map(str::as_bytes));
+            assert_eq!(
+                r.topic_partition(),
+                TopicPartition::new(TOPIC, r.partition())
+            );
+            seen.push(seen_of_fetched(&r));
+            // Converting copies the same topic and headers.
+            let (headers, offset) = (r.headers().clone(), r.offset());
+            let converted = r.into_consumer_record();
+            assert_eq!((converted.headers, converted.offset), (headers, offset));
+        }
+        assert_eq!(by_partition(seen), want, "recv_fetched");
+
+        let batched: Consumer<Option<String>, Option<String>> =
+            Consumer::new(&config(&cluster, "batched")).unwrap();
+        assigned(&batched);
+        let mut seen = Vec::new();
+        while seen.len() < want.len() {
+            let batch = within(batched.recv_batch(7)).await.unwrap();
+            assert!(
+                (1..=7).contains(&batch.len()),
+                "a batch holds 1 to 7 records, not {}",
+                batch.len()
+            );
+            // Headers parsed late, after the whole batch was read, are the same.
+            let batch: Vec<_> = batch.into_iter().map(Result::unwrap).collect();
+            seen.extend(batch.iter().map(seen_of_fetched));
+        }
+        assert_eq!(by_partition(seen), want, "recv_batch");
+    }
+
+    /// Rejects values that are not UTF-8, as `StringSerde` does, and checks that it
+    /// is given the record's headers (it reads headers, as the default says).
+    struct HeaderCheckingString;
+
+    impl Deserializer<String> for HeaderCheckingString {
+        fn deserialize(
+            &self,
+            data: Option<&[u8]>,
+            ctx: &SerdeContext<'_>,
+        ) -> Result<String, SerdeError> {
+            let value = StringSerde.deserialize(data, ctx)?;
+            // A deserializer that reads headers gets the record's own.
+            let expected = if value == "with-header" {
+                Headers::new().with("kind", "reading")
+            } else {
+                Headers::new()
+            };
+            assert_eq!(ctx.headers, &expected, "headers of {value}");
+            Ok(value)
+        }
+    }
+
+    async fn poison_cluster() -> EmbeddedCluster {
+        let cluster = EmbeddedCluster::start(1).unwrap();
+        cluster.create_topic(TOPIC, 1).unwrap();
+        let producer: Producer<String, Vec<u8>> = Producer::new(&cluster.client_config()).unwrap();
+        let values: [&[u8]; 4] = [b"first", b"\xff\xfe not utf-8", b"with-header", b"last"];
+        for (i, value) in values.into_iter().enumerate() {
+            let mut record = ProducerRecord::new(TOPIC, format!("k{i}"), value.to_vec());
+            if value == b"with-header" {
+                record = record.with_header("kind", "reading");
+            }
+            producer.send(record).await.unwrap();
+        }
+        cluster
+    }
+
+    fn values(records: &[Result<FetchedRecord<String, String>, ConsumeError>]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match r {
+                Ok(record) => record.value.clone(),
+                Err(e) => {
+                    let poison = e.as_deserialization().expect("a poison record");
+                    format!("poison@{}", poison.offset)
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poison_record_is_an_error_item_of_its_batch_and_the_next_records_follow() {
+        let cluster = poison_cluster().await;
+        let consumer: Consumer<String, String> = Consumer::with_deserializers(
+            &config(&cluster, "poison-batch"),
+            StringSerde,
+            HeaderCheckingString,
+        )
+        .unwrap();
+        consumer
+            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
+            .unwrap();
+        let mut read = Vec::new();
+        while read.len() < 4 {
+            read.extend(within(consumer.recv_batch(100)).await.unwrap());
+        }
+        assert_eq!(
+            values(&read),
+            ["first", "poison@1", "with-header", "last"],
+            "as four recv calls return them"
+        );
+        let poison = read[1].as_ref().unwrap_err().as_deserialization().unwrap();
+        assert_eq!((poison.topic.as_str(), poison.partition), (TOPIC, 0));
+        assert_eq!(poison.value.as_deref(), Some(&b"\xff\xfe not utf-8"[..]));
+
+        // recv_fetched returns the same sequence, one call each.
+        let one_by_one: Consumer<String, String> = Consumer::with_deserializers(
+            &config(&cluster, "poison-one"),
+            StringSerde,
+            HeaderCheckingString,
+        )
+        .unwrap();
+        one_by_one
+            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
+            .unwrap();
+        let mut read = Vec::new();
+        for _ in 0..4 {
+            read.push(within(one_by_one.recv_fetched()).await);
+        }
+        assert_eq!(values(&read), ["first", "poison@1", "with-header", "last"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_skipped_poison_record_is_left_out_of_its_batch() {
+        let cluster = poison_cluster().await;
+        let consumer: Consumer<String, String> =
+            Consumer::builder(&config(&cluster, "poison-skip"))
+                .key_deserializer(StringSerde)
+                .value_deserializer(StringSerde)
+                .dead_letter_policy(DeadLetterPolicy::SkipAndLog)
+                .build()
+                .unwrap();
+        consumer
+            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
+            .unwrap();
+        let mut read = Vec::new();
+        while read.len() < 3 {
+            read.extend(within(consumer.recv_batch(100)).await.unwrap());
+        }
+        assert_eq!(values(&read), ["first", "with-header", "last"]);
+        let offsets: Vec<i64> = read.iter().map(|r| r.as_ref().unwrap().offset()).collect();
+        assert_eq!(offsets, [0, 2, 3]);
     }
 }

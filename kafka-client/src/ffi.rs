@@ -13,14 +13,14 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Partitioner, Producer, ProducerContext};
 use rdkafka::util::IntoOpaque;
 
 use crate::record::{Header, Headers, TimestampType};
@@ -75,12 +75,18 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
     /// librdkafka enqueues.
     pub(crate) fn set_nonempty_callback(&mut self, callback: impl Fn() + Send + Sync + 'static) {
         let callback: Box<NonEmptyCallback> = Box::new(Box::new(callback));
-        let opaque = ptr::from_ref::<NonEmptyCallback>(&callback).cast_mut().cast();
+        let opaque = ptr::from_ref::<NonEmptyCallback>(&callback)
+            .cast_mut()
+            .cast();
         // SAFETY: the queue is alive; `opaque` points to the boxed callback, which
         // `self` keeps until it is replaced or the queue is dropped, and librdkafka
         // stops calling the old one when this call returns.
         unsafe {
-            rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), Some(nonempty_trampoline), opaque)
+            rd::rd_kafka_queue_cb_event_enable(
+                self.queue.as_ptr(),
+                Some(nonempty_trampoline),
+                opaque,
+            )
         };
         self.nonempty = Some(callback);
     }
@@ -491,16 +497,41 @@ unsafe fn bytes<'b>(data: *mut c_void, len: usize) -> Option<&'b [u8]> {
 const PARTITION_UNASSIGNED: i32 = -1;
 
 /// librdkafka's handle to one topic of a producer, with one application reference,
-/// given back when dropped. Only [`ProducerTopics`] holds them, beside their client.
+/// given back when dropped. Only [`ProducerTopics`] and [`SharedProducerTopics`] hold
+/// them, beside their client.
 struct TopicHandle(NonNull<rd::rd_kafka_topic_t>);
 
-// SAFETY: librdkafka's topic handles may be used and destroyed from any thread.
+// SAFETY: librdkafka's topic handles may be used and destroyed from any thread, and
+// producing through one handle from several threads at once is allowed.
 unsafe impl Send for TopicHandle {}
+// SAFETY: see `Send`.
+unsafe impl Sync for TopicHandle {}
+
+impl TopicHandle {
+    /// A new handle for `topic` on the client `rk`.
+    ///
+    /// # Safety
+    /// `rk` must be a live client, and the handle must be dropped before it.
+    unsafe fn new(rk: *mut rd::rd_kafka_t, topic: &str) -> Result<Self, KafkaError> {
+        let name = CString::new(topic)?;
+        // SAFETY: the client is alive (caller) and the name is a valid C string; a
+        // null configuration means the client's default topic configuration (its
+        // partitioner included), as when producing by name.
+        let raw = unsafe { rd::rd_kafka_topic_new(rk, name.as_ptr(), ptr::null_mut()) };
+        match NonNull::new(raw) {
+            Some(raw) => Ok(TopicHandle(raw)),
+            // SAFETY: reads this thread's last librdkafka error.
+            None => Err(KafkaError::MessageProduction(
+                unsafe { rd::rd_kafka_last_error() }.into(),
+            )),
+        }
+    }
+}
 
 impl Drop for TopicHandle {
     fn drop(&mut self) {
         // SAFETY: the handle came from rd_kafka_topic_new and is destroyed once, before
-        // the client (see `ProducerTopics`).
+        // the client (see `ProducerTopics` and `SharedProducerTopics`).
         unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
     }
 }
@@ -538,23 +569,11 @@ impl<C: ProducerContext + 'static> ProducerTopics<C> {
         if let Some(handle) = self.topics.get(topic) {
             return Ok(handle.0);
         }
-        let name = CString::new(topic)?;
-        // SAFETY: the client is alive and the name is a valid C string; a null
-        // configuration means the client's default topic configuration, as when
-        // producing by name.
-        let raw = unsafe {
-            rd::rd_kafka_topic_new(
-                self.producer.client().native_ptr(),
-                name.as_ptr(),
-                ptr::null_mut(),
-            )
-        };
-        let Some(raw) = NonNull::new(raw) else {
-            // SAFETY: reads this thread's last librdkafka error.
-            let code = unsafe { rd::rd_kafka_last_error() };
-            return Err(KafkaError::MessageProduction(code.into()));
-        };
-        self.topics.insert(topic.to_owned(), TopicHandle(raw));
+        // SAFETY: the client is alive, and the handle is kept in `topics`, dropped
+        // before it.
+        let handle = unsafe { TopicHandle::new(self.producer.client().native_ptr(), topic)? };
+        let raw = handle.0;
+        self.topics.insert(topic.to_owned(), handle);
         Ok(raw)
     }
 
@@ -570,51 +589,160 @@ impl<C: ProducerContext + 'static> ProducerTopics<C> {
             Ok(topic) => topic,
             Err(e) => return Err((e, opaque)),
         };
-        let (key, key_len) = bytes_arg(record.key);
-        let (value, value_len) = bytes_arg(record.value);
-        let headers = native_headers(record.headers);
-        let opaque = opaque.into_ptr();
-        // SAFETY: the client and the topic handle (of this client) are alive; key,
-        // value and headers stay valid for the call and librdkafka copies them
-        // (MSG_F_COPY); the argument list is terminated by VTYPE_END. librdkafka owns
-        // `headers` once the call succeeds.
-        let err = unsafe {
-            rd::rd_kafka_producev(
-                self.producer.client().native_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
-                topic.as_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
-                record.partition.unwrap_or(PARTITION_UNASSIGNED),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
-                rd::RD_KAFKA_MSG_F_COPY,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
-                value,
-                value_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
-                key,
-                key_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
-                opaque,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
-                record.timestamp.unwrap_or(0),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
-                headers,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
-            )
+        // SAFETY: the handle belongs to this client, and both are alive.
+        unsafe { produce_through(self.producer.client().native_ptr(), topic, record, opaque) }
+    }
+}
+
+/// A producer shared between threads (`&self` methods), with librdkafka's handle for
+/// each topic it has produced to, looked up under a read lock. Owned together so that
+/// every handle belongs to this client and goes before it.
+pub(crate) struct SharedProducerTopics<P> {
+    // Declared before `producer`, so the handles are dropped before the client.
+    topics: RwLock<HashMap<String, TopicHandle>>,
+    producer: P,
+}
+
+impl<P> SharedProducerTopics<P> {
+    /// Wraps `producer`, with no topic handle yet.
+    pub(crate) fn new(producer: P) -> Self {
+        SharedProducerTopics {
+            topics: RwLock::new(HashMap::new()),
+            producer,
+        }
+    }
+
+    /// The producer.
+    pub(crate) fn producer(&self) -> &P {
+        &self.producer
+    }
+
+    /// Enqueues `record` (librdkafka copies it) through its topic's handle (created
+    /// on the topic's first use), with `opaque` for its delivery report; on failure
+    /// the opaque comes back.
+    #[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
+    pub(crate) fn produce<C, Part>(
+        &self,
+        record: &OutgoingRecord<'_>,
+        opaque: C::DeliveryOpaque,
+    ) -> Result<(), (KafkaError, C::DeliveryOpaque)>
+    where
+        P: Producer<C, Part>,
+        C: ProducerContext<Part>,
+        Part: Partitioner,
+    {
+        let rk = self.producer.client().native_ptr();
+        let known = read_lock(&self.topics).get(record.topic).map(|h| h.0);
+        let topic = match known {
+            Some(topic) => topic,
+            None => {
+                let mut topics = match self.topics.write() {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                match topics.get(record.topic) {
+                    Some(handle) => handle.0,
+                    None => {
+                        // SAFETY: the client is alive, and the handle is kept in
+                        // `topics`, dropped before it.
+                        match unsafe { TopicHandle::new(rk, record.topic) } {
+                            Ok(handle) => {
+                                let raw = handle.0;
+                                topics.insert(record.topic.to_owned(), handle);
+                                raw
+                            }
+                            Err(e) => return Err((e, opaque)),
+                        }
+                    }
+                }
+            }
         };
-        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Ok(());
-        }
-        if !headers.is_null() {
-            // SAFETY: not handed over, since the call failed; destroyed once.
-            unsafe { rd::rd_kafka_headers_destroy(headers) }
-        }
-        // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
-        let opaque = unsafe { C::DeliveryOpaque::from_ptr(opaque) };
-        Err((
-            KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
+        // SAFETY: the handle belongs to this client and stays in `topics` (handles
+        // are never removed) while `self` lives.
+        unsafe { produce_through(rk, topic, record, opaque) }
+    }
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Enqueues `record` through `topic` with `opaque` for its delivery report; on failure
+/// the opaque comes back.
+///
+/// # Safety
+/// `rk` must be a live producer and `topic` a live handle of it.
+#[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
+unsafe fn produce_through<O: IntoOpaque>(
+    rk: *mut rd::rd_kafka_t,
+    topic: NonNull<rd::rd_kafka_topic_t>,
+    record: &OutgoingRecord<'_>,
+    opaque: O,
+) -> Result<(), (KafkaError, O)> {
+    let (key, key_len) = bytes_arg(record.key);
+    let (value, value_len) = bytes_arg(record.value);
+    let headers = native_headers(record.headers);
+    let opaque = opaque.into_ptr();
+    // SAFETY: the client and the topic handle (of this client) are alive (caller); key,
+    // value and headers stay valid for the call and librdkafka copies them
+    // (MSG_F_COPY); the argument list is terminated by VTYPE_END. librdkafka owns
+    // `headers` once the call succeeds.
+    let err = unsafe {
+        rd::rd_kafka_producev(
+            rk,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
+            topic.as_ptr(),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
+            record.partition.unwrap_or(PARTITION_UNASSIGNED),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
+            rd::RD_KAFKA_MSG_F_COPY,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+            value,
+            value_len,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+            key,
+            key_len,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
             opaque,
-        ))
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
+            record.timestamp.unwrap_or(0),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
+            headers,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
+        )
+    };
+    if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Ok(());
+    }
+    if !headers.is_null() {
+        // SAFETY: not handed over, since the call failed; destroyed once.
+        unsafe { rd::rd_kafka_headers_destroy(headers) }
+    }
+    // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
+    let opaque = unsafe { O::from_ptr(opaque) };
+    Err((
+        KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
+        opaque,
+    ))
+}
+
+/// A delivery opaque that may be empty: librdkafka gets a null pointer for `None`, so
+/// a record nobody waits for costs no allocation.
+pub(crate) struct MaybeBoxed<T>(pub(crate) Option<Box<T>>);
+
+impl<T: Send + Sync> IntoOpaque for MaybeBoxed<T> {
+    fn into_ptr(self) -> *mut c_void {
+        self.0
+            .map_or(ptr::null_mut(), |boxed| Box::into_raw(boxed).cast())
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        // SAFETY: a non-null `ptr` came from `into_ptr`, i.e. `Box::into_raw` of a
+        // `Box<T>`, and is turned back into a box once (rdkafka's contract).
+        MaybeBoxed(NonNull::new(ptr).map(|raw| unsafe { Box::from_raw(raw.as_ptr().cast::<T>()) }))
     }
 }
 

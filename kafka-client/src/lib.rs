@@ -69,8 +69,8 @@ pub use config::ClientConfig;
 pub use consumer::{
     Consumer, ConsumerBuilder, Offset, PartitionLag, RebalanceEvent, RebalanceListener,
 };
-pub use fetched::FetchedRecord;
 pub use error::{ConsumeError, DeserializationError, Error, Result, SendError, SendErrorKind};
+pub use fetched::FetchedRecord;
 pub use producer::{default_partition, Partitioner, Producer, ProducerBuilder};
 pub use record::{
     ConsumerRecord, Header, Headers, ProducerRecord, RecordMetadata, TimestampType, TopicPartition,
