@@ -290,7 +290,8 @@ impl Reader {
         }
         let pending = &mut self.pending_error;
         self.fetch
-            .consume_owned(max - out.len(), Duration::ZERO, |message| {
+            .queue()
+            .consume_owned(max - out.len(), |message| {
                 match message.error_code() {
                     RDKafkaErrorCode::NoError => out.push(RawMessage::Fetched(message)),
                     RDKafkaErrorCode::PartitionEOF => {
@@ -453,7 +454,9 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         let mut fetch = FetchQueue::new(inner.clone())
             .map_err(|e| Error::kafka("creating the consumer's fetch queue", "", e))?;
         let wake = wakeup.clone();
-        fetch.set_nonempty_callback(move || wake.notify_waiters());
+        fetch
+            .queue_mut()
+            .set_nonempty_callback(move || wake.notify_waiters());
         Ok(Consumer {
             reader: Mutex::new(Reader {
                 fetch,
@@ -658,11 +661,21 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             let notified = self.wakeup.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            self.lock_reader()
-                .read(&self.inner, out, max)
-                .map_err(|e| Error::kafka("receive", "", e))?;
+            let unfinished = {
+                let mut reader = self.lock_reader();
+                reader
+                    .read(&self.inner, out, max)
+                    .map_err(|e| Error::kafka("receive", "", e))?;
+                reader.drain_consumer_queue
+            };
             if !out.is_empty() {
                 return Ok(());
+            }
+            if unfinished {
+                // Events are left on the consumer's own queue (see MAX_EVENTS_PER_POLL):
+                // serve them next, after letting other tasks run.
+                tokio::task::yield_now().await;
+                continue;
             }
             let _ = tokio::time::timeout(ROUTE_REFRESH, notified).await;
         }

@@ -45,7 +45,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 
-use crate::ffi::{ConsumerQueue, Message, OwnedMessage};
+use crate::ffi::{ConsumerQueue, Message};
 use crate::record::Headers;
 
 /// A queue receiving the fetched messages of chosen partitions of one consumer.
@@ -159,35 +159,15 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         n
     }
 
-    /// Like [`consume_into`](Self::consume_into), but hands `sink` messages that own
-    /// their librdkafka message and keep the consumer alive (the typed consumer's
-    /// records).
-    pub(crate) fn consume_owned(
-        &self,
-        max: usize,
-        timeout: Duration,
-        mut sink: impl FnMut(OwnedMessage),
-    ) -> usize
-    where
-        BaseConsumer<C>: Send + Sync,
-    {
-        if max == 0 {
-            return 0;
-        }
-        let mut n = self.queue.consume_owned(max, Duration::ZERO, &mut sink);
-        if n == 0 && !timeout.is_zero() {
-            n = self.queue.consume_owned(1, timeout, &mut sink);
-            if n > 0 {
-                n += self.queue.consume_owned(max - n, Duration::ZERO, &mut sink);
-            }
-        }
-        n
+    /// The librdkafka queue the partitions are routed to, for reads into owned
+    /// messages and wake-ups (the typed consumer's).
+    pub(crate) fn queue_mut(&mut self) -> &mut ConsumerQueue<C> {
+        &mut self.queue
     }
 
-    /// Calls `callback` (on a librdkafka thread) whenever the queue goes from empty to
-    /// non-empty, for a reader that waits without blocking a thread.
-    pub(crate) fn set_nonempty_callback(&mut self, callback: impl Fn() + Send + Sync + 'static) {
-        self.queue.set_nonempty_callback(callback);
+    /// See [`queue_mut`](Self::queue_mut).
+    pub(crate) fn queue(&self) -> &ConsumerQueue<C> {
+        &self.queue
     }
 }
 

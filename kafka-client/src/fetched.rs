@@ -188,17 +188,17 @@ mod tests {
 
     const TOPIC: &str = "fetched-readings";
 
-    /// What a test compares of one record: partition, offset, key, value, headers,
-    /// timestamp and its kind.
-    type Seen = (
-        i32,
-        i64,
-        Option<String>,
-        Option<String>,
-        Headers,
-        Option<i64>,
-        Option<TimestampType>,
-    );
+    /// What a test compares of one record.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        partition: i32,
+        offset: i64,
+        key: Option<String>,
+        value: Option<String>,
+        headers: Headers,
+        timestamp: Option<i64>,
+        timestamp_type: Option<TimestampType>,
+    }
 
     /// Waits at most 30 s for `future`, so that a lost record fails the test instead
     /// of hanging it.
@@ -230,16 +230,14 @@ mod tests {
     }
 
     fn expected() -> Vec<Seen> {
-        let per_partition = |r: &ProducerRecord<Option<String>, Option<String>>, offset| {
-            (
-                r.partition.unwrap_or(-1),
-                offset,
-                r.key.clone(),
-                r.value.clone(),
-                r.headers.clone(),
-                r.timestamp,
-                Some(TimestampType::CreateTime),
-            )
+        let per_partition = |r: &ProducerRecord<Option<String>, Option<String>>, offset| Seen {
+            partition: r.partition.unwrap_or(-1),
+            offset,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+            timestamp: r.timestamp,
+            timestamp_type: Some(TimestampType::CreateTime),
         };
         let all = records();
         let p0 = all
@@ -266,9 +264,15 @@ mod tests {
         cluster
     }
 
-    fn assigned<K: Send + 'static, V: Send + 'static>(consumer: &Consumer<K, V>) {
+    /// A consumer of both partitions from their start.
+    fn assigned(
+        cluster: &EmbeddedCluster,
+        group: &str,
+    ) -> Consumer<Option<String>, Option<String>> {
+        let consumer = Consumer::new(&config(cluster, group)).unwrap();
         let partitions = [0, 1].map(|p| (TopicPartition::new(TOPIC, p), Offset::Beginning));
         consumer.assign(&partitions).unwrap();
+        consumer
     }
 
     fn config(cluster: &EmbeddedCluster, group: &str) -> ClientConfig {
@@ -277,20 +281,20 @@ mod tests {
 
     /// Sorted by partition, keeping each partition's order as read.
     fn by_partition(mut seen: Vec<Seen>) -> Vec<Seen> {
-        seen.sort_by_key(|s| s.0);
+        seen.sort_by_key(|s| s.partition);
         seen
     }
 
     fn seen_of_fetched(r: &FetchedRecord<Option<String>, Option<String>>) -> Seen {
-        (
-            r.partition(),
-            r.offset(),
-            r.key.clone(),
-            r.value.clone(),
-            r.headers().clone(),
-            r.timestamp(),
-            r.timestamp_type(),
-        )
+        Seen {
+            partition: r.partition(),
+            offset: r.offset(),
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers().clone(),
+            timestamp: r.timestamp(),
+            timestamp_type: r.timestamp_type(),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,28 +302,24 @@ mod tests {
         let cluster = cluster_with_records().await;
         let want = expected();
 
-        let owned: Consumer<Option<String>, Option<String>> =
-            Consumer::new(&config(&cluster, "owned")).unwrap();
-        assigned(&owned);
+        let owned = assigned(&cluster, "owned");
         let mut seen = Vec::new();
         while seen.len() < want.len() {
             let r = within(owned.recv()).await.unwrap();
             assert_eq!(r.topic, TOPIC);
-            seen.push((
-                r.partition,
-                r.offset,
-                r.key,
-                r.value,
-                r.headers,
-                r.timestamp,
-                r.timestamp_type,
-            ));
+            seen.push(Seen {
+                partition: r.partition,
+                offset: r.offset,
+                key: r.key,
+                value: r.value,
+                headers: r.headers,
+                timestamp: r.timestamp,
+                timestamp_type: r.timestamp_type,
+            });
         }
         assert_eq!(by_partition(seen), want, "recv");
 
-        let fetched: Consumer<Option<String>, Option<String>> =
-            Consumer::new(&config(&cluster, "fetched")).unwrap();
-        assigned(&fetched);
+        let fetched = assigned(&cluster, "fetched");
         let mut seen = Vec::new();
         while seen.len() < want.len() {
             let r = within(fetched.recv_fetched()).await.unwrap();
@@ -338,9 +338,7 @@ mod tests {
         }
         assert_eq!(by_partition(seen), want, "recv_fetched");
 
-        let batched: Consumer<Option<String>, Option<String>> =
-            Consumer::new(&config(&cluster, "batched")).unwrap();
-        assigned(&batched);
+        let batched = assigned(&cluster, "batched");
         let mut seen = Vec::new();
         while seen.len() < want.len() {
             let batch = within(batched.recv_batch(7)).await.unwrap();
@@ -393,6 +391,21 @@ mod tests {
         cluster
     }
 
+    /// A consumer of the poison cluster's partition from its start, whose value
+    /// deserializer reads headers.
+    fn poison_consumer(cluster: &EmbeddedCluster, group: &str) -> Consumer<String, String> {
+        let consumer = Consumer::with_deserializers(
+            &config(cluster, group),
+            StringSerde,
+            HeaderCheckingString,
+        )
+        .unwrap();
+        consumer
+            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
+            .unwrap();
+        consumer
+    }
+
     fn values(records: &[Result<FetchedRecord<String, String>, ConsumeError>]) -> Vec<String> {
         records
             .iter()
@@ -409,15 +422,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_poison_record_is_an_error_item_of_its_batch_and_the_next_records_follow() {
         let cluster = poison_cluster().await;
-        let consumer: Consumer<String, String> = Consumer::with_deserializers(
-            &config(&cluster, "poison-batch"),
-            StringSerde,
-            HeaderCheckingString,
-        )
-        .unwrap();
-        consumer
-            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
-            .unwrap();
+        let consumer = poison_consumer(&cluster, "poison-batch");
         let mut read = Vec::new();
         while read.len() < 4 {
             read.extend(within(consumer.recv_batch(100)).await.unwrap());
@@ -432,15 +437,7 @@ mod tests {
         assert_eq!(poison.value.as_deref(), Some(&b"\xff\xfe not utf-8"[..]));
 
         // recv_fetched returns the same sequence, one call each.
-        let one_by_one: Consumer<String, String> = Consumer::with_deserializers(
-            &config(&cluster, "poison-one"),
-            StringSerde,
-            HeaderCheckingString,
-        )
-        .unwrap();
-        one_by_one
-            .assign(&[(TopicPartition::new(TOPIC, 0), Offset::Beginning)])
-            .unwrap();
+        let one_by_one = poison_consumer(&cluster, "poison-one");
         let mut read = Vec::new();
         for _ in 0..4 {
             read.push(within(one_by_one.recv_fetched()).await);

@@ -91,28 +91,23 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
         self.nonempty = Some(callback);
     }
 
-    /// Like [`consume_batch`](Self::consume_batch), but hands `sink` messages that own
-    /// their librdkafka message and keep the consumer alive, so they may outlive `self`.
-    pub(crate) fn consume_owned(
-        &self,
-        max: usize,
-        timeout: Duration,
-        mut sink: impl FnMut(OwnedMessage),
-    ) -> usize
+    /// Hands `sink` up to `max` queued messages without waiting, as messages that own
+    /// their librdkafka message and keep the consumer alive, so they may outlive
+    /// `self`. Returns how many it handed.
+    pub(crate) fn consume_owned(&self, max: usize, mut sink: impl FnMut(OwnedMessage)) -> usize
     where
         BaseConsumer<C>: Send + Sync,
     {
         let mut pointers = [ptr::null_mut::<rd::rd_kafka_message_t>(); OWNED_CHUNK];
         let mut total = 0;
-        let mut wait = timeout;
         while total < max {
             let want = (max - total).min(OWNED_CHUNK);
             // SAFETY: the queue is alive (owned by `self`) and `pointers` has room for
-            // `want` message pointers.
+            // `want` message pointers; a zero timeout never blocks.
             let n = unsafe {
                 rd::rd_kafka_consume_batch_queue(
                     self.queue.as_ptr(),
-                    c_int_millis(wait),
+                    0,
                     pointers.as_mut_ptr(),
                     want,
                 )
@@ -135,7 +130,6 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
             if n < want {
                 break;
             }
-            wait = Duration::ZERO;
         }
         total
     }

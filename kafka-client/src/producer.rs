@@ -753,6 +753,79 @@ mod tests {
         (producer, acked)
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_and_forget_delivers_through_topic_handles_of_every_topic() {
+        let cluster = crate::dev::EmbeddedCluster::start(1).expect("mock cluster");
+        cluster.create_topic("forgotten-a", 2).expect("topic");
+        cluster.create_topic("forgotten-b", 1).expect("topic");
+        let producer: Producer<String, String> =
+            Producer::new(&cluster.client_config()).expect("producer");
+        let mut failures = producer.delivery_failures();
+        for i in 0..40 {
+            let topic = if i % 4 == 0 {
+                "forgotten-b"
+            } else {
+                "forgotten-a"
+            };
+            let record = ProducerRecord::new(topic, format!("k{i}"), format!("v{i}"))
+                .with_header("seq", i.to_string());
+            producer.send_and_forget(record).await.expect("queued");
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .await
+            .expect("flush");
+        assert_eq!(producer.in_flight_count(), 0);
+        assert!(failures.try_recv().is_err(), "nothing failed");
+        // The same producer's awaited sends land after them, on the same handles.
+        let meta = producer
+            .send(ProducerRecord::new("forgotten-b", "k".into(), "v".into()))
+            .await
+            .expect("sent");
+        assert_eq!((meta.topic.as_str(), meta.offset), ("forgotten-b", 10));
+        let a = producer
+            .send(ProducerRecord::new("forgotten-a", "k".into(), "v".into()).with_partition(1))
+            .await
+            .expect("sent");
+        assert_eq!(a.partition, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_and_forget_reports_undelivered_records_and_hands_back_unqueued_ones() {
+        // Nothing listens on port 1: the record times out in librdkafka's queue.
+        let config = ClientConfig::new("127.0.0.1:1")
+            .set("message.timeout.ms", "200")
+            .set("enable.idempotence", "false");
+        let producer: Producer<String, String> = Producer::new(&config).expect("producer");
+        let mut failures = producer.delivery_failures();
+        producer
+            .send_and_forget(ProducerRecord::new("nowhere", "k1".into(), "v1".into()))
+            .await
+            .expect("queued");
+        let failure = tokio::time::timeout(Duration::from_secs(30), failures.recv())
+            .await
+            .expect("reported within 30 s")
+            .expect("a failure");
+        assert_eq!(failure.topic, "nowhere");
+        assert_eq!(failure.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(failure.value.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(
+            failure.error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageTimedOut),
+            "{failure}"
+        );
+        // A topic name librdkafka refuses is not queued: the record comes back.
+        let refused = producer
+            .send_and_forget(ProducerRecord::new("bad\0name", "k2".into(), "v2".into()))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.record.key, "k2");
+        assert!(
+            matches!(refused.kind, SendErrorKind::Kafka(KafkaError::Nul(_))),
+            "{refused}"
+        );
+    }
+
     #[test]
     fn flush_promptly_waits_for_every_delivery_report() {
         let cluster = crate::dev::EmbeddedCluster::start(1).expect("mock cluster");
