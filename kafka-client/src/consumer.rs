@@ -258,9 +258,20 @@ struct Reader {
     idle: bool,
     /// An error met while records were already read, returned by the next read.
     pending_error: Option<KafkaError>,
+    /// Reused by `read_one`, which would otherwise allocate per record.
+    scratch: Vec<RawMessage>,
 }
 
 impl Reader {
+    /// Reads one message without waiting.
+    fn read_one(&mut self, consumer: &RdConsumer) -> KafkaResult<Option<RawMessage>> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let read = self.read(consumer, &mut scratch, 1);
+        let message = scratch.pop();
+        self.scratch = scratch;
+        read.map(|()| message)
+    }
+
     /// Appends up to `max` messages to `out` without waiting, or returns an error.
     fn read(
         &mut self,
@@ -466,6 +477,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 reads: 0,
                 idle: false,
                 pending_error: None,
+                scratch: Vec::with_capacity(1),
             }),
             inner,
             wakeup,
@@ -633,42 +645,63 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             offset = tracing::field::Empty
         );
         let receive = async {
-            let mut raw = Vec::with_capacity(1);
-            self.read_raw(&mut raw, 1).await?;
-            let message = raw
-                .pop()
-                .ok_or_else(|| Error::kafka("receive", "", KafkaError::NoMessageReceived))?;
+            let message = self.read_one().await?;
             // Recorded on the handle, not via Span::current(): that lookup costs a
-            // subscriber call per record even when the span is disabled.
-            span.record("topic", message.topic());
-            span.record("partition", message.partition());
-            span.record("offset", message.offset());
+            // subscriber call per record even when the span is disabled. Skipped for a
+            // disabled span: reading the topic name costs a `strlen`.
+            if !span.is_disabled() {
+                span.record("topic", message.topic());
+                span.record("partition", message.partition());
+                span.record("offset", message.offset());
+            }
             self.decode(message).await
         };
         receive.instrument(span.clone()).await
     }
 
     /// Waits until at least one message is read, then appends up to `max` to `out`.
-    /// Never blocks the executor: reads that find nothing wait for librdkafka to
-    /// signal that a queue got something (or for the routing refresh).
     async fn read_raw(
         &self,
         out: &mut Vec<RawMessage>,
         max: usize,
     ) -> std::result::Result<(), ConsumeError> {
+        self.read_until(|reader, consumer| {
+            reader.read(consumer, out, max)?;
+            Ok(!out.is_empty())
+        })
+        .await
+    }
+
+    /// Waits until one message is read, and returns it.
+    async fn read_one(&self) -> std::result::Result<RawMessage, ConsumeError> {
+        let mut message = None;
+        self.read_until(|reader, consumer| {
+            message = reader.read_one(consumer)?;
+            Ok(message.is_some())
+        })
+        .await?;
+        message.ok_or_else(|| Error::kafka("receive", "", KafkaError::NoMessageReceived).into())
+    }
+
+    /// Runs `attempt` (a read that does not wait) until it reads something. Never
+    /// blocks the executor: when a read finds nothing, it waits for librdkafka to
+    /// signal that a queue got something (or for the routing refresh).
+    async fn read_until(
+        &self,
+        mut attempt: impl FnMut(&mut Reader, &RdConsumer) -> KafkaResult<bool>,
+    ) -> std::result::Result<(), ConsumeError> {
+        // Registered only once a read found nothing, then read again before waiting,
+        // so a wake-up in between is not missed (and reads that find records never
+        // touch the `Notify`).
+        let mut notified = None;
         loop {
-            // Registered before reading, so a wake-up in between is not missed.
-            let notified = self.wakeup.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let unfinished = {
+            let (read, unfinished) = {
                 let mut reader = self.lock_reader();
-                reader
-                    .read(&self.inner, out, max)
+                let read = attempt(&mut reader, &self.inner)
                     .map_err(|e| Error::kafka("receive", "", e))?;
-                reader.drain_consumer_queue
+                (read, reader.drain_consumer_queue)
             };
-            if !out.is_empty() {
+            if read {
                 return Ok(());
             }
             if unfinished {
@@ -677,7 +710,16 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 tokio::task::yield_now().await;
                 continue;
             }
-            let _ = tokio::time::timeout(ROUTE_REFRESH, notified).await;
+            match notified.take() {
+                None => {
+                    let mut registered = Box::pin(self.wakeup.notified());
+                    registered.as_mut().enable();
+                    notified = Some(registered);
+                }
+                Some(registered) => {
+                    let _ = tokio::time::timeout(ROUTE_REFRESH, registered).await;
+                }
+            }
         }
     }
 

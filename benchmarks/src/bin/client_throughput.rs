@@ -20,9 +20,20 @@
 //! consumers from the first record to the last (steady state, the figure the target
 //! applies to) and from creation (also printed).
 //!
+//! The whole process runs on jemalloc (the `jemalloc` feature, on by default), C
+//! libraries included, as `streams_state` does: a typed consumer allocates its keys
+//! and values on its own thread while librdkafka's broker thread allocates and frees
+//! fetch buffers, and on glibc's malloc the two contend for arenas. Both sides of every
+//! ratio run on the same allocator; `BENCH_CARGO_ARGS=--no-default-features` measures
+//! glibc's.
+//!
 //! ```text
-//! bash scripts/bench.sh client_throughput -- --records 1000000 --rounds 3
+//! bash scripts/bench.sh client_throughput -- --records 1000000 --rounds 5
 //! ```
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +45,7 @@ use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, report, timed, unique, Counting, Rate,
     Timings,
 };
+use kafka_client::config::DEFAULT_FETCH_QUEUE_BACKOFF_MS;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::message::Headers as _;
 use kafka_client::rdkafka::producer::{
@@ -68,6 +80,15 @@ struct Args {
     /// Consumer sides only (the producers still fill one topic, once).
     #[arg(long)]
     consumers_only: bool,
+    /// Consume this topic (holding at least `--records` records over `--partitions`
+    /// partitions, e.g. from an earlier run) instead of producing one.
+    #[arg(long)]
+    topic: Option<String>,
+    /// The consumer sides to run (for profiling one), by index: 0 raw, 1 raw +
+    /// headers, 2 raw + detach, 3 typed recv, 4 typed recv_fetched, 5 typed
+    /// recv_batch. Ratios need sides 0, 4 and 5.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2, 3, 4, 5])]
+    consumer_sides: Vec<usize>,
 }
 
 fn producer_settings(config: &ClientConfig) -> ClientConfig {
@@ -215,12 +236,19 @@ async fn typed_produce_batches(
     Ok(delivered)
 }
 
+/// The settings of every consumer side, raw and typed: the same fetch pacing on both
+/// (the typed consumer's default `fetch.queue.backoff.ms`, set explicitly so that the
+/// raw loops get it too, unless `BENCH_CLIENT_PROPERTIES` sets it).
 fn consumer_settings(config: &ClientConfig) -> ClientConfig {
+    let backoff = config
+        .get("fetch.queue.backoff.ms")
+        .map_or_else(|| DEFAULT_FETCH_QUEUE_BACKOFF_MS.to_string(), str::to_owned);
     config
         .clone()
         .group_id(unique("bench-consumer"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", backoff)
 }
 
 /// Times a consumer run both ways: from `started` (client creation and first fetch
@@ -367,8 +395,12 @@ async fn main() -> anyhow::Result<()> {
     // side always meets a broker that has just taken the others' writes.
     const PRODUCERS: [&str; 5] = ["raw", "raw-future", "typed", "typed-batch", "typed-forget"];
     let mut produced: [Vec<Rate>; 5] = Default::default();
-    let mut filled_topic = None;
-    let producer_rounds = if args.consumers_only { 1 } else { args.rounds };
+    let mut filled_topic = args.topic.clone();
+    let producer_rounds = match (&args.topic, args.consumers_only) {
+        (Some(_), _) => 0,
+        (None, true) => 1,
+        (None, false) => args.rounds,
+    };
     for round in 0..producer_rounds {
         for i in 0..PRODUCERS.len() {
             let side = (round + i) % PRODUCERS.len();
@@ -396,6 +428,7 @@ async fn main() -> anyhow::Result<()> {
                 "produce run done"
             );
             produced[side].push(rate);
+            tracing::info!(topic, "filled");
             filled_topic = Some(topic);
         }
     }
@@ -416,6 +449,9 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..args.rounds {
         for i in 0..CONSUMERS.len() {
             let side = (round + i) % CONSUMERS.len();
+            if !args.consumer_sides.contains(&side) {
+                continue;
+            }
             let (topic, partitions, n) = (&topic, args.partitions, args.records);
             let timings = match side {
                 0 => raw_consume(&config, topic, partitions, n, RawWork::Payload).await?,
@@ -434,7 +470,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let [raw_c, raw_headers_c, raw_detach_c, owned_c, fetched_c, batch_c] = &consumed;
 
-    if !args.consumers_only {
+    if producer_rounds == args.rounds {
         let [raw_p, future_p, typed_p, batch_p, forget_p] = &produced;
         println!(
             "producer, / raw callback: raw FutureProducer {:.3}; typed send {:.3}",
