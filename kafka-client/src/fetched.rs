@@ -175,6 +175,15 @@ impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for FetchedRecord<K, V> {
     }
 }
 
+// Records and clients move to and are shared between tasks and threads (checked when
+// compiling: `OwnedMessage` implements `Send` and `Sync` by hand).
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<FetchedRecord<String, String>>();
+    send_and_sync::<crate::Consumer<String, String>>();
+    send_and_sync::<crate::Producer<String, String>>();
+};
+
 #[cfg(test)]
 mod tests {
     use std::future::Future;

@@ -12,6 +12,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -98,7 +99,8 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
     where
         BaseConsumer<C>: Send + Sync,
     {
-        let mut pointers = [ptr::null_mut::<rd::rd_kafka_message_t>(); OWNED_CHUNK];
+        // Not initialised: a single-record read would otherwise clear the whole array.
+        let mut pointers = [MaybeUninit::<*mut rd::rd_kafka_message_t>::uninit(); OWNED_CHUNK];
         let mut total = 0;
         while total < max {
             let want = (max - total).min(OWNED_CHUNK);
@@ -108,12 +110,14 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
                 rd::rd_kafka_consume_batch_queue(
                     self.queue.as_ptr(),
                     0,
-                    pointers.as_mut_ptr(),
+                    pointers.as_mut_ptr().cast(),
                     want,
                 )
             };
             let n = usize::try_from(n).unwrap_or(0).min(want);
-            for &pointer in &pointers[..n] {
+            for slot in &pointers[..n] {
+                // SAFETY: librdkafka wrote the first `n` slots.
+                let pointer = unsafe { slot.assume_init() };
                 if let Some(ptr) = NonNull::new(pointer) {
                     let client: Arc<dyn Any + Send + Sync> = self.consumer.clone();
                     sink(OwnedMessage {
