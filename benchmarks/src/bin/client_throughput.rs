@@ -80,6 +80,11 @@ struct Args {
     /// Consumer sides only (the producers still fill one topic, once).
     #[arg(long)]
     consumers_only: bool,
+    /// The producer sides to run (for profiling one), by index: 0 raw callback, 1 raw
+    /// FutureProducer, 2 typed send, 3 typed send_batch, 4 typed send_and_forget.
+    /// Ratios need all of them.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2, 3, 4])]
+    producer_sides: Vec<usize>,
     /// Consume this topic (holding at least `--records` records over `--partitions`
     /// partitions, e.g. from an earlier run) instead of producing one.
     #[arg(long)]
@@ -404,7 +409,7 @@ async fn main() -> anyhow::Result<()> {
     for round in 0..producer_rounds {
         for i in 0..PRODUCERS.len() {
             let side = (round + i) % PRODUCERS.len();
-            if args.consumers_only && side != 0 {
+            if !args.producer_sides.contains(&side) || (args.consumers_only && side != 0) {
                 continue;
             }
             let topic = unique(&format!("bench-{}-produce", PRODUCERS[side]));
