@@ -130,6 +130,10 @@ public class Harness {
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
+                case "windowed-count-suppressed" -> windowedCountSuppressed(scenario, out);
+                case "session-count-suppressed" -> sessionCount(scenario, out);
+                case "sliding-count-suppressed" -> slidingCount(scenario, out);
+                case "table-suppress-time-limit" -> tableSuppressTimeLimit(scenario, out);
                 case "table-group-by" -> tableGroupBy(scenario, out);
                 case "stream-join" -> streamJoin(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
@@ -437,6 +441,8 @@ public class Harness {
      * groupByKey().windowedBy(SessionWindows).count() (caching disabled: every update and
      * every merged-away session's tombstone goes downstream), written with the
      * session-windowed serde. → `output key=<hex> read=<[key@start/end]> value=<v|null> timestamp=<ms>`
+     * Kind `session-count-suppressed`: .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded()))
+     * after the count.
      */
     static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
         scenario.accept("gap", "grace");
@@ -444,13 +450,18 @@ public class Harness {
             org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
                 Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
         final StreamsBuilder builder = new StreamsBuilder();
-        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
-            .groupByKey()
-            .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
-            .toStream()
+        org.apache.kafka.streams.kstream.KTable<Windowed<String>, Long> counts =
+            builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+                .groupByKey()
+                .windowedBy(windows)
+                .count(org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                    .withCachingDisabled());
+        if (scenario.kind().equals("session-count-suppressed")) {
+            counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
+        }
+        counts.toStream()
             .to("output", Produced.with(new WindowedSerdes.SessionWindowedSerde<>(Serdes.String()), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
@@ -461,12 +472,7 @@ public class Harness {
             for (final String[] tokens : scenario.data("record", 3)) {
                 input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
             }
-            final SessionWindowedDeserializer<String> read = new SessionWindowedDeserializer<>(new StringDeserializer());
-            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
-                // A merged-away session's tombstone has a null value: printed as `value=null`.
-                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
-                    "value=" + record.value(), "timestamp=" + record.timestamp());
-            }
+            readSessionOutput(scenario, output, out);
         } finally {
             deleteRecursively(stateDir);
         }
@@ -478,6 +484,8 @@ public class Harness {
      * time-windowed serde of window size = the time difference, as Kafka writes sliding
      * results. → `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
      */
+    // Kind `sliding-count-suppressed`: .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded()))
+    // after the count.
     static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
         scenario.accept("difference", "grace");
         final long difference = scenario.longParam("difference");
@@ -485,13 +493,18 @@ public class Harness {
             org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
                 Duration.ofMillis(difference), Duration.ofMillis(scenario.longParam("grace", 0)));
         final StreamsBuilder builder = new StreamsBuilder();
-        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
-            .groupByKey()
-            .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
-            .toStream()
+        org.apache.kafka.streams.kstream.KTable<Windowed<String>, Long> counts =
+            builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+                .groupByKey()
+                .windowedBy(windows)
+                .count(org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                    .withCachingDisabled());
+        if (scenario.kind().equals("sliding-count-suppressed")) {
+            counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
+        }
+        counts.toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
@@ -623,6 +636,130 @@ public class Harness {
                 driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
             for (final TestRecord<String, String> r : output.readRecordsToList()) {
                 emit(out, scenario, "output", "key=" + r.key(), "value=" + r.value(), "timestamp=" + r.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /** The topology's description as `describe <line>` lines (blank lines left out). */
+    static void describe(final Scenario scenario, final org.apache.kafka.streams.Topology topology, final List<String> out) {
+        for (final String line : topology.describe().toString().split("\n")) {
+            if (!line.isBlank()) {
+                emit(out, scenario, "describe", line.stripTrailing());
+            }
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).count() (caching disabled) .suppress(
+     * Suppressed.untilWindowCloses(BufferConfig.unbounded()), named `name` if given),
+     * written with the time-windowed serde → the topology's `describe` lines, then
+     * `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
+     */
+    static void windowedCountSuppressed(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "name");
+        final long size = scenario.longParam("size");
+        org.apache.kafka.streams.kstream.Suppressed<Windowed<?>> suppressed =
+            org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded());
+        if (scenario.params().containsKey("name")) {
+            suppressed = suppressed.withName(scenario.params().get("name"));
+        }
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .count(org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                .withCachingDisabled())
+            .suppress(suppressed)
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
+        final org.apache.kafka.streams.Topology topology = builder.build();
+        describe(scenario, topology, out);
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(topology, driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new LongDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * The records of `output` (session-windowed keys) as `output key=.. read=.. value=..
+     * timestamp=..` lines; a merged-away session's tombstone has a null value, printed as
+     * `value=null`.
+     */
+    static void readSessionOutput(final Scenario scenario, final TestOutputTopic<byte[], Long> output, final List<String> out) {
+        final SessionWindowedDeserializer<String> read = new SessionWindowedDeserializer<>(new StringDeserializer());
+        for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+            emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                "value=" + record.value(), "timestamp=" + record.timestamp());
+        }
+    }
+
+    /**
+     * builder.table("input") (String keys and values, store `input-table`, caching
+     * disabled) .suppress(Suppressed.untilTimeLimit(limit, buffer)) .toStream()
+     * .to("output"), where the buffer is `BufferConfig.unbounded()`, or bounded by
+     * `max-records` / `max-bytes` and `full=emit` (emitEarlyWhenFull, the default) or
+     * `full=shutdown` (shutDownWhenFull). `record <key> <value> <timestamp>`, value `-`
+     * for a tombstone. → `output key=<k> value=<v or null> timestamp=<ms>`, and
+     * `failed buffer-full` when the buffer is full and shuts down (processing stops).
+     */
+    static void tableSuppressTimeLimit(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("limit", "max-records", "max-bytes", "full");
+        org.apache.kafka.streams.kstream.Suppressed.BufferConfig<?> buffer;
+        if (scenario.params().containsKey("max-records") || scenario.params().containsKey("max-bytes")) {
+            org.apache.kafka.streams.kstream.Suppressed.EagerBufferConfig eager =
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.maxRecords(scenario.longParam("max-records", Long.MAX_VALUE));
+            eager = eager.withMaxBytes(scenario.longParam("max-bytes", Long.MAX_VALUE));
+            buffer = switch (scenario.param("full", "emit")) {
+                case "emit" -> eager;
+                case "shutdown" -> eager.shutDownWhenFull();
+                default -> throw new IllegalArgumentException(scenario.where() + ": full is emit or shutdown");
+            };
+        } else {
+            buffer = org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded();
+        }
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.table("input", Consumed.with(Serdes.String(), Serdes.String()),
+                org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as("input-table")
+                    .withCachingDisabled())
+            .suppress(org.apache.kafka.streams.kstream.Suppressed.untilTimeLimit(
+                Duration.ofMillis(scenario.longParam("limit")), buffer))
+            .toStream()
+            .to("output", Produced.with(Serdes.String(), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            final TestOutputTopic<String, String> output =
+                driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
+            boolean failed = false;
+            for (final String[] tokens : scenario.data("record", 3)) {
+                try {
+                    input.pipeInput(tokens[1], tokens[2].equals("-") ? null : tokens[2], Long.parseLong(tokens[3]));
+                } catch (final RuntimeException e) {
+                    Throwable cause = e;
+                    while (cause != null && (cause.getMessage() == null || !cause.getMessage().contains("buffer exceeded its max capacity"))) {
+                        cause = cause.getCause();
+                    }
+                    if (cause == null) {
+                        throw e;
+                    }
+                    failed = true;
+                    break;
+                }
+            }
+            for (final TestRecord<String, String> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+            if (failed) {
+                emit(out, scenario, "failed", "buffer-full");
             }
         } finally {
             deleteRecursively(stateDir);

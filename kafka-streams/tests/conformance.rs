@@ -22,9 +22,9 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, EmitStrategy, JoinWindows, Materialized, Produced, SessionWindowedDeserializer,
-    SessionWindowedSerializer, SlidingWindows, StreamsBuilder, TimeWindowedDeserializer,
-    TimeWindowedSerializer, TimeWindows, Window, Windowed,
+    BufferConfig, Consumed, EmitStrategy, JoinWindows, Materialized, Produced,
+    SessionWindowedDeserializer, SessionWindowedSerializer, SlidingWindows, StreamsBuilder,
+    Suppressed, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -498,6 +498,9 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
 /// `group_by_key().windowed_by_session(..).count().to_stream().to(..)` in our test
 /// driver → `output key=<hex> read=<[key@start/end]> value=<count|null> timestamp=<ms>`
 /// (a merged-away session's tombstone prints `value=null`, as Kafka's null does).
+/// Kind `session-count-suppressed`: with
+/// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
+/// count.
 fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
     scenario.accept(&["gap", "grace"]);
     let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
@@ -506,11 +509,15 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
     )
     .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let builder = StreamsBuilder::new();
-    builder
+    let mut counts = builder
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_session(windows)
-        .count()
+        .count();
+    if scenario.kind == "session-count-suppressed" {
+        counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
+    }
+    counts
         .to_stream()
         // The key goes out with the table's own session-windowed key serde.
         .to_with(
@@ -532,6 +539,12 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
             )
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
+    read_session_output(scenario, &driver, out);
+}
+
+/// The output topic's records (session-windowed keys, nullable counts) as `output
+/// key=<hex> read=<[key@start/end]> value=<count or null> timestamp=<ms>` lines.
+fn read_session_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &mut Vec<String>) {
     let output = driver.create_output_topic_with::<Vec<u8>, Option<i64>>(
         "output",
         BytesSerde,
@@ -567,6 +580,9 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// grace)).count()` → `output key=<hex> read=<[key@start/end]> value=<count>
 /// timestamp=<ms>`, the keys written with the table's time-windowed serde (window
 /// size = the time difference) and read back with that size.
+/// Kind `sliding-count-suppressed`: with
+/// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
+/// count.
 fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     scenario.accept(&["difference", "grace"]);
     let difference = millis(scenario, scenario.i64_param("difference"));
@@ -574,16 +590,18 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let builder = StreamsBuilder::new();
-    builder
+    let mut counts = builder
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_sliding(windows)
-        .count()
-        .to_stream()
-        .to_with(
-            "output",
-            Produced::as_("sliding-count-sink").with_value_serializer(OptionSerde(BigEndian)),
-        );
+        .count();
+    if scenario.kind == "sliding-count-suppressed" {
+        counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
+    }
+    counts.to_stream().to_with(
+        "output",
+        Produced::as_("sliding-count-sink").with_value_serializer(OptionSerde(BigEndian)),
+    );
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
@@ -732,6 +750,147 @@ fn driver_with_emit_interval(
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
 }
 
+/// Our topology's description as `describe <line>` lines (blank lines left out).
+fn describe(
+    scenario: &Scenario,
+    topology: &kafka_streams::topology::Topology,
+    out: &mut Vec<String>,
+) {
+    for line in topology.describe().to_string().lines() {
+        if !line.trim().is_empty() {
+            scenario.emit(out, &["describe".to_owned(), line.trim_end().to_owned()]);
+        }
+    }
+}
+
+/// Steps through `group_by_key().windowed_by(..).count().suppress(
+/// Suppressed::until_window_closes(BufferConfig::unbounded()))` (named `name` if
+/// given) → the topology's `describe` lines, then `output key=<hex>
+/// read=<[key@start/end]> value=<count> timestamp=<ms>`
+fn windowed_count_suppressed(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "name"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let mut suppressed = Suppressed::until_window_closes(BufferConfig::unbounded());
+    if let Some(name) = scenario.params.get("name") {
+        suppressed = suppressed.with_name(name);
+    }
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .count()
+        .suppress(suppressed)
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::with(
+                TimeWindowedSerializer::new(StringSerde),
+                OptionSerde(BigEndian),
+            ),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    describe(scenario, &topology, out);
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_output(scenario, &driver, size, out);
+}
+
+/// `record <key> <value or -> <timestamp>` through `table("input")` (caching disabled)
+/// `.suppress(Suppressed::until_time_limit(limit, buffer)).to_stream()`, the buffer
+/// unbounded or bounded by `max-records` / `max-bytes`, emitting early (`full=emit`,
+/// the default) or shutting down (`full=shutdown`) when full → `output key=<k>
+/// value=<v or null> timestamp=<ms>`, then `failed buffer-full` if the buffer shut
+/// down (processing stops there).
+fn table_suppress_time_limit(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["limit", "max-records", "max-bytes", "full"]);
+    let limit = millis(scenario, scenario.i64_param("limit"));
+    let bounded = ["max-records", "max-bytes"]
+        .iter()
+        .any(|p| scenario.params.contains_key(*p));
+    let bound = |name: &str| {
+        scenario
+            .params
+            .get(name)
+            .map_or(u64::MAX, |v| parse_i64(scenario, v).unsigned_abs())
+    };
+    let suppressed = if bounded {
+        let eager =
+            BufferConfig::max_records(bound("max-records")).with_max_bytes(bound("max-bytes"));
+        match scenario.params.get("full").map_or("emit", String::as_str) {
+            "emit" => Suppressed::until_time_limit(limit, eager),
+            "shutdown" => Suppressed::until_time_limit(limit, eager.shut_down_when_full()),
+            other => panic!("{}: full is emit or shutdown, got {other}", scenario.here()),
+        }
+    } else {
+        Suppressed::until_time_limit(limit, BufferConfig::unbounded())
+    };
+    let builder = StreamsBuilder::new();
+    builder
+        .table_with::<String, String>(
+            "input",
+            Materialized::as_("input-table").with_caching_disabled(),
+        )
+        .suppress(suppressed)
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, Option<String>>(
+        "input",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let mut failed = false;
+    for tokens in scenario.data("record", 3) {
+        let value = (tokens[2] != "-").then(|| tokens[2].clone());
+        if let Err(e) =
+            input.pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
+        {
+            let message = format!("{e:#}");
+            assert!(
+                message.contains("buffer exceeded its max capacity"),
+                "{}: {message}",
+                scenario.here()
+            );
+            failed = true;
+            break;
+        }
+    }
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let value = record.value.unwrap_or_else(|| "null".to_owned());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+    if failed {
+        scenario.emit(out, &["failed".to_owned(), "buffer-full".to_owned()]);
+    }
+}
+
 /// Our output for every scenario, in the harness's line format.
 /// `record <key> <value|null> <timestamp>` into the table `input`; `group_by(the value
 /// up to its '/' → key=rest)` then `count()` or a concatenating `aggregate()` with a
@@ -839,6 +998,10 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
+            "windowed-count-suppressed" => windowed_count_suppressed(scenario, &mut out),
+            "session-count-suppressed" => session_count(scenario, &mut out),
+            "sliding-count-suppressed" => sliding_count(scenario, &mut out),
+            "table-suppress-time-limit" => table_suppress_time_limit(scenario, &mut out),
             "table-group-by" => table_group_by(scenario, &mut out),
             "stream-join" => stream_join(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),

@@ -220,7 +220,7 @@ fn session_count_names_its_nodes_and_store_as_kafka_does() -> R {
     let description = builder.build()?.describe().to_string();
     assert!(
         description.contains(
-            "Processor: KSTREAM-AGGREGATE-0000000002 (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000001])"
+            "Processor: KSTREAM-AGGREGATE-0000000003 (stores: [KSTREAM-AGGREGATE-STATE-STORE-0000000002])"
         ),
         "{description}"
     );

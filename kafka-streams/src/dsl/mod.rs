@@ -61,6 +61,7 @@ pub(crate) mod options;
 mod session_windowed;
 mod sliding_windowed;
 mod stream_joined;
+mod suppressed;
 mod time_windowed;
 mod windowed_aggregation;
 mod windows;
@@ -80,6 +81,10 @@ pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
 pub use sliding_windowed::SlidingWindowedKStream;
 pub use stream_joined::StreamJoined;
+pub use suppressed::{
+    BufferConfig, BufferFullStrategy, EagerBufferConfig, EmitEarly, ShutDown, StrictBufferConfig,
+    Suppressed, SuppressionBufferFullError,
+};
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 

@@ -77,6 +77,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 
     /// [`SessionWindowedKStream::count`] into the store `materialized` describes.
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.grouped.burn_count_store_name(&materialized);
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
@@ -194,7 +195,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             .retention
             .unwrap_or_else(|| Duration::from_millis(gap_and_grace.unsigned_abs()));
         let store = aggregation.store.clone();
-        aggregation.finish(
+        aggregation
+            .with_window_close_delay(gap_and_grace)
+            .finish(
             prefix,
             &materialized,
             |name, key, value| {

@@ -189,7 +189,9 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             .retention
             .unwrap_or_else(|| Duration::from_millis(needed.unsigned_abs()));
         let store = aggregation.store.clone();
-        aggregation.finish(
+        aggregation
+            .with_window_close_delay(windows.grace_ms())
+            .finish(
             prefix,
             &materialized,
             |name, key, value| {

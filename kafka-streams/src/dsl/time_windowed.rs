@@ -98,6 +98,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// [`TimeWindowedKStream::count`] into the store `materialized` describes.
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.grouped.burn_count_store_name(&materialized);
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
@@ -193,7 +194,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let windows = self.windows;
         let store = aggregation.store.clone();
         let emit = self.emit;
-        aggregation.finish(
+        aggregation
+            .with_window_close_delay(windows.grace_ms())
+            .finish(
             prefix,
             &materialized,
             |name, key, value| {

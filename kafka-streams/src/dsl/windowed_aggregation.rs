@@ -71,6 +71,8 @@ pub(super) struct WindowedAggregation<K, VA> {
     source: usize,
     key: SharedSerde<K>,
     value: Option<SharedSerde<VA>>,
+    /// How long after their end the windows close, for `suppress` below.
+    window_close_delay_ms: Option<i64>,
 }
 
 impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
@@ -105,7 +107,16 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
             source: source.node,
             key,
             value,
+            window_close_delay_ms: None,
         }
+    }
+
+    /// Records, for `KTable::suppress(until_window_closes)` below, that the windows
+    /// close `delay_ms` after their end (Kafka reads it from the aggregation's window
+    /// definition: the grace period, plus the inactivity gap for sessions).
+    pub(super) fn with_window_close_delay(mut self, delay_ms: i64) -> Self {
+        self.window_close_delay_ms = Some(delay_ms);
+        self
     }
 
     /// Adds the store that `store_builder` makes from the store name and the key and
@@ -129,6 +140,7 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
             source,
             key,
             value,
+            window_close_delay_ms,
         } = self;
         let windowed_key = windowed_key(key.clone());
         let mut inner = lock(&builder);
@@ -164,6 +176,9 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
         let name = inner.new_name(prefix);
         let node = inner.graph.add_processor(name, processor, &[source]);
         inner.graph.connect_store(node, &store);
+        if let Some(delay) = window_close_delay_ms {
+            inner.graph.set_window_close_delay(node, delay);
+        }
         drop(inner);
         KTable {
             builder,

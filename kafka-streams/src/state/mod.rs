@@ -116,6 +116,7 @@ mod restore;
 mod rocks;
 mod segments;
 mod session_store;
+mod suppression_buffer;
 mod typed;
 mod value_and_timestamp;
 mod window_builder;
@@ -174,6 +175,9 @@ pub use window_typed::{
 pub(crate) use cache::FlushQueue;
 pub(crate) use logging::RecordingChangelogWriter;
 pub(crate) use restore::RestoreProgress;
+pub(crate) use suppression_buffer::{
+    BufferedRecordContext, Eviction, TimeOrderedKeyValueBuffer, TimeOrderedKeyValueBufferBuilder,
+};
 
 /// The parts of the [RocksDB crate](https://docs.rs/rocksdb) that a
 /// [`RocksDbConfigSetter`] is handed: its signature takes RocksDB's own option types,

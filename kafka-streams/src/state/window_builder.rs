@@ -83,13 +83,7 @@ impl SegmentedStoreSpec {
     }
 
     fn writer(&self, context: &StoreContext) -> StateResult<Arc<dyn ChangelogWriter>> {
-        context
-            .changelog_writer
-            .clone()
-            .ok_or_else(|| StateError::Config {
-                store: self.name.clone(),
-                reason: "logging is enabled but the task gave no changelog writer".into(),
-            })
+        context.required_changelog_writer(&self.name)
     }
 
     /// Opens a window store stack for the task of `context`.

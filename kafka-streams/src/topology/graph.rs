@@ -84,6 +84,9 @@ pub(crate) struct LogicalGraph {
     errors: Vec<String>,
     /// Set by the optimizer: table sources keep their topic as changelog.
     pub reuse_source_topics: bool,
+    /// How long after its end a window of a windowed aggregation node closes: the
+    /// grace period (plus the inactivity gap for sessions), for `suppress`.
+    window_close_delays: std::collections::BTreeMap<usize, i64>,
 }
 
 impl LogicalGraph {
@@ -231,6 +234,42 @@ impl LogicalGraph {
     /// Adds a global store copying `topic`.
     pub fn add_global_store(&mut self, topic: String, builder: Arc<dyn StoreBuilder>) {
         self.global_stores.push((topic, builder));
+    }
+
+    /// Records that node `node` is a windowed aggregation whose windows close `delay_ms`
+    /// after their end (Kafka's grace period, plus the gap for session windows).
+    pub fn set_window_close_delay(&mut self, node: usize, delay_ms: i64) {
+        self.window_close_delays.insert(node, delay_ms);
+    }
+
+    /// The window close delay that `suppress(until_window_closes)` below `node` waits
+    /// (Kafka's `GraphGraceSearchUtil.findAndVerifyWindowGrace`): that of the nearest
+    /// windowed aggregation upstream, the largest over several parents; an error
+    /// naming the chain of nodes walked when a path upstream reaches a source without
+    /// one.
+    pub fn window_close_delay(&self, node: usize) -> Result<i64, String> {
+        self.find_window_close_delay(node, "")
+    }
+
+    fn find_window_close_delay(&self, node: usize, chain: &str) -> Result<i64, String> {
+        if let Some(delay) = self.window_close_delays.get(&node) {
+            return Ok(*delay);
+        }
+        let name = &self.nodes[node].name;
+        let chain = if chain.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}->{chain}")
+        };
+        let parents = &self.nodes[node].parents;
+        if parents.is_empty() {
+            return Err(format!(
+                "Window close time is only defined for windowed computations. Got [{chain}]."
+            ));
+        }
+        parents.iter().try_fold(i64::MIN, |delay, &parent| {
+            Ok(delay.max(self.find_window_close_delay(parent, &chain)?))
+        })
     }
 
     /// Connects node `node` to store `store`.
