@@ -53,7 +53,9 @@ pub(crate) mod internals;
 mod kgrouped_stream;
 mod kgrouped_table;
 mod kstream;
+mod kstream_table_join;
 mod ktable;
+mod ktable_join;
 mod materialized;
 pub(crate) mod options;
 mod session_windowed;
@@ -71,6 +73,7 @@ pub use emit_strategy::EmitStrategy;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
+pub use kstream_table_join::Joined;
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
@@ -131,6 +134,7 @@ impl StreamsBuilder {
             inner: Arc::new(Mutex::new(BuilderInner {
                 graph: LogicalGraph::default(),
                 index: 0,
+                value_getters: Default::default(),
             })),
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! 1. read the partition counts of the source topics;
 //! 2. give each repartition topic its count: the one set with
-//!    `Repartitioned::with_number_of_partitions`, else the largest count among the
-//!    source topics of the sub-topology that writes it;
+//!    `Repartitioned::with_number_of_partitions`, else, when a join reads it with
+//!    external topics (a co-partition group), their count, else the largest count among
+//!    the source topics of the sub-topology that writes it;
 //! 3. create missing internal topics as `<application.id>-<name>` (through
 //!    [`StreamsConfig::topic_creator`](super::StreamsConfig::topic_creator) if set,
 //!    else the admin API), and wait until the cluster shows them;
@@ -90,6 +91,61 @@ fn admin_error(operation: &str, topic: &str, error: AdminError) -> StreamsError 
     }
 }
 
+/// The partition count of each internal topic (logical name), given the counts of
+/// the external source topics (Kafka's `RepartitionTopics` and
+/// `CopartitionedTopicsEnforcer`): an explicit count; else, for a repartition topic in a
+/// co-partition group with external topics (one a join reads), the largest count of
+/// those, so the join's tasks line up with the table's partitions; else the largest
+/// count of the topics the topology sizes it from, upstream first (a sub-topology may
+/// read a repartition topic written by another one).
+pub(crate) fn internal_topic_partitions(
+    topology: &Topology,
+    counts: &BTreeMap<String, i32>,
+) -> BTreeMap<String, i32> {
+    let mut copartitioned: BTreeMap<&str, i32> = BTreeMap::new();
+    for (_, group) in &topology.copartition_groups {
+        let external = group
+            .iter()
+            .filter(|t| !topology.internal_topics.contains_key(*t))
+            .filter_map(|t| counts.get(t).copied())
+            .max();
+        if let Some(count) = external {
+            for t in group
+                .iter()
+                .filter(|t| topology.internal_topics.contains_key(*t))
+            {
+                copartitioned.insert(t, count);
+            }
+        }
+    }
+    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
+    for _ in 0..=topology.subtopologies.len() {
+        for (name, internal) in &topology.internal_topics {
+            if wanted.contains_key(name) {
+                continue;
+            }
+            let count = internal
+                .partitions
+                .or_else(|| copartitioned.get(name.as_str()).copied())
+                .or_else(|| {
+                    let upstream: Option<Vec<i32>> = internal
+                        .sized_from
+                        .iter()
+                        .map(|t| match topology.internal_topics.contains_key(t) {
+                            true => wanted.get(t).copied(),
+                            false => counts.get(t).copied(),
+                        })
+                        .collect();
+                    upstream.and_then(|v| v.into_iter().max())
+                });
+            if let Some(count) = count {
+                wanted.insert(name.clone(), count);
+            }
+        }
+    }
+    wanted
+}
+
 /// Settles internal topics and checks co-partitioning; returns the partition count
 /// of every (resolved) source topic. Blocking: call it off the async executor.
 pub(crate) fn prepare_topics(
@@ -116,31 +172,7 @@ pub(crate) fn prepare_topics(
         }
     }
 
-    // Partition counts of internal topics, upstream first (a sub-topology may read
-    // a repartition topic written by another one): an explicit count, else the
-    // largest of the topics the topology sizes it from.
-    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
-    for _ in 0..=topology.subtopologies.len() {
-        for (name, internal) in &topology.internal_topics {
-            if wanted.contains_key(name) {
-                continue;
-            }
-            let count = internal.partitions.or_else(|| {
-                let upstream: Option<Vec<i32>> = internal
-                    .sized_from
-                    .iter()
-                    .map(|t| match topology.internal_topics.contains_key(t) {
-                        true => wanted.get(t).copied(),
-                        false => counts.get(t).copied(),
-                    })
-                    .collect();
-                upstream.and_then(|v| v.into_iter().max())
-            });
-            if let Some(count) = count {
-                wanted.insert(name.clone(), count);
-            }
-        }
-    }
+    let wanted = internal_topic_partitions(topology, &counts);
 
     // Every topic to have: repartition topics, and the changelog topic of each logged
     // store (`<application.id>-<store>-changelog`, with the topic configs the store
@@ -251,4 +283,55 @@ pub(crate) fn prepare_topics(
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::StreamsBuilder;
+
+    #[test]
+    fn a_repartition_before_a_join_is_sized_like_the_table_it_joins() {
+        let builder = StreamsBuilder::new();
+        let table = builder.table::<String, String>("sensor-units");
+        builder
+            .stream::<String, String>("readings")
+            .select_key(|_, v| v.clone())
+            .join_table(&table, |v, unit| format!("{v} {unit}"))
+            .to("labelled");
+        let topology = builder.build().unwrap();
+        let repartitions: Vec<String> =
+            topology.internal_topics().map(|t| t.name.clone()).collect();
+        assert_eq!(repartitions.len(), 1, "{repartitions:?}");
+        let repartition = repartitions[0].as_str();
+        assert!(
+            repartition.starts_with("KSTREAM-KEY-SELECT-") && repartition.ends_with("-repartition")
+        );
+        // describe() shows the repartition topic between the key change and the join.
+        let described = topology.describe().to_string();
+        assert!(
+            described.contains(&format!("Sink: {repartition}-sink (topic: {repartition})")),
+            "{described}"
+        );
+        let counts = BTreeMap::from([("readings".to_owned(), 2), ("sensor-units".to_owned(), 6)]);
+        let wanted = internal_topic_partitions(&topology, &counts);
+        assert_eq!(wanted.get(repartition), Some(&6), "{wanted:?}");
+        let groups: Vec<&[String]> = topology.copartition_groups().collect();
+        assert_eq!(groups.len(), 1);
+        assert!(
+            groups[0].contains(&repartition.to_owned())
+                && groups[0].contains(&"sensor-units".to_owned())
+        );
+
+        // Without a join, a repartition is sized from the topics upstream of it.
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("readings")
+            .select_key(|_, v| v.clone())
+            .group_by_key()
+            .count();
+        let topology = builder.build().unwrap();
+        let wanted = internal_topic_partitions(&topology, &counts);
+        assert_eq!(wanted.values().collect::<Vec<_>>(), [&2], "{wanted:?}");
+    }
 }
