@@ -133,6 +133,7 @@ public class Harness {
                 case "stream-table-join" -> streamTableJoin(scenario, out);
                 case "stream-global-join" -> streamGlobalJoin(scenario, out);
                 case "table-table-join" -> tableTableJoin(scenario, out);
+                case "fk-join" -> foreignKeyJoin(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -627,6 +628,40 @@ public class Harness {
             case "left" -> materialized ? left.leftJoin(right, joiner, store) : left.leftJoin(right, joiner);
             case "outer" -> materialized ? left.outerJoin(right, joiner, store) : left.outerJoin(right, joiner);
             default -> throw new IllegalArgumentException(scenario.where() + ": join is inner, left or outer");
+        };
+        joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeTopics(scenario, driver, "left", "right");
+            readOutput(scenario, driver, out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * builder.table("left").join / leftJoin(builder.table("right"), the value's prefix,
+     * l + "+" + r) (materialized or not), toStream() to `output`.
+     */
+    static void foreignKeyJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "materialized");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> left =
+            builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KTable<String, String> right =
+            builder.table("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final java.util.function.Function<String, String> foreignKey = Harness::prefix;
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
+        final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
+            org.apache.kafka.streams.kstream.Materialized
+                .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as("fk-joined")
+                .withKeySerde(Serdes.String())
+                .withValueSerde(Serdes.String());
+        final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
+            case "inner" -> materialized ? left.join(right, foreignKey, joiner, store) : left.join(right, foreignKey, joiner);
+            case "left" -> materialized ? left.leftJoin(right, foreignKey, joiner, store) : left.leftJoin(right, foreignKey, joiner);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
         };
         joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
         final Path stateDir = Files.createTempDirectory("conformance-");

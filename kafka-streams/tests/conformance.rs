@@ -793,6 +793,45 @@ fn table_table_join(scenario: &Scenario, out: &mut Vec<String>) {
     read_output(scenario, &driver, out);
 }
 
+/// The tables of `left` and `right` joined on the foreign key `value_prefix(left
+/// value)` (`join`: inner or left; with `materialized=true` into the store
+/// `fk-joined`), `l + "+" + r`, `to_stream()` → `output ..` lines.
+fn foreign_key_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "materialized"]);
+    let builder = StreamsBuilder::new();
+    let left = string_table(&builder, "left");
+    let right = string_table(&builder, "right");
+    let store = bool_param(scenario, "materialized").then(|| {
+        Materialized::<String, String>::as_("fk-joined").with_value_serde(Arc::new(StringSerde))
+    });
+    let fk = |value: &String| value_prefix(value);
+    let left_joiner =
+        |l: &String, r: Option<&String>| format!("{l}+{}", r.map_or("null", String::as_str));
+    let joined = match (
+        scenario.params.get("join").map_or("inner", String::as_str),
+        store,
+    ) {
+        ("inner", None) => left.join_foreign_key(&right, fk, |l, r| format!("{l}+{r}")),
+        ("inner", Some(m)) => {
+            left.join_foreign_key_materialized(&right, fk, |l, r| format!("{l}+{r}"), m)
+        }
+        ("left", None) => left.left_join_foreign_key(&right, fk, left_joiner),
+        ("left", Some(m)) => left.left_join_foreign_key_materialized(&right, fk, left_joiner, m),
+        (other, _) => panic!("{}: join is inner or left, got {other}", scenario.here()),
+    };
+    joined.to_stream().to_with(
+        "output",
+        Produced::with(StringSerde, OptionSerde(StringSerde)),
+    );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_topics(scenario, &driver, &["left", "right"]);
+    read_output(scenario, &driver, out);
+}
+
 /// Our output for every scenario, in the harness's line format.
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
@@ -809,6 +848,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "stream-table-join" => stream_table_join(scenario, &mut out),
             "stream-global-join" => stream_global_join(scenario, &mut out),
             "table-table-join" => table_table_join(scenario, &mut out),
+            "fk-join" => foreign_key_join(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

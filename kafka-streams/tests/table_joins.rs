@@ -232,3 +232,78 @@ fn a_stream_joins_a_global_table_without_co_partitioning() {
         [("m1".to_owned(), s("temp-1=20@hall-a"), 2)]
     );
 }
+
+#[test]
+fn a_foreign_key_join_runs_through_its_subscription_and_response_topics() {
+    let builder = StreamsBuilder::new();
+    // sensor → "<machine>/<kind>"; machine → hall
+    let sensors = builder.table::<String, String>("sensors");
+    let machines = builder.table::<String, String>("machines");
+    let located = sensors.join_foreign_key_materialized(
+        &machines,
+        |v: &String| v.split('/').next().unwrap_or_default().to_owned(),
+        |sensor, hall| format!("{sensor}@{hall}"),
+        Materialized::as_("sensor-halls").with_value_serde(Arc::new(StringSerde)),
+    );
+    assert_eq!(located.queryable_store_name(), Some("sensor-halls"));
+    let topology = builder.build().unwrap();
+    let topics: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    assert_eq!(topics.len(), 2, "{topics:?}");
+    assert!(topics.iter().any(
+        |t| t.starts_with("KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-") && t.ends_with("-topic")
+    ));
+    assert!(topics
+        .iter()
+        .any(|t| t.starts_with("KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE-") && t.ends_with("-topic")));
+    // The subscription topic is co-partitioned with the machines, the response topic
+    // with the sensors.
+    let groups: Vec<Vec<String>> = topology
+        .copartition_groups()
+        .map(<[String]>::to_vec)
+        .collect();
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    assert!(groups.iter().any(|g| g.contains(&"machines".to_owned())));
+    assert!(groups.iter().any(|g| g.contains(&"sensors".to_owned())));
+
+    let driver = TopologyTestDriver::new(topology).unwrap();
+    pipe(
+        &driver,
+        "sensors",
+        &[
+            ("temp-1", Some("m1/temp"), 1),
+            ("temp-2", Some("m2/temp"), 2),
+        ],
+    );
+    pipe(&driver, "machines", &[("m1", Some("hall-a"), 3)]);
+    let store = driver
+        .key_value_store::<String, String>("sensor-halls")
+        .unwrap();
+    assert_eq!(
+        store.get(&"temp-1".to_owned()).unwrap(),
+        s("m1/temp@hall-a")
+    );
+    assert_eq!(
+        store.get(&"temp-2".to_owned()).unwrap(),
+        None,
+        "m2 is unknown"
+    );
+    // temp-1 moves to m2, then m2 appears: the result follows the new foreign key.
+    pipe(&driver, "sensors", &[("temp-1", Some("m2/temp"), 4)]);
+    assert_eq!(store.get(&"temp-1".to_owned()).unwrap(), None);
+    pipe(
+        &driver,
+        "machines",
+        &[("m2", Some("hall-b"), 5), ("m1", Some("hall-c"), 6)],
+    );
+    assert_eq!(
+        store.get(&"temp-1".to_owned()).unwrap(),
+        s("m2/temp@hall-b")
+    );
+    assert_eq!(
+        store.get(&"temp-2".to_owned()).unwrap(),
+        s("m2/temp@hall-b")
+    );
+    // A deleted machine deletes its sensors' results.
+    pipe(&driver, "machines", &[("m2", None, 7)]);
+    assert_eq!(store.all().unwrap(), Vec::<(String, String)>::new());
+}

@@ -49,6 +49,7 @@
 
 mod cogrouped;
 mod emit_strategy;
+mod foreign_key_join;
 pub(crate) mod internals;
 mod kgrouped_stream;
 mod kgrouped_table;

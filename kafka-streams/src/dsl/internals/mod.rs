@@ -2,6 +2,7 @@
 //! `KStream`/`KTable` handle, and the processors the operators add (Kafka's
 //! `kstream/internals`).
 
+pub(crate) mod fk_join_ops;
 pub(crate) mod session_ops;
 pub(crate) mod sliding_ops;
 pub(crate) mod stream_ops;
