@@ -537,6 +537,18 @@ public class Harness {
         }
     }
 
+    /** Builds the topology, pipes the scenario's lines into `topics` and prints `output`'s records. */
+    static void runTopics(final Scenario scenario, final StreamsBuilder builder, final List<String> out, final String... topics)
+        throws IOException {
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeTopics(scenario, driver, topics);
+            readOutput(scenario, driver, out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
     static boolean leftJoin(final Scenario scenario) {
         return switch (scenario.param("join", "inner")) {
             case "inner" -> false;
@@ -571,13 +583,7 @@ public class Harness {
             ? stream.leftJoin(table, (value, row) -> value + "+" + row, joined)
             : stream.join(table, (value, row) -> value + "+" + row, joined);
         result.to("output", Produced.with(Serdes.String(), Serdes.String()));
-        final Path stateDir = Files.createTempDirectory("conformance-");
-        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
-            pipeTopics(scenario, driver, "stream", "table");
-            readOutput(scenario, driver, out);
-        } finally {
-            deleteRecursively(stateDir);
-        }
+        runTopics(scenario, builder, out, "stream", "table");
     }
 
     /**
@@ -595,13 +601,7 @@ public class Harness {
             ? stream.leftJoin(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row)
             : stream.join(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row);
         result.to("output", Produced.with(Serdes.String(), Serdes.String()));
-        final Path stateDir = Files.createTempDirectory("conformance-");
-        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
-            pipeTopics(scenario, driver, "stream", "global");
-            readOutput(scenario, driver, out);
-        } finally {
-            deleteRecursively(stateDir);
-        }
+        runTopics(scenario, builder, out, "stream", "global");
     }
 
     /**
@@ -610,7 +610,7 @@ public class Harness {
      * null value).
      */
     static void tableTableJoin(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("join", "materialized");
+        scenario.accept("join", "materialized", "count-by-right");
         final StreamsBuilder builder = new StreamsBuilder();
         final org.apache.kafka.streams.kstream.KTable<String, String> left =
             builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
@@ -629,14 +629,19 @@ public class Harness {
             case "outer" -> materialized ? left.outerJoin(right, joiner, store) : left.outerJoin(right, joiner);
             default -> throw new IllegalArgumentException(scenario.where() + ": join is inner, left or outer");
         };
-        joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
-        final Path stateDir = Files.createTempDirectory("conformance-");
-        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
-            pipeTopics(scenario, driver, "left", "right");
-            readOutput(scenario, driver, out);
-        } finally {
-            deleteRecursively(stateDir);
+        if (Boolean.parseBoolean(scenario.param("count-by-right", "false"))) {
+            // Results per right value: a result that changes or goes away is subtracted
+            // from its old group (the join's old values).
+            joined.groupBy((key, value) -> org.apache.kafka.streams.KeyValue.pair(value.substring(value.indexOf('+') + 1), value),
+                    org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()))
+                .count()
+                .toStream()
+                .mapValues(count -> String.valueOf(count))
+                .to("output", Produced.with(Serdes.String(), Serdes.String()));
+        } else {
+            joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
         }
+        runTopics(scenario, builder, out, "left", "right");
     }
 
     /**
@@ -664,12 +669,6 @@ public class Harness {
             default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
         };
         joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
-        final Path stateDir = Files.createTempDirectory("conformance-");
-        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
-            pipeTopics(scenario, driver, "left", "right");
-            readOutput(scenario, driver, out);
-        } finally {
-            deleteRecursively(stateDir);
-        }
+        runTopics(scenario, builder, out, "left", "right");
     }
 }

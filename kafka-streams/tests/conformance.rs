@@ -666,6 +666,23 @@ fn read_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &mut Vec<S
     }
 }
 
+/// Builds the topology, pipes the scenario's lines into `topics` and prints
+/// `output`'s records.
+fn run_topics(
+    scenario: &Scenario,
+    builder: &StreamsBuilder,
+    topics: &[&str],
+    out: &mut Vec<String>,
+) {
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_topics(scenario, &driver, topics);
+    read_output(scenario, &driver, out);
+}
+
 /// The `join` parameter of stream joins: `inner` (the default) or `left`.
 fn left_join(scenario: &Scenario) -> bool {
     match scenario.params.get("join").map_or("inner", String::as_str) {
@@ -712,13 +729,7 @@ fn stream_table_join(scenario: &Scenario, out: &mut Vec<String>) {
         stream.join_table(&table, |value, row: &String| format!("{value}+{row}"))
     };
     result.to_with("output", Produced::with(StringSerde, StringSerde));
-    let topology = builder
-        .build()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let driver =
-        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    pipe_topics(scenario, &driver, &["stream", "table"]);
-    read_output(scenario, &driver, out);
+    run_topics(scenario, &builder, &["stream", "table"], out);
 }
 
 /// `stream` records joined (`join`: inner or left) with the global table of `global`
@@ -740,20 +751,14 @@ fn stream_global_join(scenario: &Scenario, out: &mut Vec<String>) {
         })
     };
     result.to_with("output", Produced::with(StringSerde, StringSerde));
-    let topology = builder
-        .build()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let driver =
-        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    pipe_topics(scenario, &driver, &["stream", "global"]);
-    read_output(scenario, &driver, out);
+    run_topics(scenario, &builder, &["stream", "global"], out);
 }
 
 /// The tables of `left` and `right` joined (`join`: inner, left or outer; with
 /// `materialized=true` into the store `joined`), `l + "+" + r` (`null` for an absent
 /// side), `to_stream()` → `output ..` lines (a deleted result prints `value=null`).
 fn table_table_join(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["join", "materialized"]);
+    scenario.accept(&["join", "materialized", "count-by-right"]);
     let builder = StreamsBuilder::new();
     let left = string_table(&builder, "left");
     let right = string_table(&builder, "right");
@@ -780,17 +785,28 @@ fn table_table_join(scenario: &Scenario, out: &mut Vec<String>) {
             scenario.here()
         ),
     };
-    joined.to_stream().to_with(
-        "output",
-        Produced::with(StringSerde, OptionSerde(StringSerde)),
-    );
-    let topology = builder
-        .build()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let driver =
-        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    pipe_topics(scenario, &driver, &["left", "right"]);
-    read_output(scenario, &driver, out);
+    if bool_param(scenario, "count-by-right") {
+        // Results per right value: a result that changes or goes away is subtracted
+        // from its old group (the join's old values).
+        joined
+            .group_by(|_, value: &String| {
+                let right = value.split_once('+').map_or("", |(_, r)| r);
+                (right.to_owned(), value.clone())
+            })
+            .count()
+            .to_stream()
+            .map_values(|count| count.map(|c| c.to_string()))
+            .to_with(
+                "output",
+                Produced::with(StringSerde, OptionSerde(StringSerde)),
+            );
+    } else {
+        joined.to_stream().to_with(
+            "output",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    }
+    run_topics(scenario, &builder, &["left", "right"], out);
 }
 
 /// The tables of `left` and `right` joined on the foreign key `value_prefix(left
@@ -823,13 +839,7 @@ fn foreign_key_join(scenario: &Scenario, out: &mut Vec<String>) {
         "output",
         Produced::with(StringSerde, OptionSerde(StringSerde)),
     );
-    let topology = builder
-        .build()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let driver =
-        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    pipe_topics(scenario, &driver, &["left", "right"]);
-    read_output(scenario, &driver, out);
+    run_topics(scenario, &builder, &["left", "right"], out);
 }
 
 /// Our output for every scenario, in the harness's line format.

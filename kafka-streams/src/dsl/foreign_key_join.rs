@@ -15,11 +15,12 @@
 //! with `None` for a missing foreign row).
 //!
 //! Both tables need key and value serdes (this table's value serde computes the
-//! hashes). The internal topics are partitioned by the producer's default
-//! partitioner on the serialized key, so `other`'s and this table's topics must be
-//! partitioned that way too (Kafka routes responses to the subscriber's partition
-//! explicitly). Like the other table joins, results carry the timestamp of the update
-//! that caused them.
+//! hashes). The runtime's producer partitions the internal topics by murmur2 of the
+//! serialized key (Kafka's default partitioner), so `other`'s and this table's topics
+//! must be partitioned that way too; Kafka instead sends each response to the
+//! partition its subscription came from. Like the other table joins, results carry
+//! the timestamp of the update that caused them. The foreign-key extractor sees the
+//! value only (not Kafka 4.1's key-and-value variant).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -153,21 +154,12 @@ impl<K: Data, V: Data> KTable<K, V> {
             Some(other_getter),
         ) = (serdes, this_getter, other_getter)
         else {
-            let message = format!(
-                "foreign-key join of {} with {}: both tables need key and value serdes and \
-                 must be readable by key (materialized)",
-                inner.graph.node_name(self.node),
-                inner.graph.node_name(other.node)
-            );
-            inner.graph.error(message);
             drop(inner);
-            return KTable {
-                builder: self.builder.clone(),
-                node: self.node,
-                key_serde: self.key_serde.clone(),
-                value_serde: None,
-                store: None,
-            };
+            return self.failed_join(
+                other,
+                "foreign-key join",
+                "both tables need key and value serdes and must be readable by key (materialized)",
+            );
         };
         if !Arc::ptr_eq(&self.builder, &other.builder) {
             inner

@@ -56,6 +56,31 @@ impl<K: Data, V: Data> KTable<K, V> {
         }
     }
 
+    /// Records why the join of this table with `other` cannot be built (the build
+    /// reports it) and returns a stand-in for its result.
+    pub(super) fn failed_join<KO, VO, VR>(
+        &self,
+        other: &KTable<KO, VO>,
+        what: &str,
+        why: &str,
+    ) -> KTable<K, VR> {
+        let mut inner = lock(&self.builder);
+        let message = format!(
+            "{what} of {} with {}: {why}",
+            inner.graph.node_name(self.node),
+            inner.graph.node_name(other.node)
+        );
+        inner.graph.error(message);
+        drop(inner);
+        KTable {
+            builder: self.builder.clone(),
+            node: self.node,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+            store: None,
+        }
+    }
+
     /// Joins with `other` on the key (Kafka's `KTable.join`): a row for each key in
     /// both tables.
     ///
@@ -172,21 +197,13 @@ impl<K: Data, V: Data> KTable<K, V> {
         });
         let merge_name = inner.new_name("KTABLE-MERGE-");
         let (Some(this_getter), Some(other_getter)) = (this_getter, other_getter) else {
-            let message = format!(
-                "table join {merge_name}: tables {} and {} must both be readable by key \
-                 (materialized, or a filter, map-values or join of a materialized table)",
-                inner.graph.node_name(self.node),
-                inner.graph.node_name(other.node)
-            );
-            inner.graph.error(message);
             drop(inner);
-            return KTable {
-                builder: self.builder.clone(),
-                node: self.node,
-                key_serde: self.key_serde.clone(),
-                value_serde: None,
-                store: None,
-            };
+            return self.failed_join(
+                other,
+                &format!("table join {merge_name}"),
+                "both tables must be readable by key (materialized, or a filter, map-values or \
+                 join of a materialized table)",
+            );
         };
         let this_name = inner.new_name("KTABLE-JOINTHIS-");
         let other_name = inner.new_name("KTABLE-JOINOTHER-");
