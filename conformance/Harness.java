@@ -549,6 +549,14 @@ public class Harness {
         }
     }
 
+    /** A key-value store `name` of string keys and values. */
+    static org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> stringStore(final String name) {
+        return org.apache.kafka.streams.kstream.Materialized
+            .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as(name)
+            .withKeySerde(Serdes.String())
+            .withValueSerde(Serdes.String());
+    }
+
     static boolean leftJoin(final Scenario scenario) {
         return switch (scenario.param("join", "inner")) {
             case "inner" -> false;
@@ -619,10 +627,7 @@ public class Harness {
         final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
         final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
         final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
-            org.apache.kafka.streams.kstream.Materialized
-                .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as("joined")
-                .withKeySerde(Serdes.String())
-                .withValueSerde(Serdes.String());
+            stringStore("joined");
         final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
             case "inner" -> materialized ? left.join(right, joiner, store) : left.join(right, joiner);
             case "left" -> materialized ? left.leftJoin(right, joiner, store) : left.leftJoin(right, joiner);
@@ -659,10 +664,7 @@ public class Harness {
         final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
         final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
         final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
-            org.apache.kafka.streams.kstream.Materialized
-                .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as("fk-joined")
-                .withKeySerde(Serdes.String())
-                .withValueSerde(Serdes.String());
+            stringStore("fk-joined");
         final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
             case "inner" -> materialized ? left.join(right, foreignKey, joiner, store) : left.join(right, foreignKey, joiner);
             case "left" -> materialized ? left.leftJoin(right, foreignKey, joiner, store) : left.leftJoin(right, foreignKey, joiner);
