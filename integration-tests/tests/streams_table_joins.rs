@@ -2,7 +2,9 @@
 //! foreign-key join of tables with different partition counts runs end to end through
 //! its subscription and response topics (sized like the foreign and the primary
 //! table), following foreign-key changes and tombstones; a stream-table join of topics
-//! that are not co-partitioned fails at start, naming the topics and their counts.
+//! that are not co-partitioned fails at start, naming the topics and their counts; a
+//! stream rekeyed before a table join is repartitioned into as many partitions as the
+//! table's topic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -184,6 +186,65 @@ fn a_stream_table_join_of_topics_not_co_partitioned_fails_at_start_naming_them()
             && message.contains(&units)
             && (message.contains("[3, 2]") || message.contains("[2, 3]")),
         "{message}"
+    );
+    assert!(streams.close_timeout(DEADLINE), "close");
+}
+
+#[test]
+fn a_stream_rekeyed_before_a_table_join_is_repartitioned_into_as_many_partitions_as_the_table() {
+    // Readings (2 partitions) keyed by machine, value "<sensor>=<reading>"; sensor
+    // units (4 partitions) keyed by sensor.
+    let readings = topic("rekey-readings", 2);
+    let units = topic("rekey-units", 4);
+    let out = topic("rekey-labelled", 1);
+    produce(&units, &[("temp-1", Some("°C")), ("pres-1", Some("mbar"))]);
+
+    let builder = StreamsBuilder::new();
+    let unit_table = builder
+        .table_with::<String, String>(&units, kafka_streams::dsl::Materialized::as_("units-store"));
+    builder
+        .stream::<String, String>(&readings)
+        .select_key(|_, v| v.split('=').next().unwrap_or_default().to_owned())
+        .join_table(&unit_table, |reading, unit| format!("{reading} {unit}"))
+        .to(&out);
+    let topology = builder.build().expect("topology");
+    let repartition: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
+    assert_eq!(repartition.len(), 1, "{repartition:?}");
+    let app = unique_name("rekey-join-app");
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let streams = KafkaStreams::new(
+        topology,
+        StreamsConfig::new(&app, config())
+            .state_dir(state_dir.path())
+            .commit_interval(Duration::from_millis(100)),
+    )
+    .expect("streams");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "streams did not reach RUNNING: {:?}",
+        streams.error()
+    );
+    // Sized like the table's topic, not like the readings' topic upstream of it.
+    block_on(wait_for_partitions(&format!("{app}-{}", repartition[0]), 4));
+    // The table holds both units before any reading is joined with it.
+    wait_until("the units table to hold both sensors", || {
+        streams
+            .store::<String, String>("units-store")
+            .and_then(|s| s.all())
+            .is_ok_and(|rows| rows.len() == 2)
+    });
+    produce(
+        &readings,
+        &[
+            ("m1", Some("temp-1=850")),
+            ("m2", Some("pres-1=1013")),
+            ("m1", Some("hum-9=40")),
+        ],
+    );
+    expect_table(
+        &out,
+        &[("temp-1", "temp-1=850 °C"), ("pres-1", "pres-1=1013 mbar")],
     );
     assert!(streams.close_timeout(DEADLINE), "close");
 }
