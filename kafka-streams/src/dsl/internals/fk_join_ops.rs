@@ -597,4 +597,75 @@ mod tests {
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff]), None);
     }
+
+    #[test]
+    fn a_response_for_an_older_value_is_dropped_and_counted() {
+        use crate::dsl::{Materialized, StreamsBuilder};
+        use crate::test_driver::TopologyTestDriver;
+        use kafka_client::serde::OptionSerde;
+
+        let builder = StreamsBuilder::new();
+        let left = builder.table::<String, String>("left");
+        let right = builder.table::<String, String>("right");
+        left.join_foreign_key_materialized(
+            &right,
+            |v: &String| v.split('/').next().unwrap_or_default().to_owned(),
+            |l, r| format!("{l}+{r}"),
+            Materialized::as_("joined").with_value_serde(Arc::new(StringSerde)),
+        );
+        let topology = builder.build().unwrap();
+        let response_topic = topology
+            .internal_topics()
+            .map(|t| t.name.clone())
+            .find(|t| t.contains("-SUBSCRIPTION-RESPONSE-"))
+            .unwrap();
+        let driver = TopologyTestDriver::new(topology).unwrap();
+        let pipe = |topic: &str, key: &str, value: &str| {
+            driver
+                .create_input_topic_with::<String, Option<String>>(
+                    topic,
+                    StringSerde,
+                    OptionSerde(StringSerde),
+                )
+                .pipe_input(key.to_owned(), Some(value.to_owned()))
+                .unwrap();
+        };
+        pipe("right", "f1", "F1");
+        pipe("left", "a", "f1/new");
+        let joined = driver.key_value_store::<String, String>("joined").unwrap();
+        assert_eq!(
+            joined.get(&"a".to_owned()).unwrap().as_deref(),
+            Some("f1/new+F1")
+        );
+
+        // Responses as the foreign side sends them: one for a value `a` no longer
+        // holds, one for its current value.
+        let responses = driver
+            .create_input_topic_with::<String, SubscriptionResponseWrapper<String>>(
+                &format!("{}-{response_topic}", driver.application_id()),
+                StringSerde,
+                ResponseWrapperSerde::<String>(Arc::new(StringSerde)),
+            );
+        let response = |of: &str, foreign: &str| SubscriptionResponseWrapper {
+            hash: Some(value_hash(of.as_bytes())),
+            foreign_value: Some(foreign.to_owned()),
+            primary_partition: 0,
+        };
+        let dropped = driver.metrics().skipped_records;
+        responses
+            .pipe_input("a".to_owned(), response("f1/old", "STALE"))
+            .unwrap();
+        assert_eq!(
+            joined.get(&"a".to_owned()).unwrap().as_deref(),
+            Some("f1/new+F1")
+        );
+        assert_eq!(driver.metrics().skipped_records, dropped + 1);
+        responses
+            .pipe_input("a".to_owned(), response("f1/new", "F1b"))
+            .unwrap();
+        assert_eq!(
+            joined.get(&"a".to_owned()).unwrap().as_deref(),
+            Some("f1/new+F1b")
+        );
+    }
 }
