@@ -303,16 +303,31 @@ pub fn raw_passthrough(
     expected: u64,
     timeout: Duration,
 ) -> anyhow::Result<Timings> {
+    raw_passthrough_of(config, &[input], output, partitions, expected, timeout)
+}
+
+/// [`raw_passthrough`] reading several input topics (one consumer subscribed to all):
+/// `expected` counts the records of all of them.
+pub fn raw_passthrough_of(
+    config: &ClientConfig,
+    inputs: &[&str],
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let deadline = started + timeout;
     let probe: BaseConsumer = config.to_rdkafka().create()?;
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
     let worker = {
-        let (config, input, output) = (config.clone(), input.to_owned(), output.to_owned());
+        let (config, output) = (config.clone(), output.to_owned());
+        let inputs: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
         let (stop, failed) = (stop.clone(), failed.clone());
         std::thread::spawn(move || {
-            let result = passthrough_loop(&config, &input, &output, expected, deadline, &stop);
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let result = passthrough_loop(&config, &inputs, &output, expected, deadline, &stop);
             failed.store(result.is_err(), Ordering::Relaxed);
             result
         })
@@ -378,7 +393,7 @@ impl RawClients {
 /// acknowledged (or `stop`).
 fn passthrough_loop(
     config: &ClientConfig,
-    input: &str,
+    inputs: &[&str],
     output: &str,
     expected: u64,
     deadline: Instant,
@@ -389,7 +404,7 @@ fn passthrough_loop(
         delivered,
         consumer,
     } = RawClients::new(config, "bench-raw-passthrough")?;
-    consumer.subscribe(&[input])?;
+    consumer.subscribe(inputs)?;
     let mut consumed = 0_u64;
     while delivered.load(Ordering::Relaxed) < expected && !stop.load(Ordering::Relaxed) {
         anyhow::ensure!(
@@ -649,4 +664,64 @@ impl TopicToEnd {
         }
         Ok(records)
     }
+}
+
+/// A state directory under the system temp dir, fresh (`prefix` made unique) and
+/// removed when dropped.
+pub struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    /// A new, not yet created, directory named after `prefix`.
+    pub fn fresh(prefix: &str) -> Self {
+        StateDir(std::env::temp_dir().join(unique(prefix)))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
+            }
+        }
+    }
+}
+
+/// [`watch_output`] for a started streams app, failing early if the app fails, then
+/// closes the app (whatever the outcome).
+#[allow(clippy::too_many_arguments)]
+pub fn watch_streams_output(
+    streams: &kafka_streams::runtime::KafkaStreams,
+    probe: &BaseConsumer,
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    started: Instant,
+    deadline: Instant,
+) -> anyhow::Result<Timings> {
+    let result = watch_output(
+        probe,
+        output,
+        partitions,
+        expected,
+        started,
+        deadline,
+        || {
+            anyhow::ensure!(
+                streams.state() != kafka_streams::runtime::State::Error,
+                "the streams app failed: {:?}",
+                streams.error()
+            );
+            Ok(())
+        },
+    );
+    if !streams.close() {
+        tracing::warn!("the streams app did not close within the timeout");
+    }
+    result
 }
