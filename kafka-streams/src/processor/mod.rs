@@ -324,6 +324,13 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
         self.core.windowed_emit_interval_ms
     }
 
+    /// The least wall-clock time between two looks for closed windows of a left or
+    /// outer stream-stream join, from the configuration (Kafka's internal
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`).
+    pub(crate) fn outer_join_emit_interval_ms(&self) -> i64 {
+        self.core.outer_join_emit_interval_ms
+    }
+
     /// The stores this node may use, for the DSL's table value getters (which read a
     /// table's store from a join processor of other types).
     pub(crate) fn store_access(&mut self) -> internal::StoreAccess<'_> {

@@ -355,6 +355,7 @@ impl StreamTask {
                     dropped_records: env.metrics.dropped_records_counter(),
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     globals: env.global_stores(),
+                    outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -600,6 +601,7 @@ impl StreamTask {
                         dropped_records: env.metrics.dropped_records_counter(),
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                         globals: env.global_stores(),
+                        outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                     }
                 };
             }

@@ -91,61 +91,6 @@ fn admin_error(operation: &str, topic: &str, error: AdminError) -> StreamsError 
     }
 }
 
-/// The partition count of each internal topic (logical name), given the counts of
-/// the external source topics (Kafka's `RepartitionTopics` and
-/// `CopartitionedTopicsEnforcer`): an explicit count; else, for a repartition topic in a
-/// co-partition group with external topics (one a join reads), the largest count of
-/// those, so the join's tasks line up with the table's partitions; else the largest
-/// count of the topics the topology sizes it from, upstream first (a sub-topology may
-/// read a repartition topic written by another one).
-pub(crate) fn internal_topic_partitions(
-    topology: &Topology,
-    counts: &BTreeMap<String, i32>,
-) -> BTreeMap<String, i32> {
-    let mut copartitioned: BTreeMap<&str, i32> = BTreeMap::new();
-    for (_, group) in &topology.copartition_groups {
-        let external = group
-            .iter()
-            .filter(|t| !topology.internal_topics.contains_key(*t))
-            .filter_map(|t| counts.get(t).copied())
-            .max();
-        if let Some(count) = external {
-            for t in group
-                .iter()
-                .filter(|t| topology.internal_topics.contains_key(*t))
-            {
-                copartitioned.insert(t, count);
-            }
-        }
-    }
-    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
-    for _ in 0..=topology.subtopologies.len() {
-        for (name, internal) in &topology.internal_topics {
-            if wanted.contains_key(name) {
-                continue;
-            }
-            let count = internal
-                .partitions
-                .or_else(|| copartitioned.get(name.as_str()).copied())
-                .or_else(|| {
-                    let upstream: Option<Vec<i32>> = internal
-                        .sized_from
-                        .iter()
-                        .map(|t| match topology.internal_topics.contains_key(t) {
-                            true => wanted.get(t).copied(),
-                            false => counts.get(t).copied(),
-                        })
-                        .collect();
-                    upstream.and_then(|v| v.into_iter().max())
-                });
-            if let Some(count) = count {
-                wanted.insert(name.clone(), count);
-            }
-        }
-    }
-    wanted
-}
-
 /// Settles internal topics and checks co-partitioning; returns the partition count
 /// of every (resolved) source topic. Blocking: call it off the async executor.
 pub(crate) fn prepare_topics(
@@ -172,7 +117,9 @@ pub(crate) fn prepare_topics(
         }
     }
 
-    let wanted = internal_topic_partitions(topology, &counts);
+    // Partition counts of internal topics: explicit, else from upstream, and matching
+    // the other inputs of a join.
+    let wanted = topology.internal_topic_partitions(&counts);
 
     // Every topic to have: repartition topics, and the changelog topic of each logged
     // store (`<application.id>-<store>-changelog`, with the topic configs the store
@@ -314,7 +261,7 @@ mod tests {
             "{described}"
         );
         let counts = BTreeMap::from([("readings".to_owned(), 2), ("sensor-units".to_owned(), 6)]);
-        let wanted = internal_topic_partitions(&topology, &counts);
+        let wanted = topology.internal_topic_partitions(&counts);
         assert_eq!(wanted.get(repartition), Some(&6), "{wanted:?}");
         let groups: Vec<&[String]> = topology.copartition_groups().collect();
         assert_eq!(groups.len(), 1);
@@ -331,7 +278,7 @@ mod tests {
             .group_by_key()
             .count();
         let topology = builder.build().unwrap();
-        let wanted = internal_topic_partitions(&topology, &counts);
+        let wanted = topology.internal_topic_partitions(&counts);
         assert_eq!(wanted.values().collect::<Vec<_>>(), [&2], "{wanted:?}");
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod fk_join_ops;
 pub(crate) mod session_ops;
 pub(crate) mod sliding_ops;
+pub(crate) mod stream_join_ops;
 pub(crate) mod stream_ops;
 pub(crate) mod table_join_ops;
 pub(crate) mod table_ops;
