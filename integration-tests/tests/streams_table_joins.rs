@@ -68,6 +68,29 @@ fn expect_table(topic: &str, expected: &[(&str, &str)]) {
     });
 }
 
+/// Starts `topology` as application `app` and waits until it runs; the state
+/// directory lives as long as the returned guard.
+fn start_running(
+    topology: kafka_streams::Topology,
+    app: &str,
+) -> (KafkaStreams, tempfile::TempDir) {
+    let state_dir = tempfile::tempdir().expect("state dir");
+    let streams = KafkaStreams::new(
+        topology,
+        StreamsConfig::new(app, config())
+            .state_dir(state_dir.path())
+            .commit_interval(Duration::from_millis(100)),
+    )
+    .expect("streams");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "streams did not reach RUNNING: {:?}",
+        streams.error()
+    );
+    (streams, state_dir)
+}
+
 #[test]
 fn a_foreign_key_join_runs_through_its_subscription_and_response_topics() {
     // Sensors (3 partitions) name their machine (2 partitions): no co-partitioning.
@@ -99,20 +122,7 @@ fn a_foreign_key_join_runs_through_its_subscription_and_response_topics() {
     let topology = builder.build().expect("topology");
     let internal: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
     let app = unique_name("fk-join-app");
-    let state_dir = tempfile::tempdir().expect("state dir");
-    let streams = KafkaStreams::new(
-        topology,
-        StreamsConfig::new(&app, config())
-            .state_dir(state_dir.path())
-            .commit_interval(Duration::from_millis(100)),
-    )
-    .expect("streams");
-    streams.start().expect("start");
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "streams did not reach RUNNING: {:?}",
-        streams.error()
-    );
+    let (streams, _state_dir) = start_running(topology, &app);
 
     // The internal topics exist, sized like the tables they line up with.
     for name in &internal {
@@ -211,20 +221,7 @@ fn a_stream_rekeyed_before_a_table_join_is_repartitioned_into_as_many_partitions
     let repartition: Vec<String> = topology.internal_topics().map(|t| t.name.clone()).collect();
     assert_eq!(repartition.len(), 1, "{repartition:?}");
     let app = unique_name("rekey-join-app");
-    let state_dir = tempfile::tempdir().expect("state dir");
-    let streams = KafkaStreams::new(
-        topology,
-        StreamsConfig::new(&app, config())
-            .state_dir(state_dir.path())
-            .commit_interval(Duration::from_millis(100)),
-    )
-    .expect("streams");
-    streams.start().expect("start");
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "streams did not reach RUNNING: {:?}",
-        streams.error()
-    );
+    let (streams, _state_dir) = start_running(topology, &app);
     // Sized like the table's topic, not like the readings' topic upstream of it.
     block_on(wait_for_partitions(&format!("{app}-{}", repartition[0]), 4));
     // The table holds both units before any reading is joined with it.

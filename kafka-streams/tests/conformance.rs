@@ -989,7 +989,6 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
         .params
         .get("aggregate")
         .map_or("count", String::as_str);
-    let show = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
     match aggregate {
         "count" => grouped
             .count_with(Materialized::default().with_caching_disabled())
@@ -1045,25 +1044,7 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
             .pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
-    let output = driver.create_output_topic_with::<String, Option<String>>(
-        "output",
-        StringSerde,
-        OptionSerde(StringSerde),
-    );
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", record.key),
-                format!("value={}", show(record.value)),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_output(scenario, &driver, out);
 }
 
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
