@@ -136,6 +136,10 @@ public class Harness {
                 case "table-suppress-time-limit" -> tableSuppressTimeLimit(scenario, out);
                 case "table-group-by" -> tableGroupBy(scenario, out);
                 case "stream-join" -> streamJoin(scenario, out);
+                case "stream-table-join" -> streamTableJoin(scenario, out);
+                case "stream-global-join" -> streamGlobalJoin(scenario, out);
+                case "table-table-join" -> tableTableJoin(scenario, out);
+                case "fk-join" -> foreignKeyJoin(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -764,5 +768,175 @@ public class Harness {
         } finally {
             deleteRecursively(stateDir);
         }
+    }
+
+    /** A value token: `null` is a null value (a tombstone). */
+    static String nullable(final String token) {
+        return token.equals("null") ? null : token;
+    }
+
+    /**
+     * Pipes `<topic> <key> <value|null> <timestamp>` lines into the input topics named by
+     * their first token (one of `topics`), in file order.
+     */
+    static void pipeTopics(final Scenario scenario, final TopologyTestDriver driver, final String... topics) {
+        final Map<String, TestInputTopic<String, String>> inputs = new LinkedHashMap<>();
+        for (final String topic : topics) {
+            inputs.put(topic, driver.createInputTopic(topic, new StringSerializer(), new StringSerializer()));
+        }
+        for (final String[] tokens : scenario.data()) {
+            final TestInputTopic<String, String> input = inputs.get(tokens[0]);
+            if (input == null || tokens.length != 4) {
+                throw new IllegalArgumentException(scenario.where() + ": kind " + scenario.kind() + " takes data lines `<"
+                    + String.join("|", topics) + "> <key> <value|null> <timestamp>`, got `" + String.join(" ", tokens) + "`");
+            }
+            input.pipeInput(tokens[1], nullable(tokens[2]), Long.parseLong(tokens[3]));
+        }
+    }
+
+    /** The records of `output` (string keys and values) as `output key=.. value=.. timestamp=..` lines. */
+    static void readOutput(final Scenario scenario, final TopologyTestDriver driver, final List<String> out) {
+        final TestOutputTopic<String, String> output =
+            driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
+        for (final TestRecord<String, String> record : output.readRecordsToList()) {
+            emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(), "timestamp=" + record.timestamp());
+        }
+    }
+
+    /** Builds the topology, pipes the scenario's lines into `topics` and prints `output`'s records. */
+    static void runTopics(final Scenario scenario, final StreamsBuilder builder, final List<String> out, final String... topics)
+        throws IOException {
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeTopics(scenario, driver, topics);
+            readOutput(scenario, driver, out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /** A key-value store `name` of string keys and values. */
+    static org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> stringStore(final String name) {
+        return org.apache.kafka.streams.kstream.Materialized
+            .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as(name)
+            .withKeySerde(Serdes.String())
+            .withValueSerde(Serdes.String());
+    }
+
+    static boolean leftJoin(final Scenario scenario) {
+        return switch (scenario.param("join", "inner")) {
+            case "inner" -> false;
+            case "left" -> true;
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
+        };
+    }
+
+    /** The stream value up to its first `/` (the rekeying and global-table key selector). */
+    static String prefix(final String value) {
+        return value.substring(0, Math.max(0, value.indexOf('/')));
+    }
+
+    /**
+     * builder.stream("stream").join / leftJoin(builder.table("table"), v + "+" + t)
+     * (with `rekey=true`, after selectKey(prefix of the value), so through a repartition
+     * topic), written to `output`.
+     */
+    static void streamTableJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "rekey");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> table =
+            builder.table("table", Consumed.with(Serdes.String(), Serdes.String()));
+        org.apache.kafka.streams.kstream.KStream<String, String> stream =
+            builder.stream("stream", Consumed.with(Serdes.String(), Serdes.String()));
+        if (Boolean.parseBoolean(scenario.param("rekey", "false"))) {
+            stream = stream.selectKey((key, value) -> prefix(value));
+        }
+        final org.apache.kafka.streams.kstream.Joined<String, String, String> joined =
+            org.apache.kafka.streams.kstream.Joined.with(Serdes.String(), Serdes.String(), Serdes.String());
+        final org.apache.kafka.streams.kstream.KStream<String, String> result = leftJoin(scenario)
+            ? stream.leftJoin(table, (value, row) -> value + "+" + row, joined)
+            : stream.join(table, (value, row) -> value + "+" + row, joined);
+        result.to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "stream", "table");
+    }
+
+    /**
+     * builder.stream("stream").join / leftJoin(builder.globalTable("global"), key: the
+     * value's prefix, v + "+" + row), written to `output`.
+     */
+    static void streamGlobalJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.GlobalKTable<String, String> global =
+            builder.globalTable("global", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KStream<String, String> stream =
+            builder.stream("stream", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KStream<String, String> result = leftJoin(scenario)
+            ? stream.leftJoin(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row)
+            : stream.join(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row);
+        result.to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "stream", "global");
+    }
+
+    /**
+     * builder.table("left").join / leftJoin / outerJoin(builder.table("right"),
+     * l + "+" + r) (materialized or not), toStream() to `output` (a deleted result is a
+     * null value).
+     */
+    static void tableTableJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "materialized", "count-by-right");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> left =
+            builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KTable<String, String> right =
+            builder.table("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
+        final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
+            stringStore("joined");
+        final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
+            case "inner" -> materialized ? left.join(right, joiner, store) : left.join(right, joiner);
+            case "left" -> materialized ? left.leftJoin(right, joiner, store) : left.leftJoin(right, joiner);
+            case "outer" -> materialized ? left.outerJoin(right, joiner, store) : left.outerJoin(right, joiner);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner, left or outer");
+        };
+        if (Boolean.parseBoolean(scenario.param("count-by-right", "false"))) {
+            // Results per right value: a result that changes or goes away is subtracted
+            // from its old group (the join's old values).
+            joined.groupBy((key, value) -> org.apache.kafka.streams.KeyValue.pair(value.substring(value.indexOf('+') + 1), value),
+                    org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()))
+                .count()
+                .toStream()
+                .mapValues(count -> String.valueOf(count))
+                .to("output", Produced.with(Serdes.String(), Serdes.String()));
+        } else {
+            joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        }
+        runTopics(scenario, builder, out, "left", "right");
+    }
+
+    /**
+     * builder.table("left").join / leftJoin(builder.table("right"), the value's prefix,
+     * l + "+" + r) (materialized or not), toStream() to `output`.
+     */
+    static void foreignKeyJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "materialized");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> left =
+            builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KTable<String, String> right =
+            builder.table("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final java.util.function.Function<String, String> foreignKey = Harness::prefix;
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
+        final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
+            stringStore("fk-joined");
+        final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
+            case "inner" -> materialized ? left.join(right, foreignKey, joiner, store) : left.join(right, foreignKey, joiner);
+            case "left" -> materialized ? left.leftJoin(right, foreignKey, joiner, store) : left.leftJoin(right, foreignKey, joiner);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
+        };
+        joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "left", "right");
     }
 }

@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kafka_client::serde::{
@@ -22,7 +22,7 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    BufferConfig, Consumed, EmitStrategy, JoinWindows, Materialized, Produced,
+    BufferConfig, Consumed, EmitStrategy, JoinWindows, KTable, Materialized, Produced,
     SessionWindowedDeserializer, SessionWindowedSerializer, SlidingWindows, StreamsBuilder,
     Suppressed, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
@@ -891,6 +891,245 @@ fn table_suppress_time_limit(scenario: &Scenario, out: &mut Vec<String>) {
     }
 }
 
+/// A value token: `null` is a null value (a tombstone).
+fn nullable(token: &str) -> Option<String> {
+    (token != "null").then(|| token.to_owned())
+}
+
+/// Pipes `<topic> <key> <value|null> <timestamp>` lines into the input topics named by
+/// their first token (one of `topics`), in file order.
+fn pipe_topics(scenario: &Scenario, driver: &TopologyTestDriver, topics: &[&str]) {
+    let inputs: BTreeMap<&str, _> = topics
+        .iter()
+        .map(|t| {
+            let input = driver.create_input_topic_with::<String, Option<String>>(
+                t,
+                StringSerde,
+                OptionSerde(StringSerde),
+            );
+            (*t, input)
+        })
+        .collect();
+    for tokens in &scenario.data {
+        let input = match (inputs.get(tokens[0].as_str()), tokens.len()) {
+            (Some(input), 4) => input,
+            _ => panic!(
+                "{}: kind {} takes data lines `<{}> <key> <value|null> <timestamp>`, got `{}`",
+                scenario.here(),
+                scenario.kind,
+                topics.join("|"),
+                tokens.join(" ")
+            ),
+        };
+        input
+            .pipe_input_at(
+                tokens[1].clone(),
+                nullable(&tokens[2]),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+}
+
+/// The records of `output` as `output key=<k> value=<v|null> timestamp=<ms>` lines.
+fn read_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &mut Vec<String>) {
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={}", record.value.as_deref().unwrap_or("null")),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
+/// Builds the topology, pipes the scenario's lines into `topics` and prints
+/// `output`'s records.
+fn run_topics(
+    scenario: &Scenario,
+    builder: &StreamsBuilder,
+    topics: &[&str],
+    out: &mut Vec<String>,
+) {
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_topics(scenario, &driver, topics);
+    read_output(scenario, &driver, out);
+}
+
+/// The `join` parameter of stream joins: `inner` (the default) or `left`.
+fn left_join(scenario: &Scenario) -> bool {
+    match scenario.params.get("join").map_or("inner", String::as_str) {
+        "inner" => false,
+        "left" => true,
+        other => panic!("{}: join is inner or left, got {other}", scenario.here()),
+    }
+}
+
+/// The stream value up to its first `/` (the rekeying and global-table key selector).
+fn value_prefix(value: &str) -> String {
+    value.split_once('/').map_or("", |(p, _)| p).to_owned()
+}
+
+fn bool_param(scenario: &Scenario, key: &str) -> bool {
+    match scenario.params.get(key).map_or("false", String::as_str) {
+        "true" => true,
+        "false" => false,
+        other => panic!("{}: {key} is true or false, got {other}", scenario.here()),
+    }
+}
+
+fn string_table(builder: &StreamsBuilder, topic: &str) -> KTable<String, String> {
+    builder.table_with::<String, String>(topic, Materialized::default())
+}
+
+/// `stream` records joined (`join`: inner or left) with the table of `table` (with
+/// `rekey=true` after `select_key(the value's prefix)`, so through a repartition topic),
+/// `value + "+" + row` → `output key=.. value=.. timestamp=..`
+fn stream_table_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "rekey"]);
+    let builder = StreamsBuilder::new();
+    let table = string_table(&builder, "table");
+    let mut stream =
+        builder.stream_with::<String, String>("stream", Consumed::with(StringSerde, StringSerde));
+    if bool_param(scenario, "rekey") {
+        stream = stream.select_key(|_, value| value_prefix(value));
+    }
+    let result = if left_join(scenario) {
+        stream.left_join_table(&table, |value, row: Option<&String>| {
+            format!("{value}+{}", row.map_or("null", String::as_str))
+        })
+    } else {
+        stream.join_table(&table, |value, row: &String| format!("{value}+{row}"))
+    };
+    result.to_with("output", Produced::with(StringSerde, StringSerde));
+    run_topics(scenario, &builder, &["stream", "table"], out);
+}
+
+/// `stream` records joined (`join`: inner or left) with the global table of `global`
+/// at the key `value_prefix(value)`, `value + "+" + row` → `output ..` lines.
+fn stream_global_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join"]);
+    let builder = StreamsBuilder::new();
+    let global = builder.global_table::<String, String>("global");
+    let stream =
+        builder.stream_with::<String, String>("stream", Consumed::with(StringSerde, StringSerde));
+    let select = |_: &String, value: &String| value_prefix(value);
+    let result = if left_join(scenario) {
+        stream.left_join_global(&global, select, |value, row: Option<&String>| {
+            format!("{value}+{}", row.map_or("null", String::as_str))
+        })
+    } else {
+        stream.join_global(&global, select, |value, row: &String| {
+            format!("{value}+{row}")
+        })
+    };
+    result.to_with("output", Produced::with(StringSerde, StringSerde));
+    run_topics(scenario, &builder, &["stream", "global"], out);
+}
+
+/// The tables of `left` and `right` joined (`join`: inner, left or outer; with
+/// `materialized=true` into the store `joined`), `l + "+" + r` (`null` for an absent
+/// side), `to_stream()` → `output ..` lines (a deleted result prints `value=null`).
+fn table_table_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "materialized", "count-by-right"]);
+    let builder = StreamsBuilder::new();
+    let left = string_table(&builder, "left");
+    let right = string_table(&builder, "right");
+    let store = bool_param(scenario, "materialized").then(|| {
+        Materialized::<String, String>::as_("joined").with_value_serde(Arc::new(StringSerde))
+    });
+    let show = |v: Option<&String>| v.map_or("null", String::as_str).to_owned();
+    let joined = match (
+        scenario.params.get("join").map_or("inner", String::as_str),
+        store,
+    ) {
+        ("inner", None) => left.join(&right, |l, r| format!("{l}+{r}")),
+        ("inner", Some(m)) => left.join_materialized(&right, |l, r| format!("{l}+{r}"), m),
+        ("left", None) => left.left_join(&right, move |l, r| format!("{l}+{}", show(r))),
+        ("left", Some(m)) => {
+            left.left_join_materialized(&right, move |l, r| format!("{l}+{}", show(r)), m)
+        }
+        ("outer", None) => left.outer_join(&right, move |l, r| format!("{}+{}", show(l), show(r))),
+        ("outer", Some(m)) => {
+            left.outer_join_materialized(&right, move |l, r| format!("{}+{}", show(l), show(r)), m)
+        }
+        (other, _) => panic!(
+            "{}: join is inner, left or outer, got {other}",
+            scenario.here()
+        ),
+    };
+    if bool_param(scenario, "count-by-right") {
+        // Results per right value: a result that changes or goes away is subtracted
+        // from its old group (the join's old values).
+        joined
+            .group_by(|_, value: &String| {
+                let right = value.split_once('+').map_or("", |(_, r)| r);
+                (right.to_owned(), value.clone())
+            })
+            .count()
+            .to_stream()
+            .map_values(|count| count.map(|c| c.to_string()))
+            .to_with(
+                "output",
+                Produced::with(StringSerde, OptionSerde(StringSerde)),
+            );
+    } else {
+        joined.to_stream().to_with(
+            "output",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    }
+    run_topics(scenario, &builder, &["left", "right"], out);
+}
+
+/// The tables of `left` and `right` joined on the foreign key `value_prefix(left
+/// value)` (`join`: inner or left; with `materialized=true` into the store
+/// `fk-joined`), `l + "+" + r`, `to_stream()` → `output ..` lines.
+fn foreign_key_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "materialized"]);
+    let builder = StreamsBuilder::new();
+    let left = string_table(&builder, "left");
+    let right = string_table(&builder, "right");
+    let store = bool_param(scenario, "materialized").then(|| {
+        Materialized::<String, String>::as_("fk-joined").with_value_serde(Arc::new(StringSerde))
+    });
+    let fk = |value: &String| value_prefix(value);
+    let left_joiner =
+        |l: &String, r: Option<&String>| format!("{l}+{}", r.map_or("null", String::as_str));
+    let joined = match (
+        scenario.params.get("join").map_or("inner", String::as_str),
+        store,
+    ) {
+        ("inner", None) => left.join_foreign_key(&right, fk, |l, r| format!("{l}+{r}")),
+        ("inner", Some(m)) => {
+            left.join_foreign_key_materialized(&right, fk, |l, r| format!("{l}+{r}"), m)
+        }
+        ("left", None) => left.left_join_foreign_key(&right, fk, left_joiner),
+        ("left", Some(m)) => left.left_join_foreign_key_materialized(&right, fk, left_joiner, m),
+        (other, _) => panic!("{}: join is inner or left, got {other}", scenario.here()),
+    };
+    joined.to_stream().to_with(
+        "output",
+        Produced::with(StringSerde, OptionSerde(StringSerde)),
+    );
+    run_topics(scenario, &builder, &["left", "right"], out);
+}
+
 /// Our output for every scenario, in the harness's line format.
 /// `record <key> <value|null> <timestamp>` into the table `input`; `group_by(the value
 /// up to its '/' → key=rest)` then `count()` or a concatenating `aggregate()` with a
@@ -909,7 +1148,6 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
         .params
         .get("aggregate")
         .map_or("count", String::as_str);
-    let show = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
     match aggregate {
         "count" => grouped
             .count_with(Materialized::default().with_caching_disabled())
@@ -965,25 +1203,7 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
             .pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
-    let output = driver.create_output_topic_with::<String, Option<String>>(
-        "output",
-        StringSerde,
-        OptionSerde(StringSerde),
-    );
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", record.key),
-                format!("value={}", show(record.value)),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_output(scenario, &driver, out);
 }
 
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
@@ -1004,6 +1224,10 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "table-suppress-time-limit" => table_suppress_time_limit(scenario, &mut out),
             "table-group-by" => table_group_by(scenario, &mut out),
             "stream-join" => stream_join(scenario, &mut out),
+            "stream-table-join" => stream_table_join(scenario, &mut out),
+            "stream-global-join" => stream_global_join(scenario, &mut out),
+            "table-table-join" => table_table_join(scenario, &mut out),
+            "fk-join" => foreign_key_join(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

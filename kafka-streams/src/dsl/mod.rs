@@ -49,13 +49,16 @@
 
 mod cogrouped;
 mod emit_strategy;
+mod foreign_key_join;
 pub(crate) mod internals;
 mod join_windows;
 mod kgrouped_stream;
 mod kgrouped_table;
 mod kstream;
 mod kstream_join;
+mod kstream_table_join;
 mod ktable;
+mod ktable_join;
 mod materialized;
 pub(crate) mod options;
 mod session_windowed;
@@ -76,6 +79,7 @@ pub use join_windows::JoinWindows;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
+pub use kstream_table_join::Joined;
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
@@ -141,6 +145,7 @@ impl StreamsBuilder {
             inner: Arc::new(Mutex::new(BuilderInner {
                 graph: LogicalGraph::default(),
                 index: 0,
+                value_getters: Default::default(),
             })),
         }
     }

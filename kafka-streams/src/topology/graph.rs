@@ -81,6 +81,9 @@ pub(crate) struct LogicalGraph {
     /// In the order added; the topology builder reports a name added twice.
     stores: Vec<Arc<dyn StoreBuilder>>,
     global_stores: Vec<(String, Arc<dyn StoreBuilder>)>,
+    /// Internal topics written and read by plain sink and source nodes (a foreign-key
+    /// join's subscription and response topics), sized when the client starts.
+    internal_topics: Vec<String>,
     errors: Vec<String>,
     /// Set by the optimizer: table sources keep their topic as changelog.
     pub reuse_source_topics: bool,
@@ -272,6 +275,12 @@ impl LogicalGraph {
         })
     }
 
+    /// Declares `topic` an internal topic (prefixed with the application id, created
+    /// at start) that the topology writes with a sink and reads with a source.
+    pub fn add_internal_topic(&mut self, topic: String) {
+        self.internal_topics.push(topic);
+    }
+
     /// Connects node `node` to store `store`.
     pub fn connect_store(&mut self, node: usize, store: &str) {
         self.nodes[node].stores.push(store.to_owned());
@@ -347,6 +356,9 @@ impl LogicalGraph {
         }
         for (topic, store) in &self.global_stores {
             builder.add_global_store(topic.clone(), store.clone());
+        }
+        for topic in &self.internal_topics {
+            builder.add_internal_topic(topic.clone(), None);
         }
         let mut order: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.nodes[i].removed)
