@@ -288,6 +288,20 @@ public class Harness {
      * The `emit` parameter: `update` (the default, EmitStrategy.onWindowUpdate()) or
      * `close` (EmitStrategy.onWindowClose()).
      */
+    /**
+     * The `caching` parameter on a windowed store's Materialized: `off` (the default:
+     * every update goes downstream) or `on` (Kafka's default: the record cache folds
+     * updates until the driver's commit after each input record).
+     */
+    static <V, S extends org.apache.kafka.streams.processor.StateStore> org.apache.kafka.streams.kstream.Materialized<String, V, S> caching(
+            final Scenario scenario, final org.apache.kafka.streams.kstream.Materialized<String, V, S> materialized) {
+        return switch (scenario.param("caching", "off")) {
+            case "on" -> materialized.withCachingEnabled();
+            case "off" -> materialized.withCachingDisabled();
+            default -> throw new IllegalArgumentException(scenario.where() + ": caching is on or off");
+        };
+    }
+
     static EmitStrategy emitStrategy(final Scenario scenario) {
         return switch (scenario.param("emit", "update")) {
             case "update" -> EmitStrategy.onWindowUpdate();
@@ -328,16 +342,15 @@ public class Harness {
      * every update goes downstream), written with the time-windowed serde.
      */
     static void windowedCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit", "emit-interval");
+        scenario.accept("size", "advance", "grace", "emit", "emit-interval", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
+            .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -361,7 +374,7 @@ public class Harness {
      * .reduce(a + "," + b) (caching disabled), written with the time-windowed serde.
      */
     static void windowedReduceRekeyed(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit");
+        scenario.accept("size", "advance", "grace", "emit", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
@@ -370,9 +383,8 @@ public class Harness {
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
             .reduce((aggregate, value) -> aggregate + "," + value,
-                org.apache.kafka.streams.kstream.Materialized
-                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
-                    .withCachingDisabled())
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -437,7 +449,7 @@ public class Harness {
      * session-windowed serde. → `output key=<hex> read=<[key@start/end]> value=<v|null> timestamp=<ms>`
      */
     static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("gap", "grace");
+        scenario.accept("gap", "grace", "caching");
         final org.apache.kafka.streams.kstream.SessionWindows windows =
             org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
                 Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
@@ -445,9 +457,8 @@ public class Harness {
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
+            .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.SessionWindowedSerde<>(Serdes.String()), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -477,7 +488,7 @@ public class Harness {
      * results. → `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
      */
     static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("difference", "grace");
+        scenario.accept("difference", "grace", "caching");
         final long difference = scenario.longParam("difference");
         final org.apache.kafka.streams.kstream.SlidingWindows windows =
             org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
@@ -486,9 +497,8 @@ public class Harness {
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
+            .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");

@@ -22,9 +22,9 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, EmitStrategy, Produced, SessionWindowedDeserializer, SessionWindowedSerializer,
-    SlidingWindows, StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows,
-    Window, Windowed,
+    Consumed, EmitStrategy, Materialized, Produced, SessionWindowedDeserializer,
+    SessionWindowedSerializer, SlidingWindows, StreamsBuilder, TimeWindowedDeserializer,
+    TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -303,6 +303,17 @@ impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
     }
 }
 
+/// The `caching` parameter on a windowed store's `Materialized`: `off` (the default:
+/// every update goes downstream) or `on` (our default and Kafka's: the record cache
+/// folds updates until the driver's commit after each input record).
+fn materialized<V>(scenario: &Scenario) -> Materialized<String, V> {
+    match scenario.params.get("caching").map_or("off", String::as_str) {
+        "on" => Materialized::default().with_caching_enabled(),
+        "off" => Materialized::default().with_caching_disabled(),
+        other => panic!("{}: caching is on or off, got {other}", scenario.here()),
+    }
+}
+
 /// The `emit` parameter: `update` (the default) or `close`.
 fn emit_strategy(scenario: &Scenario) -> EmitStrategy {
     match scenario.params.get("emit").map_or("update", String::as_str) {
@@ -345,7 +356,14 @@ fn pipe_steps(scenario: &Scenario, driver: &TopologyTestDriver) {
 /// our test driver → `output key=<hex> read=<[key@start/end]> value=<count>
 /// timestamp=<ms>`
 fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit", "emit-interval"]);
+    scenario.accept(&[
+        "size",
+        "advance",
+        "grace",
+        "emit",
+        "emit-interval",
+        "caching",
+    ]);
     let size = millis(scenario, scenario.i64_param("size"));
     let windows = time_windows(scenario);
     let builder = StreamsBuilder::new();
@@ -354,7 +372,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(windows)
         .emit_strategy(emit_strategy(scenario))
-        .count()
+        .count_with(materialized(scenario))
         .to_stream()
         // The key goes out with the table's own windowed-key serde.
         .to_with(
@@ -388,7 +406,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// `windowed_by(..).emit_strategy(..).reduce(a + "," + b)` → `output key=<hex>
 /// read=<[key@start/end]> value=<joined values> timestamp=<ms>`
 fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit"]);
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
     let size = millis(scenario, scenario.i64_param("size"));
     let builder = StreamsBuilder::new();
     builder
@@ -401,7 +419,10 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(time_windows(scenario))
         .emit_strategy(emit_strategy(scenario))
-        .reduce(|aggregate, value| format!("{aggregate},{value}"))
+        .reduce_with(
+            |aggregate, value| format!("{aggregate},{value}"),
+            materialized(scenario),
+        )
         .to_stream()
         .to_with(
             "output",
@@ -509,7 +530,7 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
 /// driver → `output key=<hex> read=<[key@start/end]> value=<count|null> timestamp=<ms>`
 /// (a merged-away session's tombstone prints `value=null`, as Kafka's null does).
 fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["gap", "grace"]);
+    scenario.accept(&["gap", "grace", "caching"]);
     let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
         millis(scenario, scenario.i64_param("gap")),
         millis(scenario, scenario.i64_param_or("grace", 0)),
@@ -520,7 +541,7 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_session(windows)
-        .count()
+        .count_with(materialized(scenario))
         .to_stream()
         // The key goes out with the table's own session-windowed key serde.
         .to_with(
@@ -578,7 +599,7 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// timestamp=<ms>`, the keys written with the table's time-windowed serde (window
 /// size = the time difference) and read back with that size.
 fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["difference", "grace"]);
+    scenario.accept(&["difference", "grace", "caching"]);
     let difference = millis(scenario, scenario.i64_param("difference"));
     let grace = millis(scenario, scenario.i64_param_or("grace", 0));
     let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
@@ -588,7 +609,7 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_sliding(windows)
-        .count()
+        .count_with(materialized(scenario))
         .to_stream()
         .to_with(
             "output",

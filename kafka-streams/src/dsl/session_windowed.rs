@@ -31,8 +31,10 @@ use crate::windowed::Windowed;
 /// - a record whose merged session ends before stream time minus the gap and the
 ///   grace period is dropped and logged.
 ///
-/// Session stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows). The store
+/// Updates go downstream through the session store's record cache (the default),
+/// which folds a session's updates between commits and sends each session's latest
+/// (or its removal) once per commit or when evicted; with
+/// `Materialized::with_caching_disabled`, every update at once. The store
 /// keeps sessions that ended within its retention (default: gap plus grace, as in
 /// Kafka) of the latest session end it holds; only those can still merge.
 ///

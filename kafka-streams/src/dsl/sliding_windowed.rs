@@ -37,8 +37,10 @@ use crate::windowed::Windowed;
 ///   added to is logged and counted in the task's `dropped-records`
 ///   (`MetricsSnapshot::skipped_records`).
 ///
-/// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows).
+/// Updates go downstream through the window store's record cache (the default), which
+/// folds a window's updates between commits and sends each window's latest once per
+/// commit (or when evicted); with `Materialized::with_caching_disabled`, every update
+/// at once.
 ///
 /// The store keeps each window under its start, and the table's keys go out with the
 /// time-windowed serde of window size = the time difference (Kafka's

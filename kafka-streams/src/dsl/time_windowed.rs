@@ -27,9 +27,11 @@ use crate::windowed::Windowed;
 /// - a window closes when stream time passes its end plus the grace period; a record
 ///   only for closed windows is dropped and logged.
 ///
-/// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows), unless
-/// [`TimeWindowedKStream::emit_strategy`] asks for final results only.
+/// Updates go downstream as in Kafka, unless [`TimeWindowedKStream::emit_strategy`]
+/// asks for final results only: through the window store's record cache (the
+/// default), which folds a window's updates between commits and sends each window's
+/// latest once per commit (or when evicted, over `statestore.cache.max.bytes`); with
+/// `Materialized::with_caching_disabled`, every update at once.
 ///
 /// Each record dropped for a closed window counts once per closed window it falls
 /// in, in the task's `dropped-records` (`MetricsSnapshot::skipped_records`).

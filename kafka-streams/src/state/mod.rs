@@ -119,6 +119,7 @@ mod session_store;
 mod typed;
 mod value_and_timestamp;
 mod window_builder;
+mod window_cache;
 mod window_logging;
 mod window_store;
 mod window_typed;
@@ -164,8 +165,8 @@ pub use window_store::{
     WindowStore,
 };
 pub use window_typed::{
-    QueryableSessionStore, QueryableWindowStore, TypedSessionIter, TypedSessionStore,
-    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
+    FlushedSession, FlushedWindow, QueryableSessionStore, QueryableWindowStore, TypedSessionIter,
+    TypedSessionStore, TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
 };
 
 // Crate-internal (the decorators are not re-exported at all): the queue the DSL's

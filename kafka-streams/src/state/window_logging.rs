@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use super::error::{StateError, StateResult};
+use super::key_value::BatchEntry;
 use super::logging::ChangelogWriter;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::segments::{session_key, window_key};
@@ -110,6 +111,21 @@ impl WindowStore for ChangeLoggingWindowStore {
             &window_key(key, window_start, 0),
             value,
         )
+    }
+
+    /// Writes the batch, then logs each write under its binary key.
+    fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
+        self.inner.put_all(entries)?;
+        for (binary, value) in entries {
+            log(
+                self.writer.as_ref(),
+                self.inner.name(),
+                &self.changelog,
+                binary,
+                value.as_deref(),
+            )?;
+        }
+        Ok(())
     }
 
     fn flush(&mut self) -> StateResult<()> {

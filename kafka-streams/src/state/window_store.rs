@@ -11,7 +11,8 @@
 //! stream-stream joins) is not supported: a put replaces the value of its key and
 //! window, and every binary key carries sequence number 0.
 
-use super::error::StateResult;
+use super::error::{StateError, StateResult};
+use super::key_value::BatchEntry;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::rocks::{RocksDbMemory, RocksDbStore, StoreLocation};
 use super::segments::{window_key, Backend, KeySchema, SegmentedBytesStore};
@@ -76,6 +77,28 @@ pub trait WindowStore: ReadOnlyWindowStore + RestorableStore + Send {
     /// Sets the value of `key` in the window starting at `window_start`; `None`
     /// deletes it. A window older than the store's retention is not written.
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> StateResult<()>;
+
+    /// Applies several writes, in order, keyed by Kafka's binary window keys
+    /// (`key ‖ window start ‖ seqnum`, as the changelog is keyed); `None` deletes.
+    /// Stores that can write a batch at once (RocksDB) do so: the record cache writes
+    /// its folded windows through with it.
+    fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
+        for (binary, value) in entries {
+            let key = KeySchema::Window.key_of(binary);
+            let start = KeySchema::Window.segment_timestamp(binary);
+            let (Some(key), Some(start)) = (key, start) else {
+                return Err(StateError::Config {
+                    store: self.name().to_owned(),
+                    reason: format!(
+                        "binary window key of {} bytes is shorter than its 12-byte suffix",
+                        binary.len()
+                    ),
+                });
+            };
+            self.put(key, start, value.as_deref())?;
+        }
+        Ok(())
+    }
 
     /// Makes every write so far durable.
     fn flush(&mut self) -> StateResult<()>;

@@ -7,6 +7,7 @@ pub(crate) mod sliding_ops;
 pub(crate) mod stream_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;
+pub(crate) mod windowed_forward;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
+use super::windowed_forward::SessionTupleForwarder;
 use crate::dsl::{Change, SessionWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::TypedSessionStore;
@@ -22,7 +23,8 @@ pub(crate) type MergeFn<K, VA> = Arc<dyn Fn(&K, Option<VA>, &VA) -> VA + Send + 
 /// - when that changes the window (anything but a lone `[t, t]`), each merged session
 ///   is removed from the store and its deletion goes downstream (new value `None`,
 ///   stamped with its end), then the merged session is put and goes downstream,
-///   stamped with its end;
+///   stamped with its end (with a record cache: when the cache writes them through,
+///   so a session removed and put again before that goes once, as an update);
 /// - a record whose merged session ends before stream time minus gap minus grace is
 ///   dropped and logged.
 pub(crate) struct SessionWindowAggregate<K, V, VA> {
@@ -32,6 +34,7 @@ pub(crate) struct SessionWindowAggregate<K, V, VA> {
     merge: MergeFn<K, VA>,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     observed_stream_time: i64,
+    forwarder: SessionTupleForwarder,
 }
 
 impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
@@ -47,6 +50,7 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
             agg,
             merge,
             observed_stream_time: -1,
+            forwarder: SessionTupleForwarder::new(store),
         }
     }
 }
@@ -60,6 +64,20 @@ struct Session<VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for SessionWindowAggregate<K, V, VA>
 {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -136,23 +154,29 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
         )?;
 
         for session in removed {
-            ctx.forward(Record::new(
-                Windowed::new(record.key.clone(), session.window),
-                Change {
-                    new: None,
-                    old: Some(session.value),
-                },
-                session.window.end(),
-            ));
+            self.forwarder.maybe_forward(
+                ctx,
+                Record::new(
+                    Windowed::new(record.key.clone(), session.window),
+                    Change {
+                        new: None,
+                        old: Some(session.value),
+                    },
+                    session.window.end(),
+                ),
+            );
         }
-        ctx.forward(Record::new(
-            Windowed::new(record.key, merged_window),
-            Change {
-                new: Some(new),
-                old: None,
-            },
-            merged_window.end(),
-        ));
+        self.forwarder.maybe_forward(
+            ctx,
+            Record::new(
+                Windowed::new(record.key, merged_window),
+                Change {
+                    new: Some(new),
+                    old: None,
+                },
+                merged_window.end(),
+            ),
+        );
         Ok(())
     }
 }

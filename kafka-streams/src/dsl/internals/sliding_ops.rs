@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
+use super::windowed_forward::WindowTupleForwarder;
 use crate::dsl::{Change, SlidingWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::{TypedWindowStore, ValueAndTimestamp};
@@ -34,8 +35,8 @@ pub(crate) type InitialFn<VA> = Arc<dyn Fn() -> Option<VA> + Send + Sync>;
 /// skipped. Each is logged with the record's topic, partition and offset and counted
 /// in the task's `dropped-records`, as in Kafka.
 ///
-/// Every update goes downstream (no record cache for window stores yet), stamped with
-/// the largest timestamp in the window.
+/// Every update goes downstream, stamped with the largest timestamp in the window: at
+/// once without a record cache, else as the cache writes it through, folded.
 pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     store: String,
     windows: SlidingWindows,
@@ -47,6 +48,7 @@ pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     initial: InitialFn<VA>,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     observed_stream_time: i64,
+    forwarder: WindowTupleForwarder,
 }
 
 /// What the windows of a record's key around its timestamp told (Kafka's
@@ -92,6 +94,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
             agg,
             initial,
             observed_stream_time: -1,
+            forwarder: WindowTupleForwarder::new(store),
         }
     }
 
@@ -191,6 +194,10 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
         new: VA,
         timestamp: i64,
     ) {
+        if self.forwarder.cached() {
+            // The cache forwards the window when it writes it through.
+            return;
+        }
         let end = start.saturating_add(self.time_difference());
         let window = Window::from_checked_bounds(start, end);
         // Only the key and headers are needed: cloning the whole record would copy its
@@ -368,6 +375,20 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for SlidingWindowAggregate<K, V, VA>
 {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.init(ctx)
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
+use super::windowed_forward::WindowTupleForwarder;
 use crate::dsl::options::SharedSerde;
 use crate::dsl::{Change, EmitStrategy, TimeWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
@@ -14,7 +15,8 @@ use crate::windowed::{Window, Windowed};
 /// not closed yet (its end after stream time minus the grace period); a record only
 /// for closed windows is dropped, logged and counted in the task's `dropped-records`.
 ///
-/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream. With
+/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream: at once without
+/// a record cache, else as the cache writes it through, folded per window. With
 /// [`EmitStrategy::OnWindowClose`] none does; instead, after each record, the windows
 /// that closed since the last emit are read from the store and go downstream once
 /// each, by window start then key bytes (the order of Kafka's time-ordered window
@@ -35,6 +37,7 @@ pub(crate) struct WindowAggregate<K, V, VA> {
     /// The wall-clock time before which closed windows are not looked for (Kafka's
     /// `TimeTracker.nextTimeToEmit`).
     pub(crate) next_time_to_emit: i64,
+    pub(crate) forwarder: WindowTupleForwarder,
 }
 
 impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
@@ -52,6 +55,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             observed_stream_time: -1,
             last_emit_window_close_time: None,
             next_time_to_emit: 0,
+            forwarder: WindowTupleForwarder::new(store),
         }
     }
 
@@ -135,6 +139,25 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for WindowAggregate<K, V, VA>
 {
+    /// Listens to the store's cache when updates are emitted (final results are read
+    /// from the store, through the cache, instead: as Kafka, no flush listener then).
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            self.forwarder.init(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -175,7 +198,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                     timestamp: new_timestamp,
                 },
             )?;
-            if self.emit == EmitStrategy::OnWindowUpdate {
+            if self.emit == EmitStrategy::OnWindowUpdate && !self.forwarder.cached() {
                 ctx.forward(Record {
                     key: Windowed::new(record.key.clone(), window),
                     value: Change {
