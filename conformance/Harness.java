@@ -449,7 +449,7 @@ public class Harness {
      * session-windowed serde. → `output key=<hex> read=<[key@start/end]> value=<v|null> timestamp=<ms>`
      */
     static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("gap", "grace", "caching");
+        scenario.accept("gap", "grace", "caching", "emit");
         final org.apache.kafka.streams.kstream.SessionWindows windows =
             org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
                 Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
@@ -457,6 +457,7 @@ public class Harness {
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(windows)
+            .emitStrategy(emitStrategy(scenario))
             .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
                 .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
@@ -488,7 +489,7 @@ public class Harness {
      * results. → `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
      */
     static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("difference", "grace", "caching");
+        scenario.accept("difference", "grace", "caching", "emit");
         final long difference = scenario.longParam("difference");
         final org.apache.kafka.streams.kstream.SlidingWindows windows =
             org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
@@ -497,6 +498,7 @@ public class Harness {
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(windows)
+            .emitStrategy(emitStrategy(scenario))
             .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
                 .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()

@@ -530,7 +530,7 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
 /// driver → `output key=<hex> read=<[key@start/end]> value=<count|null> timestamp=<ms>`
 /// (a merged-away session's tombstone prints `value=null`, as Kafka's null does).
 fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["gap", "grace", "caching"]);
+    scenario.accept(&["gap", "grace", "caching", "emit"]);
     let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
         millis(scenario, scenario.i64_param("gap")),
         millis(scenario, scenario.i64_param_or("grace", 0)),
@@ -541,6 +541,7 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_session(windows)
+        .emit_strategy(emit_strategy(scenario))
         .count_with(materialized(scenario))
         .to_stream()
         // The key goes out with the table's own session-windowed key serde.
@@ -599,7 +600,7 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// timestamp=<ms>`, the keys written with the table's time-windowed serde (window
 /// size = the time difference) and read back with that size.
 fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["difference", "grace", "caching"]);
+    scenario.accept(&["difference", "grace", "caching", "emit"]);
     let difference = millis(scenario, scenario.i64_param("difference"));
     let grace = millis(scenario, scenario.i64_param_or("grace", 0));
     let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
@@ -609,6 +610,7 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_sliding(windows)
+        .emit_strategy(emit_strategy(scenario))
         .count_with(materialized(scenario))
         .to_stream()
         .to_with(

@@ -10,7 +10,7 @@ use super::internals::session_ops::{MergeFn, SessionWindowAggregate};
 use super::internals::table_ops::AggFn;
 use super::options::{default_serde, SharedSerde};
 use super::windowed_aggregation::WindowedAggregation;
-use super::{KGroupedStream, KTable, Materialized, SessionWindows};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, SessionWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::SessionStoreBuilder;
@@ -65,11 +65,54 @@ use crate::windowed::Windowed;
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: SessionWindows) -> Self {
-        SessionWindowedKStream { grouped, windows }
+        SessionWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `SessionWindowedKStream.emitStrategy`): on every update, merged-away sessions
+    /// as tombstones (the default), or one final result per session once it closes,
+    /// with [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a session goes downstream once stream time minus the
+    /// inactivity gap and the grace period passes its end (no later record can merge
+    /// with it any more), stamped with its end; no tombstones go out, since merged-away
+    /// sessions never were. Closed sessions are looked for after every record
+    /// (dropped ones too, as in Kafka), at most once per emit interval of wall-clock
+    /// time (every record in the test driver), and go out by end, then key bytes,
+    /// then start (Kafka's time-ordered session store), with the headers of the record
+    /// that closed them. As in Kafka, the store then has no record cache.
+    ///
+    /// The last emitted close time is not kept across restarts (see
+    /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_streams::dsl::{EmitStrategy, SessionWindows, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by_session(
+    ///         SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(300))
+    ///             .unwrap(),
+    ///     )
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count();
+    /// builder.build().unwrap();
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and session; merged sessions add their counts.
@@ -182,9 +225,12 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         prefix: &str,
         agg: AggFn<K, V, VA>,
         merge: MergeFn<K, VA>,
-        materialized: Materialized<K, VA>,
+        mut materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
+        let emit = self.emit;
+        // Kafka's `SessionStoreMaterializer`: no cache with emit-final.
+        materialized.caching &= emit == EmitStrategy::OnWindowUpdate;
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
@@ -214,7 +260,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     .map_err(|e| e.to_string())
             },
             |key| Ok(Arc::new(SessionWindowedSerde::new(key)) as SharedSerde<Windowed<K>>),
-            factory(move || SessionWindowAggregate::new(&store, windows, agg.clone(), merge.clone())),
+            factory(move || {
+                SessionWindowAggregate::new(&store, windows, agg.clone(), merge.clone(), emit)
+            }),
         )
     }
 }

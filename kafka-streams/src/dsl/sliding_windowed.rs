@@ -11,7 +11,7 @@ use super::internals::table_ops::AggFn;
 use super::internals::window_ops::timestamped_serde;
 use super::options::{default_serde, SharedSerde};
 use super::windowed_aggregation::WindowedAggregation;
-use super::{KGroupedStream, KTable, Materialized, SlidingWindows};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, SlidingWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::WindowStoreBuilder;
@@ -74,11 +74,57 @@ use crate::windowed::Windowed;
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: SlidingWindows) -> Self {
-        SlidingWindowedKStream { grouped, windows }
+        SlidingWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `SlidingWindowedKStream.emitStrategy`, since Kafka 3.3): on every update (the
+    /// default), or one final result per window once it closes, with
+    /// [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a window `[start, end]` goes downstream once stream time
+    /// minus the grace period passes its end; closed windows are looked for after a
+    /// record (not an early one, before the time difference, nor a dropped one, as in
+    /// Kafka), at most once per emit interval of wall-clock time (every record in the
+    /// test driver), and go out by window start, then by key bytes, with the window's
+    /// largest timestamp and the headers of the record that closed it. As in Kafka,
+    /// the store then has no record cache and reads windows back to its latest start
+    /// minus the retention (Kafka's time-ordered window store).
+    ///
+    /// The last emitted close time is not kept across restarts (see
+    /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_streams::dsl::{EmitStrategy, SlidingWindows, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, f64>("plant01")
+    ///     .group_by_key()
+    ///     .windowed_by_sliding(
+    ///         SlidingWindows::of_time_difference_and_grace(
+    ///             Duration::from_secs(60),
+    ///             Duration::from_secs(10),
+    ///         )
+    ///         .unwrap(),
+    ///     )
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count();
+    /// builder.build().unwrap();
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and window.
@@ -172,9 +218,12 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         prefix: &str,
         agg: AggFn<K, V, VA>,
         initial: InitialFn<VA>,
-        materialized: Materialized<K, VA>,
+        mut materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
+        let emit = self.emit;
+        // Kafka's `SlidingWindowStoreMaterializer`: no cache with emit-final.
+        materialized.caching &= emit == EmitStrategy::OnWindowUpdate;
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
@@ -202,21 +251,29 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                         retention.as_millis()
                     ));
                 }
-                WindowStoreBuilder::with_serdes(
+                let builder = WindowStoreBuilder::with_serdes(
                     name,
                     retention,
                     size,
                     key,
                     timestamped_serde(value),
                 )
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+                // Emit-final reads as Kafka's time-ordered window store does.
+                Ok(if emit == EmitStrategy::OnWindowClose {
+                    builder.with_time_ordered_reads()
+                } else {
+                    builder
+                })
             },
             |key| {
                 TimeWindowedSerde::new(key, size)
                     .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
                     .map_err(|e| e.to_string())
             },
-            factory(move || SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone())),
+            factory(move || {
+                SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone(), emit)
+            }),
         )
     }
 }

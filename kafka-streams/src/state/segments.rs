@@ -299,6 +299,9 @@ pub(crate) struct SegmentedBytesStore {
     /// Records not written because their segment had expired (Kafka's
     /// expired-record sensor, part of `dropped-records`).
     expired_records: u64,
+    /// Whether reads reach back to stream time minus retention (Kafka's time-ordered
+    /// stores) rather than one millisecond less far.
+    time_ordered_reads: bool,
     backend: Backend,
 }
 
@@ -356,6 +359,7 @@ impl SegmentedBytesStore {
             observed_stream_time: NO_TIMESTAMP,
             segments: BTreeSet::new(),
             expired_records: 0,
+            time_ordered_reads: false,
             backend,
         };
         store.segments = store.scan_segment_ids()?;
@@ -425,12 +429,19 @@ impl SegmentedBytesStore {
 
     /// The oldest timestamp reads may return (Kafka's `getActualFrom`).
     fn actual_from(&self, from: i64) -> i64 {
-        from.max(
-            self.observed_stream_time
-                .saturating_sub(self.retention_ms)
-                .saturating_add(1),
-        )
-        .max(0)
+        let horizon = self.observed_stream_time.saturating_sub(self.retention_ms);
+        let horizon = if self.time_ordered_reads {
+            horizon
+        } else {
+            horizon.saturating_add(1)
+        };
+        from.max(horizon).max(0)
+    }
+
+    /// Reads back to stream time minus retention (Kafka's time-ordered stores'
+    /// `getActualFrom`), one millisecond further than by default.
+    pub(crate) fn set_time_ordered_reads(&mut self) {
+        self.time_ordered_reads = true;
     }
 
     fn invalid_key(&self, binary: &[u8]) -> StateError {

@@ -58,6 +58,10 @@ pub(crate) struct SegmentedStoreSpec {
     pub logging: bool,
     /// Whether a record cache folds writes between commits.
     pub caching: bool,
+    /// Whether window reads reach back to the latest window start minus the retention
+    /// (Kafka's time-ordered window store, of emit-final aggregations) instead of one
+    /// millisecond less far.
+    pub time_ordered_reads: bool,
     /// How long windows (by start) or sessions (by end) are kept, in milliseconds.
     pub retention_ms: i64,
     /// The segment interval, in milliseconds.
@@ -100,21 +104,25 @@ impl SegmentedStoreSpec {
         context: &StoreContext,
     ) -> StateResult<OpenedSegmentedStore<dyn WindowStore>> {
         let (changelog, serde_topic) = self.changelog(context);
-        let mut store: Box<dyn WindowStore> = match self.kind {
-            StoreKind::RocksDb => Box::new(SegmentedWindowStore::open(
+        let mut segmented = match self.kind {
+            StoreKind::RocksDb => SegmentedWindowStore::open(
                 &context.location(&self.name),
                 changelog.clone(),
                 &context.rocksdb,
                 self.retention_ms,
                 self.segment_interval_ms,
-            )?),
-            StoreKind::InMemory => Box::new(SegmentedWindowStore::in_memory(
+            )?,
+            StoreKind::InMemory => SegmentedWindowStore::in_memory(
                 self.name.clone(),
                 changelog.clone(),
                 self.retention_ms,
                 self.segment_interval_ms,
-            )?),
+            )?,
         };
+        if self.time_ordered_reads {
+            segmented.set_time_ordered_reads();
+        }
+        let mut store: Box<dyn WindowStore> = Box::new(segmented);
         if let Some(changelog) = &changelog {
             store = Box::new(ChangeLoggingWindowStore::new(
                 store,
@@ -205,6 +213,7 @@ impl SegmentedBuilderParts {
                 kind: StoreKind::RocksDb,
                 logging: true,
                 caching: false,
+                time_ordered_reads: false,
                 retention_ms,
             },
             changelog_configs: BTreeMap::new(),
@@ -379,6 +388,14 @@ impl<K, V> WindowStoreBuilder<K, V> {
     ) -> StateResult<Self> {
         self.parts.set_additional_retention(additional)?;
         Ok(self)
+    }
+
+    /// Reads windows back to the latest window start minus the retention, as Kafka's
+    /// time-ordered window store (which its emit-final sliding aggregations use)
+    /// does, where its default store stops one millisecond later.
+    pub(crate) fn with_time_ordered_reads(mut self) -> Self {
+        self.parts.spec.time_ordered_reads = true;
+        self
     }
 
     /// The retention period in milliseconds.

@@ -21,7 +21,9 @@ use super::error::StateResult;
 use super::key_value::{KeyValue, KeyValueIter, MergeIter};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::segments::{session_key, window_key, KeySchema, TIMESTAMP_SIZE};
-use super::session_store::{ReadOnlySessionStore, SessionEntry, SessionIter, SessionStore};
+use super::session_store::{
+    time_first_session_key, ReadOnlySessionStore, SessionEntry, SessionIter, SessionStore,
+};
 use super::window_store::{
     ReadOnlyWindowStore, WindowEntry, WindowEntryIter, WindowFetchIter, WindowStore,
 };
@@ -486,6 +488,57 @@ impl SessionStore for CachingSessionStore {
 
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+
+    /// The inner store's sessions merged with the cached ones, in time-first key order.
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        let stored = self
+            .inner
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)?;
+        if self.cache.len() == 0 {
+            return Ok(stored);
+        }
+        let mut pending: Pending = self
+            .cache
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .filter_map(|(binary, value)| {
+                let (key, start, end) = split_session_key(binary);
+                (earliest_session_end..=latest_session_end)
+                    .contains(&end)
+                    .then(|| {
+                        (
+                            time_first_session_key(key, start, end),
+                            value.map(<[u8]>::to_vec),
+                        )
+                    })
+            })
+            .collect();
+        pending.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let stored: KeyValueIter<'_> = Box::new(stored.map(|item| -> StateResult<KeyValue> {
+            let SessionEntry {
+                key,
+                start,
+                end,
+                value,
+            } = item?;
+            Ok((time_first_session_key(&key, start, end), value))
+        }));
+        Ok(Box::new(merged(stored, pending, true).map(|item| {
+            let (ordered, value) = item?;
+            let end = start_of(ordered.get(..TIMESTAMP_SIZE).unwrap_or(&[]));
+            let rest = ordered.get(TIMESTAMP_SIZE..).unwrap_or(&[]);
+            let split = rest.len().saturating_sub(TIMESTAMP_SIZE);
+            Ok(SessionEntry {
+                key: rest[..split].to_vec(),
+                start: start_of(&rest[split..]),
+                end,
+                value,
+            })
+        })))
     }
 }
 

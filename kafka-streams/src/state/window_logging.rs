@@ -246,6 +246,15 @@ impl SessionStore for ChangeLoggingSessionStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
+
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        self.inner
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)
+    }
 }
 
 impl RestorableStore for ChangeLoggingSessionStore {

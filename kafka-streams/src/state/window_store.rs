@@ -183,6 +183,12 @@ impl SegmentedWindowStore {
         })
     }
 
+    /// Reads back to the latest window start minus the retention, as Kafka's
+    /// time-ordered window store, instead of one millisecond less far.
+    pub(crate) fn set_time_ordered_reads(&mut self) {
+        self.inner.set_time_ordered_reads();
+    }
+
     /// Number of live segments: stays bounded (about `retention / segment interval +
     /// 1`) however long stream time advances.
     pub fn segment_count(&self) -> usize {

@@ -587,6 +587,21 @@ impl<K: 'static, V: 'static> TypedSessionStore<K, V> {
         ))
     }
 
+    /// Every key's sessions ending from `earliest_session_end` to `latest_session_end`
+    /// (inclusive), in Kafka's time-ordered order
+    /// ([`SessionStore::find_sessions_ending_between`]): the sessions that
+    /// on-window-close aggregations emit.
+    pub(crate) fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>> {
+        let iter = self
+            .bytes()?
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)?;
+        Ok(self.typed(iter))
+    }
+
     /// Sets the aggregate of the session `[start, end]` of `key`. A value the serde
     /// turns into null removes the session.
     pub fn put(&mut self, key: &K, start: i64, end: i64, value: &V) -> StateResult<()> {

@@ -5,7 +5,7 @@
 //! per window or session.
 
 use crate::dsl::Change;
-use crate::processor::{Data, ProcessorContext, ProcessorError, Record};
+use crate::processor::{Data, Headers, ProcessorContext, ProcessorError, Record};
 use crate::state::{FlushQueue, TypedSessionStore, TypedWindowStore, ValueAndTimestamp};
 use crate::windowed::{Window, Windowed};
 
@@ -148,4 +148,79 @@ impl SessionTupleForwarder {
         }
         Ok(())
     }
+}
+
+/// When an on-window-close aggregation looks for closed windows (Kafka's
+/// `shouldEmitFinal` with its `TimeTracker`): not before the next emit time (which each
+/// look pushes one emit interval past now, whether or not it finds anything), and only
+/// when the window close time moved since the last emit.
+#[derive(Debug, Default)]
+pub(crate) struct EmitFinalTracker {
+    /// The window close time up to which final results went downstream (Kafka's
+    /// `lastEmitWindowCloseTime`); `None` before the first emit.
+    last_emit_window_close_time: Option<i64>,
+    /// The wall-clock time before which closed windows are not looked for.
+    next_time_to_emit: i64,
+}
+
+impl EmitFinalTracker {
+    /// Whether to look for windows closed by `window_close_time` now.
+    pub(crate) fn should_emit_final<K, V>(
+        &mut self,
+        ctx: &ProcessorContext<'_, K, V>,
+        window_close_time: i64,
+    ) -> bool {
+        let now = ctx.current_system_time_ms();
+        if now < self.next_time_to_emit {
+            return false;
+        }
+        self.next_time_to_emit = now.saturating_add(ctx.windowed_emit_interval_ms());
+        self.last_emit_window_close_time
+            .is_none_or(|last| last < window_close_time)
+    }
+
+    /// The close time of the last emit, if any.
+    pub(crate) fn last_emit_window_close_time(&self) -> Option<i64> {
+        self.last_emit_window_close_time
+    }
+
+    /// Records that the windows closed by `window_close_time` went downstream.
+    pub(crate) fn emitted(&mut self, window_close_time: i64) {
+        self.last_emit_window_close_time = Some(window_close_time);
+    }
+}
+
+/// Sends downstream the final result of every window of `store` starting from `lower`
+/// to `upper` (inclusive; Kafka's `fetchAndEmit`): by window start, then key bytes
+/// (the order of Kafka's time-ordered window store), each stamped with its own
+/// timestamp and carrying `headers` (the record that moved stream time's).
+pub(crate) fn forward_closed_windows<K: Data, VA: Data>(
+    ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    store: &str,
+    lower: i64,
+    upper: i64,
+    headers: &Headers,
+) -> Result<(), ProcessorError> {
+    let store = ctx.required_store::<TypedWindowStore<K, ValueAndTimestamp<VA>>>(store)?;
+    let size = store.window_size_ms();
+    let mut closed = store
+        .fetch_all_closed_windows(lower, upper)?
+        .collect::<Result<Vec<_>, _>>()?;
+    // The store gives each segment by key bytes then window start; a stable sort by
+    // window start gives Kafka's order (start, then key bytes), since windows with one
+    // start share a segment.
+    closed.sort_by_key(|(_, start, _)| *start);
+    for (key, start, aggregate) in closed {
+        let window = Window::from_checked_bounds(start, start.saturating_add(size));
+        ctx.forward(Record {
+            key: Windowed::new(key, window),
+            value: Change {
+                new: Some(aggregate.value),
+                old: None,
+            },
+            timestamp: aggregate.timestamp,
+            headers: headers.clone(),
+        });
+    }
+    Ok(())
 }
