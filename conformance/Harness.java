@@ -130,6 +130,7 @@ public class Harness {
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
+                case "cogrouped-windowed-aggregate" -> cogroupedWindowedAggregate(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -507,6 +508,83 @@ public class Harness {
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
             pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
             readWindowedOutput(scenario, driver, difference, new LongDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * Two grouped streams cogrouped (`input-a` and `input-b`, string keys and values):
+     * a's aggregator appends `+value`, b's `-value`, from the initializer `0`, windowed
+     * by `windows` (`time`: size, advance, grace; `sliding`: difference, grace;
+     * `session`: gap, grace, sessions merged as `left|right`), with `caching`. Data:
+     * `record <a|b> <key> <value> <timestamp>`.
+     * → `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+     */
+    static void cogroupedWindowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("windows", "size", "advance", "difference", "gap", "grace", "caching");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> a =
+            builder.stream("input-a", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> b =
+            builder.stream("input-b", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.CogroupedKStream<String, String> cogrouped = a
+            .<String>cogroup((key, value, aggregate) -> aggregate + "+" + value)
+            .cogroup(b, (key, value, aggregate) -> aggregate + "-" + value);
+        final org.apache.kafka.streams.kstream.Initializer<String> initializer = () -> "0";
+        final long grace = scenario.longParam("grace", 0);
+        final org.apache.kafka.streams.kstream.KTable<Windowed<String>, String> table;
+        final Serde<Windowed<String>> keySerde;
+        final org.apache.kafka.common.serialization.Deserializer<Windowed<String>> read;
+        switch (scenario.param("windows", "time")) {
+            case "time" -> {
+                final long size = scenario.longParam("size");
+                table = cogrouped.windowedBy(timeWindows(scenario)).aggregate(initializer,
+                    caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+            }
+            case "sliding" -> {
+                final long difference = scenario.longParam("difference");
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
+                        Duration.ofMillis(difference), Duration.ofMillis(grace)))
+                    .aggregate(initializer,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), difference);
+            }
+            case "session" -> {
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
+                        Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(grace)))
+                    .aggregate(initializer, (key, left, right) -> left + "|" + right,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.SessionWindowedSerde<>(Serdes.String());
+                read = new SessionWindowedDeserializer<>(new StringDeserializer());
+            }
+            default -> throw new IllegalArgumentException(scenario.where() + ": windows is time, sliding or session");
+        }
+        table.toStream().to("output", Produced.with(keySerde, Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final Map<String, TestInputTopic<String, String>> inputs = Map.of(
+                "a", driver.createInputTopic("input-a", new StringSerializer(), new StringSerializer()),
+                "b", driver.createInputTopic("input-b", new StringSerializer(), new StringSerializer()));
+            for (final String[] tokens : scenario.data("record", 4)) {
+                final TestInputTopic<String, String> input = inputs.get(tokens[1]);
+                if (input == null) {
+                    throw new IllegalArgumentException(scenario.where() + ": records go to a or b");
+                }
+                input.pipeInput(tokens[2], tokens[3], Long.parseLong(tokens[4]));
+            }
+            final TestOutputTopic<byte[], String> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new StringDeserializer());
+            for (final TestRecord<byte[], String> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
         } finally {
             deleteRecursively(stateDir);
         }

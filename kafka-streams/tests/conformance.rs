@@ -626,6 +626,144 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     read_windowed_output(scenario, &driver, difference, out);
 }
 
+/// `materialized` with string values.
+fn string_values(materialized: Materialized<String, String>) -> Materialized<String, String> {
+    materialized.with_value_serde(std::sync::Arc::new(StringSerde))
+}
+
+/// `record <a|b> <key> <value> <timestamp>` into two grouped streams cogrouped (a's
+/// aggregator appends `+value`, b's `-value`, from `0`), windowed by `windows`
+/// (`time`, `sliding` or `session`, sessions merged as `left|right`) →
+/// `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+fn cogrouped_windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&[
+        "windows",
+        "size",
+        "advance",
+        "difference",
+        "gap",
+        "grace",
+        "caching",
+    ]);
+    let grace = millis(scenario, scenario.i64_param_or("grace", 0));
+    let builder = StreamsBuilder::new();
+    let a = builder
+        .stream_with::<String, String>("input-a", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let b = builder
+        .stream_with::<String, String>("input-b", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let cogrouped = a
+        .cogroup(|_, value: &String, aggregate: String| format!("{aggregate}+{value}"))
+        .cogroup(&b, |_, value, aggregate| format!("{aggregate}-{value}"));
+    let initializer = || "0".to_owned();
+    let windows = scenario
+        .params
+        .get("windows")
+        .map_or("time", String::as_str);
+    let table = match windows {
+        "time" => cogrouped
+            .windowed_by(time_windows(scenario))
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "sliding" => cogrouped
+            .windowed_by_sliding(
+                SlidingWindows::of_time_difference_and_grace(
+                    millis(scenario, scenario.i64_param("difference")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "session" => cogrouped
+            .windowed_by_session(
+                kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
+                    millis(scenario, scenario.i64_param("gap")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(
+                initializer,
+                |_, left, right: &String| format!("{left}|{right}"),
+                string_values(materialized(scenario)),
+            ),
+        other => panic!(
+            "{}: windows is time, sliding or session, got {other}",
+            scenario.here()
+        ),
+    };
+    table.to_stream().to_with(
+        "output",
+        Produced::as_("cogrouped-sink").with_value_serializer(OptionSerde(StringSerde)),
+    );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let inputs = [
+        (
+            "a",
+            driver.create_input_topic_with::<String, String>("input-a", StringSerde, StringSerde),
+        ),
+        (
+            "b",
+            driver.create_input_topic_with::<String, String>("input-b", StringSerde, StringSerde),
+        ),
+    ];
+    for tokens in scenario.data("record", 4) {
+        let (_, input) = inputs
+            .iter()
+            .find(|(name, _)| *name == tokens[1])
+            .unwrap_or_else(|| panic!("{}: records go to a or b", scenario.here()));
+        input
+            .pipe_input_at(
+                tokens[2].clone(),
+                tokens[3].clone(),
+                parse_i64(scenario, &tokens[4]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<Vec<u8>, Option<String>>(
+        "output",
+        BytesSerde,
+        OptionSerde(StringSerde),
+    );
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let window_size = match windows {
+        "sliding" => Some(scenario.i64_param("difference")),
+        "time" => Some(scenario.i64_param("size")),
+        _ => None,
+    };
+    let read = |bytes: &[u8]| -> Windowed<String> {
+        let read = match window_size {
+            None => SessionWindowedDeserializer::new(StringSerde).deserialize(Some(bytes), &ctx),
+            Some(size) => TimeWindowedDeserializer::new(StringSerde, millis(scenario, size))
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+                .deserialize(Some(bytes), &ctx),
+        };
+        read.unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+    };
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key = read(&record.key);
+        let value = record.value.unwrap_or_else(|| "null".to_owned());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
 /// Our output for every scenario, in the harness's line format.
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
@@ -639,6 +777,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
+            "cogrouped-windowed-aggregate" => cogrouped_windowed_aggregate(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

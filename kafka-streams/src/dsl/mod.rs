@@ -48,6 +48,7 @@
 //! live in `internals/` (Kafka's `kstream/internals`).
 
 mod cogrouped;
+mod cogrouped_windowed;
 mod emit_strategy;
 pub(crate) mod internals;
 mod kgrouped_stream;
@@ -67,6 +68,9 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use cogrouped::CogroupedKStream;
+pub use cogrouped_windowed::{
+    SessionWindowedCogroupedKStream, SlidingWindowedCogroupedKStream, TimeWindowedCogroupedKStream,
+};
 pub use emit_strategy::EmitStrategy;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;

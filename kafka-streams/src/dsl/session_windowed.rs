@@ -234,37 +234,51 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
-        let gap_and_grace = windows
-            .inactivity_gap_ms()
-            .saturating_add(windows.grace_ms());
-        // Kafka's default retention: the inactivity gap plus the grace period.
-        let retention = materialized
-            .retention
-            .unwrap_or_else(|| Duration::from_millis(gap_and_grace.unsigned_abs()));
         let store = aggregation.store.clone();
         aggregation.finish(
             prefix,
             &materialized,
-            |name, key, value| {
-                // As Kafka's `SessionStoreMaterializer`: a shorter retention would
-                // expire sessions that may still merge or take late records.
-                if retention.as_millis() < u128::from(gap_and_grace.unsigned_abs()) {
-                    return Err(format!(
-                        "the retention period of the session store {name} must be no smaller than the session inactivity gap plus the grace period; got gap=[{}], grace=[{}], retention=[{}]",
-                        windows.inactivity_gap_ms(),
-                        windows.grace_ms(),
-                        retention.as_millis()
-                    ));
-                }
-                SessionStoreBuilder::with_serdes(name, retention, key, value)
-                    .map_err(|e| e.to_string())
-            },
-            |key| Ok(Arc::new(SessionWindowedSerde::new(key)) as SharedSerde<Windowed<K>>),
+            session_store(windows, materialized.retention),
+            session_windowed_key,
             factory(move || {
                 SessionWindowAggregate::new(&store, windows, agg.clone(), merge.clone(), emit)
             }),
         )
     }
+}
+
+/// The builder of a session aggregation's store (Kafka's `SessionStoreMaterializer`):
+/// sessions kept for `retention` (default: the inactivity gap plus the grace period,
+/// as in Kafka; a shorter one, which would expire sessions that may still merge or
+/// take late records, is refused).
+pub(super) fn session_store<K: Data, VA: Data>(
+    windows: SessionWindows,
+    retention: Option<Duration>,
+) -> impl FnOnce(String, SharedSerde<K>, SharedSerde<VA>) -> Result<SessionStoreBuilder<K, VA>, String>
+{
+    move |name, key, value| {
+        let gap_and_grace = windows
+            .inactivity_gap_ms()
+            .saturating_add(windows.grace_ms());
+        let retention =
+            retention.unwrap_or_else(|| Duration::from_millis(gap_and_grace.unsigned_abs()));
+        if retention.as_millis() < u128::from(gap_and_grace.unsigned_abs()) {
+            return Err(format!(
+                "the retention period of the session store {name} must be no smaller than the session inactivity gap plus the grace period; got gap=[{}], grace=[{}], retention=[{}]",
+                windows.inactivity_gap_ms(),
+                windows.grace_ms(),
+                retention.as_millis()
+            ));
+        }
+        SessionStoreBuilder::with_serdes(name, retention, key, value).map_err(|e| e.to_string())
+    }
+}
+
+/// The windowed-key serde of a session table (Kafka's `SessionWindowedSerde`).
+pub(super) fn session_windowed_key<K: Data>(
+    key: SharedSerde<K>,
+) -> Result<SharedSerde<Windowed<K>>, String> {
+    Ok(Arc::new(SessionWindowedSerde::new(key)) as SharedSerde<Windowed<K>>)
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::internals::sliding_ops::{InitialFn, SlidingWindowAggregate};
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::timestamped_serde;
 use super::options::{default_serde, SharedSerde};
-use super::windowed_aggregation::WindowedAggregation;
+use super::windowed_aggregation::{WindowStoreResult, WindowedAggregation};
 use super::{EmitStrategy, KGroupedStream, KTable, Materialized, SlidingWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
@@ -227,53 +227,69 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
-        let difference = windows.time_difference_ms();
-        let size = Duration::from_millis(difference.unsigned_abs());
-        // Kafka's `SlidingWindowStoreMaterializer`: a new record may need the windows
-        // back to `ts - 2 * time difference` (to find the previous record's right
-        // window), so the default retention is twice the time difference plus grace,
-        // and a shorter one is refused.
-        let needed = difference
-            .saturating_mul(2)
-            .saturating_add(windows.grace_ms());
-        let retention = materialized
-            .retention
-            .unwrap_or_else(|| Duration::from_millis(needed.unsigned_abs()));
         let store = aggregation.store.clone();
         aggregation.finish(
             prefix,
             &materialized,
-            |name, key, value| {
-                if retention.as_millis() < u128::from(needed.unsigned_abs()) {
-                    return Err(format!(
-                        "the retention period of the window store {name} must be no smaller than 2 * time difference plus the grace period; got time difference=[{difference}], grace=[{}], retention=[{}]",
-                        windows.grace_ms(),
-                        retention.as_millis()
-                    ));
-                }
-                let builder = WindowStoreBuilder::with_serdes(
-                    name,
-                    retention,
-                    size,
-                    key,
-                    timestamped_serde(value),
-                )
-                .map_err(|e| e.to_string())?;
-                // Emit-final reads as Kafka's time-ordered window store does.
-                Ok(if emit == EmitStrategy::OnWindowClose {
-                    builder.with_time_ordered_reads()
-                } else {
-                    builder
-                })
-            },
-            |key| {
-                TimeWindowedSerde::new(key, size)
-                    .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
-                    .map_err(|e| e.to_string())
-            },
+            sliding_window_store(windows, materialized.retention, emit),
+            sliding_windowed_key(windows),
             factory(move || {
                 SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone(), emit)
             }),
         )
+    }
+}
+
+/// The builder of a sliding-window aggregation's store (Kafka's
+/// `SlidingWindowStoreMaterializer`): a new record may need the windows back to
+/// `ts - 2 * time difference` (to find the previous record's right window), so the
+/// default retention is twice the time difference plus grace, and a shorter one is
+/// refused. Emitting final results, it reads as Kafka's time-ordered store.
+pub(super) fn sliding_window_store<K: Data, VA: Data>(
+    windows: SlidingWindows,
+    retention: Option<Duration>,
+    emit: EmitStrategy,
+) -> impl FnOnce(String, SharedSerde<K>, SharedSerde<VA>) -> WindowStoreResult<K, VA> {
+    move |name, key, value| {
+        let difference = windows.time_difference_ms();
+        let needed = difference
+            .saturating_mul(2)
+            .saturating_add(windows.grace_ms());
+        let retention = retention.unwrap_or_else(|| Duration::from_millis(needed.unsigned_abs()));
+        if retention.as_millis() < u128::from(needed.unsigned_abs()) {
+            return Err(format!(
+                "the retention period of the window store {name} must be no smaller than 2 * time difference plus the grace period; got time difference=[{difference}], grace=[{}], retention=[{}]",
+                windows.grace_ms(),
+                retention.as_millis()
+            ));
+        }
+        let builder = WindowStoreBuilder::with_serdes(
+            name,
+            retention,
+            Duration::from_millis(difference.unsigned_abs()),
+            key,
+            timestamped_serde(value),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(if emit == EmitStrategy::OnWindowClose {
+            builder.with_time_ordered_reads()
+        } else {
+            builder
+        })
+    }
+}
+
+/// The windowed-key serde of a sliding-window table: time-windowed keys of window
+/// size = the time difference, as Kafka writes sliding results.
+pub(super) fn sliding_windowed_key<K: Data>(
+    windows: SlidingWindows,
+) -> impl FnOnce(SharedSerde<K>) -> Result<SharedSerde<Windowed<K>>, String> {
+    move |key| {
+        TimeWindowedSerde::new(
+            key,
+            Duration::from_millis(windows.time_difference_ms().unsigned_abs()),
+        )
+        .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
+        .map_err(|e| e.to_string())
     }
 }

@@ -11,8 +11,15 @@ use super::options::SharedSerde;
 use super::{KGroupedStream, KTable, Materialized};
 use crate::processor::internal::ProcessorFactory;
 use crate::processor::Data;
-use crate::state::{SessionStoreBuilder, StoreBuilder, StoreKind, WindowStoreBuilder};
+use crate::state::{
+    SessionStoreBuilder, StoreBuilder, StoreKind, ValueAndTimestamp, WindowStoreBuilder,
+};
 use crate::windowed::Windowed;
+
+/// The builder of a windowed aggregation's window store (values kept with their
+/// timestamps), or why it cannot be made.
+pub(super) type WindowStoreResult<K, VA> =
+    Result<WindowStoreBuilder<K, ValueAndTimestamp<VA>>, String>;
 
 /// The options a [`Materialized`] sets on the builder of a windowed store: its kind,
 /// its changelog and its record cache.
