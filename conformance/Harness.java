@@ -131,6 +131,7 @@ public class Harness {
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
                 case "cogrouped-windowed-aggregate" -> cogroupedWindowedAggregate(scenario, out);
+                case "windowed-aggregate" -> windowedAggregate(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -585,6 +586,33 @@ public class Harness {
                 emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
                     "value=" + record.value(), "timestamp=" + record.timestamp());
             }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).emitStrategy(..).aggregate(() -> "init",
+     * (key, value, aggregate) -> aggregate + "," + value), with `caching`, written with
+     * the time-windowed serde.
+     */
+    static void windowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "emit", "caching");
+        final long size = scenario.longParam("size");
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .emitStrategy(emitStrategy(scenario))
+            .aggregate(() -> "init", (key, value, aggregate) -> aggregate + "," + value,
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new StringDeserializer(), out);
         } finally {
             deleteRecursively(stateDir);
         }

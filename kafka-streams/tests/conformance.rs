@@ -434,30 +434,7 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
     let driver =
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
-    let output =
-        driver.create_output_topic_with::<Vec<u8>, String>("output", BytesSerde, StringSerde);
-    let read = TimeWindowedDeserializer::new(StringSerde, size)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let headers = Headers::new();
-    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        let key: Windowed<String> = read
-            .deserialize(Some(record.key.as_slice()), &ctx)
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", hex(&record.key)),
-                format!("read={key}"),
-                format!("value={}", record.value),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
 }
 
 /// The output topic's records as `output key=<hex> read=<[key@start/end]> value=<v>
@@ -468,7 +445,18 @@ fn read_windowed_output(
     size: Duration,
     out: &mut Vec<String>,
 ) {
-    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
+    read_windowed_values::<i64>(scenario, driver, size, BigEndian, out);
+}
+
+/// As [`read_windowed_output`], with values read by `values`.
+fn read_windowed_values<V: Display + 'static>(
+    scenario: &Scenario,
+    driver: &TopologyTestDriver,
+    size: Duration,
+    values: impl Deserializer<V> + 'static,
+    out: &mut Vec<String>,
+) {
+    let output = driver.create_output_topic_with::<Vec<u8>, V>("output", BytesSerde, values);
     let read = TimeWindowedDeserializer::new(StringSerde, size)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let headers = Headers::new();
@@ -626,6 +614,38 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     read_windowed_output(scenario, &driver, difference, out);
 }
 
+/// Steps through `group_by_key().windowed_by(..).emit_strategy(..)
+/// .aggregate(|| "init", agg + "," + value)` → `output key=<hex>
+/// read=<[key@start/end]> value=<aggregate> timestamp=<ms>`
+fn windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .emit_strategy(emit_strategy(scenario))
+        .aggregate_with(
+            || "init".to_owned(),
+            |_, value: &String, aggregate: String| format!("{aggregate},{value}"),
+            string_values(materialized(scenario)),
+        )
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::as_("windowed-aggregate-sink")
+                .with_value_serializer(OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
+}
+
 /// `materialized` with string values.
 fn string_values(materialized: Materialized<String, String>) -> Materialized<String, String> {
     materialized.with_value_serde(std::sync::Arc::new(StringSerde))
@@ -778,6 +798,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
             "cogrouped-windowed-aggregate" => cogrouped_windowed_aggregate(scenario, &mut out),
+            "windowed-aggregate" => windowed_aggregate(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }
