@@ -658,45 +658,56 @@ impl KeyValueStore for CachingStore {
     }
 }
 
-impl RestorableStore for CachingStore {
-    fn changelog(&self) -> Option<&ChangelogPartition> {
-        self.inner.changelog()
-    }
+/// Implements [`RestorableStore`] for a caching store (fields `inner`, the store below,
+/// and `cache`, its [`NamedCache`]): everything goes to the inner store, except the
+/// flush listener, which the cache takes, and restored records, which supersede the
+/// cached entries of their keys (normally there are none: restoring happens before
+/// processing).
+macro_rules! caching_restorable_store {
+    ($store:ty) => {
+        impl RestorableStore for $store {
+            fn changelog(&self) -> Option<&ChangelogPartition> {
+                self.inner.changelog()
+            }
 
-    fn checkpointed_offset(&self) -> Option<i64> {
-        self.inner.checkpointed_offset()
-    }
+            fn checkpointed_offset(&self) -> Option<i64> {
+                self.inner.checkpointed_offset()
+            }
 
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
-        // The restored value supersedes anything cached (normally nothing: restoring
-        // happens before processing).
-        if self.cache.len() > 0 {
-            for record in records {
-                self.cache.remove(record.key);
+            fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
+                if self.cache.len() > 0 {
+                    for record in records {
+                        self.cache.remove(record.key);
+                    }
+                }
+                self.inner.restore_batch(records)
+            }
+
+            fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
+                self.inner.checkpoint(next_offset)
+            }
+
+            fn remove_checkpoint(&mut self) -> StateResult<()> {
+                self.inner.remove_checkpoint()
+            }
+
+            /// Sets the listener of the entries leaving the cache (keyed by the inner
+            /// store's binary keys); with `send_old_values`, each carries the inner
+            /// store's previous value (read before writing through).
+            fn set_flush_listener(
+                &mut self,
+                listener: Box<dyn CacheFlushListener>,
+                send_old_values: bool,
+            ) -> bool {
+                self.cache.set_listener(listener, send_old_values);
+                true
             }
         }
-        self.inner.restore_batch(records)
-    }
-
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
-        self.inner.checkpoint(next_offset)
-    }
-
-    fn remove_checkpoint(&mut self) -> StateResult<()> {
-        self.inner.remove_checkpoint()
-    }
-
-    /// Sets the listener of the updates leaving the cache; with `send_old_values`, each
-    /// carries the inner store's previous value (read before writing through).
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        self.cache.set_listener(listener, send_old_values);
-        true
-    }
+    };
 }
+pub(crate) use caching_restorable_store;
+
+caching_restorable_store!(CachingStore);
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,9 @@
 
 use std::ops::Bound;
 
-use super::cache::{CacheBudget, CacheFlushListener, NamedCache, WriteThrough};
+use super::cache::{
+    caching_restorable_store, CacheBudget, CacheFlushListener, NamedCache, WriteThrough,
+};
 use super::error::StateResult;
 use super::key_value::{KeyValue, KeyValueIter, MergeIter};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
@@ -283,45 +285,6 @@ impl WindowStore for CachingWindowStore {
     }
 }
 
-impl RestorableStore for CachingWindowStore {
-    fn changelog(&self) -> Option<&ChangelogPartition> {
-        self.inner.changelog()
-    }
-
-    fn checkpointed_offset(&self) -> Option<i64> {
-        self.inner.checkpointed_offset()
-    }
-
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
-        // The restored value supersedes anything cached (normally nothing: restoring
-        // happens before processing).
-        if self.cache.len() > 0 {
-            for record in records {
-                self.cache.remove(record.key);
-            }
-        }
-        self.inner.restore_batch(records)
-    }
-
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
-        self.inner.checkpoint(next_offset)
-    }
-
-    fn remove_checkpoint(&mut self) -> StateResult<()> {
-        self.inner.remove_checkpoint()
-    }
-
-    /// Sets the listener of the windows leaving the cache, keyed by binary window key.
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        self.cache.set_listener(listener, send_old_values);
-        true
-    }
-}
-
 /// Folds writes between commits in front of a session store (Kafka's
 /// `CachingSessionStore`). A removed session is a cached delete, so a session removed
 /// and put again before a flush (a record merging into a session without widening
@@ -542,43 +505,8 @@ impl SessionStore for CachingSessionStore {
     }
 }
 
-impl RestorableStore for CachingSessionStore {
-    fn changelog(&self) -> Option<&ChangelogPartition> {
-        self.inner.changelog()
-    }
-
-    fn checkpointed_offset(&self) -> Option<i64> {
-        self.inner.checkpointed_offset()
-    }
-
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
-        if self.cache.len() > 0 {
-            for record in records {
-                self.cache.remove(record.key);
-            }
-        }
-        self.inner.restore_batch(records)
-    }
-
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
-        self.inner.checkpoint(next_offset)
-    }
-
-    fn remove_checkpoint(&mut self) -> StateResult<()> {
-        self.inner.remove_checkpoint()
-    }
-
-    /// Sets the listener of the sessions leaving the cache, keyed by binary session
-    /// key.
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        self.cache.set_listener(listener, send_old_values);
-        true
-    }
-}
+caching_restorable_store!(CachingWindowStore);
+caching_restorable_store!(CachingSessionStore);
 
 #[cfg(test)]
 mod tests {

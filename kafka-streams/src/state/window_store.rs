@@ -331,8 +331,11 @@ impl WindowStore for SegmentedWindowStore {
 
     /// One write for the whole batch (the record cache's flush).
     fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
-        self.inner
-            .put_all(entries.iter().map(|(key, value)| (key.as_slice(), value.as_deref())))
+        self.inner.put_all(
+            entries
+                .iter()
+                .map(|(key, value)| (key.as_slice(), value.as_deref())),
+        )
     }
 
     fn flush(&mut self) -> StateResult<()> {
@@ -450,9 +453,12 @@ mod tests {
             (window_key(b"c", 10 * MINUTE, 0), Some(b"4".to_vec())),
             (window_key(b"a", 9 * MINUTE, 0), Some(b"5".to_vec())),
         ];
-        let mut one_by_one = SegmentedWindowStore::in_memory("w", None, 2 * MINUTE, MINUTE).unwrap();
+        let mut one_by_one =
+            SegmentedWindowStore::in_memory("w", None, 2 * MINUTE, MINUTE).unwrap();
         for (binary, value) in &batch {
-            one_by_one.put_all(std::slice::from_ref(&(binary.clone(), value.clone()))).unwrap();
+            one_by_one
+                .put_all(std::slice::from_ref(&(binary.clone(), value.clone())))
+                .unwrap();
         }
         for mut store in both(dir.path(), 2 * MINUTE) {
             store.put_all(&batch).unwrap();
