@@ -287,6 +287,9 @@ impl Backend {
     }
 }
 
+/// A write of a batch to a segment live when it was seen: segment, stored key, value.
+type LiveWrite<'e> = (i64, Vec<u8>, Option<&'e [u8]>);
+
 /// A segmented byte store: the common part of the window and session stores.
 pub(crate) struct SegmentedBytesStore {
     schema: KeySchema,
@@ -497,7 +500,8 @@ impl SegmentedBytesStore {
         &mut self,
         entries: impl IntoIterator<Item = (&'e [u8], Option<&'e [u8]>)>,
     ) -> StateResult<()> {
-        let mut writes: Vec<(i64, Vec<u8>, Option<&'e [u8]>)> = Vec::new();
+        // (segment, stored key, value) of each write to a live segment.
+        let mut writes: Vec<LiveWrite<'e>> = Vec::new();
         for (binary, value) in entries {
             let timestamp = self
                 .schema
