@@ -6,11 +6,10 @@
 //! Usage: `streams_wordcount_instance APP INPUT OUTPUT STATE_DIR` with
 //! `KAFKA_BOOTSTRAP_SERVERS` set.
 
-use std::io::Write;
 use std::time::Duration;
 
 use kafka_streams::dsl::StreamsBuilder;
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,20 +24,6 @@ fn main() -> anyhow::Result<()> {
         .set("session.timeout.ms", "6000")?
         .set("heartbeat.interval.ms", "500")?;
     let streams = KafkaStreams::new(builder.build()?, config)?;
-    streams.set_state_listener(|new, _old| {
-        if new == State::Running {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "RUNNING");
-            let _ = out.flush();
-        }
-    });
-    streams.start()?;
-    loop {
-        if streams.wait_for_state(State::Error, Duration::from_secs(3600)) {
-            anyhow::bail!("stream error: {:?}", streams.error());
-        }
-        if streams.state() == State::NotRunning {
-            return Ok(());
-        }
-    }
+    integration_tests::announce_running(&streams);
+    integration_tests::run_until_stopped(&streams)
 }

@@ -66,6 +66,9 @@ pub(crate) struct SegmentedStoreSpec {
     pub retention_ms: i64,
     /// The segment interval, in milliseconds.
     pub segment_interval_ms: i64,
+    /// Keeps every value put, even several for one key and window start (Kafka's
+    /// `retainDuplicates`, for the window stores of stream-stream joins).
+    pub retain_duplicates: bool,
 }
 
 /// An opened byte-level stack of type `S`.
@@ -122,15 +125,17 @@ impl SegmentedStoreSpec {
         if self.time_ordered_reads {
             segmented.set_time_ordered_reads();
         }
-        let mut store: Box<dyn WindowStore> = Box::new(segmented);
+        let mut store: Box<dyn WindowStore> = match self.retain_duplicates {
+            true => Box::new(segmented.with_retain_duplicates()),
+            false => Box::new(segmented),
+        };
         if let Some(changelog) = &changelog {
-            store = Box::new(ChangeLoggingWindowStore::new(
-                store,
-                changelog.clone(),
-                self.writer(context)?,
-            ));
+            store = Box::new(
+                ChangeLoggingWindowStore::new(store, changelog.clone(), self.writer(context)?)
+                    .retaining_duplicates(self.retain_duplicates),
+            );
         }
-        if self.caching {
+        if self.caching && !self.retain_duplicates {
             store = Box::new(CachingWindowStore::new(
                 store,
                 context.cache_budget.clone(),
@@ -215,6 +220,7 @@ impl SegmentedBuilderParts {
                 caching: false,
                 time_ordered_reads: false,
                 retention_ms,
+                retain_duplicates: false,
             },
             changelog_configs: BTreeMap::new(),
             additional_retention_ms: DEFAULT_WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
@@ -266,7 +272,8 @@ impl SegmentedBuilderParts {
 /// `Stores.persistentWindowStore(name, retention, window size, false)`).
 ///
 /// Defaults: RocksDB, logging enabled, segment interval `max(retention / 2, 60 s)`,
-/// caching disabled (as Kafka's `Stores.windowStoreBuilder`), no duplicates retained.
+/// caching disabled (as Kafka's `Stores.windowStoreBuilder`), no duplicates retained
+/// ([`WindowStoreBuilder::with_retain_duplicates`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -357,7 +364,9 @@ impl<K, V> WindowStoreBuilder<K, V> {
 
     /// Folds writes in the record cache between commits (Kafka's
     /// `withCachingEnabled`): repeated updates reach the inner store, the changelog
-    /// and the flush listener once per commit or eviction.
+    /// and the flush listener once per commit or eviction. Not for a store retaining
+    /// duplicates, whose puts never replace one another (as in Kafka, which caches
+    /// no such store): with duplicates retained the cache is not used.
     pub fn with_caching_enabled(mut self) -> Self {
         self.parts.spec.caching = true;
         self
@@ -366,6 +375,14 @@ impl<K, V> WindowStoreBuilder<K, V> {
     /// Writes every update straight through (the default).
     pub fn with_caching_disabled(mut self) -> Self {
         self.parts.spec.caching = false;
+        self
+    }
+
+    /// Keeps every value put, even several for one key and window start, each under
+    /// its own sequence number (Kafka's `retainDuplicates`, which stream-stream joins
+    /// use); putting no value then writes nothing.
+    pub fn with_retain_duplicates(mut self) -> Self {
+        self.parts.spec.retain_duplicates = true;
         self
     }
 

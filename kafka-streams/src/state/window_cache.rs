@@ -261,6 +261,10 @@ impl WindowStore for CachingWindowStore {
         self.maybe_evict()
     }
 
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
+
     fn flush(&mut self) -> StateResult<()> {
         self.write_through(WriteThrough::Flush)?;
         self.inner.flush()
