@@ -134,6 +134,8 @@ public class Harness {
                 case "session-count-suppressed" -> sessionCount(scenario, out);
                 case "sliding-count-suppressed" -> slidingCount(scenario, out);
                 case "table-suppress-time-limit" -> tableSuppressTimeLimit(scenario, out);
+                case "cogrouped-windowed-aggregate" -> cogroupedWindowedAggregate(scenario, out);
+                case "windowed-aggregate" -> windowedAggregate(scenario, out);
                 case "table-group-by" -> tableGroupBy(scenario, out);
                 case "stream-join" -> streamJoin(scenario, out);
                 case "stream-table-join" -> streamTableJoin(scenario, out);
@@ -298,6 +300,20 @@ public class Harness {
      * The `emit` parameter: `update` (the default, EmitStrategy.onWindowUpdate()) or
      * `close` (EmitStrategy.onWindowClose()).
      */
+    /**
+     * The `caching` parameter on a windowed store's Materialized: `off` (the default:
+     * every update goes downstream) or `on` (Kafka's default: the record cache folds
+     * updates until the driver's commit after each input record).
+     */
+    static <V, S extends org.apache.kafka.streams.processor.StateStore> org.apache.kafka.streams.kstream.Materialized<String, V, S> caching(
+            final Scenario scenario, final org.apache.kafka.streams.kstream.Materialized<String, V, S> materialized) {
+        return switch (scenario.param("caching", "off")) {
+            case "on" -> materialized.withCachingEnabled();
+            case "off" -> materialized.withCachingDisabled();
+            default -> throw new IllegalArgumentException(scenario.where() + ": caching is on or off");
+        };
+    }
+
     static EmitStrategy emitStrategy(final Scenario scenario) {
         return switch (scenario.param("emit", "update")) {
             case "update" -> EmitStrategy.onWindowUpdate();
@@ -338,16 +354,15 @@ public class Harness {
      * every update goes downstream), written with the time-windowed serde.
      */
     static void windowedCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit", "emit-interval");
+        scenario.accept("size", "advance", "grace", "emit", "emit-interval", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
+            .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -371,7 +386,7 @@ public class Harness {
      * .reduce(a + "," + b) (caching disabled), written with the time-windowed serde.
      */
     static void windowedReduceRekeyed(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit");
+        scenario.accept("size", "advance", "grace", "emit", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
@@ -380,9 +395,8 @@ public class Harness {
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
             .reduce((aggregate, value) -> aggregate + "," + value,
-                org.apache.kafka.streams.kstream.Materialized
-                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
-                    .withCachingDisabled())
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -449,7 +463,7 @@ public class Harness {
      * after the count.
      */
     static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("gap", "grace");
+        scenario.accept("gap", "grace", "caching", "emit");
         final org.apache.kafka.streams.kstream.SessionWindows windows =
             org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
                 Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
@@ -458,9 +472,9 @@ public class Harness {
             builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
                 .groupByKey()
                 .windowedBy(windows)
-                .count(org.apache.kafka.streams.kstream.Materialized
-                    .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                    .withCachingDisabled());
+                .emitStrategy(emitStrategy(scenario))
+                .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())));
         if (scenario.kind().equals("session-count-suppressed")) {
             counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
                 org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
@@ -491,7 +505,7 @@ public class Harness {
     // Kind `sliding-count-suppressed`: .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded()))
     // after the count.
     static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("difference", "grace");
+        scenario.accept("difference", "grace", "caching", "emit");
         final long difference = scenario.longParam("difference");
         final org.apache.kafka.streams.kstream.SlidingWindows windows =
             org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
@@ -501,9 +515,9 @@ public class Harness {
             builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
                 .groupByKey()
                 .windowedBy(windows)
-                .count(org.apache.kafka.streams.kstream.Materialized
-                    .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                    .withCachingDisabled());
+                .emitStrategy(emitStrategy(scenario))
+                .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())));
         if (scenario.kind().equals("sliding-count-suppressed")) {
             counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
                 org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
@@ -518,6 +532,111 @@ public class Harness {
             deleteRecursively(stateDir);
         }
     }
+
+    /**
+     * Two grouped streams cogrouped (`input-a` and `input-b`, string keys and values):
+     * a's aggregator appends `+value`, b's `-value`, from the initializer `0`, windowed
+     * by `windows` (`time`: size, advance, grace; `sliding`: difference, grace;
+     * `session`: gap, grace, sessions merged as `left|right`), with `caching`. Data:
+     * `record <a|b> <key> <value> <timestamp>`.
+     * → `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+     */
+    static void cogroupedWindowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("windows", "size", "advance", "difference", "gap", "grace", "caching");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> a =
+            builder.stream("input-a", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> b =
+            builder.stream("input-b", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.CogroupedKStream<String, String> cogrouped = a
+            .<String>cogroup((key, value, aggregate) -> aggregate + "+" + value)
+            .cogroup(b, (key, value, aggregate) -> aggregate + "-" + value);
+        final org.apache.kafka.streams.kstream.Initializer<String> initializer = () -> "0";
+        final long grace = scenario.longParam("grace", 0);
+        final org.apache.kafka.streams.kstream.KTable<Windowed<String>, String> table;
+        final Serde<Windowed<String>> keySerde;
+        final org.apache.kafka.common.serialization.Deserializer<Windowed<String>> read;
+        switch (scenario.param("windows", "time")) {
+            case "time" -> {
+                final long size = scenario.longParam("size");
+                table = cogrouped.windowedBy(timeWindows(scenario)).aggregate(initializer,
+                    caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+            }
+            case "sliding" -> {
+                final long difference = scenario.longParam("difference");
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
+                        Duration.ofMillis(difference), Duration.ofMillis(grace)))
+                    .aggregate(initializer,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), difference);
+            }
+            case "session" -> {
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
+                        Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(grace)))
+                    .aggregate(initializer, (key, left, right) -> left + "|" + right,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.SessionWindowedSerde<>(Serdes.String());
+                read = new SessionWindowedDeserializer<>(new StringDeserializer());
+            }
+            default -> throw new IllegalArgumentException(scenario.where() + ": windows is time, sliding or session");
+        }
+        table.toStream().to("output", Produced.with(keySerde, Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final Map<String, TestInputTopic<String, String>> inputs = Map.of(
+                "a", driver.createInputTopic("input-a", new StringSerializer(), new StringSerializer()),
+                "b", driver.createInputTopic("input-b", new StringSerializer(), new StringSerializer()));
+            for (final String[] tokens : scenario.data("record", 4)) {
+                final TestInputTopic<String, String> input = inputs.get(tokens[1]);
+                if (input == null) {
+                    throw new IllegalArgumentException(scenario.where() + ": records go to a or b");
+                }
+                input.pipeInput(tokens[2], tokens[3], Long.parseLong(tokens[4]));
+            }
+            final TestOutputTopic<byte[], String> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new StringDeserializer());
+            for (final TestRecord<byte[], String> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).emitStrategy(..).aggregate(() -> "init",
+     * (key, value, aggregate) -> aggregate + "," + value), with `caching`, written with
+     * the time-windowed serde.
+     */
+    static void windowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "emit", "caching");
+        final long size = scenario.longParam("size");
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .emitStrategy(emitStrategy(scenario))
+            .aggregate(() -> "init", (key, value, aggregate) -> aggregate + "," + value,
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new StringDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
     /**
      * `record <key> <value|null> <timestamp>` piped into the table `input`; groupBy(the
      * value up to its `/` → key=rest) then count() or a concatenating aggregate() with a

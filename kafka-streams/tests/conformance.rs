@@ -303,6 +303,17 @@ impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
     }
 }
 
+/// The `caching` parameter on a windowed store's `Materialized`: `off` (the default:
+/// every update goes downstream) or `on` (our default and Kafka's: the record cache
+/// folds updates until the driver's commit after each input record).
+fn materialized<V>(scenario: &Scenario) -> Materialized<String, V> {
+    match scenario.params.get("caching").map_or("off", String::as_str) {
+        "on" => Materialized::default().with_caching_enabled(),
+        "off" => Materialized::default().with_caching_disabled(),
+        other => panic!("{}: caching is on or off, got {other}", scenario.here()),
+    }
+}
+
 /// The `emit` parameter: `update` (the default) or `close`.
 fn emit_strategy(scenario: &Scenario) -> EmitStrategy {
     match scenario.params.get("emit").map_or("update", String::as_str) {
@@ -345,7 +356,14 @@ fn pipe_steps(scenario: &Scenario, driver: &TopologyTestDriver) {
 /// our test driver → `output key=<hex> read=<[key@start/end]> value=<count>
 /// timestamp=<ms>`
 fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit", "emit-interval"]);
+    scenario.accept(&[
+        "size",
+        "advance",
+        "grace",
+        "emit",
+        "emit-interval",
+        "caching",
+    ]);
     let size = millis(scenario, scenario.i64_param("size"));
     let windows = time_windows(scenario);
     let builder = StreamsBuilder::new();
@@ -354,7 +372,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(windows)
         .emit_strategy(emit_strategy(scenario))
-        .count()
+        .count_with(materialized(scenario))
         .to_stream()
         // The key goes out with the table's own windowed-key serde.
         .to_with(
@@ -378,7 +396,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// `windowed_by(..).emit_strategy(..).reduce(a + "," + b)` → `output key=<hex>
 /// read=<[key@start/end]> value=<joined values> timestamp=<ms>`
 fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit"]);
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
     let size = millis(scenario, scenario.i64_param("size"));
     let builder = StreamsBuilder::new();
     builder
@@ -391,7 +409,10 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(time_windows(scenario))
         .emit_strategy(emit_strategy(scenario))
-        .reduce(|aggregate, value| format!("{aggregate},{value}"))
+        .reduce_with(
+            |aggregate, value| format!("{aggregate},{value}"),
+            materialized(scenario),
+        )
         .to_stream()
         .to_with(
             "output",
@@ -403,30 +424,7 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
     let driver =
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
-    let output =
-        driver.create_output_topic_with::<Vec<u8>, String>("output", BytesSerde, StringSerde);
-    let read = TimeWindowedDeserializer::new(StringSerde, size)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let headers = Headers::new();
-    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        let key: Windowed<String> = read
-            .deserialize(Some(record.key.as_slice()), &ctx)
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", hex(&record.key)),
-                format!("read={key}"),
-                format!("value={}", record.value),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
 }
 
 /// The output topic's records as `output key=<hex> read=<[key@start/end]> value=<v>
@@ -437,7 +435,18 @@ fn read_windowed_output(
     size: Duration,
     out: &mut Vec<String>,
 ) {
-    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
+    read_windowed_values::<i64>(scenario, driver, size, BigEndian, out);
+}
+
+/// As [`read_windowed_output`], with values read by `values`.
+fn read_windowed_values<V: Display + 'static>(
+    scenario: &Scenario,
+    driver: &TopologyTestDriver,
+    size: Duration,
+    values: impl Deserializer<V> + 'static,
+    out: &mut Vec<String>,
+) {
+    let output = driver.create_output_topic_with::<Vec<u8>, V>("output", BytesSerde, values);
     let read = TimeWindowedDeserializer::new(StringSerde, size)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let headers = Headers::new();
@@ -502,7 +511,7 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
 /// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
 /// count.
 fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["gap", "grace"]);
+    scenario.accept(&["gap", "grace", "caching", "emit"]);
     let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
         millis(scenario, scenario.i64_param("gap")),
         millis(scenario, scenario.i64_param_or("grace", 0)),
@@ -513,7 +522,8 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_session(windows)
-        .count();
+        .emit_strategy(emit_strategy(scenario))
+        .count_with(materialized(scenario));
     if scenario.kind == "session-count-suppressed" {
         counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
     }
@@ -584,7 +594,7 @@ fn read_session_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &m
 /// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
 /// count.
 fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["difference", "grace"]);
+    scenario.accept(&["difference", "grace", "caching", "emit"]);
     let difference = millis(scenario, scenario.i64_param("difference"));
     let grace = millis(scenario, scenario.i64_param_or("grace", 0));
     let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
@@ -594,7 +604,8 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_sliding(windows)
-        .count();
+        .emit_strategy(emit_strategy(scenario))
+        .count_with(materialized(scenario));
     if scenario.kind == "sliding-count-suppressed" {
         counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
     }
@@ -609,6 +620,176 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
     read_windowed_output(scenario, &driver, difference, out);
+}
+
+/// Steps through `group_by_key().windowed_by(..).emit_strategy(..)
+/// .aggregate(|| "init", agg + "," + value)` → `output key=<hex>
+/// read=<[key@start/end]> value=<aggregate> timestamp=<ms>`
+fn windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .emit_strategy(emit_strategy(scenario))
+        .aggregate_with(
+            || "init".to_owned(),
+            |_, value: &String, aggregate: String| format!("{aggregate},{value}"),
+            string_values(materialized(scenario)),
+        )
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::as_("windowed-aggregate-sink")
+                .with_value_serializer(OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
+}
+
+/// `materialized` with string values.
+fn string_values(materialized: Materialized<String, String>) -> Materialized<String, String> {
+    materialized.with_value_serde(std::sync::Arc::new(StringSerde))
+}
+
+/// `record <a|b> <key> <value> <timestamp>` into two grouped streams cogrouped (a's
+/// aggregator appends `+value`, b's `-value`, from `0`), windowed by `windows`
+/// (`time`, `sliding` or `session`, sessions merged as `left|right`) →
+/// `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+fn cogrouped_windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&[
+        "windows",
+        "size",
+        "advance",
+        "difference",
+        "gap",
+        "grace",
+        "caching",
+    ]);
+    let grace = millis(scenario, scenario.i64_param_or("grace", 0));
+    let builder = StreamsBuilder::new();
+    let a = builder
+        .stream_with::<String, String>("input-a", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let b = builder
+        .stream_with::<String, String>("input-b", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let cogrouped = a
+        .cogroup(|_, value: &String, aggregate: String| format!("{aggregate}+{value}"))
+        .cogroup(&b, |_, value, aggregate| format!("{aggregate}-{value}"));
+    let initializer = || "0".to_owned();
+    let windows = scenario
+        .params
+        .get("windows")
+        .map_or("time", String::as_str);
+    let table = match windows {
+        "time" => cogrouped
+            .windowed_by(time_windows(scenario))
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "sliding" => cogrouped
+            .windowed_by_sliding(
+                SlidingWindows::of_time_difference_and_grace(
+                    millis(scenario, scenario.i64_param("difference")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "session" => cogrouped
+            .windowed_by_session(
+                kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
+                    millis(scenario, scenario.i64_param("gap")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(
+                initializer,
+                |_, left, right: &String| format!("{left}|{right}"),
+                string_values(materialized(scenario)),
+            ),
+        other => panic!(
+            "{}: windows is time, sliding or session, got {other}",
+            scenario.here()
+        ),
+    };
+    table.to_stream().to_with(
+        "output",
+        Produced::as_("cogrouped-sink").with_value_serializer(OptionSerde(StringSerde)),
+    );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let inputs = [
+        (
+            "a",
+            driver.create_input_topic_with::<String, String>("input-a", StringSerde, StringSerde),
+        ),
+        (
+            "b",
+            driver.create_input_topic_with::<String, String>("input-b", StringSerde, StringSerde),
+        ),
+    ];
+    for tokens in scenario.data("record", 4) {
+        let (_, input) = inputs
+            .iter()
+            .find(|(name, _)| *name == tokens[1])
+            .unwrap_or_else(|| panic!("{}: records go to a or b", scenario.here()));
+        input
+            .pipe_input_at(
+                tokens[2].clone(),
+                tokens[3].clone(),
+                parse_i64(scenario, &tokens[4]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<Vec<u8>, Option<String>>(
+        "output",
+        BytesSerde,
+        OptionSerde(StringSerde),
+    );
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let window_size = match windows {
+        "sliding" => Some(scenario.i64_param("difference")),
+        "time" => Some(scenario.i64_param("size")),
+        _ => None,
+    };
+    let read = |bytes: &[u8]| -> Windowed<String> {
+        let read = match window_size {
+            None => SessionWindowedDeserializer::new(StringSerde).deserialize(Some(bytes), &ctx),
+            Some(size) => TimeWindowedDeserializer::new(StringSerde, millis(scenario, size))
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+                .deserialize(Some(bytes), &ctx),
+        };
+        read.unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+    };
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key = read(&record.key);
+        let value = record.value.unwrap_or_else(|| "null".to_owned());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
 }
 
 /// A stream-stream join of `left` (re-keyed by its value up to the first `/` with
@@ -1222,6 +1403,8 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count-suppressed" => session_count(scenario, &mut out),
             "sliding-count-suppressed" => sliding_count(scenario, &mut out),
             "table-suppress-time-limit" => table_suppress_time_limit(scenario, &mut out),
+            "cogrouped-windowed-aggregate" => cogrouped_windowed_aggregate(scenario, &mut out),
+            "windowed-aggregate" => windowed_aggregate(scenario, &mut out),
             "table-group-by" => table_group_by(scenario, &mut out),
             "stream-join" => stream_join(scenario, &mut out),
             "stream-table-join" => stream_table_join(scenario, &mut out),

@@ -48,6 +48,7 @@
 //! live in `internals/` (Kafka's `kstream/internals`).
 
 mod cogrouped;
+mod cogrouped_windowed;
 mod emit_strategy;
 mod foreign_key_join;
 pub(crate) mod internals;
@@ -74,6 +75,9 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use cogrouped::CogroupedKStream;
+pub use cogrouped_windowed::{
+    SessionWindowedCogroupedKStream, SlidingWindowedCogroupedKStream, TimeWindowedCogroupedKStream,
+};
 pub use emit_strategy::EmitStrategy;
 pub use join_windows::JoinWindows;
 pub use kgrouped_stream::KGroupedStream;

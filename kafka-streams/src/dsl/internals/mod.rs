@@ -11,6 +11,7 @@ pub(crate) mod suppress_ops;
 pub(crate) mod table_join_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;
+pub(crate) mod windowed_forward;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
