@@ -64,11 +64,13 @@ async fn consumer_stats_arrive_on_interval_and_match_admin_lag() {
         .expect("no statistics within two intervals")
         .unwrap();
     let first = created.elapsed();
-    // ... and the next one an interval later.
+    // ... and the next one an interval later. Within two: an idle consumer serves
+    // its queue's events when librdkafka signals them, or at the latest on its 100 ms
+    // routing refresh, and nextest runs other tests beside this one.
     let mark = Instant::now();
-    tokio::time::timeout(INTERVAL + INTERVAL / 2, stats.changed())
+    tokio::time::timeout(INTERVAL * 2, stats.changed())
         .await
-        .expect("no statistics within 1.5 intervals of the previous one")
+        .expect("no statistics within 2 intervals of the previous one")
         .unwrap();
     let gap = mark.elapsed();
     println!(
