@@ -142,6 +142,7 @@ public class Harness {
                 case "stream-global-join" -> streamGlobalJoin(scenario, out);
                 case "table-table-join" -> tableTableJoin(scenario, out);
                 case "fk-join" -> foreignKeyJoin(scenario, out);
+                case "stream-aggregate" -> streamAggregate(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -693,6 +694,34 @@ public class Harness {
         } finally {
             deleteRecursively(stateDir);
         }
+    }
+
+    /**
+     * `input <key> <value> <timestamp>` lines into the stream `input`; `groupByKey()`
+     * then `count()` or `reduce(a + "," + b)` (caching disabled): the result's
+     * timestamp is the later of the record's and the old aggregate's.
+     */
+    static void streamAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("aggregate");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> grouped = builder
+            .stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey();
+        final org.apache.kafka.streams.kstream.KTable<String, String> results = switch (scenario.param("aggregate", "count")) {
+            case "count" -> grouped
+                .count(org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                    .withCachingDisabled())
+                .mapValues(String::valueOf);
+            case "reduce" -> grouped
+                .reduce((agg, value) -> agg + "," + value,
+                    org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
+                        .withCachingDisabled());
+            default -> throw new IllegalArgumentException(scenario.where() + ": aggregate is count or reduce");
+        };
+        results.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "input");
     }
 
     /**

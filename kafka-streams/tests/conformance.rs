@@ -1387,6 +1387,37 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
     read_output(scenario, &driver, out);
 }
 
+/// `input <key> <value> <timestamp>` into the stream `input`; `group_by_key()` then
+/// `count()` or `reduce(a + "," + b)` (`aggregate=count|reduce`, caching disabled) →
+/// `output key=<k> value=<v> timestamp=<ms>`
+fn stream_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["aggregate"]);
+    let builder = StreamsBuilder::new();
+    let grouped = builder.stream::<String, String>("input").group_by_key();
+    let results = match scenario
+        .params
+        .get("aggregate")
+        .map_or("count", String::as_str)
+    {
+        "count" => grouped
+            .count_with(Materialized::default().with_caching_disabled())
+            .map_values(|count| count.to_string()),
+        "reduce" => grouped.reduce_with(
+            |agg: String, value: &String| format!("{agg},{value}"),
+            Materialized::default().with_caching_disabled(),
+        ),
+        other => panic!(
+            "{}: aggregate is count or reduce, got {other}",
+            scenario.here()
+        ),
+    };
+    results.to_stream().to_with(
+        "output",
+        Produced::as_("stream-aggregate-sink").with_value_serializer(OptionSerde(StringSerde)),
+    );
+    run_topics(scenario, &builder, &["input"], out);
+}
+
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
     for scenario in scenarios {
@@ -1411,6 +1442,7 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "stream-global-join" => stream_global_join(scenario, &mut out),
             "table-table-join" => table_table_join(scenario, &mut out),
             "fk-join" => foreign_key_join(scenario, &mut out),
+            "stream-aggregate" => stream_aggregate(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

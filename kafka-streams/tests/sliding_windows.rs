@@ -267,12 +267,13 @@ fn updates_carry_old_values_as_in_kafka() -> R {
         input.pipe_input_at("a".to_owned(), "e".to_owned(), at)?;
     }
     let ops = driver
-        .with_state_store::<kafka_streams::state::TypedKeyValueStore<String, String>, _>(
+        .with_state_store::<kafka_streams::state::TimestampedKeyValueStore<String, String>, _>(
             "ops",
             |store| store.get(&"a".to_owned()),
         )
         .transpose()?
         .flatten()
+        .map(|row| row.value)
         .ok_or_else(|| anyhow::anyhow!("the group a has an aggregate"))?;
     // As Kafka's `KStreamSlidingWindowAggregate`: a window created from scratch starts
     // from the initializer's aggregate, which is the old value of its first update

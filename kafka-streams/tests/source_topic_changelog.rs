@@ -11,7 +11,8 @@ use kafka_streams::processor::TaskId;
 use kafka_streams::runtime::{StreamsConfig, TopologyOptimization};
 use kafka_streams::state::{
     ChangelogPartition, ChangelogWriter, KeyValueStoreBuilder, RocksDbMemory, RocksDbStore,
-    StateStore, StoreBuilder, StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore,
+    StateStore, StoreBuilder, StoreContext, StoreLocation, StoreRecovery, TimestampedKeyValueStore,
+    TypedKeyValueStore,
 };
 use kafka_streams::test_driver::TopologyTestDriver;
 use kafka_streams::Topology;
@@ -222,7 +223,7 @@ fn pipe_plants(driver: &TopologyTestDriver) -> R {
 
 fn plants_changelog(driver: &TopologyTestDriver) -> Option<ChangelogPartition> {
     driver
-        .with_state_store::<TypedKeyValueStore<String, String>, _>("plants-latest", |s| {
+        .with_state_store::<TimestampedKeyValueStore<String, String>, _>("plants-latest", |s| {
             s.changelog().cloned()
         })
         .flatten()
@@ -230,7 +231,7 @@ fn plants_changelog(driver: &TopologyTestDriver) -> Option<ChangelogPartition> {
 
 fn plants_checkpoint(driver: &TopologyTestDriver) -> Option<i64> {
     driver
-        .with_state_store::<TypedKeyValueStore<String, String>, _>("plants-latest", |s| {
+        .with_state_store::<TimestampedKeyValueStore<String, String>, _>("plants-latest", |s| {
             s.bytes().ok().and_then(|b| b.checkpointed_offset())
         })
         .flatten()

@@ -7,7 +7,10 @@
 //! tombstone). Old values are always sent, so a [`KGroupedTable`] can subtract a row
 //! from the group it leaves before adding it to the group it joins.
 //!
-//! Aggregations keep their result in a [`TypedKeyValueStore`] built from the
+//! Tables and aggregations keep their rows in a
+//! [`TimestampedKeyValueStore`](crate::state::TimestampedKeyValueStore) (each row with
+//! its timestamp, as Kafka's timestamped stores, so that results computed from stored
+//! rows carry Kafka's timestamps; queries read plain values) built from the
 //! [`Materialized`] options (RocksDB or in-memory, logged to
 //! `<application.id>-<store>-changelog` unless logging is disabled, with a record
 //! cache unless caching is disabled). Without a cache each update is forwarded
@@ -21,6 +24,7 @@ use std::sync::Arc;
 use kafka_client::serde::DefaultSerde;
 
 use super::internals::table_ops::*;
+use super::internals::window_ops::timestamped_serde;
 use super::internals::{lock, SharedBuilder};
 use super::options::{default_serde, SharedSerde};
 use super::{KGroupedTable, KStream, Materialized};
@@ -46,7 +50,10 @@ pub(super) fn add_store<K: Data, V: Data>(
     key: SharedSerde<K>,
     value: SharedSerde<V>,
 ) {
-    let mut b = KeyValueStoreBuilder::with_serdes(name, key, value).with_kind(m.kind);
+    // Every table's rows carry their timestamps, as Kafka's timestamped stores.
+    let mut b = KeyValueStoreBuilder::with_serdes(name, key, timestamped_serde(value))
+        .with_kind(m.kind)
+        .timestamped();
     b = if m.logging {
         b.with_logging_enabled(m.changelog_configs.iter().cloned())
     } else {

@@ -279,9 +279,23 @@ impl<K: Data, V: Data> KTable<K, V> {
             let getter = ValueGetter::<K, VR> {
                 stores,
                 get: Arc::new(move |stores, key| {
+                    // As Kafka's join value getters: the result's timestamp is the
+                    // later of the two rows'.
                     let this = g1(stores, key)?;
                     let other = g2(stores, key)?;
-                    Ok(this_joiner.result(this.as_ref(), other.as_ref()))
+                    let timestamp = this
+                        .as_ref()
+                        .map(|row| row.timestamp)
+                        .into_iter()
+                        .chain(other.as_ref().map(|row| row.timestamp))
+                        .max();
+                    let value = this_joiner.result(
+                        this.as_ref().map(|row| &row.value),
+                        other.as_ref().map(|row| &row.value),
+                    );
+                    Ok(value.zip(timestamp).map(|(value, timestamp)| {
+                        crate::state::ValueAndTimestamp { value, timestamp }
+                    }))
                 }),
             };
             lock(&self.builder)

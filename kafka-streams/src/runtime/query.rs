@@ -16,8 +16,9 @@ use super::streams::{ClientShared, State};
 use super::thread::lock;
 use crate::error::{InvalidStoreReason, Result, StreamsError};
 use crate::state::{
-    StateError, StateResult, StateStore, TypedKeyValueStore, TypedSessionIter, TypedSessionStore,
-    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore, ValueAndTimestamp,
+    queryable_key_value_store, QueryableKeyValueStore, StateError, StateResult, StateStore,
+    TypedSessionIter, TypedSessionStore, TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
+    ValueAndTimestamp,
 };
 use crate::windowed::{Window, Windowed};
 
@@ -117,23 +118,21 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
         Ok(total)
     }
 
-    /// Runs `f` on every local instance of the store as a typed key-value store.
+    /// Runs `f` on every local instance of the store as a typed key-value store (a
+    /// timestamped one read without its timestamps, as Kafka's `keyValueStore()`).
     fn visit(
         &self,
-        mut f: impl FnMut(&TypedKeyValueStore<K, V>) -> std::result::Result<(), StateError>,
+        mut f: impl FnMut(&dyn QueryableKeyValueStore<K, V>) -> std::result::Result<(), StateError>,
     ) -> Result<()> {
         self.query.visit(|store| {
-            let typed = store
-                .as_any_mut()
-                .downcast_ref::<TypedKeyValueStore<K, V>>()
-                .ok_or_else(|| {
-                    self.query.wrong_type(format!(
-                        "a key-value store of {} to {}",
-                        std::any::type_name::<K>(),
-                        std::any::type_name::<V>()
-                    ))
-                })?;
-            f(typed).map_err(|e| self.query.state_error(e))
+            let typed = queryable_key_value_store::<K, V>(store.as_any_mut()).ok_or_else(|| {
+                self.query.wrong_type(format!(
+                    "a key-value store of {} to {}",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                ))
+            })?;
+            f(&*typed).map_err(|e| self.query.state_error(e))
         })
     }
 }

@@ -56,6 +56,7 @@ struct ChangelogMessage<'a> {
     offset: i64,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
+    timestamp: i64,
 }
 
 /// Timeout of the watermark request made when a store is registered.
@@ -347,6 +348,7 @@ impl ChangelogReader {
                 offset: m.offset(),
                 key: m.key(),
                 value: m.payload(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
             }));
             for m in fetched.iter() {
                 if let Some(e) = m.error() {
@@ -358,6 +360,7 @@ impl ChangelogReader {
                     offset: m.offset(),
                     key: m.key(),
                     value: m.payload(),
+                    timestamp: m.timestamp().unwrap_or(-1),
                 });
             }
             if messages.is_empty() {
@@ -440,6 +443,7 @@ impl ChangelogReader {
                     key,
                     value: m.value,
                     offset: m.offset,
+                    timestamp: m.timestamp,
                 }),
                 // Cannot be applied; the position check still moves past it.
                 None => tracing::warn!(

@@ -184,7 +184,7 @@ impl ProcessorStateManager {
                     partition: Some(logged.partition),
                     key: Some(Cow::Owned(logged.key)),
                     value: logged.value.map(Cow::Owned),
-                    timestamp: timestamp.max(0),
+                    timestamp: logged.timestamp.unwrap_or(timestamp).max(0),
                     headers: Cow::Owned(kafka_client::Headers::new()),
                 },
                 "changelog",
@@ -381,11 +381,13 @@ mod tests {
                     key: b"kafka",
                     value: Some(&one),
                     offset: 0,
+                    timestamp: -1,
                 },
                 RestoreRecord {
                     key: b"streams",
                     value: Some(&two),
                     offset: 2,
+                    timestamp: -1,
                 },
             ])
             .expect("restore");

@@ -33,7 +33,9 @@ use super::logging::{ChangeLoggingStore, ChangelogWriter};
 use super::memory::InMemoryStore;
 use super::restorable::{changelog_topic, ChangelogPartition};
 use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation};
+use super::timestamped_restore::TimestampingRestoreStore;
 use super::typed::TypedKeyValueStore;
+use super::value_and_timestamp::ValueAndTimestamp;
 use super::{StateStore, StoreBuilder};
 use crate::common::TaskId;
 
@@ -188,6 +190,11 @@ pub(crate) struct KeyValueStoreSpec {
     pub logging: bool,
     /// Whether a record cache folds writes between commits.
     pub caching: bool,
+    /// Whether the values are `ValueAndTimestamp` bytes (a
+    /// [`TimestampedKeyValueStore`](super::TimestampedKeyValueStore)): as in Kafka,
+    /// the changelog (its own, or a source topic) holds the plain value with the row's
+    /// timestamp as the record's, which restoring puts back in front.
+    pub timestamped: bool,
 }
 
 /// An opened byte-level stack.
@@ -235,9 +242,17 @@ impl KeyValueStoreSpec {
             )?),
             StoreKind::InMemory => Box::new(InMemoryStore::new(self.name.clone())),
         };
+        if changelog.is_some() && self.timestamped {
+            store = Box::new(TimestampingRestoreStore::new(store));
+        }
         if let Some(changelog) = changelog.as_ref().filter(|_| source_changelog.is_none()) {
             let writer = context.required_changelog_writer(&self.name)?;
-            store = Box::new(ChangeLoggingStore::new(store, changelog.clone(), writer));
+            let logging = ChangeLoggingStore::new(store, changelog.clone(), writer);
+            store = Box::new(if self.timestamped {
+                logging.timestamped()
+            } else {
+                logging
+            });
         }
         if self.caching {
             store = Box::new(CachingStore::new(store, context.cache_budget.clone()));
@@ -291,6 +306,7 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
                 kind: StoreKind::RocksDb,
                 logging: true,
                 caching: false,
+                timestamped: false,
             },
             changelog_configs: BTreeMap::new(),
             key_serde,
@@ -345,6 +361,16 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
     /// Writes every update straight through.
     pub fn with_caching_disabled(mut self) -> Self {
         self.spec.caching = false;
+        self
+    }
+}
+
+impl<K, V> KeyValueStoreBuilder<K, ValueAndTimestamp<V>> {
+    /// Marks the store's values as `ValueAndTimestamp` bytes (what the DSL's tables
+    /// keep): logged as the plain value stamped with the row's timestamp, restored
+    /// with the record's timestamp in front, as Kafka's timestamped stores.
+    pub(crate) fn timestamped(mut self) -> Self {
+        self.spec.timestamped = true;
         self
     }
 }

@@ -7,7 +7,11 @@
 //! from the changelog too (the witness-protection case).
 //!
 //! The writer is expected to stamp each record with the timestamp of the input record
-//! being processed, as Kafka does; the state layer knows nothing of records.
+//! being processed, as Kafka does; the state layer knows nothing of records. A
+//! timestamped store's records are the exception, as in Kafka's
+//! `ChangeLoggingTimestampedKeyValueBytesStore`: their value is logged without its
+//! 8-byte timestamp, which becomes the record's timestamp
+//! ([`ChangelogWriter::send_with_timestamp`]); restoring puts it back in front.
 
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
@@ -31,6 +35,21 @@ pub trait ChangelogWriter: Send + Sync {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), BoxError>;
+
+    /// Sends one changelog record stamped with `timestamp` (a timestamped store's row
+    /// timestamp) instead of the input record's. Writers that cannot stamp records
+    /// send it as [`send`](Self::send) does.
+    fn send_with_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        timestamp: i64,
+    ) -> Result<(), BoxError> {
+        let _ = timestamp;
+        self.send(topic, partition, key, Some(value))
+    }
 }
 
 /// A changelog record as kept by [`RecordingChangelogWriter`].
@@ -44,6 +63,9 @@ pub(crate) struct LoggedRecord {
     pub key: Vec<u8>,
     /// Value; `None` is a tombstone.
     pub value: Option<Vec<u8>>,
+    /// The record's timestamp when the store gives one (a timestamped store's row
+    /// timestamp); `None`: the input record's.
+    pub timestamp: Option<i64>,
 }
 
 /// A [`ChangelogWriter`] that keeps every record in memory, for tests and the test
@@ -57,6 +79,13 @@ impl RecordingChangelogWriter {
     /// An empty writer.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn push(&self, record: LoggedRecord) {
+        match self.records.lock() {
+            Ok(mut records) => records.push(record),
+            Err(poisoned) => poisoned.into_inner().push(record),
+        }
     }
 
     /// Removes and returns the records sent so far.
@@ -76,16 +105,31 @@ impl ChangelogWriter for RecordingChangelogWriter {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<(), BoxError> {
-        let record = LoggedRecord {
+        self.push(LoggedRecord {
             topic: topic.to_owned(),
             partition,
             key: key.to_vec(),
             value: value.map(<[u8]>::to_vec),
-        };
-        match self.records.lock() {
-            Ok(mut records) => records.push(record),
-            Err(poisoned) => poisoned.into_inner().push(record),
-        }
+            timestamp: None,
+        });
+        Ok(())
+    }
+
+    fn send_with_timestamp(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+        timestamp: i64,
+    ) -> Result<(), BoxError> {
+        self.push(LoggedRecord {
+            topic: topic.to_owned(),
+            partition,
+            key: key.to_vec(),
+            value: Some(value.to_vec()),
+            timestamp: Some(timestamp),
+        });
         Ok(())
     }
 }
@@ -96,6 +140,9 @@ pub(crate) struct ChangeLoggingStore {
     inner: Box<dyn KeyValueStore>,
     changelog: ChangelogPartition,
     writer: Arc<dyn ChangelogWriter>,
+    /// Whether values are `ValueAndTimestamp` bytes, logged as the plain value
+    /// stamped with the row's timestamp.
+    timestamped: bool,
 }
 
 impl ChangeLoggingStore {
@@ -109,18 +156,39 @@ impl ChangeLoggingStore {
             inner,
             changelog,
             writer,
+            timestamped: false,
         }
     }
 
+    /// The store's values are `ValueAndTimestamp` bytes (Kafka's
+    /// `ChangeLoggingTimestampedKeyValueBytesStore`).
+    pub fn timestamped(mut self) -> Self {
+        self.timestamped = true;
+        self
+    }
+
     fn log(&self, key: &[u8], value: Option<&[u8]>) -> StateResult<()> {
-        self.writer
-            .send(&self.changelog.topic, self.changelog.partition, key, value)
-            .map_err(|source| StateError::Changelog {
-                store: self.inner.name().to_owned(),
-                topic: self.changelog.topic.clone(),
-                partition: self.changelog.partition,
-                source,
-            })
+        let (topic, partition) = (&self.changelog.topic, self.changelog.partition);
+        let stamped = match value {
+            Some(value) if self.timestamped => value.split_first_chunk::<8>(),
+            _ => None,
+        };
+        match stamped {
+            Some((timestamp, raw)) => self.writer.send_with_timestamp(
+                topic,
+                partition,
+                key,
+                raw,
+                i64::from_be_bytes(*timestamp),
+            ),
+            None => self.writer.send(topic, partition, key, value),
+        }
+        .map_err(|source| StateError::Changelog {
+            store: self.inner.name().to_owned(),
+            topic: self.changelog.topic.clone(),
+            partition: self.changelog.partition,
+            source,
+        })
     }
 }
 
@@ -234,6 +302,7 @@ mod tests {
                 key: b"r",
                 value: Some(b"x"),
                 offset: 9,
+                timestamp: -1,
             }])
             .unwrap();
         let logged = writer.take();
@@ -255,6 +324,37 @@ mod tests {
             .all(|r| r.topic == "app-s-changelog" && r.partition == 4));
         assert_eq!(store.get(b"r").unwrap(), Some(b"x".to_vec()));
         assert_eq!(store.checkpointed_offset(), Some(10));
+    }
+
+    #[test]
+    fn timestamped_values_are_logged_plain_with_the_row_timestamp() {
+        let writer = RecordingChangelogWriter::new();
+        let mut store = ChangeLoggingStore::new(
+            Box::new(InMemoryStore::new("s")),
+            changelog(),
+            Arc::new(writer.clone()),
+        )
+        .timestamped();
+        let mut stamped = 42i64.to_be_bytes().to_vec();
+        stamped.extend_from_slice(b"v");
+        store.put(b"k", &stamped).unwrap();
+        store.delete(b"k").unwrap();
+        // The store keeps the timestamp; the changelog has it as the record's.
+        store.put(b"j", &stamped).unwrap();
+        assert_eq!(store.get(b"j").unwrap(), Some(stamped.clone()));
+        let logged: Vec<_> = writer
+            .take()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.timestamp))
+            .collect();
+        assert_eq!(
+            logged,
+            vec![
+                (b"k".to_vec(), Some(b"v".to_vec()), Some(42)),
+                (b"k".to_vec(), None, None),
+                (b"j".to_vec(), Some(b"v".to_vec()), Some(42)),
+            ]
+        );
     }
 
     #[test]

@@ -200,11 +200,13 @@ mod tests {
                     key: b"k",
                     value: Some(b"1"),
                     offset: 0,
+                    timestamp: -1,
                 },
                 RestoreRecord {
                     key: b"k",
                     value: Some(b"2"),
                     offset: 1,
+                    timestamp: -1,
                 },
             ])
             .unwrap();
@@ -216,11 +218,13 @@ mod tests {
                     key: b"k",
                     value: Some(b"old"),
                     offset: 1,
+                    timestamp: -1,
                 },
                 RestoreRecord {
                     key: b"k",
                     value: None,
                     offset: 2,
+                    timestamp: -1,
                 },
             ])
             .unwrap();

@@ -24,6 +24,13 @@
 //! the read-only halves ([`ReadOnlyKeyValueStore`], [`QueryableKeyValueStore`]). The
 //! caching and change-logging layers are internal: [`KeyValueStoreBuilder`] adds them.
 //!
+//! The DSL's tables and aggregations keep a timestamp per row
+//! ([`TimestampedKeyValueStore`], Kafka's `TimestampedKeyValueStore`): the store's
+//! bytes are the 8-byte timestamp then the value, which the cache carries as they are
+//! (its flushed updates are stamped with the row's timestamp); the changelog holds the
+//! plain value with the row's timestamp as the record's, and restoring puts it back in
+//! front. Queries read such a store's plain values, as Kafka's `keyValueStore()`.
+//!
 //! # Window and session stores
 //! Built the same way by [`WindowStoreBuilder`] and [`SessionStoreBuilder`]:
 //!
@@ -119,6 +126,7 @@ mod rocks;
 mod segments;
 mod session_store;
 mod suppression_buffer;
+mod timestamped_restore;
 mod typed;
 mod value_and_timestamp;
 mod window_builder;
@@ -157,7 +165,8 @@ pub use segments::default_segment_interval_ms;
 pub use session_store::{
     ReadOnlySessionStore, SegmentedSessionStore, SessionEntry, SessionIter, SessionStore,
 };
-pub use typed::{QueryableKeyValueStore, TypedIter, TypedKeyValueStore};
+pub(crate) use typed::queryable_key_value_store;
+pub use typed::{QueryableKeyValueStore, TimestampedKeyValueStore, TypedIter, TypedKeyValueStore};
 pub(crate) use value_and_timestamp::TimestampedSerde;
 pub use value_and_timestamp::ValueAndTimestamp;
 pub use window_builder::{

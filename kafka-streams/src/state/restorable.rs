@@ -59,6 +59,9 @@ pub struct RestoreRecord<'a> {
     pub value: Option<&'a [u8]>,
     /// The record's offset in the changelog partition.
     pub offset: i64,
+    /// The record's timestamp (milliseconds since the epoch; -1 if it has none): a
+    /// timestamped store restored from an input topic keeps it as the row's.
+    pub timestamp: i64,
 }
 
 /// A store the state manager can restore from its changelog and checkpoint, and whose

@@ -874,6 +874,7 @@ mod tests {
                 key,
                 value: *value,
                 offset: 100 + i as i64,
+                timestamp: -1,
             })
             .collect();
         store.restore_batch(&batch).unwrap();

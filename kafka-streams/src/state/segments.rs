@@ -859,6 +859,7 @@ mod tests {
                 key: b"tiny",
                 value: None,
                 offset: 7,
+                timestamp: -1,
             }])
             .unwrap_err();
         assert!(

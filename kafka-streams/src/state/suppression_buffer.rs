@@ -725,6 +725,7 @@ mod tests {
                 key: &r.key,
                 value: r.value.as_deref(),
                 offset: offset as i64,
+                timestamp: -1,
             })
             .collect();
         restored.restore_batch(&records).unwrap();
@@ -748,6 +749,7 @@ mod tests {
                 key: b"k",
                 value: Some(b"short"),
                 offset: 41,
+                timestamp: -1,
             }])
             .unwrap_err()
             .to_string();

@@ -57,7 +57,12 @@ fn collect(
 }
 
 fn rec<'a>(key: &'a [u8], value: Option<&'a [u8]>, offset: i64) -> RestoreRecord<'a> {
-    RestoreRecord { key, value, offset }
+    RestoreRecord {
+        key,
+        value,
+        offset,
+        timestamp: -1,
+    }
 }
 
 #[derive(Debug, Clone)]

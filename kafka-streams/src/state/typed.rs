@@ -24,6 +24,7 @@ use super::cache::CacheFlushListener;
 use super::error::{StateError, StateResult};
 use super::key_value::KeyValueStore;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
+use super::value_and_timestamp::ValueAndTimestamp;
 use super::StateStore;
 
 /// An iterator over typed entries, in the order of the serialized keys.
@@ -288,6 +289,12 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
         Ok((key, new, old))
     }
 
+    /// The bytes `key` is stored under (what [`FlushedEntry::key`](super::FlushedEntry)
+    /// holds).
+    pub fn serialized_key(&self, key: &K) -> StateResult<Vec<u8>> {
+        Ok(self.codec.key_bytes(key)?.into_owned())
+    }
+
     /// Sets the listener of the updates the record cache writes through, with the
     /// previous values if `send_old_values`. Returns `false` if the store has no cache.
     pub fn set_flush_listener(
@@ -355,6 +362,75 @@ impl<K: 'static, V: 'static> TypedKeyValueStore<K, V> {
     pub fn approximate_num_entries(&self) -> StateResult<u64> {
         self.bytes()?.approximate_num_entries()
     }
+}
+
+impl<K, V, S: QueryableKeyValueStore<K, V> + ?Sized> QueryableKeyValueStore<K, V> for &S {
+    fn get(&self, key: &K) -> StateResult<Option<V>> {
+        (**self).get(key)
+    }
+
+    fn range(&self, from: Bound<&K>, to: Bound<&K>) -> StateResult<TypedIter<'_, K, V>> {
+        (**self).range(from, to)
+    }
+
+    fn all(&self) -> StateResult<TypedIter<'_, K, V>> {
+        (**self).all()
+    }
+
+    fn approximate_num_entries(&self) -> StateResult<u64> {
+        (**self).approximate_num_entries()
+    }
+}
+
+/// A key-value store whose rows carry a timestamp (Kafka's `TimestampedKeyValueStore`):
+/// the store of every DSL table, aggregation and materialized join, so that results
+/// computed from stored rows get Kafka's timestamps. Its bytes, changelog included,
+/// are the [`ValueAndTimestamp`] layout (the 8-byte timestamp, then the value), as the
+/// timestamped window stores'.
+pub type TimestampedKeyValueStore<K, V> = TypedKeyValueStore<K, ValueAndTimestamp<V>>;
+
+/// A timestamped store's rows without their timestamps: what Kafka's `keyValueStore()`
+/// query type returns for a timestamped store.
+struct PlainValues<'a, K, V>(&'a TimestampedKeyValueStore<K, V>);
+
+impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for PlainValues<'_, K, V> {
+    fn get(&self, key: &K) -> StateResult<Option<V>> {
+        Ok(self.0.get(key)?.map(|row| row.value))
+    }
+
+    fn range(&self, from: Bound<&K>, to: Bound<&K>) -> StateResult<TypedIter<'_, K, V>> {
+        Ok(Box::new(
+            self.0
+                .range(from, to)?
+                .map(|entry| entry.map(|(k, row)| (k, row.value))),
+        ))
+    }
+
+    fn all(&self) -> StateResult<TypedIter<'_, K, V>> {
+        Ok(Box::new(
+            self.0
+                .all()?
+                .map(|entry| entry.map(|(k, row)| (k, row.value))),
+        ))
+    }
+
+    fn approximate_num_entries(&self) -> StateResult<u64> {
+        self.0.approximate_num_entries()
+    }
+}
+
+/// `store` read as a key-value store of `K` to `V`: a [`TypedKeyValueStore<K, V>`], or
+/// a [`TimestampedKeyValueStore<K, V>`] read without its timestamps. `None` for any
+/// other store.
+pub(crate) fn queryable_key_value_store<K: 'static, V: 'static>(
+    store: &dyn Any,
+) -> Option<Box<dyn QueryableKeyValueStore<K, V> + '_>> {
+    if let Some(plain) = store.downcast_ref::<TypedKeyValueStore<K, V>>() {
+        return Some(Box::new(plain));
+    }
+    store
+        .downcast_ref::<TimestampedKeyValueStore<K, V>>()
+        .map(|stamped| Box::new(PlainValues(stamped)) as Box<dyn QueryableKeyValueStore<K, V>>)
 }
 
 impl<K: 'static, V: 'static> QueryableKeyValueStore<K, V> for TypedKeyValueStore<K, V> {

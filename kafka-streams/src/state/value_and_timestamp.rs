@@ -7,8 +7,10 @@ use kafka_client::serde::{Deserializer, Serde, SerdeContext, SerdeError, Seriali
 
 /// A stored value and its timestamp (Kafka's `ValueAndTimestamp`): what a windowed
 /// aggregation keeps per key and window, the timestamp being the largest of the
-/// records folded into the value. Query such a store as
-/// `TypedWindowStore<K, ValueAndTimestamp<V>>`.
+/// records folded into the value, and what a table or aggregation keeps per key (a
+/// [`TimestampedKeyValueStore`](super::TimestampedKeyValueStore)). Reach such a store
+/// as `TypedWindowStore<K, ValueAndTimestamp<V>>` or
+/// `TimestampedKeyValueStore<K, V>`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueAndTimestamp<V> {
     /// The value.

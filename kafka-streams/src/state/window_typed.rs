@@ -935,6 +935,7 @@ mod tests {
                 key: &r.key,
                 value: r.value.as_deref(),
                 offset: i as i64,
+                timestamp: -1,
             })
             .collect();
         let persistence = mem.persistence().unwrap();

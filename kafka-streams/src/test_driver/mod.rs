@@ -25,6 +25,7 @@
 //! assert_eq!(output.read_value().unwrap(), Some("HELLO".to_string()));
 //! ```
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::Hash;
@@ -43,7 +44,7 @@ use crate::runtime::{
     commit_tasks, Blocker, EncodedRecord, MetricsSnapshot, OffsetCommitter, RawRecord,
     RecordCollector, StreamsConfig, StreamsMetrics,
 };
-use crate::state::{StateStore, TypedKeyValueStore};
+use crate::state::{queryable_key_value_store, QueryableKeyValueStore, StateStore};
 use crate::topology::Topology;
 
 /// A record read from or piped into a test topic.
@@ -474,6 +475,25 @@ impl TopologyTestDriver {
         None
     }
 
+    /// Runs `f` on the state store `name` (the global one of that name, else the one
+    /// of the first task that has it), untyped.
+    fn with_store_as_any<R>(&self, name: &str, f: impl FnOnce(&mut dyn Any) -> R) -> Option<R> {
+        let mut state = self.state.borrow_mut();
+        for global in state.globals.values() {
+            let mut global = global.lock().unwrap_or_else(|e| e.into_inner());
+            let store = global.store_mut();
+            if store.name() == name {
+                return Some(f(store.as_any_mut()));
+            }
+        }
+        for task in &mut state.tasks {
+            if let Some(store) = task.state_manager_mut().stores_mut().get_mut(name) {
+                return Some(f(store.as_any_mut()));
+            }
+        }
+        None
+    }
+
     /// The key-value store `name` (a DSL table or aggregation store, or one added with
     /// `add_state_store`), typed as `K`/`V` (Kafka's `getKeyValueStore`). `None` when
     /// no task has a store of that name and types.
@@ -481,7 +501,8 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Option<TestKeyValueStore<'_, K, V>> {
-        self.with_state_store::<TypedKeyValueStore<K, V>, _>(name, |_| ())?;
+        self.with_store_as_any(name, |any| queryable_key_value_store::<K, V>(any).is_some())
+            .filter(|typed| *typed)?;
         Some(TestKeyValueStore {
             driver: self,
             name: name.to_owned(),
@@ -531,10 +552,13 @@ pub struct TestKeyValueStore<'a, K, V> {
 impl<K: 'static, V: 'static> TestKeyValueStore<'_, K, V> {
     fn with<R>(
         &self,
-        f: impl FnOnce(&mut TypedKeyValueStore<K, V>) -> crate::state::StateResult<R>,
+        f: impl FnOnce(&dyn QueryableKeyValueStore<K, V>) -> crate::state::StateResult<R>,
     ) -> Result<R> {
         self.driver
-            .with_state_store::<TypedKeyValueStore<K, V>, _>(&self.name, f)
+            .with_store_as_any(&self.name, |any| {
+                queryable_key_value_store::<K, V>(any).map(|store| f(&*store))
+            })
+            .flatten()
             .ok_or_else(|| {
                 StreamsError::IllegalState(format!("state store {} is gone", self.name))
             })?

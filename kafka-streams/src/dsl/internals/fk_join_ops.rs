@@ -409,14 +409,18 @@ impl<K: Data, KO: Data, VO: Data>
             _ => store.put(&key, wrapper)?,
         }
         let foreign = (self.foreign.get)(&mut ctx.store_access(), foreign_key)?;
+        // As Kafka's `SubscriptionJoinProcessorSupplier`: the later of the
+        // subscription's and the foreign row's timestamps.
+        let timestamp = foreign
+            .as_ref()
+            .map_or(record.timestamp, |row| record.timestamp.max(row.timestamp));
+        let foreign = foreign.map(|row| row.value);
         let foreign_value = match wrapper.instruction {
             Instruction::DeleteKeyNoPropagate => return Ok(()),
             Instruction::PropagateOnlyIfFkValAvailable if foreign.is_none() => return Ok(()),
             Instruction::DeleteKeyAndPropagate => None,
             _ => foreign,
         };
-        // Kafka stamps the later of the subscription's and the foreign row's
-        // timestamps; our stores keep none, so the subscription's is kept.
         ctx.forward(Record {
             key: wrapper.primary_key.clone(),
             value: SubscriptionResponseWrapper {
@@ -424,7 +428,7 @@ impl<K: Data, KO: Data, VO: Data>
                 foreign_value,
                 primary_partition: wrapper.primary_partition,
             },
-            timestamp: record.timestamp,
+            timestamp,
             headers: record.headers.clone(),
         });
         Ok(())
@@ -519,7 +523,9 @@ impl<K: Data, V: Data, VO: Data, VR: Data>
         ctx: &mut ProcessorContext<'_, K, Option<VR>>,
         record: Record<K, SubscriptionResponseWrapper<VO>>,
     ) -> Result<(), ProcessorError> {
+        // The result carries the response's timestamp, as Kafka's.
         let current = (self.left_table.get)(&mut ctx.store_access(), &record.key)?;
+        let current = current.map(|row| row.value);
         let current_hash = match &current {
             Some(v) => Some(value_hash(&value_bytes(&self.value_serde, v, &self.topic)?)),
             None => None,

@@ -8,13 +8,16 @@ use std::sync::Arc;
 use crate::dsl::Change;
 use crate::processor::internal::StoreAccess;
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
-use crate::state::TypedKeyValueStore;
+use crate::state::{TimestampedKeyValueStore, TypedKeyValueStore, ValueAndTimestamp};
 
 use super::table_ops::TupleForwarder;
 
-/// Reads a key's current value from the stores the getter names.
-pub(crate) type GetFn<K, V> =
-    Arc<dyn Fn(&mut StoreAccess<'_>, &K) -> Result<Option<V>, ProcessorError> + Send + Sync>;
+/// Reads a key's current row (value and timestamp) from the stores the getter names.
+pub(crate) type GetFn<K, V> = Arc<
+    dyn Fn(&mut StoreAccess<'_>, &K) -> Result<Option<ValueAndTimestamp<V>>, ProcessorError>
+        + Send
+        + Sync,
+>;
 
 /// How to read a table's current value for a key from inside another processor
 /// (Kafka's `KTableValueGetterSupplier`): the stores it reads (which the reading
@@ -43,13 +46,14 @@ impl<K: Data, V: Data> ValueGetter<K, V> {
             stores: vec![store.to_owned()],
             get: Arc::new(move |stores, key| {
                 Ok(stores
-                    .required::<TypedKeyValueStore<K, V>>(&name)?
+                    .required::<TimestampedKeyValueStore<K, V>>(&name)?
                     .get(key)?)
             }),
         }
     }
 
-    /// This getter's value passed through `f` (`None`: the row is absent).
+    /// This getter's value passed through `f` (`None`: the row is absent), with its
+    /// timestamp.
     pub fn map<V2: Data>(
         &self,
         f: impl Fn(&K, V) -> Option<V2> + Send + Sync + 'static,
@@ -57,7 +61,14 @@ impl<K: Data, V: Data> ValueGetter<K, V> {
         let parent = self.get.clone();
         ValueGetter {
             stores: self.stores.clone(),
-            get: Arc::new(move |stores, key| Ok(parent(stores, key)?.and_then(|v| f(key, v)))),
+            get: Arc::new(move |stores, key| {
+                Ok(parent(stores, key)?.and_then(|row| {
+                    f(key, row.value).map(|value| ValueAndTimestamp {
+                        value,
+                        timestamp: row.timestamp,
+                    })
+                }))
+            }),
         }
     }
 }
@@ -120,7 +131,9 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
         ctx: &mut ProcessorContext<'_, K, VR>,
         record: Record<K, V>,
     ) -> Result<(), ProcessorError> {
+        // The result carries the stream record's timestamp, whatever the row's.
         let found = (self.table.get)(&mut ctx.store_access(), &record.key)?;
+        let found = found.map(|row| row.value);
         if let Some(joined) = self.joiner.join(&record.key, &record.value, found.as_ref()) {
             ctx.forward(record.with_value(joined));
         }
@@ -211,6 +224,11 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> Processor<K, Change<V1>, K, Change<V
         record: Record<K, Change<V1>>,
     ) -> Result<(), ProcessorError> {
         let other = (self.other.get)(&mut ctx.store_access(), &record.key)?;
+        // As Kafka: the later of this record's and the other row's timestamps.
+        let timestamp = other
+            .as_ref()
+            .map_or(record.timestamp, |row| record.timestamp.max(row.timestamp));
+        let other = other.map(|row| row.value);
         let change = &record.value;
         // Which updates give no output, as each of Kafka's join processors decides.
         let skip = match &self.joiner {
@@ -224,9 +242,11 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> Processor<K, Change<V1>, K, Change<V
         }
         let new = self.joiner.result(change.new.as_ref(), other.as_ref());
         let old = self.joiner.result(change.old.as_ref(), other.as_ref());
-        // Kafka stamps the later of this record's and the other row's timestamps; our
-        // key-value stores keep no timestamps, so the result carries this record's.
-        ctx.forward(record.with_value(Change { new, old }));
+        ctx.forward(
+            record
+                .with_value(Change { new, old })
+                .with_timestamp(timestamp),
+        );
         Ok(())
     }
 }
@@ -254,7 +274,7 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for TableJoinMerger<K, VR> {
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
     ) -> Result<(), ProcessorError> {
-        match &self.forwarder {
+        match &mut self.forwarder {
             Some(forwarder) => forwarder.flush(ctx),
             None => Ok(()),
         }
@@ -265,18 +285,23 @@ impl<K: Data, VR: Data> Processor<K, Change<VR>> for TableJoinMerger<K, VR> {
         ctx: &mut ProcessorContext<'_, K, Change<VR>>,
         record: Record<K, Change<VR>>,
     ) -> Result<(), ProcessorError> {
-        let (Some(store), Some(forwarder)) = (&self.store, &self.forwarder) else {
+        let (Some(store), Some(forwarder)) = (&self.store, &mut self.forwarder) else {
             ctx.forward(record);
             return Ok(());
         };
-        let s = ctx.required_store::<TypedKeyValueStore<K, VR>>(store)?;
+        let s = ctx.required_store::<TimestampedKeyValueStore<K, VR>>(store)?;
         match &record.value.new {
-            Some(v) => s.put(&record.key, v)?,
+            Some(v) => s.put(
+                &record.key,
+                &ValueAndTimestamp {
+                    value: v.clone(),
+                    timestamp: record.timestamp,
+                },
+            )?,
             None => {
                 s.delete(&record.key)?;
             }
         }
-        forwarder.maybe_forward(ctx, record);
-        Ok(())
+        forwarder.maybe_forward(ctx, record)
     }
 }

@@ -1,6 +1,7 @@
 //! The processors behind [`KTable`](crate::dsl::KTable) and the aggregations
 //! (Kafka's `kstream/internals` `KTableSource`, `KTableFilter`, `KStreamAggregate`...).
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -9,15 +10,19 @@ use kafka_client::serde::{Deserializer, SerdeContext, SerdeError, Serializer};
 use crate::dsl::options::SharedSerde;
 use crate::dsl::Change;
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
-use crate::state::{FlushQueue, TypedKeyValueStore};
+use crate::state::{FlushQueue, TimestampedKeyValueStore, ValueAndTimestamp};
 use integer_encoding::VarInt;
 
 /// Forwards a table's updates as Kafka's `TimestampedTupleForwarder` does: at once
 /// when its store has no record cache; otherwise when the cache writes them through
-/// (on eviction, or at commit), folded per key, stamped with the stream time.
+/// (on eviction, or at commit), folded per key, stamped with the row's timestamp, or,
+/// for a delete, which leaves no row, with the deleting record's (the timestamp
+/// Kafka's cache entry keeps).
 pub(crate) struct TupleForwarder {
     pub(crate) store: String,
     pub(crate) queue: Option<FlushQueue>,
+    /// The timestamps of the deletes still in the cache, by serialized key.
+    delete_timestamps: HashMap<Vec<u8>, i64>,
 }
 
 impl TupleForwarder {
@@ -25,6 +30,7 @@ impl TupleForwarder {
         TupleForwarder {
             store: store.to_owned(),
             queue: None,
+            delete_timestamps: HashMap::new(),
         }
     }
 
@@ -33,7 +39,7 @@ impl TupleForwarder {
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
     ) -> Result<(), ProcessorError> {
-        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let store = ctx.required_store::<TimestampedKeyValueStore<K, V>>(&self.store)?;
         let queue = FlushQueue::new();
         if store.set_flush_listener(Box::new(queue.clone()), true)? {
             self.queue = Some(queue);
@@ -41,19 +47,33 @@ impl TupleForwarder {
         Ok(())
     }
 
+    /// Forwards `record` at once if the store has no cache; else remembers the
+    /// timestamp of a delete for when the cache writes it through.
     pub(crate) fn maybe_forward<K: Data, V: Data>(
-        &self,
+        &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Change<V>>,
-    ) {
+    ) -> Result<(), ProcessorError> {
         if self.queue.is_none() {
             ctx.forward(record);
+            return Ok(());
         }
+        let deleted = record.value.new.is_none();
+        if deleted || !self.delete_timestamps.is_empty() {
+            let store = ctx.required_store::<TimestampedKeyValueStore<K, V>>(&self.store)?;
+            let key = store.serialized_key(&record.key)?;
+            if deleted {
+                self.delete_timestamps.insert(key, record.timestamp);
+            } else {
+                self.delete_timestamps.remove(&key);
+            }
+        }
+        Ok(())
     }
 
     /// Forwards what the cache wrote through since the last call.
     pub(crate) fn flush<K: Data, V: Data>(
-        &self,
+        &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
     ) -> Result<(), ProcessorError> {
         let Some(queue) = &self.queue else {
@@ -63,14 +83,25 @@ impl TupleForwarder {
         if entries.is_empty() {
             return Ok(());
         }
-        let timestamp = ctx.current_stream_time_ms().max(0);
-        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let stream_time = ctx.current_stream_time_ms().max(0);
+        let store = ctx.required_store::<TimestampedKeyValueStore<K, V>>(&self.store)?;
         let updates = entries
             .iter()
             .map(|e| store.decode_flushed(e))
             .collect::<Result<Vec<_>, _>>()?;
-        for (key, new, old) in updates {
-            ctx.forward(Record::new(key, Change { new, old }, timestamp));
+        for ((key, new, old), entry) in updates.into_iter().zip(&entries) {
+            let timestamp = match &new {
+                Some(row) => row.timestamp,
+                None => self
+                    .delete_timestamps
+                    .remove(&entry.key)
+                    .unwrap_or(stream_time),
+            };
+            let change = Change {
+                new: new.map(|row| row.value),
+                old: old.map(|row| row.value),
+            };
+            ctx.forward(Record::new(key, change, timestamp));
         }
         Ok(())
     }
@@ -107,16 +138,25 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, V>,
     ) -> Result<(), ProcessorError> {
-        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
-        let (old, new) = store.update_with(&record.key, |old| {
-            (self.agg)(&record.key, &record.value, old.clone())
+        let store = ctx.required_store::<TimestampedKeyValueStore<K, VA>>(&self.store)?;
+        // As Kafka's `KStreamAggregate`: the later of the record's and the old
+        // aggregate's timestamps.
+        let (old, new) = store.update_with(&record.key, |old| ValueAndTimestamp {
+            value: (self.agg)(
+                &record.key,
+                &record.value,
+                old.as_ref().map(|o| o.value.clone()),
+            ),
+            timestamp: old
+                .as_ref()
+                .map_or(record.timestamp, |o| record.timestamp.max(o.timestamp)),
         })?;
         let change = Change {
-            new: Some(new),
-            old,
+            new: Some(new.value),
+            old: old.map(|o| o.value),
         };
-        self.forwarder.maybe_forward(ctx, record.with_value(change));
-        Ok(())
+        self.forwarder
+            .maybe_forward(ctx, record.with_value(change).with_timestamp(new.timestamp))
     }
 }
 
@@ -145,22 +185,26 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         record: Record<K, Option<V>>,
     ) -> Result<(), ProcessorError> {
-        let store = ctx.required_store::<TypedKeyValueStore<K, V>>(&self.store)?;
+        let store = ctx.required_store::<TimestampedKeyValueStore<K, V>>(&self.store)?;
         let old = match &record.value {
             Some(v) => {
                 let old = store.get(&record.key)?;
-                store.put(&record.key, v)?;
+                let row = ValueAndTimestamp {
+                    value: v.clone(),
+                    timestamp: record.timestamp,
+                };
+                store.put(&record.key, &row)?;
                 old
             }
             None => store.delete(&record.key)?,
         };
+        let old = old.map(|row| row.value);
         let new = record.value.clone();
         if new.is_none() && old.is_none() {
             return Ok(()); // deleting an absent key changes nothing
         }
         self.forwarder
-            .maybe_forward(ctx, record.with_value(Change { new, old }));
-        Ok(())
+            .maybe_forward(ctx, record.with_value(Change { new, old }))
     }
 }
 
@@ -331,8 +375,18 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
         ctx: &mut ProcessorContext<'_, K, Change<VA>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), ProcessorError> {
-        let store = ctx.required_store::<TypedKeyValueStore<K, VA>>(&self.store)?;
-        let prev = store.get(&record.key)?;
+        let store = ctx.required_store::<TimestampedKeyValueStore<K, VA>>(&self.store)?;
+        let prev_row = store.get(&record.key)?;
+        // As Kafka's `KTableAggregate` / `KTableReduce`: taking a row out of, or adding
+        // one to, an existing aggregate stamps the later of the record's and the
+        // aggregate's timestamps.
+        let timestamp = match &prev_row {
+            Some(row) if record.value.old.is_some() || record.value.new.is_some() => {
+                record.timestamp.max(row.timestamp)
+            }
+            _ => record.timestamp,
+        };
+        let prev = prev_row.map(|row| row.value);
         let mut agg = prev.clone();
         if let Some(old) = &record.value.old {
             agg = agg.map(|current| (self.sub)(&record.key, old, current));
@@ -341,7 +395,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
             agg = Some((self.add)(&record.key, new, agg));
         }
         match &agg {
-            Some(a) => store.put(&record.key, a)?,
+            Some(a) => store.put(
+                &record.key,
+                &ValueAndTimestamp {
+                    value: a.clone(),
+                    timestamp,
+                },
+            )?,
             None => {
                 store.delete(&record.key)?;
             }
@@ -351,12 +411,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
         }
         self.forwarder.maybe_forward(
             ctx,
-            record.with_value(Change {
-                new: agg,
-                old: prev,
-            }),
-        );
-        Ok(())
+            record
+                .with_value(Change {
+                    new: agg,
+                    old: prev,
+                })
+                .with_timestamp(timestamp),
+        )
     }
 }
 
