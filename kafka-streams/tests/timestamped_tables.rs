@@ -81,6 +81,16 @@ fn rows_keep_the_later_timestamp_and_the_changelog_carries_it() -> R {
             .key_value_store::<String, i64>("counts")
             .ok_or_else(|| anyhow::anyhow!("no counts store"))?;
         assert_eq!(store.all()?, vec![(s("a"), 3), (s("b"), 1)]);
+        let stamped = driver
+            .key_value_store::<String, ValueAndTimestamp<i64>>("counts")
+            .ok_or_else(|| anyhow::anyhow!("no timestamped counts store"))?;
+        assert_eq!(
+            stamped.get(&s("b"))?,
+            Some(ValueAndTimestamp {
+                value: 1,
+                timestamp: 5
+            })
+        );
         let row = driver
             .with_state_store::<TimestampedKeyValueStore<String, i64>, _>("counts", |store| {
                 store.get(&s("a"))

@@ -25,6 +25,11 @@ use crate::windowed::{Window, Windowed};
 /// Read-only, typed access to a key-value store across the local instance's tasks
 /// (Kafka's `ReadOnlyKeyValueStore` as returned by `KafkaStreams.store`).
 ///
+/// A table's or aggregation's store (a
+/// [`TimestampedKeyValueStore`](crate::state::TimestampedKeyValueStore)) reads as plain
+/// values `V` (Kafka's `keyValueStore()` query type), or with `V` =
+/// [`ValueAndTimestamp`] as its rows with their timestamps (`timestampedKeyValueStore()`).
+///
 /// Get one with [`KafkaStreams::store`](super::KafkaStreams::store). Every call
 /// fails with [`StreamsError::InvalidStateStore`] while the client is not running, or
 /// with the `Migrating` reason ([`StreamsError::is_store_migrating`]) while a local

@@ -495,8 +495,10 @@ impl TopologyTestDriver {
     }
 
     /// The key-value store `name` (a DSL table or aggregation store, or one added with
-    /// `add_state_store`), typed as `K`/`V` (Kafka's `getKeyValueStore`). `None` when
-    /// no task has a store of that name and types.
+    /// `add_state_store`), typed as `K`/`V` (Kafka's `getKeyValueStore`; a table's
+    /// store read as plain values, or, with `V` = `ValueAndTimestamp<_>`, with their
+    /// timestamps, as `getTimestampedKeyValueStore`). `None` when no task has a store of
+    /// that name and types.
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
