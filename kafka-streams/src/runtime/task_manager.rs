@@ -174,10 +174,26 @@ impl TaskManager {
             collector,
             committer,
             &self.env.metrics,
+            true,
         )?;
         let closed: Vec<TaskId> = self.tasks.keys().copied().collect();
         self.close_all(reader, shared);
         Ok(closed)
+    }
+
+    /// Gives up every task without committing (Kafka's `handleLostAll`, after a
+    /// fenced or failed transaction under exactly-once): the tasks close dirty, so
+    /// their stores, which may hold writes of the aborted transaction, have no
+    /// checkpoint and are wiped and restored from their changelogs when the tasks are
+    /// created again. Returns the closed tasks.
+    pub fn handle_lost_all(
+        &mut self,
+        reader: &mut ChangelogReader,
+        shared: &ClientShared,
+    ) -> Vec<TaskId> {
+        let lost: Vec<TaskId> = self.tasks.keys().copied().collect();
+        self.close_all(reader, shared);
+        lost
     }
 
     /// Shutdown: a clean one commits first; a dirty one (after a failure) does not,
@@ -192,7 +208,14 @@ impl TaskManager {
         shared: &ClientShared,
     ) -> Result<()> {
         let committed = if clean {
-            self.commit(collector, committer).map(|_| ())
+            commit_tasks(
+                self.tasks.values_mut(),
+                collector,
+                committer,
+                &self.env.metrics,
+                true,
+            )
+            .map(|_| ())
         } else {
             Ok(())
         };
@@ -221,6 +244,7 @@ impl TaskManager {
             collector,
             committer,
             &self.env.metrics,
+            false,
         )
     }
 

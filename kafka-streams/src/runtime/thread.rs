@@ -251,11 +251,7 @@ pub(crate) fn run_stream_thread(
     let config = &env.config;
     let app = &env.application_id;
     let thread_name = format!("{app}-StreamThread-{index}");
-    let collector = KafkaCollector::new(
-        &config.producer_config(&thread_name),
-        config.production_handler.clone(),
-        env.metrics.clone(),
-    )?;
+    let collector = new_collector(&env, &thread_name, index)?;
     let reader = ChangelogReader::new(
         config.restore_consumer_config(&thread_name),
         &thread_name,
@@ -296,10 +292,17 @@ pub(crate) fn run_stream_thread(
         .map_err(|e| StreamsError::kafka("subscribing", topics.join(", "), e))?;
     tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
 
-    let result = run_loop(index, &consumer, &core, &env, &shared);
+    let result = run_loop(index, &consumer, &core, &env, &shared, &topic_refs);
     let mut guard = lock(&core);
     let core_ref = &mut *guard;
     let clean = result.is_ok();
+    if !clean {
+        // Exactly-once: the failed transaction's output and offsets are dropped; the
+        // tasks' stores have no checkpoint and are rebuilt by whoever takes them.
+        if let Err(error) = core_ref.collector.abort_transaction() {
+            tracing::warn!(thread = %thread_name, %error, "aborting the transaction of the failed thread failed; the broker aborts it at the transaction timeout or when the producer's id is used again");
+        }
+    }
     if clean {
         // Graceful: one last commit, then close the tasks.
         shared.set_thread_state(index, ThreadState::PendingShutdown);
@@ -325,12 +328,70 @@ pub(crate) fn run_stream_thread(
     final_result
 }
 
+/// The producer side of stream thread `index`: under exactly-once a transactional
+/// producer, `transactional.id` = `<application.id>-<process id>-<thread index>` as in
+/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), registered with
+/// the cluster before use.
+fn new_collector(env: &TaskEnv, thread_name: &str, index: usize) -> Result<KafkaCollector> {
+    let config = &env.config;
+    let transactional_id = config
+        .processing_guarantee
+        .is_exactly_once()
+        .then(|| format!("{}-{}-{}", env.application_id, env.process_id, index + 1));
+    let mut collector = KafkaCollector::new(
+        &config.producer_config(thread_name, transactional_id.as_deref()),
+        config.production_handler.clone(),
+        env.metrics.clone(),
+    )?;
+    collector.init_transactions()?;
+    Ok(collector)
+}
+
+/// Exactly-once, after a failed or fenced transaction (Kafka's `TaskCorruptedException`
+/// and `TaskMigratedException`): aborts the transaction, gives up every task without
+/// committing (their stores, which may hold the aborted writes, have no checkpoint and
+/// are wiped and restored when the tasks come back), replaces a fenced producer, and
+/// rejoins the group, which hands the partitions out again from the committed offsets.
+fn recover_from_transaction_error(
+    index: usize,
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    c: &mut ThreadCore,
+    env: &TaskEnv,
+    shared: &ClientShared,
+    topics: &[&str],
+    error: &StreamsError,
+) -> Result<()> {
+    let mut replace_producer = matches!(error, StreamsError::Transaction { fenced: true, .. });
+    tracing::warn!(thread = index, %error, "transaction failed: aborting it, giving up the thread's tasks and rejoining the group");
+    if !replace_producer {
+        if let Err(abort_error) = c.collector.abort_transaction() {
+            tracing::warn!(thread = index, error = %abort_error, "aborting the transaction failed; replacing the producer");
+            replace_producer = true;
+        }
+    }
+    let lost = c.task_manager.handle_lost_all(&mut c.reader, shared);
+    c.assignment_generation += 1;
+    let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
+    tracing::info!(thread = index, tasks = ?lost, "tasks closed dirty; their stores will be restored from the changelogs");
+    if replace_producer {
+        let thread_name = format!("{}-StreamThread-{index}", env.application_id);
+        // The old producer goes first: its id is the one the new one registers.
+        let replacement = new_collector(env, &thread_name, index)?;
+        c.collector = replacement;
+    }
+    consumer.unsubscribe();
+    consumer
+        .subscribe(topics)
+        .map_err(|e| StreamsError::kafka("subscribing again", topics.join(", "), e))
+}
+
 fn run_loop(
     index: usize,
     consumer: &Arc<BaseConsumer<StreamsConsumerContext>>,
     core: &Mutex<ThreadCore>,
     env: &TaskEnv,
     shared: &ClientShared,
+    topics: &[&str],
 ) -> Result<()> {
     let config = &env.config;
     let mut last_commit = Instant::now();
@@ -394,41 +455,36 @@ fn run_loop(
         }
         let mut guard = lock(core);
         let c = &mut *guard;
-        if let Some(e) = c.error.take() {
-            return Err(e);
-        }
-        let now = now_ms();
-        let lags = QueueLags(&fetch);
-        for eof in polled_ends.drain(..) {
-            reached_end_unattributed(c, &lags, eof);
-        }
-        for msg in polled.drain(..) {
-            add_record(c, raw_record(&msg), now, &lags)?;
-        }
-        for msg in fetched.iter() {
-            match msg.error() {
-                None => add_record(c, fetched_record(&msg), now, &lags)?,
-                Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
-                    c.task_manager
-                        .reached_end(msg.topic(), msg.partition(), msg.offset());
+        let stepped = match c.error.take() {
+            Some(e) => Err(e),
+            None => step(
+                index,
+                consumer,
+                c,
+                env,
+                shared,
+                &fetch,
+                &mut polled,
+                &mut polled_ends,
+                &mut fetched,
+                &mut restoring,
+                &mut last_commit,
+            ),
+        };
+        if let Err(error) = stepped {
+            polled.clear();
+            polled_ends.clear();
+            fetched.clear();
+            match error {
+                StreamsError::Transaction { .. } if !shared.shutdown.load(Ordering::SeqCst) => {
+                    recover_from_transaction_error(
+                        index, consumer, c, env, shared, topics, &error,
+                    )?;
+                    restoring = false;
+                    last_commit = Instant::now();
                 }
-                Some(e) => {
-                    tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
-                }
+                error => return Err(error),
             }
-        }
-        fetched.clear();
-        c.task_manager.process(&mut c.collector, now, &lags)?;
-        restoring = c.reader.is_restoring();
-        if restoring {
-            restore_step(consumer, c, shared, config.poll_timeout)?;
-            restoring = c.reader.is_restoring();
-        }
-        c.collector.poll();
-        if last_commit.elapsed() >= config.commit_interval {
-            c.task_manager
-                .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
-            last_commit = Instant::now();
         }
         // Like Kafka, the thread runs once every task has restored.
         let assigned =
@@ -448,6 +504,59 @@ fn run_loop(
             last_progress_log = Instant::now();
         }
     }
+}
+
+/// One round of the loop with the thread's core locked: hands the fetched records to
+/// their tasks, processes, restores, and commits when the interval is up.
+#[allow(clippy::too_many_arguments)]
+fn step<'m>(
+    index: usize,
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    c: &mut ThreadCore,
+    env: &TaskEnv,
+    shared: &ClientShared,
+    fetch: &FetchQueue<StreamsConsumerContext>,
+    polled: &mut Vec<BorrowedMessage<'m>>,
+    polled_ends: &mut Vec<i32>,
+    fetched: &mut FetchedBatch,
+    restoring: &mut bool,
+    last_commit: &mut Instant,
+) -> Result<()> {
+    let config = &env.config;
+    let now = now_ms();
+    let lags = QueueLags(fetch);
+    for eof in polled_ends.drain(..) {
+        reached_end_unattributed(c, &lags, eof);
+    }
+    for msg in polled.drain(..) {
+        add_record(c, raw_record(&msg), now, &lags)?;
+    }
+    for msg in fetched.iter() {
+        match msg.error() {
+            None => add_record(c, fetched_record(&msg), now, &lags)?,
+            Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
+                c.task_manager
+                    .reached_end(msg.topic(), msg.partition(), msg.offset());
+            }
+            Some(e) => {
+                tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
+            }
+        }
+    }
+    fetched.clear();
+    c.task_manager.process(&mut c.collector, now, &lags)?;
+    *restoring = c.reader.is_restoring();
+    if *restoring {
+        restore_step(consumer, c, shared, config.poll_timeout)?;
+        *restoring = c.reader.is_restoring();
+    }
+    c.collector.poll();
+    if last_commit.elapsed() >= config.get_commit_interval() {
+        c.task_manager
+            .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
+        *last_commit = Instant::now();
+    }
+    Ok(())
 }
 
 /// At most this many polls without a record per drain of the consumer's queue, so an

@@ -207,6 +207,7 @@ impl DriverState {
             &mut self.collector,
             &mut self.committer,
             &self.metrics,
+            false,
         )?;
         // Records the commit itself produced (changelog records the store caches
         // flushed) become visible in their topics.
@@ -306,6 +307,7 @@ impl TopologyTestDriver {
             blocker: Blocker::Futures,
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: metrics.clone(),
+            process_id: crate::runtime::random_process_id(),
         });
         let mut globals = HashMap::new();
         for store in crate::runtime::global::open_global_stores(&topology, &env)?.into_values() {
