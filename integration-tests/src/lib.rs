@@ -22,6 +22,8 @@ use kafka_client::rdkafka::types::RDKafkaErrorCode;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 
+pub mod exactly_once;
+
 /// How long a test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 

@@ -33,11 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use integration_tests::exactly_once::{judge, wait_for_counts, Verdict};
 use integration_tests::{block_on, config, create_topic, unique_name, DEADLINE};
-use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
-use kafka_client::rdkafka::message::Message as _;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-use kafka_client::rdkafka::{Offset, TopicPartitionList};
 
 /// SIGKILL-and-restart cycles per run.
 const KILLS: usize = 20;
@@ -178,106 +176,6 @@ fn produce_until(topic: String, stop: Arc<AtomicBool>, mut rng: Rng) -> BTreeMap
     occurrences
 }
 
-/// Every record of `topic` a `read_committed` consumer sees, per partition in offset
-/// order: `(word, count)`.
-fn read_committed_counts(topic: &str) -> Vec<(String, i64)> {
-    let consumer: BaseConsumer = config()
-        .group_id(unique_name("crash-reader"))
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    // Under read_committed the end is the last stable offset.
-    let mut ends = BTreeMap::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (_, end) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            ends.insert(p.id(), end);
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut records = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m.expect("output record");
-                let word = String::from_utf8(m.key().expect("key").to_vec()).expect("utf8");
-                let count: [u8; 8] = m.payload().expect("count").try_into().expect("i64");
-                records.push((word, i64::from_be_bytes(count)));
-            }
-            None => {
-                // Transaction markers hold no record: the position tells the end.
-                let positions = consumer.position().expect("positions");
-                let done = ends.iter().all(|(p, end)| {
-                    *end == 0
-                        || matches!(
-                            positions.find_partition(topic, *p).map(|e| e.offset()),
-                            Some(Offset::Offset(at)) if at >= *end
-                        )
-                });
-                if done {
-                    return records;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "timed out reading {topic} to {ends:?}"
-                );
-            }
-        }
-    }
-}
-
-/// What the output holds against the reference.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Verdict {
-    /// Output records whose `(word, count)` appeared before.
-    repeated: usize,
-    /// Counts of `1..=n` that never appear.
-    lost: usize,
-    /// Distinct counts above a word's `n`.
-    overcounts: usize,
-    /// Words whose counts are not exactly `1, 2, ..., n` in order.
-    words_off: usize,
-}
-
-fn judge(expected: &BTreeMap<String, i64>, output: &[(String, i64)]) -> Verdict {
-    let mut per_word: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (word, count) in output {
-        per_word.entry(word.as_str()).or_default().push(*count);
-    }
-    let mut verdict = Verdict::default();
-    for (word, &n) in expected {
-        let counts = per_word.remove(word.as_str()).unwrap_or_default();
-        let mut seen = std::collections::BTreeSet::new();
-        for &c in &counts {
-            if !seen.insert(c) {
-                verdict.repeated += 1;
-            }
-        }
-        verdict.lost += (1..=n).filter(|c| !seen.contains(c)).count();
-        verdict.overcounts += seen.iter().filter(|&&c| c > n || c < 1).count();
-        if counts != (1..=n).collect::<Vec<_>>() {
-            verdict.words_off += 1;
-        }
-    }
-    // Words that were never produced.
-    for counts in per_word.values() {
-        verdict.overcounts += counts.len();
-        verdict.words_off += 1;
-    }
-    verdict
-}
-
 /// Runs the harness under `guarantee`; returns the verdict on the final output.
 fn crash_run(guarantee: &str) -> Verdict {
     let app = unique_name(&format!("crash-{}", guarantee.replace('_', "-")));
@@ -316,30 +214,7 @@ fn crash_run(guarantee: &str) -> Verdict {
     let total: i64 = expected.values().sum();
     let _last = Instance::start(&app, &input, &output, state_dir.path(), &properties);
     // Done when every word reached its count (at-least-once may overshoot).
-    let deadline = Instant::now() + FINISH_DEADLINE;
-    let final_output = loop {
-        let out = read_committed_counts(&output);
-        let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
-        for (w, c) in &out {
-            latest.insert(w.as_str(), *c);
-        }
-        if expected
-            .iter()
-            .all(|(w, n)| latest.get(w.as_str()).is_some_and(|c| c >= n))
-        {
-            break out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{guarantee}: the last instance did not finish: {} of {} words complete",
-            expected
-                .iter()
-                .filter(|(w, n)| latest.get(w.as_str()).is_some_and(|c| c >= *n))
-                .count(),
-            expected.len()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let final_output = wait_for_counts(&output, &expected, FINISH_DEADLINE);
     let verdict = judge(&expected, &final_output);
     println!(
         "{guarantee}: {KILLS} SIGKILL-and-restart cycles, {total} words in, {} counts out: {verdict:?} ({:?})",
@@ -347,25 +222,6 @@ fn crash_run(guarantee: &str) -> Verdict {
         started.elapsed()
     );
     verdict
-}
-
-#[test]
-fn judge_counts_duplicates_losses_and_overcounts() {
-    let expected: BTreeMap<String, i64> = [("a".to_owned(), 3), ("b".to_owned(), 1)].into();
-    let exact = [("a", 1), ("b", 1), ("a", 2), ("a", 3)];
-    let exact: Vec<(String, i64)> = exact.iter().map(|(w, c)| (w.to_string(), *c)).collect();
-    assert_eq!(judge(&expected, &exact), Verdict::default());
-    let replayed = [("a", 1), ("a", 2), ("a", 2), ("a", 3), ("a", 4), ("c", 1)];
-    let replayed: Vec<(String, i64)> = replayed.iter().map(|(w, c)| (w.to_string(), *c)).collect();
-    assert_eq!(
-        judge(&expected, &replayed),
-        Verdict {
-            repeated: 1,
-            lost: 1,
-            overcounts: 2,
-            words_off: 3
-        }
-    );
 }
 
 /// R1: under `exactly_once_v2`, 20 SIGKILLs while input flows change nothing: every

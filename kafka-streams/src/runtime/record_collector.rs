@@ -121,6 +121,10 @@ struct Transactions {
     timeout: Duration,
 }
 
+/// How long one `abort_transaction` call may wait before the delivery reports of the
+/// purged records are served.
+const ABORT_SLICE: Duration = Duration::from_millis(100);
+
 /// Whether `error` means the producer was fenced or is otherwise unusable (Kafka's
 /// `ProducerFencedException` / `InvalidProducerEpochException`, librdkafka's fatal
 /// errors): a newer producer with the same `transactional.id` exists.
@@ -459,8 +463,16 @@ impl RecordCollector for KafkaCollector {
         if !tx.open {
             return Ok(());
         }
-        let timeout = tx.timeout;
-        let aborted = self.retrying(timeout, |p| p.abort_transaction(timeout));
+        let deadline = Instant::now() + tx.timeout;
+        // Aborting purges the unsent records, whose delivery reports must be served
+        // for it to finish: it is called in short slices with polls in between.
+        let aborted = loop {
+            self.producer.producer().poll(Duration::ZERO);
+            match self.producer.producer().abort_transaction(ABORT_SLICE) {
+                Err(e) if is_retriable_transaction_error(&e) && Instant::now() < deadline => {}
+                other => break other,
+            }
+        };
         // The failures were those of the aborted records.
         self.context
             .failures
