@@ -141,9 +141,15 @@ fn is_fatal_producer_error(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::Fenced
                 | RDKafkaErrorCode::ProducerFenced
                 | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::InvalidTransactionalState
         )
     )
+}
+
+/// Whether a send failed because of the transaction, not the record: the producer
+/// is fenced or broken, or the transaction hit an error and must be aborted
+/// (librdkafka then refuses records with `_STATE`).
+fn is_transaction_send_error(error: &KafkaError) -> bool {
+    is_fatal_producer_error(error) || error.rdkafka_error_code() == Some(RDKafkaErrorCode::State)
 }
 
 fn is_retriable_transaction_error(error: &KafkaError) -> bool {
@@ -364,7 +370,7 @@ impl RecordCollector for KafkaCollector {
                     self.check_failures()?;
                 }
                 Err((error, _))
-                    if self.transactions.is_some() && is_fatal_producer_error(&error) =>
+                    if self.transactions.is_some() && is_transaction_send_error(&error) =>
                 {
                     return Err(self.fail(&format!("sending to {}", record.topic), error));
                 }
@@ -516,5 +522,48 @@ fn transaction_error(tx: &Transactions, operation: &str, error: KafkaError) -> S
         operation: operation.to_owned(),
         fenced: is_fatal_producer_error(&error),
         source: Box::new(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fenced_and_aborted_transactions_are_told_apart_from_bad_records() {
+        let error = |code| KafkaError::MessageProduction(code);
+        for fenced in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert!(is_fatal_producer_error(&error(fenced)), "{fenced:?}");
+            assert!(is_transaction_send_error(&error(fenced)), "{fenced:?}");
+        }
+        // The transaction must be aborted, the producer stays usable.
+        let abortable = error(RDKafkaErrorCode::State);
+        assert!(is_transaction_send_error(&abortable) && !is_fatal_producer_error(&abortable));
+        // The record's own problem: the production handler decides.
+        let too_large = error(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(!is_transaction_send_error(&too_large));
+        let tx = Transactions {
+            transactional_id: "app-p-1".into(),
+            open: true,
+            timeout: Duration::from_secs(1),
+        };
+        let fenced = transaction_error(
+            &tx,
+            "committing the transaction",
+            error(RDKafkaErrorCode::ProducerFenced),
+        );
+        assert!(matches!(
+            fenced,
+            StreamsError::Transaction { fenced: true, .. }
+        ));
+        let text = fenced.to_string();
+        assert!(
+            text.contains("app-p-1") && text.contains("committing the transaction"),
+            "{text}"
+        );
     }
 }

@@ -446,6 +446,60 @@ mod tests {
     }
 
     #[test]
+    fn exactly_once_removes_checkpoints_while_processing_and_writes_them_back_on_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let builder = KeyValueStoreBuilder::<String, i64>::new("counts");
+        let mut manager = manager(&builder, Vec::new(), dir.path());
+        let one = 1_i64.to_be_bytes();
+        manager
+            .restorable_mut("counts")
+            .expect("restorable")
+            .restore_batch(&[RestoreRecord {
+                key: b"kafka",
+                value: Some(&one),
+                offset: 2,
+            }])
+            .expect("restore");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(3));
+
+        // Processing starts: a crash from now on finds no checkpoint.
+        manager.remove_checkpoints().expect("remove");
+        assert_eq!(checkpointed(&mut manager, "counts"), None);
+        // A clean close without writes puts the restored offset back...
+        let mut collector = Collector::default();
+        manager
+            .checkpoint(&collector, |_| None)
+            .expect("checkpoint");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(3));
+        // ...and after writes, one past the last acknowledged one.
+        manager.remove_checkpoints().expect("remove");
+        collector
+            .delivered
+            .insert(("app-counts-changelog".into(), 2), 9);
+        manager
+            .checkpoint(&collector, |_| None)
+            .expect("checkpoint");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(10));
+        manager.close();
+
+        // Removed and not written back: the reopened store is wiped.
+        let mut reopened = self::manager(&builder, Vec::new(), dir.path());
+        reopened.remove_checkpoints().expect("remove");
+        reopened
+            .store_mut::<Counts>("counts")
+            .expect("typed store")
+            .put(&"uncommitted".into(), &1)
+            .expect("put");
+        reopened.close();
+        let mut crashed = self::manager(&builder, Vec::new(), dir.path());
+        assert_eq!(checkpointed(&mut crashed, "counts"), None);
+        let counts = crashed.store_mut::<Counts>("counts").expect("typed store");
+        assert_eq!(counts.get(&"uncommitted".into()).expect("get"), None);
+        assert_eq!(counts.get(&"kafka".into()).expect("get"), None);
+        crashed.close();
+    }
+
+    #[test]
     fn source_topic_changelog_checkpoints_the_consumed_offset_and_logs_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let builder = KeyValueStoreBuilder::<String, i64>::new("latest");
