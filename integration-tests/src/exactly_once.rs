@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::rdkafka::message::Message as _;
-use kafka_client::rdkafka::{Offset, TopicPartitionList};
+use kafka_client::rdkafka::Offset;
 
-use crate::{config, unique_name, DEADLINE};
+use crate::{assign_from_beginning, config, unique_name, DEADLINE};
 
 /// Every record of `topic` a `read_committed` consumer sees, per partition in offset
 /// order: `(word, count)`.
@@ -22,23 +22,8 @@ pub fn read_committed_counts(topic: &str) -> Vec<(String, i64)> {
         .to_rdkafka()
         .create()
         .expect("consumer");
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
     // Under read_committed the end is the last stable offset.
-    let mut ends = BTreeMap::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (_, end) = consumer
-                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-                .expect("watermarks");
-            ends.insert(p.id(), end);
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-    }
-    consumer.assign(&tpl).expect("assign");
+    let ends = assign_from_beginning(&consumer, topic);
     let mut records = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     loop {

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::message::Message as _;
+use kafka_client::rdkafka::message::ToBytes;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
@@ -200,6 +201,22 @@ pub fn init_tracing() {
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Hands `record` to `producer`, serving deliveries while its queue is full.
+pub fn send_waiting<K: ToBytes + ?Sized, V: ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, V>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                producer.poll(Duration::from_millis(20));
+                record = back;
+            }
+        }
+    }
+}
+
 /// Produces `(key, value)` records to `topic` (`None`: a tombstone) and flushes.
 pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
     let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
@@ -208,15 +225,7 @@ pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
         if let Some(v) = value {
             rec = rec.payload(v.as_bytes());
         }
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    producer.poll(Duration::from_millis(20));
-                    rec = back;
-                }
-            }
-        }
+        send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
@@ -231,14 +240,9 @@ pub fn produce_lines(topic: &str, lines: &[&str]) {
     produce_keyed(topic, &records);
 }
 
-/// Every partition of `topic` read from the beginning to its current end: the latest
-/// value per key (tombstones remove the key), and the number of records read.
-pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
-    let consumer: BaseConsumer = config()
-        .group_id(unique_name("changelog-reader"))
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
+/// Assigns `consumer` every partition of `topic` from the beginning; returns each
+/// partition's end offset now (at the consumer's isolation level).
+pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i32, i64> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
@@ -255,6 +259,18 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
         }
     }
     consumer.assign(&tpl).expect("assign");
+    ends
+}
+
+/// Every partition of `topic` read from the beginning to its current end: the latest
+/// value per key (tombstones remove the key), and the number of records read.
+pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+    let consumer: BaseConsumer = config()
+        .group_id(unique_name("changelog-reader"))
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let ends = assign_from_beginning(&consumer, topic);
     let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
     let mut table = BTreeMap::new();
     let mut read = 0;
@@ -276,6 +292,39 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
         }
     }
     (table, read)
+}
+
+/// Spawns `command` (a streams app in a separate process, e.g.
+/// `streams_wordcount_instance`) with `KAFKA_BOOTSTRAP_SERVERS` set and its stdout
+/// piped, and waits until it prints `RUNNING`.
+pub fn spawn_until_running(command: &mut std::process::Command) -> std::process::Child {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = command
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning the streams app");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("RUNNING") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    if rx.recv_timeout(DEADLINE).is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the streams app never became RUNNING");
+    }
+    child
 }
 
 /// The word count the streams tests run: the lowercase words of `lines` counted into

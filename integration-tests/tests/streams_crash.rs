@@ -27,14 +27,15 @@
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::exactly_once::{judge, wait_for_counts, Verdict};
-use integration_tests::{block_on, config, create_topic, unique_name, DEADLINE};
+use integration_tests::{
+    block_on, config, create_topic, send_waiting, spawn_until_running, unique_name,
+};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
 /// SIGKILL-and-restart cycles per run.
@@ -97,35 +98,12 @@ impl Instance {
         state_dir: &std::path::Path,
         properties: &[String],
     ) -> Instance {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
-            .args([app, input, output])
-            .arg(state_dir)
-            .args(properties)
-            .env(
-                "KAFKA_BOOTSTRAP_SERVERS",
-                integration_tests::bootstrap_servers(),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning streams_wordcount_instance");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("RUNNING") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let instance = Instance(child);
-        rx.recv_timeout(DEADLINE)
-            .expect("instance never became RUNNING");
-        instance
+        Instance(spawn_until_running(
+            Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
+                .args([app, input, output])
+                .arg(state_dir)
+                .args(properties),
+        ))
     }
 
     /// SIGKILL, and reap.
@@ -156,18 +134,10 @@ fn produce_until(topic: String, stop: Arc<AtomicBool>, mut rng: Rng) -> BTreeMap
             let line = words.join(" ");
             let key = format!("line-{line_no}");
             line_no += 1;
-            let mut record: BaseRecord<'_, str, str> = BaseRecord::to(&topic)
+            let record: BaseRecord<'_, str, str> = BaseRecord::to(&topic)
                 .key(key.as_str())
                 .payload(line.as_str());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        producer.poll(Duration::from_millis(20));
-                        record = back;
-                    }
-                }
-            }
+            send_waiting(&producer, record);
         }
         producer.poll(Duration::ZERO);
         std::thread::sleep(BATCH_PAUSE);

@@ -177,16 +177,19 @@ fn aborted_transaction_leaves_no_trace_in_the_store() {
     let output = unique_name("eos-abort-counts");
     block_on(create_topic(&input, 2));
     let dir = tempfile::tempdir().expect("state dir");
+    let start = |fail: &Arc<AtomicBool>| {
+        word_count(
+            &app,
+            &input,
+            &output,
+            dir.path(),
+            fail.clone(),
+            RestoreStarts::default(),
+        )
+    };
     // A first run ends cleanly: its stores checkpoint on close.
     let fail = Arc::new(AtomicBool::new(false));
-    let first = word_count(
-        &app,
-        &input,
-        &output,
-        dir.path(),
-        fail.clone(),
-        RestoreStarts::default(),
-    );
+    let first = start(&fail);
     let mut expected = BTreeMap::new();
     produce(&input, &round_lines(1, &mut expected));
     wait_for_counts(&output, &expected, DEADLINE);
@@ -194,14 +197,7 @@ fn aborted_transaction_leaves_no_trace_in_the_store() {
 
     // The second starts from the checkpoints, and fails.
     fail.store(true, Ordering::SeqCst);
-    let failing = word_count(
-        &app,
-        &input,
-        &output,
-        dir.path(),
-        fail.clone(),
-        RestoreStarts::default(),
-    );
+    let failing = start(&fail);
     // Round 2 ends with "boom": counted into the store, then the failure aborts the
     // transaction holding that count (and whatever else of round 2 it holds).
     let mut round2 = round_lines(2, &mut expected);
@@ -222,14 +218,7 @@ fn aborted_transaction_leaves_no_trace_in_the_store() {
     // Restarted without the failure: the store must not hold the aborted count of
     // "boom" (it would count it twice), nor any other aborted update.
     fail.store(false, Ordering::SeqCst);
-    let second = word_count(
-        &app,
-        &input,
-        &output,
-        dir.path(),
-        fail,
-        RestoreStarts::default(),
-    );
+    let second = start(&fail);
     let out = wait_for_counts(&output, &expected, DEADLINE);
     assert_eq!(judge(&expected, &out), Verdict::default());
     let store = second

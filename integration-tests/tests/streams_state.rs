@@ -7,7 +7,7 @@
 //! its input topic up to the committed offset.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -254,34 +254,11 @@ impl Drop for Instance {
 
 /// Starts a word-count process and waits until it is running.
 fn spawn_word_count(app: &str, input: &str, output: &str, dir: &std::path::Path) -> Instance {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
-        .args([app, input, output])
-        .arg(dir)
-        .env(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            integration_tests::bootstrap_servers(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning streams_wordcount_instance");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("RUNNING") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(DEADLINE)
-        .expect("instance never became RUNNING");
-    Instance(child)
+    Instance(integration_tests::spawn_until_running(
+        Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
+            .args([app, input, output])
+            .arg(dir),
+    ))
 }
 
 /// Whether group `app` committed the end offset of every partition of `topic` (false

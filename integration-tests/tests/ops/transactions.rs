@@ -253,6 +253,21 @@ async fn broker_producer(id: &str) -> TransactionalProducer<String, String> {
     producer
 }
 
+/// Commits a transaction holding only the "sentinel" record that bounds
+/// [`values_at`]'s read.
+async fn commit_sentinel(producer: &TransactionalProducer<String, String>, topic: &str) {
+    producer.begin().unwrap();
+    producer
+        .send(ProducerRecord::new(
+            topic,
+            "end".to_string(),
+            "sentinel".to_string(),
+        ))
+        .await
+        .unwrap();
+    producer.commit(TIMEOUT).await.unwrap();
+}
+
 /// Every value of partition 0 of `topic`, read at `level` up to the end.
 async fn values_at(topic: &str, level: IsolationLevel) -> Vec<String> {
     let group = unique_name("iso");
@@ -320,14 +335,15 @@ async fn read_committed_never_sees_aborted_records() {
     );
 }
 
-#[tokio::test]
-async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
-    let source = unique_name("txn-offsets-in");
-    let sink = unique_name("txn-offsets-out");
+/// A one-partition input topic holding `k<i>` → `in<i>` for `i` in `0..records`, and
+/// an empty one-partition output topic.
+async fn input_and_output(prefix: &str, records: usize) -> (String, String) {
+    let source = unique_name(&format!("{prefix}-in"));
+    let sink = unique_name(&format!("{prefix}-out"));
     create_topic(&source, 1).await;
     create_topic(&sink, 1).await;
     let plain: Producer<String, String> = Producer::new(&config()).unwrap();
-    for i in 0..3 {
+    for i in 0..records {
         plain
             .send(ProducerRecord::new(
                 &source,
@@ -337,6 +353,12 @@ async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
             .await
             .unwrap();
     }
+    (source, sink)
+}
+
+#[tokio::test]
+async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
+    let (source, sink) = input_and_output("txn-offsets", 3).await;
     let group = unique_name("txn-offsets-group");
     let consumer = reader(
         &consumer_config(&group),
@@ -432,16 +454,7 @@ async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
     );
     // A sentinel bounds the read below; then read_committed shows exactly the
     // committed transaction's output.
-    producer.begin().unwrap();
-    producer
-        .send(ProducerRecord::new(
-            &sink,
-            "end".to_string(),
-            "sentinel".to_string(),
-        ))
-        .await
-        .unwrap();
-    producer.commit(TIMEOUT).await.unwrap();
+    commit_sentinel(&producer, &sink).await;
     assert_eq!(
         values_at(&sink, IsolationLevel::ReadCommitted).await,
         ["out-in1", "out-in2"]
@@ -509,21 +522,7 @@ async fn a_newer_producer_with_the_same_transactional_id_fences_the_older_one() 
 async fn consume_transform_produce_outputs_each_record_once_across_a_failed_batch_and_a_crash() {
     use kafka_client::transaction::{ConsumeTransformProduce, PipelineError};
 
-    let source = unique_name("ctp-in");
-    let sink = unique_name("ctp-out");
-    create_topic(&source, 1).await;
-    create_topic(&sink, 1).await;
-    let plain: Producer<String, String> = Producer::new(&config()).unwrap();
-    for i in 0..60 {
-        plain
-            .send(ProducerRecord::new(
-                &source,
-                format!("k{i}"),
-                format!("in{i}"),
-            ))
-            .await
-            .unwrap();
-    }
+    let (source, sink) = input_and_output("ctp", 60).await;
     let group = unique_name("ctp-group");
     let id = unique_name("ctp");
     let pipeline = || async {
@@ -586,17 +585,7 @@ async fn consume_transform_produce_outputs_each_record_once_across_a_failed_batc
     let fenced = zombie.commit(TIMEOUT).await.unwrap_err();
     assert!(fenced.is_fenced(), "{fenced}");
 
-    let producer = second.producer();
-    producer.begin().unwrap();
-    producer
-        .send(ProducerRecord::new(
-            &sink,
-            "end".to_string(),
-            "sentinel".to_string(),
-        ))
-        .await
-        .unwrap();
-    producer.commit(TIMEOUT).await.unwrap();
+    commit_sentinel(second.producer(), &sink).await;
     let expected: Vec<String> = (0..60).map(|i| format!("IN{i}")).collect();
     assert_eq!(
         values_at(&sink, IsolationLevel::ReadCommitted).await,

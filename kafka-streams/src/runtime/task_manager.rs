@@ -169,13 +169,7 @@ impl TaskManager {
         if self.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        commit_tasks(
-            self.tasks.values_mut(),
-            collector,
-            committer,
-            &self.env.metrics,
-            true,
-        )?;
+        self.commit_all(collector, committer, true)?;
         let closed: Vec<TaskId> = self.tasks.keys().copied().collect();
         self.close_all(reader, shared);
         Ok(closed)
@@ -208,14 +202,7 @@ impl TaskManager {
         shared: &ClientShared,
     ) -> Result<()> {
         let committed = if clean {
-            commit_tasks(
-                self.tasks.values_mut(),
-                collector,
-                committer,
-                &self.env.metrics,
-                true,
-            )
-            .map(|_| ())
+            self.commit_all(collector, committer, true).map(|_| ())
         } else {
             Ok(())
         };
@@ -239,12 +226,22 @@ impl TaskManager {
         collector: &mut dyn RecordCollector,
         committer: &mut dyn OffsetCommitter,
     ) -> Result<usize> {
+        self.commit_all(collector, committer, false)
+    }
+
+    /// Commits every task; `closing`: they close next, cleanly (see `commit.rs`).
+    fn commit_all(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        committer: &mut dyn OffsetCommitter,
+        closing: bool,
+    ) -> Result<usize> {
         commit_tasks(
             self.tasks.values_mut(),
             collector,
             committer,
             &self.env.metrics,
-            false,
+            closing,
         )
     }
 
