@@ -375,9 +375,8 @@ fn recover_from_transaction_error(
     tracing::info!(thread = index, tasks = ?lost, "tasks closed dirty; their stores will be restored from the changelogs");
     if replace_producer {
         let thread_name = format!("{}-StreamThread-{index}", env.application_id);
-        // The old producer goes first: its id is the one the new one registers.
-        let replacement = new_collector(env, &thread_name, index)?;
-        c.collector = replacement;
+        // Registering the id again fences the old producer, dropped here.
+        c.collector = new_collector(env, &thread_name, index)?;
     }
     consumer.unsubscribe();
     consumer
@@ -394,7 +393,6 @@ fn run_loop(
     topics: &[&str],
 ) -> Result<()> {
     let config = &env.config;
-    let mut last_commit = Instant::now();
     // The input partitions' records, read a batch per call (see `FetchQueue`). The
     // consumer's own queue still brings rebalances, errors, and records fetched
     // before their partition was routed here.
@@ -402,14 +400,14 @@ fn run_loop(
         .map_err(|e| StreamsError::kafka("creating the stream thread's fetch queue", "", e))?;
     let mut routed_generation = 0;
     let mut last_route = Instant::now();
-    // Messages stay in librdkafka's buffers until their task has decoded them.
-    let mut polled: Vec<BorrowedMessage<'_>> = Vec::with_capacity(config.max_poll_records);
-    let mut fetched = FetchedBatch::new();
+    let mut round = Round {
+        polled: Vec::with_capacity(config.max_poll_records),
+        polled_ends: Vec::new(),
+        fetched: FetchedBatch::new(),
+        restoring: false,
+        last_commit: Instant::now(),
+    };
     let mut last_progress_log = Instant::now();
-    let mut restoring = false;
-    // Ends of partitions reported through the consumer's own queue (by partition
-    // number only).
-    let mut polled_ends: Vec<i32> = Vec::new();
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
@@ -426,30 +424,30 @@ fn run_loop(
         // their partition moved to the fetch queue, so they come first. `poll`
         // returns nothing after serving an event (a rebalance, a commit), so the
         // queue's length says when it is really empty.
-        polled.clear();
+        round.polled.clear();
         let mut events = 0;
-        while polled.len() < config.max_poll_records {
+        while round.polled.len() < config.max_poll_records {
             match consumer.poll(Duration::ZERO) {
                 None if fetch.consumer_queue_len() == 0 || events >= MAX_EVENTS_PER_DRAIN => break,
                 None => events += 1,
-                Some(Ok(msg)) => polled.push(msg),
-                Some(Err(KafkaError::PartitionEOF(partition))) => polled_ends.push(partition),
+                Some(Ok(msg)) => round.polled.push(msg),
+                Some(Err(KafkaError::PartitionEOF(partition))) => round.polled_ends.push(partition),
                 Some(Err(e)) => {
                     tracing::warn!(thread = index, error = %e, "consumer error");
                     events += 1;
                 }
             }
         }
-        if polled.len() < config.max_poll_records {
+        if round.polled.len() < config.max_poll_records {
             // While restoring, the restore step below does the waiting.
-            let timeout = if polled.is_empty() && !restoring {
+            let timeout = if round.polled.is_empty() && !round.restoring {
                 config.poll_timeout
             } else {
                 Duration::ZERO
             };
             fetch.consume_into(
-                &mut fetched,
-                config.max_poll_records - polled.len(),
+                &mut round.fetched,
+                config.max_poll_records - round.polled.len(),
                 timeout,
             );
         }
@@ -457,38 +455,26 @@ fn run_loop(
         let c = &mut *guard;
         let stepped = match c.error.take() {
             Some(e) => Err(e),
-            None => step(
-                index,
-                consumer,
-                c,
-                env,
-                shared,
-                &fetch,
-                &mut polled,
-                &mut polled_ends,
-                &mut fetched,
-                &mut restoring,
-                &mut last_commit,
-            ),
+            None => step(index, consumer, c, env, shared, &fetch, &mut round),
         };
         if let Err(error) = stepped {
-            polled.clear();
-            polled_ends.clear();
-            fetched.clear();
+            round.polled.clear();
+            round.polled_ends.clear();
+            round.fetched.clear();
             match error {
                 StreamsError::Transaction { .. } if !shared.shutdown.load(Ordering::SeqCst) => {
                     recover_from_transaction_error(
                         index, consumer, c, env, shared, topics, &error,
                     )?;
-                    restoring = false;
-                    last_commit = Instant::now();
+                    round.restoring = false;
+                    round.last_commit = Instant::now();
                 }
                 error => return Err(error),
             }
         }
         // Like Kafka, the thread runs once every task has restored.
         let assigned =
-            !restoring && shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
+            !round.restoring && shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
         drop(guard);
         if assigned {
             shared.set_thread_state(index, ThreadState::Running);
@@ -506,32 +492,42 @@ fn run_loop(
     }
 }
 
+/// What the loop carries from one round to the next.
+struct Round<'m> {
+    /// Records from the consumer's own queue; they stay in librdkafka's buffers
+    /// until their task has decoded them.
+    polled: Vec<BorrowedMessage<'m>>,
+    /// Ends of partitions reported through the consumer's own queue (by partition
+    /// number only).
+    polled_ends: Vec<i32>,
+    /// Records from the fetch queue.
+    fetched: FetchedBatch<'m>,
+    /// Whether some task is restoring.
+    restoring: bool,
+    last_commit: Instant,
+}
+
 /// One round of the loop with the thread's core locked: hands the fetched records to
 /// their tasks, processes, restores, and commits when the interval is up.
-#[allow(clippy::too_many_arguments)]
-fn step<'m>(
+fn step(
     index: usize,
     consumer: &BaseConsumer<StreamsConsumerContext>,
     c: &mut ThreadCore,
     env: &TaskEnv,
     shared: &ClientShared,
     fetch: &FetchQueue<StreamsConsumerContext>,
-    polled: &mut Vec<BorrowedMessage<'m>>,
-    polled_ends: &mut Vec<i32>,
-    fetched: &mut FetchedBatch,
-    restoring: &mut bool,
-    last_commit: &mut Instant,
+    round: &mut Round<'_>,
 ) -> Result<()> {
     let config = &env.config;
     let now = now_ms();
     let lags = QueueLags(fetch);
-    for eof in polled_ends.drain(..) {
+    for eof in round.polled_ends.drain(..) {
         reached_end_unattributed(c, &lags, eof);
     }
-    for msg in polled.drain(..) {
+    for msg in round.polled.drain(..) {
         add_record(c, raw_record(&msg), now, &lags)?;
     }
-    for msg in fetched.iter() {
+    for msg in round.fetched.iter() {
         match msg.error() {
             None => add_record(c, fetched_record(&msg), now, &lags)?,
             Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
@@ -543,18 +539,18 @@ fn step<'m>(
             }
         }
     }
-    fetched.clear();
+    round.fetched.clear();
     c.task_manager.process(&mut c.collector, now, &lags)?;
-    *restoring = c.reader.is_restoring();
-    if *restoring {
+    round.restoring = c.reader.is_restoring();
+    if round.restoring {
         restore_step(consumer, c, shared, config.poll_timeout)?;
-        *restoring = c.reader.is_restoring();
+        round.restoring = c.reader.is_restoring();
     }
     c.collector.poll();
-    if last_commit.elapsed() >= config.get_commit_interval() {
+    if round.last_commit.elapsed() >= config.get_commit_interval() {
         c.task_manager
             .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
-        *last_commit = Instant::now();
+        round.last_commit = Instant::now();
     }
     Ok(())
 }
