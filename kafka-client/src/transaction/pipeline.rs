@@ -225,19 +225,27 @@ where
         else {
             return Ok(0);
         };
-        let mut batch = vec![received?];
+        // Each record is noted as it arrives, so that a failure while gathering the
+        // rest rewinds to it too.
+        let mut note = |record: &ConsumerRecord<KI, VI>| {
+            let tp = record.topic_partition();
+            first.entry(tp.clone()).or_insert(record.offset);
+            next.insert(tp, record.offset + 1);
+        };
+        let record = received?;
+        note(&record);
+        let mut batch = vec![record];
         let deadline = Instant::now() + self.linger;
         while batch.len() < self.max_batch_records {
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.consumer.recv()).await {
-                Ok(record) => batch.push(record?),
+                Ok(record) => {
+                    let record = record?;
+                    note(&record);
+                    batch.push(record);
+                }
                 Err(_) => break,
             }
-        }
-        for record in &batch {
-            let tp = record.topic_partition();
-            first.entry(tp.clone()).or_insert(record.offset);
-            next.insert(tp, record.offset + 1);
         }
         self.producer.begin()?;
         let mut outputs = Vec::new();
