@@ -521,9 +521,11 @@ impl StreamsConfig {
     /// task, a store or a global table.
     fn consumer_base(&self) -> rdkafka::ClientConfig {
         let mut config = self.client.clone().with_consumer_defaults().to_rdkafka();
+        // Only the main consumers are group members (see `main_consumer_config`).
         config
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+            .set("enable.auto.offset.store", "false")
+            .remove("group.instance.id");
         if self.processing_guarantee.is_exactly_once() {
             config.set("isolation.level", "read_committed");
         }
@@ -534,14 +536,23 @@ impl StreamsConfig {
     /// the group `application.id`, `range` assignment (co-partitioned topics' same
     /// partitions go to one thread), `earliest` unless configured, and an event at
     /// the end of each partition (it tells a task that an input is caught up, see
-    /// `partition_group.rs`).
-    pub(crate) fn main_consumer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+    /// `partition_group.rs`). A configured `group.instance.id` (static membership) gets
+    /// the thread's index appended (`<id>-<thread_index>`), as in Kafka: each thread's
+    /// consumer is its own member, and a restarted instance takes its threads' places.
+    pub(crate) fn main_consumer_config(
+        &self,
+        thread_name: &str,
+        thread_index: usize,
+    ) -> rdkafka::ClientConfig {
         let mut config = self.consumer_base();
         config
             .set("group.id", &self.application_id)
             .set("client.id", format!("{thread_name}-consumer"))
             .set("partition.assignment.strategy", "range")
             .set("enable.partition.eof", "true");
+        if let Some(instance) = self.client.get("group.instance.id") {
+            config.set("group.instance.id", format!("{instance}-{thread_index}"));
+        }
         if self.client.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
@@ -591,6 +602,7 @@ impl StreamsConfig {
         config
             .set("client.id", format!("{thread_name}-producer"))
             .remove("group.id")
+            .remove("group.instance.id")
             .remove("isolation.level");
         if self.client.get("partitioner").is_none() {
             config.set("partitioner", "murmur2_random");
@@ -720,7 +732,10 @@ mod tests {
             ProcessingGuarantee::AtLeastOnce
         );
         assert_eq!(alos.get_commit_interval(), Duration::from_secs(30));
-        assert_eq!(alos.main_consumer_config("t").get("isolation.level"), None);
+        assert_eq!(
+            alos.main_consumer_config("t", 1).get("isolation.level"),
+            None
+        );
         assert_eq!(
             alos.producer_config("t", None).get("transactional.id"),
             None
@@ -730,7 +745,7 @@ mod tests {
         assert!(eos.get_processing_guarantee().is_exactly_once());
         assert_eq!(eos.get_commit_interval(), Duration::from_millis(100));
         for consumer in [
-            eos.main_consumer_config("t"),
+            eos.main_consumer_config("t", 1),
             eos.restore_consumer_config("t"),
             eos.global_consumer_config(),
         ] {
@@ -752,6 +767,39 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains("exactly_once_v2"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn static_membership_gives_each_stream_thread_its_own_instance_id() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+            .set("group.instance.id", "pod-7")
+            .unwrap();
+        assert_eq!(
+            config
+                .main_consumer_config("t1", 1)
+                .get("group.instance.id"),
+            Some("pod-7-1")
+        );
+        assert_eq!(
+            config
+                .main_consumer_config("t2", 2)
+                .get("group.instance.id"),
+            Some("pod-7-2")
+        );
+        assert_eq!(
+            config
+                .restore_consumer_config("t1")
+                .get("group.instance.id"),
+            None
+        );
+        assert_eq!(
+            config.global_consumer_config().get("group.instance.id"),
+            None
+        );
+        assert_eq!(
+            config.producer_config("t1", None).get("group.instance.id"),
+            None
+        );
     }
 
     #[test]

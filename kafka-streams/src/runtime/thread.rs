@@ -280,7 +280,7 @@ pub(crate) fn run_stream_thread(
     };
     let consumer: Arc<BaseConsumer<StreamsConsumerContext>> = Arc::new(
         config
-            .main_consumer_config(&thread_name)
+            .main_consumer_config(&thread_name, index + 1)
             .create_with_context(context)
             .map_err(|e| {
                 StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
