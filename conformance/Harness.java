@@ -130,6 +130,8 @@ public class Harness {
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
+                case "table-group-by" -> tableGroupBy(scenario, out);
+                case "stream-join" -> streamJoin(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -495,6 +497,133 @@ public class Harness {
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
             pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
             readWindowedOutput(scenario, driver, difference, new LongDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+    /**
+     * `record <key> <value|null> <timestamp>` piped into the table `input`; groupBy(the
+     * value up to its `/` → key=rest) then count() or a concatenating aggregate() with a
+     * subtractor (`aggregate=count|concat`, caching disabled), written to `output` →
+     * `output key=<k> value=<v|null> timestamp=<ms>`
+     */
+    static void tableGroupBy(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("aggregate");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedTable<String, String> grouped = builder
+            .table("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupBy((key, value) -> org.apache.kafka.streams.KeyValue.pair(
+                    value.substring(0, Math.max(0, value.indexOf('/'))),
+                    key + "=" + value.substring(value.indexOf('/') + 1)),
+                org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()));
+        final String aggregate = scenario.param("aggregate", "count");
+        switch (aggregate) {
+            case "count" -> grouped
+                .count(org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                    .withCachingDisabled())
+                .toStream()
+                .to("output", Produced.with(Serdes.String(), Serdes.Long()));
+            case "concat" -> grouped
+                .aggregate(
+                    () -> "",
+                    (key, value, agg) -> agg.isEmpty() ? value : agg + "," + value,
+                    (key, value, agg) -> String.join(",",
+                        Stream.of(agg.split(",")).filter(part -> !part.equals(value)).toList()),
+                    org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
+                        .withCachingDisabled())
+                .toStream()
+                .to("output", Produced.with(Serdes.String(), Serdes.String()));
+            default -> throw new IllegalArgumentException(scenario.where() + ": aggregate is count or concat");
+        }
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            for (final String[] tokens : scenario.data()) {
+                if (!tokens[0].equals("record") || tokens.length != 4) {
+                    throw new IllegalArgumentException(scenario.where() + ": expected `record <key> <value|null> <timestamp>`");
+                }
+                input.pipeInput(tokens[1], tokens[2].equals("null") ? null : tokens[2], Long.parseLong(tokens[3]));
+            }
+            final org.apache.kafka.common.serialization.Deserializer<?> values =
+                aggregate.equals("count") ? new LongDeserializer() : new StringDeserializer();
+            final TestOutputTopic<String, ?> output = driver.createOutputTopic("output", new StringDeserializer(), values);
+            for (final TestRecord<String, ?> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(),
+                    "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * A stream-stream join of `left` and `right` (String keys and values):
+     * `join` (inner, left or outer) within JoinWindows.ofTimeDifferenceAndGrace(before,
+     * grace).after(after), the joiner `<left>+<right>` (`null` for a missing side), or
+     * with `self=true` the stream `left` joined with itself (no `right` lines); with
+     * `rekey=true` the left stream re-keyed by its value up to the first `/`. Data lines
+     * `left|right <key> <value> <timestamp>` and `advance-wall-clock <ms>`.
+     * → `output key=<k> value=<v> timestamp=<ms>`
+     */
+    static void streamJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "before", "after", "grace", "self", "rekey", "emit-interval");
+        final long before = scenario.longParam("before");
+        final org.apache.kafka.streams.kstream.JoinWindows windows = org.apache.kafka.streams.kstream.JoinWindows
+            .ofTimeDifferenceAndGrace(Duration.ofMillis(before), Duration.ofMillis(scenario.longParam("grace", 0)))
+            .after(Duration.ofMillis(scenario.longParam("after", before)));
+        final boolean self = scenario.param("self", "false").equals("true");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KStream<String, String> read =
+            builder.stream("left", Consumed.with(Serdes.String(), Serdes.String()));
+        // rekey=true: the left stream keyed by its value up to the first `/` (a
+        // repartition topic before the join, piped through inside the driver).
+        final org.apache.kafka.streams.kstream.KStream<String, String> left = scenario.param("rekey", "false").equals("true")
+            ? read.selectKey((key, value) -> value.substring(0, Math.max(0, value.indexOf('/'))))
+            : read;
+        final org.apache.kafka.streams.kstream.KStream<String, String> right =
+            self ? left : builder.stream("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final org.apache.kafka.streams.kstream.StreamJoined<String, String, String> joined =
+            org.apache.kafka.streams.kstream.StreamJoined.with(Serdes.String(), Serdes.String(), Serdes.String());
+        final org.apache.kafka.streams.kstream.KStream<String, String> result = switch (scenario.param("join", "inner")) {
+            case "inner" -> left.join(right, joiner, windows, joined);
+            case "left" -> left.leftJoin(right, joiner, windows, joined);
+            case "outer" -> left.outerJoin(right, joiner, windows, joined);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner, left or outer");
+        };
+        result.to("output", Produced.with(Serdes.String(), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        final Properties config = driverConfig(scenario, stateDir);
+        if (scenario.params().containsKey("emit-interval")) {
+            // The driver sets it to 0 unless configured.
+            config.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_OUTER_JOIN_SPURIOUS_RESULTS_FIX,
+                scenario.longParam("emit-interval"));
+        }
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), config)) {
+            final TestInputTopic<String, String> leftInput =
+                driver.createInputTopic("left", new StringSerializer(), new StringSerializer());
+            final TestInputTopic<String, String> rightInput =
+                self ? null : driver.createInputTopic("right", new StringSerializer(), new StringSerializer());
+            for (final String[] tokens : scenario.data) {
+                final boolean record = (tokens[0].equals("left") || tokens[0].equals("right") && !self) && tokens.length == 4;
+                if (tokens[0].equals("advance-wall-clock") && tokens.length == 2) {
+                    driver.advanceWallClockTime(Duration.ofMillis(Long.parseLong(tokens[1])));
+                } else if (record) {
+                    (tokens[0].equals("left") ? leftInput : rightInput).pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
+                } else {
+                    throw new IllegalArgumentException(scenario.where() + ": kind " + scenario.kind()
+                        + " takes data lines `left|right <key> <value> <timestamp>` (only `left` with self=true)"
+                        + " or `advance-wall-clock <ms>`, got `" + String.join(" ", tokens) + "`");
+                }
+            }
+            final TestOutputTopic<String, String> output =
+                driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
+            for (final TestRecord<String, String> r : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + r.key(), "value=" + r.value(), "timestamp=" + r.timestamp());
+            }
         } finally {
             deleteRecursively(stateDir);
         }

@@ -3,6 +3,9 @@
 # scripts/test.sh starts it), started here unless KAFKA_BOOTSTRAP_SERVERS names one. BENCH_CARGO_ARGS go to cargo (for
 # example --no-default-features).
 #   bash scripts/bench.sh client_throughput [-- ARGS]
+# `peers` (kafka-streams against Kafka Streams and Quix Streams) also gets a Python
+# virtualenv with quixstreams (scripts/peers-venv.sh) and the Kafka Streams jars
+# (setup.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."
@@ -12,6 +15,10 @@ shift
 [ "${1:-}" = "--" ] && shift
 
 bash "$here/setup.sh"
+if [ "$bench" = "peers" ]; then
+    PEERS_PYTHON="$(bash "$here/peers-venv.sh")"
+    export PEERS_PYTHON
+fi
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     broker_dir="$(mktemp -d "${TMPDIR:-/tmp}/kafka-bench-broker.XXXXXX")"
     trap 'bash "$here/broker.sh" --stop "$broker_dir/pid"; rm -rf "$broker_dir"' EXIT

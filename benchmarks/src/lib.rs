@@ -2,6 +2,7 @@
 //! timing and ratio reporting, and the raw rdkafka consume->produce passthrough the
 //! streams benchmarks compare against.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +10,10 @@ use std::time::{Duration, Instant};
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use kafka_client::rdkafka::client::{ClientContext, DefaultClientContext};
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
-use kafka_client::rdkafka::message::DeliveryResult;
+use kafka_client::rdkafka::message::{BorrowedMessage, DeliveryResult};
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, ProducerContext};
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
-use kafka_client::rdkafka::Message;
+use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 
 /// The broker under test: `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/bench.sh`).
@@ -302,16 +303,31 @@ pub fn raw_passthrough(
     expected: u64,
     timeout: Duration,
 ) -> anyhow::Result<Timings> {
+    raw_passthrough_of(config, &[input], output, partitions, expected, timeout)
+}
+
+/// [`raw_passthrough`] reading several input topics (one consumer subscribed to all):
+/// `expected` counts the records of all of them.
+pub fn raw_passthrough_of(
+    config: &ClientConfig,
+    inputs: &[&str],
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    timeout: Duration,
+) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let deadline = started + timeout;
     let probe: BaseConsumer = config.to_rdkafka().create()?;
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicBool::new(false));
     let worker = {
-        let (config, input, output) = (config.clone(), input.to_owned(), output.to_owned());
+        let (config, output) = (config.clone(), output.to_owned());
+        let inputs: Vec<String> = inputs.iter().map(|t| (*t).to_owned()).collect();
         let (stop, failed) = (stop.clone(), failed.clone());
         std::thread::spawn(move || {
-            let result = passthrough_loop(&config, &input, &output, expected, deadline, &stop);
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let result = passthrough_loop(&config, &inputs, &output, expected, deadline, &stop);
             failed.store(result.is_err(), Ordering::Relaxed);
             result
         })
@@ -377,7 +393,7 @@ impl RawClients {
 /// acknowledged (or `stop`).
 fn passthrough_loop(
     config: &ClientConfig,
-    input: &str,
+    inputs: &[&str],
     output: &str,
     expected: u64,
     deadline: Instant,
@@ -388,7 +404,7 @@ fn passthrough_loop(
         delivered,
         consumer,
     } = RawClients::new(config, "bench-raw-passthrough")?;
-    consumer.subscribe(&[input])?;
+    consumer.subscribe(inputs)?;
     let mut consumed = 0_u64;
     while delivered.load(Ordering::Relaxed) < expected && !stop.load(Ordering::Relaxed) {
         anyhow::ensure!(
@@ -426,4 +442,286 @@ fn passthrough_loop(
     }
     producer.flush(Duration::from_secs(30))?;
     Ok(())
+}
+
+/// splitmix64: a small deterministic generator (no extra dependency).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
+    }
+
+    /// Uniform in `[0, n)`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// `n` distinct made-up words of 1 to 4 syllables (the index makes them distinct).
+pub fn vocabulary(n: usize, rng: &mut Rng) -> Vec<String> {
+    const SYLLABLES: &[&str] = &[
+        "ka", "fu", "ren", "to", "mi", "sal", "vor", "e", "lin", "dra", "po", "quel", "ti", "ar",
+        "nu", "bes", "go", "cha", "is", "mon", "ze", "ul", "pra", "do",
+    ];
+    (0..n)
+        .map(|i| {
+            let mut word = String::new();
+            for _ in 0..=rng.below(4) {
+                word.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
+            }
+            // Base-26 suffix from the index keeps the words distinct.
+            let mut k = i;
+            loop {
+                word.push(char::from(b'a' + (k % 26) as u8));
+                k /= 26;
+                if k == 0 {
+                    break;
+                }
+            }
+            word
+        })
+        .collect()
+}
+
+/// A ~`size`-byte sentence: skewed word choice (low indices are common), a capital
+/// first letter, some capitalised words and punctuation.
+pub fn sentence(words: &[String], size: usize, rng: &mut Rng) -> String {
+    let mut s = String::with_capacity(size + 16);
+    while s.len() + 2 < size {
+        let u = rng.unit();
+        let word = &words[((u * u * words.len() as f64) as usize).min(words.len() - 1)];
+        if !s.is_empty() {
+            s.push(if rng.below(12) == 0 { ',' } else { ' ' });
+            if s.ends_with(',') {
+                s.push(' ');
+            }
+        }
+        if s.is_empty() || rng.below(10) == 0 {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                s.extend(first.to_uppercase());
+                s.push_str(chars.as_str());
+            }
+        } else {
+            s.push_str(word);
+        }
+    }
+    s.push('.');
+    s
+}
+
+/// The lowercase words of `line` (what the app counts).
+pub fn words(line: &str) -> Vec<String> {
+    line.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The producer that fills a benchmark's input topic once (the streams producer's
+/// partitioner, `linger.ms=5`), counting acknowledged records.
+pub struct Preloader {
+    producer: BaseProducer<Counting>,
+    delivered: Arc<AtomicU64>,
+    sent: u64,
+    started: Instant,
+}
+
+impl Preloader {
+    /// A producer for `config`'s broker.
+    pub fn new(config: &ClientConfig) -> anyhow::Result<Self> {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let producer = streams_producer_settings(config)
+            .set("linger.ms", "5")
+            .to_rdkafka()
+            .create_with_context(Counting(delivered.clone()))?;
+        Ok(Preloader {
+            producer,
+            delivered,
+            sent: 0,
+            started: Instant::now(),
+        })
+    }
+
+    /// Sends one record (waiting while the local queue is full).
+    pub fn send(&mut self, record: BaseRecord<'_, [u8], [u8]>) -> anyhow::Result<()> {
+        send_blocking(&self.producer, record)?;
+        if self.sent.is_multiple_of(1000) {
+            self.producer.poll(Duration::ZERO);
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Records sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Waits until every record sent is acknowledged; returns the time since
+    /// [`Preloader::new`].
+    pub fn finish(self) -> anyhow::Result<Duration> {
+        self.producer.flush(Duration::from_secs(300))?;
+        let acked = self.delivered.load(Ordering::Relaxed);
+        anyhow::ensure!(
+            acked == self.sent,
+            "only {acked} of {} input records were acknowledged",
+            self.sent
+        );
+        Ok(self.started.elapsed())
+    }
+}
+
+/// A consumer of a fresh group that never commits (nor joins the group unless it
+/// subscribes): for reading topics and looking up offsets.
+pub fn probe_consumer(config: &ClientConfig, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(config
+        .clone()
+        .group_id(group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .to_rdkafka()
+        .create()?)
+}
+
+/// All of a topic, up to the high watermarks looked up when this was made.
+pub struct TopicToEnd {
+    consumer: BaseConsumer,
+    topic: String,
+    /// Partitions with records, from their low watermark.
+    start: TopicPartitionList,
+    /// The high watermark of each partition still to be read.
+    ends: HashMap<i32, i64>,
+}
+
+impl TopicToEnd {
+    /// Looks up the watermarks of `topic`'s `partitions` for a consumer of a fresh
+    /// group named after `group_prefix`.
+    pub fn new(
+        config: &ClientConfig,
+        group_prefix: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<Self> {
+        let consumer = probe_consumer(config, &unique(group_prefix))?;
+        let mut ends = HashMap::new();
+        let mut start = TopicPartitionList::new();
+        for p in 0..partitions {
+            let (low, high) = watermarks(&consumer, topic, p)?;
+            if high > low {
+                ends.insert(p, high);
+                start.add_partition_offset(topic, p, Offset::Offset(low))?;
+            }
+        }
+        Ok(TopicToEnd {
+            consumer,
+            topic: topic.to_owned(),
+            start,
+            ends,
+        })
+    }
+
+    /// Assigns the partitions and hands every record up to the watermarks to
+    /// `on_record`, until then or `deadline`; returns the records read.
+    pub fn read(
+        mut self,
+        deadline: Instant,
+        mut on_record: impl FnMut(&BorrowedMessage<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        self.consumer.assign(&self.start)?;
+        let mut records = 0_u64;
+        while !self.ends.is_empty() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "reading {} timed out after {records} records; partitions left (to their high watermarks): {:?}",
+                self.topic,
+                self.ends
+            );
+            let Some(message) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let message = message?;
+            records += 1;
+            if self
+                .ends
+                .get(&message.partition())
+                .is_some_and(|&end| message.offset() + 1 >= end)
+            {
+                self.ends.remove(&message.partition());
+            }
+            on_record(&message)?;
+        }
+        Ok(records)
+    }
+}
+
+/// A state directory under the system temp dir, fresh (`prefix` made unique) and
+/// removed when dropped.
+pub struct StateDir(std::path::PathBuf);
+
+impl StateDir {
+    /// A new, not yet created, directory named after `prefix`.
+    pub fn fresh(prefix: &str) -> Self {
+        StateDir(std::env::temp_dir().join(unique(prefix)))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.0.display(), error = %e, "could not remove the state dir");
+            }
+        }
+    }
+}
+
+/// [`watch_output`] for a started streams app, failing early if the app fails, then
+/// closes the app (whatever the outcome).
+#[allow(clippy::too_many_arguments)]
+pub fn watch_streams_output(
+    streams: &kafka_streams::runtime::KafkaStreams,
+    probe: &BaseConsumer,
+    output: &str,
+    partitions: i32,
+    expected: u64,
+    started: Instant,
+    deadline: Instant,
+) -> anyhow::Result<Timings> {
+    let result = watch_output(
+        probe,
+        output,
+        partitions,
+        expected,
+        started,
+        deadline,
+        || {
+            anyhow::ensure!(
+                streams.state() != kafka_streams::runtime::State::Error,
+                "the streams app failed: {:?}",
+                streams.error()
+            );
+            Ok(())
+        },
+    );
+    if !streams.close() {
+        tracing::warn!("the streams app did not close within the timeout");
+    }
+    result
 }

@@ -227,6 +227,25 @@ pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
         }
         send_waiting(&producer, rec);
     }
+}
+
+/// Produces `(key, value, timestamp)` records to `topic` and flushes, partitioned by
+/// the murmur2 hash of the key as Java producers and the streams runtime's own
+/// repartition topics are (librdkafka's default hash differs), so a key lands in the
+/// same partition number of every topic of a join.
+pub fn produce_at(topic: &str, records: &[(String, String, i64)]) {
+    let producer: BaseProducer = config()
+        .set("partitioner", "murmur2_random")
+        .to_rdkafka()
+        .create()
+        .expect("producer");
+    for (key, value, timestamp) in records {
+        let rec = BaseRecord::to(topic)
+            .key(key.as_bytes())
+            .payload(value.as_bytes())
+            .timestamp(*timestamp);
+        send_waiting(&producer, rec);
+    }
     producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
@@ -262,9 +281,9 @@ pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i
     ends
 }
 
-/// Every partition of `topic` read from the beginning to its current end: the latest
-/// value per key (tombstones remove the key), and the number of records read.
-pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+/// Every record of every partition of `topic`, read from the beginning to its
+/// current end: `(key, value)` (`None`: a tombstone), in offset order per partition.
+pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let consumer: BaseConsumer = config()
         .group_id(unique_name("changelog-reader"))
         .to_rdkafka()
@@ -272,8 +291,7 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
         .expect("consumer");
     let ends = assign_from_beginning(&consumer, topic);
     let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
-    let mut table = BTreeMap::new();
-    let mut read = 0;
+    let mut records = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     while ends.iter().any(|(p, end)| next[p] < *end) {
         assert!(
@@ -281,50 +299,28 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
             "timed out reading {topic} to {ends:?}"
         );
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.expect("changelog record");
-            read += 1;
+            let m = m.expect("record");
             next.insert(m.partition(), m.offset() + 1);
-            let key = m.key().expect("changelog records have keys").to_vec();
-            match m.payload() {
-                Some(v) => table.insert(key, v.to_vec()),
-                None => table.remove(&key),
-            };
+            let key = m.key().expect("records have keys").to_vec();
+            records.push((key, m.payload().map(<[u8]>::to_vec)));
         }
     }
-    (table, read)
+    records
 }
 
-/// Spawns `command` (a streams app in a separate process, e.g.
-/// `streams_wordcount_instance`) with `KAFKA_BOOTSTRAP_SERVERS` set and its stdout
-/// piped, and waits until it prints `RUNNING`.
-pub fn spawn_until_running(command: &mut std::process::Command) -> std::process::Child {
-    use std::io::BufRead;
-    use std::process::Stdio;
-    let mut child = command
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawning the streams app");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains("RUNNING") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    if rx.recv_timeout(DEADLINE).is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the streams app never became RUNNING");
+/// Every partition of `topic` read from the beginning to its current end: the latest
+/// value per key (tombstones remove the key), and the number of records read.
+pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+    let records = read_records(topic);
+    let read = records.len();
+    let mut table = BTreeMap::new();
+    for (key, value) in records {
+        match value {
+            Some(v) => table.insert(key, v),
+            None => table.remove(&key),
+        };
     }
-    child
+    (table, read)
 }
 
 /// The word count the streams tests run: the lowercase words of `lines` counted into
@@ -433,5 +429,144 @@ impl Drop for SecureBroker {
         let _ = std::process::Command::new("kill")
             .args(["-9", &self.pid.to_string()])
             .status();
+    }
+}
+
+/// The stream-stream joins the join tests run: `left` joined with `right` within 10 s
+/// (grace 60 s), inner into `inner_output` (stores `pairs-…`) and left into
+/// `left_output` (stores `maybe-pairs-…`), values `<left>+<right>`, `null` for no
+/// partner.
+pub fn join_streams(
+    left: kafka_streams::KStream<String, String>,
+    right: kafka_streams::KStream<String, String>,
+    inner_output: &str,
+    left_output: &str,
+) {
+    use kafka_streams::dsl::{JoinWindows, StreamJoined};
+    let windows =
+        JoinWindows::of_time_difference_and_grace(Duration::from_secs(10), Duration::from_secs(60))
+            .expect("join windows");
+    left.join_with(
+        &right,
+        |l: &String, r: &String| format!("{l}+{r}"),
+        windows,
+        StreamJoined::as_("pairs"),
+    )
+    .to(inner_output);
+    left.left_join_with(
+        &right,
+        |l: &String, r: Option<&String>| format!("{l}+{}", r.map_or("null", String::as_str)),
+        windows,
+        StreamJoined::as_("maybe-pairs"),
+    )
+    .to(left_output);
+}
+
+/// A streams application running as a child process (one of this crate's binaries),
+/// killed (SIGKILL) and reaped on drop.
+pub struct Instance(pub std::process::Child);
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the binary `exe` with `args` against the test broker and waits until it
+/// prints `RUNNING`.
+pub fn spawn_instance(exe: &str, args: &[&str]) -> Instance {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .args(args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {exe}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("RUNNING") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let instance = Instance(child);
+    rx.recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("{exe} never became RUNNING"));
+    instance
+}
+
+/// The committed offset of group `app` and the log end of each partition of `topic`.
+pub fn read_committed_and_ends(
+    app: &str,
+    topic: &str,
+) -> kafka_client::rdkafka::error::KafkaResult<BTreeMap<i32, (Option<i64>, i64)>> {
+    let consumer: BaseConsumer = config().group_id(app).to_rdkafka().create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    committed
+        .elements()
+        .iter()
+        .map(|e| {
+            let (_, high) =
+                consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
+            let offset = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            Ok((e.partition(), (offset, high)))
+        })
+        .collect()
+}
+
+/// Whether group `app` committed the end offset of every partition of `topic` (false
+/// while the broker cannot tell).
+pub fn committed_to_end(app: &str, topic: &str) -> bool {
+    read_committed_and_ends(app, topic).is_ok_and(|parts| {
+        parts
+            .values()
+            .all(|(committed, end)| *committed == Some(*end))
+    })
+}
+
+/// Prints `RUNNING` on stdout whenever `streams` reaches that state: what
+/// [`spawn_instance`] waits for.
+pub fn announce_running(streams: &kafka_streams::runtime::KafkaStreams) {
+    use std::io::Write as _;
+    streams.set_state_listener(|new, _old| {
+        if new == kafka_streams::runtime::State::Running {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "RUNNING");
+            let _ = out.flush();
+        }
+    });
+}
+
+/// Starts `streams` and runs until it stops (`Ok`) or fails (`Err` with its error):
+/// the main loop of this crate's instance binaries, which run until killed.
+pub fn run_until_stopped(streams: &kafka_streams::runtime::KafkaStreams) -> anyhow::Result<()> {
+    use kafka_streams::runtime::State;
+    streams.start()?;
+    loop {
+        if streams.wait_for_state(State::Error, Duration::from_secs(3600)) {
+            anyhow::bail!("stream error: {:?}", streams.error());
+        }
+        if streams.state() == State::NotRunning {
+            return Ok(());
+        }
     }
 }

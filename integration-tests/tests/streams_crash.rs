@@ -27,14 +27,13 @@
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::exactly_once::{judge, wait_for_counts, Verdict};
 use integration_tests::{
-    block_on, config, create_topic, send_waiting, spawn_until_running, unique_name,
+    block_on, config, create_topic, send_waiting, spawn_instance, unique_name, Instance,
 };
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 
@@ -79,38 +78,24 @@ impl Rng {
     }
 }
 
-/// A word-count process, SIGKILLed on drop.
-struct Instance(Child);
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Starts a word count with `properties` and waits until it reports `RUNNING`.
+fn start(
+    app: &str,
+    input: &str,
+    output: &str,
+    state_dir: &std::path::Path,
+    properties: &[String],
+) -> Instance {
+    let dir = state_dir.to_str().expect("utf-8 state dir");
+    let mut args = vec![app, input, output, dir];
+    args.extend(properties.iter().map(String::as_str));
+    spawn_instance(env!("CARGO_BIN_EXE_streams_wordcount_instance"), &args)
 }
 
-impl Instance {
-    /// Starts a word count with `properties` and waits until it reports `RUNNING`.
-    fn start(
-        app: &str,
-        input: &str,
-        output: &str,
-        state_dir: &std::path::Path,
-        properties: &[String],
-    ) -> Instance {
-        Instance(spawn_until_running(
-            Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
-                .args([app, input, output])
-                .arg(state_dir)
-                .args(properties),
-        ))
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(mut self) {
-        self.0.kill().expect("SIGKILL");
-        self.0.wait().expect("reap");
-    }
+/// SIGKILL, and reap.
+fn kill(mut instance: Instance) {
+    instance.0.kill().expect("SIGKILL");
+    instance.0.wait().expect("reap");
 }
 
 /// Produces lines of random words to `topic` in batches until `stop`, with an
@@ -169,10 +154,10 @@ fn crash_run(guarantee: &str) -> Verdict {
     };
     let started = Instant::now();
     for cycle in 0..KILLS {
-        let instance = Instance::start(&app, &input, &output, state_dir.path(), &properties);
+        let instance = start(&app, &input, &output, state_dir.path(), &properties);
         let lifetime = Duration::from_millis(rng.below(MAX_LIFETIME_MS));
         std::thread::sleep(lifetime);
-        instance.kill();
+        kill(instance);
         println!(
             "{guarantee}: kill {} after {lifetime:?} running ({:?} in)",
             cycle + 1,
@@ -182,7 +167,7 @@ fn crash_run(guarantee: &str) -> Verdict {
     stop.store(true, Ordering::SeqCst);
     let expected = producer.join().expect("producer thread");
     let total: i64 = expected.values().sum();
-    let _last = Instance::start(&app, &input, &output, state_dir.path(), &properties);
+    let _last = start(&app, &input, &output, state_dir.path(), &properties);
     // Done when every word reached its count (at-least-once may overshoot).
     let final_output = wait_for_counts(&output, &expected, FINISH_DEADLINE);
     let verdict = judge(&expected, &final_output);

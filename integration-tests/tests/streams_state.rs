@@ -7,19 +7,18 @@
 //! its input topic up to the committed offset.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    block_on, config, count_words, counts_of, create_topic, decode_counts, produce_keyed,
-    produce_lines, read_to_end, unique_name, wait_until, DEADLINE,
+    block_on, committed_to_end, config, count_words, counts_of, create_topic, decode_counts,
+    produce_keyed, produce_lines, read_committed_and_ends, read_to_end, spawn_instance,
+    unique_name, wait_until, Instance, DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
-use kafka_client::rdkafka::error::KafkaResult;
 use kafka_client::rdkafka::message::Message as _;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
@@ -243,32 +242,13 @@ fn restore_after_lost_state_continues_counts_and_intact_state_restores_only_the_
     assert!(streams.close(), "graceful close");
 }
 
-struct Instance(Child);
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a word-count process and waits until it is running.
 fn spawn_word_count(app: &str, input: &str, output: &str, dir: &std::path::Path) -> Instance {
-    Instance(integration_tests::spawn_until_running(
-        Command::new(env!("CARGO_BIN_EXE_streams_wordcount_instance"))
-            .args([app, input, output])
-            .arg(dir),
-    ))
-}
-
-/// Whether group `app` committed the end offset of every partition of `topic` (false
-/// while the broker cannot tell).
-fn committed_to_end(app: &str, topic: &str) -> bool {
-    read_committed_and_ends(app, topic).is_ok_and(|parts| {
-        parts
-            .values()
-            .all(|(committed, end)| *committed == Some(*end))
-    })
+    let dir = dir.to_str().expect("utf-8 state dir");
+    spawn_instance(
+        env!("CARGO_BIN_EXE_streams_wordcount_instance"),
+        &[app, input, output, dir],
+    )
 }
 
 #[cfg(unix)]
@@ -557,35 +537,6 @@ fn assert_point_reads(streams: &KafkaStreams, expected: &[(&str, Option<&str>)])
 /// The group's committed offset and the log end of each partition of `topic`.
 fn committed_and_ends(app: &str, topic: &str) -> BTreeMap<i32, (Option<i64>, i64)> {
     read_committed_and_ends(app, topic).expect("committed offsets and watermarks")
-}
-
-fn read_committed_and_ends(
-    app: &str,
-    topic: &str,
-) -> KafkaResult<BTreeMap<i32, (Option<i64>, i64)>> {
-    let consumer: BaseConsumer = config()
-        .group_id(app)
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition(topic, p);
-    }
-    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-    committed
-        .elements()
-        .iter()
-        .map(|e| {
-            let (_, high) =
-                consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(10))?;
-            let offset = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            };
-            Ok((e.partition(), (offset, high)))
-        })
-        .collect()
 }
 
 /// Every topic of the cluster whose name starts with `prefix`.

@@ -22,9 +22,9 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, EmitStrategy, Produced, SessionWindowedDeserializer, SessionWindowedSerializer,
-    SlidingWindows, StreamsBuilder, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows,
-    Window, Windowed,
+    Consumed, EmitStrategy, JoinWindows, Materialized, Produced, SessionWindowedDeserializer,
+    SessionWindowedSerializer, SlidingWindows, StreamsBuilder, TimeWindowedDeserializer,
+    TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -364,21 +364,11 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let mut config = StreamsConfig::new(
-        format!("conformance-{}", scenario.name),
-        ClientConfig::new("unused:9092"),
+    let driver = driver_with_emit_interval(
+        scenario,
+        topology,
+        "__emit.interval.ms.kstreams.windowed.aggregation__",
     );
-    if let Some(interval) = scenario.params.get("emit-interval") {
-        // The driver sets it to 0 unless configured, as Kafka's does.
-        config = config
-            .set(
-                "__emit.interval.ms.kstreams.windowed.aggregation__",
-                interval,
-            )
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    }
-    let driver = TopologyTestDriver::with_config(topology, config)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
     read_windowed_output(scenario, &driver, size, out);
 }
@@ -603,7 +593,240 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
     read_windowed_output(scenario, &driver, difference, out);
 }
 
+/// A stream-stream join of `left` (re-keyed by its value up to the first `/` with
+/// `rekey=true`) and `right` (string keys and values), or of `left` with itself
+/// (`self=true`), joined `<left>+<right>` (`null` for a missing side)
+/// within `JoinWindows::of_time_difference_and_grace(before, grace).after(after)` →
+/// `output key=<k> value=<v> timestamp=<ms>`.
+fn stream_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&[
+        "join",
+        "before",
+        "after",
+        "grace",
+        "self",
+        "rekey",
+        "emit-interval",
+    ]);
+    let before = scenario.i64_param("before");
+    let windows = JoinWindows::of_time_difference_and_grace(
+        millis(scenario, before),
+        millis(scenario, scenario.i64_param_or("grace", 0)),
+    )
+    .and_then(|w| w.after(millis(scenario, scenario.i64_param_or("after", before))))
+    .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let self_join = scenario.params.get("self").is_some_and(|s| s == "true");
+    let builder = StreamsBuilder::new();
+    let read =
+        builder.stream_with::<String, String>("left", Consumed::with(StringSerde, StringSerde));
+    // rekey=true: keyed by the value up to its first `/`, so a repartition topic comes
+    // before the join.
+    let left = match scenario.params.get("rekey").is_some_and(|s| s == "true") {
+        true => {
+            read.select_key(|_, v: &String| v.split_once('/').map_or("", |(k, _)| k).to_owned())
+        }
+        false => read,
+    };
+    let right = match self_join {
+        true => left.clone(),
+        false => {
+            builder.stream_with::<String, String>("right", Consumed::with(StringSerde, StringSerde))
+        }
+    };
+    let show = |v: Option<&String>| v.map_or_else(|| "null".to_owned(), String::clone);
+    let result = match scenario.params.get("join").map_or("inner", String::as_str) {
+        "inner" => left.join(&right, |l: &String, r: &String| format!("{l}+{r}"), windows),
+        "left" => left.left_join(
+            &right,
+            move |l: &String, r: Option<&String>| format!("{l}+{}", show(r)),
+            windows,
+        ),
+        "outer" => left.outer_join(
+            &right,
+            move |l: Option<&String>, r: Option<&String>| format!("{}+{}", show(l), show(r)),
+            windows,
+        ),
+        other => panic!(
+            "{}: join is inner, left or outer, got {other}",
+            scenario.here()
+        ),
+    };
+    result.to("output");
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver = driver_with_emit_interval(
+        scenario,
+        topology,
+        "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__",
+    );
+    let left_input =
+        driver.create_input_topic_with::<String, String>("left", StringSerde, StringSerde);
+    let right_input =
+        driver.create_input_topic_with::<String, String>("right", StringSerde, StringSerde);
+    for tokens in &scenario.data {
+        let side = tokens[0].as_str();
+        match (side, tokens.len()) {
+            ("left", 4) | ("right", 4) if side == "left" || !self_join => {
+                let input = if side == "left" {
+                    &left_input
+                } else {
+                    &right_input
+                };
+                input
+                    .pipe_input_at(
+                        tokens[1].clone(),
+                        tokens[2].clone(),
+                        parse_i64(scenario, &tokens[3]),
+                    )
+                    .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+            }
+            ("advance-wall-clock", 2) => driver
+                .advance_wall_clock_time(millis(scenario, parse_i64(scenario, &tokens[1])))
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            _ => panic!(
+                "{}: kind {} takes data lines `left|right <key> <value> <timestamp>` (only \
+                 `left` with self=true) or `advance-wall-clock <ms>`, got `{}`",
+                scenario.here(),
+                scenario.kind,
+                tokens.join(" ")
+            ),
+        }
+    }
+    let output =
+        driver.create_output_topic_with::<String, String>("output", StringSerde, StringSerde);
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={}", record.value),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
+/// A test driver for `topology`, with the scenario's `emit-interval` parameter, if
+/// any, as the internal config `key` (the driver sets it to 0 unless configured, as
+/// Kafka's does).
+fn driver_with_emit_interval(
+    scenario: &Scenario,
+    topology: kafka_streams::topology::Topology,
+    key: &str,
+) -> TopologyTestDriver {
+    let mut config = StreamsConfig::new(
+        format!("conformance-{}", scenario.name),
+        ClientConfig::new("unused:9092"),
+    );
+    if let Some(interval) = scenario.params.get("emit-interval") {
+        config = config
+            .set(key, interval)
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    TopologyTestDriver::with_config(topology, config)
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+}
+
 /// Our output for every scenario, in the harness's line format.
+/// `record <key> <value|null> <timestamp>` into the table `input`; `group_by(the value
+/// up to its '/' → key=rest)` then `count()` or a concatenating `aggregate()` with a
+/// subtractor (`aggregate=count|concat`, caching disabled) → `output key=<k>
+/// value=<v|null> timestamp=<ms>`
+fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["aggregate"]);
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .table::<String, String>("input")
+        .group_by(|key, value| {
+            let (group, rest) = value.split_once('/').unwrap_or(("", value));
+            (group.to_owned(), format!("{key}={rest}"))
+        });
+    let aggregate = scenario
+        .params
+        .get("aggregate")
+        .map_or("count", String::as_str);
+    let show = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
+    match aggregate {
+        "count" => grouped
+            .count_with(Materialized::default().with_caching_disabled())
+            .to_stream()
+            .map_values(|count| count.map(|c| c.to_string()))
+            .to_with(
+                "output",
+                Produced::as_("table-group-by-sink")
+                    .with_value_serializer(OptionSerde(StringSerde)),
+            ),
+        "concat" => grouped
+            .aggregate_with(
+                String::new,
+                |_, value: &String, agg: String| {
+                    if agg.is_empty() {
+                        value.clone()
+                    } else {
+                        format!("{agg},{value}")
+                    }
+                },
+                |_, value: &String, agg: String| {
+                    agg.split(',')
+                        .filter(|part| part != value)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                Materialized::default().with_caching_disabled(),
+            )
+            .to_stream()
+            .to_with(
+                "output",
+                Produced::as_("table-group-by-sink")
+                    .with_value_serializer(OptionSerde(StringSerde)),
+            ),
+        other => panic!(
+            "{}: aggregate is count or concat, got {other}",
+            scenario.here()
+        ),
+    }
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, Option<String>>(
+        "input",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    for tokens in scenario.data("record", 3) {
+        let value = (tokens[2] != "null").then(|| tokens[2].clone());
+        input
+            .pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={}", show(record.value)),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
     let mut out = Vec::new();
     for scenario in scenarios {
@@ -616,6 +839,8 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
+            "table-group-by" => table_group_by(scenario, &mut out),
+            "stream-join" => stream_join(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

@@ -252,6 +252,37 @@ fn ktable_group_by_with_subtractor_moves_rows_between_groups() -> R {
     Ok(())
 }
 
+/// A row that changes but stays in its group updates the group once (Kafka's
+/// `KTableRepartitionMap` sends old and new in one record when the group key is the
+/// same), so downstream sees one update, not a subtraction and then an addition.
+#[test]
+fn ktable_group_by_update_within_one_group_emits_one_result() -> R {
+    let builder = StreamsBuilder::new();
+    builder
+        .table::<String, i64>("readings")
+        .group_by(|sensor, reading| (sensor[..1].to_string(), *reading))
+        .reduce(|a, v| a + v, |a, v| a - v)
+        .to_stream()
+        .to("sum-per-plant");
+    let driver = TopologyTestDriver::new(builder.build()?)?;
+    let input = driver.create_input_topic::<String, Option<i64>>("readings");
+    let output = driver.create_output_topic::<String, Option<i64>>("sum-per-plant");
+    input.pipe_input(s("a1"), Some(5))?;
+    input.pipe_input(s("a2"), Some(7))?;
+    input.pipe_input(s("a1"), Some(6))?;
+    input.pipe_input(s("b1"), Some(1))?;
+    assert_eq!(
+        output.read_key_values_to_list()?,
+        vec![
+            (s("a"), Some(5)),
+            (s("a"), Some(12)),
+            (s("a"), Some(13)),
+            (s("b"), Some(1)),
+        ]
+    );
+    Ok(())
+}
+
 #[test]
 fn ktable_group_by_count_and_aggregate_with_subtractor() -> R {
     let builder = StreamsBuilder::new();

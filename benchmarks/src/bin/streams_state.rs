@@ -63,7 +63,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -78,10 +77,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
-    send_blocking, streams_producer_settings, unique, Counting, Rate, RawClients, Timings,
+    send_blocking, sentence, unique, vocabulary, words, Preloader, Rate, RawClients, Rng, Timings,
+    TopicToEnd,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::rdkafka::producer::BaseRecord;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
@@ -145,129 +145,31 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s}: expected key=value"))
 }
 
-/// splitmix64: a small deterministic generator (no extra dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-}
-
-/// `n` distinct made-up words of 1 to 4 syllables (the index makes them distinct).
-fn vocabulary(n: usize, rng: &mut Rng) -> Vec<String> {
-    const SYLLABLES: &[&str] = &[
-        "ka", "fu", "ren", "to", "mi", "sal", "vor", "e", "lin", "dra", "po", "quel", "ti", "ar",
-        "nu", "bes", "go", "cha", "is", "mon", "ze", "ul", "pra", "do",
-    ];
-    (0..n)
-        .map(|i| {
-            let mut word = String::new();
-            for _ in 0..=rng.below(4) {
-                word.push_str(SYLLABLES[rng.below(SYLLABLES.len())]);
-            }
-            // Base-26 suffix from the index keeps the words distinct.
-            let mut k = i;
-            loop {
-                word.push(char::from(b'a' + (k % 26) as u8));
-                k /= 26;
-                if k == 0 {
-                    break;
-                }
-            }
-            word
-        })
-        .collect()
-}
-
-/// A ~`size`-byte sentence: skewed word choice (low indices are common), a capital
-/// first letter, some capitalised words and punctuation.
-fn sentence(words: &[String], size: usize, rng: &mut Rng) -> String {
-    let mut s = String::with_capacity(size + 16);
-    while s.len() + 2 < size {
-        let u = rng.unit();
-        let word = &words[((u * u * words.len() as f64) as usize).min(words.len() - 1)];
-        if !s.is_empty() {
-            s.push(if rng.below(12) == 0 { ',' } else { ' ' });
-            if s.ends_with(',') {
-                s.push(' ');
-            }
-        }
-        if s.is_empty() || rng.below(10) == 0 {
-            let mut chars = word.chars();
-            if let Some(first) = chars.next() {
-                s.extend(first.to_uppercase());
-                s.push_str(chars.as_str());
-            }
-        } else {
-            s.push_str(word);
-        }
-    }
-    s.push('.');
-    s
-}
-
-/// The lowercase words of `line` (what the app counts).
-fn words(line: &str) -> Vec<String> {
-    line.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
 /// Fills the input topic once; returns the number of words in it.
 fn pre_produce(config: &ClientConfig, topic: &str, args: &Args) -> anyhow::Result<u64> {
     anyhow::ensure!(args.vocabulary >= 1, "--vocabulary must be at least 1");
     let mut rng = Rng(args.seed);
     let vocabulary = vocabulary(args.vocabulary, &mut rng);
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .set("linger.ms", "5")
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let started = Instant::now();
+    let mut preloader = Preloader::new(config)?;
     let (mut word_count, mut bytes) = (0_u64, 0_u64);
     for i in 0..args.sentences {
         let key = format!("doc-{}", i % 1000);
         let line = sentence(&vocabulary, args.sentence_size, &mut rng);
         word_count += words(&line).len() as u64;
         bytes += line.len() as u64;
-        send_blocking(
-            &producer,
+        preloader.send(
             BaseRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(line.as_bytes()),
         )?;
-        if i.is_multiple_of(1000) {
-            producer.poll(Duration::ZERO);
-        }
     }
-    producer.flush(Duration::from_secs(300))?;
-    let acked = delivered.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        acked == args.sentences,
-        "only {acked} of {} input sentences were acknowledged",
-        args.sentences
-    );
+    let secs = preloader.finish()?.as_secs_f64();
     tracing::info!(
         topic,
         sentences = args.sentences,
         words = word_count,
         avg_bytes = bytes / args.sentences.max(1),
-        secs = started.elapsed().as_secs_f64(),
+        secs,
         "input topic filled"
     );
     Ok(word_count)
@@ -755,46 +657,13 @@ fn raw_consume_to_end(
     partitions: i32,
     timeout: Duration,
 ) -> anyhow::Result<Rate> {
-    let consumer: BaseConsumer = config
-        .clone()
-        .group_id(unique("bench-raw-changelog"))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .to_rdkafka()
-        .create()?;
-    let mut ends = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        let (low, high) = kafka_benchmarks::watermarks(&consumer, topic, p)?;
-        if high > low {
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
-        }
-    }
+    let to_end = TopicToEnd::new(config, "bench-raw-changelog", topic, partitions)?;
     let started = Instant::now();
-    let deadline = started + timeout;
-    consumer.assign(&tpl)?;
-    let (mut records, mut bytes) = (0_u64, 0_u64);
-    while !ends.is_empty() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "raw changelog consume timed out after {records} records; partitions left: {ends:?}"
-        );
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                records += 1;
-                bytes += (m.key_len() + m.payload_len()) as u64;
-                if ends
-                    .get(&m.partition())
-                    .is_some_and(|&end| m.offset() + 1 >= end)
-                {
-                    ends.remove(&m.partition());
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => {}
-        }
-    }
+    let mut bytes = 0_u64;
+    let records = to_end.read(started + timeout, |m| {
+        bytes += (m.key_len() + m.payload_len()) as u64;
+        Ok(())
+    })?;
     let elapsed = started.elapsed();
     tracing::debug!(topic, records, bytes, "raw changelog consume read");
     Ok(Rate { records, elapsed })

@@ -21,17 +21,15 @@
 //! bash scripts/bench.sh streams_throughput -- --records 1000000 --rounds 3
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, median, raw_passthrough, report, send_blocking,
-    streams_producer_settings, unique, watch_output, Counting, Timings,
+    broker_config, create_topic, init_tracing, median, raw_passthrough, report, unique,
+    watch_output, Preloader, Timings,
 };
 use kafka_client::rdkafka::consumer::BaseConsumer;
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::rdkafka::producer::BaseRecord;
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -80,37 +78,18 @@ fn pre_produce(
     records: u64,
     value_size: usize,
 ) -> anyhow::Result<()> {
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .set("linger.ms", "5")
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let started = Instant::now();
+    let mut preloader = Preloader::new(config)?;
     for i in 0..records {
         let key = format!("sensor-{}", i % 1000);
         let value = value(i, value_size);
-        send_blocking(
-            &producer,
+        preloader.send(
             BaseRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(value.as_bytes()),
         )?;
-        if i.is_multiple_of(1000) {
-            producer.poll(Duration::ZERO);
-        }
     }
-    producer.flush(Duration::from_secs(300))?;
-    let acked = delivered.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        acked == records,
-        "only {acked} of {records} input records were acknowledged"
-    );
-    tracing::info!(
-        topic,
-        records,
-        secs = started.elapsed().as_secs_f64(),
-        "input topic filled"
-    );
+    let secs = preloader.finish()?.as_secs_f64();
+    tracing::info!(topic, records, secs, "input topic filled");
     Ok(())
 }
 

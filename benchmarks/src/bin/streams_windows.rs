@@ -36,8 +36,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "jemalloc")]
@@ -46,11 +44,11 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::Parser;
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, median, raw_passthrough, report, send_blocking,
-    streams_producer_settings, unique, watch_output, Counting, Rate, Timings,
+    broker_config, create_topic, init_tracing, median, raw_passthrough, report, unique,
+    watch_output, Preloader, Rate, Timings,
 };
 use kafka_client::rdkafka::consumer::BaseConsumer;
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use kafka_client::rdkafka::producer::BaseRecord;
 use kafka_client::serde::{BigEndian, OptionSerde};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::{Materialized, Produced, StreamsBuilder, TimeWindows};
@@ -131,39 +129,24 @@ fn pre_produce(config: &ClientConfig, topic: &str, args: &Args) -> anyhow::Resul
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let base_ms = i64::try_from(now_ms)? - 3_600_000;
-    let delivered = Arc::new(AtomicU64::new(0));
-    let producer: BaseProducer<Counting> = streams_producer_settings(config)
-        .set("linger.ms", "5")
-        .to_rdkafka()
-        .create_with_context(Counting(delivered.clone()))?;
-    let started = Instant::now();
+    let mut preloader = Preloader::new(config)?;
     for i in 0..args.records {
         let key = format!("sensor-{}", i % args.keys);
         let value = value(i, args.value_size);
         let timestamp = base_ms + i64::try_from(i * 1000 / args.events_per_second)?;
-        send_blocking(
-            &producer,
+        preloader.send(
             BaseRecord::to(topic)
                 .key(key.as_bytes())
                 .payload(value.as_bytes())
                 .timestamp(timestamp),
         )?;
-        if i.is_multiple_of(1000) {
-            producer.poll(Duration::ZERO);
-        }
     }
-    producer.flush(Duration::from_secs(300))?;
-    let acked = delivered.load(Ordering::Relaxed);
-    anyhow::ensure!(
-        acked == args.records,
-        "only {acked} of {} input records were acknowledged",
-        args.records
-    );
+    let secs = preloader.finish()?.as_secs_f64();
     tracing::info!(
         topic,
         records = args.records,
         event_time_secs = args.records / args.events_per_second,
-        secs = started.elapsed().as_secs_f64(),
+        secs,
         "input topic filled"
     );
     Ok(())

@@ -39,13 +39,5 @@ fn main() -> anyhow::Result<()> {
         );
         let _ = out.flush();
     });
-    streams.start()?;
-    loop {
-        if streams.wait_for_state(State::Error, Duration::from_secs(3600)) {
-            anyhow::bail!("stream error: {:?}", streams.error());
-        }
-        if streams.state() == State::NotRunning {
-            return Ok(());
-        }
-    }
+    integration_tests::run_until_stopped(&streams)
 }

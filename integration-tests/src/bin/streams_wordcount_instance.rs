@@ -8,11 +8,10 @@
 //! (e.g. `processing.guarantee=exactly_once_v2`, for the crash test
 //! `tests/streams_crash.rs`).
 
-use std::io::Write;
 use std::time::Duration;
 
 use kafka_streams::dsl::StreamsBuilder;
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,20 +34,6 @@ fn main() -> anyhow::Result<()> {
         config = config.set(key, value)?;
     }
     let streams = KafkaStreams::new(builder.build()?, config)?;
-    streams.set_state_listener(|new, _old| {
-        if new == State::Running {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "RUNNING");
-            let _ = out.flush();
-        }
-    });
-    streams.start()?;
-    loop {
-        if streams.wait_for_state(State::Error, Duration::from_secs(3600)) {
-            anyhow::bail!("stream error: {:?}", streams.error());
-        }
-        if streams.state() == State::NotRunning {
-            return Ok(());
-        }
-    }
+    integration_tests::announce_running(&streams);
+    integration_tests::run_until_stopped(&streams)
 }

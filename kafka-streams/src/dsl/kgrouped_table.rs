@@ -30,8 +30,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_inner(
             "KTABLE-AGGREGATE-",
-            Arc::new(|_, _, agg: Option<i64>| Some(agg.unwrap_or(0) + 1)),
-            Arc::new(|_, _, agg: Option<i64>| Some(agg.unwrap_or(0) - 1)),
+            Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
+            Arc::new(|_, _, agg: i64| agg - 1),
             materialized,
             Some(default_serde::<i64>()),
         )
@@ -61,14 +61,11 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         let value = self.value_serde.clone();
         self.aggregate_inner(
             "KTABLE-REDUCE-",
-            Arc::new(move |_, v: &V, agg: Option<V>| {
-                Some(match agg {
-                    Some(a) => adder(a, v),
-                    None => v.clone(),
-                })
+            Arc::new(move |_, v: &V, agg: Option<V>| match agg {
+                Some(a) => adder(a, v),
+                None => v.clone(),
             }),
-            // As Kafka's KTableReduce: nothing to subtract from an absent aggregate.
-            Arc::new(move |_, v: &V, agg: Option<V>| agg.map(|a| subtractor(a, v))),
+            Arc::new(move |_, v: &V, agg: V| subtractor(agg, v)),
             materialized,
             Some(value),
         )
@@ -102,13 +99,10 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         S: Fn(&K, &V, VA) -> VA + Send + Sync + 'static,
     {
         let init = Arc::new(initializer);
-        let init2 = init.clone();
         self.aggregate_inner(
             "KTABLE-AGGREGATE-",
-            Arc::new(move |k, v, agg: Option<VA>| Some(adder(k, v, agg.unwrap_or_else(|| init())))),
-            Arc::new(move |k, v, agg: Option<VA>| {
-                Some(subtractor(k, v, agg.unwrap_or_else(|| init2())))
-            }),
+            Arc::new(move |k, v, agg: Option<VA>| adder(k, v, agg.unwrap_or_else(|| init()))),
+            Arc::new(move |k, v, agg: VA| subtractor(k, v, agg)),
             materialized,
             Some(default_serde::<VA>()),
         )
@@ -118,7 +112,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         &self,
         prefix: &str,
         add: TableAggFn<K, V, VA>,
-        sub: TableAggFn<K, V, VA>,
+        sub: TableSubFn<K, V, VA>,
         materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<K, VA> {

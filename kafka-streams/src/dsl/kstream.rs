@@ -21,8 +21,8 @@ use crate::topology::codec::{TypedSink, TypedSource};
 pub struct KStream<K, V> {
     pub(crate) builder: SharedBuilder,
     pub(crate) node: usize,
-    key_serde: Option<SharedSerde<K>>,
-    value_serde: Option<SharedSerde<V>>,
+    pub(super) key_serde: Option<SharedSerde<K>>,
+    pub(super) value_serde: Option<SharedSerde<V>>,
     repartition_required: bool,
 }
 

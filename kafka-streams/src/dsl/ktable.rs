@@ -179,10 +179,11 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// Re-groups the table by a new key (Kafka's `KTable.groupBy`), through a
     /// repartition topic. Aggregations of the result subtract a row from its old group
-    /// when it moves or is deleted.
+    /// when it moves or is deleted; a row that stays in its group updates it with one
+    /// record (the keys are compared with `==`, as Kafka compares them with `equals`).
     pub fn group_by<K2, V2, F>(&self, selector: F) -> KGroupedTable<K2, V2>
     where
-        K2: Data + DefaultSerde,
+        K2: Data + DefaultSerde + PartialEq,
         V2: Data + DefaultSerde,
         F: Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
     {

@@ -50,14 +50,17 @@
 mod cogrouped;
 mod emit_strategy;
 pub(crate) mod internals;
+mod join_windows;
 mod kgrouped_stream;
 mod kgrouped_table;
 mod kstream;
+mod kstream_join;
 mod ktable;
 mod materialized;
 pub(crate) mod options;
 mod session_windowed;
 mod sliding_windowed;
+mod stream_joined;
 mod time_windowed;
 mod windowed_aggregation;
 mod windows;
@@ -68,6 +71,7 @@ use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use cogrouped::CogroupedKStream;
 pub use emit_strategy::EmitStrategy;
+pub use join_windows::JoinWindows;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
@@ -75,6 +79,7 @@ pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
 pub use sliding_windowed::SlidingWindowedKStream;
+pub use stream_joined::StreamJoined;
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 

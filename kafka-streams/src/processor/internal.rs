@@ -200,6 +200,10 @@ pub(crate) struct ContextCore<'a> {
     /// on-window-close windowed aggregation (Kafka's internal
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`).
     pub windowed_emit_interval_ms: i64,
+    /// The least wall-clock time between two looks for closed windows of a left or
+    /// outer stream-stream join (Kafka's internal
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`).
+    pub outer_join_emit_interval_ms: i64,
 }
 
 /// A processor with erased types.

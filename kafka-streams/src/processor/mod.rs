@@ -324,6 +324,13 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
         self.core.windowed_emit_interval_ms
     }
 
+    /// The least wall-clock time between two looks for closed windows of a left or
+    /// outer stream-stream join, from the configuration (Kafka's internal
+    /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`).
+    pub(crate) fn outer_join_emit_interval_ms(&self) -> i64 {
+        self.core.outer_join_emit_interval_ms
+    }
+
     /// State store `name` as `S`, or an error naming the store and this node (for
     /// the DSL's processors, which are always connected to their stores).
     pub(crate) fn required_store<S: StateStore>(

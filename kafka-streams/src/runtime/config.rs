@@ -63,6 +63,11 @@ pub struct StreamsConfig {
     /// on-window-close aggregation; `None` is the default (1 s, and 0 in the test
     /// driver, as Kafka's `TopologyTestDriver` sets it).
     pub(crate) windowed_aggregation_emit_interval_ms: Option<i64>,
+    /// Kafka's internal `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`:
+    /// how much wall-clock time passes at least between two looks for closed windows
+    /// of a left or outer stream-stream join; `None` is the default (1 s, and 0 in the
+    /// test driver, as Kafka's `TopologyTestDriver` sets it).
+    pub(crate) outer_join_emit_interval_ms: Option<i64>,
 }
 
 /// `processing.guarantee`: what a crash or a rebalance may do to the output.
@@ -178,6 +183,7 @@ impl StreamsConfig {
             application_server: None,
             topology_optimization: TopologyOptimization::NONE,
             windowed_aggregation_emit_interval_ms: None,
+            outer_join_emit_interval_ms: None,
         }
     }
 
@@ -426,6 +432,12 @@ impl StreamsConfig {
         self.windowed_aggregation_emit_interval_ms.unwrap_or(1000)
     }
 
+    /// The least wall-clock time between two looks for closed windows of a left or
+    /// outer stream-stream join (1 s unless set).
+    pub(crate) fn outer_join_emit_interval_ms(&self) -> i64 {
+        self.outer_join_emit_interval_ms.unwrap_or(1000)
+    }
+
     /// Sets a property by its Kafka Streams name. Streams properties
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
@@ -477,6 +489,10 @@ impl StreamsConfig {
             "application.server" => self.application_server = Some(HostInfo::parse(value)?),
             "__emit.interval.ms.kstreams.windowed.aggregation__" => {
                 self.windowed_aggregation_emit_interval_ms =
+                    Some(i64::try_from(num(value)?).unwrap_or(i64::MAX))
+            }
+            "__emit.interval.ms.kstreams.outer.join.spurious.results.fix__" => {
+                self.outer_join_emit_interval_ms =
                     Some(i64::try_from(num(value)?).unwrap_or(i64::MAX))
             }
             "topology.optimization" => {

@@ -346,6 +346,7 @@ impl StreamTask {
                     application_id: &env.application_id,
                     dropped_records: env.metrics.dropped_records_counter(),
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
+                    outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -596,6 +597,7 @@ impl StreamTask {
                         application_id: &env.application_id,
                         dropped_records: env.metrics.dropped_records_counter(),
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
+                        outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                     }
                 };
             }

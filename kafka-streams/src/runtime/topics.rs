@@ -116,31 +116,9 @@ pub(crate) fn prepare_topics(
         }
     }
 
-    // Partition counts of internal topics, upstream first (a sub-topology may read
-    // a repartition topic written by another one): an explicit count, else the
-    // largest of the topics the topology sizes it from.
-    let mut wanted: BTreeMap<String, i32> = BTreeMap::new();
-    for _ in 0..=topology.subtopologies.len() {
-        for (name, internal) in &topology.internal_topics {
-            if wanted.contains_key(name) {
-                continue;
-            }
-            let count = internal.partitions.or_else(|| {
-                let upstream: Option<Vec<i32>> = internal
-                    .sized_from
-                    .iter()
-                    .map(|t| match topology.internal_topics.contains_key(t) {
-                        true => wanted.get(t).copied(),
-                        false => counts.get(t).copied(),
-                    })
-                    .collect();
-                upstream.and_then(|v| v.into_iter().max())
-            });
-            if let Some(count) = count {
-                wanted.insert(name.clone(), count);
-            }
-        }
-    }
+    // Partition counts of internal topics: explicit, else from upstream, and matching
+    // the other inputs of a join.
+    let wanted = topology.internal_topic_partitions(&counts);
 
     // Every topic to have: repartition topics, and the changelog topic of each logged
     // store (`<application.id>-<store>-changelog`, with the topic configs the store

@@ -7,8 +7,8 @@
 //! - window stores ([`KeySchema::Window`], Kafka's `WindowKeySchema.toStoreKeyBinary`):
 //!   `key bytes ‖ window start (8 bytes, big-endian) ‖ sequence number (4 bytes)`. The
 //!   sequence number tells apart duplicates of Kafka's `retainDuplicates` stores (used
-//!   by stream-stream joins); these stores do not retain duplicates, so it is always 0,
-//!   and a put replaces the value of its key and window.
+//!   by stream-stream joins), each put of which takes the next one; in other stores it
+//!   is always 0, and a put replaces the value of its key and window.
 //! - session stores ([`KeySchema::Session`], `SessionKeySchema.toBinary`):
 //!   `key bytes ‖ session end (8) ‖ session start (8)`.
 //!

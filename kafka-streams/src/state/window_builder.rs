@@ -57,6 +57,9 @@ pub(crate) struct SegmentedStoreSpec {
     pub retention_ms: i64,
     /// The segment interval, in milliseconds.
     pub segment_interval_ms: i64,
+    /// Keeps every value put, even several for one key and window start (Kafka's
+    /// `retainDuplicates`, for the window stores of stream-stream joins).
+    pub retain_duplicates: bool,
 }
 
 /// An opened byte-level stack of type `S`.
@@ -95,27 +98,30 @@ impl SegmentedStoreSpec {
         context: &StoreContext,
     ) -> StateResult<OpenedSegmentedStore<dyn WindowStore>> {
         let (changelog, serde_topic) = self.changelog(context);
-        let mut store: Box<dyn WindowStore> = match self.kind {
-            StoreKind::RocksDb => Box::new(SegmentedWindowStore::open(
+        let inner = match self.kind {
+            StoreKind::RocksDb => SegmentedWindowStore::open(
                 &context.location(&self.name),
                 changelog.clone(),
                 &context.rocksdb,
                 self.retention_ms,
                 self.segment_interval_ms,
-            )?),
-            StoreKind::InMemory => Box::new(SegmentedWindowStore::in_memory(
+            )?,
+            StoreKind::InMemory => SegmentedWindowStore::in_memory(
                 self.name.clone(),
                 changelog.clone(),
                 self.retention_ms,
                 self.segment_interval_ms,
-            )?),
+            )?,
+        };
+        let mut store: Box<dyn WindowStore> = match self.retain_duplicates {
+            true => Box::new(inner.with_retain_duplicates()),
+            false => Box::new(inner),
         };
         if let Some(changelog) = &changelog {
-            store = Box::new(ChangeLoggingWindowStore::new(
-                store,
-                changelog.clone(),
-                self.writer(context)?,
-            ));
+            store = Box::new(
+                ChangeLoggingWindowStore::new(store, changelog.clone(), self.writer(context)?)
+                    .retaining_duplicates(self.retain_duplicates),
+            );
         }
         Ok(OpenedSegmentedStore {
             store,
@@ -187,6 +193,7 @@ impl SegmentedBuilderParts {
                 kind: StoreKind::RocksDb,
                 logging: true,
                 retention_ms,
+                retain_duplicates: false,
             },
             changelog_configs: BTreeMap::new(),
             additional_retention_ms: DEFAULT_WINDOWSTORE_CHANGELOG_ADDITIONAL_RETENTION_MS,
@@ -238,7 +245,8 @@ impl SegmentedBuilderParts {
 /// `Stores.persistentWindowStore(name, retention, window size, false)`).
 ///
 /// Defaults: RocksDB, logging enabled, segment interval `max(retention / 2, 60 s)`,
-/// no record cache (window stores have none yet), no duplicates retained.
+/// no record cache (window stores have none yet), no duplicates retained
+/// ([`WindowStoreBuilder::with_retain_duplicates`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -324,6 +332,14 @@ impl<K, V> WindowStoreBuilder<K, V> {
     /// Stops logging to the changelog: the store is not restored after a failure.
     pub fn with_logging_disabled(mut self) -> Self {
         self.parts.spec.logging = false;
+        self
+    }
+
+    /// Keeps every value put, even several for one key and window start, each under
+    /// its own sequence number (Kafka's `retainDuplicates`, which stream-stream joins
+    /// use); putting no value then writes nothing.
+    pub fn with_retain_duplicates(mut self) -> Self {
+        self.parts.spec.retain_duplicates = true;
         self
     }
 

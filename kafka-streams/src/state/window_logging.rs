@@ -3,7 +3,8 @@
 //!
 //! Every write also goes to the store's changelog, keyed as Kafka keys it:
 //! - window stores: `WindowKeySchema.toStoreKeyBinary(key, window start, seqnum)`,
-//!   i.e. `key ‖ start (8 bytes) ‖ seqnum (4 bytes)`, seqnum 0 (no duplicates);
+//!   i.e. `key ‖ start (8 bytes) ‖ seqnum (4 bytes)`, seqnum 0 unless the store
+//!   retains duplicates;
 //! - session stores: `SessionKeySchema.toBinary`, `key ‖ end (8) ‖ start (8)`.
 //!
 //! Deletes (a window put with no value, a removed session) are tombstones. These keys
@@ -17,7 +18,9 @@ use super::logging::ChangelogWriter;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::segments::{session_key, window_key};
 use super::session_store::{ReadOnlySessionStore, SessionIter, SessionStore};
-use super::window_store::{ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore};
+use super::window_store::{
+    next_seqnum, ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore,
+};
 
 /// Sends one changelog record, naming store, topic and partition on failure.
 fn log(
@@ -42,6 +45,11 @@ pub(crate) struct ChangeLoggingWindowStore {
     inner: Box<dyn WindowStore>,
     changelog: ChangelogPartition,
     writer: Arc<dyn ChangelogWriter>,
+    /// The inner store retains duplicates: each put is logged under the next sequence
+    /// number, counted here as the inner store counts it (Kafka's
+    /// `maybeUpdateSeqnumForDups`).
+    retain_duplicates: bool,
+    seqnum: u32,
 }
 
 impl ChangeLoggingWindowStore {
@@ -55,7 +63,15 @@ impl ChangeLoggingWindowStore {
             inner,
             changelog,
             writer,
+            retain_duplicates: false,
+            seqnum: 0,
         }
+    }
+
+    /// Logs puts under sequence numbers, for an inner store retaining duplicates.
+    pub fn retaining_duplicates(mut self, retain_duplicates: bool) -> Self {
+        self.retain_duplicates = retain_duplicates;
+        self
     }
 }
 
@@ -103,13 +119,26 @@ impl WindowStore for ChangeLoggingWindowStore {
     /// (restoring skips it again).
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> StateResult<()> {
         self.inner.put(key, window_start, value)?;
+        let seqnum = match (self.retain_duplicates, value) {
+            (false, _) => 0,
+            // The inner store wrote nothing: nothing to log.
+            (true, None) => return Ok(()),
+            (true, Some(_)) => {
+                self.seqnum = next_seqnum(self.seqnum);
+                self.seqnum
+            }
+        };
         log(
             self.writer.as_ref(),
             self.inner.name(),
             &self.changelog,
-            &window_key(key, window_start, 0),
+            &window_key(key, window_start, seqnum),
             value,
         )
+    }
+
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
     }
 
     fn flush(&mut self) -> StateResult<()> {

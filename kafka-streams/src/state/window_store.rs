@@ -7,9 +7,10 @@
 //! largest window start it has seen) are neither written nor read back; see
 //! [`segments`](super::segments) for the layout and expiry.
 //!
-//! Kafka's `retainDuplicates` (several values per key and window start, for
-//! stream-stream joins) is not supported: a put replaces the value of its key and
-//! window, and every binary key carries sequence number 0.
+//! A put replaces the value of its key and window, and every binary key carries
+//! sequence number 0; unless the store retains duplicates (Kafka's
+//! `retainDuplicates`, for stream-stream joins): then every put adds a value under the
+//! next sequence number, and a put of no value writes nothing.
 
 use super::error::StateResult;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
@@ -87,6 +88,9 @@ pub trait WindowStore: ReadOnlyWindowStore + RestorableStore + Send {
     /// Whether the data survives the process.
     fn persistent(&self) -> bool;
 
+    /// How many puts were not written because their window had expired.
+    fn expired_records(&self) -> u64;
+
     /// Every key's windows starting between `time_from` and `time_to` (inclusive), as
     /// [`fetch_all`](ReadOnlyWindowStore::fetch_all) but reaching back to the latest
     /// window start put minus the retention (one millisecond further): the bound of
@@ -107,6 +111,9 @@ pub trait WindowStore: ReadOnlyWindowStore + RestorableStore + Send {
 #[derive(Debug)]
 pub struct SegmentedWindowStore {
     inner: SegmentedBytesStore,
+    retain_duplicates: bool,
+    /// The sequence number of the last duplicate put (Kafka's `seqnum`).
+    seqnum: u32,
 }
 
 impl SegmentedWindowStore {
@@ -133,6 +140,8 @@ impl SegmentedWindowStore {
                 segment_interval_ms,
                 Backend::RocksDb(Box::new(rocks)),
             )?,
+            retain_duplicates: false,
+            seqnum: 0,
         })
     }
 
@@ -157,7 +166,16 @@ impl SegmentedWindowStore {
                     open: true,
                 },
             )?,
+            retain_duplicates: false,
+            seqnum: 0,
         })
+    }
+
+    /// The store retaining duplicates (Kafka's `retainDuplicates`): each put adds its
+    /// value under the next sequence number; a put of no value writes nothing.
+    pub fn with_retain_duplicates(mut self) -> Self {
+        self.retain_duplicates = true;
+        self
     }
 
     /// Number of live segments: stays bounded (about `retention / segment interval +
@@ -246,6 +264,11 @@ impl SegmentedWindowStore {
     }
 }
 
+/// The sequence number after `seqnum`, within Kafka's 31 bits.
+pub(crate) fn next_seqnum(seqnum: u32) -> u32 {
+    seqnum.wrapping_add(1) & 0x7FFF_FFFF
+}
+
 /// Splits a binary window key (already checked by the scan's filter).
 fn window_entry(binary: Vec<u8>, value: Vec<u8>) -> WindowEntry {
     let start = KeySchema::Window.segment_timestamp(&binary).unwrap_or(0);
@@ -297,7 +320,19 @@ impl ReadOnlyWindowStore for SegmentedWindowStore {
 
 impl WindowStore for SegmentedWindowStore {
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> StateResult<()> {
-        self.inner.put(&window_key(key, window_start, 0), value)
+        if !self.retain_duplicates {
+            return self.inner.put(&window_key(key, window_start, 0), value);
+        }
+        let Some(value) = value else {
+            return Ok(());
+        };
+        self.seqnum = next_seqnum(self.seqnum);
+        self.inner
+            .put(&window_key(key, window_start, self.seqnum), Some(value))
+    }
+
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
     }
 
     fn flush(&mut self) -> StateResult<()> {
@@ -556,6 +591,52 @@ mod tests {
         assert_eq!(
             starts(store.fetch(b"k", 0, i64::MAX).unwrap()),
             vec![(50 * MINUTE, b"50".to_vec()), (70 * MINUTE, b"70".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_store_retaining_duplicates_keeps_every_put_and_logs_each_under_its_own_seqnum() {
+        use crate::state::logging::RecordingChangelogWriter;
+        use crate::state::window_logging::ChangeLoggingWindowStore;
+        use std::sync::Arc;
+
+        let changelog = ChangelogPartition {
+            topic: "app-w-changelog".into(),
+            partition: 0,
+        };
+        let inner = SegmentedWindowStore::in_memory("w", Some(changelog.clone()), MINUTE, MINUTE)
+            .unwrap()
+            .with_retain_duplicates();
+        let writer = RecordingChangelogWriter::new();
+        let mut store =
+            ChangeLoggingWindowStore::new(Box::new(inner), changelog, Arc::new(writer.clone()))
+                .retaining_duplicates(true);
+        store.put(b"k", 10, Some(b"a")).unwrap();
+        store.put(b"k", 10, Some(b"b")).unwrap();
+        // No value: nothing to keep, nothing written or logged.
+        store.put(b"k", 10, None).unwrap();
+        store.put(b"k", 12, Some(b"c")).unwrap();
+        let found: Vec<(i64, Vec<u8>)> = store
+            .fetch(b"k", 0, 20)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (10, b"a".to_vec()),
+                (10, b"b".to_vec()),
+                (12, b"c".to_vec())
+            ]
+        );
+        let logged: Vec<Vec<u8>> = writer.take().into_iter().map(|r| r.key).collect();
+        assert_eq!(
+            logged,
+            vec![
+                window_key(b"k", 10, 1),
+                window_key(b"k", 10, 2),
+                window_key(b"k", 12, 3)
+            ]
         );
     }
 }

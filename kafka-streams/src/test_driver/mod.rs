@@ -299,6 +299,7 @@ impl TopologyTestDriver {
         config
             .windowed_aggregation_emit_interval_ms
             .get_or_insert(0);
+        config.outer_join_emit_interval_ms.get_or_insert(0);
         let application_id = config.application_id.clone();
         let metrics = Arc::new(StreamsMetrics::default());
         let env = Arc::new(TaskEnv {

@@ -99,18 +99,14 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
         size_of(i, nodes, &mut sizes);
     }
     let size = |i: usize| sizes[i].unwrap_or(1);
-    let sorted_names = |idxs: &[usize]| -> Vec<String> {
-        let mut v: Vec<(usize, &str)> = idxs
-            .iter()
-            .map(|&i| (size(i), nodes[i].name.as_str()))
-            .collect();
-        v.sort_by(order);
-        v.into_iter().map(|(_, n)| n.to_owned()).collect()
-    };
     let subtopologies = topology
         .subtopologies
         .iter()
         .map(|sub| {
+            let neighbours = KafkaNeighbourOrder::of(nodes, &sub.nodes);
+            let names = |idxs: &[usize]| -> Vec<String> {
+                idxs.iter().map(|&i| nodes[i].name.clone()).collect()
+            };
             let mut descs: Vec<NodeDescription> = sub
                 .nodes
                 .iter()
@@ -121,7 +117,7 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                             topics: topics.clone(),
                         },
                         NodeKindDef::Processor { .. } => NodeKind::Processor {
-                            stores: n.stores.clone(),
+                            stores: java_hash_set_order(&n.stores),
                         },
                         NodeKindDef::Sink { topic, .. } => NodeKind::Sink {
                             topic: topic.clone(),
@@ -130,8 +126,8 @@ pub(super) fn describe(topology: &Topology) -> TopologyDescription {
                     NodeDescription {
                         name: n.name.clone(),
                         kind,
-                        successors: sorted_names(&n.children),
-                        predecessors: sorted_names(&n.parents),
+                        successors: names(neighbours.successors(i)),
+                        predecessors: names(neighbours.predecessors(i)),
                         size: size(i),
                     }
                 })
@@ -430,4 +426,116 @@ impl TopologyDescription {
         }
         out
     }
+}
+
+/// The order in which Kafka prints each node's successors and predecessors.
+///
+/// Kafka keeps them in sets sorted by its node comparator (larger sub-tree first,
+/// then by name), but inserts into them while it computes the sub-tree sizes: it
+/// connects the nodes in the iteration order of a `HashMap` of their names, and each
+/// connection adds the child's size so far to its ancestors. So a neighbour is placed
+/// by the sizes at the moment it was added; two predecessors of equal final size, such
+/// as the two join processors above a join's merge node, come out in the order that
+/// gives. This replays that process.
+struct KafkaNeighbourOrder {
+    successors: BTreeMap<usize, Vec<usize>>,
+    predecessors: BTreeMap<usize, Vec<usize>>,
+}
+
+impl KafkaNeighbourOrder {
+    fn of(nodes: &[super::NodeDef], members: &[usize]) -> Self {
+        let mut order = members.to_vec();
+        let buckets = java_hash_buckets(members.len(), 12);
+        order.sort_by(|&a, &b| {
+            java_bucket(&nodes[a].name, buckets)
+                .cmp(&java_bucket(&nodes[b].name, buckets))
+                .then_with(|| nodes[a].name.cmp(&nodes[b].name))
+        });
+        let mut sizes: BTreeMap<usize, usize> = members.iter().map(|&m| (m, 1)).collect();
+        let mut replay = KafkaNeighbourOrder {
+            successors: BTreeMap::new(),
+            predecessors: BTreeMap::new(),
+        };
+        for &node in &order {
+            for &parent in &nodes[node].parents {
+                if !sizes.contains_key(&parent) {
+                    continue;
+                }
+                Self::insert(&mut replay.predecessors, node, parent, nodes, &sizes);
+                Self::insert(&mut replay.successors, parent, node, nodes, &sizes);
+                let delta = sizes[&node];
+                replay.add_size(parent, delta, &mut sizes);
+            }
+        }
+        replay
+    }
+
+    /// Kafka's `TreeSet.add` with the sizes of now: a binary search.
+    fn insert(
+        sets: &mut BTreeMap<usize, Vec<usize>>,
+        owner: usize,
+        item: usize,
+        nodes: &[super::NodeDef],
+        sizes: &BTreeMap<usize, usize>,
+    ) {
+        let set = sets.entry(owner).or_default();
+        let key = |i: usize| (sizes.get(&i).copied().unwrap_or(1), nodes[i].name.as_str());
+        match set.binary_search_by(|&probe| order(&key(probe), &key(item))) {
+            Ok(_) => {}
+            Err(at) => set.insert(at, item),
+        }
+    }
+
+    /// Kafka's `updateSize`: adds `delta` to `node` and every ancestor connected so far.
+    fn add_size(&self, node: usize, delta: usize, sizes: &mut BTreeMap<usize, usize>) {
+        if let Some(size) = sizes.get_mut(&node) {
+            *size += delta;
+        }
+        for &parent in self.predecessors(node) {
+            self.add_size(parent, delta, sizes);
+        }
+    }
+
+    fn successors(&self, node: usize) -> &[usize] {
+        self.successors.get(&node).map_or(&[], Vec::as_slice)
+    }
+
+    fn predecessors(&self, node: usize) -> &[usize] {
+        self.predecessors.get(&node).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The bucket count of a Java `HashMap` / `HashSet` grown from the default 16 buckets
+/// to hold `len` entries (it doubles past 3/4 full); `first_threshold` is 12 for the
+/// default table.
+fn java_hash_buckets(len: usize, first_threshold: usize) -> usize {
+    let (mut buckets, mut threshold) = (16usize, first_threshold);
+    while len > threshold {
+        buckets *= 2;
+        threshold *= 2;
+    }
+    buckets
+}
+
+/// The bucket of `name` in a Java hash table of `buckets` buckets: `String.hashCode()`
+/// spread as `HashMap.hash` does.
+fn java_bucket(name: &str, buckets: usize) -> usize {
+    let hash = name.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    let spread = (hash ^ ((hash as u32) >> 16) as i32) as u32 as usize;
+    spread & (buckets - 1)
+}
+
+/// `names` in the order Kafka prints a processor's stores: the iteration order of the
+/// Java `HashSet` it copies them into (buckets by `String.hashCode()`, spread as
+/// `HashMap` does, ties in insertion order). Matters only for processors with several
+/// stores, such as the join processors of left and outer stream-stream joins.
+fn java_hash_set_order(names: &[String]) -> Vec<String> {
+    // `new HashSet<>(c)`: a table of at least 16 buckets holding `c` at load factor 0.75.
+    let wanted = (names.len() as f64 / 0.75) as usize + 1;
+    let buckets = wanted.max(16).next_power_of_two();
+    let mut ordered = names.to_vec();
+    ordered.sort_by_key(|name| java_bucket(name, buckets));
+    ordered
 }

@@ -182,6 +182,92 @@ impl Topology {
             .map(|(_, topics)| topics.as_slice())
     }
 
+    /// The partition count of every internal topic, by logical name, when the source
+    /// topics have the counts in `source_partitions` (by topic name; other topics are
+    /// ignored). What the application creates on start:
+    ///
+    /// 1. an explicit count ([`Repartitioned::with_number_of_partitions`](crate::dsl::Repartitioned)),
+    ///    else the largest count among the source topics of the sub-topology that writes
+    ///    the topic (upstream internal topics first);
+    /// 2. then, as Kafka's `CopartitionedTopicsEnforcer`, every internal topic without
+    ///    an explicit count in a co-partition group (the inputs of a join) gets the
+    ///    count of the group's other source topics (the largest, when they differ,
+    ///    which the start then reports), or the largest of the group's internal
+    ///    topics when it reads only internal topics.
+    ///
+    /// A topic whose upstream counts are unknown is left out.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use std::time::Duration;
+    /// use kafka_streams::dsl::{JoinWindows, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let readings = builder.stream::<String, String>("readings"); // 8 partitions
+    /// let machines = builder.stream::<String, String>("machines"); // 3 partitions
+    /// let windows = JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(5)).unwrap();
+    /// readings
+    ///     .select_key(|_, machine: &String| machine.clone())
+    ///     .join(&machines, |r: &String, m: &String| format!("{r}@{m}"), windows)
+    ///     .to("joined");
+    /// let topology = builder.build().unwrap();
+    /// let sources = BTreeMap::from([("readings".to_owned(), 8), ("machines".to_owned(), 3)]);
+    /// assert_eq!(
+    ///     topology.internal_topic_partitions(&sources),
+    ///     BTreeMap::from([("KSTREAM-KEY-SELECT-0000000002-repartition".to_owned(), 3)])
+    /// );
+    /// ```
+    pub fn internal_topic_partitions(
+        &self,
+        source_partitions: &BTreeMap<String, i32>,
+    ) -> BTreeMap<String, i32> {
+        let is_internal = |t: &String| self.internal_topics.contains_key(t);
+        let mut sized: BTreeMap<String, i32> = BTreeMap::new();
+        for _ in 0..=self.subtopologies.len() {
+            for (name, internal) in &self.internal_topics {
+                if sized.contains_key(name) {
+                    continue;
+                }
+                let count = internal.partitions.or_else(|| {
+                    let upstream: Option<Vec<i32>> = internal
+                        .sized_from
+                        .iter()
+                        .map(|t| match is_internal(t) {
+                            true => sized.get(t).copied(),
+                            false => source_partitions.get(t).copied(),
+                        })
+                        .collect();
+                    upstream.and_then(|v| v.into_iter().max())
+                });
+                if let Some(count) = count {
+                    sized.insert(name.clone(), count);
+                }
+            }
+        }
+        for (_, group) in &self.copartition_groups {
+            let external = group
+                .iter()
+                .filter(|t| !is_internal(t))
+                .filter_map(|t| source_partitions.get(t).copied())
+                .max();
+            let count =
+                external.or_else(|| group.iter().filter_map(|t| sized.get(t).copied()).max());
+            let Some(count) = count else {
+                continue;
+            };
+            for topic in group {
+                if self
+                    .internal_topics
+                    .get(topic)
+                    .is_some_and(|t| t.partitions.is_none())
+                {
+                    sized.insert(topic.clone(), count);
+                }
+            }
+        }
+        sized
+    }
+
     /// The topic (as the broker names it) that serves as the changelog of `store`:
     /// its input topic when it is a source table's store and the topology reuses
     /// source topics; `None` when the store has its own changelog or none.

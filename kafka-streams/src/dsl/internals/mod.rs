@@ -4,6 +4,7 @@
 
 pub(crate) mod session_ops;
 pub(crate) mod sliding_ops;
+pub(crate) mod stream_join_ops;
 pub(crate) mod stream_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;

@@ -10,6 +10,7 @@ use crate::dsl::options::SharedSerde;
 use crate::dsl::Change;
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::{FlushQueue, TypedKeyValueStore};
+use integer_encoding::VarInt;
 
 /// Forwards a table's updates as Kafka's `TimestampedTupleForwarder` does: at once
 /// when its store has no record cache; otherwise when the cache writes them through
@@ -231,12 +232,13 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Option<V>> for ToStream<K, V> 
 pub(crate) type KeyValueSelector<K, V, K2, V2> = Arc<dyn Fn(&K, &V) -> (K2, V2) + Send + Sync>;
 
 /// Kafka's `KTableRepartitionMap`: the old row is sent to its group as a subtraction,
-/// the new row to its group as an addition.
+/// the new row to its group as an addition; when both land in the same group, one
+/// record carries both, so the aggregate updates once.
 pub(crate) struct TableRepartitionMap<K, V, K2, V2> {
     pub(crate) f: KeyValueSelector<K, V, K2, V2>,
 }
 
-impl<K: Data, V: Data, K2: Data, V2: Data> Processor<K, Change<V>, K2, Change<V2>>
+impl<K: Data, V: Data, K2: Data + PartialEq, V2: Data> Processor<K, Change<V>, K2, Change<V2>>
     for TableRepartitionMap<K, V, K2, V2>
 {
     fn process(
@@ -244,42 +246,66 @@ impl<K: Data, V: Data, K2: Data, V2: Data> Processor<K, Change<V>, K2, Change<V2
         ctx: &mut ProcessorContext<'_, K2, Change<V2>>,
         record: Record<K, Change<V>>,
     ) -> Result<(), ProcessorError> {
-        if let Some(old) = &record.value.old {
-            let (k2, v2) = (self.f)(&record.key, old);
+        let old = record.value.old.as_ref().map(|v| (self.f)(&record.key, v));
+        let new = record.value.new.as_ref().map(|v| (self.f)(&record.key, v));
+        let forward = |ctx: &mut ProcessorContext<'_, K2, Change<V2>>, key, change| {
             ctx.forward(Record {
-                key: k2,
-                value: Change {
-                    new: None,
-                    old: Some(v2),
-                },
+                key,
+                value: change,
                 timestamp: record.timestamp,
                 headers: record.headers.clone(),
-            });
-        }
-        if let Some(new) = &record.value.new {
-            let (k2, v2) = (self.f)(&record.key, new);
-            ctx.forward(Record {
-                key: k2,
-                value: Change {
-                    new: Some(v2),
-                    old: None,
+            })
+        };
+        match (old, new) {
+            (Some((old_key, old)), Some((new_key, new))) if old_key == new_key => forward(
+                ctx,
+                new_key,
+                Change {
+                    new: Some(new),
+                    old: Some(old),
                 },
-                timestamp: record.timestamp,
-                headers: record.headers.clone(),
-            });
+            ),
+            (old, new) => {
+                // The subtraction first, as Kafka, so a group never briefly counts a
+                // row twice.
+                if let Some((key, old)) = old {
+                    forward(
+                        ctx,
+                        key,
+                        Change {
+                            new: None,
+                            old: Some(old),
+                        },
+                    );
+                }
+                if let Some((key, new)) = new {
+                    forward(
+                        ctx,
+                        key,
+                        Change {
+                            new: Some(new),
+                            old: None,
+                        },
+                    );
+                }
+            }
         }
         Ok(())
     }
 }
 
-pub(crate) type TableAggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> Option<VA> + Send + Sync>;
+/// Adds a row to a group's aggregate (absent before the group's first row).
+pub(crate) type TableAggFn<K, V, VA> = Arc<dyn Fn(&K, &V, Option<VA>) -> VA + Send + Sync>;
+/// Takes a row out of a group's (present) aggregate.
+pub(crate) type TableSubFn<K, V, VA> = Arc<dyn Fn(&K, &V, VA) -> VA + Send + Sync>;
 
 /// Kafka's `KTableAggregate` / `KTableReduce`: subtract the old row, add the new one.
-/// A result of `None` deletes the group's key (and forwards a tombstone).
+/// As Kafka, nothing is subtracted from an absent aggregate, and an aggregate left
+/// absent deletes the group's key (and forwards a tombstone).
 pub(crate) struct TableAggregate<K, V, VA> {
     pub(crate) store: String,
     pub(crate) add: TableAggFn<K, V, VA>,
-    pub(crate) sub: TableAggFn<K, V, VA>,
+    pub(crate) sub: TableSubFn<K, V, VA>,
     pub(crate) forwarder: TupleForwarder,
 }
 
@@ -309,10 +335,10 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
         let prev = store.get(&record.key)?;
         let mut agg = prev.clone();
         if let Some(old) = &record.value.old {
-            agg = (self.sub)(&record.key, old, agg);
+            agg = agg.map(|current| (self.sub)(&record.key, old, current));
         }
         if let Some(new) = &record.value.new {
-            agg = (self.add)(&record.key, new, agg);
+            agg = Some((self.add)(&record.key, new, agg));
         }
         match &agg {
             Some(a) => store.put(&record.key, a)?,
@@ -334,9 +360,15 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
     }
 }
 
-/// The wire format of [`Change`]s on a table's repartition topic: one flag byte
-/// (`1` = addition, `0` = subtraction), one presence byte, then the value's bytes.
+/// The wire format of [`Change`]s on a table's repartition topic, byte-equal to
+/// Kafka's `ChangedSerializer`: `old ++ [0]` for a subtraction, `new ++ [1]` for an
+/// addition, and `varint(len(new)) ++ new ++ old ++ [2]` when one record carries both
+/// (zig-zag varint, as Kafka's `ByteUtils.writeVarint`).
 pub(crate) struct ChangeSerde<V>(pub SharedSerde<V>);
+
+const SUBTRACTION: u8 = 0;
+const ADDITION: u8 = 1;
+const BOTH: u8 = 2;
 
 impl<V> Serializer<Change<V>> for ChangeSerde<V> {
     fn serialize(
@@ -344,21 +376,32 @@ impl<V> Serializer<Change<V>> for ChangeSerde<V> {
         data: &Change<V>,
         ctx: &SerdeContext<'_>,
     ) -> Result<Option<Vec<u8>>, SerdeError> {
-        let (flag, value) = match (&data.new, &data.old) {
-            (Some(v), _) => (1u8, v),
-            (None, Some(v)) => (0u8, v),
+        let bytes = |value: &V| -> Result<Vec<u8>, SerdeError> {
+            Ok(Serializer::<V>::serialize(&*self.0, value, ctx)?.unwrap_or_default())
+        };
+        let out = match (&data.new, &data.old) {
+            (Some(new), Some(old)) => {
+                let (new, old) = (bytes(new)?, bytes(old)?);
+                let new_len = i32::try_from(new.len())
+                    .map_err(|_| SerdeError::custom("table repartition value longer than 2 GiB"))?;
+                let mut out = new_len.encode_var_vec();
+                out.reserve(new.len() + old.len() + 1);
+                out.extend_from_slice(&new);
+                out.extend_from_slice(&old);
+                out.push(BOTH);
+                out
+            }
+            (Some(value), None) | (None, Some(value)) => {
+                let mut out = bytes(value)?;
+                out.push(if data.new.is_some() {
+                    ADDITION
+                } else {
+                    SUBTRACTION
+                });
+                out
+            }
             (None, None) => return Ok(None),
         };
-        let bytes = Serializer::<V>::serialize(&*self.0, value, ctx)?;
-        let mut out = Vec::with_capacity(2 + bytes.as_ref().map_or(0, Vec::len));
-        out.push(flag);
-        match bytes {
-            Some(b) => {
-                out.push(1);
-                out.extend_from_slice(&b);
-            }
-            None => out.push(0),
-        }
         Ok(Some(out))
     }
 }
@@ -375,23 +418,107 @@ impl<V> Deserializer<Change<V>> for ChangeSerde<V> {
                 old: None,
             });
         };
-        let (&flag, rest) = data
-            .split_first()
+        let value = |bytes: &[u8]| Deserializer::<V>::deserialize(&*self.0, Some(bytes), ctx);
+        let (&flag, body) = data
+            .split_last()
             .ok_or_else(|| SerdeError::custom("empty table repartition record"))?;
-        let (&present, rest) = rest
-            .split_first()
-            .ok_or_else(|| SerdeError::custom("truncated table repartition record"))?;
-        let value = Deserializer::<V>::deserialize(&*self.0, (present == 1).then_some(rest), ctx)?;
-        Ok(if flag == 1 {
-            Change {
-                new: Some(value),
-                old: None,
-            }
-        } else {
-            Change {
+        Ok(match flag {
+            SUBTRACTION => Change {
                 new: None,
-                old: Some(value),
+                old: Some(value(body)?),
+            },
+            ADDITION => Change {
+                new: Some(value(body)?),
+                old: None,
+            },
+            BOTH => {
+                let (new_len, read) = i32::decode_var(body).ok_or_else(|| {
+                    SerdeError::custom("table repartition record: truncated new-value length")
+                })?;
+                let (new, old) = usize::try_from(new_len)
+                    .ok()
+                    .and_then(|len| body[read..].split_at_checked(len))
+                    .ok_or_else(|| {
+                        SerdeError::custom(format!(
+                            "table repartition record: new-value length {new_len} outside the \
+                             record's {} bytes",
+                            body.len() - read
+                        ))
+                    })?;
+                Change {
+                    new: Some(value(new)?),
+                    old: Some(value(old)?),
+                }
+            }
+            other => {
+                return Err(SerdeError::custom(format!(
+                    "table repartition record: unknown change flag {other}"
+                )))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_client::serde::{MessageField, StringSerde};
+    use kafka_client::Headers;
+
+    fn serde() -> ChangeSerde<String> {
+        ChangeSerde(Arc::new(StringSerde))
+    }
+
+    fn round_trip(change: Change<String>) -> Vec<u8> {
+        let headers = Headers::new();
+        let ctx = SerdeContext::new("t", MessageField::Value, &headers);
+        let bytes = serde().serialize(&change, &ctx).unwrap().unwrap();
+        let back = serde().deserialize(Some(&bytes), &ctx).unwrap();
+        assert_eq!((back.new, back.old), (change.new, change.old));
+        bytes
+    }
+
+    /// The bytes Kafka's `ChangedSerializer` writes for the same changes.
+    #[test]
+    fn change_serde_is_byte_equal_to_kafkas_changed_serializer() {
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            round_trip(Change {
+                new: s("ab"),
+                old: None
+            }),
+            b"ab\x01"
+        );
+        assert_eq!(
+            round_trip(Change {
+                new: None,
+                old: s("c")
+            }),
+            b"c\x00"
+        );
+        // varint(2) zig-zagged is 4.
+        assert_eq!(
+            round_trip(Change {
+                new: s("ab"),
+                old: s("c")
+            }),
+            b"\x04abc\x02"
+        );
+        assert_eq!(
+            round_trip(Change {
+                new: s(""),
+                old: s("c")
+            }),
+            b"\x00c\x02"
+        );
+    }
+
+    #[test]
+    fn malformed_change_records_are_errors() {
+        let headers = Headers::new();
+        let ctx = SerdeContext::new("t", MessageField::Value, &headers);
+        for bad in [&b""[..], b"x\x07", b"\x10ab\x02", b"\x02"] {
+            assert!(serde().deserialize(Some(bad), &ctx).is_err(), "{bad:?}");
+        }
     }
 }
