@@ -227,6 +227,7 @@ pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
         }
         send_waiting(&producer, rec);
     }
+    producer.flush(Duration::from_secs(30)).expect("flush");
 }
 
 /// Produces `(key, value, timestamp)` records to `topic` and flushes, partitioned by
