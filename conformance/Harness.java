@@ -130,8 +130,18 @@ public class Harness {
                 case "session-count" -> sessionCount(scenario, out);
                 case "windowed-reduce-rekeyed" -> windowedReduceRekeyed(scenario, out);
                 case "sliding-count" -> slidingCount(scenario, out);
+                case "windowed-count-suppressed" -> windowedCountSuppressed(scenario, out);
+                case "session-count-suppressed" -> sessionCount(scenario, out);
+                case "sliding-count-suppressed" -> slidingCount(scenario, out);
+                case "table-suppress-time-limit" -> tableSuppressTimeLimit(scenario, out);
+                case "cogrouped-windowed-aggregate" -> cogroupedWindowedAggregate(scenario, out);
+                case "windowed-aggregate" -> windowedAggregate(scenario, out);
                 case "table-group-by" -> tableGroupBy(scenario, out);
                 case "stream-join" -> streamJoin(scenario, out);
+                case "stream-table-join" -> streamTableJoin(scenario, out);
+                case "stream-global-join" -> streamGlobalJoin(scenario, out);
+                case "table-table-join" -> tableTableJoin(scenario, out);
+                case "fk-join" -> foreignKeyJoin(scenario, out);
                 default -> throw new IllegalArgumentException(scenario.where() + ": unknown kind " + scenario.kind());
             }
         }
@@ -290,6 +300,20 @@ public class Harness {
      * The `emit` parameter: `update` (the default, EmitStrategy.onWindowUpdate()) or
      * `close` (EmitStrategy.onWindowClose()).
      */
+    /**
+     * The `caching` parameter on a windowed store's Materialized: `off` (the default:
+     * every update goes downstream) or `on` (Kafka's default: the record cache folds
+     * updates until the driver's commit after each input record).
+     */
+    static <V, S extends org.apache.kafka.streams.processor.StateStore> org.apache.kafka.streams.kstream.Materialized<String, V, S> caching(
+            final Scenario scenario, final org.apache.kafka.streams.kstream.Materialized<String, V, S> materialized) {
+        return switch (scenario.param("caching", "off")) {
+            case "on" -> materialized.withCachingEnabled();
+            case "off" -> materialized.withCachingDisabled();
+            default -> throw new IllegalArgumentException(scenario.where() + ": caching is on or off");
+        };
+    }
+
     static EmitStrategy emitStrategy(final Scenario scenario) {
         return switch (scenario.param("emit", "update")) {
             case "update" -> EmitStrategy.onWindowUpdate();
@@ -330,16 +354,15 @@ public class Harness {
      * every update goes downstream), written with the time-windowed serde.
      */
     static void windowedCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit", "emit-interval");
+        scenario.accept("size", "advance", "grace", "emit", "emit-interval", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
             .groupByKey()
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
+            .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -363,7 +386,7 @@ public class Harness {
      * .reduce(a + "," + b) (caching disabled), written with the time-windowed serde.
      */
     static void windowedReduceRekeyed(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("size", "advance", "grace", "emit");
+        scenario.accept("size", "advance", "grace", "emit", "caching");
         final long size = scenario.longParam("size");
         final StreamsBuilder builder = new StreamsBuilder();
         builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
@@ -372,9 +395,8 @@ public class Harness {
             .windowedBy(timeWindows(scenario))
             .emitStrategy(emitStrategy(scenario))
             .reduce((aggregate, value) -> aggregate + "," + value,
-                org.apache.kafka.streams.kstream.Materialized
-                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())
-                    .withCachingDisabled())
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
             .toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
         final Path stateDir = Files.createTempDirectory("conformance-");
@@ -437,20 +459,27 @@ public class Harness {
      * groupByKey().windowedBy(SessionWindows).count() (caching disabled: every update and
      * every merged-away session's tombstone goes downstream), written with the
      * session-windowed serde. → `output key=<hex> read=<[key@start/end]> value=<v|null> timestamp=<ms>`
+     * Kind `session-count-suppressed`: .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded()))
+     * after the count.
      */
     static void sessionCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("gap", "grace");
+        scenario.accept("gap", "grace", "caching", "emit");
         final org.apache.kafka.streams.kstream.SessionWindows windows =
             org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
                 Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(scenario.longParam("grace", 0)));
         final StreamsBuilder builder = new StreamsBuilder();
-        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
-            .groupByKey()
-            .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
-            .toStream()
+        org.apache.kafka.streams.kstream.KTable<Windowed<String>, Long> counts =
+            builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+                .groupByKey()
+                .windowedBy(windows)
+                .emitStrategy(emitStrategy(scenario))
+                .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())));
+        if (scenario.kind().equals("session-count-suppressed")) {
+            counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
+        }
+        counts.toStream()
             .to("output", Produced.with(new WindowedSerdes.SessionWindowedSerde<>(Serdes.String()), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
@@ -461,12 +490,7 @@ public class Harness {
             for (final String[] tokens : scenario.data("record", 3)) {
                 input.pipeInput(tokens[1], tokens[2], Long.parseLong(tokens[3]));
             }
-            final SessionWindowedDeserializer<String> read = new SessionWindowedDeserializer<>(new StringDeserializer());
-            for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
-                // A merged-away session's tombstone has a null value: printed as `value=null`.
-                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
-                    "value=" + record.value(), "timestamp=" + record.timestamp());
-            }
+            readSessionOutput(scenario, output, out);
         } finally {
             deleteRecursively(stateDir);
         }
@@ -478,20 +502,27 @@ public class Harness {
      * time-windowed serde of window size = the time difference, as Kafka writes sliding
      * results. → `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
      */
+    // Kind `sliding-count-suppressed`: .suppress(Suppressed.untilWindowCloses(BufferConfig.unbounded()))
+    // after the count.
     static void slidingCount(final Scenario scenario, final List<String> out) throws IOException {
-        scenario.accept("difference", "grace");
+        scenario.accept("difference", "grace", "caching", "emit");
         final long difference = scenario.longParam("difference");
         final org.apache.kafka.streams.kstream.SlidingWindows windows =
             org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
                 Duration.ofMillis(difference), Duration.ofMillis(scenario.longParam("grace", 0)));
         final StreamsBuilder builder = new StreamsBuilder();
-        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
-            .groupByKey()
-            .windowedBy(windows)
-            .count(org.apache.kafka.streams.kstream.Materialized
-                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
-                .withCachingDisabled())
-            .toStream()
+        org.apache.kafka.streams.kstream.KTable<Windowed<String>, Long> counts =
+            builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+                .groupByKey()
+                .windowedBy(windows)
+                .emitStrategy(emitStrategy(scenario))
+                .count(caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())));
+        if (scenario.kind().equals("sliding-count-suppressed")) {
+            counts = counts.suppress(org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded()));
+        }
+        counts.toStream()
             .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference), Serdes.Long()));
         final Path stateDir = Files.createTempDirectory("conformance-");
         try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
@@ -501,6 +532,111 @@ public class Harness {
             deleteRecursively(stateDir);
         }
     }
+
+    /**
+     * Two grouped streams cogrouped (`input-a` and `input-b`, string keys and values):
+     * a's aggregator appends `+value`, b's `-value`, from the initializer `0`, windowed
+     * by `windows` (`time`: size, advance, grace; `sliding`: difference, grace;
+     * `session`: gap, grace, sessions merged as `left|right`), with `caching`. Data:
+     * `record <a|b> <key> <value> <timestamp>`.
+     * → `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+     */
+    static void cogroupedWindowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("windows", "size", "advance", "difference", "gap", "grace", "caching");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> a =
+            builder.stream("input-a", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.KGroupedStream<String, String> b =
+            builder.stream("input-b", Consumed.with(Serdes.String(), Serdes.String())).groupByKey();
+        final org.apache.kafka.streams.kstream.CogroupedKStream<String, String> cogrouped = a
+            .<String>cogroup((key, value, aggregate) -> aggregate + "+" + value)
+            .cogroup(b, (key, value, aggregate) -> aggregate + "-" + value);
+        final org.apache.kafka.streams.kstream.Initializer<String> initializer = () -> "0";
+        final long grace = scenario.longParam("grace", 0);
+        final org.apache.kafka.streams.kstream.KTable<Windowed<String>, String> table;
+        final Serde<Windowed<String>> keySerde;
+        final org.apache.kafka.common.serialization.Deserializer<Windowed<String>> read;
+        switch (scenario.param("windows", "time")) {
+            case "time" -> {
+                final long size = scenario.longParam("size");
+                table = cogrouped.windowedBy(timeWindows(scenario)).aggregate(initializer,
+                    caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                        .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), size);
+            }
+            case "sliding" -> {
+                final long difference = scenario.longParam("difference");
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SlidingWindows.ofTimeDifferenceAndGrace(
+                        Duration.ofMillis(difference), Duration.ofMillis(grace)))
+                    .aggregate(initializer,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), difference);
+                read = new TimeWindowedDeserializer<>(new StringDeserializer(), difference);
+            }
+            case "session" -> {
+                table = cogrouped.windowedBy(org.apache.kafka.streams.kstream.SessionWindows.ofInactivityGapAndGrace(
+                        Duration.ofMillis(scenario.longParam("gap")), Duration.ofMillis(grace)))
+                    .aggregate(initializer, (key, left, right) -> left + "|" + right,
+                        caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                            .<String, String, org.apache.kafka.streams.state.SessionStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())));
+                keySerde = new WindowedSerdes.SessionWindowedSerde<>(Serdes.String());
+                read = new SessionWindowedDeserializer<>(new StringDeserializer());
+            }
+            default -> throw new IllegalArgumentException(scenario.where() + ": windows is time, sliding or session");
+        }
+        table.toStream().to("output", Produced.with(keySerde, Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final Map<String, TestInputTopic<String, String>> inputs = Map.of(
+                "a", driver.createInputTopic("input-a", new StringSerializer(), new StringSerializer()),
+                "b", driver.createInputTopic("input-b", new StringSerializer(), new StringSerializer()));
+            for (final String[] tokens : scenario.data("record", 4)) {
+                final TestInputTopic<String, String> input = inputs.get(tokens[1]);
+                if (input == null) {
+                    throw new IllegalArgumentException(scenario.where() + ": records go to a or b");
+                }
+                input.pipeInput(tokens[2], tokens[3], Long.parseLong(tokens[4]));
+            }
+            final TestOutputTopic<byte[], String> output =
+                driver.createOutputTopic("output", new ByteArrayDeserializer(), new StringDeserializer());
+            for (final TestRecord<byte[], String> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                    "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).emitStrategy(..).aggregate(() -> "init",
+     * (key, value, aggregate) -> aggregate + "," + value), with `caching`, written with
+     * the time-windowed serde.
+     */
+    static void windowedAggregate(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "emit", "caching");
+        final long size = scenario.longParam("size");
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .emitStrategy(emitStrategy(scenario))
+            .aggregate(() -> "init", (key, value, aggregate) -> aggregate + "," + value,
+                caching(scenario, org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.String())))
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new StringDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
     /**
      * `record <key> <value|null> <timestamp>` piped into the table `input`; groupBy(the
      * value up to its `/` → key=rest) then count() or a concatenating aggregate() with a
@@ -627,5 +763,299 @@ public class Harness {
         } finally {
             deleteRecursively(stateDir);
         }
+    }
+
+    /** The topology's description as `describe <line>` lines (blank lines left out). */
+    static void describe(final Scenario scenario, final org.apache.kafka.streams.Topology topology, final List<String> out) {
+        for (final String line : topology.describe().toString().split("\n")) {
+            if (!line.isBlank()) {
+                emit(out, scenario, "describe", line.stripTrailing());
+            }
+        }
+    }
+
+    /**
+     * groupByKey().windowedBy(TimeWindows).count() (caching disabled) .suppress(
+     * Suppressed.untilWindowCloses(BufferConfig.unbounded()), named `name` if given),
+     * written with the time-windowed serde → the topology's `describe` lines, then
+     * `output key=<hex> read=<[key@start/end]> value=<count> timestamp=<ms>`
+     */
+    static void windowedCountSuppressed(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("size", "advance", "grace", "name");
+        final long size = scenario.longParam("size");
+        org.apache.kafka.streams.kstream.Suppressed<Windowed<?>> suppressed =
+            org.apache.kafka.streams.kstream.Suppressed.untilWindowCloses(
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded());
+        if (scenario.params().containsKey("name")) {
+            suppressed = suppressed.withName(scenario.params().get("name"));
+        }
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.stream("input", Consumed.with(Serdes.String(), Serdes.String()))
+            .groupByKey()
+            .windowedBy(timeWindows(scenario))
+            .count(org.apache.kafka.streams.kstream.Materialized
+                .<String, Long, org.apache.kafka.streams.state.WindowStore<org.apache.kafka.common.utils.Bytes, byte[]>>with(Serdes.String(), Serdes.Long())
+                .withCachingDisabled())
+            .suppress(suppressed)
+            .toStream()
+            .to("output", Produced.with(new WindowedSerdes.TimeWindowedSerde<>(Serdes.String(), size), Serdes.Long()));
+        final org.apache.kafka.streams.Topology topology = builder.build();
+        describe(scenario, topology, out);
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(topology, driverConfig(scenario, stateDir))) {
+            pipeSteps(scenario, driver, driver.createInputTopic("input", new StringSerializer(), new StringSerializer()));
+            readWindowedOutput(scenario, driver, size, new LongDeserializer(), out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /**
+     * The records of `output` (session-windowed keys) as `output key=.. read=.. value=..
+     * timestamp=..` lines; a merged-away session's tombstone has a null value, printed as
+     * `value=null`.
+     */
+    static void readSessionOutput(final Scenario scenario, final TestOutputTopic<byte[], Long> output, final List<String> out) {
+        final SessionWindowedDeserializer<String> read = new SessionWindowedDeserializer<>(new StringDeserializer());
+        for (final TestRecord<byte[], Long> record : output.readRecordsToList()) {
+            emit(out, scenario, "output", "key=" + hex(record.key()), "read=" + read.deserialize("output", record.key()),
+                "value=" + record.value(), "timestamp=" + record.timestamp());
+        }
+    }
+
+    /**
+     * builder.table("input") (String keys and values, store `input-table`, caching
+     * disabled) .suppress(Suppressed.untilTimeLimit(limit, buffer)) .toStream()
+     * .to("output"), where the buffer is `BufferConfig.unbounded()`, or bounded by
+     * `max-records` / `max-bytes` and `full=emit` (emitEarlyWhenFull, the default) or
+     * `full=shutdown` (shutDownWhenFull). `record <key> <value> <timestamp>`, value `-`
+     * for a tombstone. → `output key=<k> value=<v or null> timestamp=<ms>`, and
+     * `failed buffer-full` when the buffer is full and shuts down (processing stops).
+     */
+    static void tableSuppressTimeLimit(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("limit", "max-records", "max-bytes", "full");
+        org.apache.kafka.streams.kstream.Suppressed.BufferConfig<?> buffer;
+        if (scenario.params().containsKey("max-records") || scenario.params().containsKey("max-bytes")) {
+            org.apache.kafka.streams.kstream.Suppressed.EagerBufferConfig eager =
+                org.apache.kafka.streams.kstream.Suppressed.BufferConfig.maxRecords(scenario.longParam("max-records", Long.MAX_VALUE));
+            eager = eager.withMaxBytes(scenario.longParam("max-bytes", Long.MAX_VALUE));
+            buffer = switch (scenario.param("full", "emit")) {
+                case "emit" -> eager;
+                case "shutdown" -> eager.shutDownWhenFull();
+                default -> throw new IllegalArgumentException(scenario.where() + ": full is emit or shutdown");
+            };
+        } else {
+            buffer = org.apache.kafka.streams.kstream.Suppressed.BufferConfig.unbounded();
+        }
+        final StreamsBuilder builder = new StreamsBuilder();
+        builder.table("input", Consumed.with(Serdes.String(), Serdes.String()),
+                org.apache.kafka.streams.kstream.Materialized
+                    .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as("input-table")
+                    .withCachingDisabled())
+            .suppress(org.apache.kafka.streams.kstream.Suppressed.untilTimeLimit(
+                Duration.ofMillis(scenario.longParam("limit")), buffer))
+            .toStream()
+            .to("output", Produced.with(Serdes.String(), Serdes.String()));
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            final TestInputTopic<String, String> input =
+                driver.createInputTopic("input", new StringSerializer(), new StringSerializer());
+            final TestOutputTopic<String, String> output =
+                driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
+            boolean failed = false;
+            for (final String[] tokens : scenario.data("record", 3)) {
+                try {
+                    input.pipeInput(tokens[1], tokens[2].equals("-") ? null : tokens[2], Long.parseLong(tokens[3]));
+                } catch (final RuntimeException e) {
+                    Throwable cause = e;
+                    while (cause != null && (cause.getMessage() == null || !cause.getMessage().contains("buffer exceeded its max capacity"))) {
+                        cause = cause.getCause();
+                    }
+                    if (cause == null) {
+                        throw e;
+                    }
+                    failed = true;
+                    break;
+                }
+            }
+            for (final TestRecord<String, String> record : output.readRecordsToList()) {
+                emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(), "timestamp=" + record.timestamp());
+            }
+            if (failed) {
+                emit(out, scenario, "failed", "buffer-full");
+            }
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /** A value token: `null` is a null value (a tombstone). */
+    static String nullable(final String token) {
+        return token.equals("null") ? null : token;
+    }
+
+    /**
+     * Pipes `<topic> <key> <value|null> <timestamp>` lines into the input topics named by
+     * their first token (one of `topics`), in file order.
+     */
+    static void pipeTopics(final Scenario scenario, final TopologyTestDriver driver, final String... topics) {
+        final Map<String, TestInputTopic<String, String>> inputs = new LinkedHashMap<>();
+        for (final String topic : topics) {
+            inputs.put(topic, driver.createInputTopic(topic, new StringSerializer(), new StringSerializer()));
+        }
+        for (final String[] tokens : scenario.data()) {
+            final TestInputTopic<String, String> input = inputs.get(tokens[0]);
+            if (input == null || tokens.length != 4) {
+                throw new IllegalArgumentException(scenario.where() + ": kind " + scenario.kind() + " takes data lines `<"
+                    + String.join("|", topics) + "> <key> <value|null> <timestamp>`, got `" + String.join(" ", tokens) + "`");
+            }
+            input.pipeInput(tokens[1], nullable(tokens[2]), Long.parseLong(tokens[3]));
+        }
+    }
+
+    /** The records of `output` (string keys and values) as `output key=.. value=.. timestamp=..` lines. */
+    static void readOutput(final Scenario scenario, final TopologyTestDriver driver, final List<String> out) {
+        final TestOutputTopic<String, String> output =
+            driver.createOutputTopic("output", new StringDeserializer(), new StringDeserializer());
+        for (final TestRecord<String, String> record : output.readRecordsToList()) {
+            emit(out, scenario, "output", "key=" + record.key(), "value=" + record.value(), "timestamp=" + record.timestamp());
+        }
+    }
+
+    /** Builds the topology, pipes the scenario's lines into `topics` and prints `output`'s records. */
+    static void runTopics(final Scenario scenario, final StreamsBuilder builder, final List<String> out, final String... topics)
+        throws IOException {
+        final Path stateDir = Files.createTempDirectory("conformance-");
+        try (TopologyTestDriver driver = new TopologyTestDriver(builder.build(), driverConfig(scenario, stateDir))) {
+            pipeTopics(scenario, driver, topics);
+            readOutput(scenario, driver, out);
+        } finally {
+            deleteRecursively(stateDir);
+        }
+    }
+
+    /** A key-value store `name` of string keys and values. */
+    static org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> stringStore(final String name) {
+        return org.apache.kafka.streams.kstream.Materialized
+            .<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>>as(name)
+            .withKeySerde(Serdes.String())
+            .withValueSerde(Serdes.String());
+    }
+
+    static boolean leftJoin(final Scenario scenario) {
+        return switch (scenario.param("join", "inner")) {
+            case "inner" -> false;
+            case "left" -> true;
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
+        };
+    }
+
+    /** The stream value up to its first `/` (the rekeying and global-table key selector). */
+    static String prefix(final String value) {
+        return value.substring(0, Math.max(0, value.indexOf('/')));
+    }
+
+    /**
+     * builder.stream("stream").join / leftJoin(builder.table("table"), v + "+" + t)
+     * (with `rekey=true`, after selectKey(prefix of the value), so through a repartition
+     * topic), written to `output`.
+     */
+    static void streamTableJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "rekey");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> table =
+            builder.table("table", Consumed.with(Serdes.String(), Serdes.String()));
+        org.apache.kafka.streams.kstream.KStream<String, String> stream =
+            builder.stream("stream", Consumed.with(Serdes.String(), Serdes.String()));
+        if (Boolean.parseBoolean(scenario.param("rekey", "false"))) {
+            stream = stream.selectKey((key, value) -> prefix(value));
+        }
+        final org.apache.kafka.streams.kstream.Joined<String, String, String> joined =
+            org.apache.kafka.streams.kstream.Joined.with(Serdes.String(), Serdes.String(), Serdes.String());
+        final org.apache.kafka.streams.kstream.KStream<String, String> result = leftJoin(scenario)
+            ? stream.leftJoin(table, (value, row) -> value + "+" + row, joined)
+            : stream.join(table, (value, row) -> value + "+" + row, joined);
+        result.to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "stream", "table");
+    }
+
+    /**
+     * builder.stream("stream").join / leftJoin(builder.globalTable("global"), key: the
+     * value's prefix, v + "+" + row), written to `output`.
+     */
+    static void streamGlobalJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.GlobalKTable<String, String> global =
+            builder.globalTable("global", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KStream<String, String> stream =
+            builder.stream("stream", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KStream<String, String> result = leftJoin(scenario)
+            ? stream.leftJoin(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row)
+            : stream.join(global, (key, value) -> prefix(value), (value, row) -> value + "+" + row);
+        result.to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "stream", "global");
+    }
+
+    /**
+     * builder.table("left").join / leftJoin / outerJoin(builder.table("right"),
+     * l + "+" + r) (materialized or not), toStream() to `output` (a deleted result is a
+     * null value).
+     */
+    static void tableTableJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "materialized", "count-by-right");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> left =
+            builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KTable<String, String> right =
+            builder.table("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
+        final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
+            stringStore("joined");
+        final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
+            case "inner" -> materialized ? left.join(right, joiner, store) : left.join(right, joiner);
+            case "left" -> materialized ? left.leftJoin(right, joiner, store) : left.leftJoin(right, joiner);
+            case "outer" -> materialized ? left.outerJoin(right, joiner, store) : left.outerJoin(right, joiner);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner, left or outer");
+        };
+        if (Boolean.parseBoolean(scenario.param("count-by-right", "false"))) {
+            // Results per right value: a result that changes or goes away is subtracted
+            // from its old group (the join's old values).
+            joined.groupBy((key, value) -> org.apache.kafka.streams.KeyValue.pair(value.substring(value.indexOf('+') + 1), value),
+                    org.apache.kafka.streams.kstream.Grouped.with(Serdes.String(), Serdes.String()))
+                .count()
+                .toStream()
+                .mapValues(count -> String.valueOf(count))
+                .to("output", Produced.with(Serdes.String(), Serdes.String()));
+        } else {
+            joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        }
+        runTopics(scenario, builder, out, "left", "right");
+    }
+
+    /**
+     * builder.table("left").join / leftJoin(builder.table("right"), the value's prefix,
+     * l + "+" + r) (materialized or not), toStream() to `output`.
+     */
+    static void foreignKeyJoin(final Scenario scenario, final List<String> out) throws IOException {
+        scenario.accept("join", "materialized");
+        final StreamsBuilder builder = new StreamsBuilder();
+        final org.apache.kafka.streams.kstream.KTable<String, String> left =
+            builder.table("left", Consumed.with(Serdes.String(), Serdes.String()));
+        final org.apache.kafka.streams.kstream.KTable<String, String> right =
+            builder.table("right", Consumed.with(Serdes.String(), Serdes.String()));
+        final java.util.function.Function<String, String> foreignKey = Harness::prefix;
+        final org.apache.kafka.streams.kstream.ValueJoiner<String, String, String> joiner = (l, r) -> l + "+" + r;
+        final boolean materialized = Boolean.parseBoolean(scenario.param("materialized", "false"));
+        final org.apache.kafka.streams.kstream.Materialized<String, String, org.apache.kafka.streams.state.KeyValueStore<org.apache.kafka.common.utils.Bytes, byte[]>> store =
+            stringStore("fk-joined");
+        final org.apache.kafka.streams.kstream.KTable<String, String> joined = switch (scenario.param("join", "inner")) {
+            case "inner" -> materialized ? left.join(right, foreignKey, joiner, store) : left.join(right, foreignKey, joiner);
+            case "left" -> materialized ? left.leftJoin(right, foreignKey, joiner, store) : left.leftJoin(right, foreignKey, joiner);
+            default -> throw new IllegalArgumentException(scenario.where() + ": join is inner or left");
+        };
+        joined.toStream().to("output", Produced.with(Serdes.String(), Serdes.String()));
+        runTopics(scenario, builder, out, "left", "right");
     }
 }

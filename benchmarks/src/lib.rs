@@ -15,6 +15,7 @@ use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, P
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
+use kafka_streams::runtime::{KafkaStreams, State};
 
 /// The broker under test: `KAFKA_BOOTSTRAP_SERVERS` (set by `scripts/bench.sh`).
 ///
@@ -233,6 +234,135 @@ impl Timings {
             secs = self.total.elapsed.as_secs_f64(),
             "run done"
         );
+    }
+}
+
+/// A streams app's timings: `timings.steady` ends when the last record is processed
+/// (with a record cache) or is in the output (without), `published` (over the same
+/// records, from the same start) when the output holds the result; `timings.total`
+/// runs from the start to `published`'s end.
+#[derive(Debug, Clone, Copy)]
+pub struct CountTimings {
+    /// Steady state and from the start.
+    pub timings: Timings,
+    /// From the first record processed until the result is in the output.
+    pub published: Rate,
+}
+
+impl CountTimings {
+    /// Logs one finished run of `side` in `round`.
+    pub fn log(&self, round: usize, side: &str) {
+        self.timings.log(round, side);
+    }
+}
+
+/// A started streams app under test and when its run is over.
+pub struct StreamsRun<'a> {
+    /// The app.
+    pub streams: &'a KafkaStreams,
+    /// A consumer to read the output's high watermarks with.
+    pub probe: &'a BaseConsumer,
+    /// The output topic.
+    pub output: &'a str,
+    /// Its partitions.
+    pub partitions: i32,
+    /// Input records of the run, which the rates count.
+    pub input_records: u64,
+    /// Records the app must process (input records, plus any read back from
+    /// repartition topics).
+    pub to_process: u64,
+    /// Records the output must then hold (0: any number, a cache folds updates).
+    pub to_output: u64,
+    /// Whether the app has a record cache: then its result is only out once the
+    /// commit after the last record (which flushes the caches) is done.
+    pub caching: bool,
+    /// What the app is, for log lines and errors.
+    pub what: &'a str,
+}
+
+/// Polls `run`'s app (every 10 ms) from `started` until it has processed every record
+/// (the end of the steady state with a cache) and its output holds the result (every
+/// update without a cache: the end of the steady state then; with a cache, what the
+/// commit after the last record flushed), or `deadline`.
+pub fn watch_streams(
+    run: &StreamsRun<'_>,
+    started: Instant,
+    deadline: Instant,
+) -> anyhow::Result<CountTimings> {
+    let mut commits_when_processed: Option<u64> = None;
+    let mut processed_at: Option<Instant> = None;
+    let mut last_log = Instant::now();
+    let mut written = 0;
+    // When the app had first processed something, and how much: the start of the
+    // steady-state timing.
+    let mut first: Option<(Instant, u64)> = None;
+    loop {
+        let state = run.streams.state();
+        if state == State::Error {
+            anyhow::bail!("the {} failed: {:?}", run.what, run.streams.error());
+        }
+        let metrics = run.streams.metrics();
+        let processed = metrics.processed_records;
+        if first.is_none() && processed > 0 {
+            first = Some((Instant::now(), processed));
+        }
+        if processed >= run.to_process && written < run.to_output {
+            written = records_in(run.probe, run.output, run.partitions)?;
+        }
+        if processed >= run.to_process && commits_when_processed.is_none() {
+            commits_when_processed = Some(metrics.commits);
+            processed_at = Some(Instant::now());
+        }
+        let flushed = !run.caching || commits_when_processed.is_some_and(|c| metrics.commits > c);
+        if processed >= run.to_process && written >= run.to_output && flushed {
+            let now = Instant::now();
+            let total = Rate {
+                records: run.input_records,
+                elapsed: now - started,
+            };
+            // Input records in the steady part: the share of the work done after
+            // `first`, in input records.
+            let since_first = |end: Instant| match first {
+                Some((at, seen)) if seen < run.to_process => Rate {
+                    records: (run.input_records as f64 * (run.to_process - seen) as f64
+                        / run.to_process as f64) as u64,
+                    elapsed: end - at,
+                },
+                _ => total,
+            };
+            // Without a cache the output is written as records are processed, so
+            // the steady state ends, as the passthrough's does, with the output.
+            let steady_end = match processed_at {
+                Some(at) if run.caching => at,
+                _ => now,
+            };
+            return Ok(CountTimings {
+                timings: Timings {
+                    total,
+                    steady: since_first(steady_end),
+                },
+                published: since_first(now),
+            });
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the {} timed out: {processed} of {} records processed, {written} of {} in the output ({state:?})",
+                run.what,
+                run.to_process,
+                run.to_output
+            );
+        }
+        if last_log.elapsed() >= Duration::from_secs(5) {
+            tracing::info!(
+                what = run.what,
+                processed,
+                to_process = run.to_process,
+                ?state,
+                "in progress"
+            );
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

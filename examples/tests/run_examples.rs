@@ -80,3 +80,12 @@ fn iot_windowed() {
          temp-1's last hour answered",
     );
 }
+
+#[test]
+fn iot_enriched() {
+    run(
+        env!("CARGO_BIN_EXE_iot_enriched"),
+        "ok: every reading enriched with its sensor's unit, location and threshold \
+         (1 alarm, 1 sensor without metadata)",
+    );
+}

@@ -571,3 +571,143 @@ pub fn run_until_stopped(streams: &kafka_streams::runtime::KafkaStreams) -> anyh
         }
     }
 }
+
+/// The window size of the windowed-count tests: one minute.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// The grace period of the windowed-count restore tests (`tests/streams_windows.rs`):
+/// long enough that a later round's records, in an earlier round's windows, still
+/// count (stream time does not close those windows).
+pub const WINDOW_COUNTS_GRACE: Duration = Duration::from_secs(3600);
+
+/// Their count's store; its changelog is `<application.id>-window-counts-changelog`.
+pub const WINDOW_COUNTS_STORE: &str = "window-counts";
+
+/// The windowed count the window tests run, in process or as `streams_instance
+/// windowed-count`: the readings of `readings` counted per sensor in epoch-aligned
+/// one-minute tumbling windows with `grace`, in the RocksDB window store `store`
+/// (logged to `<application.id>-<store>-changelog`), written to `output` with
+/// time-windowed keys and big-endian `i64` counts. Every update goes out, or, with
+/// `suppress`, only each window's final count
+/// (`suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))`, node
+/// `final-counts`, buffer store `final-counts-store`).
+pub fn count_per_minute(
+    readings: kafka_streams::KStream<String, String>,
+    grace: Duration,
+    store: &str,
+    output: &str,
+    suppress: bool,
+) {
+    use kafka_client::serde::{BigEndian, OptionSerde};
+    use kafka_streams::dsl::{BufferConfig, Materialized, Produced, Suppressed, TimeWindows};
+    let size = Duration::from_millis(MINUTE_MS.unsigned_abs());
+    let mut counts = readings
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(size, grace).expect("windows"))
+        .count_with(Materialized::as_(store));
+    if suppress {
+        counts = counts.suppress(
+            Suppressed::until_window_closes(BufferConfig::unbounded()).with_name("final-counts"),
+        );
+    }
+    counts.to_stream().to_with(
+        output,
+        Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
+    );
+}
+
+/// Per key and epoch-aligned one-minute window, the number of `records` (key,
+/// timestamp) in it: the reference the windowed counts are checked against.
+pub fn per_minute_counts(records: &[(String, i64)]) -> BTreeMap<(String, i64), i64> {
+    let mut counts = BTreeMap::new();
+    for (key, timestamp) in records {
+        let start = timestamp - timestamp.rem_euclid(MINUTE_MS);
+        *counts.entry((key.clone(), start)).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The configuration of the restart tests' applications: `app` with its state in
+/// `dir`, committing every 200 ms, and a short session timeout so that a killed
+/// instance's tasks move on quickly.
+pub fn restart_test_config(
+    app: &str,
+    dir: &std::path::Path,
+) -> kafka_streams::runtime::StreamsConfig {
+    kafka_streams::runtime::StreamsConfig::new(app, config())
+        .commit_interval(Duration::from_millis(200))
+        .state_dir(dir)
+        .set("session.timeout.ms", "6000")
+        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
+        .expect("valid config")
+}
+
+/// Builds `builder`'s topology with the configured optimizations (as Kafka's
+/// `builder.build(props)`), starts it and waits until it is RUNNING.
+pub fn start_running(
+    builder: kafka_streams::dsl::StreamsBuilder,
+    streams_config: kafka_streams::runtime::StreamsConfig,
+) -> kafka_streams::runtime::KafkaStreams {
+    use kafka_streams::runtime::{KafkaStreams, State};
+    let topology = builder
+        .build_with(streams_config.get_topology_optimization())
+        .expect("topology");
+    let streams = KafkaStreams::new(topology, streams_config).expect("client");
+    streams.start().expect("start");
+    assert!(
+        streams.wait_for_state(State::Running, DEADLINE),
+        "not running: {:?}",
+        streams.error()
+    );
+    streams
+}
+
+/// Produces `records` (key, timestamp) with the value `"reading"` ([`produce_at`]).
+pub fn produce_timestamped(topic: &str, records: &[(String, i64)]) {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(key, timestamp)| (key.clone(), "reading".to_owned(), *timestamp))
+        .collect();
+    produce_at(topic, &records);
+}
+
+/// A windowed key's bytes (Kafka's `TimeWindowedSerializer`: the key, then the
+/// 8-byte big-endian window start) split into key and window start.
+pub fn split_windowed(bytes: &[u8]) -> (String, i64) {
+    let (key, start) = bytes.split_at(bytes.len() - 8);
+    let start: [u8; 8] = start.try_into().expect("8-byte window start");
+    (
+        String::from_utf8(key.to_vec()).expect("utf8 key"),
+        i64::from_be_bytes(start),
+    )
+}
+
+/// The topic's configs as the broker describes them.
+pub fn describe_topic_configs(topic: &str) -> BTreeMap<String, String> {
+    use kafka_client::rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> =
+        config().to_rdkafka().create().expect("admin client");
+    let results = block_on(admin.describe_configs(
+        [&ResourceSpecifier::Topic(topic)],
+        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
+    ))
+    .expect("describe configs");
+    let resource = results
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("the topic's configs");
+    resource
+        .entries
+        .into_iter()
+        .filter_map(|entry| Some((entry.name, entry.value?)))
+        .collect()
+}
+
+impl Instance {
+    /// SIGKILLs the process (`Child::kill` on unix) and reaps it.
+    pub fn kill(&mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+}

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{
     block_on, committed_to_end, config, count_words, counts_of, create_topic, decode_counts,
-    produce_keyed, produce_lines, read_committed_and_ends, read_to_end, spawn_instance,
-    unique_name, wait_until, Instance, DEADLINE,
+    describe_topic_configs, produce_keyed, produce_lines, read_committed_and_ends, read_to_end,
+    spawn_instance, start_running, unique_name, wait_until, Instance, DEADLINE,
 };
 use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use kafka_client::rdkafka::client::DefaultClientContext;
@@ -29,17 +29,7 @@ use kafka_streams::state::{
 };
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
-    let admin: AdminClient<DefaultClientContext> =
-        config().to_rdkafka().create().expect("admin client");
-    let results = block_on(admin.describe_configs(
-        [&ResourceSpecifier::Topic(topic)],
-        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-    ))
-    .expect("describe configs");
-    results.into_iter().find_map(|r| {
-        let resource = r.ok()?;
-        resource.get("cleanup.policy")?.value.clone()
-    })
+    describe_topic_configs(topic).remove("cleanup.policy")
 }
 
 #[test]
@@ -162,20 +152,6 @@ fn test_config(
 }
 
 /// Starts the topology of `builder` and waits until it is RUNNING.
-fn start_running(builder: StreamsBuilder, streams_config: StreamsConfig) -> KafkaStreams {
-    // Built with the configured optimizations, as Kafka's `builder.build(props)`.
-    let topology = builder
-        .build_with(streams_config.get_topology_optimization())
-        .expect("topology");
-    let streams = KafkaStreams::new(topology, streams_config).expect("client");
-    streams.start().expect("start");
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "not running"
-    );
-    streams
-}
-
 /// One round: 300 distinct words once each, 10 per line.
 fn lines() -> Vec<String> {
     (0..30)

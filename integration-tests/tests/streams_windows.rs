@@ -10,23 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::{
-    an_hour_ago_ms, block_on, config, create_topic, read_to_end, unique_name, wait_until, DEADLINE,
+    an_hour_ago_ms, block_on, committed_to_end, config, count_per_minute, create_topic,
+    describe_topic_configs, per_minute_counts, produce_timestamped, read_to_end,
+    restart_test_config, spawn_instance, split_windowed, start_running, unique_name, wait_until,
+    DEADLINE, MINUTE_MS, WINDOW_COUNTS_GRACE, WINDOW_COUNTS_STORE,
 };
-use kafka_client::rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use kafka_client::rdkafka::client::DefaultClientContext;
-use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
-use kafka_client::serde::{BigEndian, OptionSerde};
-use kafka_streams::dsl::{Materialized, Produced, StreamsBuilder, TimeWindows};
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::dsl::{StreamsBuilder, TimeWindows};
+use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
 
-/// The window size.
-const MINUTE_MS: i64 = 60_000;
-/// The grace period: long enough that the second round's records, in the first
-/// round's windows, still count (stream time does not close those windows).
-const GRACE: Duration = Duration::from_secs(3600);
-/// The count's store; its changelog is `<application.id>-window-counts-changelog`.
-const STORE: &str = "window-counts";
+const GRACE: Duration = WINDOW_COUNTS_GRACE;
+const STORE: &str = WINDOW_COUNTS_STORE;
 /// Kafka's default `windowstore.changelog.additional.retention.ms`.
 const ONE_DAY_MS: i64 = 86_400_000;
 
@@ -58,63 +52,11 @@ fn windowed_count(
     listener: RestoredCounter,
 ) -> KafkaStreams {
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, String>(input)
-        .group_by_key()
-        .windowed_by(
-            TimeWindows::of_size_and_grace(Duration::from_millis(MINUTE_MS as u64), GRACE)
-                .expect("windows"),
-        )
-        .count_with(Materialized::as_(STORE))
-        .to_stream()
-        .to_with(
-            output,
-            Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
-        );
-    let streams_config = StreamsConfig::new(app, config())
-        .commit_interval(Duration::from_millis(200))
-        .state_dir(dir)
-        .state_restore_listener(listener)
-        .set("session.timeout.ms", "6000")
-        .and_then(|c| c.set("heartbeat.interval.ms", "500"))
-        .expect("valid config");
-    let streams =
-        KafkaStreams::new(builder.build().expect("topology"), streams_config).expect("client");
-    streams.start().expect("start");
-    assert!(
-        streams.wait_for_state(State::Running, DEADLINE),
-        "not running"
-    );
-    streams
-}
-
-/// Produces `records` (key, timestamp) with the value `"reading"`, and waits until
-/// every one is acknowledged.
-fn produce_timestamped(topic: &str, records: &[(String, i64)]) {
-    let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
-    for (key, timestamp) in records {
-        let mut record = BaseRecord::to(topic)
-            .key(key.as_bytes())
-            .payload("reading".as_bytes())
-            .timestamp(*timestamp);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, r)) => {
-                    assert!(
-                        e.rdkafka_error_code()
-                            == Some(kafka_client::rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        "producing to {topic}: {e}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-            }
-        }
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("input records acknowledged");
+    count_per_minute(builder.stream(input), GRACE, STORE, output, false);
+    start_running(
+        builder,
+        restart_test_config(app, dir).state_restore_listener(listener),
+    )
 }
 
 /// One round: 8 sensors, each with a reading every 7 s over 3 minutes from `base`,
@@ -132,27 +74,6 @@ fn round(base: i64) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// The reference: per sensor and epoch-aligned one-minute window, the records in it.
-fn reference(records: &[(String, i64)]) -> WindowCounts {
-    let mut counts = WindowCounts::new();
-    for (key, timestamp) in records {
-        let start = timestamp - timestamp.rem_euclid(MINUTE_MS);
-        *counts.entry((key.clone(), start)).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// A windowed key's bytes (Kafka's `TimeWindowedSerializer`: the key, then the
-/// 8-byte big-endian window start) split into sensor and window start.
-fn split_windowed(bytes: &[u8]) -> (String, i64) {
-    let (key, start) = bytes.split_at(bytes.len() - 8);
-    let start: [u8; 8] = start.try_into().expect("8-byte window start");
-    (
-        String::from_utf8(key.to_vec()).expect("utf8 key"),
-        i64::from_be_bytes(start),
-    )
-}
-
 /// The last count per sensor and window in the output topic.
 fn output_counts(topic: &str) -> WindowCounts {
     read_to_end(topic)
@@ -163,6 +84,25 @@ fn output_counts(topic: &str) -> WindowCounts {
             (split_windowed(&k), i64::from_be_bytes(count))
         })
         .collect()
+}
+
+/// Waits until the last count per sensor and window in `output` is `expected`.
+fn wait_for_output_counts(output: &str, expected: &WindowCounts) {
+    let mut last = WindowCounts::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while last != *expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the counts did not continue from the restored windows; differing: {:?}",
+            expected
+                .iter()
+                .filter(|(w, c)| last.get(*w) != Some(*c))
+                .map(|(w, c)| (w, c, last.get(w)))
+                .take(5)
+                .collect::<Vec<_>>()
+        );
+        last = output_counts(output);
+    }
 }
 
 /// The changelog's latest value per sensor and window. Its keys are Kafka's binary
@@ -178,27 +118,6 @@ fn changelog_counts(topic: &str) -> WindowCounts {
             let count: [u8; 8] = v[8..].try_into().expect("8-byte count");
             (split_windowed(window), i64::from_be_bytes(count))
         })
-        .collect()
-}
-
-/// The topic's configs as the broker describes them.
-fn describe_topic_configs(topic: &str) -> BTreeMap<String, String> {
-    let admin: AdminClient<DefaultClientContext> =
-        config().to_rdkafka().create().expect("admin client");
-    let results = block_on(admin.describe_configs(
-        [&ResourceSpecifier::Topic(topic)],
-        &AdminOptions::new().request_timeout(Some(Duration::from_secs(10))),
-    ))
-    .expect("describe configs");
-    let resource = results
-        .into_iter()
-        .next()
-        .expect("one resource")
-        .expect("the topic's configs");
-    resource
-        .entries
-        .into_iter()
-        .filter_map(|entry| Some((entry.name, entry.value?)))
         .collect()
 }
 
@@ -222,7 +141,7 @@ fn windowed_count_restores_its_windows_from_the_changelog_after_wiped_state_and_
         RestoredCounter::default(),
     );
     produce_timestamped(&input, &first_round);
-    let expected_first = reference(&first_round);
+    let expected_first = per_minute_counts(&first_round);
     wait_until("round 1 window counts in the output", || {
         output_counts(&output) == expected_first
     });
@@ -263,7 +182,7 @@ fn windowed_count_restores_its_windows_from_the_changelog_after_wiped_state_and_
     let second_round = round(base + 2 * MINUTE_MS);
     produce_timestamped(&input, &second_round);
     let all: Vec<_> = first_round.iter().chain(&second_round).cloned().collect();
-    let expected = reference(&all);
+    let expected = per_minute_counts(&all);
     assert!(
         expected_first
             .iter()
@@ -274,23 +193,80 @@ fn windowed_count_restores_its_windows_from_the_changelog_after_wiped_state_and_
         expected.len() > expected_first.len(),
         "round 2 opens new windows too"
     );
-    let mut last = WindowCounts::new();
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while last != expected {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the counts did not continue from the restored windows; differing: {:?}",
-            expected
-                .iter()
-                .filter(|(w, c)| last.get(*w) != Some(*c))
-                .map(|(w, c)| (w, c, last.get(w)))
-                .take(5)
-                .collect::<Vec<_>>()
-        );
-        last = output_counts(&output);
-    }
+    wait_for_output_counts(&output, &expected);
     assert!(streams.close(), "graceful close");
     assert_eq!(changelog_counts(&changelog), expected);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigkilled_windowed_count_with_wiped_state_restores_from_the_changelog_and_counts_on() {
+    let app = unique_name("windowed-count-kill");
+    let input = unique_name("kill-readings");
+    let output = unique_name("kill-window-counts");
+    block_on(create_topic(&input, 2));
+    let dir = tempfile::tempdir().expect("state dir");
+    let changelog = format!("{app}-{STORE}-changelog");
+    let base = an_hour_ago_ms();
+    let state_dir = dir.path().to_str().expect("UTF-8 state dir");
+    let instance_args = [
+        app.as_str(),
+        input.as_str(),
+        output.as_str(),
+        "windowed-count",
+        state_dir,
+    ];
+    let instance = env!("CARGO_BIN_EXE_streams_instance");
+
+    // Round 1 through a separate process, then SIGKILL: no close, no last commit,
+    // no clean shutdown of RocksDB.
+    let first_round = round(base);
+    let mut first = spawn_instance(instance, &instance_args);
+    produce_timestamped(&input, &first_round);
+    let expected_first = per_minute_counts(&first_round);
+    wait_until("round 1 window counts in the output", || {
+        output_counts(&output) == expected_first
+    });
+    // At-least-once: kill once round 1 is committed. Killed earlier, the restarted
+    // instance would count again the records processed since the last commit (their
+    // updates already in the changelog), as Kafka Streams would without exactly-once.
+    wait_until("round 1 committed", || committed_to_end(&app, &input));
+    first.kill();
+
+    // Input keeps flowing while no instance runs: half of round 2 (two minutes on,
+    // so its first minute overlaps round 1's last, and the rest opens new windows).
+    let second_round = round(base + 2 * MINUTE_MS);
+    let (while_down, after_restart) = second_round.split_at(second_round.len() / 2);
+    produce_timestamped(&input, while_down);
+
+    // The state directory is lost with the process: the windows are restored from
+    // the changelog, and the counts go on from the restored ones.
+    std::fs::remove_dir_all(dir.path().join(&app)).expect("delete state");
+    let _second = spawn_instance(instance, &instance_args);
+    produce_timestamped(&input, after_restart);
+    let all: Vec<_> = first_round.iter().chain(&second_round).cloned().collect();
+    let expected = per_minute_counts(&all);
+    assert!(
+        expected_first
+            .iter()
+            .any(|(window, count)| expected[window] > *count),
+        "round 2 adds to windows of round 1"
+    );
+    wait_for_output_counts(&output, &expected);
+    wait_until("the changelog holds the final counts", || {
+        changelog_counts(&changelog) == expected
+    });
+    let configs = describe_topic_configs(&changelog);
+    assert_eq!(
+        configs.get("cleanup.policy").map(String::as_str),
+        Some("compact,delete"),
+        "{configs:?}"
+    );
+    assert_eq!(
+        configs.get("retention.ms"),
+        Some(&(MINUTE_MS + GRACE.as_millis() as i64 + ONE_DAY_MS).to_string()),
+        "{configs:?}"
+    );
 }
 
 /// Remembers, per input partition, whether each record's offset followed the previous

@@ -10,6 +10,13 @@
 //! synchronous commit blocks its calling thread. [`Consumer::recv_at_most_once`] and
 //! [`Consumer::process_at_least_once`] package the two classic orders.
 //!
+//! [`Consumer::recv`] returns owned [`ConsumerRecord`]s. [`Consumer::recv_fetched`]
+//! and [`Consumer::recv_batch`] return [`FetchedRecord`]s instead, which keep
+//! librdkafka's message rather than copying it and parse headers only when asked:
+//! the fastest way to read. Every way reads the same stream of records: the
+//! assigned partitions' fetched messages are routed to a queue of the consumer's
+//! own, read a batch per librdkafka call (`rd_kafka_consume_batch_queue`).
+//!
 //! A record that cannot be deserialized is a poison record: `recv` returns
 //! [`ConsumeError::Deserialization`] with the topic, partition, offset and raw bytes,
 //! and the next `recv` returns the following record.
@@ -35,22 +42,45 @@
 //! ```
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use futures::Stream;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset as RdOffset, TopicPartitionList};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
 use crate::context::ConsumerCallbacks;
 use crate::dlq::{DeadLetterPolicy, PoisonHandler, PoisonOutcome};
 use crate::error::{ConsumeError, DeserializationError, Error, Result};
+use crate::fetch_queue::FetchQueue;
+use crate::fetched::{CopiedMessage, FetchedRecord, RawMessage};
 use crate::record::{timestamp_parts, ConsumerRecord, Headers, TopicPartition};
 use crate::serde::{DefaultSerde, Deserializer, MessageField, SerdeContext, SerdeError};
+
+type RdConsumer = BaseConsumer<ConsumerCallbacks>;
+
+/// Headers given to deserializers that do not read them.
+static NO_HEADERS: Headers = Headers::new();
+
+/// How often the reader routes the assigned partitions to its fetch queue again,
+/// although the assignment did not change: librdkafka drops a partition's routing when
+/// it stops fetching it, asynchronously, so a partition revoked and assigned again may
+/// lose it just after it was renewed. Also the longest a waiting `recv` sleeps without
+/// a wake-up.
+const ROUTE_REFRESH: Duration = Duration::from_millis(100);
+
+/// The reader polls the consumer's own queue (rebalances, errors, statistics) at
+/// least once every this many reads while records keep coming.
+const POLL_CONSUMER_EVERY: u32 = 64;
+
+/// At most this many events are served per poll of the consumer's own queue, so that
+/// an endless stream of them cannot starve the fetch queue.
+const MAX_EVENTS_PER_POLL: usize = 1_000;
 
 /// How long blocking librdkafka requests (committed offsets, watermarks, seeks,
 /// offsets for times) may take.
@@ -199,11 +229,176 @@ impl<K: Send + 'static, V: Send + 'static> ConsumerBuilder<K, V> {
 
 /// A typed Kafka consumer.
 pub struct Consumer<K, V> {
-    inner: Arc<StreamConsumer<ConsumerCallbacks>>,
+    // Before `inner`: it gives the partitions back to the consumer's own queue when
+    // dropped.
+    reader: Mutex<Reader>,
+    inner: Arc<RdConsumer>,
+    /// Woken by librdkafka when the fetch queue or the consumer's own queue gets
+    /// something while a `recv` waits.
+    wakeup: Arc<Notify>,
     key_deserializer: Box<dyn Deserializer<K>>,
     value_deserializer: Box<dyn Deserializer<V>>,
+    key_reads_headers: bool,
+    value_reads_headers: bool,
     poison: PoisonHandler,
     trace_context: bool,
+}
+
+/// Reads messages without blocking: the assigned partitions' messages from the fetch
+/// queue they are routed to, and rebalances, errors and messages fetched before their
+/// partition was routed from the consumer's own queue, first.
+struct Reader {
+    fetch: FetchQueue<ConsumerCallbacks>,
+    routed_generation: u64,
+    last_route: Instant,
+    /// Set after routing: messages on the consumer's own queue were fetched before the
+    /// routing, so that queue is read to its end before the fetch queue.
+    drain_consumer_queue: bool,
+    reads: u32,
+    idle: bool,
+    /// An error met while records were already read, returned by the next read.
+    pending_error: Option<KafkaError>,
+    /// Reused by `read_one`, which would otherwise allocate per record.
+    scratch: Vec<RawMessage>,
+}
+
+impl Reader {
+    /// Reads one message without waiting.
+    fn read_one(&mut self, consumer: &RdConsumer) -> KafkaResult<Option<RawMessage>> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let read = self.read(consumer, &mut scratch, 1);
+        let message = scratch.pop();
+        self.scratch = scratch;
+        read.map(|()| message)
+    }
+
+    /// Appends up to `max` messages to `out` without waiting, or returns an error.
+    fn read(
+        &mut self,
+        consumer: &RdConsumer,
+        out: &mut Vec<RawMessage>,
+        max: usize,
+    ) -> KafkaResult<()> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        self.reads = self.reads.wrapping_add(1);
+        let periodic = self.reads % POLL_CONSUMER_EVERY == 0;
+        let generation = consumer.context().assignment_generation();
+        if generation != self.routed_generation
+            || ((periodic || self.idle) && self.last_route.elapsed() >= ROUTE_REFRESH)
+        {
+            self.route(consumer, generation);
+        }
+        let mut polled = false;
+        if self.drain_consumer_queue || periodic {
+            self.poll_consumer(consumer, out, max)?;
+            polled = true;
+            if out.len() >= max || self.drain_consumer_queue {
+                self.idle = out.is_empty();
+                return Ok(());
+            }
+        }
+        let pending = &mut self.pending_error;
+        self.fetch
+            .queue()
+            .consume_owned(max - out.len(), |message| {
+                match message.error_code() {
+                    RDKafkaErrorCode::NoError => out.push(RawMessage::Fetched(message)),
+                    RDKafkaErrorCode::PartitionEOF => {
+                        pending.get_or_insert(KafkaError::PartitionEOF(message.partition()));
+                    }
+                    code => {
+                        pending.get_or_insert(KafkaError::MessageConsumption(code));
+                    }
+                };
+            });
+        if out.is_empty() && !polled {
+            self.poll_consumer(consumer, out, max)?;
+        }
+        self.idle = out.is_empty();
+        match self.pending_error.take() {
+            Some(e) if out.is_empty() => Err(e),
+            pending => {
+                self.pending_error = pending;
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves the consumer's own queue to its end (or until `out` holds `max`).
+    fn poll_consumer(
+        &mut self,
+        consumer: &RdConsumer,
+        out: &mut Vec<RawMessage>,
+        max: usize,
+    ) -> KafkaResult<()> {
+        let mut events = 0;
+        while out.len() < max {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => out.push(RawMessage::Polled(Box::new(copied(&message)))),
+                Some(Err(e)) if out.is_empty() => return Err(e),
+                Some(Err(e)) => {
+                    self.pending_error = Some(e);
+                    return Ok(());
+                }
+                // `poll` returns nothing after serving an event, so the queue's length
+                // says when it is really empty.
+                None if self.fetch.consumer_queue_len() == 0 => {
+                    self.drain_consumer_queue = false;
+                    return Ok(());
+                }
+                None if events >= MAX_EVENTS_PER_POLL => return Ok(()),
+                None => events += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes the assigned partitions to the fetch queue, and gives the others back.
+    fn route(&mut self, consumer: &RdConsumer, generation: u64) {
+        let assigned = match consumer.assignment() {
+            Ok(tpl) => topic_partitions(&tpl),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the assignment to route its partitions");
+                return;
+            }
+        };
+        for (topic, partition) in self.fetch.partitions() {
+            if !assigned
+                .iter()
+                .any(|tp| tp.topic == topic && tp.partition == partition)
+            {
+                self.fetch.remove_partition(&topic, partition);
+            }
+        }
+        for tp in &assigned {
+            if !self.fetch.add_partition(&tp.topic, tp.partition) {
+                tracing::warn!(partition = %tp, "librdkafka has no queue for the partition; its records keep coming through the consumer's own queue");
+            }
+        }
+        self.routed_generation = generation;
+        self.last_route = Instant::now();
+        self.drain_consumer_queue = true;
+    }
+}
+
+/// A message of the consumer's own queue, copied out of it.
+fn copied(message: &BorrowedMessage<'_>) -> CopiedMessage {
+    let (timestamp, timestamp_type) = timestamp_parts(message.timestamp());
+    ConsumerRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp,
+        timestamp_type,
+        headers: message
+            .headers()
+            .map(Headers::from_rdkafka)
+            .unwrap_or_default(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+    }
 }
 
 impl<K: DefaultSerde, V: DefaultSerde> Consumer<K, V> {
@@ -257,13 +452,37 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             listener,
             events: Mutex::new(None),
             stats: Default::default(),
+            assignment_generation: Default::default(),
         };
-        let inner: StreamConsumer<ConsumerCallbacks> = config
+        let mut inner: RdConsumer = config
             .to_rdkafka()
             .create_with_context(callbacks)
             .map_err(|e| Error::kafka("creating the consumer", "", e))?;
+        let wakeup = Arc::new(Notify::new());
+        let wake = wakeup.clone();
+        inner.set_nonempty_callback(move || wake.notify_waiters());
+        let inner = Arc::new(inner);
+        let mut fetch = FetchQueue::new(inner.clone())
+            .map_err(|e| Error::kafka("creating the consumer's fetch queue", "", e))?;
+        let wake = wakeup.clone();
+        fetch
+            .queue_mut()
+            .set_nonempty_callback(move || wake.notify_waiters());
         Ok(Consumer {
-            inner: Arc::new(inner),
+            reader: Mutex::new(Reader {
+                fetch,
+                routed_generation: 0,
+                last_route: Instant::now(),
+                drain_consumer_queue: false,
+                reads: 0,
+                idle: false,
+                pending_error: None,
+                scratch: Vec::with_capacity(1),
+            }),
+            inner,
+            wakeup,
+            key_reads_headers: key_deserializer.reads_headers(),
+            value_reads_headers: value_deserializer.reads_headers(),
             key_deserializer,
             value_deserializer,
             poison: PoisonHandler::Fail,
@@ -295,15 +514,19 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// Leaves the subscription.
     pub fn unsubscribe(&self) {
         self.inner.unsubscribe();
+        self.inner.context().assignment_changed();
     }
 
     /// Reads exactly these partitions, starting at the given offsets, without group
     /// management.
     pub fn assign(&self, partitions: &[(TopicPartition, Offset)]) -> Result<()> {
         let tpl = tpl_with_offsets(partitions.iter().map(|(tp, o)| (tp, o.to_rdkafka())))?;
-        self.inner
+        let assigned = self
+            .inner
             .assign(&tpl)
-            .map_err(|e| Error::kafka("assign", format!("{partitions:?}"), e))
+            .map_err(|e| Error::kafka("assign", format!("{partitions:?}"), e));
+        self.inner.context().assignment_changed();
+        assigned
     }
 
     /// The partitions currently assigned.
@@ -317,34 +540,104 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
 
     /// Waits for the next record. Poison records go through the consumer's
     /// [`DeadLetterPolicy`] (by default `recv` returns them as errors).
+    ///
+    /// The record owns its topic and headers; [`Consumer::recv_fetched`] returns the
+    /// same record without copying them.
     pub async fn recv(&self) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+        self.recv_fetched()
+            .await
+            .map(FetchedRecord::into_consumer_record)
+    }
+
+    /// Waits for the next record, as [`Consumer::recv`] does, but returns it as a
+    /// [`FetchedRecord`]: it keeps librdkafka's message instead of copying it, and
+    /// parses the headers only when asked for.
+    pub async fn recv_fetched(&self) -> std::result::Result<FetchedRecord<K, V>, ConsumeError> {
         loop {
-            let poison = match self.recv_decoded().await {
-                Err(ConsumeError::Deserialization(poison)) if !self.poison.is_fail() => poison,
+            match self.recv_decoded().await {
+                Err(ConsumeError::Deserialization(poison)) if !self.poison.is_fail() => {
+                    self.apply_poison_policy(poison).await?
+                }
                 other => return other,
-            };
-            match self.poison.handle(&poison).await {
-                Ok(PoisonOutcome::Fail) => return Err(ConsumeError::Deserialization(poison)),
-                Ok(PoisonOutcome::Skipped) => {}
-                // Parked and acknowledged: only now move the group past it.
-                Ok(PoisonOutcome::DeadLettered) => {
-                    self.commit_offsets(&[(poison.topic_partition(), poison.next_offset())])
-                        .await?
-                }
-                Err(e) => {
-                    // Not parked: read it again next time rather than lose it.
-                    let tp = poison.topic_partition();
-                    if let Err(seek) = self.seek(&tp, Offset::At(poison.offset)).await {
-                        tracing::error!(partition = %tp, offset = poison.offset, error = %seek, "cannot rewind to a poison record that was not dead-lettered");
+            }
+        }
+    }
+
+    /// Waits for at least one record, then returns every record already fetched, up
+    /// to `max` (at least one), in the order [`Consumer::recv`] would return them
+    /// (offset order within a partition). One result per record: a poison record is
+    /// an error item where `recv` would return it as an error, and is left out where
+    /// the [`DeadLetterPolicy`] skipped or parked it. When dead-lettering fails the
+    /// error is the last item, and the records after the poison one are read again.
+    ///
+    /// ```no_run
+    /// # async fn demo(consumer: kafka_client::Consumer<String, String>) -> Result<(), kafka_client::ConsumeError> {
+    /// for record in consumer.recv_batch(1_000).await? {
+    ///     let record = record?;
+    ///     println!("{}@{}: {} = {}", record.partition(), record.offset(), record.key, record.value);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[allow(clippy::type_complexity)] // one result per record, as `recv` returns them
+    pub async fn recv_batch(
+        &self,
+        max: usize,
+    ) -> std::result::Result<
+        Vec<std::result::Result<FetchedRecord<K, V>, ConsumeError>>,
+        ConsumeError,
+    > {
+        let span = tracing::debug_span!("kafka.recv_batch", records = tracing::field::Empty);
+        async {
+            let mut raw = Vec::with_capacity(max.clamp(1, 4096));
+            self.read_raw(&mut raw, max.max(1)).await?;
+            let mut records = Vec::with_capacity(raw.len());
+            for message in raw {
+                match self.decode(message).await {
+                    Err(ConsumeError::Deserialization(poison)) if !self.poison.is_fail() => {
+                        if let Err(e) = self.apply_poison_policy(poison).await {
+                            // Rewound to the poison record: the rest is read again.
+                            records.push(Err(e));
+                            break;
+                        }
                     }
-                    return Err(e);
+                    decoded => records.push(decoded),
                 }
+            }
+            tracing::Span::current().record("records", records.len());
+            Ok(records)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// What the dead-letter policy does with a poison record that `recv` would
+    /// otherwise return: `Ok` when it was skipped or parked.
+    async fn apply_poison_policy(
+        &self,
+        poison: Box<DeserializationError>,
+    ) -> std::result::Result<(), ConsumeError> {
+        match self.poison.handle(&poison).await {
+            Ok(PoisonOutcome::Fail) => Err(ConsumeError::Deserialization(poison)),
+            Ok(PoisonOutcome::Skipped) => Ok(()),
+            // Parked and acknowledged: only now move the group past it.
+            Ok(PoisonOutcome::DeadLettered) => {
+                self.commit_offsets(&[(poison.topic_partition(), poison.next_offset())])
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                // Not parked: read it again next time rather than lose it.
+                let tp = poison.topic_partition();
+                if let Err(seek) = self.seek(&tp, Offset::At(poison.offset)).await {
+                    tracing::error!(partition = %tp, offset = poison.offset, error = %seek, "cannot rewind to a poison record that was not dead-lettered");
+                }
+                Err(e)
             }
         }
     }
 
     /// The next record, decoded, before the dead-letter policy.
-    async fn recv_decoded(&self) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
+    async fn recv_decoded(&self) -> std::result::Result<FetchedRecord<K, V>, ConsumeError> {
         let span = tracing::debug_span!(
             "kafka.recv",
             topic = tracing::field::Empty,
@@ -352,19 +645,89 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             offset = tracing::field::Empty
         );
         let receive = async {
-            let message = self
-                .inner
-                .recv()
-                .await
-                .map_err(|e| Error::kafka("receive", "", e))?;
+            let message = self.read_one().await?;
             // Recorded on the handle, not via Span::current(): that lookup costs a
-            // subscriber call per record even when the span is disabled.
-            span.record("topic", message.topic());
-            span.record("partition", message.partition());
-            span.record("offset", message.offset());
-            self.decode(&message).await
+            // subscriber call per record even when the span is disabled. Skipped for a
+            // disabled span: reading the topic name costs a `strlen`.
+            if !span.is_disabled() {
+                span.record("topic", message.topic());
+                span.record("partition", message.partition());
+                span.record("offset", message.offset());
+            }
+            self.decode(message).await
         };
         receive.instrument(span.clone()).await
+    }
+
+    /// Waits until at least one message is read, then appends up to `max` to `out`.
+    async fn read_raw(
+        &self,
+        out: &mut Vec<RawMessage>,
+        max: usize,
+    ) -> std::result::Result<(), ConsumeError> {
+        self.read_until(|reader, consumer| {
+            reader.read(consumer, out, max)?;
+            Ok(!out.is_empty())
+        })
+        .await
+    }
+
+    /// Waits until one message is read, and returns it.
+    async fn read_one(&self) -> std::result::Result<RawMessage, ConsumeError> {
+        let mut message = None;
+        self.read_until(|reader, consumer| {
+            message = reader.read_one(consumer)?;
+            Ok(message.is_some())
+        })
+        .await?;
+        message.ok_or_else(|| Error::kafka("receive", "", KafkaError::NoMessageReceived).into())
+    }
+
+    /// Runs `attempt` (a read that does not wait) until it reads something. Never
+    /// blocks the executor: when a read finds nothing, it waits for librdkafka to
+    /// signal that a queue got something (or for the routing refresh).
+    async fn read_until(
+        &self,
+        mut attempt: impl FnMut(&mut Reader, &RdConsumer) -> KafkaResult<bool>,
+    ) -> std::result::Result<(), ConsumeError> {
+        // Registered only once a read found nothing, then read again before waiting,
+        // so a wake-up in between is not missed (and reads that find records never
+        // touch the `Notify`).
+        let mut notified = None;
+        loop {
+            let (read, unfinished) = {
+                let mut reader = self.lock_reader();
+                let read = attempt(&mut reader, &self.inner)
+                    .map_err(|e| Error::kafka("receive", "", e))?;
+                (read, reader.drain_consumer_queue)
+            };
+            if read {
+                return Ok(());
+            }
+            if unfinished {
+                // Events are left on the consumer's own queue (see MAX_EVENTS_PER_POLL):
+                // serve them next, after letting other tasks run.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            match notified.take() {
+                None => {
+                    let mut registered = Box::pin(self.wakeup.notified());
+                    registered.as_mut().enable();
+                    notified = Some(registered);
+                }
+                Some(registered) => {
+                    let _ = tokio::time::timeout(ROUTE_REFRESH, registered).await;
+                }
+            }
+        }
+    }
+
+    fn lock_reader(&self) -> MutexGuard<'_, Reader> {
+        match self.reader.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     /// The records as a `Stream` (it never ends; errors are items).
@@ -376,47 +739,48 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         })
     }
 
+    /// Decodes key and value from librdkafka's buffers; the headers are parsed only
+    /// for a deserializer that reads them.
     async fn decode(
         &self,
-        message: &BorrowedMessage<'_>,
-    ) -> std::result::Result<ConsumerRecord<K, V>, ConsumeError> {
-        let headers = message
-            .headers()
-            .map(Headers::from_rdkafka)
-            .unwrap_or_default();
-        let topic = message.topic();
-        let key_ctx = SerdeContext::new(topic, MessageField::Key, &headers);
-        let value_ctx = SerdeContext::new(topic, MessageField::Value, &headers);
-        let poison = |field, source| poison(message, &headers, field, source);
+        message: RawMessage,
+    ) -> std::result::Result<FetchedRecord<K, V>, ConsumeError> {
+        let (key, value) = {
+            let topic = message.topic();
+            let key_headers = if self.key_reads_headers {
+                message.headers()
+            } else {
+                &NO_HEADERS
+            };
+            let value_headers = if self.value_reads_headers {
+                message.headers()
+            } else {
+                &NO_HEADERS
+            };
+            let key_ctx = SerdeContext::new(topic, MessageField::Key, key_headers);
+            let value_ctx = SerdeContext::new(topic, MessageField::Value, value_headers);
+            let poison = |field, source| poison(&message, field, source);
 
-        if let Some(prepare) = self.key_deserializer.prepare(message.key(), &key_ctx) {
-            prepare.await.map_err(|e| poison(MessageField::Key, e))?;
-        }
-        if let Some(prepare) = self
-            .value_deserializer
-            .prepare(message.payload(), &value_ctx)
-        {
-            prepare.await.map_err(|e| poison(MessageField::Value, e))?;
-        }
-        let key = self
-            .key_deserializer
-            .deserialize(message.key(), &key_ctx)
-            .map_err(|e| poison(MessageField::Key, e))?;
-        let value = self
-            .value_deserializer
-            .deserialize(message.payload(), &value_ctx)
-            .map_err(|e| poison(MessageField::Value, e))?;
-        let (timestamp, timestamp_type) = timestamp_parts(message.timestamp());
-        Ok(ConsumerRecord {
-            topic: topic.to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp,
-            timestamp_type,
-            headers,
-            key,
-            value,
-        })
+            if let Some(prepare) = self.key_deserializer.prepare(message.key(), &key_ctx) {
+                prepare.await.map_err(|e| poison(MessageField::Key, e))?;
+            }
+            if let Some(prepare) = self
+                .value_deserializer
+                .prepare(message.payload(), &value_ctx)
+            {
+                prepare.await.map_err(|e| poison(MessageField::Value, e))?;
+            }
+            let key = self
+                .key_deserializer
+                .deserialize(message.key(), &key_ctx)
+                .map_err(|e| poison(MessageField::Key, e))?;
+            let value = self
+                .value_deserializer
+                .deserialize(message.payload(), &value_ctx)
+                .map_err(|e| poison(MessageField::Value, e))?;
+            (key, value)
+        };
+        Ok(FetchedRecord::new(key, value, message))
     }
 
     /// Reads the next record and commits it before returning it (at-most-once:
@@ -620,9 +984,13 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     }
 
     /// Leaves the group and closes the consumer without blocking the executor.
+    /// Records still held ([`FetchedRecord`]) keep librdkafka's client open until
+    /// they are dropped.
     pub async fn close(self) -> Result<()> {
-        let inner = self.inner;
+        let Consumer { reader, inner, .. } = self;
         tokio::task::spawn_blocking(move || {
+            // The partitions go back to the consumer's own queue first.
+            drop(reader);
             inner.unsubscribe();
             drop(inner);
         })
@@ -634,9 +1002,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     async fn blocking<T, F>(&self, operation: &'static str, detail: String, call: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&StreamConsumer<ConsumerCallbacks>) -> rdkafka::error::KafkaResult<T>
-            + Send
-            + 'static,
+        F: FnOnce(&RdConsumer) -> rdkafka::error::KafkaResult<T> + Send + 'static,
     {
         let consumer = self.inner.clone();
         let span = tracing::debug_span!("kafka.consumer", operation, detail = %detail);
@@ -648,21 +1014,16 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     }
 }
 
-fn poison(
-    message: &BorrowedMessage<'_>,
-    headers: &Headers,
-    field: MessageField,
-    source: SerdeError,
-) -> ConsumeError {
+fn poison(message: &RawMessage, field: MessageField, source: SerdeError) -> ConsumeError {
     let error = DeserializationError {
         topic: message.topic().to_owned(),
         partition: message.partition(),
         offset: message.offset(),
-        timestamp: timestamp_parts(message.timestamp()).0,
+        timestamp: message.timestamp().0,
         field,
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: headers.clone(),
+        headers: message.headers().clone(),
         source,
     };
     tracing::warn!(

@@ -2,8 +2,8 @@
 //! the partitioner hook, and rebalance notifications.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -16,7 +16,8 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::consumer::{RebalanceEvent, RebalanceListener};
-use crate::producer::{default_partition, Partitioner};
+use crate::ffi::MaybeBoxed;
+use crate::producer::{default_partition, DeliveryFailure, Partitioner};
 use crate::record::TopicPartition;
 
 /// The librdkafka log level matching the most verbose `tracing` level enabled.
@@ -124,9 +125,9 @@ pub(crate) enum Completion {
     },
 }
 
-/// The shared delivery state of one `send_batch`: no per-record future or wake.
+/// The shared delivery state of one `send_batch`: no per-record future, wake or lock.
 pub(crate) struct BatchDelivery {
-    outcomes: Mutex<Vec<Option<DeliveryOutcome>>>,
+    outcomes: Vec<OnceLock<DeliveryOutcome>>,
     /// Records still unreported, plus one guard held while records are enqueued.
     remaining: AtomicUsize,
     done: Notify,
@@ -135,7 +136,7 @@ pub(crate) struct BatchDelivery {
 impl BatchDelivery {
     pub(crate) fn new(records: usize) -> Self {
         BatchDelivery {
-            outcomes: Mutex::new((0..records).map(|_| None).collect()),
+            outcomes: (0..records).map(|_| OnceLock::new()).collect(),
             remaining: AtomicUsize::new(records + 1),
             done: Notify::new(),
         }
@@ -144,14 +145,8 @@ impl BatchDelivery {
     /// Records the outcome of record `index` (or `None` if it never reached
     /// librdkafka).
     pub(crate) fn complete(&self, index: usize, outcome: Option<DeliveryOutcome>) {
-        if let Some(outcome) = outcome {
-            let mut outcomes = match self.outcomes.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            if let Some(slot) = outcomes.get_mut(index) {
-                *slot = Some(outcome);
-            }
+        if let (Some(outcome), Some(slot)) = (outcome, self.outcomes.get(index)) {
+            let _ = slot.set(outcome);
         }
         self.release();
     }
@@ -167,11 +162,10 @@ impl BatchDelivery {
     pub(crate) async fn finish(&self) -> Vec<Option<DeliveryOutcome>> {
         self.release();
         self.done.notified().await;
-        let mut outcomes = match self.outcomes.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        std::mem::take(&mut *outcomes)
+        self.outcomes
+            .iter()
+            .map(|outcome| outcome.get().cloned())
+            .collect()
     }
 }
 
@@ -181,6 +175,25 @@ pub(crate) struct ProducerCallbacks {
     pub(crate) queue_space: Arc<QueueSpace>,
     pub(crate) partitioner: PartitionerAdapter,
     pub(crate) stats: crate::stats::StatsSink,
+    /// Where failed deliveries of records sent without a completion go.
+    pub(crate) failures: Mutex<Option<mpsc::UnboundedSender<DeliveryFailure>>>,
+}
+
+impl ProducerCallbacks {
+    /// A record sent with `send_and_forget` was not delivered: to the failure channel
+    /// if anyone listens, to the log in any case.
+    fn forgotten_failed(&self, failure: DeliveryFailure) {
+        tracing::error!(topic = %failure.topic, partition = failure.partition, error = %failure.error, "record sent with send_and_forget was not delivered");
+        let mut failures = match self.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(tx) = failures.as_ref() {
+            if tx.send(failure).is_err() {
+                *failures = None; // the receiver is gone
+            }
+        }
+    }
 }
 
 impl ClientContext for ProducerCallbacks {
@@ -196,9 +209,23 @@ impl ClientContext for ProducerCallbacks {
 }
 
 impl ProducerContext<PartitionerAdapter> for ProducerCallbacks {
-    type DeliveryOpaque = Box<Completion>;
+    /// `None` for a record sent with `send_and_forget`.
+    type DeliveryOpaque = MaybeBoxed<Completion>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
+        let Some(done) = done.0 else {
+            if let Err((error, message)) = result {
+                self.forgotten_failed(DeliveryFailure {
+                    topic: message.topic().to_owned(),
+                    partition: message.partition(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    value: message.payload().map(<[u8]>::to_vec),
+                    error: error.clone(),
+                });
+            }
+            self.queue_space.freed();
+            return;
+        };
         let outcome = match result {
             Ok(message) => Ok((message.partition(), message.offset(), message.timestamp())),
             Err((error, _)) => Err(error.clone()),
@@ -267,9 +294,22 @@ pub(crate) struct ConsumerCallbacks {
     pub(crate) listener: Option<Arc<dyn RebalanceListener>>,
     pub(crate) events: Mutex<Option<mpsc::UnboundedSender<RebalanceEvent>>>,
     pub(crate) stats: crate::stats::StatsSink,
+    /// Bumped on every change of the assignment, so that the consumer routes its
+    /// partitions to its fetch queue again.
+    pub(crate) assignment_generation: AtomicU64,
 }
 
 impl ConsumerCallbacks {
+    /// The assignment changed (or is about to).
+    pub(crate) fn assignment_changed(&self) {
+        self.assignment_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current assignment generation.
+    pub(crate) fn assignment_generation(&self) -> u64 {
+        self.assignment_generation.load(Ordering::Acquire)
+    }
+
     fn emit(&self, event: RebalanceEvent) {
         if let Some(listener) = &self.listener {
             match &event {
@@ -313,6 +353,7 @@ fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<TopicPartition> {
 impl ConsumerContext for ConsumerCallbacks {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            self.assignment_changed();
             let parts = partitions(tpl);
             tracing::info!(partitions = ?parts, lost = consumer.assignment_lost(), "partitions revoked");
             if consumer.assignment_lost() {
@@ -326,6 +367,7 @@ impl ConsumerContext for ConsumerCallbacks {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.assignment_changed();
                 let parts = partitions(tpl);
                 tracing::info!(partitions = ?parts, "partitions assigned");
                 self.emit(RebalanceEvent::Assigned(parts));
@@ -334,7 +376,7 @@ impl ConsumerContext for ConsumerCallbacks {
                 tracing::error!(error = %e, "rebalance failed");
                 self.emit(RebalanceEvent::Error(e.to_string()));
             }
-            Rebalance::Revoke(_) => {}
+            Rebalance::Revoke(_) => self.assignment_changed(),
         }
     }
 }

@@ -158,6 +158,17 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         }
         n
     }
+
+    /// The librdkafka queue the partitions are routed to, for reads into owned
+    /// messages and wake-ups (the typed consumer's).
+    pub(crate) fn queue_mut(&mut self) -> &mut ConsumerQueue<C> {
+        &mut self.queue
+    }
+
+    /// See [`queue_mut`](Self::queue_mut).
+    pub(crate) fn queue(&self) -> &ConsumerQueue<C> {
+        &self.queue
+    }
 }
 
 impl<C: ConsumerContext + 'static> Drop for FetchQueue<C> {

@@ -1,6 +1,6 @@
 //! The crate's only calls into librdkafka's C API, for what the `rdkafka` crate does
-//! not wrap: batch reads from a queue of chosen partitions, producing through cached
-//! topic handles, and IncrementalAlterConfigs.
+//! not wrap: batch reads from a queue of chosen partitions (into borrowed or owned
+//! messages), producing through cached topic handles, and IncrementalAlterConfigs.
 //!
 //! This is the one module allowed `unsafe` (the crate denies `unsafe_code`
 //! elsewhere). Everything it exports is safe to call: each type owns what keeps its
@@ -8,21 +8,23 @@
 //! queue, topic handles live beside their producer and go first), and each `unsafe`
 //! block says why it is sound.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use rdkafka::bindings as rd;
 use rdkafka::client::{Client, ClientContext};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, Partitioner, Producer, ProducerContext};
 use rdkafka::util::IntoOpaque;
 
-use crate::record::{Header, Headers};
+use crate::record::{Header, Headers, TimestampType};
 use crate::topic_producer::OutgoingRecord;
 
 fn c_int_millis(timeout: Duration) -> i32 {
@@ -38,7 +40,16 @@ fn c_int_millis(timeout: Duration) -> i32 {
 pub(crate) struct ConsumerQueue<C: ConsumerContext + 'static> {
     consumer: Arc<BaseConsumer<C>>,
     queue: NonNull<rd::rd_kafka_queue_t>,
+    /// Called by librdkafka when the queue becomes non-empty; boxed twice so that
+    /// librdkafka holds a thin pointer. Disabled before it is freed (see `Drop`).
+    nonempty: Option<Box<NonEmptyCallback>>,
 }
+
+type NonEmptyCallback = Box<dyn Fn() + Send + Sync>;
+
+/// Messages copied per `rd_kafka_consume_batch_queue` call into owned messages: the
+/// pointers go through an array on the stack, so a read allocates nothing.
+const OWNED_CHUNK: usize = 64;
 
 // SAFETY: librdkafka queues may be used from any thread, the handle is owned and
 // destroyed once, and the consumer it holds is itself Send and Sync. Not Sync: nothing
@@ -53,7 +64,78 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
         let queue = NonNull::new(queue).ok_or_else(|| {
             KafkaError::ClientCreation("librdkafka could not create a fetch queue".to_owned())
         })?;
-        Ok(ConsumerQueue { consumer, queue })
+        Ok(ConsumerQueue {
+            consumer,
+            queue,
+            nonempty: None,
+        })
+    }
+
+    /// Calls `callback` (on a librdkafka thread) whenever the queue goes from empty
+    /// to non-empty, replacing any earlier callback. Keep it short: it runs while
+    /// librdkafka enqueues.
+    pub(crate) fn set_nonempty_callback(&mut self, callback: impl Fn() + Send + Sync + 'static) {
+        let callback: Box<NonEmptyCallback> = Box::new(Box::new(callback));
+        let opaque = ptr::from_ref::<NonEmptyCallback>(&callback)
+            .cast_mut()
+            .cast();
+        // SAFETY: the queue is alive; `opaque` points to the boxed callback, which
+        // `self` keeps until it is replaced or the queue is dropped, and librdkafka
+        // stops calling the old one when this call returns.
+        unsafe {
+            rd::rd_kafka_queue_cb_event_enable(
+                self.queue.as_ptr(),
+                Some(nonempty_trampoline),
+                opaque,
+            )
+        };
+        self.nonempty = Some(callback);
+    }
+
+    /// Hands `sink` up to `max` queued messages without waiting, as messages that own
+    /// their librdkafka message and keep the consumer alive, so they may outlive
+    /// `self`. Returns how many it handed.
+    pub(crate) fn consume_owned(&self, max: usize, mut sink: impl FnMut(OwnedMessage)) -> usize
+    where
+        BaseConsumer<C>: Send + Sync,
+    {
+        // Not initialised: a single-record read would otherwise clear the whole array.
+        let mut pointers = [MaybeUninit::<*mut rd::rd_kafka_message_t>::uninit(); OWNED_CHUNK];
+        let mut total = 0;
+        while total < max {
+            let want = (max - total).min(OWNED_CHUNK);
+            // SAFETY: the queue is alive (owned by `self`) and `pointers` has room for
+            // `want` message pointers; a zero timeout never blocks.
+            let n = unsafe {
+                rd::rd_kafka_consume_batch_queue(
+                    self.queue.as_ptr(),
+                    0,
+                    pointers.as_mut_ptr().cast(),
+                    want,
+                )
+            };
+            let n = usize::try_from(n).unwrap_or(0).min(want);
+            for slot in &pointers[..n] {
+                // SAFETY: librdkafka wrote the first `n` slots.
+                let pointer = unsafe { slot.assume_init() };
+                if let Some(ptr) = NonNull::new(pointer) {
+                    let client: Arc<dyn Any + Send + Sync> = self.consumer.clone();
+                    sink(OwnedMessage {
+                        message: Message {
+                            ptr,
+                            queue: PhantomData,
+                        },
+                        headers: OnceLock::new(),
+                        _client: client,
+                    });
+                }
+            }
+            total += n;
+            if n < want {
+                break;
+            }
+        }
+        total
     }
 
     /// The consumer the queue belongs to.
@@ -189,8 +271,83 @@ impl<C: ConsumerContext + 'static> ConsumerQueue<C> {
 
 impl<C: ConsumerContext + 'static> Drop for ConsumerQueue<C> {
     fn drop(&mut self) {
-        // SAFETY: created in `new`, destroyed once here, before the consumer it holds.
-        unsafe { rd::rd_kafka_queue_destroy(self.queue.as_ptr()) };
+        // SAFETY: created in `new`, destroyed once here, before the consumer it holds;
+        // the non-empty callback is disabled first, so librdkafka never calls it
+        // after its box is freed (when the fields are dropped).
+        unsafe {
+            if self.nonempty.is_some() {
+                rd::rd_kafka_queue_cb_event_enable(self.queue.as_ptr(), None, ptr::null_mut());
+            }
+            rd::rd_kafka_queue_destroy(self.queue.as_ptr())
+        };
+    }
+}
+
+/// librdkafka's queue callback: calls the boxed callback behind `opaque`.
+unsafe extern "C" fn nonempty_trampoline(_rk: *mut rd::rd_kafka_t, opaque: *mut c_void) {
+    // SAFETY: `opaque` is the `NonEmptyCallback` registered in `set_nonempty_callback`,
+    // alive while it is registered.
+    let callback = unsafe { &*opaque.cast::<NonEmptyCallback>() };
+    callback();
+}
+
+/// A fetched message that owns librdkafka's message (destroyed when dropped, never
+/// copied) and holds the consumer it came from, so it may outlive any queue or
+/// borrow. Its headers are parsed on first access only.
+pub(crate) struct OwnedMessage {
+    // Declared first: the message goes before the client it belongs to.
+    message: Message<'static>,
+    headers: OnceLock<Headers>,
+    _client: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: librdkafka messages may be read and destroyed from any thread. Every `&self`
+// method only reads the message, except the lazy header parse (librdkafka caches the
+// parsed list in the message), which runs once, inside `OnceLock::get_or_init`, so it
+// never races another access to that cache. The client is `Send + Sync`.
+unsafe impl Send for OwnedMessage {}
+// SAFETY: see `Send`.
+unsafe impl Sync for OwnedMessage {}
+
+impl OwnedMessage {
+    /// The error code the message carries instead of a record.
+    pub(crate) fn error_code(&self) -> RDKafkaErrorCode {
+        self.message.error_code()
+    }
+
+    /// The topic name (see [`Message::topic`]).
+    pub(crate) fn topic(&self) -> &str {
+        self.message.topic()
+    }
+
+    /// The partition.
+    pub(crate) fn partition(&self) -> i32 {
+        self.message.partition()
+    }
+
+    /// The offset.
+    pub(crate) fn offset(&self) -> i64 {
+        self.message.offset()
+    }
+
+    /// The timestamp in milliseconds and its kind, `None` when there is none.
+    pub(crate) fn timestamp(&self) -> (Option<i64>, Option<TimestampType>) {
+        self.message.timestamp_with_type()
+    }
+
+    /// Key bytes, `None` for a null key.
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.message.key()
+    }
+
+    /// Value bytes, `None` for a null value.
+    pub(crate) fn payload(&self) -> Option<&[u8]> {
+        self.message.payload()
+    }
+
+    /// The headers, parsed and copied on the first call only.
+    pub(crate) fn headers(&self) -> &Headers {
+        self.headers.get_or_init(|| self.message.headers())
     }
 }
 
@@ -245,10 +402,22 @@ impl<'q> Message<'q> {
 
     /// Milliseconds since the epoch, `None` when the record has no timestamp.
     pub(crate) fn timestamp(&self) -> Option<i64> {
-        let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        self.timestamp_with_type().0
+    }
+
+    /// The timestamp and its kind, both `None` when the record has no timestamp.
+    pub(crate) fn timestamp_with_type(&self) -> (Option<i64>, Option<TimestampType>) {
+        use rd::rd_kafka_timestamp_type_t as Kind;
+        let mut kind = Kind::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: the message is alive; `kind` is a valid out pointer.
         let millis = unsafe { rd::rd_kafka_message_timestamp(self.ptr.as_ptr(), &mut kind) };
-        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE).then_some(millis)
+        match kind {
+            Kind::RD_KAFKA_TIMESTAMP_CREATE_TIME => (Some(millis), Some(TimestampType::CreateTime)),
+            Kind::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME => {
+                (Some(millis), Some(TimestampType::LogAppendTime))
+            }
+            Kind::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE => (None, None),
+        }
     }
 
     /// Key bytes, `None` for a null key.
@@ -326,16 +495,41 @@ unsafe fn bytes<'b>(data: *mut c_void, len: usize) -> Option<&'b [u8]> {
 const PARTITION_UNASSIGNED: i32 = -1;
 
 /// librdkafka's handle to one topic of a producer, with one application reference,
-/// given back when dropped. Only [`ProducerTopics`] holds them, beside their client.
+/// given back when dropped. Only [`ProducerTopics`] and [`SharedProducerTopics`] hold
+/// them, beside their client.
 struct TopicHandle(NonNull<rd::rd_kafka_topic_t>);
 
-// SAFETY: librdkafka's topic handles may be used and destroyed from any thread.
+// SAFETY: librdkafka's topic handles may be used and destroyed from any thread, and
+// producing through one handle from several threads at once is allowed.
 unsafe impl Send for TopicHandle {}
+// SAFETY: see `Send`.
+unsafe impl Sync for TopicHandle {}
+
+impl TopicHandle {
+    /// A new handle for `topic` on the client `rk`.
+    ///
+    /// # Safety
+    /// `rk` must be a live client, and the handle must be dropped before it.
+    unsafe fn new(rk: *mut rd::rd_kafka_t, topic: &str) -> Result<Self, KafkaError> {
+        let name = CString::new(topic)?;
+        // SAFETY: the client is alive (caller) and the name is a valid C string; a
+        // null configuration means the client's default topic configuration (its
+        // partitioner included), as when producing by name.
+        let raw = unsafe { rd::rd_kafka_topic_new(rk, name.as_ptr(), ptr::null_mut()) };
+        match NonNull::new(raw) {
+            Some(raw) => Ok(TopicHandle(raw)),
+            // SAFETY: reads this thread's last librdkafka error.
+            None => Err(KafkaError::MessageProduction(
+                unsafe { rd::rd_kafka_last_error() }.into(),
+            )),
+        }
+    }
+}
 
 impl Drop for TopicHandle {
     fn drop(&mut self) {
         // SAFETY: the handle came from rd_kafka_topic_new and is destroyed once, before
-        // the client (see `ProducerTopics`).
+        // the client (see `ProducerTopics` and `SharedProducerTopics`).
         unsafe { rd::rd_kafka_topic_destroy(self.0.as_ptr()) }
     }
 }
@@ -373,23 +567,11 @@ impl<C: ProducerContext + 'static> ProducerTopics<C> {
         if let Some(handle) = self.topics.get(topic) {
             return Ok(handle.0);
         }
-        let name = CString::new(topic)?;
-        // SAFETY: the client is alive and the name is a valid C string; a null
-        // configuration means the client's default topic configuration, as when
-        // producing by name.
-        let raw = unsafe {
-            rd::rd_kafka_topic_new(
-                self.producer.client().native_ptr(),
-                name.as_ptr(),
-                ptr::null_mut(),
-            )
-        };
-        let Some(raw) = NonNull::new(raw) else {
-            // SAFETY: reads this thread's last librdkafka error.
-            let code = unsafe { rd::rd_kafka_last_error() };
-            return Err(KafkaError::MessageProduction(code.into()));
-        };
-        self.topics.insert(topic.to_owned(), TopicHandle(raw));
+        // SAFETY: the client is alive, and the handle is kept in `topics`, dropped
+        // before it.
+        let handle = unsafe { TopicHandle::new(self.producer.client().native_ptr(), topic)? };
+        let raw = handle.0;
+        self.topics.insert(topic.to_owned(), handle);
         Ok(raw)
     }
 
@@ -405,51 +587,160 @@ impl<C: ProducerContext + 'static> ProducerTopics<C> {
             Ok(topic) => topic,
             Err(e) => return Err((e, opaque)),
         };
-        let (key, key_len) = bytes_arg(record.key);
-        let (value, value_len) = bytes_arg(record.value);
-        let headers = native_headers(record.headers);
-        let opaque = opaque.into_ptr();
-        // SAFETY: the client and the topic handle (of this client) are alive; key,
-        // value and headers stay valid for the call and librdkafka copies them
-        // (MSG_F_COPY); the argument list is terminated by VTYPE_END. librdkafka owns
-        // `headers` once the call succeeds.
-        let err = unsafe {
-            rd::rd_kafka_producev(
-                self.producer.client().native_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
-                topic.as_ptr(),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
-                record.partition.unwrap_or(PARTITION_UNASSIGNED),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
-                rd::RD_KAFKA_MSG_F_COPY,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
-                value,
-                value_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
-                key,
-                key_len,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
-                opaque,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
-                record.timestamp.unwrap_or(0),
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
-                headers,
-                rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
-            )
+        // SAFETY: the handle belongs to this client, and both are alive.
+        unsafe { produce_through(self.producer.client().native_ptr(), topic, record, opaque) }
+    }
+}
+
+/// A producer shared between threads (`&self` methods), with librdkafka's handle for
+/// each topic it has produced to, looked up under a read lock. Owned together so that
+/// every handle belongs to this client and goes before it.
+pub(crate) struct SharedProducerTopics<P> {
+    // Declared before `producer`, so the handles are dropped before the client.
+    topics: RwLock<HashMap<String, TopicHandle>>,
+    producer: P,
+}
+
+impl<P> SharedProducerTopics<P> {
+    /// Wraps `producer`, with no topic handle yet.
+    pub(crate) fn new(producer: P) -> Self {
+        SharedProducerTopics {
+            topics: RwLock::new(HashMap::new()),
+            producer,
+        }
+    }
+
+    /// The producer.
+    pub(crate) fn producer(&self) -> &P {
+        &self.producer
+    }
+
+    /// Enqueues `record` (librdkafka copies it) through its topic's handle (created
+    /// on the topic's first use), with `opaque` for its delivery report; on failure
+    /// the opaque comes back.
+    #[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
+    pub(crate) fn produce<C, Part>(
+        &self,
+        record: &OutgoingRecord<'_>,
+        opaque: C::DeliveryOpaque,
+    ) -> Result<(), (KafkaError, C::DeliveryOpaque)>
+    where
+        P: Producer<C, Part>,
+        C: ProducerContext<Part>,
+        Part: Partitioner,
+    {
+        let rk = self.producer.client().native_ptr();
+        let known = read_lock(&self.topics).get(record.topic).map(|h| h.0);
+        let topic = match known {
+            Some(topic) => topic,
+            None => {
+                let mut topics = match self.topics.write() {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                match topics.get(record.topic) {
+                    Some(handle) => handle.0,
+                    None => {
+                        // SAFETY: the client is alive, and the handle is kept in
+                        // `topics`, dropped before it.
+                        match unsafe { TopicHandle::new(rk, record.topic) } {
+                            Ok(handle) => {
+                                let raw = handle.0;
+                                topics.insert(record.topic.to_owned(), handle);
+                                raw
+                            }
+                            Err(e) => return Err((e, opaque)),
+                        }
+                    }
+                }
+            }
         };
-        if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return Ok(());
-        }
-        if !headers.is_null() {
-            // SAFETY: not handed over, since the call failed; destroyed once.
-            unsafe { rd::rd_kafka_headers_destroy(headers) }
-        }
-        // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
-        let opaque = unsafe { C::DeliveryOpaque::from_ptr(opaque) };
-        Err((
-            KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
+        // SAFETY: the handle belongs to this client and stays in `topics` (handles
+        // are never removed) while `self` lives.
+        unsafe { produce_through(rk, topic, record, opaque) }
+    }
+}
+
+fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Enqueues `record` through `topic` with `opaque` for its delivery report; on failure
+/// the opaque comes back.
+///
+/// # Safety
+/// `rk` must be a live producer and `topic` a live handle of it.
+#[allow(clippy::result_large_err)] // the opaque must come back, as in `BaseProducer::send`
+unsafe fn produce_through<O: IntoOpaque>(
+    rk: *mut rd::rd_kafka_t,
+    topic: NonNull<rd::rd_kafka_topic_t>,
+    record: &OutgoingRecord<'_>,
+    opaque: O,
+) -> Result<(), (KafkaError, O)> {
+    let (key, key_len) = bytes_arg(record.key);
+    let (value, value_len) = bytes_arg(record.value);
+    let headers = native_headers(record.headers);
+    let opaque = opaque.into_ptr();
+    // SAFETY: the client and the topic handle (of this client) are alive (caller); key,
+    // value and headers stay valid for the call and librdkafka copies them
+    // (MSG_F_COPY); the argument list is terminated by VTYPE_END. librdkafka owns
+    // `headers` once the call succeeds.
+    let err = unsafe {
+        rd::rd_kafka_producev(
+            rk,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_RKT,
+            topic.as_ptr(),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_PARTITION,
+            record.partition.unwrap_or(PARTITION_UNASSIGNED),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS,
+            rd::RD_KAFKA_MSG_F_COPY,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_VALUE,
+            value,
+            value_len,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_KEY,
+            key,
+            key_len,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_OPAQUE,
             opaque,
-        ))
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_TIMESTAMP,
+            record.timestamp.unwrap_or(0),
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADERS,
+            headers,
+            rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_END,
+        )
+    };
+    if err == rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return Ok(());
+    }
+    if !headers.is_null() {
+        // SAFETY: not handed over, since the call failed; destroyed once.
+        unsafe { rd::rd_kafka_headers_destroy(headers) }
+    }
+    // SAFETY: the pointer came from `into_ptr` above and librdkafka did not keep it.
+    let opaque = unsafe { O::from_ptr(opaque) };
+    Err((
+        KafkaError::MessageProduction(RDKafkaErrorCode::from(err)),
+        opaque,
+    ))
+}
+
+/// A delivery opaque that may be empty: librdkafka gets a null pointer for `None`, so
+/// a record nobody waits for costs no allocation.
+pub(crate) struct MaybeBoxed<T>(pub(crate) Option<Box<T>>);
+
+impl<T: Send + Sync> IntoOpaque for MaybeBoxed<T> {
+    fn into_ptr(self) -> *mut c_void {
+        self.0
+            .map_or(ptr::null_mut(), |boxed| Box::into_raw(boxed).cast())
+    }
+
+    unsafe fn from_ptr(ptr: *mut c_void) -> Self {
+        // SAFETY: a non-null `ptr` came from `into_ptr`, i.e. `Box::into_raw` of a
+        // `Box<T>`, and is turned back into a box once (rdkafka's contract).
+        MaybeBoxed(NonNull::new(ptr).map(|raw| unsafe { Box::from_raw(raw.as_ptr().cast::<T>()) }))
     }
 }
 

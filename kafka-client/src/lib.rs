@@ -5,6 +5,11 @@
 //! - [`Producer<K, V>`] and [`Consumer<K, V>`] move typed records; keys and values go
 //!   through the [`serde::Serializer`] / [`serde::Deserializer`] traits, the one codec
 //!   path shared with `serde-avro` and `kafka-streams`.
+//! - [`Consumer::recv_fetched`] and [`Consumer::recv_batch`] return [`FetchedRecord`]s,
+//!   which keep librdkafka's message instead of copying it and parse headers only
+//!   when asked; [`Producer::send_and_forget`] queues a record without a future per
+//!   record. Both consumer and producer read and write through librdkafka's batch
+//!   queue and cached topic handles.
 //! - [`ClientConfig`] is a typed builder over librdkafka's properties.
 //! - Every librdkafka call that blocks (commit, flush, metadata, seek) runs on
 //!   tokio's blocking pool, so the executor keeps running other tasks.
@@ -43,6 +48,7 @@ pub mod dev;
 pub mod dlq;
 pub mod error;
 mod fetch_queue;
+pub mod fetched;
 #[allow(unsafe_code)]
 mod ffi;
 pub mod producer;
@@ -69,6 +75,7 @@ pub use consumer::{
     Consumer, ConsumerBuilder, Offset, PartitionLag, RebalanceEvent, RebalanceListener,
 };
 pub use error::{ConsumeError, DeserializationError, Error, Result, SendError, SendErrorKind};
+pub use fetched::FetchedRecord;
 pub use producer::{default_partition, Partitioner, Producer, ProducerBuilder};
 pub use record::{
     ConsumerRecord, Header, Headers, ProducerRecord, RecordMetadata, TimestampType, TopicPartition,

@@ -31,9 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+use rdkafka::producer::{Producer as _, ThreadedProducer};
 use rdkafka::ClientConfig as RdClientConfig;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
@@ -41,8 +41,10 @@ use crate::context::{
     BatchDelivery, Completion, DeliveryOutcome, PartitionerAdapter, ProducerCallbacks, QueueSpace,
 };
 use crate::error::{Error, Result, SendError, SendErrorKind};
+use crate::ffi::{MaybeBoxed, SharedProducerTopics};
 use crate::record::{timestamp_parts, ProducerRecord, RecordMetadata};
 use crate::serde::{DefaultSerde, MessageField, SerdeContext, SerdeError, Serializer};
+use crate::topic_producer::OutgoingRecord;
 
 /// How long [`flush_promptly`] lets rdkafka serve delivery reports between checks.
 const FLUSH_SLICE: Duration = Duration::from_millis(1);
@@ -179,11 +181,30 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
 
 type RdProducer = ThreadedProducer<ProducerCallbacks, PartitionerAdapter>;
 
+/// A record sent with [`Producer::send_and_forget`] that librdkafka could not
+/// deliver, as its bytes (see [`Producer::delivery_failures`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("record to {topic}-{partition} not delivered: {error}")]
+pub struct DeliveryFailure {
+    /// Topic.
+    pub topic: String,
+    /// Partition (-1 when none was chosen).
+    pub partition: i32,
+    /// The serialized key.
+    pub key: Option<Vec<u8>>,
+    /// The serialized value.
+    pub value: Option<Vec<u8>>,
+    /// Why it was not delivered.
+    pub error: KafkaError,
+}
+
 /// Longest wait before retrying a send refused for a full queue.
 const QUEUE_FULL_RETRY: Duration = Duration::from_millis(5);
 
 struct Shared<K, V> {
-    producer: RdProducer,
+    /// The librdkafka producer, and its handle for each topic produced to (a lookup by
+    /// name costs a copy of the name and a client-wide lock per record).
+    client: SharedProducerTopics<RdProducer>,
     queue_space: Arc<QueueSpace>,
     key_serializer: Box<dyn Serializer<K>>,
     value_serializer: Box<dyn Serializer<V>>,
@@ -262,13 +283,14 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             queue_space: queue_space.clone(),
             partitioner: PartitionerAdapter::new(partitioner),
             stats: Default::default(),
+            failures: Default::default(),
         };
         let producer: RdProducer = rd_config
             .create_with_context(callbacks)
             .map_err(|e| Error::kafka("creating the producer", "", e))?;
         Ok(Producer {
             shared: Arc::new(Shared {
-                producer,
+                client: SharedProducerTopics::new(producer),
                 queue_space,
                 key_serializer,
                 value_serializer,
@@ -345,13 +367,13 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             .serialize_borrowed(&record.value, &value_ctx)
             .ok()?;
         let (tx, rx) = oneshot::channel::<DeliveryOutcome>();
-        let mut base = BaseRecord::with_opaque_to(&record.topic, Box::new(Completion::One(tx)));
-        base.key = key.as_deref();
-        base.payload = value.as_deref();
-        base.partition = record.partition;
-        base.timestamp = record.timestamp;
-        base.headers = record.headers.to_rdkafka();
-        shared.producer.send(base).ok().map(|()| rx)
+        let outgoing = outgoing(record, key.as_deref(), value.as_deref());
+        let completion = MaybeBoxed(Some(Box::new(Completion::One(tx))));
+        shared
+            .client
+            .produce(&outgoing, completion)
+            .ok()
+            .map(|()| rx)
     }
 
     /// Waits for the delivery report of an enqueued record.
@@ -395,7 +417,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 &record,
                 key.as_deref(),
                 value.as_deref(),
-                Box::new(Completion::One(tx)),
+                MaybeBoxed(Some(Box::new(Completion::One(tx)))),
             )
             .await;
         match enqueued {
@@ -413,21 +435,15 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         record: &ProducerRecord<K, V>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        completion: Box<Completion>,
+        mut completion: MaybeBoxed<Completion>,
     ) -> std::result::Result<(), KafkaError> {
-        let mut base = BaseRecord::with_opaque_to(&record.topic, completion);
-        base.key = key;
-        base.payload = value;
-        base.partition = record.partition;
-        base.timestamp = record.timestamp;
-        base.headers = record.headers.to_rdkafka();
-
+        let outgoing = outgoing(record, key, value);
         let mut waiter = None;
         loop {
-            match self.shared.producer.send(base) {
+            match self.shared.client.produce(&outgoing, completion) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    base = back;
+                    completion = back;
                     match waiter.take() {
                         // Register, then retry once before waiting: a delivery in
                         // between has already made room.
@@ -444,6 +460,63 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Sends `record` without waiting for the broker: returns once librdkafka has
+    /// queued it (waiting while its queue is full, as [`Producer::send`] does). No
+    /// future, wake-up or allocation per record waits for the delivery report, so
+    /// this is the fastest way to send. A record that is then not delivered is logged
+    /// and reported on [`Producer::delivery_failures`]; [`Producer::flush`] waits
+    /// until every queued record is delivered or failed.
+    ///
+    /// Fails with the record when it cannot be serialized or queued.
+    ///
+    /// ```no_run
+    /// # async fn demo(producer: kafka_client::Producer<String, String>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use kafka_client::ProducerRecord;
+    /// let mut failures = producer.delivery_failures();
+    /// for i in 0..1000 {
+    ///     let record = ProducerRecord::new("plant01", format!("sensor-{i}"), "21.5".to_string());
+    ///     producer.send_and_forget(record).await?;
+    /// }
+    /// producer.flush(Duration::from_secs(30)).await?;
+    /// while let Ok(failure) = failures.try_recv() {
+    ///     eprintln!("{failure}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    // SendError is large on purpose: it hands the unsent record back.
+    #[allow(clippy::result_large_err)]
+    pub async fn send_and_forget(
+        &self,
+        mut record: ProducerRecord<K, V>,
+    ) -> std::result::Result<(), SendError<K, V>> {
+        if self.shared.trace_context.load(Ordering::Relaxed) {
+            crate::trace_context::inject_current(&mut record.headers);
+        }
+        let enqueued = match self.serialize(&record).await {
+            Ok((key, value)) => self
+                .enqueue(&record, key.as_deref(), value.as_deref(), MaybeBoxed(None))
+                .await
+                .map_err(SendErrorKind::Kafka),
+            Err(e) => Err(SendErrorKind::Serialization(e)),
+        };
+        enqueued.map_err(|kind| SendError { record, kind })
+    }
+
+    /// A channel of the records sent with [`Producer::send_and_forget`] that were not
+    /// delivered, from now on. Each call replaces the previous channel. Failures are
+    /// logged whether or not anyone listens.
+    pub fn delivery_failures(&self) -> mpsc::UnboundedReceiver<DeliveryFailure> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let context = self.shared.client.producer().context();
+        let mut failures = match context.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *failures = Some(tx);
+        rx
     }
 
     /// Sends many records and waits until the broker has acknowledged (or
@@ -485,10 +558,10 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 }
                 let error = match self.serialize(record).await {
                     Ok((key, value)) => {
-                        let completion = Box::new(Completion::Batch {
+                        let completion = MaybeBoxed(Some(Box::new(Completion::Batch {
                             batch: batch.clone(),
                             index,
-                        });
+                        })));
                         self.enqueue(record, key.as_deref(), value.as_deref(), completion)
                             .await
                             .err()
@@ -565,7 +638,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         let shared = self.shared.clone();
         let span = tracing::debug_span!("kafka.flush");
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| flush_promptly(&shared.producer, timeout))
+            span.in_scope(|| flush_promptly(shared.client.producer(), timeout))
         })
         .await
         .map_err(|e| Error::background("flush", e))?
@@ -580,31 +653,48 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         F: FnOnce(&RdProducer) -> T + Send + 'static,
     {
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || call(&shared.producer))
+        tokio::task::spawn_blocking(move || call(shared.client.producer()))
             .await
             .map_err(|e| Error::background(operation, e))
     }
 
     /// Runs a non-blocking call on the librdkafka producer.
     pub(crate) fn with_rd<T>(&self, call: impl FnOnce(&RdProducer) -> T) -> T {
-        call(&self.shared.producer)
+        call(self.shared.client.producer())
     }
 
     /// Records queued or in flight.
     pub fn in_flight_count(&self) -> i32 {
-        self.shared.producer.in_flight_count()
+        self.shared.client.producer().in_flight_count()
     }
 
     /// The latest statistics snapshot, updated every `statistics.interval.ms`
     /// (see [`crate::stats`]).
     pub fn statistics(&self) -> crate::stats::StatsReceiver {
-        self.shared.producer.context().stats.subscribe()
+        self.shared.client.producer().context().stats.subscribe()
+    }
+}
+
+/// The record as librdkafka takes it: borrowed, with its serialized key and value.
+fn outgoing<'a, K, V>(
+    record: &'a ProducerRecord<K, V>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+) -> OutgoingRecord<'a> {
+    OutgoingRecord {
+        topic: &record.topic,
+        partition: record.partition,
+        key,
+        value,
+        timestamp: record.timestamp,
+        headers: &record.headers,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::producer::BaseRecord;
 
     #[test]
     fn default_partition_matches_java_murmur2() {
@@ -661,6 +751,79 @@ mod tests {
             .create_with_context(Acked(acked.clone()))
             .expect("producer");
         (producer, acked)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_and_forget_delivers_through_topic_handles_of_every_topic() {
+        let cluster = crate::dev::EmbeddedCluster::start(1).expect("mock cluster");
+        cluster.create_topic("forgotten-a", 2).expect("topic");
+        cluster.create_topic("forgotten-b", 1).expect("topic");
+        let producer: Producer<String, String> =
+            Producer::new(&cluster.client_config()).expect("producer");
+        let mut failures = producer.delivery_failures();
+        for i in 0..40 {
+            let topic = if i % 4 == 0 {
+                "forgotten-b"
+            } else {
+                "forgotten-a"
+            };
+            let record = ProducerRecord::new(topic, format!("k{i}"), format!("v{i}"))
+                .with_header("seq", i.to_string());
+            producer.send_and_forget(record).await.expect("queued");
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .await
+            .expect("flush");
+        assert_eq!(producer.in_flight_count(), 0);
+        assert!(failures.try_recv().is_err(), "nothing failed");
+        // The same producer's awaited sends land after them, on the same handles.
+        let meta = producer
+            .send(ProducerRecord::new("forgotten-b", "k".into(), "v".into()))
+            .await
+            .expect("sent");
+        assert_eq!((meta.topic.as_str(), meta.offset), ("forgotten-b", 10));
+        let a = producer
+            .send(ProducerRecord::new("forgotten-a", "k".into(), "v".into()).with_partition(1))
+            .await
+            .expect("sent");
+        assert_eq!(a.partition, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_and_forget_reports_undelivered_records_and_hands_back_unqueued_ones() {
+        // Nothing listens on port 1: the record times out in librdkafka's queue.
+        let config = ClientConfig::new("127.0.0.1:1")
+            .set("message.timeout.ms", "200")
+            .set("enable.idempotence", "false");
+        let producer: Producer<String, String> = Producer::new(&config).expect("producer");
+        let mut failures = producer.delivery_failures();
+        producer
+            .send_and_forget(ProducerRecord::new("nowhere", "k1".into(), "v1".into()))
+            .await
+            .expect("queued");
+        let failure = tokio::time::timeout(Duration::from_secs(30), failures.recv())
+            .await
+            .expect("reported within 30 s")
+            .expect("a failure");
+        assert_eq!(failure.topic, "nowhere");
+        assert_eq!(failure.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(failure.value.as_deref(), Some(&b"v1"[..]));
+        assert_eq!(
+            failure.error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::MessageTimedOut),
+            "{failure}"
+        );
+        // A topic name librdkafka refuses is not queued: the record comes back.
+        let refused = producer
+            .send_and_forget(ProducerRecord::new("bad\0name", "k2".into(), "v2".into()))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.record.key, "k2");
+        assert!(
+            matches!(refused.kind, SendErrorKind::Kafka(KafkaError::Nul(_))),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -90,20 +90,6 @@ impl Headers {
         self.entries.is_empty()
     }
 
-    pub(crate) fn to_rdkafka(&self) -> Option<rdkafka::message::OwnedHeaders> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mut owned = rdkafka::message::OwnedHeaders::new_with_capacity(self.entries.len());
-        for h in &self.entries {
-            owned = owned.insert(rdkafka::message::Header {
-                key: &h.key,
-                value: h.value.as_deref(),
-            });
-        }
-        Some(owned)
-    }
-
     pub(crate) fn from_rdkafka<H: rdkafka::message::Headers>(headers: &H) -> Self {
         Headers {
             entries: headers

@@ -211,6 +211,15 @@ pub trait Deserializer<T>: Send + Sync {
         let _ = (data, ctx);
         None
     }
+
+    /// Whether [`SerdeContext::headers`] can change what this deserializer returns.
+    /// The typed consumer parses a record's headers for its deserializers only when
+    /// one of them says so, and librdkafka's header parsing costs as much as the rest
+    /// of receiving a small record. `true` (the default) is always correct; the
+    /// built-in deserializers, which never read headers, say `false`.
+    fn reads_headers(&self) -> bool {
+        true
+    }
 }
 
 impl<T: ?Sized, S: Serializer<T> + ?Sized> Serializer<T> for Arc<S> {
@@ -240,6 +249,9 @@ impl<T, S: Deserializer<T> + ?Sized> Deserializer<T> for Arc<S> {
         ctx: &'a SerdeContext<'a>,
     ) -> Option<PrepareFuture<'a>> {
         (**self).prepare(data, ctx)
+    }
+    fn reads_headers(&self) -> bool {
+        (**self).reads_headers()
     }
 }
 
@@ -333,6 +345,10 @@ impl Deserializer<String> for StringSerde {
                 source,
             })
     }
+
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }
 
 impl DefaultSerde for String {
@@ -402,6 +418,10 @@ impl Deserializer<Vec<u8>> for BytesSerde {
         data.map(<[u8]>::to_vec)
             .ok_or_else(|| SerdeError::unexpected_null(ctx))
     }
+
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }
 
 impl Deserializer<bytes::Bytes> for BytesSerde {
@@ -412,6 +432,10 @@ impl Deserializer<bytes::Bytes> for BytesSerde {
     ) -> Result<bytes::Bytes, SerdeError> {
         data.map(bytes::Bytes::copy_from_slice)
             .ok_or_else(|| SerdeError::unexpected_null(ctx))
+    }
+
+    fn reads_headers(&self) -> bool {
+        false
     }
 }
 
@@ -444,6 +468,10 @@ impl Deserializer<()> for UnitSerde {
             }),
         }
     }
+
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }
 
 impl DefaultSerde for () {
@@ -474,6 +502,10 @@ macro_rules! big_endian {
                         actual: bytes.len(),
                     })?;
                 Ok(<$ty>::from_be_bytes(array))
+            }
+
+            fn reads_headers(&self) -> bool {
+                false
             }
         }
 
@@ -572,6 +604,10 @@ impl<T: DeserializeOwned> Deserializer<T> for JsonSerde<T> {
         let bytes = data.ok_or_else(|| SerdeError::unexpected_null(ctx))?;
         serde_json::from_slice(bytes).map_err(|e| json_error(ctx, e))
     }
+
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }
 
 impl<T: Serialize> Serializer<Json<T>> for JsonSerde<T> {
@@ -591,6 +627,10 @@ impl<T: DeserializeOwned> Deserializer<Json<T>> for JsonSerde<T> {
         ctx: &SerdeContext<'_>,
     ) -> Result<Json<T>, SerdeError> {
         Deserializer::<T>::deserialize(self, data, ctx).map(Json)
+    }
+
+    fn reads_headers(&self) -> bool {
+        false
     }
 }
 
@@ -653,6 +693,10 @@ impl<T, S: Deserializer<T>> Deserializer<Option<T>> for OptionSerde<S> {
         ctx: &'a SerdeContext<'a>,
     ) -> Option<PrepareFuture<'a>> {
         data.and_then(|bytes| self.0.prepare(Some(bytes), ctx))
+    }
+
+    fn reads_headers(&self) -> bool {
+        self.0.reads_headers()
     }
 }
 

@@ -13,7 +13,7 @@ use std::fmt::Display;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kafka_client::serde::{
@@ -22,9 +22,9 @@ use kafka_client::serde::{
 };
 use kafka_client::{ClientConfig, Headers};
 use kafka_streams::dsl::{
-    Consumed, EmitStrategy, JoinWindows, Materialized, Produced, SessionWindowedDeserializer,
-    SessionWindowedSerializer, SlidingWindows, StreamsBuilder, TimeWindowedDeserializer,
-    TimeWindowedSerializer, TimeWindows, Window, Windowed,
+    BufferConfig, Consumed, EmitStrategy, JoinWindows, KTable, Materialized, Produced,
+    SessionWindowedDeserializer, SessionWindowedSerializer, SlidingWindows, StreamsBuilder,
+    Suppressed, TimeWindowedDeserializer, TimeWindowedSerializer, TimeWindows, Window, Windowed,
 };
 use kafka_streams::processor::{Processor, ProcessorContext, ProcessorError, Record};
 use kafka_streams::runtime::StreamsConfig;
@@ -303,6 +303,17 @@ impl Processor<String, i64, Windowed<String>, i64> for AssignWindows {
     }
 }
 
+/// The `caching` parameter on a windowed store's `Materialized`: `off` (the default:
+/// every update goes downstream) or `on` (our default and Kafka's: the record cache
+/// folds updates until the driver's commit after each input record).
+fn materialized<V>(scenario: &Scenario) -> Materialized<String, V> {
+    match scenario.params.get("caching").map_or("off", String::as_str) {
+        "on" => Materialized::default().with_caching_enabled(),
+        "off" => Materialized::default().with_caching_disabled(),
+        other => panic!("{}: caching is on or off, got {other}", scenario.here()),
+    }
+}
+
 /// The `emit` parameter: `update` (the default) or `close`.
 fn emit_strategy(scenario: &Scenario) -> EmitStrategy {
     match scenario.params.get("emit").map_or("update", String::as_str) {
@@ -345,7 +356,14 @@ fn pipe_steps(scenario: &Scenario, driver: &TopologyTestDriver) {
 /// our test driver → `output key=<hex> read=<[key@start/end]> value=<count>
 /// timestamp=<ms>`
 fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit", "emit-interval"]);
+    scenario.accept(&[
+        "size",
+        "advance",
+        "grace",
+        "emit",
+        "emit-interval",
+        "caching",
+    ]);
     let size = millis(scenario, scenario.i64_param("size"));
     let windows = time_windows(scenario);
     let builder = StreamsBuilder::new();
@@ -354,7 +372,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(windows)
         .emit_strategy(emit_strategy(scenario))
-        .count()
+        .count_with(materialized(scenario))
         .to_stream()
         // The key goes out with the table's own windowed-key serde.
         .to_with(
@@ -378,7 +396,7 @@ fn windowed_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// `windowed_by(..).emit_strategy(..).reduce(a + "," + b)` → `output key=<hex>
 /// read=<[key@start/end]> value=<joined values> timestamp=<ms>`
 fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["size", "advance", "grace", "emit"]);
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
     let size = millis(scenario, scenario.i64_param("size"));
     let builder = StreamsBuilder::new();
     builder
@@ -391,7 +409,10 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
         .group_by_key()
         .windowed_by(time_windows(scenario))
         .emit_strategy(emit_strategy(scenario))
-        .reduce(|aggregate, value| format!("{aggregate},{value}"))
+        .reduce_with(
+            |aggregate, value| format!("{aggregate},{value}"),
+            materialized(scenario),
+        )
         .to_stream()
         .to_with(
             "output",
@@ -403,30 +424,7 @@ fn windowed_reduce_rekeyed(scenario: &Scenario, out: &mut Vec<String>) {
     let driver =
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
-    let output =
-        driver.create_output_topic_with::<Vec<u8>, String>("output", BytesSerde, StringSerde);
-    let read = TimeWindowedDeserializer::new(StringSerde, size)
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    let headers = Headers::new();
-    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        let key: Windowed<String> = read
-            .deserialize(Some(record.key.as_slice()), &ctx)
-            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", hex(&record.key)),
-                format!("read={key}"),
-                format!("value={}", record.value),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
 }
 
 /// The output topic's records as `output key=<hex> read=<[key@start/end]> value=<v>
@@ -437,7 +435,18 @@ fn read_windowed_output(
     size: Duration,
     out: &mut Vec<String>,
 ) {
-    let output = driver.create_output_topic_with::<Vec<u8>, i64>("output", BytesSerde, BigEndian);
+    read_windowed_values::<i64>(scenario, driver, size, BigEndian, out);
+}
+
+/// As [`read_windowed_output`], with values read by `values`.
+fn read_windowed_values<V: Display + 'static>(
+    scenario: &Scenario,
+    driver: &TopologyTestDriver,
+    size: Duration,
+    values: impl Deserializer<V> + 'static,
+    out: &mut Vec<String>,
+) {
+    let output = driver.create_output_topic_with::<Vec<u8>, V>("output", BytesSerde, values);
     let read = TimeWindowedDeserializer::new(StringSerde, size)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let headers = Headers::new();
@@ -498,19 +507,27 @@ fn window_assignment(scenario: &Scenario, out: &mut Vec<String>) {
 /// `group_by_key().windowed_by_session(..).count().to_stream().to(..)` in our test
 /// driver → `output key=<hex> read=<[key@start/end]> value=<count|null> timestamp=<ms>`
 /// (a merged-away session's tombstone prints `value=null`, as Kafka's null does).
+/// Kind `session-count-suppressed`: with
+/// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
+/// count.
 fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["gap", "grace"]);
+    scenario.accept(&["gap", "grace", "caching", "emit"]);
     let windows = kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
         millis(scenario, scenario.i64_param("gap")),
         millis(scenario, scenario.i64_param_or("grace", 0)),
     )
     .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let builder = StreamsBuilder::new();
-    builder
+    let mut counts = builder
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_session(windows)
-        .count()
+        .emit_strategy(emit_strategy(scenario))
+        .count_with(materialized(scenario));
+    if scenario.kind == "session-count-suppressed" {
+        counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
+    }
+    counts
         .to_stream()
         // The key goes out with the table's own session-windowed key serde.
         .to_with(
@@ -532,6 +549,12 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
             )
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
+    read_session_output(scenario, &driver, out);
+}
+
+/// The output topic's records (session-windowed keys, nullable counts) as `output
+/// key=<hex> read=<[key@start/end]> value=<count or null> timestamp=<ms>` lines.
+fn read_session_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &mut Vec<String>) {
     let output = driver.create_output_topic_with::<Vec<u8>, Option<i64>>(
         "output",
         BytesSerde,
@@ -567,23 +590,29 @@ fn session_count(scenario: &Scenario, out: &mut Vec<String>) {
 /// grace)).count()` → `output key=<hex> read=<[key@start/end]> value=<count>
 /// timestamp=<ms>`, the keys written with the table's time-windowed serde (window
 /// size = the time difference) and read back with that size.
+/// Kind `sliding-count-suppressed`: with
+/// `.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()))` after the
+/// count.
 fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
-    scenario.accept(&["difference", "grace"]);
+    scenario.accept(&["difference", "grace", "caching", "emit"]);
     let difference = millis(scenario, scenario.i64_param("difference"));
     let grace = millis(scenario, scenario.i64_param_or("grace", 0));
     let windows = SlidingWindows::of_time_difference_and_grace(difference, grace)
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     let builder = StreamsBuilder::new();
-    builder
+    let mut counts = builder
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
         .group_by_key()
         .windowed_by_sliding(windows)
-        .count()
-        .to_stream()
-        .to_with(
-            "output",
-            Produced::as_("sliding-count-sink").with_value_serializer(OptionSerde(BigEndian)),
-        );
+        .emit_strategy(emit_strategy(scenario))
+        .count_with(materialized(scenario));
+    if scenario.kind == "sliding-count-suppressed" {
+        counts = counts.suppress(Suppressed::until_window_closes(BufferConfig::unbounded()));
+    }
+    counts.to_stream().to_with(
+        "output",
+        Produced::as_("sliding-count-sink").with_value_serializer(OptionSerde(BigEndian)),
+    );
     let topology = builder
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
@@ -591,6 +620,176 @@ fn sliding_count(scenario: &Scenario, out: &mut Vec<String>) {
         TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     pipe_steps(scenario, &driver);
     read_windowed_output(scenario, &driver, difference, out);
+}
+
+/// Steps through `group_by_key().windowed_by(..).emit_strategy(..)
+/// .aggregate(|| "init", agg + "," + value)` → `output key=<hex>
+/// read=<[key@start/end]> value=<aggregate> timestamp=<ms>`
+fn windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "emit", "caching"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .emit_strategy(emit_strategy(scenario))
+        .aggregate_with(
+            || "init".to_owned(),
+            |_, value: &String, aggregate: String| format!("{aggregate},{value}"),
+            string_values(materialized(scenario)),
+        )
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::as_("windowed-aggregate-sink")
+                .with_value_serializer(OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_values(scenario, &driver, size, StringSerde, out);
+}
+
+/// `materialized` with string values.
+fn string_values(materialized: Materialized<String, String>) -> Materialized<String, String> {
+    materialized.with_value_serde(std::sync::Arc::new(StringSerde))
+}
+
+/// `record <a|b> <key> <value> <timestamp>` into two grouped streams cogrouped (a's
+/// aggregator appends `+value`, b's `-value`, from `0`), windowed by `windows`
+/// (`time`, `sliding` or `session`, sessions merged as `left|right`) →
+/// `output key=<hex> read=<[key@start/end]> value=<aggregate|null> timestamp=<ms>`
+fn cogrouped_windowed_aggregate(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&[
+        "windows",
+        "size",
+        "advance",
+        "difference",
+        "gap",
+        "grace",
+        "caching",
+    ]);
+    let grace = millis(scenario, scenario.i64_param_or("grace", 0));
+    let builder = StreamsBuilder::new();
+    let a = builder
+        .stream_with::<String, String>("input-a", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let b = builder
+        .stream_with::<String, String>("input-b", Consumed::with(StringSerde, StringSerde))
+        .group_by_key();
+    let cogrouped = a
+        .cogroup(|_, value: &String, aggregate: String| format!("{aggregate}+{value}"))
+        .cogroup(&b, |_, value, aggregate| format!("{aggregate}-{value}"));
+    let initializer = || "0".to_owned();
+    let windows = scenario
+        .params
+        .get("windows")
+        .map_or("time", String::as_str);
+    let table = match windows {
+        "time" => cogrouped
+            .windowed_by(time_windows(scenario))
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "sliding" => cogrouped
+            .windowed_by_sliding(
+                SlidingWindows::of_time_difference_and_grace(
+                    millis(scenario, scenario.i64_param("difference")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(initializer, string_values(materialized(scenario))),
+        "session" => cogrouped
+            .windowed_by_session(
+                kafka_streams::dsl::SessionWindows::of_inactivity_gap_and_grace(
+                    millis(scenario, scenario.i64_param("gap")),
+                    grace,
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here())),
+            )
+            .aggregate_with(
+                initializer,
+                |_, left, right: &String| format!("{left}|{right}"),
+                string_values(materialized(scenario)),
+            ),
+        other => panic!(
+            "{}: windows is time, sliding or session, got {other}",
+            scenario.here()
+        ),
+    };
+    table.to_stream().to_with(
+        "output",
+        Produced::as_("cogrouped-sink").with_value_serializer(OptionSerde(StringSerde)),
+    );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let inputs = [
+        (
+            "a",
+            driver.create_input_topic_with::<String, String>("input-a", StringSerde, StringSerde),
+        ),
+        (
+            "b",
+            driver.create_input_topic_with::<String, String>("input-b", StringSerde, StringSerde),
+        ),
+    ];
+    for tokens in scenario.data("record", 4) {
+        let (_, input) = inputs
+            .iter()
+            .find(|(name, _)| *name == tokens[1])
+            .unwrap_or_else(|| panic!("{}: records go to a or b", scenario.here()));
+        input
+            .pipe_input_at(
+                tokens[2].clone(),
+                tokens[3].clone(),
+                parse_i64(scenario, &tokens[4]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+    let output = driver.create_output_topic_with::<Vec<u8>, Option<String>>(
+        "output",
+        BytesSerde,
+        OptionSerde(StringSerde),
+    );
+    let headers = Headers::new();
+    let ctx = SerdeContext::new("output", MessageField::Key, &headers);
+    let window_size = match windows {
+        "sliding" => Some(scenario.i64_param("difference")),
+        "time" => Some(scenario.i64_param("size")),
+        _ => None,
+    };
+    let read = |bytes: &[u8]| -> Windowed<String> {
+        let read = match window_size {
+            None => SessionWindowedDeserializer::new(StringSerde).deserialize(Some(bytes), &ctx),
+            Some(size) => TimeWindowedDeserializer::new(StringSerde, millis(scenario, size))
+                .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+                .deserialize(Some(bytes), &ctx),
+        };
+        read.unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
+    };
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let key = read(&record.key);
+        let value = record.value.unwrap_or_else(|| "null".to_owned());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", hex(&record.key)),
+                format!("read={key}"),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
 }
 
 /// A stream-stream join of `left` (re-keyed by its value up to the first `/` with
@@ -732,6 +931,386 @@ fn driver_with_emit_interval(
         .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()))
 }
 
+/// Our topology's description as `describe <line>` lines (blank lines left out).
+fn describe(
+    scenario: &Scenario,
+    topology: &kafka_streams::topology::Topology,
+    out: &mut Vec<String>,
+) {
+    for line in topology.describe().to_string().lines() {
+        if !line.trim().is_empty() {
+            scenario.emit(out, &["describe".to_owned(), line.trim_end().to_owned()]);
+        }
+    }
+}
+
+/// Steps through `group_by_key().windowed_by(..).count().suppress(
+/// Suppressed::until_window_closes(BufferConfig::unbounded()))` (named `name` if
+/// given) → the topology's `describe` lines, then `output key=<hex>
+/// read=<[key@start/end]> value=<count> timestamp=<ms>`
+fn windowed_count_suppressed(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["size", "advance", "grace", "name"]);
+    let size = millis(scenario, scenario.i64_param("size"));
+    let mut suppressed = Suppressed::until_window_closes(BufferConfig::unbounded());
+    if let Some(name) = scenario.params.get("name") {
+        suppressed = suppressed.with_name(name);
+    }
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
+        .group_by_key()
+        .windowed_by(time_windows(scenario))
+        .count()
+        .suppress(suppressed)
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::with(
+                TimeWindowedSerializer::new(StringSerde),
+                OptionSerde(BigEndian),
+            ),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    describe(scenario, &topology, out);
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_steps(scenario, &driver);
+    read_windowed_output(scenario, &driver, size, out);
+}
+
+/// `record <key> <value or -> <timestamp>` through `table("input")` (caching disabled)
+/// `.suppress(Suppressed::until_time_limit(limit, buffer)).to_stream()`, the buffer
+/// unbounded or bounded by `max-records` / `max-bytes`, emitting early (`full=emit`,
+/// the default) or shutting down (`full=shutdown`) when full → `output key=<k>
+/// value=<v or null> timestamp=<ms>`, then `failed buffer-full` if the buffer shut
+/// down (processing stops there).
+fn table_suppress_time_limit(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["limit", "max-records", "max-bytes", "full"]);
+    let limit = millis(scenario, scenario.i64_param("limit"));
+    let bounded = ["max-records", "max-bytes"]
+        .iter()
+        .any(|p| scenario.params.contains_key(*p));
+    let bound = |name: &str| {
+        scenario
+            .params
+            .get(name)
+            .map_or(u64::MAX, |v| parse_i64(scenario, v).unsigned_abs())
+    };
+    let suppressed = if bounded {
+        let eager =
+            BufferConfig::max_records(bound("max-records")).with_max_bytes(bound("max-bytes"));
+        match scenario.params.get("full").map_or("emit", String::as_str) {
+            "emit" => Suppressed::until_time_limit(limit, eager),
+            "shutdown" => Suppressed::until_time_limit(limit, eager.shut_down_when_full()),
+            other => panic!("{}: full is emit or shutdown, got {other}", scenario.here()),
+        }
+    } else {
+        Suppressed::until_time_limit(limit, BufferConfig::unbounded())
+    };
+    let builder = StreamsBuilder::new();
+    builder
+        .table_with::<String, String>(
+            "input",
+            Materialized::as_("input-table").with_caching_disabled(),
+        )
+        .suppress(suppressed)
+        .to_stream()
+        .to_with(
+            "output",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let input = driver.create_input_topic_with::<String, Option<String>>(
+        "input",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let mut failed = false;
+    for tokens in scenario.data("record", 3) {
+        let value = (tokens[2] != "-").then(|| tokens[2].clone());
+        if let Err(e) =
+            input.pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
+        {
+            let message = format!("{e:#}");
+            assert!(
+                message.contains("buffer exceeded its max capacity"),
+                "{}: {message}",
+                scenario.here()
+            );
+            failed = true;
+            break;
+        }
+    }
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        let value = record.value.unwrap_or_else(|| "null".to_owned());
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={value}"),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+    if failed {
+        scenario.emit(out, &["failed".to_owned(), "buffer-full".to_owned()]);
+    }
+}
+
+/// A value token: `null` is a null value (a tombstone).
+fn nullable(token: &str) -> Option<String> {
+    (token != "null").then(|| token.to_owned())
+}
+
+/// Pipes `<topic> <key> <value|null> <timestamp>` lines into the input topics named by
+/// their first token (one of `topics`), in file order.
+fn pipe_topics(scenario: &Scenario, driver: &TopologyTestDriver, topics: &[&str]) {
+    let inputs: BTreeMap<&str, _> = topics
+        .iter()
+        .map(|t| {
+            let input = driver.create_input_topic_with::<String, Option<String>>(
+                t,
+                StringSerde,
+                OptionSerde(StringSerde),
+            );
+            (*t, input)
+        })
+        .collect();
+    for tokens in &scenario.data {
+        let input = match (inputs.get(tokens[0].as_str()), tokens.len()) {
+            (Some(input), 4) => input,
+            _ => panic!(
+                "{}: kind {} takes data lines `<{}> <key> <value|null> <timestamp>`, got `{}`",
+                scenario.here(),
+                scenario.kind,
+                topics.join("|"),
+                tokens.join(" ")
+            ),
+        };
+        input
+            .pipe_input_at(
+                tokens[1].clone(),
+                nullable(&tokens[2]),
+                parse_i64(scenario, &tokens[3]),
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    }
+}
+
+/// The records of `output` as `output key=<k> value=<v|null> timestamp=<ms>` lines.
+fn read_output(scenario: &Scenario, driver: &TopologyTestDriver, out: &mut Vec<String>) {
+    let output = driver.create_output_topic_with::<String, Option<String>>(
+        "output",
+        StringSerde,
+        OptionSerde(StringSerde),
+    );
+    let records = output
+        .read_records_to_list()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    for record in records {
+        scenario.emit(
+            out,
+            &[
+                "output".to_owned(),
+                format!("key={}", record.key),
+                format!("value={}", record.value.as_deref().unwrap_or("null")),
+                format!("timestamp={}", record.timestamp),
+            ],
+        );
+    }
+}
+
+/// Builds the topology, pipes the scenario's lines into `topics` and prints
+/// `output`'s records.
+fn run_topics(
+    scenario: &Scenario,
+    builder: &StreamsBuilder,
+    topics: &[&str],
+    out: &mut Vec<String>,
+) {
+    let topology = builder
+        .build()
+        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    let driver =
+        TopologyTestDriver::new(topology).unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
+    pipe_topics(scenario, &driver, topics);
+    read_output(scenario, &driver, out);
+}
+
+/// The `join` parameter of stream joins: `inner` (the default) or `left`.
+fn left_join(scenario: &Scenario) -> bool {
+    match scenario.params.get("join").map_or("inner", String::as_str) {
+        "inner" => false,
+        "left" => true,
+        other => panic!("{}: join is inner or left, got {other}", scenario.here()),
+    }
+}
+
+/// The stream value up to its first `/` (the rekeying and global-table key selector).
+fn value_prefix(value: &str) -> String {
+    value.split_once('/').map_or("", |(p, _)| p).to_owned()
+}
+
+fn bool_param(scenario: &Scenario, key: &str) -> bool {
+    match scenario.params.get(key).map_or("false", String::as_str) {
+        "true" => true,
+        "false" => false,
+        other => panic!("{}: {key} is true or false, got {other}", scenario.here()),
+    }
+}
+
+fn string_table(builder: &StreamsBuilder, topic: &str) -> KTable<String, String> {
+    builder.table_with::<String, String>(topic, Materialized::default())
+}
+
+/// `stream` records joined (`join`: inner or left) with the table of `table` (with
+/// `rekey=true` after `select_key(the value's prefix)`, so through a repartition topic),
+/// `value + "+" + row` → `output key=.. value=.. timestamp=..`
+fn stream_table_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "rekey"]);
+    let builder = StreamsBuilder::new();
+    let table = string_table(&builder, "table");
+    let mut stream =
+        builder.stream_with::<String, String>("stream", Consumed::with(StringSerde, StringSerde));
+    if bool_param(scenario, "rekey") {
+        stream = stream.select_key(|_, value| value_prefix(value));
+    }
+    let result = if left_join(scenario) {
+        stream.left_join_table(&table, |value, row: Option<&String>| {
+            format!("{value}+{}", row.map_or("null", String::as_str))
+        })
+    } else {
+        stream.join_table(&table, |value, row: &String| format!("{value}+{row}"))
+    };
+    result.to_with("output", Produced::with(StringSerde, StringSerde));
+    run_topics(scenario, &builder, &["stream", "table"], out);
+}
+
+/// `stream` records joined (`join`: inner or left) with the global table of `global`
+/// at the key `value_prefix(value)`, `value + "+" + row` → `output ..` lines.
+fn stream_global_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join"]);
+    let builder = StreamsBuilder::new();
+    let global = builder.global_table::<String, String>("global");
+    let stream =
+        builder.stream_with::<String, String>("stream", Consumed::with(StringSerde, StringSerde));
+    let select = |_: &String, value: &String| value_prefix(value);
+    let result = if left_join(scenario) {
+        stream.left_join_global(&global, select, |value, row: Option<&String>| {
+            format!("{value}+{}", row.map_or("null", String::as_str))
+        })
+    } else {
+        stream.join_global(&global, select, |value, row: &String| {
+            format!("{value}+{row}")
+        })
+    };
+    result.to_with("output", Produced::with(StringSerde, StringSerde));
+    run_topics(scenario, &builder, &["stream", "global"], out);
+}
+
+/// The tables of `left` and `right` joined (`join`: inner, left or outer; with
+/// `materialized=true` into the store `joined`), `l + "+" + r` (`null` for an absent
+/// side), `to_stream()` → `output ..` lines (a deleted result prints `value=null`).
+fn table_table_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "materialized", "count-by-right"]);
+    let builder = StreamsBuilder::new();
+    let left = string_table(&builder, "left");
+    let right = string_table(&builder, "right");
+    let store = bool_param(scenario, "materialized").then(|| {
+        Materialized::<String, String>::as_("joined").with_value_serde(Arc::new(StringSerde))
+    });
+    let show = |v: Option<&String>| v.map_or("null", String::as_str).to_owned();
+    let joined = match (
+        scenario.params.get("join").map_or("inner", String::as_str),
+        store,
+    ) {
+        ("inner", None) => left.join(&right, |l, r| format!("{l}+{r}")),
+        ("inner", Some(m)) => left.join_materialized(&right, |l, r| format!("{l}+{r}"), m),
+        ("left", None) => left.left_join(&right, move |l, r| format!("{l}+{}", show(r))),
+        ("left", Some(m)) => {
+            left.left_join_materialized(&right, move |l, r| format!("{l}+{}", show(r)), m)
+        }
+        ("outer", None) => left.outer_join(&right, move |l, r| format!("{}+{}", show(l), show(r))),
+        ("outer", Some(m)) => {
+            left.outer_join_materialized(&right, move |l, r| format!("{}+{}", show(l), show(r)), m)
+        }
+        (other, _) => panic!(
+            "{}: join is inner, left or outer, got {other}",
+            scenario.here()
+        ),
+    };
+    if bool_param(scenario, "count-by-right") {
+        // Results per right value: a result that changes or goes away is subtracted
+        // from its old group (the join's old values).
+        joined
+            .group_by(|_, value: &String| {
+                let right = value.split_once('+').map_or("", |(_, r)| r);
+                (right.to_owned(), value.clone())
+            })
+            .count()
+            .to_stream()
+            .map_values(|count| count.map(|c| c.to_string()))
+            .to_with(
+                "output",
+                Produced::with(StringSerde, OptionSerde(StringSerde)),
+            );
+    } else {
+        joined.to_stream().to_with(
+            "output",
+            Produced::with(StringSerde, OptionSerde(StringSerde)),
+        );
+    }
+    run_topics(scenario, &builder, &["left", "right"], out);
+}
+
+/// The tables of `left` and `right` joined on the foreign key `value_prefix(left
+/// value)` (`join`: inner or left; with `materialized=true` into the store
+/// `fk-joined`), `l + "+" + r`, `to_stream()` → `output ..` lines.
+fn foreign_key_join(scenario: &Scenario, out: &mut Vec<String>) {
+    scenario.accept(&["join", "materialized"]);
+    let builder = StreamsBuilder::new();
+    let left = string_table(&builder, "left");
+    let right = string_table(&builder, "right");
+    let store = bool_param(scenario, "materialized").then(|| {
+        Materialized::<String, String>::as_("fk-joined").with_value_serde(Arc::new(StringSerde))
+    });
+    let fk = |value: &String| value_prefix(value);
+    let left_joiner =
+        |l: &String, r: Option<&String>| format!("{l}+{}", r.map_or("null", String::as_str));
+    let joined = match (
+        scenario.params.get("join").map_or("inner", String::as_str),
+        store,
+    ) {
+        ("inner", None) => left.join_foreign_key(&right, fk, |l, r| format!("{l}+{r}")),
+        ("inner", Some(m)) => {
+            left.join_foreign_key_materialized(&right, fk, |l, r| format!("{l}+{r}"), m)
+        }
+        ("left", None) => left.left_join_foreign_key(&right, fk, left_joiner),
+        ("left", Some(m)) => left.left_join_foreign_key_materialized(&right, fk, left_joiner, m),
+        (other, _) => panic!("{}: join is inner or left, got {other}", scenario.here()),
+    };
+    joined.to_stream().to_with(
+        "output",
+        Produced::with(StringSerde, OptionSerde(StringSerde)),
+    );
+    run_topics(scenario, &builder, &["left", "right"], out);
+}
+
 /// Our output for every scenario, in the harness's line format.
 /// `record <key> <value|null> <timestamp>` into the table `input`; `group_by(the value
 /// up to its '/' → key=rest)` then `count()` or a concatenating `aggregate()` with a
@@ -750,7 +1329,6 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
         .params
         .get("aggregate")
         .map_or("count", String::as_str);
-    let show = |value: Option<String>| value.unwrap_or_else(|| "null".to_owned());
     match aggregate {
         "count" => grouped
             .count_with(Materialized::default().with_caching_disabled())
@@ -806,25 +1384,7 @@ fn table_group_by(scenario: &Scenario, out: &mut Vec<String>) {
             .pipe_input_at(tokens[1].clone(), value, parse_i64(scenario, &tokens[3]))
             .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
     }
-    let output = driver.create_output_topic_with::<String, Option<String>>(
-        "output",
-        StringSerde,
-        OptionSerde(StringSerde),
-    );
-    let records = output
-        .read_records_to_list()
-        .unwrap_or_else(|e| panic!("{}: {e}", scenario.here()));
-    for record in records {
-        scenario.emit(
-            out,
-            &[
-                "output".to_owned(),
-                format!("key={}", record.key),
-                format!("value={}", show(record.value)),
-                format!("timestamp={}", record.timestamp),
-            ],
-        );
-    }
+    read_output(scenario, &driver, out);
 }
 
 fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
@@ -839,8 +1399,18 @@ fn run_ours(scenarios: &[Scenario]) -> Vec<String> {
             "session-count" => session_count(scenario, &mut out),
             "windowed-reduce-rekeyed" => windowed_reduce_rekeyed(scenario, &mut out),
             "sliding-count" => sliding_count(scenario, &mut out),
+            "windowed-count-suppressed" => windowed_count_suppressed(scenario, &mut out),
+            "session-count-suppressed" => session_count(scenario, &mut out),
+            "sliding-count-suppressed" => sliding_count(scenario, &mut out),
+            "table-suppress-time-limit" => table_suppress_time_limit(scenario, &mut out),
+            "cogrouped-windowed-aggregate" => cogrouped_windowed_aggregate(scenario, &mut out),
+            "windowed-aggregate" => windowed_aggregate(scenario, &mut out),
             "table-group-by" => table_group_by(scenario, &mut out),
             "stream-join" => stream_join(scenario, &mut out),
+            "stream-table-join" => stream_table_join(scenario, &mut out),
+            "stream-global-join" => stream_global_join(scenario, &mut out),
+            "table-table-join" => table_table_join(scenario, &mut out),
+            "fk-join" => foreign_key_join(scenario, &mut out),
             other => panic!("{}: unknown kind {other}", scenario.here()),
         }
     }

@@ -5,21 +5,35 @@
 //!   callback, both sending the same 100-byte values with the same settings.
 //! - Producer, batched: `Producer::send_batch` (chunks of 10,000, four in flight)
 //!   against the same raw callback producer.
-//! - Consumer: `Consumer<String, String>` (`recv().await`, UTF-8 decoding, owned
-//!   records) against rdkafka's `BaseConsumer` poll loop over the same topic, which
-//!   reads only the payload (the target applies to this one). Two more raw loops
-//!   show where the difference goes: one also reads each record's headers, as the
-//!   typed consumer must, and one copies each message into an owned
-//!   `OwnedMessage` (`detach`), as a raw user keeping records must.
+//! - Producer, fire-and-forget: `Producer::send_and_forget` then `flush`, against the
+//!   same raw callback producer.
+//! - Consumer: `Consumer<String, String>` read three ways (`recv` returning owned
+//!   `ConsumerRecord`s, `recv_fetched` and `recv_batch` returning `FetchedRecord`s
+//!   that keep librdkafka's message; UTF-8 decoding of key and value in all) against
+//!   rdkafka's `BaseConsumer` poll loop over the same topic with the same settings,
+//!   which reads only the payload (the targets apply to this one). Two more raw
+//!   loops show what owning a record costs a raw user: one also reads each record's
+//!   headers, and one copies each message into an owned `OwnedMessage` (`detach`).
 //!
 //! Each round runs every side once, in an order that rotates between rounds, and the
 //! medians are compared. Producers are timed from creation to the last delivery;
 //! consumers from the first record to the last (steady state, the figure the target
 //! applies to) and from creation (also printed).
 //!
+//! The whole process runs on jemalloc (the `jemalloc` feature, on by default), C
+//! libraries included, as `streams_state` does: a typed consumer allocates its keys
+//! and values on its own thread while librdkafka's broker thread allocates and frees
+//! fetch buffers, and on glibc's malloc the two contend for arenas. Both sides of every
+//! ratio run on the same allocator; `BENCH_CARGO_ARGS=--no-default-features` measures
+//! glibc's.
+//!
 //! ```text
-//! bash scripts/bench.sh client_throughput -- --records 1000000 --rounds 3
+//! bash scripts/bench.sh client_throughput -- --records 1000000 --rounds 5
 //! ```
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +45,7 @@ use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, report, timed, unique, Counting, Rate,
     Timings,
 };
+use kafka_client::config::DEFAULT_FETCH_QUEUE_BACKOFF_MS;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::message::Headers as _;
 use kafka_client::rdkafka::producer::{
@@ -59,6 +74,26 @@ struct Args {
     /// Sends in flight at once for the typed producer.
     #[arg(long, default_value_t = 50_000)]
     window: usize,
+    /// Most records per `recv_batch` call.
+    #[arg(long, default_value_t = 1_000)]
+    batch: usize,
+    /// Consumer sides only (the producers still fill one topic, once).
+    #[arg(long)]
+    consumers_only: bool,
+    /// The producer sides to run (for profiling one), by index: 0 raw callback, 1 raw
+    /// FutureProducer, 2 typed send, 3 typed send_batch, 4 typed send_and_forget.
+    /// Ratios need all of them.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2, 3, 4])]
+    producer_sides: Vec<usize>,
+    /// Consume this topic (holding at least `--records` records over `--partitions`
+    /// partitions, e.g. from an earlier run) instead of producing one.
+    #[arg(long)]
+    topic: Option<String>,
+    /// The consumer sides to run (for profiling one), by index: 0 raw, 1 raw +
+    /// headers, 2 raw + detach, 3 typed recv, 4 typed recv_fetched, 5 typed
+    /// recv_batch. Ratios need sides 0, 4 and 5.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 2, 3, 4, 5])]
+    consumer_sides: Vec<usize>,
 }
 
 fn producer_settings(config: &ClientConfig) -> ClientConfig {
@@ -157,6 +192,27 @@ async fn typed_produce(
     Ok(delivered)
 }
 
+async fn typed_produce_and_forget(
+    config: &ClientConfig,
+    topic: &str,
+    keys: &[String],
+    value: &str,
+) -> anyhow::Result<u64> {
+    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+    let mut failures = producer.delivery_failures();
+    for key in keys {
+        producer
+            .send_and_forget(ProducerRecord::new(topic, key.clone(), value.to_owned()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    producer.flush(Duration::from_secs(120)).await?;
+    if let Ok(failure) = failures.try_recv() {
+        anyhow::bail!("{failure}");
+    }
+    Ok(keys.len() as u64)
+}
+
 async fn typed_produce_batches(
     config: &ClientConfig,
     topic: &str,
@@ -185,25 +241,34 @@ async fn typed_produce_batches(
     Ok(delivered)
 }
 
+/// The settings of every consumer side, raw and typed: the same fetch pacing on both
+/// (the typed consumer's default `fetch.queue.backoff.ms`, set explicitly so that the
+/// raw loops get it too, unless `BENCH_CLIENT_PROPERTIES` sets it).
 fn consumer_settings(config: &ClientConfig) -> ClientConfig {
+    let backoff = config
+        .get("fetch.queue.backoff.ms")
+        .map_or_else(|| DEFAULT_FETCH_QUEUE_BACKOFF_MS.to_string(), str::to_owned);
     config
         .clone()
         .group_id(unique("bench-consumer"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
+        .set("fetch.queue.backoff.ms", backoff)
 }
 
 /// Times a consumer run both ways: from `started` (client creation and first fetch
-/// included) and from the first record to the last.
-fn consume_timings(started: Instant, first: Option<Instant>, count: u64) -> Timings {
+/// included) and from the first read to the last. `first` is when the first read
+/// returned and how many records it returned (they are not counted in the steady
+/// rate).
+fn consume_timings(started: Instant, first: Option<(Instant, u64)>, count: u64) -> Timings {
     let done = Instant::now();
     let total = Rate {
         records: count,
         elapsed: done - started,
     };
     let steady = match first {
-        Some(first) if count > 1 => Rate {
-            records: count - 1,
+        Some((first, before)) if count > before => Rate {
+            records: count - before,
             elapsed: done - first,
         },
         _ => total,
@@ -244,7 +309,7 @@ async fn raw_consume(
         while count < expected {
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message?;
-                first.get_or_insert_with(Instant::now);
+                first.get_or_insert_with(|| (Instant::now(), 1));
                 bytes += match work {
                     RawWork::Payload => message.payload().map_or(0, <[u8]>::len),
                     RawWork::Headers => {
@@ -265,11 +330,24 @@ async fn raw_consume(
     .await?
 }
 
+/// How the typed consumer is read.
+#[derive(Debug, Clone, Copy)]
+enum TypedRead {
+    /// `recv()`: owned `ConsumerRecord`s (topic and headers copied).
+    Owned,
+    /// `recv_fetched()`: `FetchedRecord`s holding librdkafka's message, headers
+    /// parsed only on demand (none here, as in the raw baseline).
+    Fetched,
+    /// `recv_batch(max)`.
+    Batch(usize),
+}
+
 async fn typed_consume(
     config: &ClientConfig,
     topic: &str,
     partitions: i32,
     expected: u64,
+    read: TypedRead,
 ) -> anyhow::Result<Timings> {
     let started = Instant::now();
     let consumer: Consumer<String, String> = Consumer::new(&consumer_settings(config))?;
@@ -279,10 +357,25 @@ async fn typed_consume(
     consumer.assign(&assignment)?;
     let (mut count, mut bytes, mut first) = (0_u64, 0_usize, None);
     while count < expected {
-        let record = consumer.recv().await?;
-        first.get_or_insert_with(Instant::now);
-        bytes += record.value.len();
-        count += 1;
+        match read {
+            TypedRead::Owned => {
+                let record = consumer.recv().await?;
+                bytes += record.value.len();
+                count += 1;
+            }
+            TypedRead::Fetched => {
+                let record = consumer.recv_fetched().await?;
+                bytes += record.value.len();
+                count += 1;
+            }
+            TypedRead::Batch(max) => {
+                for record in consumer.recv_batch(max).await? {
+                    bytes += record?.value.len();
+                    count += 1;
+                }
+            }
+        }
+        first.get_or_insert_with(|| (Instant::now(), count));
     }
     anyhow::ensure!(bytes > 0, "no payload bytes read");
     Ok(consume_timings(started, first, count))
@@ -305,12 +398,20 @@ async fn main() -> anyhow::Result<()> {
 
     // Each round runs every side once; the order rotates between rounds so that no
     // side always meets a broker that has just taken the others' writes.
-    const PRODUCERS: [&str; 4] = ["raw", "raw-future", "typed", "typed-batch"];
-    let mut produced: [Vec<Rate>; 4] = Default::default();
-    let mut filled_topic = None;
-    for round in 0..args.rounds {
+    const PRODUCERS: [&str; 5] = ["raw", "raw-future", "typed", "typed-batch", "typed-forget"];
+    let mut produced: [Vec<Rate>; 5] = Default::default();
+    let mut filled_topic = args.topic.clone();
+    let producer_rounds = match (&args.topic, args.consumers_only) {
+        (Some(_), _) => 0,
+        (None, true) => 1,
+        (None, false) => args.rounds,
+    };
+    for round in 0..producer_rounds {
         for i in 0..PRODUCERS.len() {
             let side = (round + i) % PRODUCERS.len();
+            if !args.producer_sides.contains(&side) || (args.consumers_only && side != 0) {
+                continue;
+            }
             let topic = unique(&format!("bench-{}-produce", PRODUCERS[side]));
             create_topic(&config, &topic, args.partitions).await?;
             let rate = match side {
@@ -320,9 +421,10 @@ async fn main() -> anyhow::Result<()> {
                         .await?
                 }
                 2 => timed(|| typed_produce(&config, &topic, &keys, &value, args.window)).await?,
-                _ => {
+                3 => {
                     timed(|| typed_produce_batches(&config, &topic, &keys, &value, 10_000)).await?
                 }
+                _ => timed(|| typed_produce_and_forget(&config, &topic, &keys, &value)).await?,
             };
             tracing::info!(
                 round,
@@ -331,67 +433,100 @@ async fn main() -> anyhow::Result<()> {
                 "produce run done"
             );
             produced[side].push(rate);
+            tracing::info!(topic, "filled");
             filled_topic = Some(topic);
         }
     }
 
     let topic = filled_topic.ok_or_else(|| anyhow::anyhow!("--rounds must be at least 1"))?;
-    // Four consumer sides: three raw `BaseConsumer` loops doing more and more of
-    // what the typed consumer does, and the typed consumer itself.
-    const CONSUMERS: [&str; 4] = [
+    // Three raw `BaseConsumer` loops doing more and more of what a typed consumer
+    // may do, and the typed consumer read three ways. Same consumer settings (fetch
+    // pacing) for all.
+    const CONSUMERS: [&str; 6] = [
         "raw consume",
         "raw consume + headers",
         "raw consume + detach",
-        "typed consume",
+        "typed recv (owned ConsumerRecord)",
+        "typed recv_fetched",
+        "typed recv_batch",
     ];
-    let mut consumed: [Vec<Timings>; 4] = Default::default();
+    let mut consumed: [Vec<Timings>; 6] = Default::default();
     for round in 0..args.rounds {
         for i in 0..CONSUMERS.len() {
             let side = (round + i) % CONSUMERS.len();
+            if !args.consumer_sides.contains(&side) {
+                continue;
+            }
             let (topic, partitions, n) = (&topic, args.partitions, args.records);
             let timings = match side {
                 0 => raw_consume(&config, topic, partitions, n, RawWork::Payload).await?,
                 1 => raw_consume(&config, topic, partitions, n, RawWork::Headers).await?,
                 2 => raw_consume(&config, topic, partitions, n, RawWork::Detach).await?,
-                _ => typed_consume(&config, topic, partitions, n).await?,
+                3 => typed_consume(&config, topic, partitions, n, TypedRead::Owned).await?,
+                4 => typed_consume(&config, topic, partitions, n, TypedRead::Fetched).await?,
+                _ => {
+                    let read = TypedRead::Batch(args.batch);
+                    typed_consume(&config, topic, partitions, n, read).await?
+                }
             };
             timings.log(round, CONSUMERS[side]);
             consumed[side].push(timings);
         }
     }
-    let [raw_c, raw_headers_c, raw_detach_c, typed_c] = &consumed;
+    let [raw_c, raw_headers_c, raw_detach_c, owned_c, fetched_c, batch_c] = &consumed;
 
-    let [raw_p, future_p, typed_p, batch_p] = &produced;
-    report("producer (typed / raw callback)", typed_p, raw_p, 0.95);
+    if producer_rounds == args.rounds {
+        let [raw_p, future_p, typed_p, batch_p, forget_p] = &produced;
+        println!(
+            "producer, / raw callback: raw FutureProducer {:.3}; typed send {:.3}",
+            median(future_p) / median(raw_p),
+            median(typed_p) / median(raw_p),
+        );
+        report(
+            "producer (typed send / raw FutureProducer)",
+            typed_p,
+            future_p,
+            1.0,
+        );
+        report(
+            "producer (typed send_batch / raw callback)",
+            batch_p,
+            raw_p,
+            0.9,
+        );
+        report(
+            "producer (typed send_and_forget / raw callback)",
+            forget_p,
+            raw_p,
+            0.9,
+        );
+    }
+    let steady_raw = Timings::steady(raw_c);
     report(
-        "producer (typed / raw FutureProducer)",
-        typed_p,
-        future_p,
-        0.95,
-    );
-    report(
-        "producer (typed send_batch / raw callback)",
-        batch_p,
-        raw_p,
-        0.95,
-    );
-    report(
-        "consumer (typed / raw), steady state",
-        &Timings::steady(typed_c),
-        &Timings::steady(raw_c),
+        "consumer (typed recv_fetched / raw), steady",
+        &Timings::steady(fetched_c),
+        &steady_raw,
         0.9,
     );
-    println!(
-        "consumer (typed / raw), from creation: ratio {:.3}",
-        median(&Timings::total(typed_c)) / median(&Timings::total(raw_c))
+    report(
+        "consumer (typed recv_batch / raw), steady",
+        &Timings::steady(batch_c),
+        &steady_raw,
+        0.95,
     );
     let steady = |side: &[Timings]| median(&Timings::steady(side));
+    let total = |side: &[Timings]| median(&Timings::total(side));
     println!(
-        "consumer, steady state: raw + headers / raw {:.3}; raw + detach / raw {:.3}; typed / raw + headers {:.3}; typed / raw + detach {:.3}",
+        "consumer, steady state / raw: raw + headers {:.3}; raw + detach {:.3}; typed recv (owned) {:.3}",
         steady(raw_headers_c) / steady(raw_c),
         steady(raw_detach_c) / steady(raw_c),
-        steady(typed_c) / steady(raw_headers_c),
-        steady(typed_c) / steady(raw_detach_c),
+        steady(owned_c) / steady(raw_c),
+    );
+    println!(
+        "consumer, from creation / raw: typed recv (owned) {:.3}; typed recv_fetched {:.3}; typed recv_batch {:.3}",
+        total(owned_c) / total(raw_c),
+        total(fetched_c) / total(raw_c),
+        total(batch_c) / total(raw_c),
     );
     Ok(())
 }

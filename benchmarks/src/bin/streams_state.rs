@@ -77,8 +77,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clap::Parser;
 use kafka_benchmarks::{
     broker_config, create_topic, init_tracing, median, raw_passthrough, records_in, report,
-    send_blocking, sentence, unique, vocabulary, words, Preloader, Rate, RawClients, Rng, Timings,
-    TopicToEnd,
+    send_blocking, sentence, unique, vocabulary, watch_streams, words, CountTimings, Preloader,
+    Rate, RawClients, Rng, StreamsRun, Timings, TopicToEnd,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
 use kafka_client::rdkafka::producer::BaseRecord;
@@ -391,20 +391,6 @@ fn raw_word_count(
     })
 }
 
-/// A word count's timings: `timings.steady` ends when the last record is processed,
-/// `published` (over the same records, from the same start) when the output holds
-/// the result; `timings.total` runs from the start to `published`'s end.
-#[derive(Debug, Clone, Copy)]
-struct CountTimings {
-    timings: Timings,
-    published: Rate,
-}
-
-impl CountTimings {
-    fn log(&self, round: usize, side: &str) {
-        self.timings.log(round, side);
-    }
-}
 /// The word count, timed from `start()` until it has processed every sentence and
 /// every repartitioned word (steady state, cached), and until the output holds the
 /// result: every count update (caching off; also its steady state), or the final
@@ -416,7 +402,6 @@ fn word_count(
     guarantee: ProcessingGuarantee,
 ) -> anyhow::Result<CountTimings> {
     let args = app.args;
-    let timeout = Duration::from_secs(args.timeout_secs);
     let state_dir = StateDir::fresh();
     let streams = KafkaStreams::new(
         word_count_topology(app.input, app.output, caching)?,
@@ -425,84 +410,26 @@ fn word_count(
             .processing_guarantee(guarantee),
     )?;
     let probe: BaseConsumer = app.config.to_rdkafka().create()?;
-    // Every sentence, then every word read back from the repartition topic.
-    let to_process = args.sentences + words;
-    // Without a cache every update is in the output; with one, the final counts are
-    // once the commit after the last record (which flushes the cache) is done.
-    let to_output = if caching { 0 } else { words };
-    let mut commits_when_processed: Option<u64> = None;
-    let mut processed_at: Option<Instant> = None;
-
     let started = Instant::now();
-    let deadline = started + timeout;
     streams.start()?;
-    let mut last_log = Instant::now();
-    let mut written = 0;
-    // When the app had first processed something, and how much: the start of the
-    // steady-state timing.
-    let mut first: Option<(Instant, u64)> = None;
-    let result = loop {
-        let state = streams.state();
-        if state == State::Error {
-            break Err(anyhow::anyhow!(
-                "the word count failed: {:?}",
-                streams.error()
-            ));
-        }
-        let metrics = streams.metrics();
-        let processed = metrics.processed_records;
-        if first.is_none() && processed > 0 {
-            first = Some((Instant::now(), processed));
-        }
-        if processed >= to_process && written < to_output {
-            written = records_in(&probe, app.output, args.partitions)?;
-        }
-        if processed >= to_process && commits_when_processed.is_none() {
-            commits_when_processed = Some(metrics.commits);
-            processed_at = Some(Instant::now());
-        }
-        let flushed = !caching || commits_when_processed.is_some_and(|c| metrics.commits > c);
-        if processed >= to_process && written >= to_output && flushed {
-            let now = Instant::now();
-            let total = Rate {
-                records: args.sentences,
-                elapsed: now - started,
-            };
-            // Input records in the steady part: the share of the work done after
-            // `first`, in input records.
-            let since_first = |end: Instant| match first {
-                Some((at, seen)) if seen < to_process => Rate {
-                    records: (args.sentences as f64 * (to_process - seen) as f64
-                        / to_process as f64) as u64,
-                    elapsed: end - at,
-                },
-                _ => total,
-            };
-            // Without a cache the output is written as records are processed, so
-            // the steady state ends, as the passthrough's does, with the output.
-            let steady_end = match processed_at {
-                Some(at) if caching => at,
-                _ => now,
-            };
-            break Ok(CountTimings {
-                timings: Timings {
-                    total,
-                    steady: since_first(steady_end),
-                },
-                published: since_first(now),
-            });
-        }
-        if Instant::now() >= deadline {
-            break Err(anyhow::anyhow!(
-                "the word count timed out: {processed} of {to_process} records processed, {written} of {to_output} in the output ({state:?})"
-            ));
-        }
-        if last_log.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(processed, to_process, ?state, "word count in progress");
-            last_log = Instant::now();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let result = watch_streams(
+        &StreamsRun {
+            streams: &streams,
+            probe: &probe,
+            output: app.output,
+            partitions: args.partitions,
+            input_records: args.sentences,
+            // Every sentence, then every word read back from the repartition topic.
+            to_process: args.sentences + words,
+            // Without a cache every update is in the output; with one, the final
+            // counts are once the commit after the last record is done.
+            to_output: if caching { 0 } else { words },
+            caching,
+            what: "word count",
+        },
+        started,
+        started + Duration::from_secs(args.timeout_secs),
+    );
     close(&streams, "word count");
     result
 }

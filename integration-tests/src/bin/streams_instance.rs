@@ -1,29 +1,53 @@
-//! One kafka-streams application instance, for the two-process takeover test
-//! (`tests/streams_runtime.rs`): doubles `i64` values from `INPUT` to `OUTPUT` in
-//! application `APP`, prints `RUNNING` once it is, and runs until killed.
+//! One kafka-streams application instance for the tests that kill a separate process,
+//! in application `APP`, reading `INPUT` and writing `OUTPUT`; it prints `RUNNING`
+//! once it is, and runs until killed.
 //!
-//! Usage: `streams_instance APP INPUT OUTPUT` with `KAFKA_BOOTSTRAP_SERVERS` set.
+//! - `streams_instance APP INPUT OUTPUT`: doubles `i64` values (the two-process
+//!   takeover test, `tests/streams_runtime.rs`);
+//! - `streams_instance APP INPUT OUTPUT windowed-count STATE_DIR`: the one-minute
+//!   windowed count of `integration_tests::count_per_minute` (store
+//!   `window-counts`, one hour of grace), with its state under `STATE_DIR` (the
+//!   SIGKILL restore test, `tests/streams_windows.rs`).
+//!
+//! `KAFKA_BOOTSTRAP_SERVERS` must be set.
 
 use std::io::Write;
 use std::time::Duration;
 
+use integration_tests::{count_per_minute, WINDOW_COUNTS_GRACE, WINDOW_COUNTS_STORE};
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [app, input, output] = args.as_slice() else {
-        anyhow::bail!("usage: streams_instance APP INPUT OUTPUT");
-    };
     let builder = StreamsBuilder::new();
-    builder
-        .stream::<String, i64>(input)
-        .map_values(|v| v * 2)
-        .to(output);
-    let config = StreamsConfig::new(app.as_str(), integration_tests::config())
+    let (app, state_dir) = match args.as_slice() {
+        [app, input, output] => {
+            builder
+                .stream::<String, i64>(input)
+                .map_values(|v| v * 2)
+                .to(output);
+            (app, None)
+        }
+        [app, input, output, mode, state_dir] if mode == "windowed-count" => {
+            count_per_minute(
+                builder.stream(input),
+                WINDOW_COUNTS_GRACE,
+                WINDOW_COUNTS_STORE,
+                output,
+                false,
+            );
+            (app, Some(state_dir))
+        }
+        _ => anyhow::bail!("usage: streams_instance APP INPUT OUTPUT [windowed-count STATE_DIR]"),
+    };
+    let mut config = StreamsConfig::new(app.as_str(), integration_tests::config())
         .commit_interval(Duration::from_millis(200))
         .set("session.timeout.ms", "6000")?
         .set("heartbeat.interval.ms", "500")?;
+    if let Some(dir) = state_dir {
+        config = config.state_dir(dir);
+    }
     let streams = KafkaStreams::new(builder.build()?, config)?;
     streams.set_state_listener(|new, _old| {
         let mut out = std::io::stdout().lock();

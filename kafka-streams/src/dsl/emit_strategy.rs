@@ -2,7 +2,9 @@
 //! `EmitStrategy`).
 
 /// When a windowed aggregation emits its results (Kafka's `EmitStrategy`), set with
-/// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy).
+/// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy),
+/// [`SlidingWindowedKStream::emit_strategy`](super::SlidingWindowedKStream::emit_strategy)
+/// or [`SessionWindowedKStream::emit_strategy`](super::SessionWindowedKStream::emit_strategy).
 ///
 /// - [`EmitStrategy::on_window_update`] (the default): every update of a window goes
 ///   downstream as it happens.

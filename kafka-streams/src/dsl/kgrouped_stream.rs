@@ -51,6 +51,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// [`KGroupedStream::count`] into the store `materialized` describes.
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        self.burn_count_store_name(&materialized);
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
@@ -119,6 +120,15 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             materialized,
             None,
         )
+    }
+
+    /// Kafka's `count` of a grouped or windowed stream uses up one store name when
+    /// its `Materialized` names none (kept in Kafka for topology compatibility), so
+    /// the nodes after it get Kafka's numbers.
+    pub(super) fn burn_count_store_name(&self, materialized: &Materialized<K, i64>) {
+        if materialized.name.is_none() {
+            lock(&self.stream.builder).new_name("KSTREAM-AGGREGATE-STATE-STORE-");
+        }
     }
 
     fn aggregate_inner<VA: Data>(

@@ -129,14 +129,19 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     fn filter_inner(&self, f: Predicate<K, V>, keep_when: bool) -> KTable<K, V> {
-        self.add(
+        let predicate = f.clone();
+        let table = self.add(
             "KTABLE-FILTER-",
             factory(move || TableFilter {
                 f: f.clone(),
                 keep_when,
             }),
             self.value_serde.clone(),
-        )
+        );
+        self.derive_value_getter(&table, move |k, v| {
+            (predicate(k, &v) == keep_when).then_some(v)
+        });
+        table
     }
 
     /// Replaces each row's value.
@@ -153,11 +158,14 @@ impl<K: Data, V: Data> KTable<K, V> {
         F: Fn(&K, &V) -> V2 + Send + Sync + 'static,
     {
         let f: ValueMapper<K, V, V2> = Arc::new(mapper);
-        self.add(
+        let mapper = f.clone();
+        let table = self.add(
             "KTABLE-MAPVALUES-",
             factory(move || TableMapValues { f: f.clone() }),
             None,
-        )
+        );
+        self.derive_value_getter(&table, move |k, v| Some(mapper(k, &v)));
+        table
     }
 
     /// The table's changelog stream: each update's new value, `None` for a delete

@@ -48,19 +48,24 @@
 //! live in `internals/` (Kafka's `kstream/internals`).
 
 mod cogrouped;
+mod cogrouped_windowed;
 mod emit_strategy;
+mod foreign_key_join;
 pub(crate) mod internals;
 mod join_windows;
 mod kgrouped_stream;
 mod kgrouped_table;
 mod kstream;
 mod kstream_join;
+mod kstream_table_join;
 mod ktable;
+mod ktable_join;
 mod materialized;
 pub(crate) mod options;
 mod session_windowed;
 mod sliding_windowed;
 mod stream_joined;
+mod suppressed;
 mod time_windowed;
 mod windowed_aggregation;
 mod windows;
@@ -70,16 +75,24 @@ use std::sync::{Arc, Mutex};
 use kafka_client::serde::{DefaultSerde, Deserializer};
 
 pub use cogrouped::CogroupedKStream;
+pub use cogrouped_windowed::{
+    SessionWindowedCogroupedKStream, SlidingWindowedCogroupedKStream, TimeWindowedCogroupedKStream,
+};
 pub use emit_strategy::EmitStrategy;
 pub use join_windows::JoinWindows;
 pub use kgrouped_stream::KGroupedStream;
 pub use kgrouped_table::KGroupedTable;
 pub use kstream::{BranchedKStream, KStream};
+pub use kstream_table_join::Joined;
 pub use ktable::{Change, KTable};
 pub use materialized::Materialized;
 pub use session_windowed::SessionWindowedKStream;
 pub use sliding_windowed::SlidingWindowedKStream;
 pub use stream_joined::StreamJoined;
+pub use suppressed::{
+    BufferConfig, BufferFullStrategy, EagerBufferConfig, EmitEarly, ShutDown, StrictBufferConfig,
+    Suppressed, SuppressionBufferFullError,
+};
 pub use time_windowed::TimeWindowedKStream;
 pub use windows::{SessionWindows, SlidingWindows, TimeWindows};
 
@@ -136,6 +149,7 @@ impl StreamsBuilder {
             inner: Arc::new(Mutex::new(BuilderInner {
                 graph: LogicalGraph::default(),
                 index: 0,
+                value_getters: Default::default(),
             })),
         }
     }

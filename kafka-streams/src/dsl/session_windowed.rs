@@ -10,7 +10,7 @@ use super::internals::session_ops::{MergeFn, SessionWindowAggregate};
 use super::internals::table_ops::AggFn;
 use super::options::{default_serde, SharedSerde};
 use super::windowed_aggregation::WindowedAggregation;
-use super::{KGroupedStream, KTable, Materialized, SessionWindows};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, SessionWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::SessionStoreBuilder;
@@ -31,8 +31,10 @@ use crate::windowed::Windowed;
 /// - a record whose merged session ends before stream time minus the gap and the
 ///   grace period is dropped and logged.
 ///
-/// Session stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows). The store
+/// Updates go downstream through the session store's record cache (the default),
+/// which folds a session's updates between commits and sends each session's latest
+/// (or its removal) once per commit or when evicted; with
+/// `Materialized::with_caching_disabled`, every update at once. The store
 /// keeps sessions that ended within its retention (default: gap plus grace, as in
 /// Kafka) of the latest session end it holds; only those can still merge.
 ///
@@ -63,11 +65,54 @@ use crate::windowed::Windowed;
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: SessionWindows) -> Self {
-        SessionWindowedKStream { grouped, windows }
+        SessionWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `SessionWindowedKStream.emitStrategy`): on every update, merged-away sessions
+    /// as tombstones (the default), or one final result per session once it closes,
+    /// with [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a session goes downstream once stream time minus the
+    /// inactivity gap and the grace period passes its end (no later record can merge
+    /// with it any more), stamped with its end; no tombstones go out, since merged-away
+    /// sessions never were. Closed sessions are looked for after every record
+    /// (dropped ones too, as in Kafka), at most once per emit interval of wall-clock
+    /// time (every record in the test driver), and go out by end, then key bytes,
+    /// then start (Kafka's time-ordered session store), with the headers of the record
+    /// that closed them. As in Kafka, the store then has no record cache.
+    ///
+    /// The last emitted close time is not kept across restarts (see
+    /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_streams::dsl::{EmitStrategy, SessionWindows, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by_session(
+    ///         SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(300))
+    ///             .unwrap(),
+    ///     )
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count();
+    /// builder.build().unwrap();
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and session; merged sessions add their counts.
@@ -77,6 +122,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 
     /// [`SessionWindowedKStream::count`] into the store `materialized` describes.
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.grouped.burn_count_store_name(&materialized);
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
@@ -180,41 +226,65 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         prefix: &str,
         agg: AggFn<K, V, VA>,
         merge: MergeFn<K, VA>,
-        materialized: Materialized<K, VA>,
+        mut materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
+        let emit = self.emit;
+        // Kafka's `SessionStoreMaterializer`: no cache with emit-final.
+        materialized.caching &= emit == EmitStrategy::OnWindowUpdate;
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
+        let store = aggregation.store.clone();
+        // A session closes its gap plus grace after its end (Kafka's
+        // `SessionWindows.inactivityGap() + gracePeriodMs()` for suppress).
         let gap_and_grace = windows
             .inactivity_gap_ms()
             .saturating_add(windows.grace_ms());
-        // Kafka's default retention: the inactivity gap plus the grace period.
-        let retention = materialized
-            .retention
-            .unwrap_or_else(|| Duration::from_millis(gap_and_grace.unsigned_abs()));
-        let store = aggregation.store.clone();
-        aggregation.finish(
+        aggregation.with_window_close_delay(gap_and_grace).finish(
             prefix,
             &materialized,
-            |name, key, value| {
-                // As Kafka's `SessionStoreMaterializer`: a shorter retention would
-                // expire sessions that may still merge or take late records.
-                if retention.as_millis() < u128::from(gap_and_grace.unsigned_abs()) {
-                    return Err(format!(
-                        "the retention period of the session store {name} must be no smaller than the session inactivity gap plus the grace period; got gap=[{}], grace=[{}], retention=[{}]",
-                        windows.inactivity_gap_ms(),
-                        windows.grace_ms(),
-                        retention.as_millis()
-                    ));
-                }
-                SessionStoreBuilder::with_serdes(name, retention, key, value)
-                    .map_err(|e| e.to_string())
-            },
-            |key| Ok(Arc::new(SessionWindowedSerde::new(key)) as SharedSerde<Windowed<K>>),
-            factory(move || SessionWindowAggregate::new(&store, windows, agg.clone(), merge.clone())),
+            session_store(windows, materialized.retention),
+            session_windowed_key,
+            factory(move || {
+                SessionWindowAggregate::new(&store, windows, agg.clone(), merge.clone(), emit)
+            }),
         )
     }
+}
+
+/// The builder of a session aggregation's store (Kafka's `SessionStoreMaterializer`):
+/// sessions kept for `retention` (default: the inactivity gap plus the grace period,
+/// as in Kafka; a shorter one, which would expire sessions that may still merge or
+/// take late records, is refused).
+pub(super) fn session_store<K: Data, VA: Data>(
+    windows: SessionWindows,
+    retention: Option<Duration>,
+) -> impl FnOnce(String, SharedSerde<K>, SharedSerde<VA>) -> Result<SessionStoreBuilder<K, VA>, String>
+{
+    move |name, key, value| {
+        let gap_and_grace = windows
+            .inactivity_gap_ms()
+            .saturating_add(windows.grace_ms());
+        let retention =
+            retention.unwrap_or_else(|| Duration::from_millis(gap_and_grace.unsigned_abs()));
+        if retention.as_millis() < u128::from(gap_and_grace.unsigned_abs()) {
+            return Err(format!(
+                "the retention period of the session store {name} must be no smaller than the session inactivity gap plus the grace period; got gap=[{}], grace=[{}], retention=[{}]",
+                windows.inactivity_gap_ms(),
+                windows.grace_ms(),
+                retention.as_millis()
+            ));
+        }
+        SessionStoreBuilder::with_serdes(name, retention, key, value).map_err(|e| e.to_string())
+    }
+}
+
+/// The windowed-key serde of a session table (Kafka's `SessionWindowedSerde`).
+pub(super) fn session_windowed_key<K: Data>(
+    key: SharedSerde<K>,
+) -> Result<SharedSerde<Windowed<K>>, String> {
+    Ok(Arc::new(SessionWindowedSerde::new(key)) as SharedSerde<Windowed<K>>)
 }
 
 #[cfg(test)]

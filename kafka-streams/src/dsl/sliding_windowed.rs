@@ -10,8 +10,8 @@ use super::internals::sliding_ops::{InitialFn, SlidingWindowAggregate};
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::timestamped_serde;
 use super::options::{default_serde, SharedSerde};
-use super::windowed_aggregation::WindowedAggregation;
-use super::{KGroupedStream, KTable, Materialized, SlidingWindows};
+use super::windowed_aggregation::{WindowStoreResult, WindowedAggregation};
+use super::{EmitStrategy, KGroupedStream, KTable, Materialized, SlidingWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
 use crate::state::WindowStoreBuilder;
@@ -37,8 +37,10 @@ use crate::windowed::Windowed;
 ///   added to is logged and counted in the task's `dropped-records`
 ///   (`MetricsSnapshot::skipped_records`).
 ///
-/// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows).
+/// Updates go downstream through the window store's record cache (the default), which
+/// folds a window's updates between commits and sends each window's latest once per
+/// commit (or when evicted); with `Materialized::with_caching_disabled`, every update
+/// at once.
 ///
 /// The store keeps each window under its start, and the table's keys go out with the
 /// time-windowed serde of window size = the time difference (Kafka's
@@ -72,11 +74,57 @@ use crate::windowed::Windowed;
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
+    emit: EmitStrategy,
 }
 
 impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     pub(super) fn new(grouped: KGroupedStream<K, V>, windows: SlidingWindows) -> Self {
-        SlidingWindowedKStream { grouped, windows }
+        SlidingWindowedKStream {
+            grouped,
+            windows,
+            emit: EmitStrategy::default(),
+        }
+    }
+
+    /// When the aggregations built from here send their results downstream (Kafka's
+    /// `SlidingWindowedKStream.emitStrategy`, since Kafka 3.3): on every update (the
+    /// default), or one final result per window once it closes, with
+    /// [`EmitStrategy::on_window_close`].
+    ///
+    /// With on-window-close, a window `[start, end]` goes downstream once stream time
+    /// minus the grace period passes its end; closed windows are looked for after a
+    /// record (not an early one, before the time difference, nor a dropped one, as in
+    /// Kafka), at most once per emit interval of wall-clock time (every record in the
+    /// test driver), and go out by window start, then by key bytes, with the window's
+    /// largest timestamp and the headers of the record that closed it. As in Kafka,
+    /// the store then has no record cache and reads windows back to its latest start
+    /// minus the retention (Kafka's time-ordered window store).
+    ///
+    /// The last emitted close time is not kept across restarts (see
+    /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_streams::dsl::{EmitStrategy, SlidingWindows, StreamsBuilder};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, f64>("plant01")
+    ///     .group_by_key()
+    ///     .windowed_by_sliding(
+    ///         SlidingWindows::of_time_difference_and_grace(
+    ///             Duration::from_secs(60),
+    ///             Duration::from_secs(10),
+    ///         )
+    ///         .unwrap(),
+    ///     )
+    ///     .emit_strategy(EmitStrategy::on_window_close())
+    ///     .count();
+    /// builder.build().unwrap();
+    /// ```
+    pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
+        self.emit = strategy;
+        self
     }
 
     /// Counts the records per key and window.
@@ -170,51 +218,80 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         prefix: &str,
         agg: AggFn<K, V, VA>,
         initial: InitialFn<VA>,
-        materialized: Materialized<K, VA>,
+        mut materialized: Materialized<K, VA>,
         default_value: Option<SharedSerde<VA>>,
     ) -> KTable<Windowed<K>, VA> {
+        let emit = self.emit;
+        // Kafka's `SlidingWindowStoreMaterializer`: no cache with emit-final.
+        materialized.caching &= emit == EmitStrategy::OnWindowUpdate;
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
         let windows = self.windows;
+        let store = aggregation.store.clone();
+        aggregation
+            .with_window_close_delay(windows.grace_ms())
+            .finish(
+                prefix,
+                &materialized,
+                sliding_window_store(windows, materialized.retention, emit),
+                sliding_windowed_key(windows),
+                factory(move || {
+                    SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone(), emit)
+                }),
+            )
+    }
+}
+
+/// The builder of a sliding-window aggregation's store (Kafka's
+/// `SlidingWindowStoreMaterializer`): a new record may need the windows back to
+/// `ts - 2 * time difference` (to find the previous record's right window), so the
+/// default retention is twice the time difference plus grace, and a shorter one is
+/// refused. Emitting final results, it reads as Kafka's time-ordered store.
+pub(super) fn sliding_window_store<K: Data, VA: Data>(
+    windows: SlidingWindows,
+    retention: Option<Duration>,
+    emit: EmitStrategy,
+) -> impl FnOnce(String, SharedSerde<K>, SharedSerde<VA>) -> WindowStoreResult<K, VA> {
+    move |name, key, value| {
         let difference = windows.time_difference_ms();
-        let size = Duration::from_millis(difference.unsigned_abs());
-        // Kafka's `SlidingWindowStoreMaterializer`: a new record may need the windows
-        // back to `ts - 2 * time difference` (to find the previous record's right
-        // window), so the default retention is twice the time difference plus grace,
-        // and a shorter one is refused.
         let needed = difference
             .saturating_mul(2)
             .saturating_add(windows.grace_ms());
-        let retention = materialized
-            .retention
-            .unwrap_or_else(|| Duration::from_millis(needed.unsigned_abs()));
-        let store = aggregation.store.clone();
-        aggregation.finish(
-            prefix,
-            &materialized,
-            |name, key, value| {
-                if retention.as_millis() < u128::from(needed.unsigned_abs()) {
-                    return Err(format!(
-                        "the retention period of the window store {name} must be no smaller than 2 * time difference plus the grace period; got time difference=[{difference}], grace=[{}], retention=[{}]",
-                        windows.grace_ms(),
-                        retention.as_millis()
-                    ));
-                }
-                WindowStoreBuilder::with_serdes(
-                    name,
-                    retention,
-                    size,
-                    key,
-                    timestamped_serde(value),
-                )
-                .map_err(|e| e.to_string())
-            },
-            |key| {
-                TimeWindowedSerde::new(key, size)
-                    .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
-                    .map_err(|e| e.to_string())
-            },
-            factory(move || SlidingWindowAggregate::new(&store, windows, agg.clone(), initial.clone())),
+        let retention = retention.unwrap_or_else(|| Duration::from_millis(needed.unsigned_abs()));
+        if retention.as_millis() < u128::from(needed.unsigned_abs()) {
+            return Err(format!(
+                "the retention period of the window store {name} must be no smaller than 2 * time difference plus the grace period; got time difference=[{difference}], grace=[{}], retention=[{}]",
+                windows.grace_ms(),
+                retention.as_millis()
+            ));
+        }
+        let builder = WindowStoreBuilder::with_serdes(
+            name,
+            retention,
+            Duration::from_millis(difference.unsigned_abs()),
+            key,
+            timestamped_serde(value),
         )
+        .map_err(|e| e.to_string())?;
+        Ok(if emit == EmitStrategy::OnWindowClose {
+            builder.with_time_ordered_reads()
+        } else {
+            builder
+        })
+    }
+}
+
+/// The windowed-key serde of a sliding-window table: time-windowed keys of window
+/// size = the time difference, as Kafka writes sliding results.
+pub(super) fn sliding_windowed_key<K: Data>(
+    windows: SlidingWindows,
+) -> impl FnOnce(SharedSerde<K>) -> Result<SharedSerde<Windowed<K>>, String> {
+    move |key| {
+        TimeWindowedSerde::new(
+            key,
+            Duration::from_millis(windows.time_difference_ms().unsigned_abs()),
+        )
+        .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
+        .map_err(|e| e.to_string())
     }
 }

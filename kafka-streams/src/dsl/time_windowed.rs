@@ -9,7 +9,7 @@ use kafka_client::serde::DefaultSerde;
 use super::internals::table_ops::AggFn;
 use super::internals::window_ops::{timestamped_serde, WindowAggregate};
 use super::options::{default_serde, SharedSerde};
-use super::windowed_aggregation::WindowedAggregation;
+use super::windowed_aggregation::{WindowStoreResult, WindowedAggregation};
 use super::{EmitStrategy, KGroupedStream, KTable, Materialized, TimeWindows};
 use crate::processor::internal::factory;
 use crate::processor::Data;
@@ -27,9 +27,11 @@ use crate::windowed::Windowed;
 /// - a window closes when stream time passes its end plus the grace period; a record
 ///   only for closed windows is dropped and logged.
 ///
-/// Window stores have no record cache yet, so every update goes downstream (what
-/// Kafka emits with caching disabled, and what its test driver shows), unless
-/// [`TimeWindowedKStream::emit_strategy`] asks for final results only.
+/// Updates go downstream as in Kafka, unless [`TimeWindowedKStream::emit_strategy`]
+/// asks for final results only: through the window store's record cache (the
+/// default), which folds a window's updates between commits and sends each window's
+/// latest once per commit (or when evicted, over `statestore.cache.max.bytes`); with
+/// `Materialized::with_caching_disabled`, every update at once.
 ///
 /// Each record dropped for a closed window counts once per closed window it falls
 /// in, in the task's `dropped-records` (`MetricsSnapshot::skipped_records`).
@@ -98,6 +100,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
 
     /// [`TimeWindowedKStream::count`] into the store `materialized` describes.
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.grouped.burn_count_store_name(&materialized);
         self.aggregate_inner(
             "KSTREAM-AGGREGATE-",
             Arc::new(|_, _, agg: Option<i64>| agg.unwrap_or(0) + 1),
@@ -180,49 +183,61 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, VA> {
         let aggregation =
             WindowedAggregation::new(&self.grouped, prefix, &materialized, default_value);
-        let size = Duration::from_millis(self.windows.size_ms().unsigned_abs());
-        // Kafka's default retention: the window size plus the grace period.
-        let retention = materialized.retention.unwrap_or_else(|| {
-            Duration::from_millis(
-                self.windows
-                    .size_ms()
-                    .saturating_add(self.windows.grace_ms())
-                    .unsigned_abs(),
-            )
-        });
         let windows = self.windows;
         let store = aggregation.store.clone();
         let emit = self.emit;
-        aggregation.finish(
-            prefix,
-            &materialized,
-            |name, key, value| {
-                // As Kafka's `TimeWindowedKStreamImpl`: a shorter retention would
-                // expire windows that may still take records within the grace period.
-                let size_and_grace = windows.size_ms().saturating_add(windows.grace_ms());
-                if retention.as_millis() < u128::from(size_and_grace.unsigned_abs()) {
-                    return Err(format!(
-                        "the retention period of the window store {name} must be no smaller than its window size plus the grace period; got size=[{}], grace=[{}], retention=[{}]",
-                        windows.size_ms(),
-                        windows.grace_ms(),
-                        retention.as_millis()
-                    ));
-                }
-                WindowStoreBuilder::with_serdes(
-                    name,
-                    retention,
-                    size,
-                    key,
-                    timestamped_serde(value),
-                )
-                .map_err(|e| e.to_string())
-            },
-            |key| {
-                TimeWindowedSerde::new(key, size)
-                    .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
-                    .map_err(|e| e.to_string())
-            },
-            factory(move || WindowAggregate::new(&store, windows, agg.clone(), emit)),
+        aggregation
+            .with_window_close_delay(windows.grace_ms())
+            .finish(
+                prefix,
+                &materialized,
+                time_window_store(windows, materialized.retention),
+                time_windowed_key(windows),
+                factory(move || WindowAggregate::new(&store, windows, agg.clone(), emit)),
+            )
+    }
+}
+
+/// The builder of a time-windowed aggregation's store (Kafka's
+/// `TimeWindowedKStreamImpl.materialize`): windows of `windows`' size kept for
+/// `retention` (default: size plus grace, as in Kafka; a shorter one is refused).
+pub(super) fn time_window_store<K: Data, VA: Data>(
+    windows: TimeWindows,
+    retention: Option<Duration>,
+) -> impl FnOnce(String, SharedSerde<K>, SharedSerde<VA>) -> WindowStoreResult<K, VA> {
+    move |name, key, value| {
+        let size_and_grace = windows.size_ms().saturating_add(windows.grace_ms());
+        let retention =
+            retention.unwrap_or_else(|| Duration::from_millis(size_and_grace.unsigned_abs()));
+        // A shorter retention would expire windows that may still take records within
+        // the grace period.
+        if retention.as_millis() < u128::from(size_and_grace.unsigned_abs()) {
+            return Err(format!(
+                "the retention period of the window store {name} must be no smaller than its window size plus the grace period; got size=[{}], grace=[{}], retention=[{}]",
+                windows.size_ms(),
+                windows.grace_ms(),
+                retention.as_millis()
+            ));
+        }
+        WindowStoreBuilder::with_serdes(
+            name,
+            retention,
+            Duration::from_millis(windows.size_ms().unsigned_abs()),
+            key,
+            timestamped_serde(value),
         )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The windowed-key serde of a time-windowed table (Kafka's `TimeWindowedSerde` with
+/// the window size).
+pub(super) fn time_windowed_key<K: Data>(
+    windows: TimeWindows,
+) -> impl FnOnce(SharedSerde<K>) -> Result<SharedSerde<Windowed<K>>, String> {
+    move |key| {
+        TimeWindowedSerde::new(key, Duration::from_millis(windows.size_ms().unsigned_abs()))
+            .map(|serde| Arc::new(serde) as SharedSerde<Windowed<K>>)
+            .map_err(|e| e.to_string())
     }
 }

@@ -11,12 +11,18 @@ use super::options::SharedSerde;
 use super::{KGroupedStream, KTable, Materialized};
 use crate::processor::internal::ProcessorFactory;
 use crate::processor::Data;
-use crate::state::{SessionStoreBuilder, StoreBuilder, StoreKind, WindowStoreBuilder};
+use crate::state::{
+    SessionStoreBuilder, StoreBuilder, StoreKind, ValueAndTimestamp, WindowStoreBuilder,
+};
 use crate::windowed::Windowed;
 
-/// The options a [`Materialized`] sets on the builder of a windowed store: its kind
-/// and its changelog. (Window and session stores have no record cache yet, so the
-/// caching option does not apply.)
+/// The builder of a windowed aggregation's window store (values kept with their
+/// timestamps), or why it cannot be made.
+pub(super) type WindowStoreResult<K, VA> =
+    Result<WindowStoreBuilder<K, ValueAndTimestamp<VA>>, String>;
+
+/// The options a [`Materialized`] sets on the builder of a windowed store: its kind,
+/// its changelog and its record cache.
 pub(super) trait SegmentedStoreOptions: StoreBuilder + Sized {
     /// The builder of a store of `kind`.
     fn of_kind(self, kind: StoreKind) -> Self;
@@ -25,16 +31,28 @@ pub(super) trait SegmentedStoreOptions: StoreBuilder + Sized {
     /// or not logged.
     fn logged(self, enabled: bool, configs: &[(String, String)]) -> Self;
 
-    /// The builder with `materialized`'s kind and logging.
+    /// The builder of a store with a record cache, or without.
+    fn cached(self, enabled: bool) -> Self;
+
+    /// The builder with `materialized`'s kind, logging and caching.
     fn materialized_as<K, V>(self, materialized: &Materialized<K, V>) -> Self {
         self.of_kind(materialized.kind)
             .logged(materialized.logging, &materialized.changelog_configs)
+            .cached(materialized.caching)
     }
 }
 
 impl<K: 'static, V: 'static> SegmentedStoreOptions for WindowStoreBuilder<K, V> {
     fn of_kind(self, kind: StoreKind) -> Self {
         self.with_kind(kind)
+    }
+
+    fn cached(self, enabled: bool) -> Self {
+        if enabled {
+            self.with_caching_enabled()
+        } else {
+            self.with_caching_disabled()
+        }
     }
 
     fn logged(self, enabled: bool, configs: &[(String, String)]) -> Self {
@@ -49,6 +67,14 @@ impl<K: 'static, V: 'static> SegmentedStoreOptions for WindowStoreBuilder<K, V> 
 impl<K: 'static, V: 'static> SegmentedStoreOptions for SessionStoreBuilder<K, V> {
     fn of_kind(self, kind: StoreKind) -> Self {
         self.with_kind(kind)
+    }
+
+    fn cached(self, enabled: bool) -> Self {
+        if enabled {
+            self.with_caching_enabled()
+        } else {
+            self.with_caching_disabled()
+        }
     }
 
     fn logged(self, enabled: bool, configs: &[(String, String)]) -> Self {
@@ -71,6 +97,8 @@ pub(super) struct WindowedAggregation<K, VA> {
     source: usize,
     key: SharedSerde<K>,
     value: Option<SharedSerde<VA>>,
+    /// How long after their end the windows close, for `suppress` below.
+    window_close_delay_ms: Option<i64>,
 }
 
 impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
@@ -105,7 +133,16 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
             source: source.node,
             key,
             value,
+            window_close_delay_ms: None,
         }
+    }
+
+    /// Records, for `KTable::suppress(until_window_closes)` below, that the windows
+    /// close `delay_ms` after their end (Kafka reads it from the aggregation's window
+    /// definition: the grace period, plus the inactivity gap for sessions).
+    pub(super) fn with_window_close_delay(mut self, delay_ms: i64) -> Self {
+        self.window_close_delay_ms = Some(delay_ms);
+        self
     }
 
     /// Adds the store that `store_builder` makes from the store name and the key and
@@ -129,6 +166,7 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
             source,
             key,
             value,
+            window_close_delay_ms,
         } = self;
         let windowed_key = windowed_key(key.clone());
         let mut inner = lock(&builder);
@@ -164,6 +202,9 @@ impl<K: Data, VA: Data> WindowedAggregation<K, VA> {
         let name = inner.new_name(prefix);
         let node = inner.graph.add_processor(name, processor, &[source]);
         inner.graph.connect_store(node, &store);
+        if let Some(delay) = window_close_delay_ms {
+            inner.graph.set_window_close_delay(node, delay);
+        }
         drop(inner);
         KTable {
             builder,

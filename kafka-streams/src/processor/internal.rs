@@ -204,6 +204,72 @@ pub(crate) struct ContextCore<'a> {
     /// outer stream-stream join (Kafka's internal
     /// `__emit.interval.ms.kstreams.outer.join.spurious.results.fix__`).
     pub outer_join_emit_interval_ms: i64,
+    /// The client's global stores, once opened (joins with a `GlobalKTable` read them).
+    pub globals: Option<&'a dyn GlobalStores>,
+}
+
+/// The global stores of a client, by store name (Kafka's global state manager as seen
+/// from a task's processors): a runtime type behind a trait, so processors reach them
+/// without knowing the runtime.
+pub(crate) trait GlobalStores: Send + Sync {
+    /// Runs `f` on global store `name` (locked while `f` runs); `false` when there is
+    /// no such store.
+    fn with_store(&self, name: &str, f: &mut dyn FnMut(&mut dyn StateStore)) -> bool;
+}
+
+/// The stores a node may use, with its name for errors: what a table's value getter
+/// needs to read a store from whichever processor it runs in.
+pub(crate) struct StoreAccess<'s> {
+    pub node_name: &'s str,
+    pub allowed_stores: &'s [String],
+    pub stores: &'s mut StoreMap,
+    pub globals: Option<&'s dyn GlobalStores>,
+}
+
+impl StoreAccess<'_> {
+    /// State store `name` as `S`, or an error naming the store and the node.
+    pub fn required<S: StateStore>(&mut self, name: &str) -> Result<&mut S, ProcessorError> {
+        let node = self.node_name;
+        if !self.allowed_stores.iter().any(|s| s == name) {
+            return Err(format!("state store {name} is not connected to node {node}").into());
+        }
+        self.stores
+            .get_mut(name)
+            .and_then(|store| (store.as_any_mut() as &mut dyn Any).downcast_mut::<S>())
+            .ok_or_else(|| {
+                format!("state store {name} of node {node} is missing or has other types").into()
+            })
+    }
+
+    /// Runs `f` on global store `name` as `S`, or returns an error naming the store.
+    pub fn with_global<S: StateStore, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut S) -> R,
+    ) -> Result<R, ProcessorError> {
+        let node = self.node_name;
+        let globals = self
+            .globals
+            .ok_or_else(|| format!("node {node} reads global store {name}, but none is open"))?;
+        let mut f = Some(f);
+        let mut result = None;
+        let mut typed = false;
+        let found = globals.with_store(name, &mut |store| {
+            if let Some(s) = (store.as_any_mut() as &mut dyn Any).downcast_mut::<S>() {
+                typed = true;
+                if let Some(f) = f.take() {
+                    result = Some(f(s));
+                }
+            }
+        });
+        match (found, typed, result) {
+            (true, true, Some(r)) => Ok(r),
+            (false, ..) => {
+                Err(format!("node {node} reads global store {name}, which does not exist").into())
+            }
+            _ => Err(format!("global store {name} read by node {node} has other types").into()),
+        }
+    }
 }
 
 /// A processor with erased types.

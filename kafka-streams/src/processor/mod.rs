@@ -331,6 +331,17 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
         self.core.outer_join_emit_interval_ms
     }
 
+    /// The stores this node may use, for the DSL's table value getters (which read a
+    /// table's store from a join processor of other types).
+    pub(crate) fn store_access(&mut self) -> internal::StoreAccess<'_> {
+        internal::StoreAccess {
+            node_name: self.core.node_name,
+            allowed_stores: self.core.allowed_stores,
+            stores: &mut *self.core.stores,
+            globals: self.core.globals,
+        }
+    }
+
     /// State store `name` as `S`, or an error naming the store and this node (for
     /// the DSL's processors, which are always connected to their stores).
     pub(crate) fn required_store<S: StateStore>(

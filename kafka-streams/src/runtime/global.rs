@@ -90,6 +90,22 @@ impl GlobalStoreState {
 
 pub(crate) type SharedGlobalStore = Arc<Mutex<GlobalStoreState>>;
 
+/// The global stores by store name, as the tasks' processors read them (a
+/// stream-`GlobalKTable` join looks each record up here).
+pub(crate) struct GlobalStoreMap(pub BTreeMap<String, SharedGlobalStore>);
+
+impl crate::processor::internal::GlobalStores for GlobalStoreMap {
+    fn with_store(&self, name: &str, f: &mut dyn FnMut(&mut dyn StateStore)) -> bool {
+        match self.0.get(name) {
+            Some(store) => {
+                f(lock(store).store_mut());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 fn lock(store: &Mutex<GlobalStoreState>) -> MutexGuard<'_, GlobalStoreState> {
     store.lock().unwrap_or_else(|e| e.into_inner())
 }

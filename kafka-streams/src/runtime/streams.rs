@@ -276,6 +276,7 @@ impl KafkaStreams {
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: Arc::new(StreamsMetrics::default()),
             process_id,
+            globals: std::sync::OnceLock::new(),
         });
         Ok(KafkaStreams {
             inner: Arc::new(ClientInner {
@@ -396,6 +397,11 @@ impl KafkaStreams {
                 }
                 // Stream threads start once the global stores are restored.
                 *relock(&inner.shared.globals) = globals.clone();
+                // Set once per client (start() runs once): a second set cannot happen.
+                let _ = inner
+                    .env
+                    .globals
+                    .set(super::global::GlobalStoreMap(globals.clone()));
                 let inner2 = inner.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("{}-GlobalStreamThread", inner.env.application_id))

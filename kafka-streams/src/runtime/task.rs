@@ -50,6 +50,17 @@ pub(crate) struct TaskEnv {
     /// The instance's process id (see `process_id.rs`): under exactly-once, part of
     /// each stream thread's `transactional.id`.
     pub process_id: String,
+    /// The client's global stores, set once they are open (before any task starts).
+    pub globals: std::sync::OnceLock<super::global::GlobalStoreMap>,
+}
+
+impl TaskEnv {
+    /// The global stores as processors see them, once set.
+    pub fn global_stores(&self) -> Option<&dyn crate::processor::internal::GlobalStores> {
+        self.globals
+            .get()
+            .map(|g| g as &dyn crate::processor::internal::GlobalStores)
+    }
 }
 
 /// Lifecycle of a task.
@@ -346,6 +357,7 @@ impl StreamTask {
                     application_id: &env.application_id,
                     dropped_records: env.metrics.dropped_records_counter(),
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
+                    globals: env.global_stores(),
                     outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
@@ -597,6 +609,7 @@ impl StreamTask {
                         application_id: &env.application_id,
                         dropped_records: env.metrics.dropped_records_counter(),
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
+                        globals: env.global_stores(),
                         outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
                     }
                 };

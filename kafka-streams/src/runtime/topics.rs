@@ -3,8 +3,9 @@
 //!
 //! 1. read the partition counts of the source topics;
 //! 2. give each repartition topic its count: the one set with
-//!    `Repartitioned::with_number_of_partitions`, else the largest count among the
-//!    source topics of the sub-topology that writes it;
+//!    `Repartitioned::with_number_of_partitions`, else, when a join reads it with
+//!    external topics (a co-partition group), their count, else the largest count among
+//!    the source topics of the sub-topology that writes it;
 //! 3. create missing internal topics as `<application.id>-<name>` (through
 //!    [`StreamsConfig::topic_creator`](super::StreamsConfig::topic_creator) if set,
 //!    else the admin API), and wait until the cluster shows them;
@@ -229,4 +230,55 @@ pub(crate) fn prepare_topics(
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsl::StreamsBuilder;
+
+    #[test]
+    fn a_repartition_before_a_join_is_sized_like_the_table_it_joins() {
+        let builder = StreamsBuilder::new();
+        let table = builder.table::<String, String>("sensor-units");
+        builder
+            .stream::<String, String>("readings")
+            .select_key(|_, v| v.clone())
+            .join_table(&table, |v, unit| format!("{v} {unit}"))
+            .to("labelled");
+        let topology = builder.build().unwrap();
+        let repartitions: Vec<String> =
+            topology.internal_topics().map(|t| t.name.clone()).collect();
+        assert_eq!(repartitions.len(), 1, "{repartitions:?}");
+        let repartition = repartitions[0].as_str();
+        assert!(
+            repartition.starts_with("KSTREAM-KEY-SELECT-") && repartition.ends_with("-repartition")
+        );
+        // describe() shows the repartition topic between the key change and the join.
+        let described = topology.describe().to_string();
+        assert!(
+            described.contains(&format!("Sink: {repartition}-sink (topic: {repartition})")),
+            "{described}"
+        );
+        let counts = BTreeMap::from([("readings".to_owned(), 2), ("sensor-units".to_owned(), 6)]);
+        let wanted = topology.internal_topic_partitions(&counts);
+        assert_eq!(wanted.get(repartition), Some(&6), "{wanted:?}");
+        let groups: Vec<&[String]> = topology.copartition_groups().collect();
+        assert_eq!(groups.len(), 1);
+        assert!(
+            groups[0].contains(&repartition.to_owned())
+                && groups[0].contains(&"sensor-units".to_owned())
+        );
+
+        // Without a join, a repartition is sized from the topics upstream of it.
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("readings")
+            .select_key(|_, v| v.clone())
+            .group_by_key()
+            .count();
+        let topology = builder.build().unwrap();
+        let wanted = topology.internal_topic_partitions(&counts);
+        assert_eq!(wanted.values().collect::<Vec<_>>(), [&2], "{wanted:?}");
+    }
 }

@@ -148,6 +148,19 @@ impl StoreContext {
         self
     }
 
+    /// The changelog writer, which logged store `store` requires.
+    pub(crate) fn required_changelog_writer(
+        &self,
+        store: &str,
+    ) -> StateResult<Arc<dyn ChangelogWriter>> {
+        self.changelog_writer
+            .clone()
+            .ok_or_else(|| StateError::Config {
+                store: store.to_owned(),
+                reason: "logging is enabled but the task gave no changelog writer".into(),
+            })
+    }
+
     /// Where `store` of this task lives on disk.
     pub fn location(&self, store: &str) -> StoreLocation {
         StoreLocation {
@@ -223,13 +236,7 @@ impl KeyValueStoreSpec {
             StoreKind::InMemory => Box::new(InMemoryStore::new(self.name.clone())),
         };
         if let Some(changelog) = changelog.as_ref().filter(|_| source_changelog.is_none()) {
-            let writer = context
-                .changelog_writer
-                .clone()
-                .ok_or_else(|| StateError::Config {
-                    store: self.name.clone(),
-                    reason: "logging is enabled but the task gave no changelog writer".into(),
-                })?;
+            let writer = context.required_changelog_writer(&self.name)?;
             store = Box::new(ChangeLoggingStore::new(store, changelog.clone(), writer));
         }
         if self.caching {

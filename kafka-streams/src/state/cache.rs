@@ -159,6 +159,9 @@ struct CacheEntry {
     key: CachedKey,
     value: Option<Vec<u8>>,
     size: usize,
+    /// Not yet written to the inner store (a cache keeping clean entries keeps them
+    /// after flushing, for reads, until evicted).
+    dirty: bool,
 }
 
 /// A cached key, shared by its entry, the sorted set and its positions in the write
@@ -234,10 +237,12 @@ impl Ord for CachedKey {
     }
 }
 
-/// Folds writes between commits in front of the inner store (Kafka's
-/// `CachingKeyValueStore`).
-pub(crate) struct CachingStore {
-    inner: Box<dyn KeyValueStore>,
+/// The dirty entries of one caching store (Kafka's `NamedCache`): folded writes by
+/// key, in key order (for ranges) and in write order (for eviction and flushing),
+/// charged to a shared [`CacheBudget`], with the listener that the entries written
+/// through are handed to. The key-value, window and session caching stores are this
+/// cache in front of their own inner store.
+pub(crate) struct NamedCache {
     budget: CacheBudget,
     /// Point reads and writes, the hot path, go through a hash map: on a sorted map,
     /// key comparisons cost more than all the rest of an update.
@@ -255,13 +260,28 @@ pub(crate) struct CachingStore {
     bytes: usize,
     listener: Option<Box<dyn CacheFlushListener>>,
     send_old_values: bool,
+    /// Whether flushed entries stay, clean, until evicted (Kafka's `ThreadCache`,
+    /// which is a read cache too), instead of leaving the cache.
+    keep_clean: bool,
+    /// Number of dirty entries.
+    dirty: usize,
 }
 
-impl CachingStore {
-    /// Wraps `inner`, charging cached entries to `budget`.
-    pub fn new(inner: Box<dyn KeyValueStore>, budget: CacheBudget) -> Self {
-        CachingStore {
-            inner,
+/// Which entries leave the cache's dirty state in a write-through.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriteThrough {
+    /// Every dirty entry (a commit's flush); they stay cached, clean, if the cache
+    /// keeps clean entries.
+    Flush,
+    /// The `n` oldest entries, dirty or clean, leave the cache (over budget).
+    Evict(usize),
+}
+
+impl NamedCache {
+    /// An empty cache charging its entries to `budget`, whose entries leave it when
+    /// flushed.
+    pub(crate) fn new(budget: CacheBudget) -> Self {
+        NamedCache {
             budget,
             entries: HashMap::new(),
             sorted: BTreeSet::new(),
@@ -270,22 +290,71 @@ impl CachingStore {
             bytes: 0,
             listener: None,
             send_old_values: false,
+            keep_clean: false,
+            dirty: 0,
         }
     }
 
-    /// Bytes this store's cache holds.
+    /// An empty cache whose flushed entries stay, clean, for reads until evicted, as
+    /// in Kafka's `ThreadCache`. Window and session stores need it: their inner
+    /// stores stop returning windows that fell out of retention, while Kafka's cache
+    /// still returns them as long as they are cached, and aggregations read them.
+    pub(crate) fn keeping_clean_entries(budget: CacheBudget) -> Self {
+        let mut cache = Self::new(budget);
+        cache.keep_clean = true;
+        cache
+    }
+
+    /// Bytes this cache holds.
     #[cfg(test)]
-    pub fn cached_bytes(&self) -> usize {
+    pub(crate) fn cached_bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Number of cached keys, clean or dirty.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// Number of keys with an unflushed update.
     #[cfg(test)]
-    pub fn dirty_keys(&self) -> usize {
-        self.entries.len()
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.dirty
     }
 
-    fn insert(&mut self, key: &[u8], value: Option<&[u8]>) {
+    /// The cached value of `key`: `None` when the key is not cached, `Some(None)` for
+    /// a cached delete.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.entries.get(key).map(|e| e.value.as_deref())
+    }
+
+    /// The cached entries whose keys lie between `from` and `to`, ascending (`None`
+    /// values are cached deletes).
+    pub(crate) fn range<'a>(
+        &'a self,
+        from: Bound<&[u8]>,
+        to: Bound<&[u8]>,
+    ) -> impl DoubleEndedIterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        self.sorted.range::<[u8], _>((from, to)).filter_map(|k| {
+            self.entries
+                .get(k.bytes())
+                .map(|e| (k.bytes(), e.value.as_deref()))
+        })
+    }
+
+    /// Sets the listener of the entries written through; with `send_old_values`, each
+    /// carries the inner store's previous value.
+    pub(crate) fn set_listener(
+        &mut self,
+        listener: Box<dyn CacheFlushListener>,
+        send_old_values: bool,
+    ) {
+        self.listener = Some(listener);
+        self.send_old_values = send_old_values;
+    }
+
+    /// Caches a write of `key` (`None`: a delete), folding it into an earlier one.
+    pub(crate) fn insert(&mut self, key: &[u8], value: Option<&[u8]>) {
         let size = key.len() + value.map_or(0, <[u8]>::len) + CACHE_ENTRY_OVERHEAD;
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -300,6 +369,10 @@ impl CachingStore {
                     (slot, value) => *slot = value.map(<[u8]>::to_vec),
                 }
                 existing.key.set_latest(seq);
+                if !existing.dirty {
+                    existing.dirty = true;
+                    self.dirty += 1;
+                }
                 let old_size = std::mem::replace(&mut existing.size, size);
                 (existing.key.clone(), old_size)
             }
@@ -312,8 +385,10 @@ impl CachingStore {
                         key: shared.clone(),
                         value: value.map(<[u8]>::to_vec),
                         size,
+                        dirty: true,
                     },
                 );
+                self.dirty += 1;
                 (shared, 0)
             }
         };
@@ -331,8 +406,12 @@ impl CachingStore {
         self.budget.release(size);
     }
 
-    fn remove_entry(&mut self, key: &[u8]) {
+    /// Drops `key` from the cache without writing it anywhere.
+    pub(crate) fn remove(&mut self, key: &[u8]) {
         if let Some(entry) = self.entries.remove(key) {
+            if entry.dirty {
+                self.dirty -= 1;
+            }
             entry.key.set_latest(EVICTED);
             self.sorted.remove(key);
             self.release(entry.size);
@@ -347,11 +426,11 @@ impl CachingStore {
             .map(|(_, key)| key)
     }
 
-    /// Writes the oldest entries through until the shared budget fits again (or this
-    /// cache is empty).
-    fn maybe_evict(&mut self) -> StateResult<()> {
+    /// How many of the oldest entries to write through for the shared budget to fit
+    /// again (0 when it fits).
+    pub(crate) fn eviction_count(&self) -> usize {
         if !self.budget.over() {
-            return Ok(());
+            return 0;
         }
         let mut freed = 0;
         let excess = self.budget.used_bytes() - self.budget.max_bytes();
@@ -363,77 +442,148 @@ impl CachingStore {
             freed += self.entries.get(key.bytes()).map_or(0, |e| e.size);
             count += 1;
         }
-        self.write_through(count)
+        count
     }
 
-    /// Writes the `count` oldest entries to the inner store, forwards them, and only
-    /// then drops them from the cache (so a failed write loses nothing).
-    fn write_through(&mut self, count: usize) -> StateResult<()> {
-        if count == 0 {
-            return Ok(());
-        }
-        let keys: Vec<CachedKey> = self.oldest().take(count).cloned().collect();
-        let mut batch: Vec<BatchEntry> = Vec::with_capacity(keys.len());
-        let mut olds: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
-        let mut skipped: Vec<CachedKey> = Vec::new();
-        for key in keys {
-            let new_value = self.entries.get(key.bytes()).and_then(|e| e.value.clone());
-            let old_value =
-                if self.listener.is_some() && (new_value.is_none() || self.send_old_values) {
-                    self.inner.get(key.bytes())?
-                } else {
-                    None
-                };
-            if self.listener.is_some() && new_value.is_none() && old_value.is_none() {
+    /// Writes the dirty entries among `which` through and hands them to the listener;
+    /// only then (so a failed write loses nothing) drops `which` from the cache, or,
+    /// for a flush of a cache keeping clean entries, marks them clean.
+    ///
+    /// `stored` reads `inner`'s value of a cached key (for old values, and to skip
+    /// deletes of keys `inner` never had); `write` applies the entries, oldest first.
+    pub(crate) fn write_through<S: ?Sized>(
+        &mut self,
+        which: WriteThrough,
+        inner: &mut S,
+        stored: impl Fn(&S, &[u8]) -> StateResult<Option<Vec<u8>>>,
+        write: impl FnOnce(&mut S, &[BatchEntry]) -> StateResult<()>,
+    ) -> StateResult<()> {
+        let leaving: Vec<CachedKey> = match which {
+            WriteThrough::Flush if self.dirty == 0 => return Ok(()),
+            WriteThrough::Flush => self
+                .oldest()
+                .filter(|key| self.entries.get(key.bytes()).is_some_and(|e| e.dirty))
+                .cloned()
+                .collect(),
+            WriteThrough::Evict(0) => return Ok(()),
+            WriteThrough::Evict(count) => self.oldest().take(count).cloned().collect(),
+        };
+        let mut batch: Vec<BatchEntry> = Vec::with_capacity(leaving.len());
+        let mut olds: Vec<Option<Vec<u8>>> = Vec::with_capacity(leaving.len());
+        let listening = self.listener.is_some();
+        for key in &leaving {
+            let Some(entry) = self.entries.get(key.bytes()).filter(|e| e.dirty) else {
+                continue;
+            };
+            let new_value = entry.value.clone();
+            let old_value = if listening && (new_value.is_none() || self.send_old_values) {
+                stored(inner, key.bytes())?
+            } else {
+                None
+            };
+            if listening && new_value.is_none() && old_value.is_none() {
                 // Deleting a key the inner store never had: nothing to write or forward.
-                skipped.push(key);
                 continue;
             }
             batch.push((key.bytes().to_vec(), new_value));
             olds.push(old_value);
         }
-        self.inner.put_all(&batch)?;
-        for key in skipped {
-            self.remove_entry(key.bytes());
+        write(inner, &batch)?;
+        match which {
+            WriteThrough::Flush if self.keep_clean => {
+                for key in &leaving {
+                    if let Some(entry) = self.entries.get_mut(key.bytes()) {
+                        entry.dirty = false;
+                    }
+                }
+                self.dirty = 0;
+            }
+            _ => {
+                for key in &leaving {
+                    self.remove(key.bytes());
+                }
+            }
         }
-        for (key, _) in &batch {
-            self.remove_entry(key);
-        }
-        // What was written through led the write order: its positions are stale now.
+        // What left the cache led the write order: its positions are stale now.
         while let Some((seq, key)) = self.order.front() {
             if key.is_latest(*seq) {
                 break;
             }
             self.order.pop_front();
         }
+        let send_old_values = self.send_old_values;
         if let Some(listener) = self.listener.as_mut() {
             for ((key, new_value), old_value) in batch.into_iter().zip(olds) {
                 listener.apply(FlushedEntry {
                     key,
                     new_value,
-                    old_value: if self.send_old_values {
-                        old_value
-                    } else {
-                        None
-                    },
+                    old_value: if send_old_values { old_value } else { None },
                 });
             }
         }
         Ok(())
     }
 
-    fn discard(&mut self) {
+    /// Forgets every entry, unwritten (a store closing: a clean close has flushed).
+    pub(crate) fn discard(&mut self) {
         self.budget.release(self.bytes);
         self.bytes = 0;
         self.entries.clear();
         self.sorted.clear();
         self.order.clear();
+        self.dirty = 0;
     }
 }
 
-impl Drop for CachingStore {
+impl Drop for NamedCache {
     fn drop(&mut self) {
         self.discard();
+    }
+}
+
+/// Folds writes between commits in front of the inner store (Kafka's
+/// `CachingKeyValueStore`).
+pub(crate) struct CachingStore {
+    inner: Box<dyn KeyValueStore>,
+    cache: NamedCache,
+}
+
+impl CachingStore {
+    /// Wraps `inner`, charging cached entries to `budget`.
+    pub fn new(inner: Box<dyn KeyValueStore>, budget: CacheBudget) -> Self {
+        CachingStore {
+            inner,
+            cache: NamedCache::new(budget),
+        }
+    }
+
+    /// Bytes this store's cache holds.
+    #[cfg(test)]
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.cached_bytes()
+    }
+
+    /// Number of keys with an unflushed update.
+    #[cfg(test)]
+    pub fn dirty_keys(&self) -> usize {
+        self.cache.dirty_len()
+    }
+
+    /// Writes the oldest entries through until the shared budget fits again (or this
+    /// cache is empty).
+    fn maybe_evict(&mut self) -> StateResult<()> {
+        let count = self.cache.eviction_count();
+        self.write_through(WriteThrough::Evict(count))
+    }
+
+    /// Writes entries to the inner store and forwards them.
+    fn write_through(&mut self, which: WriteThrough) -> StateResult<()> {
+        self.cache.write_through(
+            which,
+            self.inner.as_mut(),
+            |inner, key| inner.get(key),
+            |inner, batch| inner.put_all(batch),
+        )
     }
 }
 
@@ -443,8 +593,8 @@ impl ReadOnlyKeyValueStore for CachingStore {
     }
 
     fn get(&self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
-        match self.entries.get(key) {
-            Some(entry) => Ok(entry.value.clone()),
+        match self.cache.get(key) {
+            Some(value) => Ok(value.map(<[u8]>::to_vec)),
             None => self.inner.get(key),
         }
     }
@@ -454,49 +604,52 @@ impl ReadOnlyKeyValueStore for CachingStore {
             return Ok(Box::new(std::iter::empty()));
         }
         let stored = self.inner.range(from, to)?;
-        let pending = self.sorted.range::<[u8], _>((from, to)).filter_map(|k| {
-            self.entries
-                .get(k.bytes())
-                .map(|e| (k.bytes().to_vec(), e.value.clone()))
-        });
+        let pending = self
+            .cache
+            .range(from, to)
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)));
         Ok(Box::new(MergeIter::new(stored, pending)))
     }
 
     /// The inner store's estimate plus the cached values not yet written to it (some
     /// of which may update keys it already counts).
     fn approximate_num_entries(&self) -> StateResult<u64> {
-        let cached = self.entries.values().filter(|e| e.value.is_some()).count() as u64;
+        let cached = self
+            .cache
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .filter(|(_, v)| v.is_some())
+            .count() as u64;
         Ok(self.inner.approximate_num_entries()?.saturating_add(cached))
     }
 }
 
 impl KeyValueStore for CachingStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> StateResult<()> {
-        self.insert(key, Some(value));
+        self.cache.insert(key, Some(value));
         self.maybe_evict()
     }
 
     fn delete(&mut self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
         let old = self.get(key)?;
-        self.insert(key, None);
+        self.cache.insert(key, None);
         self.maybe_evict()?;
         Ok(old)
     }
 
     fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
         for (key, value) in entries {
-            self.insert(key, value.as_deref());
+            self.cache.insert(key, value.as_deref());
         }
         self.maybe_evict()
     }
 
     fn flush(&mut self) -> StateResult<()> {
-        self.write_through(self.entries.len())?;
+        self.write_through(WriteThrough::Flush)?;
         self.inner.flush()
     }
 
     fn close(&mut self) -> StateResult<()> {
-        self.discard();
+        self.cache.discard();
         self.inner.close()
     }
 
@@ -505,46 +658,56 @@ impl KeyValueStore for CachingStore {
     }
 }
 
-impl RestorableStore for CachingStore {
-    fn changelog(&self) -> Option<&ChangelogPartition> {
-        self.inner.changelog()
-    }
+/// Implements [`RestorableStore`] for a caching store (fields `inner`, the store below,
+/// and `cache`, its [`NamedCache`]): everything goes to the inner store, except the
+/// flush listener, which the cache takes, and restored records, which supersede the
+/// cached entries of their keys (normally there are none: restoring happens before
+/// processing).
+macro_rules! caching_restorable_store {
+    ($store:ty) => {
+        impl RestorableStore for $store {
+            fn changelog(&self) -> Option<&ChangelogPartition> {
+                self.inner.changelog()
+            }
 
-    fn checkpointed_offset(&self) -> Option<i64> {
-        self.inner.checkpointed_offset()
-    }
+            fn checkpointed_offset(&self) -> Option<i64> {
+                self.inner.checkpointed_offset()
+            }
 
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
-        // The restored value supersedes anything cached (normally nothing: restoring
-        // happens before processing).
-        if !self.entries.is_empty() {
-            for record in records {
-                self.remove_entry(record.key);
+            fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
+                if self.cache.len() > 0 {
+                    for record in records {
+                        self.cache.remove(record.key);
+                    }
+                }
+                self.inner.restore_batch(records)
+            }
+
+            fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
+                self.inner.checkpoint(next_offset)
+            }
+
+            fn remove_checkpoint(&mut self) -> StateResult<()> {
+                self.inner.remove_checkpoint()
+            }
+
+            /// Sets the listener of the entries leaving the cache (keyed by the inner
+            /// store's binary keys); with `send_old_values`, each carries the inner
+            /// store's previous value (read before writing through).
+            fn set_flush_listener(
+                &mut self,
+                listener: Box<dyn CacheFlushListener>,
+                send_old_values: bool,
+            ) -> bool {
+                self.cache.set_listener(listener, send_old_values);
+                true
             }
         }
-        self.inner.restore_batch(records)
-    }
-
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
-        self.inner.checkpoint(next_offset)
-    }
-
-    fn remove_checkpoint(&mut self) -> StateResult<()> {
-        self.inner.remove_checkpoint()
-    }
-
-    /// Sets the listener of the updates leaving the cache; with `send_old_values`, each
-    /// carries the inner store's previous value (read before writing through).
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        self.listener = Some(listener);
-        self.send_old_values = send_old_values;
-        true
-    }
+    };
 }
+pub(crate) use caching_restorable_store;
+
+caching_restorable_store!(CachingStore);
 
 #[cfg(test)]
 mod tests {
@@ -783,8 +946,8 @@ mod tests {
                 let expected: Vec<_> = view.iter().map(|(k, v)| (vec![*k], vec![*v])).collect();
                 proptest::prop_assert_eq!(all, expected, "all() after {:?}", op);
                 proptest::prop_assert_eq!(store.dirty_keys(), cached_model.len());
-                proptest::prop_assert_eq!(store.sorted.len(), store.entries.len());
-                proptest::prop_assert!(store.order.len() <= 2 * store.entries.len() + 65);
+                proptest::prop_assert_eq!(store.cache.sorted.len(), store.cache.entries.len());
+                proptest::prop_assert!(store.cache.order.len() <= 2 * store.cache.entries.len() + 65);
             }
         }
     }

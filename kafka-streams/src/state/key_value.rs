@@ -109,24 +109,33 @@ pub(crate) fn range_is_empty(from: Bound<&[u8]>, to: Bound<&[u8]>) -> bool {
 }
 
 /// Merges a store's sorted entries with sorted pending writes that take precedence
-/// (`None` pending values hide the key): how the caching layer answers range queries
-/// (Kafka's `MergedSortedCacheKeyValueBytesStoreIterator`).
+/// (`None` pending values hide the key): how the caching layers answer range queries
+/// (Kafka's `MergedSortedCacheKeyValueBytesStoreIterator` and its window and session
+/// counterparts). Both sides are in ascending key order, or both descending.
 pub(crate) struct MergeIter<'a, P>
 where
     P: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
 {
     store: std::iter::Peekable<KeyValueIter<'a>>,
     pending: std::iter::Peekable<P>,
+    ascending: bool,
 }
 
 impl<'a, P> MergeIter<'a, P>
 where
     P: Iterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
 {
+    /// Merges two ascending sides.
     pub(crate) fn new(store: KeyValueIter<'a>, pending: P) -> Self {
+        Self::ordered(store, pending, true)
+    }
+
+    /// Merges two sides sorted the same way: ascending, or descending.
+    pub(crate) fn ordered(store: KeyValueIter<'a>, pending: P, ascending: bool) -> Self {
         MergeIter {
             store: store.peekable(),
             pending: pending.peekable(),
+            ascending,
         }
     }
 }
@@ -150,7 +159,7 @@ where
                         self.store.next();
                         true
                     } else {
-                        pending_key < store_key
+                        (pending_key < store_key) == self.ascending
                     }
                 }
             };

@@ -29,8 +29,9 @@
 //!
 //! ```text
 //! TypedWindowStore<K, V> | TypedSessionStore<K, V>        serdes
-//!   └ change-logging layer    changelog key = Kafka's binary windowed key
-//!       └ SegmentedWindowStore | SegmentedSessionStore     RocksDB or in memory
+//!   └ caching layer           record cache keyed by binary windowed key
+//!       └ change-logging layer    changelog key = Kafka's binary windowed key
+//!           └ SegmentedWindowStore | SegmentedSessionStore     RocksDB or in memory
 //! ```
 //! The byte-level contracts are [`WindowStore`] (a value per key and window start)
 //! and [`SessionStore`] (a value per key and session `[start, end]`), with read-only
@@ -38,8 +39,9 @@
 //! and checkpoints them as it does key-value stores. Data is segmented by time and
 //! expired segments are dropped whole; their changelogs are created with
 //! `cleanup.policy=compact,delete` and `retention.ms` = retention +
-//! `windowstore.changelog.additional.retention.ms`. These stacks have no record cache
-//! yet: every write reaches the store and the changelog.
+//! `windowstore.changelog.additional.retention.ms`. Their record cache is the
+//! key-value one's, and, as Kafka's, keeps flushed entries readable (clean) until
+//! evicted.
 //!
 //! # Persistence is its own trait
 //! Restoring, checkpointing and the cache's flush listener are [`RestorableStore`],
@@ -116,9 +118,11 @@ mod restore;
 mod rocks;
 mod segments;
 mod session_store;
+mod suppression_buffer;
 mod typed;
 mod value_and_timestamp;
 mod window_builder;
+mod window_cache;
 mod window_logging;
 mod window_store;
 mod window_typed;
@@ -164,8 +168,8 @@ pub use window_store::{
     WindowStore,
 };
 pub use window_typed::{
-    QueryableSessionStore, QueryableWindowStore, TypedSessionIter, TypedSessionStore,
-    TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
+    FlushedSession, FlushedWindow, QueryableSessionStore, QueryableWindowStore, TypedSessionIter,
+    TypedSessionStore, TypedWindowFetchIter, TypedWindowIter, TypedWindowStore,
 };
 
 // Crate-internal (the decorators are not re-exported at all): the queue the DSL's
@@ -174,6 +178,9 @@ pub use window_typed::{
 pub(crate) use cache::FlushQueue;
 pub(crate) use logging::RecordingChangelogWriter;
 pub(crate) use restore::RestoreProgress;
+pub(crate) use suppression_buffer::{
+    BufferedRecordContext, Eviction, TimeOrderedKeyValueBuffer, TimeOrderedKeyValueBufferBuilder,
+};
 
 /// The parts of the [RocksDB crate](https://docs.rs/rocksdb) that a
 /// [`RocksDbConfigSetter`] is handed: its signature takes RocksDB's own option types,

@@ -287,6 +287,9 @@ impl Backend {
     }
 }
 
+/// A write of a batch to a segment live when it was seen: segment, stored key, value.
+type LiveWrite<'e> = (i64, Vec<u8>, Option<&'e [u8]>);
+
 /// A segmented byte store: the common part of the window and session stores.
 pub(crate) struct SegmentedBytesStore {
     schema: KeySchema,
@@ -299,6 +302,9 @@ pub(crate) struct SegmentedBytesStore {
     /// Records not written because their segment had expired (Kafka's
     /// expired-record sensor, part of `dropped-records`).
     expired_records: u64,
+    /// Whether reads reach back to stream time minus retention (Kafka's time-ordered
+    /// stores) rather than one millisecond less far.
+    time_ordered_reads: bool,
     backend: Backend,
 }
 
@@ -356,6 +362,7 @@ impl SegmentedBytesStore {
             observed_stream_time: NO_TIMESTAMP,
             segments: BTreeSet::new(),
             expired_records: 0,
+            time_ordered_reads: false,
             backend,
         };
         store.segments = store.scan_segment_ids()?;
@@ -425,12 +432,19 @@ impl SegmentedBytesStore {
 
     /// The oldest timestamp reads may return (Kafka's `getActualFrom`).
     fn actual_from(&self, from: i64) -> i64 {
-        from.max(
-            self.observed_stream_time
-                .saturating_sub(self.retention_ms)
-                .saturating_add(1),
-        )
-        .max(0)
+        let horizon = self.observed_stream_time.saturating_sub(self.retention_ms);
+        let horizon = if self.time_ordered_reads {
+            horizon
+        } else {
+            horizon.saturating_add(1)
+        };
+        from.max(horizon).max(0)
+    }
+
+    /// Reads back to stream time minus retention (Kafka's time-ordered stores'
+    /// `getActualFrom`), one millisecond further than by default.
+    pub(crate) fn set_time_ordered_reads(&mut self) {
+        self.time_ordered_reads = true;
     }
 
     fn invalid_key(&self, binary: &[u8]) -> StateError {
@@ -475,42 +489,63 @@ impl SegmentedBytesStore {
     /// Writes (or, with `None`, deletes) the record of `binary`, unless its segment
     /// has expired; drops the segments its timestamp expires.
     pub(crate) fn put(&mut self, binary: &[u8], value: Option<&[u8]>) -> StateResult<()> {
-        let timestamp = self
-            .schema
-            .segment_timestamp(binary)
-            .ok_or_else(|| self.invalid_key(binary))?;
-        if timestamp < 0 {
-            return Err(self.negative_timestamp(timestamp));
+        self.put_all(std::iter::once((binary, value)))
+    }
+
+    /// Writes (or deletes) several records, in order, in one write: as many
+    /// [`put`](Self::put)s, except that a record whose segment a later record of the
+    /// batch expires is not written at all (the `put`s would write it, then drop its
+    /// segment).
+    pub(crate) fn put_all<'e>(
+        &mut self,
+        entries: impl IntoIterator<Item = (&'e [u8], Option<&'e [u8]>)>,
+    ) -> StateResult<()> {
+        // (segment, stored key, value) of each write to a live segment.
+        let mut writes: Vec<LiveWrite<'e>> = Vec::new();
+        for (binary, value) in entries {
+            let timestamp = self
+                .schema
+                .segment_timestamp(binary)
+                .ok_or_else(|| self.invalid_key(binary))?;
+            if timestamp < 0 {
+                return Err(self.negative_timestamp(timestamp));
+            }
+            self.observed_stream_time = self.observed_stream_time.max(timestamp);
+            let segment = self.segment_id(timestamp);
+            if segment >= self.min_live_segment(self.observed_stream_time) {
+                writes.push((segment, prefixed(segment, binary), value));
+            } else {
+                self.expired_records += 1;
+                tracing::debug!(
+                    store = %self.name(),
+                    timestamp,
+                    observed_stream_time = self.observed_stream_time,
+                    retention_ms = self.retention_ms,
+                    "skipping record for expired segment"
+                );
+            }
         }
-        self.observed_stream_time = self.observed_stream_time.max(timestamp);
-        let segment = self.segment_id(timestamp);
         let min_live = self.min_live_segment(self.observed_stream_time);
         let mut ops = self.expiry_ops(min_live);
-        let live = segment >= min_live;
-        if live {
-            let key = prefixed(segment, binary);
+        let mut written_segments = Vec::new();
+        for (segment, key, value) in writes {
+            if segment < min_live {
+                continue;
+            }
             ops.push(match value {
-                Some(value) => WriteOp::Put(key, value.to_vec()),
+                Some(value) => {
+                    written_segments.push(segment);
+                    WriteOp::Put(key, value.to_vec())
+                }
                 None => WriteOp::Delete(key),
             });
-        } else {
-            self.expired_records += 1;
-            tracing::debug!(
-                store = %self.name(),
-                timestamp,
-                observed_stream_time = self.observed_stream_time,
-                retention_ms = self.retention_ms,
-                "skipping record for expired segment"
-            );
         }
         if ops.is_empty() {
             return Ok(());
         }
         self.backend.write(ops, None, "writing")?;
         self.forget_segments_before(min_live);
-        if live && value.is_some() {
-            self.segments.insert(segment);
-        }
+        self.segments.extend(written_segments);
         Ok(())
     }
 

@@ -75,6 +75,27 @@ pub trait SessionStore: ReadOnlySessionStore + RestorableStore + Send {
     /// A session that ended before the store's retention is not written.
     fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> StateResult<()>;
 
+    /// Every key's sessions ending from `earliest_session_end` to
+    /// `latest_session_end` (inclusive), ordered by Kafka's time-first session key
+    /// bytes (`end ‖ key ‖ start`): what on-window-close session aggregations emit
+    /// (Kafka's time-ordered session store's `findSessions(earliestEnd, latestEnd)`).
+    /// They are read from every live segment, without the retention bound of
+    /// [`find_sessions`](ReadOnlySessionStore::find_sessions), as in Kafka.
+    ///
+    /// The default fails, as Kafka's stores that are not time-ordered do: such a store
+    /// cannot back a session aggregation that emits on window close.
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        let _ = (earliest_session_end, latest_session_end);
+        Err(super::StateError::Config {
+            store: self.name().to_owned(),
+            reason: "the session store cannot read sessions across keys by end time, which emitting on window close needs".into(),
+        })
+    }
+
     /// Removes the session `[start, end]` of `key` (when merging sessions).
     fn remove(&mut self, key: &[u8], start: i64, end: i64) -> StateResult<()> {
         self.put(key, start, end, None)
@@ -245,6 +266,49 @@ impl SessionStore for SegmentedSessionStore {
     fn persistent(&self) -> bool {
         self.inner.persistent()
     }
+
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        let earliest = earliest_session_end.max(0);
+        if latest_session_end < earliest {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let (first, last) = self.inner.segment_range(earliest, latest_session_end);
+        let mut sessions = self
+            .inner
+            .scan(first, last, None, true, move |binary| {
+                KeySchema::Session
+                    .segment_timestamp(binary)
+                    .is_some_and(|end| (earliest..=latest_session_end).contains(&end))
+            })
+            .map(|item| {
+                let (binary, value) = item?;
+                let (start, end) = KeySchema::session_bounds(&binary).unwrap_or((0, 0));
+                let key = KeySchema::Session.key_of(&binary).unwrap_or(&[]).to_vec();
+                Ok(SessionEntry {
+                    key,
+                    start,
+                    end,
+                    value,
+                })
+            })
+            .collect::<StateResult<Vec<_>>>()?;
+        sessions.sort_by_cached_key(|s| time_first_session_key(&s.key, s.start, s.end));
+        Ok(Box::new(sessions.into_iter().map(Ok)))
+    }
+}
+
+/// Kafka's `TimeFirstSessionKeySchema.toBinary`: end, then key, then start; the order
+/// of its time-ordered session store.
+pub(crate) fn time_first_session_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut binary = Vec::with_capacity(key.len() + 16);
+    binary.extend_from_slice(&end.to_be_bytes());
+    binary.extend_from_slice(key);
+    binary.extend_from_slice(&start.to_be_bytes());
+    binary
 }
 
 /// Restores from changelog records keyed by Kafka's binary session keys

@@ -8,12 +8,14 @@
 //!
 //! ```text
 //! TypedWindowStore<K, V> | TypedSessionStore<K, V>    serdes
-//!   └ ChangeLoggingWindowStore | …SessionStore         if logging is enabled
-//!       └ SegmentedWindowStore | SegmentedSessionStore on RocksDB or in memory
+//!   └ CachingWindowStore | CachingSessionStore         if caching is enabled
+//!       └ ChangeLoggingWindowStore | …SessionStore     if logging is enabled
+//!           └ SegmentedWindowStore | SegmentedSessionStore on RocksDB or in memory
 //! ```
 //!
-//! There is no record cache in these stacks yet (Kafka's `CachingWindowStore` and
-//! `CachingSessionStore`): every write goes straight to the store and its changelog.
+//! The record cache (Kafka's `CachingWindowStore` and `CachingSessionStore`) is off by
+//! default, as in Kafka's store builders; the DSL's windowed aggregations enable it
+//! unless their `Materialized` disables caching.
 //!
 //! The changelog topic is created with `cleanup.policy=compact,delete` and
 //! `retention.ms` = the store's retention plus
@@ -33,6 +35,7 @@ use super::logging::ChangelogWriter;
 use super::restorable::{changelog_topic, ChangelogPartition};
 use super::segments::default_segment_interval_ms;
 use super::session_store::{SegmentedSessionStore, SessionStore};
+use super::window_cache::{CachingSessionStore, CachingWindowStore};
 use super::window_logging::{ChangeLoggingSessionStore, ChangeLoggingWindowStore};
 use super::window_store::{SegmentedWindowStore, WindowStore};
 use super::window_typed::{TypedSessionStore, TypedWindowStore};
@@ -53,6 +56,12 @@ pub(crate) struct SegmentedStoreSpec {
     pub kind: StoreKind,
     /// Whether writes are logged to `<application.id>-<name>-changelog`.
     pub logging: bool,
+    /// Whether a record cache folds writes between commits.
+    pub caching: bool,
+    /// Whether window reads reach back to the latest window start minus the retention
+    /// (Kafka's time-ordered window store, of emit-final aggregations) instead of one
+    /// millisecond less far.
+    pub time_ordered_reads: bool,
     /// How long windows (by start) or sessions (by end) are kept, in milliseconds.
     pub retention_ms: i64,
     /// The segment interval, in milliseconds.
@@ -83,13 +92,7 @@ impl SegmentedStoreSpec {
     }
 
     fn writer(&self, context: &StoreContext) -> StateResult<Arc<dyn ChangelogWriter>> {
-        context
-            .changelog_writer
-            .clone()
-            .ok_or_else(|| StateError::Config {
-                store: self.name.clone(),
-                reason: "logging is enabled but the task gave no changelog writer".into(),
-            })
+        context.required_changelog_writer(&self.name)
     }
 
     /// Opens a window store stack for the task of `context`.
@@ -98,7 +101,7 @@ impl SegmentedStoreSpec {
         context: &StoreContext,
     ) -> StateResult<OpenedSegmentedStore<dyn WindowStore>> {
         let (changelog, serde_topic) = self.changelog(context);
-        let inner = match self.kind {
+        let mut segmented = match self.kind {
             StoreKind::RocksDb => SegmentedWindowStore::open(
                 &context.location(&self.name),
                 changelog.clone(),
@@ -113,15 +116,25 @@ impl SegmentedStoreSpec {
                 self.segment_interval_ms,
             )?,
         };
+        if self.time_ordered_reads {
+            segmented.set_time_ordered_reads();
+        }
         let mut store: Box<dyn WindowStore> = match self.retain_duplicates {
-            true => Box::new(inner.with_retain_duplicates()),
-            false => Box::new(inner),
+            true => Box::new(segmented.with_retain_duplicates()),
+            false => Box::new(segmented),
         };
         if let Some(changelog) = &changelog {
             store = Box::new(
                 ChangeLoggingWindowStore::new(store, changelog.clone(), self.writer(context)?)
                     .retaining_duplicates(self.retain_duplicates),
             );
+        }
+        if self.caching && !self.retain_duplicates {
+            store = Box::new(CachingWindowStore::new(
+                store,
+                context.cache_budget.clone(),
+                self.segment_interval_ms,
+            ));
         }
         Ok(OpenedSegmentedStore {
             store,
@@ -158,6 +171,12 @@ impl SegmentedStoreSpec {
                 self.writer(context)?,
             ));
         }
+        if self.caching {
+            store = Box::new(CachingSessionStore::new(
+                store,
+                context.cache_budget.clone(),
+            ));
+        }
         Ok(OpenedSegmentedStore {
             store,
             changelog,
@@ -192,6 +211,8 @@ impl SegmentedBuilderParts {
                 name,
                 kind: StoreKind::RocksDb,
                 logging: true,
+                caching: false,
+                time_ordered_reads: false,
                 retention_ms,
                 retain_duplicates: false,
             },
@@ -245,7 +266,7 @@ impl SegmentedBuilderParts {
 /// `Stores.persistentWindowStore(name, retention, window size, false)`).
 ///
 /// Defaults: RocksDB, logging enabled, segment interval `max(retention / 2, 60 s)`,
-/// no record cache (window stores have none yet), no duplicates retained
+/// caching disabled (as Kafka's `Stores.windowStoreBuilder`), no duplicates retained
 /// ([`WindowStoreBuilder::with_retain_duplicates`]).
 ///
 /// ```
@@ -335,6 +356,22 @@ impl<K, V> WindowStoreBuilder<K, V> {
         self
     }
 
+    /// Folds writes in the record cache between commits (Kafka's
+    /// `withCachingEnabled`): repeated updates reach the inner store, the changelog
+    /// and the flush listener once per commit or eviction. Not for a store retaining
+    /// duplicates, whose puts never replace one another (as in Kafka, which caches
+    /// no such store): with duplicates retained the cache is not used.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.parts.spec.caching = true;
+        self
+    }
+
+    /// Writes every update straight through (the default).
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.parts.spec.caching = false;
+        self
+    }
+
     /// Keeps every value put, even several for one key and window start, each under
     /// its own sequence number (Kafka's `retainDuplicates`, which stream-stream joins
     /// use); putting no value then writes nothing.
@@ -362,6 +399,14 @@ impl<K, V> WindowStoreBuilder<K, V> {
     ) -> StateResult<Self> {
         self.parts.set_additional_retention(additional)?;
         Ok(self)
+    }
+
+    /// Reads windows back to the latest window start minus the retention, as Kafka's
+    /// time-ordered window store (which its emit-final sliding aggregations use)
+    /// does, where its default store stops one millisecond later.
+    pub(crate) fn with_time_ordered_reads(mut self) -> Self {
+        self.parts.spec.time_ordered_reads = true;
+        self
     }
 
     /// The retention period in milliseconds.
@@ -410,7 +455,7 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
 /// `Stores.persistentSessionStore(name, retention)`).
 ///
 /// Defaults: RocksDB, logging enabled, segment interval `max(retention / 2, 60 s)`,
-/// no record cache.
+/// caching disabled.
 ///
 /// ```
 /// use std::time::Duration;
@@ -469,6 +514,20 @@ impl<K, V> SessionStoreBuilder<K, V> {
     /// Stops logging to the changelog.
     pub fn with_logging_disabled(mut self) -> Self {
         self.parts.spec.logging = false;
+        self
+    }
+
+    /// Folds writes in the record cache between commits (Kafka's
+    /// `withCachingEnabled`): repeated updates reach the inner store, the changelog
+    /// and the flush listener once per commit or eviction.
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.parts.spec.caching = true;
+        self
+    }
+
+    /// Writes every update straight through (the default).
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.parts.spec.caching = false;
         self
     }
 

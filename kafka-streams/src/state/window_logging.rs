@@ -14,12 +14,13 @@
 use std::sync::Arc;
 
 use super::error::{StateError, StateResult};
+use super::key_value::BatchEntry;
 use super::logging::ChangelogWriter;
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::segments::{session_key, window_key};
 use super::session_store::{ReadOnlySessionStore, SessionIter, SessionStore};
 use super::window_store::{
-    next_seqnum, ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore,
+    next_seqnum, put_each, ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore,
 };
 
 /// Sends one changelog record, naming store, topic and partition on failure.
@@ -135,6 +136,26 @@ impl WindowStore for ChangeLoggingWindowStore {
             &window_key(key, window_start, seqnum),
             value,
         )
+    }
+
+    /// Writes the batch, then logs each write under its binary key; a store
+    /// retaining duplicates puts (and logs) them one by one, each under its next
+    /// sequence number.
+    fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
+        if self.retain_duplicates {
+            return put_each(self, entries);
+        }
+        self.inner.put_all(entries)?;
+        for (binary, value) in entries {
+            log(
+                self.writer.as_ref(),
+                self.inner.name(),
+                &self.changelog,
+                binary,
+                value.as_deref(),
+            )?;
+        }
+        Ok(())
     }
 
     fn expired_records(&self) -> u64 {
@@ -258,6 +279,15 @@ impl SessionStore for ChangeLoggingSessionStore {
 
     fn persistent(&self) -> bool {
         self.inner.persistent()
+    }
+
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        self.inner
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)
     }
 }
 

@@ -18,11 +18,13 @@ use kafka_client::serde::Serde;
 use kafka_client::Headers;
 
 use super::builder::{StoreContext, StoreKind};
+use super::cache::{CacheFlushListener, FlushedEntry};
 use super::error::{StateError, StateResult};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 use super::session_store::{SessionEntry, SessionStore};
 use super::typed::Codec;
 use super::window_builder::SegmentedStoreSpec;
+use super::window_cache::{split_session_key, split_window_key};
 use super::window_store::{WindowEntry, WindowStore};
 use super::StateStore;
 
@@ -31,6 +33,14 @@ pub type TypedWindowFetchIter<'a, V> = Box<dyn Iterator<Item = StateResult<(i64,
 
 /// Typed windows of several keys: `(key, window start, value)`.
 pub type TypedWindowIter<'a, K, V> = Box<dyn Iterator<Item = StateResult<(K, i64, V)>> + 'a>;
+
+/// A window the record cache wrote through: `(key, window start, new value, old
+/// value)`.
+pub type FlushedWindow<K, V> = (K, i64, Option<V>, Option<V>);
+
+/// A session the record cache wrote through: `(key, start, end, new value, old
+/// value)`.
+pub type FlushedSession<K, V> = (K, i64, i64, Option<V>, Option<V>);
 
 /// Typed sessions: `(key, session start, session end, value)`.
 pub type TypedSessionIter<'a, K, V> = Box<dyn Iterator<Item = StateResult<(K, i64, i64, V)>> + 'a>;
@@ -227,6 +237,33 @@ impl<K: 'static, V: 'static> TypedWindowStore<K, V> {
             Ok(inner) => Ok(inner),
             Err(err) => Err(err),
         }
+    }
+
+    /// Sets the listener of the windows the record cache writes through (each keyed
+    /// by its binary window key; decode it with
+    /// [`decode_flushed`](Self::decode_flushed)), with the previous values if
+    /// `send_old_values`. Returns `false` if the store has no cache.
+    pub fn set_flush_listener(
+        &mut self,
+        listener: Box<dyn CacheFlushListener>,
+        send_old_values: bool,
+    ) -> StateResult<bool> {
+        Ok(self
+            .bytes_mut()?
+            .set_flush_listener(listener, send_old_values))
+    }
+
+    /// A window the record cache wrote through, typed: `(key, window start, new
+    /// value, old value)`.
+    pub fn decode_flushed(&self, entry: &FlushedEntry) -> StateResult<FlushedWindow<K, V>> {
+        let (key, start) = split_window_key(&entry.key);
+        let value = |v: Option<&[u8]>| v.map(|v| self.codec.value(v)).transpose();
+        Ok((
+            self.codec.key(key)?,
+            start,
+            value(entry.new_value.as_deref())?,
+            value(entry.old_value.as_deref())?,
+        ))
     }
 
     /// Sets the value of `key` in the window starting at `window_start`. A value the
@@ -520,6 +557,49 @@ impl<K: 'static, V: 'static> TypedSessionStore<K, V> {
             Ok(inner) => Ok(inner),
             Err(err) => Err(err),
         }
+    }
+
+    /// Sets the listener of the sessions the record cache writes through (each keyed
+    /// by its binary session key; decode it with
+    /// [`decode_flushed`](Self::decode_flushed)), with the previous values if
+    /// `send_old_values`. Returns `false` if the store has no cache.
+    pub fn set_flush_listener(
+        &mut self,
+        listener: Box<dyn CacheFlushListener>,
+        send_old_values: bool,
+    ) -> StateResult<bool> {
+        Ok(self
+            .bytes_mut()?
+            .set_flush_listener(listener, send_old_values))
+    }
+
+    /// A session the record cache wrote through, typed: `(key, start, end, new
+    /// value, old value)`; a new value `None` is a removed session.
+    pub fn decode_flushed(&self, entry: &FlushedEntry) -> StateResult<FlushedSession<K, V>> {
+        let (key, start, end) = split_session_key(&entry.key);
+        let value = |v: Option<&[u8]>| v.map(|v| self.codec.value(v)).transpose();
+        Ok((
+            self.codec.key(key)?,
+            start,
+            end,
+            value(entry.new_value.as_deref())?,
+            value(entry.old_value.as_deref())?,
+        ))
+    }
+
+    /// Every key's sessions ending from `earliest_session_end` to `latest_session_end`
+    /// (inclusive), in Kafka's time-ordered order
+    /// ([`SessionStore::find_sessions_ending_between`]): the sessions that
+    /// on-window-close aggregations emit.
+    pub(crate) fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<TypedSessionIter<'_, K, V>> {
+        let iter = self
+            .bytes()?
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)?;
+        Ok(self.typed(iter))
     }
 
     /// Sets the aggregate of the session `[start, end]` of `key`. A value the serde

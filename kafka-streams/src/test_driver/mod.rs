@@ -309,9 +309,15 @@ impl TopologyTestDriver {
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: metrics.clone(),
             process_id: crate::runtime::random_process_id(),
+            globals: std::sync::OnceLock::new(),
         });
+        let opened = crate::runtime::global::open_global_stores(&topology, &env)?;
+        // Set before any task exists: the env was made just above.
+        let _ = env
+            .globals
+            .set(crate::runtime::global::GlobalStoreMap(opened.clone()));
         let mut globals = HashMap::new();
-        for store in crate::runtime::global::open_global_stores(&topology, &env)?.into_values() {
+        for store in opened.into_values() {
             let topic = store
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -81,9 +81,15 @@ pub(crate) struct LogicalGraph {
     /// In the order added; the topology builder reports a name added twice.
     stores: Vec<Arc<dyn StoreBuilder>>,
     global_stores: Vec<(String, Arc<dyn StoreBuilder>)>,
+    /// Internal topics written and read by plain sink and source nodes (a foreign-key
+    /// join's subscription and response topics), sized when the client starts.
+    internal_topics: Vec<String>,
     errors: Vec<String>,
     /// Set by the optimizer: table sources keep their topic as changelog.
     pub reuse_source_topics: bool,
+    /// How long after its end a window of a windowed aggregation node closes: the
+    /// grace period (plus the inactivity gap for sessions), for `suppress`.
+    window_close_delays: std::collections::BTreeMap<usize, i64>,
 }
 
 impl LogicalGraph {
@@ -233,6 +239,48 @@ impl LogicalGraph {
         self.global_stores.push((topic, builder));
     }
 
+    /// Records that node `node` is a windowed aggregation whose windows close `delay_ms`
+    /// after their end (Kafka's grace period, plus the gap for session windows).
+    pub fn set_window_close_delay(&mut self, node: usize, delay_ms: i64) {
+        self.window_close_delays.insert(node, delay_ms);
+    }
+
+    /// The window close delay that `suppress(until_window_closes)` below `node` waits
+    /// (Kafka's `GraphGraceSearchUtil.findAndVerifyWindowGrace`): that of the nearest
+    /// windowed aggregation upstream, the largest over several parents; an error
+    /// naming the chain of nodes walked when a path upstream reaches a source without
+    /// one.
+    pub fn window_close_delay(&self, node: usize) -> Result<i64, String> {
+        self.find_window_close_delay(node, "")
+    }
+
+    fn find_window_close_delay(&self, node: usize, chain: &str) -> Result<i64, String> {
+        if let Some(delay) = self.window_close_delays.get(&node) {
+            return Ok(*delay);
+        }
+        let name = &self.nodes[node].name;
+        let chain = if chain.is_empty() {
+            name.clone()
+        } else {
+            format!("{name}->{chain}")
+        };
+        let parents = &self.nodes[node].parents;
+        if parents.is_empty() {
+            return Err(format!(
+                "Window close time is only defined for windowed computations. Got [{chain}]."
+            ));
+        }
+        parents.iter().try_fold(i64::MIN, |delay, &parent| {
+            Ok(delay.max(self.find_window_close_delay(parent, &chain)?))
+        })
+    }
+
+    /// Declares `topic` an internal topic (prefixed with the application id, created
+    /// at start) that the topology writes with a sink and reads with a source.
+    pub fn add_internal_topic(&mut self, topic: String) {
+        self.internal_topics.push(topic);
+    }
+
     /// Connects node `node` to store `store`.
     pub fn connect_store(&mut self, node: usize, store: &str) {
         self.nodes[node].stores.push(store.to_owned());
@@ -308,6 +356,9 @@ impl LogicalGraph {
         }
         for (topic, store) in &self.global_stores {
             builder.add_global_store(topic.clone(), store.clone());
+        }
+        for topic in &self.internal_topics {
+            builder.add_internal_topic(topic.clone(), None);
         }
         let mut order: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.nodes[i].removed)

@@ -2,12 +2,16 @@
 //! `KStream`/`KTable` handle, and the processors the operators add (Kafka's
 //! `kstream/internals`).
 
+pub(crate) mod fk_join_ops;
 pub(crate) mod session_ops;
 pub(crate) mod sliding_ops;
 pub(crate) mod stream_join_ops;
 pub(crate) mod stream_ops;
+pub(crate) mod suppress_ops;
+pub(crate) mod table_join_ops;
 pub(crate) mod table_ops;
 pub(crate) mod window_ops;
+pub(crate) mod windowed_forward;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -17,6 +21,11 @@ use crate::topology::graph::LogicalGraph;
 pub(crate) struct BuilderInner {
     pub graph: LogicalGraph,
     pub index: usize,
+    /// How to read the current value of a key of a table that has no store of its
+    /// own (a filter, map-values or join result), by the table's node: a
+    /// `table_join_ops::ValueGetter<K, V>`, typed when read back (Kafka's
+    /// `KTableValueGetterSupplier`, which joins use).
+    pub value_getters: std::collections::HashMap<usize, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl BuilderInner {

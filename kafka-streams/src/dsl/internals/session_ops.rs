@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
-use crate::dsl::{Change, SessionWindows};
+use super::windowed_forward::{EmitFinalTracker, SessionTupleForwarder};
+use crate::dsl::{Change, EmitStrategy, SessionWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::TypedSessionStore;
 use crate::windowed::{Window, Windowed};
@@ -22,7 +23,8 @@ pub(crate) type MergeFn<K, VA> = Arc<dyn Fn(&K, Option<VA>, &VA) -> VA + Send + 
 /// - when that changes the window (anything but a lone `[t, t]`), each merged session
 ///   is removed from the store and its deletion goes downstream (new value `None`,
 ///   stamped with its end), then the merged session is put and goes downstream,
-///   stamped with its end;
+///   stamped with its end (with a record cache: when the cache writes them through,
+///   so a session removed and put again before that goes once, as an update);
 /// - a record whose merged session ends before stream time minus gap minus grace is
 ///   dropped and logged.
 pub(crate) struct SessionWindowAggregate<K, V, VA> {
@@ -32,6 +34,9 @@ pub(crate) struct SessionWindowAggregate<K, V, VA> {
     merge: MergeFn<K, VA>,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     observed_stream_time: i64,
+    forwarder: SessionTupleForwarder,
+    emit: EmitStrategy,
+    emit_tracker: EmitFinalTracker,
 }
 
 impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
@@ -40,6 +45,7 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
         windows: SessionWindows,
         agg: AggFn<K, V, VA>,
         merge: MergeFn<K, VA>,
+        emit: EmitStrategy,
     ) -> Self {
         SessionWindowAggregate {
             store: store.to_owned(),
@@ -47,7 +53,113 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
             agg,
             merge,
             observed_stream_time: -1,
+            forwarder: SessionTupleForwarder::new(store),
+            emit,
+            emit_tracker: EmitFinalTracker::default(),
         }
+    }
+
+    /// Sends downstream every session that closed since the last emit (Kafka's
+    /// `maybeForwardFinalResult` for sessions): those ending from the last emit's close
+    /// time to just before `window_close_time` (a session's end is inclusive), by end,
+    /// then key bytes, then start, each stamped with its end and carrying the headers
+    /// of `record`.
+    fn maybe_forward_final_results(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        window_close_time: i64,
+    ) -> Result<(), ProcessorError> {
+        if !self.emit_tracker.should_emit_final(ctx, window_close_time) {
+            return Ok(());
+        }
+        let upper = window_close_time.saturating_sub(1);
+        let lower = self
+            .emit_tracker
+            .last_emit_window_close_time()
+            .unwrap_or(0)
+            .max(0);
+        if upper < 0 || upper < lower {
+            // No session closed since the last emit.
+            return Ok(());
+        }
+        let store = ctx.required_store::<TypedSessionStore<K, VA>>(&self.store)?;
+        let closed = store
+            .find_sessions_ending_between(lower, upper)?
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, start, end, value) in closed {
+            let window = Window::new(start, end)
+                .map_err(|e| format!("session store {}: stored session: {e}", self.store))?;
+            ctx.forward(Record {
+                key: Windowed::new(key, window),
+                value: Change {
+                    new: Some(value),
+                    old: None,
+                },
+                timestamp: end,
+                headers: record.headers.clone(),
+            });
+        }
+        self.emit_tracker.emitted(window_close_time);
+        Ok(())
+    }
+
+    /// Removes the merged sessions, puts the merged one with the record aggregated in,
+    /// and, when emitting updates, sends the removals and the new session downstream.
+    fn aggregate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        merged: Vec<Session<VA>>,
+        merged_agg: Option<VA>,
+        merged_window: Window,
+        new_window: Window,
+    ) -> Result<(), ProcessorError> {
+        let store = ctx.required_store::<TypedSessionStore<K, VA>>(&self.store)?;
+        let removed = if merged_window == new_window {
+            // Only a session `[t, t]` itself: the put below replaces it.
+            Vec::new()
+        } else {
+            for session in &merged {
+                store.remove(&record.key, session.window.start(), session.window.end())?;
+            }
+            merged
+        };
+        let new = (self.agg)(&record.key, &record.value, merged_agg);
+        store.put(
+            &record.key,
+            merged_window.start(),
+            merged_window.end(),
+            &new,
+        )?;
+        if self.emit == EmitStrategy::OnWindowClose {
+            return Ok(());
+        }
+        for session in removed {
+            self.forwarder.maybe_forward(
+                ctx,
+                Record::new(
+                    Windowed::new(record.key.clone(), session.window),
+                    Change {
+                        new: None,
+                        old: Some(session.value),
+                    },
+                    session.window.end(),
+                ),
+            );
+        }
+        self.forwarder.maybe_forward(
+            ctx,
+            Record::new(
+                Windowed::new(record.key.clone(), merged_window),
+                Change {
+                    new: Some(new),
+                    old: None,
+                },
+                merged_window.end(),
+            ),
+        );
+        Ok(())
     }
 }
 
@@ -60,6 +172,23 @@ struct Session<VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for SessionWindowAggregate<K, V, VA>
 {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            self.forwarder.init(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -114,45 +243,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                 "skipping record for expired session window"
             );
             ctx.record_dropped();
-            return Ok(());
-        }
-
-        let store = ctx.required_store::<TypedSessionStore<K, VA>>(&self.store)?;
-        let removed = if merged_window == new_window {
-            // Only a session `[t, t]` itself: the put below replaces it.
-            Vec::new()
         } else {
-            for session in &merged {
-                store.remove(&record.key, session.window.start(), session.window.end())?;
-            }
-            merged
-        };
-        let new = (self.agg)(&record.key, &record.value, merged_agg);
-        store.put(
-            &record.key,
-            merged_window.start(),
-            merged_window.end(),
-            &new,
-        )?;
-
-        for session in removed {
-            ctx.forward(Record::new(
-                Windowed::new(record.key.clone(), session.window),
-                Change {
-                    new: None,
-                    old: Some(session.value),
-                },
-                session.window.end(),
-            ));
+            self.aggregate(ctx, &record, merged, merged_agg, merged_window, new_window)?;
         }
-        ctx.forward(Record::new(
-            Windowed::new(record.key, merged_window),
-            Change {
-                new: Some(new),
-                old: None,
-            },
-            merged_window.end(),
-        ));
+        // As Kafka: after every record, dropped or not.
+        if self.emit == EmitStrategy::OnWindowClose {
+            self.maybe_forward_final_results(ctx, &record, close_time)?;
+        }
         Ok(())
     }
 }

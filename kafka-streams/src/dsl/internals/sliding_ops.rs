@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
-use crate::dsl::{Change, SlidingWindows};
+use super::windowed_forward::{forward_closed_windows, EmitFinalTracker, WindowTupleForwarder};
+use crate::dsl::{Change, EmitStrategy, SlidingWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::{TypedWindowStore, ValueAndTimestamp};
 use crate::windowed::{Window, Windowed};
@@ -34,8 +35,12 @@ pub(crate) type InitialFn<VA> = Arc<dyn Fn() -> Option<VA> + Send + Sync>;
 /// skipped. Each is logged with the record's topic, partition and offset and counted
 /// in the task's `dropped-records`, as in Kafka.
 ///
-/// Every update goes downstream (no record cache for window stores yet), stamped with
-/// the largest timestamp in the window.
+/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream, stamped with the
+/// largest timestamp in the window: at once without a record cache, else as the cache
+/// writes it through, folded. With [`EmitStrategy::OnWindowClose`] none does; after
+/// each record (except early and dropped ones, as in Kafka), the windows whose end
+/// (inclusive) passed the close time since the last emit are read from the store and
+/// go downstream once each, as for time windows.
 pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     store: String,
     windows: SlidingWindows,
@@ -47,6 +52,9 @@ pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     initial: InitialFn<VA>,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     observed_stream_time: i64,
+    forwarder: WindowTupleForwarder,
+    emit: EmitStrategy,
+    emit_tracker: EmitFinalTracker,
 }
 
 /// What the windows of a record's key around its timestamp told (Kafka's
@@ -85,6 +93,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
         windows: SlidingWindows,
         agg: AggFn<K, V, VA>,
         initial: InitialFn<VA>,
+        emit: EmitStrategy,
     ) -> Self {
         SlidingWindowAggregate {
             store: store.to_owned(),
@@ -92,6 +101,9 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
             agg,
             initial,
             observed_stream_time: -1,
+            forwarder: WindowTupleForwarder::new(store),
+            emit,
+            emit_tracker: EmitFinalTracker::default(),
         }
     }
 
@@ -99,6 +111,36 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
     /// `ValueAndTimestamp.make(initializer.apply(), timestamp)`).
     fn new_window(&self, timestamp: i64) -> Option<ValueAndTimestamp<VA>> {
         (self.initial)().map(|value| ValueAndTimestamp { value, timestamp })
+    }
+
+    /// Sends downstream the final result of every window that closed since the last
+    /// emit (Kafka's `maybeForwardFinalResult` for sliding windows): the windows
+    /// starting from just after the last emit's range up to `window_close_time -
+    /// difference - 1` (both bounds of a sliding window are inclusive).
+    fn maybe_forward_final_results(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        record: &Record<K, V>,
+        window_close_time: i64,
+    ) -> Result<(), ProcessorError> {
+        if !self.emit_tracker.should_emit_final(ctx, window_close_time) {
+            return Ok(());
+        }
+        let difference = self.time_difference();
+        let upper = window_close_time
+            .saturating_sub(difference)
+            .saturating_sub(1);
+        if upper < 0 {
+            // No window has closed yet.
+            return Ok(());
+        }
+        let lower = self
+            .emit_tracker
+            .last_emit_window_close_time()
+            .map_or(0, |last| last.saturating_sub(difference).max(0));
+        forward_closed_windows(ctx, &self.store, lower, upper, &record.headers)?;
+        self.emit_tracker.emitted(window_close_time);
+        Ok(())
     }
 
     fn time_difference(&self) -> i64 {
@@ -191,6 +233,11 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
         new: VA,
         timestamp: i64,
     ) {
+        if self.emit == EmitStrategy::OnWindowClose || self.forwarder.cached() {
+            // Final results go downstream once closed; the cache forwards updates when
+            // it writes them through.
+            return;
+        }
         let end = start.saturating_add(self.time_difference());
         let window = Window::from_checked_bounds(start, end);
         // Only the key and headers are needed: cloning the whole record would copy its
@@ -368,6 +415,23 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for SlidingWindowAggregate<K, V, VA>
 {
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            self.forwarder.init(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -395,9 +459,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             return Ok(());
         }
         if ts < difference {
-            self.process_early(ctx, &record, close_time)
-        } else {
-            self.process_windows(ctx, &record, close_time)
+            // As Kafka: an early record does not look for closed windows.
+            return self.process_early(ctx, &record, close_time);
         }
+        self.process_windows(ctx, &record, close_time)?;
+        if self.emit == EmitStrategy::OnWindowClose {
+            self.maybe_forward_final_results(ctx, &record, close_time)?;
+        }
+        Ok(())
     }
 }

@@ -3,18 +3,20 @@
 use std::sync::Arc;
 
 use super::table_ops::AggFn;
+use super::windowed_forward::{forward_closed_windows, EmitFinalTracker, WindowTupleForwarder};
 use crate::dsl::options::SharedSerde;
 use crate::dsl::{Change, EmitStrategy, TimeWindows};
 use crate::processor::{Data, Processor, ProcessorContext, ProcessorError, Record};
 use crate::state::{TimestampedSerde, TypedWindowStore, ValueAndTimestamp};
-use crate::windowed::{Window, Windowed};
+use crate::windowed::Windowed;
 
 /// Aggregates a grouped stream per key and time window (Kafka's
 /// `KStreamWindowAggregate`): each record updates every window containing it that is
 /// not closed yet (its end after stream time minus the grace period); a record only
 /// for closed windows is dropped, logged and counted in the task's `dropped-records`.
 ///
-/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream. With
+/// With [`EmitStrategy::OnWindowUpdate`] every update goes downstream: at once without
+/// a record cache, else as the cache writes it through, folded per window. With
 /// [`EmitStrategy::OnWindowClose`] none does; instead, after each record, the windows
 /// that closed since the last emit are read from the store and go downstream once
 /// each, by window start then key bytes (the order of Kafka's time-ordered window
@@ -29,12 +31,9 @@ pub(crate) struct WindowAggregate<K, V, VA> {
     pub(crate) emit: EmitStrategy,
     /// The largest timestamp seen by this processor (Kafka's `observedStreamTime`).
     pub(crate) observed_stream_time: i64,
-    /// The window close time up to which final results went downstream (Kafka's
-    /// `lastEmitWindowCloseTime`); `None` before the first emit.
-    pub(crate) last_emit_window_close_time: Option<i64>,
-    /// The wall-clock time before which closed windows are not looked for (Kafka's
-    /// `TimeTracker.nextTimeToEmit`).
-    pub(crate) next_time_to_emit: i64,
+    /// When to look for closed windows.
+    pub(crate) emit_tracker: EmitFinalTracker,
+    pub(crate) forwarder: WindowTupleForwarder,
 }
 
 impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
@@ -50,39 +49,21 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             agg,
             emit,
             observed_stream_time: -1,
-            last_emit_window_close_time: None,
-            next_time_to_emit: 0,
+            emit_tracker: EmitFinalTracker::default(),
+            forwarder: WindowTupleForwarder::new(store),
         }
-    }
-
-    /// Whether to look for closed windows now (Kafka's `shouldEmitFinal`): not before
-    /// the next emit time (which each look pushes one interval past now, whether or
-    /// not it finds anything), and only when the close time moved since the last emit.
-    fn should_emit_final(&mut self, now: i64, interval: i64, window_close_time: i64) -> bool {
-        if now < self.next_time_to_emit {
-            return false;
-        }
-        self.next_time_to_emit = now.saturating_add(interval);
-        self.last_emit_window_close_time
-            .is_none_or(|last| last < window_close_time)
     }
 
     /// Sends downstream the final result of every window that closed since the last
     /// emit (Kafka's `maybeForwardFinalResult` for time windows): the windows starting
-    /// from just after the last emit's range up to `window_close_time - size`, each
-    /// stamped with its own timestamp and carrying the headers of `record`, the record
-    /// that moved stream time.
+    /// from just after the last emit's range up to `window_close_time - size`.
     fn maybe_forward_final_results(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
         record: &Record<K, V>,
         window_close_time: i64,
     ) -> Result<(), ProcessorError> {
-        let (now, interval) = (
-            ctx.current_system_time_ms(),
-            ctx.windowed_emit_interval_ms(),
-        );
-        if !self.should_emit_final(now, interval, window_close_time) {
+        if !self.emit_tracker.should_emit_final(ctx, window_close_time) {
             return Ok(());
         }
         let size = self.windows.size_ms();
@@ -92,7 +73,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             // No window has closed yet.
             return Ok(());
         }
-        let lower = match self.last_emit_window_close_time {
+        let lower = match self.emit_tracker.last_emit_window_close_time() {
             None => 0,
             Some(last) => {
                 let lower = last.saturating_sub(size).max(0) + 1;
@@ -104,30 +85,8 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
                 lower
             }
         };
-        let store =
-            ctx.required_store::<TypedWindowStore<K, ValueAndTimestamp<VA>>>(&self.store)?;
-        let mut closed = store
-            .fetch_all_closed_windows(lower, upper)?
-            .collect::<Result<Vec<_>, _>>()?;
-        // The store gives each segment by key bytes then window start; a stable sort by
-        // window start gives Kafka's order (start, then key bytes), since windows with
-        // one start share a segment.
-        closed.sort_by_key(|(_, start, _)| *start);
-        for (key, start, aggregate) in closed {
-            let window = Window::from_checked_bounds(start, start.saturating_add(size));
-            // Only the headers carry over: cloning the whole record would copy its
-            // key and value for every window emitted.
-            ctx.forward(Record {
-                key: Windowed::new(key, window),
-                value: Change {
-                    new: Some(aggregate.value),
-                    old: None,
-                },
-                timestamp: aggregate.timestamp,
-                headers: record.headers.clone(),
-            });
-        }
-        self.last_emit_window_close_time = Some(window_close_time);
+        forward_closed_windows(ctx, &self.store, lower, upper, &record.headers)?;
+        self.emit_tracker.emitted(window_close_time);
         Ok(())
     }
 }
@@ -135,6 +94,25 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     for WindowAggregate<K, V, VA>
 {
+    /// Listens to the store's cache when updates are emitted (final results are read
+    /// from the store, through the cache, instead: as Kafka, no flush listener then).
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        if self.emit == EmitStrategy::OnWindowUpdate {
+            self.forwarder.init(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), ProcessorError> {
+        self.forwarder.flush(ctx)
+    }
+
     fn process(
         &mut self,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
@@ -175,7 +153,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                     timestamp: new_timestamp,
                 },
             )?;
-            if self.emit == EmitStrategy::OnWindowUpdate {
+            if self.emit == EmitStrategy::OnWindowUpdate && !self.forwarder.cached() {
                 ctx.forward(Record {
                     key: Windowed::new(record.key.clone(), window),
                     value: Change {
