@@ -89,3 +89,12 @@ fn iot_enriched() {
          (1 alarm, 1 sensor without metadata)",
     );
 }
+
+#[test]
+fn iot_correlated() {
+    run(
+        env!("CARGO_BIN_EXE_iot_correlated"),
+        "ok: temperature and pressure correlated within 5 s per machine (2 pairs; \
+         readings too far apart or without a partner gave none)",
+    );
+}

@@ -17,10 +17,13 @@ use std::collections::BTreeMap;
 
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::message::Message as _;
+use kafka_client::rdkafka::message::ToBytes;
 use kafka_client::rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use kafka_client::rdkafka::types::RDKafkaErrorCode;
 use kafka_client::rdkafka::{Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
+
+pub mod exactly_once;
 
 /// How long a test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -198,6 +201,22 @@ pub fn init_tracing() {
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
+/// Hands `record` to `producer`, serving deliveries while its queue is full.
+pub fn send_waiting<K: ToBytes + ?Sized, V: ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, V>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                producer.poll(Duration::from_millis(20));
+                record = back;
+            }
+        }
+    }
+}
+
 /// Produces `(key, value)` records to `topic` (`None`: a tombstone) and flushes.
 pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
     let producer: BaseProducer = config().to_rdkafka().create().expect("producer");
@@ -209,19 +228,6 @@ pub fn produce_keyed(topic: &str, records: &[(String, Option<String>)]) {
         send_waiting(&producer, rec);
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
-}
-
-/// Sends `rec`, polling while the producer's queue is full.
-fn send_waiting<'a>(producer: &BaseProducer, mut rec: BaseRecord<'a, [u8], [u8]>) {
-    loop {
-        match producer.send(rec) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                producer.poll(Duration::from_millis(20));
-                rec = back;
-            }
-        }
-    }
 }
 
 /// Produces `(key, value, timestamp)` records to `topic` and flushes, partitioned by
@@ -254,14 +260,9 @@ pub fn produce_lines(topic: &str, lines: &[&str]) {
     produce_keyed(topic, &records);
 }
 
-/// Every record of every partition of `topic`, read from the beginning to its
-/// current end: `(key, value)` (`None`: a tombstone), in offset order per partition.
-pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let consumer: BaseConsumer = config()
-        .group_id(unique_name("changelog-reader"))
-        .to_rdkafka()
-        .create()
-        .expect("consumer");
+/// Assigns `consumer` every partition of `topic` from the beginning; returns each
+/// partition's end offset now (at the consumer's isolation level).
+pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i32, i64> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
@@ -278,6 +279,18 @@ pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         }
     }
     consumer.assign(&tpl).expect("assign");
+    ends
+}
+
+/// Every record of every partition of `topic`, read from the beginning to its
+/// current end: `(key, value)` (`None`: a tombstone), in offset order per partition.
+pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = config()
+        .group_id(unique_name("changelog-reader"))
+        .to_rdkafka()
+        .create()
+        .expect("consumer");
+    let ends = assign_from_beginning(&consumer, topic);
     let mut next: BTreeMap<i32, i64> = ends.keys().map(|p| (*p, 0)).collect();
     let mut records = Vec::new();
     let deadline = Instant::now() + DEADLINE;

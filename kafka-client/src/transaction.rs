@@ -12,6 +12,10 @@
 //! | `Fatal` | fenced by a newer producer with the same id, or broken | drop this producer |
 //! | `InvalidState` | a call out of order (e.g. `begin` twice) | fix the calling code |
 //!
+//! [`ConsumeTransformProduce`] runs the whole exactly-once read-process-write loop
+//! (batch, transform, send, offsets, commit; abort and rewind on failure) over a
+//! [`Consumer`](crate::Consumer) and a [`TransactionalProducer`].
+//!
 //! Consumers of transactional topics choose what they see with
 //! [`ClientConfig::isolation_level`](crate::ClientConfig::isolation_level):
 //! `ReadCommitted` hides records of aborted (and still open) transactions.
@@ -40,6 +44,10 @@
 //! }
 //! # }
 //! ```
+
+mod pipeline;
+
+pub use pipeline::{ConsumeTransformProduce, PipelineError};
 
 use std::fmt;
 use std::sync::Arc;

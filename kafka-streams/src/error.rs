@@ -104,6 +104,21 @@ pub enum StreamsError {
         /// The librdkafka error.
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// Under exactly-once, a call of a stream thread's transactional producer failed
+    /// (Kafka's `TaskMigratedException` when `fenced`, `TaskCorruptedException`
+    /// otherwise). The thread aborts the transaction, gives up its tasks (their stores
+    /// are rebuilt from the changelogs) and rejoins the group; it does not fail.
+    #[error("transaction of producer {transactional_id} failed while {operation}{}: {source}", if *.fenced { " (fenced by a newer producer with the same transactional.id, or fatal)" } else { "" })]
+    Transaction {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// What was being done ("committing the transaction").
+        operation: String,
+        /// Whether the producer is unusable: fenced, or a fatal error.
+        fenced: bool,
+        /// The librdkafka error.
+        source: Box<rdkafka::error::KafkaError>,
+    },
     /// A state store problem.
     #[error("state store {store}: {reason}")]
     State {
@@ -208,7 +223,9 @@ impl StreamsError {
                     ErrorDomain::User
                 }
             }
-            StreamsError::Kafka { .. } | StreamsError::State { .. } => ErrorDomain::External,
+            StreamsError::Kafka { .. }
+            | StreamsError::Transaction { .. }
+            | StreamsError::State { .. } => ErrorDomain::External,
             StreamsError::ThreadPanic { .. } => ErrorDomain::User,
             StreamsError::Internal(_) => ErrorDomain::Internal,
         }
@@ -222,7 +239,7 @@ impl StreamsError {
                 .rdkafka_error_code()
                 .map(is_retriable_code)
                 .unwrap_or(true),
-            StreamsError::MissingSourceTopic { .. } => true,
+            StreamsError::MissingSourceTopic { .. } | StreamsError::Transaction { .. } => true,
             StreamsError::InvalidStateStore { reason, .. } => {
                 matches!(reason, InvalidStoreReason::Migrating(_))
             }

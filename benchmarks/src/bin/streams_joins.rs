@@ -14,9 +14,13 @@
 //!     `JoinWindows::of_time_difference_and_grace(1 s, --grace-ms)`: both sides
 //!     buffered in logged RocksDB window stores; one result per key.
 //!
-//!   A case is a [`Case`] variant: its topology and its expected output count (a
-//!   stream-table case would read `right` as a table and expect one result per left
-//!   record).
+//!   - `stream-table`: `right.left_join_table(left as a table, ..)`: each right
+//!     record looks up its key's row (written 100 ms earlier in event time, so found
+//!     when the two topics are read in timestamp order) in the table's logged RocksDB
+//!     store; one result per right record, the left join making the count exact
+//!     whatever the fetch order. Table updates give no output.
+//!
+//!   A case is a [`Case`] variant: its topology and its expected output count.
 //!
 //! Throughputs are input records (both topics) per second, timed by polling the
 //! output's high watermarks: in steady state (first output record to last), and from
@@ -132,26 +136,33 @@ fn pre_produce(config: &ClientConfig, left: &str, right: &str, args: &Args) -> a
     Ok(())
 }
 
+/// Stream-table lookups that found their row, in the current run (reported, so a run
+/// that only measured misses shows it).
+static TABLE_ROWS_FOUND: AtomicU64 = AtomicU64::new(0);
+
 /// A join case: a streams app over the two inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
     /// `left.join(right)` within 1 s.
     StreamStream,
+    /// `right.left_join_table(left as a table)`.
+    StreamTable,
 }
 
 impl Case {
-    const ALL: [Case; 1] = [Case::StreamStream];
+    const ALL: [Case; 2] = [Case::StreamStream, Case::StreamTable];
 
     fn name(self) -> &'static str {
         match self {
             Case::StreamStream => "stream-stream",
+            Case::StreamTable => "stream-table",
         }
     }
 
     /// Output records the app writes for the input.
     fn expected_outputs(self, args: &Args) -> u64 {
         match self {
-            Case::StreamStream => args.records,
+            Case::StreamStream | Case::StreamTable => args.records,
         }
     }
 
@@ -164,15 +175,27 @@ impl Case {
         output: &str,
         args: &Args,
     ) -> anyhow::Result<()> {
-        let left = builder.stream::<String, String>(left);
-        let right = builder.stream::<String, String>(right);
         match self {
             Case::StreamStream => {
+                let left = builder.stream::<String, String>(left);
+                let right = builder.stream::<String, String>(right);
                 let windows = JoinWindows::of_time_difference_and_grace(
                     Duration::from_secs(1),
                     Duration::from_millis(args.grace_ms),
                 )?;
                 left.join(&right, |l: &String, r: &String| format!("{l}|{r}"), windows)
+                    .to(output);
+            }
+            Case::StreamTable => {
+                let table = builder.table::<String, String>(left);
+                builder
+                    .stream::<String, String>(right)
+                    .left_join_table(&table, |r: &String, l: Option<&String>| {
+                        if l.is_some() {
+                            TABLE_ROWS_FOUND.fetch_add(1, Ordering::Relaxed);
+                        }
+                        format!("{r}|{}", l.map_or("", String::as_str))
+                    })
                     .to(output);
             }
         }
@@ -206,6 +229,7 @@ fn join_run(
     timeout: Duration,
 ) -> anyhow::Result<Timings> {
     let builder = StreamsBuilder::new();
+    TABLE_ROWS_FOUND.store(0, Ordering::Relaxed);
     case.build(&builder, left, right, output, args)?;
     let state_dir = StateDir::fresh("bench-joins-state");
     let mut streams_config = StreamsConfig::new(unique("bench-joins"), config.clone())
@@ -234,6 +258,7 @@ fn join_run(
         processed = metrics.processed_records,
         skipped = metrics.skipped_records,
         produced = metrics.produced_records,
+        table_rows_found = TABLE_ROWS_FOUND.load(Ordering::Relaxed),
         "streams app closed"
     );
     let timings = result?;

@@ -35,6 +35,10 @@
 //!   empty state dir and a `StateRestoreListener`; timed from the first
 //!   `on_restore_start` to the last `on_restore_end`, over the records restored.
 //!
+//! - With `--exactly-once`: the cached word count again, under
+//!   `processing.guarantee=exactly_once_v2` (same commit interval, same broker, same
+//!   round), and the ratio of the two.
+//!
 //! Throughputs are records per second: input sentences for the first pair, changelog
 //! records for the second. The first pair is timed two ways: in steady state (from
 //! the first record out, or processed, until the last one is; the figure the target
@@ -50,6 +54,8 @@
 //!
 //! ```text
 //! bash scripts/bench.sh streams_state -- --sentences 200000 --rounds 3
+//! # exactly_once_v2 against at_least_once
+//! bash scripts/bench.sh streams_state -- --sentences 200000 --rounds 3 --exactly-once
 //! # the figures in the notes: one word per sentence, long enough that the last
 //! # commit-interval wait does not dominate
 //! bash scripts/bench.sh streams_state -- --sentences 4000000 --sentence-size 3 --rounds 3 --client fetch.queue.backoff.ms=10
@@ -79,7 +85,7 @@ use kafka_client::rdkafka::producer::BaseRecord;
 use kafka_client::rdkafka::{Message, Offset, TopicPartitionList};
 use kafka_client::ClientConfig;
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
-use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, ProcessingGuarantee, State, StreamsConfig};
 use kafka_streams::state::{ChangelogPartition, StateRestoreListener};
 use kafka_streams::topology::Topology;
 
@@ -124,6 +130,10 @@ struct Args {
     /// `key=value` (repeatable), e.g. `--client queued.min.messages=1000000`.
     #[arg(long = "client", value_parser = parse_key_value)]
     client_properties: Vec<(String, String)>,
+    /// Also run the cached word count under `processing.guarantee=exactly_once_v2`
+    /// each round, and compare it with the at-least-once one.
+    #[arg(long)]
+    exactly_once: bool,
     /// Give up on a run after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_secs: u64,
@@ -385,13 +395,19 @@ fn raw_word_count(
 /// every repartitioned word (steady state, cached), and until the output holds the
 /// result: every count update (caching off; also its steady state), or the final
 /// counts flushed by the commit after the last record (cached).
-fn word_count(app: &App<'_>, words: u64, caching: bool) -> anyhow::Result<CountTimings> {
+fn word_count(
+    app: &App<'_>,
+    words: u64,
+    caching: bool,
+    guarantee: ProcessingGuarantee,
+) -> anyhow::Result<CountTimings> {
     let args = app.args;
     let state_dir = StateDir::fresh();
     let streams = KafkaStreams::new(
         word_count_topology(app.input, app.output, caching)?,
         app.streams_config(state_dir.path())?
-            .cache_max_bytes(if caching { args.cache_max_bytes } else { 0 }),
+            .cache_max_bytes(if caching { args.cache_max_bytes } else { 0 })
+            .processing_guarantee(guarantee),
     )?;
     let probe: BaseConsumer = app.config.to_rdkafka().create()?;
     let started = Instant::now();
@@ -630,6 +646,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (mut raw, mut counts, mut uncached) = (Vec::new(), Vec::new(), Vec::new());
+    let mut exactly_once: Vec<CountTimings> = Vec::new();
     let mut raw_counts_all = Vec::new();
     let (mut raw_changelog, mut restores) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
@@ -662,7 +679,7 @@ async fn main() -> anyhow::Result<()> {
 
         // 2. Word count with the record cache (Kafka's default): updates are folded
         //    per commit interval before the changelog and the output.
-        let run = |caching: bool| {
+        let run = |caching: bool, guarantee: ProcessingGuarantee| {
             let (config, input, args) = (config.clone(), input.clone(), args.clone());
             async move {
                 let application_id = unique("bench-wordcount");
@@ -677,19 +694,24 @@ async fn main() -> anyhow::Result<()> {
                         output: &out,
                         args: &args,
                     };
-                    word_count(&app, words, caching)
+                    word_count(&app, words, caching, guarantee)
                 })
                 .await?;
                 anyhow::Ok((rate, application_id, output))
             }
         };
-        let (rate, _, _) = run(true).await?;
+        let (rate, _, _) = run(true, ProcessingGuarantee::AtLeastOnce).await?;
         rate.log(round, "word count (cached)");
         counts.push(rate);
+        if args.exactly_once {
+            let (rate, _, _) = run(true, ProcessingGuarantee::ExactlyOnceV2).await?;
+            rate.log(round, "word count (cached, exactly_once_v2)");
+            exactly_once.push(rate);
+        }
 
         // 3. Word count without a cache: every update reaches the changelog, which
         //    the restore below reads (one changelog record per word).
-        let (rate, application_id, output) = run(false).await?;
+        let (rate, application_id, output) = run(false, ProcessingGuarantee::AtLeastOnce).await?;
         rate.log(round, "word count (no cache)");
         tracing::info!(
             round,
@@ -794,6 +816,26 @@ async fn main() -> anyhow::Result<()> {
     let published = |runs: &[CountTimings]| runs.iter().map(|r| r.published).collect::<Vec<_>>();
     let (raw_counts, counts_published) = (timings(&raw_counts_all), published(&counts));
     let raw_counts_published = published(&raw_counts_all);
+    if !exactly_once.is_empty() {
+        for (round, eos) in exactly_once.iter().enumerate() {
+            println!(
+                "round {round}: {}   {}",
+                line(
+                    "word count (cached, exactly_once_v2), steady",
+                    &eos.timings.steady
+                ),
+                line("published", &eos.published)
+            );
+        }
+        let eos_published = published(&exactly_once);
+        let eos = timings(&exactly_once);
+        println!(
+            "word count, cached, exactly_once_v2 / at_least_once (commit every {} ms): steady state ratio {:.3}, published ratio {:.3}",
+            args.commit_interval_ms,
+            median(&Timings::steady(&eos)) / median(&Timings::steady(&timings(&counts))),
+            median(&eos_published) / median(&counts_published)
+        );
+    }
     let (counts, uncached) = (timings(&counts), timings(&uncached));
     println!(
         "medians, steady: raw passthrough {:.0} rec/s, word count cached {:.0} rec/s ({:.0} words/s), no cache {:.0} rec/s ({:.0} words/s)",

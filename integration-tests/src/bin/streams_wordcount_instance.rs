@@ -3,8 +3,10 @@
 //! writes the counts to `OUTPUT`, keeps its state under `STATE_DIR`, prints `RUNNING`
 //! once it is, and runs until killed.
 //!
-//! Usage: `streams_wordcount_instance APP INPUT OUTPUT STATE_DIR` with
-//! `KAFKA_BOOTSTRAP_SERVERS` set.
+//! Usage: `streams_wordcount_instance APP INPUT OUTPUT STATE_DIR [KEY=VALUE...]` with
+//! `KAFKA_BOOTSTRAP_SERVERS` set; each `KEY=VALUE` is a `StreamsConfig` property
+//! (e.g. `processing.guarantee=exactly_once_v2`, for the crash test
+//! `tests/streams_crash.rs`).
 
 use std::time::Duration;
 
@@ -13,16 +15,24 @@ use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [app, input, output, state_dir] = args.as_slice() else {
-        anyhow::bail!("usage: streams_wordcount_instance APP INPUT OUTPUT STATE_DIR");
+    let [app, input, output, state_dir, properties @ ..] = args.as_slice() else {
+        anyhow::bail!(
+            "usage: streams_wordcount_instance APP INPUT OUTPUT STATE_DIR [KEY=VALUE...]"
+        );
     };
     let builder = StreamsBuilder::new();
     integration_tests::count_words(builder.stream::<String, String>(input), "counts", output);
-    let config = StreamsConfig::new(app.as_str(), integration_tests::config())
+    let mut config = StreamsConfig::new(app.as_str(), integration_tests::config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(state_dir)
         .set("session.timeout.ms", "6000")?
         .set("heartbeat.interval.ms", "500")?;
+    for property in properties {
+        let Some((key, value)) = property.split_once('=') else {
+            anyhow::bail!("expected KEY=VALUE, got {property}");
+        };
+        config = config.set(key, value)?;
+    }
     let streams = KafkaStreams::new(builder.build()?, config)?;
     integration_tests::announce_running(&streams);
     integration_tests::run_until_stopped(&streams)

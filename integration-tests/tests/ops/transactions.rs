@@ -253,6 +253,21 @@ async fn broker_producer(id: &str) -> TransactionalProducer<String, String> {
     producer
 }
 
+/// Commits a transaction holding only the "sentinel" record that bounds
+/// [`values_at`]'s read.
+async fn commit_sentinel(producer: &TransactionalProducer<String, String>, topic: &str) {
+    producer.begin().unwrap();
+    producer
+        .send(ProducerRecord::new(
+            topic,
+            "end".to_string(),
+            "sentinel".to_string(),
+        ))
+        .await
+        .unwrap();
+    producer.commit(TIMEOUT).await.unwrap();
+}
+
 /// Every value of partition 0 of `topic`, read at `level` up to the end.
 async fn values_at(topic: &str, level: IsolationLevel) -> Vec<String> {
     let group = unique_name("iso");
@@ -320,14 +335,15 @@ async fn read_committed_never_sees_aborted_records() {
     );
 }
 
-#[tokio::test]
-async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
-    let source = unique_name("txn-offsets-in");
-    let sink = unique_name("txn-offsets-out");
+/// A one-partition input topic holding `k<i>` → `in<i>` for `i` in `0..records`, and
+/// an empty one-partition output topic.
+async fn input_and_output(prefix: &str, records: usize) -> (String, String) {
+    let source = unique_name(&format!("{prefix}-in"));
+    let sink = unique_name(&format!("{prefix}-out"));
     create_topic(&source, 1).await;
     create_topic(&sink, 1).await;
     let plain: Producer<String, String> = Producer::new(&config()).unwrap();
-    for i in 0..3 {
+    for i in 0..records {
         plain
             .send(ProducerRecord::new(
                 &source,
@@ -337,6 +353,12 @@ async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
             .await
             .unwrap();
     }
+    (source, sink)
+}
+
+#[tokio::test]
+async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
+    let (source, sink) = input_and_output("txn-offsets", 3).await;
     let group = unique_name("txn-offsets-group");
     let consumer = reader(
         &consumer_config(&group),
@@ -432,16 +454,7 @@ async fn offsets_sent_to_a_transaction_are_committed_only_when_it_commits() {
     );
     // A sentinel bounds the read below; then read_committed shows exactly the
     // committed transaction's output.
-    producer.begin().unwrap();
-    producer
-        .send(ProducerRecord::new(
-            &sink,
-            "end".to_string(),
-            "sentinel".to_string(),
-        ))
-        .await
-        .unwrap();
-    producer.commit(TIMEOUT).await.unwrap();
+    commit_sentinel(&producer, &sink).await;
     assert_eq!(
         values_at(&sink, IsolationLevel::ReadCommitted).await,
         ["out-in1", "out-in2"]
@@ -496,5 +509,92 @@ async fn a_newer_producer_with_the_same_transactional_id_fences_the_older_one() 
     assert_eq!(
         values_at(&topic, IsolationLevel::ReadCommitted).await,
         ["successor"]
+    );
+}
+
+/// The client-level exactly-once loop (`ConsumeTransformProduce`): a batch whose
+/// transform fails is aborted and processed again; an instance that crashes in the
+/// middle of a transaction is fenced by its successor with the same
+/// `transactional.id`, which aborts the open transaction and carries on from the
+/// committed offset. `read_committed` readers see every input record's output
+/// exactly once.
+#[tokio::test]
+async fn consume_transform_produce_outputs_each_record_once_across_a_failed_batch_and_a_crash() {
+    use kafka_client::transaction::{ConsumeTransformProduce, PipelineError};
+
+    let (source, sink) = input_and_output("ctp", 60).await;
+    let group = unique_name("ctp-group");
+    let id = unique_name("ctp");
+    let pipeline = || async {
+        let consumer = reader(
+            &consumer_config(&group).set("enable.auto.commit", "false"),
+            &group,
+            IsolationLevel::ReadCommitted,
+        );
+        consumer.subscribe(&[&source]).unwrap();
+        let producer = TransactionalProducer::new(&config(), &id).unwrap();
+        ConsumeTransformProduce::new(consumer, producer)
+            .await
+            .unwrap()
+            .max_batch_records(20)
+            .poll_timeout(TIMEOUT)
+    };
+    let shout = |record: &kafka_client::ConsumerRecord<String, String>| {
+        Ok::<_, std::convert::Infallible>(vec![ProducerRecord::new(
+            &sink,
+            record.key.clone(),
+            record.value.to_uppercase(),
+        )])
+    };
+
+    let first = pipeline().await;
+    // A failing transform aborts the batch and rewinds the consumer...
+    let failed = first
+        .process_batch(|_| Err::<Vec<ProducerRecord<String, String>>, _>("no"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, PipelineError::Transform { offset: 0, .. }) && !failed.is_fatal(),
+        "{failed}"
+    );
+    // ...so the next call processes the same records.
+    let mut processed = first.process_batch(shout).await.unwrap();
+    assert!(processed > 0);
+
+    // The instance crashes in the middle of a transaction: output sent, nothing
+    // committed, its consumer gone from the group.
+    let (consumer, zombie) = first.into_parts();
+    zombie.begin().unwrap();
+    zombie
+        .send(ProducerRecord::new(
+            &sink,
+            "k".to_string(),
+            "zombie".to_string(),
+        ))
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+
+    // Its successor fences it (aborting the open transaction) and resumes from the
+    // committed offset.
+    let second = pipeline().await;
+    while processed < 60 {
+        processed += second.process_batch(shout).await.unwrap();
+    }
+    assert_eq!(processed, 60);
+    let fenced = zombie.commit(TIMEOUT).await.unwrap_err();
+    assert!(fenced.is_fenced(), "{fenced}");
+
+    commit_sentinel(second.producer(), &sink).await;
+    let expected: Vec<String> = (0..60).map(|i| format!("IN{i}")).collect();
+    assert_eq!(
+        values_at(&sink, IsolationLevel::ReadCommitted).await,
+        expected
+    );
+    assert!(
+        values_at(&sink, IsolationLevel::ReadUncommitted)
+            .await
+            .contains(&"zombie".to_string()),
+        "the crashed transaction's record was written, and aborted"
     );
 }

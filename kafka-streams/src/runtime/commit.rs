@@ -9,13 +9,21 @@
 //! 3. **commit offsets** of the consumed input;
 //! 4. **post-commit**: tasks mark themselves clean (and, with state, write checkpoints).
 //!
-//! Exactly-once will replace steps 2–3 with a transaction commit, here and only here.
+//! Under exactly-once (`processing.guarantee=exactly_once_v2`) steps 2–3 are one
+//! transaction commit (Kafka's `TaskManager.commitOffsetsOrTransaction`): the offsets go
+//! into the thread's open transaction with `send_offsets_to_transaction` and the
+//! consumer's group metadata, and committing the transaction flushes the output and
+//! changelog records and commits them and the offsets atomically. Stores then
+//! checkpoint only when their task closes cleanly (`closing`): in between, a store may
+//! hold writes of a transaction that could still abort.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kafka_client::TopicPartition;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
+};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::metrics::StreamsMetrics;
@@ -26,6 +34,11 @@ use crate::error::{Result, StreamsError};
 /// Commits consumed offsets (the next offset to read, per partition).
 pub(crate) trait OffsetCommitter {
     fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+
+    /// The consumer's group metadata, for committing offsets in a transaction.
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        None
+    }
 }
 
 /// Commits offsets synchronously through a consumer (on the stream thread, never
@@ -50,14 +63,20 @@ impl<C: ConsumerContext + 'static> OffsetCommitter for KafkaCommitter<'_, C> {
             StreamsError::kafka("committing offsets", target, e)
         })
     }
+
+    fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
 }
 
-/// Commits `tasks`. Returns how many partitions' offsets were committed.
+/// Commits `tasks`. Returns how many partitions' offsets were committed. `closing`:
+/// the tasks close next (cleanly), so their stores checkpoint whatever the guarantee.
 pub(crate) fn commit_tasks<'a>(
     tasks: impl IntoIterator<Item = &'a mut StreamTask>,
     collector: &mut dyn RecordCollector,
     committer: &mut dyn OffsetCommitter,
     metrics: &StreamsMetrics,
+    closing: bool,
 ) -> Result<usize> {
     let mut tasks: Vec<&mut StreamTask> = tasks.into_iter().collect();
     let started = Instant::now();
@@ -67,17 +86,25 @@ pub(crate) fn commit_tasks<'a>(
         offsets.extend(task.prepare_commit(collector)?);
     }
     let prepared = Instant::now();
-    // 2. flush the producer.
-    collector.flush()?;
-    let flushed = Instant::now();
-    // 3. commit offsets.
-    if !offsets.is_empty() {
-        committer.commit(&offsets)?;
+    let flushed;
+    if collector.is_transactional() {
+        // 2–3. exactly-once: one transaction commit.
+        let group = committer.group_metadata();
+        collector.commit_transaction(&offsets, group.as_ref())?;
+        flushed = prepared;
+    } else {
+        // 2. flush the producer.
+        collector.flush()?;
+        flushed = Instant::now();
+        // 3. commit offsets.
+        if !offsets.is_empty() {
+            committer.commit(&offsets)?;
+        }
     }
     let committed = Instant::now();
     // 4. post-commit.
     for task in tasks.iter_mut() {
-        task.post_commit(collector)?;
+        task.post_commit(collector, closing)?;
     }
     // Where a slow commit spends its time (each step blocks the stream thread).
     tracing::debug!(

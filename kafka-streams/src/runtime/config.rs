@@ -37,7 +37,9 @@ pub struct StreamsConfig {
     pub(crate) application_id: String,
     pub(crate) client: ClientConfig,
     pub(crate) num_stream_threads: usize,
-    pub(crate) commit_interval: Duration,
+    /// `commit.interval.ms` when set; `None` takes the guarantee's default.
+    pub(crate) commit_interval: Option<Duration>,
+    pub(crate) processing_guarantee: ProcessingGuarantee,
     pub(crate) poll_timeout: Duration,
     pub(crate) max_poll_records: usize,
     /// `max.task.idle.ms`; `-1` never waits.
@@ -67,6 +69,47 @@ pub struct StreamsConfig {
     /// test driver, as Kafka's `TopologyTestDriver` sets it).
     pub(crate) outer_join_emit_interval_ms: Option<i64>,
 }
+
+/// `processing.guarantee`: what a crash or a rebalance may do to the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// `at_least_once` (the default): output is flushed before the input offsets are
+    /// committed, so nothing is lost, but records processed after the last commit are
+    /// processed again after a crash, and their output appears twice.
+    #[default]
+    AtLeastOnce,
+    /// `exactly_once_v2`: each stream thread's output, changelog writes and input
+    /// offsets are committed in one Kafka transaction, with a transactional producer
+    /// per thread (`transactional.id` = `<application.id>-<process id>-<thread index>`,
+    /// the process id kept in the state directory). Consumers read `read_committed`;
+    /// `commit.interval.ms` defaults to 100 ms. After a crash, stores are rebuilt
+    /// from their changelogs, so they never hold effects of an aborted transaction.
+    ExactlyOnceV2,
+}
+
+impl ProcessingGuarantee {
+    /// Parses Kafka's names, `at_least_once` and `exactly_once_v2`.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.trim() {
+            "at_least_once" => Ok(ProcessingGuarantee::AtLeastOnce),
+            "exactly_once_v2" => Ok(ProcessingGuarantee::ExactlyOnceV2),
+            other => Err(StreamsError::Config(format!(
+                "processing.guarantee={other}: expected at_least_once or exactly_once_v2"
+            ))),
+        }
+    }
+
+    /// Whether output and offsets are committed in transactions.
+    pub fn is_exactly_once(self) -> bool {
+        self == ProcessingGuarantee::ExactlyOnceV2
+    }
+}
+
+/// `transaction.timeout.ms` of the stream threads' producers under exactly-once, as
+/// Kafka Streams sets it: a crashed thread's open transaction blocks `read_committed`
+/// readers of its output for at most this long (a restart with the same process id
+/// aborts it at once).
+const EOS_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
 /// interactive queries routed between instances.
@@ -122,7 +165,8 @@ impl StreamsConfig {
             application_id: application_id.into(),
             client,
             num_stream_threads: 1,
-            commit_interval: Duration::from_millis(30_000),
+            commit_interval: None,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
             max_task_idle_ms: 0,
@@ -220,10 +264,45 @@ impl StreamsConfig {
         self.num_stream_threads
     }
 
-    /// `commit.interval.ms` (default 30 s, at-least-once).
+    /// `commit.interval.ms` (default 30 s under at-least-once, 100 ms under
+    /// exactly-once, as in Kafka).
     pub fn commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
+        self.commit_interval = Some(interval);
         self
+    }
+
+    /// The commit interval in effect: the configured one, or the guarantee's default.
+    pub fn get_commit_interval(&self) -> Duration {
+        self.commit_interval
+            .unwrap_or(if self.processing_guarantee.is_exactly_once() {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(30_000)
+            })
+    }
+
+    /// `processing.guarantee` (default [`ProcessingGuarantee::AtLeastOnce`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_client::ClientConfig;
+    /// use kafka_streams::runtime::{ProcessingGuarantee, StreamsConfig};
+    ///
+    /// let config = StreamsConfig::new("payments", ClientConfig::new("localhost:9092"))
+    ///     .processing_guarantee(ProcessingGuarantee::ExactlyOnceV2);
+    /// assert_eq!(config.get_commit_interval(), Duration::from_millis(100));
+    /// let config = config.set("processing.guarantee", "at_least_once").unwrap();
+    /// assert_eq!(config.get_processing_guarantee(), ProcessingGuarantee::AtLeastOnce);
+    /// assert_eq!(config.get_commit_interval(), Duration::from_secs(30));
+    /// ```
+    pub fn processing_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
+        self.processing_guarantee = guarantee;
+        self
+    }
+
+    /// The configured `processing.guarantee`.
+    pub fn get_processing_guarantee(&self) -> ProcessingGuarantee {
+        self.processing_guarantee
     }
 
     /// `poll.ms`: how long a stream thread waits for records (default 100 ms).
@@ -362,6 +441,7 @@ impl StreamsConfig {
     /// Sets a property by its Kafka Streams name. Streams properties
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
+    /// `processing.guarantee` (`at_least_once` or `exactly_once_v2`),
     /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
     /// `max.task.idle.ms` (`-1` never waits; see [`StreamsConfig::max_task_idle`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
@@ -383,7 +463,10 @@ impl StreamsConfig {
             "application.id" => self.application_id = value.to_owned(),
             "state.dir" => self.state_dir = value.into(),
             "num.stream.threads" => self.num_stream_threads = num(value)? as usize,
-            "commit.interval.ms" => self.commit_interval = Duration::from_millis(num(value)?),
+            "commit.interval.ms" => self.commit_interval = Some(Duration::from_millis(num(value)?)),
+            "processing.guarantee" => {
+                self.processing_guarantee = ProcessingGuarantee::parse(value)?
+            }
             "poll.ms" => self.poll_timeout = Duration::from_millis(num(value)?),
             "max.poll.records" => self.max_poll_records = num(value)?.max(1) as usize,
             "max.task.idle.ms" => {
@@ -449,11 +532,19 @@ impl StreamsConfig {
 
     /// What every consumer of the application has: kafka-client's consumer defaults,
     /// and offsets committed by the runtime only (at commit), never automatically.
+    /// Under exactly-once every consumer (main, restore, global) reads
+    /// `read_committed`, as in Kafka: records of aborted transactions never reach a
+    /// task, a store or a global table.
     fn consumer_base(&self) -> rdkafka::ClientConfig {
         let mut config = self.client.clone().with_consumer_defaults().to_rdkafka();
+        // Only the main consumers are group members (see `main_consumer_config`).
         config
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+            .set("enable.auto.offset.store", "false")
+            .remove("group.instance.id");
+        if self.processing_guarantee.is_exactly_once() {
+            config.set("isolation.level", "read_committed");
+        }
         config
     }
 
@@ -461,14 +552,23 @@ impl StreamsConfig {
     /// the group `application.id`, `range` assignment (co-partitioned topics' same
     /// partitions go to one thread), `earliest` unless configured, and an event at
     /// the end of each partition (it tells a task that an input is caught up, see
-    /// `partition_group.rs`).
-    pub(crate) fn main_consumer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+    /// `partition_group.rs`). A configured `group.instance.id` (static membership) gets
+    /// the thread's index appended (`<id>-<thread_index>`), as in Kafka: each thread's
+    /// consumer is its own member, and a restarted instance takes its threads' places.
+    pub(crate) fn main_consumer_config(
+        &self,
+        thread_name: &str,
+        thread_index: usize,
+    ) -> rdkafka::ClientConfig {
         let mut config = self.consumer_base();
         config
             .set("group.id", &self.application_id)
             .set("client.id", format!("{thread_name}-consumer"))
             .set("partition.assignment.strategy", "range")
             .set("enable.partition.eof", "true");
+        if let Some(instance) = self.client.get("group.instance.id") {
+            config.set("group.instance.id", format!("{instance}-{thread_index}"));
+        }
         if self.client.get("auto.offset.reset").is_none() {
             config.set("auto.offset.reset", "earliest");
         }
@@ -506,13 +606,30 @@ impl StreamsConfig {
     /// The producer of stream thread `thread_name`, with Java-compatible key
     /// partitioning unless configured, so repartition topics agree with Kafka
     /// Streams applications in other languages.
-    pub(crate) fn producer_config(&self, thread_name: &str) -> rdkafka::ClientConfig {
+    ///
+    /// `transactional_id` (exactly-once only) makes it transactional and idempotent;
+    /// `transaction.timeout.ms` is Kafka Streams' 10 s unless configured.
+    pub(crate) fn producer_config(
+        &self,
+        thread_name: &str,
+        transactional_id: Option<&str>,
+    ) -> rdkafka::ClientConfig {
         let mut config = self.client.to_rdkafka();
         config
             .set("client.id", format!("{thread_name}-producer"))
-            .remove("group.id");
+            .remove("group.id")
+            .remove("group.instance.id")
+            .remove("isolation.level");
         if self.client.get("partitioner").is_none() {
             config.set("partitioner", "murmur2_random");
+        }
+        if let Some(id) = transactional_id {
+            config
+                .set("transactional.id", id)
+                .set("enable.idempotence", "true");
+            if self.client.get("transaction.timeout.ms").is_none() {
+                config.set("transaction.timeout.ms", EOS_TRANSACTION_TIMEOUT_MS);
+            }
         }
         config
     }
@@ -621,6 +738,84 @@ mod tests {
             assert!(matches!(err, StreamsError::Config(_)), "{bad}: {err}");
             assert!(err.to_string().contains("max.task.idle.ms"), "{err}");
         }
+    }
+
+    #[test]
+    fn exactly_once_reads_committed_commits_every_100_ms_and_makes_producers_transactional() {
+        let alos = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert_eq!(
+            alos.get_processing_guarantee(),
+            ProcessingGuarantee::AtLeastOnce
+        );
+        assert_eq!(alos.get_commit_interval(), Duration::from_secs(30));
+        assert_eq!(
+            alos.main_consumer_config("t", 1).get("isolation.level"),
+            None
+        );
+        assert_eq!(
+            alos.producer_config("t", None).get("transactional.id"),
+            None
+        );
+
+        let eos = alos.set("processing.guarantee", "exactly_once_v2").unwrap();
+        assert!(eos.get_processing_guarantee().is_exactly_once());
+        assert_eq!(eos.get_commit_interval(), Duration::from_millis(100));
+        for consumer in [
+            eos.main_consumer_config("t", 1),
+            eos.restore_consumer_config("t"),
+            eos.global_consumer_config(),
+        ] {
+            assert_eq!(consumer.get("isolation.level"), Some("read_committed"));
+        }
+        let producer = eos.producer_config("t", Some("app-p-1"));
+        assert_eq!(producer.get("transactional.id"), Some("app-p-1"));
+        assert_eq!(producer.get("enable.idempotence"), Some("true"));
+        assert_eq!(producer.get("transaction.timeout.ms"), Some("10000"));
+        assert_eq!(producer.get("isolation.level"), None);
+        // A configured interval wins; the property stays out of the client config.
+        let eos = eos.set("commit.interval.ms", "250").unwrap();
+        assert_eq!(eos.get_commit_interval(), Duration::from_millis(250));
+        assert_eq!(eos.client_config().get("processing.guarantee"), None);
+
+        for bad in ["exactly_once", "exactly_once_beta", "EOS", ""] {
+            let err = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+                .set("processing.guarantee", bad)
+                .unwrap_err();
+            assert!(err.to_string().contains("exactly_once_v2"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn static_membership_gives_each_stream_thread_its_own_instance_id() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+            .set("group.instance.id", "pod-7")
+            .unwrap();
+        assert_eq!(
+            config
+                .main_consumer_config("t1", 1)
+                .get("group.instance.id"),
+            Some("pod-7-1")
+        );
+        assert_eq!(
+            config
+                .main_consumer_config("t2", 2)
+                .get("group.instance.id"),
+            Some("pod-7-2")
+        );
+        assert_eq!(
+            config
+                .restore_consumer_config("t1")
+                .get("group.instance.id"),
+            None
+        );
+        assert_eq!(
+            config.global_consumer_config().get("group.instance.id"),
+            None
+        );
+        assert_eq!(
+            config.producer_config("t1", None).get("group.instance.id"),
+            None
+        );
     }
 
     #[test]

@@ -275,7 +275,7 @@ pub(crate) fn run_global_thread(
     let mut last_flush = Instant::now();
     while !shared.shutdown.load(Ordering::SeqCst) {
         poll_and_apply(&consumer, &by_topic, env.config.poll_timeout)?;
-        if last_flush.elapsed() >= env.config.commit_interval {
+        if last_flush.elapsed() >= env.config.get_commit_interval() {
             for store in stores.values() {
                 lock(store).store.flush()?;
             }

@@ -14,7 +14,9 @@
 //!   on rebalance (committing first).
 //! - The thread loop: poll a batch, buffer it in the tasks, process in timestamp
 //!   order, run punctuations, and every `commit.interval.ms` run the commit path
-//!   (see `commit.rs`: flush stores → flush producer → commit offsets).
+//!   (see `commit.rs`: flush stores → flush producer → commit offsets; under
+//!   `processing.guarantee=exactly_once_v2` ([`ProcessingGuarantee`]) output, changelog
+//!   writes and offsets are committed in one transaction per thread).
 //! - On start, internal (repartition) topics are created as
 //!   `<application.id>-<name>-repartition` with their partition counts, and
 //!   co-partitioning is checked.
@@ -68,6 +70,7 @@ pub mod handlers;
 mod membership;
 mod metrics;
 pub(crate) mod partition_group;
+mod process_id;
 mod query;
 mod record_collector;
 mod record_deserializer;
@@ -81,9 +84,10 @@ mod topics;
 
 pub use crate::topology::TopologyOptimization;
 pub(crate) use commit::{commit_tasks, OffsetCommitter};
-pub use config::{HostInfo, StreamsConfig, TopicCreator};
+pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
 pub use metrics::MetricsSnapshot;
 pub(crate) use metrics::StreamsMetrics;
+pub(crate) use process_id::random_uuid as random_process_id;
 pub use query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 pub(crate) use record_collector::{EncodedRecord, RecordCollector};
 pub(crate) use record_deserializer::{Blocker, RawRecord};

@@ -41,6 +41,10 @@ pub(crate) struct ProcessorStateManager {
     changelog: RecordingChangelogWriter,
     /// The record-cache budget the caching stores draw from (the stream thread's).
     cache_budget: CacheBudget,
+    /// Under exactly-once: each logged store's checkpoint when it was removed (see
+    /// [`ProcessorStateManager::remove_checkpoints`]), what a clean close writes back
+    /// for a store that wrote nothing since.
+    removed_checkpoints: Vec<(String, i64)>,
 }
 
 impl ProcessorStateManager {
@@ -89,6 +93,7 @@ impl ProcessorStateManager {
             changelogs: Vec::new(),
             changelog: RecordingChangelogWriter::new(),
             cache_budget,
+            removed_checkpoints: Vec::new(),
         }
     }
 
@@ -215,6 +220,15 @@ impl ProcessorStateManager {
                     .delivered_offset(&changelog.topic, changelog.partition)
                     .map(|last| last + 1)
             };
+            let removed = self
+                .removed_checkpoints
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|&(_, offset)| offset);
+            let next = match (next, removed) {
+                (Some(next), Some(removed)) => Some(next.max(removed)),
+                (next, removed) => next.or(removed),
+            };
             let Some(next) = next else {
                 continue;
             };
@@ -224,6 +238,24 @@ impl ProcessorStateManager {
             if store.checkpointed_offset().is_none_or(|c| c < next) {
                 store.checkpoint(next)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: forgets every logged store's checkpoint before the task processes
+    /// (the stores then take writes of transactions that may abort), so that after a
+    /// crash the stores are wiped and restored from their changelogs. The checkpoints
+    /// are kept in memory and written back on a clean close if nothing moved them.
+    pub fn remove_checkpoints(&mut self) -> Result<()> {
+        for (name, _) in &self.changelogs {
+            let Some(store) = self.stores.get_mut(name).and_then(|s| s.persistence()) else {
+                continue;
+            };
+            if let Some(offset) = store.checkpointed_offset() {
+                self.removed_checkpoints.retain(|(n, _)| n != name);
+                self.removed_checkpoints.push((name.clone(), offset));
+            }
+            store.remove_checkpoint()?;
         }
         Ok(())
     }
@@ -413,6 +445,60 @@ mod tests {
         let counts = third.store_mut::<Counts>("counts").expect("typed store");
         assert_eq!(counts.get(&"kafka".into()).expect("get"), Some(5));
         third.close();
+    }
+
+    #[test]
+    fn exactly_once_removes_checkpoints_while_processing_and_writes_them_back_on_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let builder = KeyValueStoreBuilder::<String, i64>::new("counts");
+        let mut manager = manager(&builder, Vec::new(), dir.path());
+        let one = 1_i64.to_be_bytes();
+        manager
+            .restorable_mut("counts")
+            .expect("restorable")
+            .restore_batch(&[RestoreRecord {
+                key: b"kafka",
+                value: Some(&one),
+                offset: 2,
+            }])
+            .expect("restore");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(3));
+
+        // Processing starts: a crash from now on finds no checkpoint.
+        manager.remove_checkpoints().expect("remove");
+        assert_eq!(checkpointed(&mut manager, "counts"), None);
+        // A clean close without writes puts the restored offset back...
+        let mut collector = Collector::default();
+        manager
+            .checkpoint(&collector, |_| None)
+            .expect("checkpoint");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(3));
+        // ...and after writes, one past the last acknowledged one.
+        manager.remove_checkpoints().expect("remove");
+        collector
+            .delivered
+            .insert(("app-counts-changelog".into(), 2), 9);
+        manager
+            .checkpoint(&collector, |_| None)
+            .expect("checkpoint");
+        assert_eq!(checkpointed(&mut manager, "counts"), Some(10));
+        manager.close();
+
+        // Removed and not written back: the reopened store is wiped.
+        let mut reopened = self::manager(&builder, Vec::new(), dir.path());
+        reopened.remove_checkpoints().expect("remove");
+        reopened
+            .store_mut::<Counts>("counts")
+            .expect("typed store")
+            .put(&"uncommitted".into(), &1)
+            .expect("put");
+        reopened.close();
+        let mut crashed = self::manager(&builder, Vec::new(), dir.path());
+        assert_eq!(checkpointed(&mut crashed, "counts"), None);
+        let counts = crashed.store_mut::<Counts>("counts").expect("typed store");
+        assert_eq!(counts.get(&"uncommitted".into()).expect("get"), None);
+        assert_eq!(counts.get(&"kafka".into()).expect("get"), None);
+        crashed.close();
     }
 
     #[test]

@@ -262,12 +262,20 @@ impl KafkaStreams {
             None => Blocker::Futures,
         };
         let threads = config.num_stream_threads;
+        // Under exactly-once the id must survive restarts (it names the transactional
+        // producers); otherwise a fresh one will do.
+        let process_id = if config.processing_guarantee.is_exactly_once() {
+            super::process_id::load_or_create(&config.state_dir, &config.application_id)?
+        } else {
+            super::process_id::random_uuid()
+        };
         let env = Arc::new(TaskEnv {
             application_id: config.application_id.clone(),
             config,
             blocker,
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: Arc::new(StreamsMetrics::default()),
+            process_id,
             globals: std::sync::OnceLock::new(),
         });
         Ok(KafkaStreams {

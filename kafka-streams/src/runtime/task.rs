@@ -47,6 +47,9 @@ pub(crate) struct TaskEnv {
     pub metrics: Arc<StreamsMetrics>,
     /// The application's shared RocksDB memory budget.
     pub rocksdb: crate::state::RocksDbMemory,
+    /// The instance's process id (see `process_id.rs`): under exactly-once, part of
+    /// each stream thread's `transactional.id`.
+    pub process_id: String,
     /// The client's global stores, set once they are open (before any task starts).
     pub globals: std::sync::OnceLock<super::global::GlobalStoreMap>,
 }
@@ -366,6 +369,12 @@ impl StreamTask {
             }
         }
         pending.clear();
+        if self.env.config.processing_guarantee.is_exactly_once() {
+            // From now on the stores take writes of transactions that may abort: a
+            // crash must find no checkpoint, so that they are wiped and restored
+            // (Kafka deletes the checkpoint file at task init under exactly-once).
+            self.state_manager.remove_checkpoints()?;
+        }
         self.state = TaskState::Running;
         tracing::debug!(task = %self.id, "task initialized");
         Ok(())
@@ -761,8 +770,14 @@ impl StreamTask {
     /// acknowledged for it. A store whose changelog is an input partition of the task
     /// (a source table reusing its topic) checkpoints the offset just committed for
     /// that partition: the flushed store reflects every record before it.
-    pub fn post_commit(&mut self, collector: &dyn RecordCollector) -> Result<()> {
+    ///
+    /// Under exactly-once, stores checkpoint only when the task closes next
+    /// (`closing`), as Kafka writes its checkpoint file only on a clean close.
+    pub fn post_commit(&mut self, collector: &dyn RecordCollector, closing: bool) -> Result<()> {
         self.commit_needed = false;
+        if self.env.config.processing_guarantee.is_exactly_once() && !closing {
+            return Ok(());
+        }
         let group = &self.group;
         self.state_manager.checkpoint(collector, |changelog| {
             // The offset just committed; before the first record is processed, the

@@ -169,15 +169,25 @@ impl TaskManager {
         if self.tasks.is_empty() {
             return Ok(Vec::new());
         }
-        commit_tasks(
-            self.tasks.values_mut(),
-            collector,
-            committer,
-            &self.env.metrics,
-        )?;
+        self.commit_all(collector, committer, true)?;
         let closed: Vec<TaskId> = self.tasks.keys().copied().collect();
         self.close_all(reader, shared);
         Ok(closed)
+    }
+
+    /// Gives up every task without committing (Kafka's `handleLostAll`, after a
+    /// fenced or failed transaction under exactly-once): the tasks close dirty, so
+    /// their stores, which may hold writes of the aborted transaction, have no
+    /// checkpoint and are wiped and restored from their changelogs when the tasks are
+    /// created again. Returns the closed tasks.
+    pub fn handle_lost_all(
+        &mut self,
+        reader: &mut ChangelogReader,
+        shared: &ClientShared,
+    ) -> Vec<TaskId> {
+        let lost: Vec<TaskId> = self.tasks.keys().copied().collect();
+        self.close_all(reader, shared);
+        lost
     }
 
     /// Shutdown: a clean one commits first; a dirty one (after a failure) does not,
@@ -192,7 +202,7 @@ impl TaskManager {
         shared: &ClientShared,
     ) -> Result<()> {
         let committed = if clean {
-            self.commit(collector, committer).map(|_| ())
+            self.commit_all(collector, committer, true).map(|_| ())
         } else {
             Ok(())
         };
@@ -216,11 +226,22 @@ impl TaskManager {
         collector: &mut dyn RecordCollector,
         committer: &mut dyn OffsetCommitter,
     ) -> Result<usize> {
+        self.commit_all(collector, committer, false)
+    }
+
+    /// Commits every task; `closing`: they close next, cleanly (see `commit.rs`).
+    fn commit_all(
+        &mut self,
+        collector: &mut dyn RecordCollector,
+        committer: &mut dyn OffsetCommitter,
+        closing: bool,
+    ) -> Result<usize> {
         commit_tasks(
             self.tasks.values_mut(),
             collector,
             committer,
             &self.env.metrics,
+            closing,
         )
     }
 

@@ -251,11 +251,7 @@ pub(crate) fn run_stream_thread(
     let config = &env.config;
     let app = &env.application_id;
     let thread_name = format!("{app}-StreamThread-{index}");
-    let collector = KafkaCollector::new(
-        &config.producer_config(&thread_name),
-        config.production_handler.clone(),
-        env.metrics.clone(),
-    )?;
+    let collector = new_collector(&env, &thread_name, index)?;
     let reader = ChangelogReader::new(
         config.restore_consumer_config(&thread_name),
         &thread_name,
@@ -284,7 +280,7 @@ pub(crate) fn run_stream_thread(
     };
     let consumer: Arc<BaseConsumer<StreamsConsumerContext>> = Arc::new(
         config
-            .main_consumer_config(&thread_name)
+            .main_consumer_config(&thread_name, index + 1)
             .create_with_context(context)
             .map_err(|e| {
                 StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
@@ -296,10 +292,17 @@ pub(crate) fn run_stream_thread(
         .map_err(|e| StreamsError::kafka("subscribing", topics.join(", "), e))?;
     tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
 
-    let result = run_loop(index, &consumer, &core, &env, &shared);
+    let result = run_loop(index, &consumer, &core, &env, &shared, &topic_refs);
     let mut guard = lock(&core);
     let core_ref = &mut *guard;
     let clean = result.is_ok();
+    if !clean {
+        // Exactly-once: the failed transaction's output and offsets are dropped; the
+        // tasks' stores have no checkpoint and are rebuilt by whoever takes them.
+        if let Err(error) = core_ref.collector.abort_transaction() {
+            tracing::warn!(thread = %thread_name, %error, "aborting the transaction of the failed thread failed; the broker aborts it at the transaction timeout or when the producer's id is used again");
+        }
+    }
     if clean {
         // Graceful: one last commit, then close the tasks.
         shared.set_thread_state(index, ThreadState::PendingShutdown);
@@ -325,15 +328,71 @@ pub(crate) fn run_stream_thread(
     final_result
 }
 
+/// The producer side of stream thread `index`: under exactly-once a transactional
+/// producer, `transactional.id` = `<application.id>-<process id>-<thread index>` as in
+/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), registered with
+/// the cluster before use.
+fn new_collector(env: &TaskEnv, thread_name: &str, index: usize) -> Result<KafkaCollector> {
+    let config = &env.config;
+    let transactional_id = config
+        .processing_guarantee
+        .is_exactly_once()
+        .then(|| format!("{}-{}-{}", env.application_id, env.process_id, index + 1));
+    let mut collector = KafkaCollector::new(
+        &config.producer_config(thread_name, transactional_id.as_deref()),
+        config.production_handler.clone(),
+        env.metrics.clone(),
+    )?;
+    collector.init_transactions()?;
+    Ok(collector)
+}
+
+/// Exactly-once, after a failed or fenced transaction (Kafka's `TaskCorruptedException`
+/// and `TaskMigratedException`): aborts the transaction, gives up every task without
+/// committing (their stores, which may hold the aborted writes, have no checkpoint and
+/// are wiped and restored when the tasks come back), replaces a fenced producer, and
+/// rejoins the group, which hands the partitions out again from the committed offsets.
+fn recover_from_transaction_error(
+    index: usize,
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    c: &mut ThreadCore,
+    env: &TaskEnv,
+    shared: &ClientShared,
+    topics: &[&str],
+    error: &StreamsError,
+) -> Result<()> {
+    let mut replace_producer = matches!(error, StreamsError::Transaction { fenced: true, .. });
+    tracing::warn!(thread = index, %error, "transaction failed: aborting it, giving up the thread's tasks and rejoining the group");
+    if !replace_producer {
+        if let Err(abort_error) = c.collector.abort_transaction() {
+            tracing::warn!(thread = index, error = %abort_error, "aborting the transaction failed; replacing the producer");
+            replace_producer = true;
+        }
+    }
+    let lost = c.task_manager.handle_lost_all(&mut c.reader, shared);
+    c.assignment_generation += 1;
+    let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
+    tracing::info!(thread = index, tasks = ?lost, "tasks closed dirty; their stores will be restored from the changelogs");
+    if replace_producer {
+        let thread_name = format!("{}-StreamThread-{index}", env.application_id);
+        // Registering the id again fences the old producer, dropped here.
+        c.collector = new_collector(env, &thread_name, index)?;
+    }
+    consumer.unsubscribe();
+    consumer
+        .subscribe(topics)
+        .map_err(|e| StreamsError::kafka("subscribing again", topics.join(", "), e))
+}
+
 fn run_loop(
     index: usize,
     consumer: &Arc<BaseConsumer<StreamsConsumerContext>>,
     core: &Mutex<ThreadCore>,
     env: &TaskEnv,
     shared: &ClientShared,
+    topics: &[&str],
 ) -> Result<()> {
     let config = &env.config;
-    let mut last_commit = Instant::now();
     // The input partitions' records, read a batch per call (see `FetchQueue`). The
     // consumer's own queue still brings rebalances, errors, and records fetched
     // before their partition was routed here.
@@ -341,14 +400,14 @@ fn run_loop(
         .map_err(|e| StreamsError::kafka("creating the stream thread's fetch queue", "", e))?;
     let mut routed_generation = 0;
     let mut last_route = Instant::now();
-    // Messages stay in librdkafka's buffers until their task has decoded them.
-    let mut polled: Vec<BorrowedMessage<'_>> = Vec::with_capacity(config.max_poll_records);
-    let mut fetched = FetchedBatch::new();
+    let mut round = Round {
+        polled: Vec::with_capacity(config.max_poll_records),
+        polled_ends: Vec::new(),
+        fetched: FetchedBatch::new(),
+        restoring: false,
+        last_commit: Instant::now(),
+    };
     let mut last_progress_log = Instant::now();
-    let mut restoring = false;
-    // Ends of partitions reported through the consumer's own queue (by partition
-    // number only).
-    let mut polled_ends: Vec<i32> = Vec::new();
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(());
@@ -365,74 +424,57 @@ fn run_loop(
         // their partition moved to the fetch queue, so they come first. `poll`
         // returns nothing after serving an event (a rebalance, a commit), so the
         // queue's length says when it is really empty.
-        polled.clear();
+        round.polled.clear();
         let mut events = 0;
-        while polled.len() < config.max_poll_records {
+        while round.polled.len() < config.max_poll_records {
             match consumer.poll(Duration::ZERO) {
                 None if fetch.consumer_queue_len() == 0 || events >= MAX_EVENTS_PER_DRAIN => break,
                 None => events += 1,
-                Some(Ok(msg)) => polled.push(msg),
-                Some(Err(KafkaError::PartitionEOF(partition))) => polled_ends.push(partition),
+                Some(Ok(msg)) => round.polled.push(msg),
+                Some(Err(KafkaError::PartitionEOF(partition))) => round.polled_ends.push(partition),
                 Some(Err(e)) => {
                     tracing::warn!(thread = index, error = %e, "consumer error");
                     events += 1;
                 }
             }
         }
-        if polled.len() < config.max_poll_records {
+        if round.polled.len() < config.max_poll_records {
             // While restoring, the restore step below does the waiting.
-            let timeout = if polled.is_empty() && !restoring {
+            let timeout = if round.polled.is_empty() && !round.restoring {
                 config.poll_timeout
             } else {
                 Duration::ZERO
             };
             fetch.consume_into(
-                &mut fetched,
-                config.max_poll_records - polled.len(),
+                &mut round.fetched,
+                config.max_poll_records - round.polled.len(),
                 timeout,
             );
         }
         let mut guard = lock(core);
         let c = &mut *guard;
-        if let Some(e) = c.error.take() {
-            return Err(e);
-        }
-        let now = now_ms();
-        let lags = QueueLags(&fetch);
-        for eof in polled_ends.drain(..) {
-            reached_end_unattributed(c, &lags, eof);
-        }
-        for msg in polled.drain(..) {
-            add_record(c, raw_record(&msg), now, &lags)?;
-        }
-        for msg in fetched.iter() {
-            match msg.error() {
-                None => add_record(c, fetched_record(&msg), now, &lags)?,
-                Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
-                    c.task_manager
-                        .reached_end(msg.topic(), msg.partition(), msg.offset());
+        let stepped = match c.error.take() {
+            Some(e) => Err(e),
+            None => step(index, consumer, c, env, shared, &fetch, &mut round),
+        };
+        if let Err(error) = stepped {
+            round.polled.clear();
+            round.polled_ends.clear();
+            round.fetched.clear();
+            match error {
+                StreamsError::Transaction { .. } if !shared.shutdown.load(Ordering::SeqCst) => {
+                    recover_from_transaction_error(
+                        index, consumer, c, env, shared, topics, &error,
+                    )?;
+                    round.restoring = false;
+                    round.last_commit = Instant::now();
                 }
-                Some(e) => {
-                    tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
-                }
+                error => return Err(error),
             }
-        }
-        fetched.clear();
-        c.task_manager.process(&mut c.collector, now, &lags)?;
-        restoring = c.reader.is_restoring();
-        if restoring {
-            restore_step(consumer, c, shared, config.poll_timeout)?;
-            restoring = c.reader.is_restoring();
-        }
-        c.collector.poll();
-        if last_commit.elapsed() >= config.commit_interval {
-            c.task_manager
-                .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
-            last_commit = Instant::now();
         }
         // Like Kafka, the thread runs once every task has restored.
         let assigned =
-            !restoring && shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
+            !round.restoring && shared.thread_state(index) == Some(ThreadState::PartitionsAssigned);
         drop(guard);
         if assigned {
             shared.set_thread_state(index, ThreadState::Running);
@@ -448,6 +490,69 @@ fn run_loop(
             last_progress_log = Instant::now();
         }
     }
+}
+
+/// What the loop carries from one round to the next.
+struct Round<'m> {
+    /// Records from the consumer's own queue; they stay in librdkafka's buffers
+    /// until their task has decoded them.
+    polled: Vec<BorrowedMessage<'m>>,
+    /// Ends of partitions reported through the consumer's own queue (by partition
+    /// number only).
+    polled_ends: Vec<i32>,
+    /// Records from the fetch queue.
+    fetched: FetchedBatch<'m>,
+    /// Whether some task is restoring.
+    restoring: bool,
+    last_commit: Instant,
+}
+
+/// One round of the loop with the thread's core locked: hands the fetched records to
+/// their tasks, processes, restores, and commits when the interval is up.
+fn step(
+    index: usize,
+    consumer: &BaseConsumer<StreamsConsumerContext>,
+    c: &mut ThreadCore,
+    env: &TaskEnv,
+    shared: &ClientShared,
+    fetch: &FetchQueue<StreamsConsumerContext>,
+    round: &mut Round<'_>,
+) -> Result<()> {
+    let config = &env.config;
+    let now = now_ms();
+    let lags = QueueLags(fetch);
+    for eof in round.polled_ends.drain(..) {
+        reached_end_unattributed(c, &lags, eof);
+    }
+    for msg in round.polled.drain(..) {
+        add_record(c, raw_record(&msg), now, &lags)?;
+    }
+    for msg in round.fetched.iter() {
+        match msg.error() {
+            None => add_record(c, fetched_record(&msg), now, &lags)?,
+            Some(KafkaError::MessageConsumption(RDKafkaErrorCode::PartitionEOF)) => {
+                c.task_manager
+                    .reached_end(msg.topic(), msg.partition(), msg.offset());
+            }
+            Some(e) => {
+                tracing::warn!(thread = index, topic = msg.topic(), partition = msg.partition(), error = %e, "consumer error");
+            }
+        }
+    }
+    round.fetched.clear();
+    c.task_manager.process(&mut c.collector, now, &lags)?;
+    round.restoring = c.reader.is_restoring();
+    if round.restoring {
+        restore_step(consumer, c, shared, config.poll_timeout)?;
+        round.restoring = c.reader.is_restoring();
+    }
+    c.collector.poll();
+    if round.last_commit.elapsed() >= config.get_commit_interval() {
+        c.task_manager
+            .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
+        round.last_commit = Instant::now();
+    }
+    Ok(())
 }
 
 /// At most this many polls without a record per drain of the consumer's queue, so an

@@ -208,6 +208,7 @@ impl DriverState {
             &mut self.collector,
             &mut self.committer,
             &self.metrics,
+            false,
         )?;
         // Records the commit itself produced (changelog records the store caches
         // flushed) become visible in their topics.
@@ -308,6 +309,7 @@ impl TopologyTestDriver {
             blocker: Blocker::Futures,
             rocksdb: crate::state::RocksDbMemory::default_shared(),
             metrics: metrics.clone(),
+            process_id: crate::runtime::random_process_id(),
             globals: std::sync::OnceLock::new(),
         });
         let opened = crate::runtime::global::open_global_stores(&topology, &env)?;
