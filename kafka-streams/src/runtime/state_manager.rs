@@ -460,6 +460,7 @@ mod tests {
                 key: b"kafka",
                 value: Some(&one),
                 offset: 2,
+                timestamp: -1,
             }])
             .expect("restore");
         assert_eq!(checkpointed(&mut manager, "counts"), Some(3));
