@@ -32,7 +32,7 @@ use super::key_value::KeyValueStore;
 use super::logging::{ChangeLoggingStore, ChangelogWriter};
 use super::memory::InMemoryStore;
 use super::restorable::{changelog_topic, ChangelogPartition};
-use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation};
+use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation, ValueFormat};
 use super::timestamped_restore::TimestampingRestoreStore;
 use super::typed::TypedKeyValueStore;
 use super::value_and_timestamp::ValueAndTimestamp;
@@ -235,10 +235,15 @@ impl KeyValueStoreSpec {
             partition: context.task.partition,
         });
         let mut store: Box<dyn KeyValueStore> = match self.kind {
-            StoreKind::RocksDb => Box::new(RocksDbStore::open(
+            StoreKind::RocksDb => Box::new(RocksDbStore::open_with_format(
                 &context.location(&self.name),
                 changelog.clone(),
                 &context.rocksdb,
+                if self.timestamped {
+                    ValueFormat::Timestamped
+                } else {
+                    ValueFormat::Plain
+                },
             )?),
             StoreKind::InMemory => Box::new(InMemoryStore::new(self.name.clone())),
         };

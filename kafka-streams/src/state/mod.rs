@@ -159,7 +159,7 @@ pub use restorable::{changelog_topic, ChangelogPartition, RestorableStore, Resto
 pub use restore::StateRestoreListener;
 pub use rocks::{
     RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
-    StoreRecovery,
+    StoreRecovery, ValueFormat,
 };
 pub use segments::default_segment_interval_ms;
 pub use session_store::{

@@ -49,6 +49,29 @@ use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
 /// Name of the column family holding the changelog checkpoint.
 pub(crate) const METADATA_COLUMN_FAMILY: &str = "streams-metadata";
 const CHECKPOINT_KEY: &[u8] = b"changelog-checkpoint";
+/// Key (in the metadata column family) of the layout of the stored values, so that a
+/// store written in another layout is restored anew rather than misread.
+const VALUE_FORMAT_KEY: &[u8] = b"value-format";
+
+/// How a key-value store lays out its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// The value's bytes (stores written before the layout was recorded are read
+    /// as this).
+    Plain,
+    /// An 8-byte big-endian timestamp, then the value's bytes (Kafka's timestamped
+    /// key-value stores, behind KTables).
+    Timestamped,
+}
+
+impl ValueFormat {
+    fn marker(self) -> &'static [u8] {
+        match self {
+            ValueFormat::Plain => b"plain",
+            ValueFormat::Timestamped => b"timestamped",
+        }
+    }
+}
 const CHECKPOINT_FORMAT: u8 = 1;
 
 /// Where a store instance lives on disk: `<state_dir>/<application_id>/<task>/<store>`.
@@ -298,6 +321,18 @@ impl RocksDbStore {
         changelog: Option<ChangelogPartition>,
         memory: &RocksDbMemory,
     ) -> StateResult<Self> {
+        Self::open_with_format(location, changelog, memory, ValueFormat::Plain)
+    }
+
+    /// [`RocksDbStore::open`] for values laid out as `format`: a store that holds
+    /// values of another layout (e.g. plain values written before its table kept
+    /// timestamps) is wiped and restored from its changelog, as unusable state is.
+    pub fn open_with_format(
+        location: &StoreLocation,
+        changelog: Option<ChangelogPartition>,
+        memory: &RocksDbMemory,
+        format: ValueFormat,
+    ) -> StateResult<Self> {
         let path = location.store_dir();
         let mut store = RocksDbStore {
             name: location.store.clone(),
@@ -317,6 +352,10 @@ impl RocksDbStore {
                 Some(format!("RocksDB reported corruption on opening: {err}"))
             }
             Err(err) => return Err(err),
+        };
+        let wiped = match wiped {
+            Some(reason) => Some(reason),
+            None => store.inspect_value_format(format)?,
         };
         let wiped = match wiped {
             Some(reason) => Some(reason),
@@ -343,6 +382,7 @@ impl RocksDbStore {
             store.checkpoint = None;
             store.recovery = StoreRecovery::Wiped { reason };
         }
+        store.record_value_format(format)?;
         tracing::debug!(
             store = %store.name,
             task = %store.task,
@@ -374,6 +414,43 @@ impl RocksDbStore {
     }
 
     /// Reads the checkpoint and sets `recovery`; returns why the state must be wiped.
+    /// Why the store must be wiped because it holds values of another layout than
+    /// `format`, if it does.
+    fn inspect_value_format(&self, format: ValueFormat) -> StateResult<Option<String>> {
+        let db = self.db()?;
+        let meta = self.meta_cf(db)?;
+        let stored = db
+            .get_cf(meta, VALUE_FORMAT_KEY)
+            .map_err(|e| self.rocks_error("reading the value format", e))?;
+        let stored = stored.as_deref().unwrap_or(ValueFormat::Plain.marker());
+        if stored == format.marker() {
+            return Ok(None);
+        }
+        let mut iter = db.raw_iterator();
+        iter.seek_to_first();
+        Ok(iter.valid().then(|| {
+            format!(
+                "its values are laid out as {}, the store now keeps them as {}",
+                String::from_utf8_lossy(stored),
+                String::from_utf8_lossy(format.marker())
+            )
+        }))
+    }
+
+    /// Records the layout of the values (once per store).
+    fn record_value_format(&self, format: ValueFormat) -> StateResult<()> {
+        let db = self.db()?;
+        let meta = self.meta_cf(db)?;
+        let stored = db
+            .get_cf(meta, VALUE_FORMAT_KEY)
+            .map_err(|e| self.rocks_error("reading the value format", e))?;
+        if stored.as_deref() != Some(format.marker()) {
+            db.put_cf_opt(meta, VALUE_FORMAT_KEY, format.marker(), &self.write_options)
+                .map_err(|e| self.rocks_error("recording the value format", e))?;
+        }
+        Ok(())
+    }
+
     fn inspect_checkpoint(&mut self, existed: bool) -> StateResult<Option<String>> {
         let raw = {
             let db = self.db()?;

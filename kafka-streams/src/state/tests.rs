@@ -13,7 +13,7 @@ use super::{
     ChangelogPartition, FlushQueue, InMemoryStore, KeyValueStore, KeyValueStoreBuilder,
     ReadOnlyKeyValueStore, RecordingChangelogWriter, RestorableStore, RestoreRecord, RocksDbMemory,
     RocksDbMemoryConfig, RocksDbStore, StateError, StateResult, StateStore, StoreBuilder,
-    StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore,
+    StoreContext, StoreLocation, StoreRecovery, TypedKeyValueStore, ValueFormat,
 };
 use crate::common::TaskId;
 use proptest::prelude::*;
@@ -167,6 +167,45 @@ fn rocksdb_lives_at_state_dir_app_task_store() -> R {
     assert!(store.path().join("CURRENT").exists());
     assert_eq!(store.recovery(), &StoreRecovery::Fresh);
     assert_eq!(store.checkpointed_offset(), None);
+    Ok(())
+}
+
+/// A store written with plain values (before KTable stores kept timestamps) is not
+/// read as timestamp + value: reopened as a timestamped store it is wiped and restored
+/// from its changelog; reopened in its own layout it resumes.
+#[test]
+fn a_store_of_another_value_layout_is_wiped_not_misread() -> R {
+    let dir = tempfile::tempdir()?;
+    let loc = location(dir.path(), "0_2", "counts");
+    {
+        let mut store = RocksDbStore::open(&loc, Some(changelog(2)), &memory())?;
+        store.restore_batch(&[rec(b"kafka", Some(b"plain-value-1"), 0)])?;
+        store.close()?;
+    }
+    {
+        let store = RocksDbStore::open(&loc, Some(changelog(2)), &memory())?;
+        assert_eq!(store.recovery(), &StoreRecovery::Resumed { offset: 1 });
+    }
+    let store = RocksDbStore::open_with_format(
+        &loc,
+        Some(changelog(2)),
+        &memory(),
+        ValueFormat::Timestamped,
+    )?;
+    assert!(
+        matches!(store.recovery(), StoreRecovery::Wiped { reason } if reason.contains("plain")),
+        "{:?}",
+        store.recovery()
+    );
+    assert_eq!(store.get(b"kafka")?, None);
+    drop(store);
+    let store = RocksDbStore::open_with_format(
+        &loc,
+        Some(changelog(2)),
+        &memory(),
+        ValueFormat::Timestamped,
+    )?;
+    assert_eq!(store.recovery(), &StoreRecovery::Fresh);
     Ok(())
 }
 
