@@ -557,6 +557,21 @@ pub fn announce_running(streams: &kafka_streams::runtime::KafkaStreams) {
     });
 }
 
+/// `config` with each `KEY=VALUE` of `properties` set (the instance binaries'
+/// trailing arguments, e.g. `processing.guarantee=exactly_once_v2`).
+pub fn with_properties(
+    mut config: kafka_streams::runtime::StreamsConfig,
+    properties: &[String],
+) -> anyhow::Result<kafka_streams::runtime::StreamsConfig> {
+    for property in properties {
+        let Some((key, value)) = property.split_once('=') else {
+            anyhow::bail!("expected KEY=VALUE, got {property}");
+        };
+        config = config.set(key, value)?;
+    }
+    Ok(config)
+}
+
 /// Starts `streams` and runs until it stops (`Ok`) or fails (`Err` with its error):
 /// the main loop of this crate's instance binaries, which run until killed.
 pub fn run_until_stopped(streams: &kafka_streams::runtime::KafkaStreams) -> anyhow::Result<()> {
