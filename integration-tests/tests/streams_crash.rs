@@ -94,14 +94,9 @@ trait Workload: Send + 'static {
     /// What is counted: a word, or a (sensor, window start) pair.
     type Key: Ord + Clone + std::fmt::Debug + Send + 'static;
 
-    /// Starts the app with `properties` and waits until it reports `RUNNING`.
-    fn start(
-        app: &str,
-        input: &str,
-        output: &str,
-        state_dir: &std::path::Path,
-        properties: &[String],
-    ) -> Instance;
+    /// The app's binary, and its arguments between `APP INPUT OUTPUT` and
+    /// `STATE_DIR [KEY=VALUE...]`.
+    const COMMAND: (&'static str, &'static [&'static str]);
 
     /// Input record number `seq` (key, value, timestamp), drawn from `rng`; adds what
     /// it counts to `occurrences`.
@@ -122,18 +117,8 @@ struct WordCount;
 impl Workload for WordCount {
     type Key = String;
 
-    fn start(
-        app: &str,
-        input: &str,
-        output: &str,
-        state_dir: &std::path::Path,
-        properties: &[String],
-    ) -> Instance {
-        let dir = state_dir.to_str().expect("utf-8 state dir");
-        let mut args = vec![app, input, output, dir];
-        args.extend(properties.iter().map(String::as_str));
-        spawn_instance(env!("CARGO_BIN_EXE_streams_wordcount_instance"), &args)
-    }
+    const COMMAND: (&'static str, &'static [&'static str]) =
+        (env!("CARGO_BIN_EXE_streams_wordcount_instance"), &[]);
 
     fn record(
         &mut self,
@@ -164,18 +149,8 @@ struct WindowedCount {
 impl Workload for WindowedCount {
     type Key = (String, i64);
 
-    fn start(
-        app: &str,
-        input: &str,
-        output: &str,
-        state_dir: &std::path::Path,
-        properties: &[String],
-    ) -> Instance {
-        let dir = state_dir.to_str().expect("utf-8 state dir");
-        let mut args = vec![app, input, output, "windowed-count", dir];
-        args.extend(properties.iter().map(String::as_str));
-        spawn_instance(env!("CARGO_BIN_EXE_streams_instance"), &args)
-    }
+    const COMMAND: (&'static str, &'static [&'static str]) =
+        (env!("CARGO_BIN_EXE_streams_instance"), &["windowed-count"]);
 
     fn record(
         &mut self,
@@ -195,6 +170,22 @@ impl Workload for WindowedCount {
     fn decode_key(bytes: &[u8]) -> (String, i64) {
         split_windowed(bytes)
     }
+}
+
+/// Starts `W`'s app with `properties` and waits until it reports `RUNNING`.
+fn start<W: Workload>(
+    app: &str,
+    input: &str,
+    output: &str,
+    state_dir: &std::path::Path,
+    properties: &[String],
+) -> Instance {
+    let (exe, mode) = W::COMMAND;
+    let mut args = vec![app, input, output];
+    args.extend(mode);
+    args.push(state_dir.to_str().expect("utf-8 state dir"));
+    args.extend(properties.iter().map(String::as_str));
+    spawn_instance(exe, &args)
 }
 
 /// SIGKILL, and reap.
@@ -261,7 +252,7 @@ fn crash_run<W: Workload>(workload: W, name: &str, guarantee: &str) -> Verdict {
     };
     let started = Instant::now();
     for cycle in 0..KILLS {
-        let instance = W::start(&app, &input, &output, state_dir.path(), &properties);
+        let instance = start::<W>(&app, &input, &output, state_dir.path(), &properties);
         let lifetime = Duration::from_millis(rng.below(MAX_LIFETIME_MS));
         std::thread::sleep(lifetime);
         kill(instance);
@@ -274,7 +265,7 @@ fn crash_run<W: Workload>(workload: W, name: &str, guarantee: &str) -> Verdict {
     stop.store(true, Ordering::SeqCst);
     let expected = producer.join().expect("producer thread");
     let total: i64 = expected.values().sum();
-    let _last = W::start(&app, &input, &output, state_dir.path(), &properties);
+    let _last = start::<W>(&app, &input, &output, state_dir.path(), &properties);
     // Done when every key reached its count (at-least-once may overshoot).
     let final_output = wait_for_counts_by(&output, &expected, FINISH_DEADLINE, W::decode_key);
     let verdict = judge(&expected, &final_output);
