@@ -1,9 +1,11 @@
-//! Checking a word count's output against its input under exactly-once: every
-//! record a `read_committed` consumer sees, and how it differs from the reference
-//! (each word's counts `1, 2, ..., n`, in order, each once). Used by the crash and
+//! Checking a count's output against its input under exactly-once: every record a
+//! `read_committed` consumer sees, and how it differs from the reference (each
+//! key's counts `1, 2, ..., n`, in order, each once). The key is a word (a word
+//! count) or a (key, window start) pair (a windowed count). Used by the crash and
 //! exactly-once tests (`tests/streams_crash.rs`, `tests/streams_eos.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
 use std::time::{Duration, Instant};
 
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
@@ -12,9 +14,20 @@ use kafka_client::rdkafka::Offset;
 
 use crate::{assign_from_beginning, config, unique_name, DEADLINE};
 
+/// A word count's output key: the UTF-8 word.
+pub fn word_key(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("utf8 word")
+}
+
 /// Every record of `topic` a `read_committed` consumer sees, per partition in offset
 /// order: `(word, count)`.
 pub fn read_committed_counts(topic: &str) -> Vec<(String, i64)> {
+    read_committed_counts_by(topic, word_key)
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, per partition in offset
+/// order: `(key, count)`, the key decoded by `decode_key`.
+pub fn read_committed_counts_by<K>(topic: &str, decode_key: fn(&[u8]) -> K) -> Vec<(K, i64)> {
     let consumer: BaseConsumer = config()
         .group_id(unique_name("crash-reader"))
         .set("isolation.level", "read_committed")
@@ -30,9 +43,9 @@ pub fn read_committed_counts(topic: &str) -> Vec<(String, i64)> {
         match consumer.poll(Duration::from_millis(100)) {
             Some(m) => {
                 let m = m.expect("output record");
-                let word = String::from_utf8(m.key().expect("key").to_vec()).expect("utf8");
+                let key = decode_key(m.key().expect("key"));
                 let count: [u8; 8] = m.payload().expect("count").try_into().expect("i64");
-                records.push((word, i64::from_be_bytes(count)));
+                records.push((key, i64::from_be_bytes(count)));
             }
             None => {
                 // Transaction markers hold no record: the position tells the end.
@@ -64,55 +77,68 @@ pub fn wait_for_counts(
     expected: &BTreeMap<String, i64>,
     deadline: Duration,
 ) -> Vec<(String, i64)> {
+    wait_for_counts_by(topic, expected, deadline, word_key)
+}
+
+/// [`wait_for_counts`] for any count's output, its keys decoded by `decode_key`.
+pub fn wait_for_counts_by<K: Ord + Debug>(
+    topic: &str,
+    expected: &BTreeMap<K, i64>,
+    deadline: Duration,
+    decode_key: fn(&[u8]) -> K,
+) -> Vec<(K, i64)> {
     let deadline = Instant::now() + deadline;
     loop {
-        let out = read_committed_counts(topic);
-        let mut latest: BTreeMap<&str, i64> = BTreeMap::new();
-        for (w, c) in &out {
-            latest.insert(w.as_str(), *c);
+        let out = read_committed_counts_by(topic, decode_key);
+        let mut latest: BTreeMap<&K, i64> = BTreeMap::new();
+        for (k, c) in &out {
+            latest.insert(k, *c);
         }
         let complete = expected
             .iter()
-            .filter(|(w, n)| latest.get(w.as_str()).is_some_and(|c| c >= *n))
+            .filter(|(k, n)| latest.get(k).is_some_and(|c| c >= *n))
             .count();
         if complete == expected.len() {
             return out;
         }
         assert!(
             Instant::now() < deadline,
-            "{topic}: {complete} of {} words reached their counts",
+            "{topic}: {complete} of {} keys reached their counts",
             expected.len()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
 
-/// The latest count per word of a word count's output, in the order read.
-pub fn latest_counts(output: &[(String, i64)]) -> BTreeMap<String, i64> {
+/// The latest count per key of a count's output, in the order read.
+pub fn latest_counts<K: Ord + Clone>(output: &[(K, i64)]) -> BTreeMap<K, i64> {
     output.iter().cloned().collect()
 }
 
 /// What the output holds against the reference.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
-    /// Output records whose `(word, count)` appeared before.
+    /// Output records whose `(key, count)` appeared before.
     pub repeated: usize,
     /// Counts of `1..=n` that never appear.
     pub lost: usize,
-    /// Distinct counts above a word's `n`.
+    /// Distinct counts above a key's `n` (or below 1), and records of keys not in
+    /// the input.
     pub overcounts: usize,
-    /// Words whose counts are not exactly `1, 2, ..., n` in order.
-    pub words_off: usize,
+    /// Keys whose counts are not exactly `1, 2, ..., n` in order.
+    pub keys_off: usize,
 }
 
-pub fn judge(expected: &BTreeMap<String, i64>, output: &[(String, i64)]) -> Verdict {
-    let mut per_word: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for (word, count) in output {
-        per_word.entry(word.as_str()).or_default().push(*count);
+/// How `output` (`(key, count)` in the order read) differs from the reference: each
+/// key of `expected` with the counts `1, 2, ..., n`, in order, each once.
+pub fn judge<K: Ord>(expected: &BTreeMap<K, i64>, output: &[(K, i64)]) -> Verdict {
+    let mut per_key: BTreeMap<&K, Vec<i64>> = BTreeMap::new();
+    for (key, count) in output {
+        per_key.entry(key).or_default().push(*count);
     }
     let mut verdict = Verdict::default();
-    for (word, &n) in expected {
-        let counts = per_word.remove(word.as_str()).unwrap_or_default();
+    for (key, &n) in expected {
+        let counts = per_key.remove(key).unwrap_or_default();
         let mut seen = BTreeSet::new();
         for &c in &counts {
             if !seen.insert(c) {
@@ -122,13 +148,13 @@ pub fn judge(expected: &BTreeMap<String, i64>, output: &[(String, i64)]) -> Verd
         verdict.lost += (1..=n).filter(|c| !seen.contains(c)).count();
         verdict.overcounts += seen.iter().filter(|&&c| c > n || c < 1).count();
         if counts != (1..=n).collect::<Vec<_>>() {
-            verdict.words_off += 1;
+            verdict.keys_off += 1;
         }
     }
-    // Words that were never produced.
-    for counts in per_word.values() {
+    // Keys that were never produced.
+    for counts in per_key.values() {
         verdict.overcounts += counts.len();
-        verdict.words_off += 1;
+        verdict.keys_off += 1;
     }
     verdict
 }
@@ -152,7 +178,7 @@ mod tests {
                 repeated: 1,
                 lost: 1,
                 overcounts: 2,
-                words_off: 3
+                keys_off: 3
             }
         );
     }

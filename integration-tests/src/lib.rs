@@ -91,7 +91,18 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 
 /// Creates `topic` with topic-level `configs` and waits until it is visible.
 pub async fn create_topic_with_config(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = config()
+    create_topic_at(config(), topic, partitions, configs).await
+}
+
+/// Creates `topic` on the broker of `client` (a broker of the test's own, not
+/// necessarily `KAFKA_BOOTSTRAP_SERVERS`) and waits until it is visible.
+pub async fn create_topic_at(
+    client: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> = client
         .to_rdkafka()
         .create()
         .expect("creating the admin client");
@@ -112,13 +123,17 @@ pub async fn create_topic_with_config(topic: &str, partitions: i32, configs: &[(
             Err((name, code)) => panic!("creating topic {name}: {code:?}"),
         }
     }
-    wait_for_partitions(topic, partitions).await;
+    wait_for_partitions_at(client, topic, partitions).await;
 }
 
 /// Waits until the broker's metadata lists `partitions` partitions for `topic`.
 pub async fn wait_for_partitions(topic: &str, partitions: i32) {
+    wait_for_partitions_at(config(), topic, partitions).await
+}
+
+/// [`wait_for_partitions`] on the broker of `config`.
+async fn wait_for_partitions_at(config: ClientConfig, topic: &str, partitions: i32) {
     let topic = topic.to_owned();
-    let config = config();
     tokio::task::spawn_blocking(move || {
         let probe: BaseConsumer = config.to_rdkafka().create().expect("metadata client");
         let deadline = Instant::now() + DEADLINE;
@@ -285,7 +300,16 @@ pub fn assign_from_beginning(consumer: &BaseConsumer, topic: &str) -> BTreeMap<i
 /// Every record of every partition of `topic`, read from the beginning to its
 /// current end: `(key, value)` (`None`: a tombstone), in offset order per partition.
 pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let consumer: BaseConsumer = config()
+    read_records_at(config(), topic)
+        .into_iter()
+        .map(|(_, key, value)| (key, value))
+        .collect()
+}
+
+/// [`read_records`] on the broker of `client`, each record with its partition:
+/// `(partition, key, value)`.
+pub fn read_records_at(client: ClientConfig, topic: &str) -> Vec<(i32, Vec<u8>, Option<Vec<u8>>)> {
+    let consumer: BaseConsumer = client
         .group_id(unique_name("changelog-reader"))
         .to_rdkafka()
         .create()
@@ -303,7 +327,7 @@ pub fn read_records(topic: &str) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
             let m = m.expect("record");
             next.insert(m.partition(), m.offset() + 1);
             let key = m.key().expect("records have keys").to_vec();
-            records.push((key, m.payload().map(<[u8]>::to_vec)));
+            records.push((m.partition(), key, m.payload().map(<[u8]>::to_vec)));
         }
     }
     records
@@ -370,31 +394,43 @@ pub struct SecureBroker {
     settings: BTreeMap<String, String>,
 }
 
+/// `scripts/broker.sh`, which starts (and stops) a broker of a test's own.
+const BROKER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/broker.sh");
+
+/// Runs `scripts/broker.sh DIR/pid --dir DIR` with `extra` arguments, which starts a
+/// broker in `dir` (again, on the same log dirs and ports, when `dir` holds one) and
+/// waits until it answers metadata requests. Returns its PLAINTEXT bootstrap address
+/// and pid; fails the test with the script's message (e.g. that the jars
+/// `scripts/setup.sh` fetches are missing) when it cannot start.
+fn run_broker_script(dir: &std::path::Path, extra: &[&str]) -> (String, u32) {
+    init_tracing();
+    let pid_file = dir.join("pid");
+    let out = std::process::Command::new("bash")
+        .arg(BROKER_SCRIPT)
+        .arg(&pid_file)
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("running scripts/broker.sh");
+    let pid = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let (true, Some(pid)) = (out.status.success(), pid) else {
+        panic!(
+            "this test starts a broker of its own, and scripts/broker.sh {extra:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    (String::from_utf8_lossy(&out.stdout).trim().to_owned(), pid)
+}
+
 impl SecureBroker {
     /// Starts the broker and waits until it answers metadata requests.
     pub fn start() -> SecureBroker {
-        init_tracing();
         let dir = tempfile::tempdir().expect("broker dir");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/broker.sh");
-        let pid_file = dir.path().join("pid");
-        let out = std::process::Command::new("bash")
-            .arg(script)
-            .arg(&pid_file)
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--secure")
-            .output()
-            .expect("running scripts/broker.sh");
-        let pid = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok());
-        let (true, Some(pid)) = (out.status.success(), pid) else {
-            panic!(
-                "scripts/broker.sh --secure failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let (plaintext, pid) = run_broker_script(dir.path(), &["--secure"]);
         let env = std::fs::read_to_string(dir.path().join("listeners.env"))
             .expect("the secure broker's listeners.env");
         let mut settings: BTreeMap<String, String> = env
@@ -402,10 +438,7 @@ impl SecureBroker {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        settings.insert(
-            "PLAINTEXT".into(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        );
+        settings.insert("PLAINTEXT".into(), plaintext);
         SecureBroker { dir, pid, settings }
     }
 
@@ -555,6 +588,21 @@ pub fn announce_running(streams: &kafka_streams::runtime::KafkaStreams) {
             let _ = out.flush();
         }
     });
+}
+
+/// `config` with each `KEY=VALUE` of `properties` set (the instance binaries'
+/// trailing arguments, e.g. `processing.guarantee=exactly_once_v2`).
+pub fn with_properties(
+    mut config: kafka_streams::runtime::StreamsConfig,
+    properties: &[String],
+) -> anyhow::Result<kafka_streams::runtime::StreamsConfig> {
+    for property in properties {
+        let Some((key, value)) = property.split_once('=') else {
+            anyhow::bail!("expected KEY=VALUE, got {property}");
+        };
+        config = config.set(key, value)?;
+    }
+    Ok(config)
 }
 
 /// Starts `streams` and runs until it stops (`Ok`) or fails (`Err` with its error):
@@ -709,5 +757,80 @@ impl Instance {
     pub fn kill(&mut self) {
         self.0.kill().expect("SIGKILL");
         self.0.wait().expect("reap");
+    }
+}
+
+/// A plaintext Apache Kafka broker of the test's own (`scripts/broker.sh` in a
+/// temporary directory, whatever `KAFKA_BOOTSTRAP_SERVERS` says), for tests that kill
+/// the broker: [`RestartableBroker::kill`] SIGKILLs it and
+/// [`RestartableBroker::restart`] starts it again on the same log dirs and port. On
+/// drop (also when the test panics) it is stopped with `scripts/broker.sh --stop`
+/// and its directory deleted.
+pub struct RestartableBroker {
+    dir: tempfile::TempDir,
+    pid: u32,
+    bootstrap_servers: String,
+}
+
+impl RestartableBroker {
+    /// Starts the broker and waits until it answers metadata requests; fails the
+    /// test with `scripts/broker.sh`'s message when it cannot (e.g. without the jars
+    /// `scripts/setup.sh` fetches).
+    pub fn start() -> RestartableBroker {
+        let dir = tempfile::tempdir().expect("broker dir");
+        let (bootstrap_servers, pid) = run_broker_script(dir.path(), &[]);
+        RestartableBroker {
+            dir,
+            pid,
+            bootstrap_servers,
+        }
+    }
+
+    /// Its bootstrap address (the same across restarts).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap_servers
+    }
+
+    /// A client configuration for this broker.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.bootstrap_servers.clone())
+    }
+
+    /// SIGKILLs the broker (no clean shutdown: its logs are recovered at the next
+    /// start) and waits until the process is gone.
+    pub fn kill(&mut self) {
+        let pid = self.pid.to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("running kill");
+        assert!(killed.success(), "SIGKILL to the broker (pid {pid}) failed");
+        // Not this process's child (broker.sh started it): wait for it to be gone.
+        let gone = std::process::Command::new("tail")
+            .args(["--pid", &pid, "-f", "/dev/null"])
+            .status()
+            .expect("waiting for the killed broker");
+        assert!(gone.success(), "waiting for the broker (pid {pid}) to exit");
+    }
+
+    /// Starts the broker again on the same log dirs and port, and waits until it
+    /// answers metadata requests.
+    pub fn restart(&mut self) {
+        let (bootstrap_servers, pid) = run_broker_script(self.dir.path(), &[]);
+        assert_eq!(
+            bootstrap_servers, self.bootstrap_servers,
+            "the restarted broker listens elsewhere"
+        );
+        self.pid = pid;
+    }
+}
+
+impl Drop for RestartableBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(BROKER_SCRIPT)
+            .arg("--stop")
+            .arg(self.dir.path().join("pid"))
+            .status();
     }
 }

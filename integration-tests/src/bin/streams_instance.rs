@@ -4,10 +4,12 @@
 //!
 //! - `streams_instance APP INPUT OUTPUT`: doubles `i64` values (the two-process
 //!   takeover test, `tests/streams_runtime.rs`);
-//! - `streams_instance APP INPUT OUTPUT windowed-count STATE_DIR`: the one-minute
-//!   windowed count of `integration_tests::count_per_minute` (store
+//! - `streams_instance APP INPUT OUTPUT windowed-count STATE_DIR [KEY=VALUE...]`:
+//!   the one-minute windowed count of `integration_tests::count_per_minute` (store
 //!   `window-counts`, one hour of grace), with its state under `STATE_DIR` (the
-//!   SIGKILL restore test, `tests/streams_windows.rs`).
+//!   SIGKILL restore test, `tests/streams_windows.rs`); each `KEY=VALUE` is a
+//!   `StreamsConfig` property (e.g. `processing.guarantee=exactly_once_v2`, for the
+//!   crash test `tests/streams_crash.rs`).
 //!
 //! `KAFKA_BOOTSTRAP_SERVERS` must be set.
 
@@ -21,15 +23,15 @@ use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let builder = StreamsBuilder::new();
-    let (app, state_dir) = match args.as_slice() {
+    let (app, state_dir, properties) = match args.as_slice() {
         [app, input, output] => {
             builder
                 .stream::<String, i64>(input)
                 .map_values(|v| v * 2)
                 .to(output);
-            (app, None)
+            (app, None, &[][..])
         }
-        [app, input, output, mode, state_dir] if mode == "windowed-count" => {
+        [app, input, output, mode, state_dir, properties @ ..] if mode == "windowed-count" => {
             count_per_minute(
                 builder.stream(input),
                 WINDOW_COUNTS_GRACE,
@@ -37,9 +39,11 @@ fn main() -> anyhow::Result<()> {
                 output,
                 false,
             );
-            (app, Some(state_dir))
+            (app, Some(state_dir), properties)
         }
-        _ => anyhow::bail!("usage: streams_instance APP INPUT OUTPUT [windowed-count STATE_DIR]"),
+        _ => anyhow::bail!(
+            "usage: streams_instance APP INPUT OUTPUT [windowed-count STATE_DIR [KEY=VALUE...]]"
+        ),
     };
     let mut config = StreamsConfig::new(app.as_str(), integration_tests::config())
         .commit_interval(Duration::from_millis(200))
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = state_dir {
         config = config.state_dir(dir);
     }
+    let config = integration_tests::with_properties(config, properties)?;
     let streams = KafkaStreams::new(builder.build()?, config)?;
     streams.set_state_listener(|new, _old| {
         let mut out = std::io::stdout().lock();

@@ -22,17 +22,12 @@ fn main() -> anyhow::Result<()> {
     };
     let builder = StreamsBuilder::new();
     integration_tests::count_words(builder.stream::<String, String>(input), "counts", output);
-    let mut config = StreamsConfig::new(app.as_str(), integration_tests::config())
+    let config = StreamsConfig::new(app.as_str(), integration_tests::config())
         .commit_interval(Duration::from_millis(200))
         .state_dir(state_dir)
         .set("session.timeout.ms", "6000")?
         .set("heartbeat.interval.ms", "500")?;
-    for property in properties {
-        let Some((key, value)) = property.split_once('=') else {
-            anyhow::bail!("expected KEY=VALUE, got {property}");
-        };
-        config = config.set(key, value)?;
-    }
+    let config = integration_tests::with_properties(config, properties)?;
     let streams = KafkaStreams::new(builder.build()?, config)?;
     integration_tests::announce_running(&streams);
     integration_tests::run_until_stopped(&streams)

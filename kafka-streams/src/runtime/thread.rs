@@ -347,12 +347,33 @@ fn new_collector(env: &TaskEnv, thread_name: &str, index: usize) -> Result<Kafka
     Ok(collector)
 }
 
-/// Exactly-once, after a failed or fenced transaction (Kafka's `TaskCorruptedException`
-/// and `TaskMigratedException`): aborts the transaction, gives up every task without
-/// committing (their stores, which may hold the aborted writes, have no checkpoint and
-/// are wiped and restored when the tasks come back), replaces a fenced producer, and
-/// rejoins the group, which hands the partitions out again from the committed offsets.
-fn recover_from_transaction_error(
+/// Whether `error` says the thread is no longer a member of the group's current
+/// generation (Kafka's `CommitFailedException`, which Kafka Streams turns into a
+/// `TaskMigratedException`): an offset commit refused because the member was dropped
+/// (e.g. its session timed out while the broker was away) or the group moved on to a
+/// new generation. Its tasks may already be someone else's.
+fn is_task_migrated(error: &StreamsError) -> bool {
+    matches!(
+        error,
+        StreamsError::Kafka { source, .. } if matches!(
+            source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::RebalanceInProgress
+            )
+        )
+    )
+}
+
+/// After a failed or fenced transaction under exactly-once (Kafka's
+/// `TaskCorruptedException` and `TaskMigratedException`), or a commit refused because
+/// the thread dropped out of the group ([`is_task_migrated`]): aborts the transaction
+/// (if any), gives up every task without committing (under exactly-once their
+/// stores, which may hold the aborted writes, have no checkpoint and are wiped and
+/// restored when the tasks come back), replaces a fenced producer, and rejoins the
+/// group, which hands the partitions out again from the committed offsets.
+fn recover_lost_tasks(
     index: usize,
     consumer: &BaseConsumer<StreamsConsumerContext>,
     c: &mut ThreadCore,
@@ -362,7 +383,7 @@ fn recover_from_transaction_error(
     error: &StreamsError,
 ) -> Result<()> {
     let mut replace_producer = matches!(error, StreamsError::Transaction { fenced: true, .. });
-    tracing::warn!(thread = index, %error, "transaction failed: aborting it, giving up the thread's tasks and rejoining the group");
+    tracing::warn!(thread = index, %error, "transaction failed or tasks migrated: aborting any transaction, giving up the thread's tasks and rejoining the group");
     if !replace_producer {
         if let Err(abort_error) = c.collector.abort_transaction() {
             tracing::warn!(thread = index, error = %abort_error, "aborting the transaction failed; replacing the producer");
@@ -406,6 +427,7 @@ fn run_loop(
         fetched: FetchedBatch::new(),
         restoring: false,
         last_commit: Instant::now(),
+        commits_failing_since: None,
     };
     let mut last_progress_log = Instant::now();
     loop {
@@ -462,10 +484,12 @@ fn run_loop(
             round.polled_ends.clear();
             round.fetched.clear();
             match error {
-                StreamsError::Transaction { .. } if !shared.shutdown.load(Ordering::SeqCst) => {
-                    recover_from_transaction_error(
-                        index, consumer, c, env, shared, topics, &error,
-                    )?;
+                error
+                    if (matches!(error, StreamsError::Transaction { .. })
+                        || is_task_migrated(&error))
+                        && !shared.shutdown.load(Ordering::SeqCst) =>
+                {
+                    recover_lost_tasks(index, consumer, c, env, shared, topics, &error)?;
                     round.restoring = false;
                     round.last_commit = Instant::now();
                 }
@@ -505,6 +529,9 @@ struct Round<'m> {
     /// Whether some task is restoring.
     restoring: bool,
     last_commit: Instant,
+    /// Since when commits have failed with retriable errors (none: the last one
+    /// succeeded).
+    commits_failing_since: Option<Instant>,
 }
 
 /// One round of the loop with the thread's core locked: hands the fetched records to
@@ -548,11 +575,46 @@ fn step(
     }
     c.collector.poll();
     if round.last_commit.elapsed() >= config.get_commit_interval() {
-        c.task_manager
-            .commit(&mut c.collector, &mut KafkaCommitter { consumer })?;
+        let committed = c
+            .task_manager
+            .commit(&mut c.collector, &mut KafkaCommitter { consumer });
         round.last_commit = Instant::now();
+        match committed {
+            Ok(_) => round.commits_failing_since = None,
+            Err(error) if is_retriable_commit_error(&error) => {
+                // Like Kafka's commit on a `TimeoutException`: processing goes on and
+                // the next interval commits again (everything since the last
+                // successful commit), until the failures outlast the task timeout.
+                let since = *round.commits_failing_since.get_or_insert(round.last_commit);
+                if since.elapsed() >= COMMIT_RETRY_TIMEOUT {
+                    return Err(error);
+                }
+                tracing::warn!(thread = index, %error, failing_for = ?since.elapsed(), "commit failed; retrying at the next commit interval");
+            }
+            Err(error) => return Err(error),
+        }
     }
     Ok(())
+}
+
+/// How long commits may keep failing with retriable errors (the group coordinator or
+/// the broker away) before the thread fails: Kafka's `task.timeout.ms` default.
+const COMMIT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Whether a failed commit may succeed later without the thread giving up anything:
+/// the coordinator or broker is unreachable or busy (Kafka's `TimeoutException` and
+/// retriable errors from `commitSync`). A commit refused for a lost membership is not
+/// (see [`is_task_migrated`]), nor anything under exactly-once, where a failed
+/// transaction is aborted.
+fn is_retriable_commit_error(error: &StreamsError) -> bool {
+    match error {
+        StreamsError::Kafka { source, .. } => match source.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::WaitingForCoordinator) => true,
+            Some(_) => !is_task_migrated(error) && error.is_retriable(),
+            None => false,
+        },
+        _ => false,
+    }
 }
 
 /// At most this many polls without a record per drain of the consumer's queue, so an
@@ -688,3 +750,52 @@ fn restore_step(
 
 /// Time a restore step may take while other tasks of the thread are running.
 const RESTORE_SLICE_WHILE_RUNNING: Duration = Duration::from_millis(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An offset commit refused with `code`.
+    fn refused(code: RDKafkaErrorCode) -> StreamsError {
+        StreamsError::kafka(
+            "committing offsets",
+            "lines-0@5",
+            KafkaError::ConsumerCommit(code),
+        )
+    }
+
+    #[test]
+    fn commits_refused_for_a_lost_membership_mean_migrated_tasks() {
+        for code in [
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::IllegalGeneration,
+            RDKafkaErrorCode::RebalanceInProgress,
+        ] {
+            assert!(is_task_migrated(&refused(code)), "{code:?}");
+        }
+        assert!(!is_task_migrated(&refused(
+            RDKafkaErrorCode::GroupAuthorizationFailed
+        )));
+        assert!(!is_task_migrated(&StreamsError::Internal("other".into())));
+    }
+
+    #[test]
+    fn commits_failing_while_the_coordinator_is_away_are_retried() {
+        for code in [
+            RDKafkaErrorCode::WaitingForCoordinator,
+            RDKafkaErrorCode::CoordinatorNotAvailable,
+            RDKafkaErrorCode::NotCoordinator,
+            RDKafkaErrorCode::RequestTimedOut,
+            RDKafkaErrorCode::AllBrokersDown,
+        ] {
+            assert!(is_retriable_commit_error(&refused(code)), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::RebalanceInProgress,
+            RDKafkaErrorCode::GroupAuthorizationFailed,
+        ] {
+            assert!(!is_retriable_commit_error(&refused(code)), "{code:?}");
+        }
+    }
+}
