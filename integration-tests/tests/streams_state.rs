@@ -25,7 +25,7 @@ use kafka_streams::dsl::{Materialized, StreamsBuilder};
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig, TopologyOptimization};
 use kafka_streams::state::{
     ChangelogPartition, ReadOnlyKeyValueStore, RestorableStore, RocksDbMemory, RocksDbStore,
-    StateRestoreListener, StoreLocation,
+    StateRestoreListener, StoreLocation, ValueFormat,
 };
 
 fn describe_cleanup_policy(topic: &str) -> Option<String> {
@@ -97,7 +97,10 @@ fn changelog_is_compacted_and_rebuilds_exactly_the_store() {
             task: format!("1_{partition}"),
             store: "counts".into(),
         };
-        let store = RocksDbStore::open(&location, None, &memory).expect("open store");
+        // Opened in the table store's layout: another would wipe it.
+        let store =
+            RocksDbStore::open_with_format(&location, None, &memory, ValueFormat::Timestamped)
+                .expect("open store");
         for entry in store.all().expect("iterate store") {
             let (k, v) = entry.expect("store entry");
             // The store keeps Kafka's `ValueAndTimestamp` layout (the 8-byte row
@@ -582,7 +585,13 @@ fn source_table_reusing_its_topic_has_no_changelog_and_restores_from_the_topic()
             topic: input.clone(),
             partition,
         };
-        let store = RocksDbStore::open(&location, Some(source), &memory).expect("open store");
+        let store = RocksDbStore::open_with_format(
+            &location,
+            Some(source),
+            &memory,
+            ValueFormat::Timestamped,
+        )
+        .expect("open store");
         assert_eq!(
             store.checkpointed_offset(),
             committed,
