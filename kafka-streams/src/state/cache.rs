@@ -97,6 +97,11 @@ pub struct FlushedEntry {
 pub trait CacheFlushListener: Send {
     /// One update leaving the cache.
     fn apply(&mut self, entry: FlushedEntry);
+
+    /// A delete of a key the inner store never had left the cache: nothing was
+    /// written and nothing is to be forwarded. For listeners that keep something per
+    /// pending delete (the deleting record's timestamp) and must let it go.
+    fn dropped(&mut self, _key: &[u8]) {}
 }
 
 impl<F: FnMut(FlushedEntry) + Send> CacheFlushListener for F {
@@ -119,12 +124,41 @@ struct FlushQueueInner {
     /// Whether `entries` may hold something. Processors drain after every record,
     /// and the queue is almost always empty then: this spares that lock.
     queued: AtomicBool,
+    /// Whether to keep the keys of [`CacheFlushListener::dropped`] deletes.
+    tracks_dropped: bool,
+    dropped: Mutex<Vec<Vec<u8>>>,
+    /// Whether `dropped` may hold something (as `queued`).
+    dropped_queued: AtomicBool,
 }
 
 impl FlushQueue {
     /// An empty queue.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty queue that also keeps the keys of deletes the cache dropped
+    /// ([`FlushQueue::drain_dropped`]).
+    pub fn tracking_dropped() -> Self {
+        FlushQueue {
+            shared: Arc::new(FlushQueueInner {
+                tracks_dropped: true,
+                ..FlushQueueInner::default()
+            }),
+        }
+    }
+
+    /// Removes and returns the keys of the deletes the cache dropped without a write.
+    pub fn drain_dropped(&self) -> Vec<Vec<u8>> {
+        if !self.shared.dropped_queued.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut dropped = match self.shared.dropped.lock() {
+            Ok(dropped) => dropped,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        self.shared.dropped_queued.store(false, Ordering::Release);
+        std::mem::take(&mut *dropped)
     }
 
     /// Removes and returns the queued updates, oldest first.
@@ -150,6 +184,18 @@ impl CacheFlushListener for FlushQueue {
         queue.push_back(entry);
         // Under the lock, so a drain that clears the flag has taken this entry.
         self.shared.queued.store(true, Ordering::Release);
+    }
+
+    fn dropped(&mut self, key: &[u8]) {
+        if !self.shared.tracks_dropped {
+            return;
+        }
+        let mut dropped = match self.shared.dropped.lock() {
+            Ok(dropped) => dropped,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        dropped.push(key.to_vec());
+        self.shared.dropped_queued.store(true, Ordering::Release);
     }
 }
 
@@ -471,6 +517,7 @@ impl NamedCache {
         let mut batch: Vec<BatchEntry> = Vec::with_capacity(leaving.len());
         let mut olds: Vec<Option<Vec<u8>>> = Vec::with_capacity(leaving.len());
         let listening = self.listener.is_some();
+        let mut dropped: Vec<Vec<u8>> = Vec::new();
         for key in &leaving {
             let Some(entry) = self.entries.get(key.bytes()).filter(|e| e.dirty) else {
                 continue;
@@ -483,6 +530,7 @@ impl NamedCache {
             };
             if listening && new_value.is_none() && old_value.is_none() {
                 // Deleting a key the inner store never had: nothing to write or forward.
+                dropped.push(key.bytes().to_vec());
                 continue;
             }
             batch.push((key.bytes().to_vec(), new_value));
@@ -519,6 +567,9 @@ impl NamedCache {
                     new_value,
                     old_value: if send_old_values { old_value } else { None },
                 });
+            }
+            for key in &dropped {
+                listener.dropped(key);
             }
         }
         Ok(())
@@ -768,6 +819,40 @@ mod tests {
         let forwarded = queue.drain();
         assert_eq!(forwarded[0].old_value, Some(99u32.to_be_bytes().to_vec()));
         assert_eq!(forwarded[0].new_value, Some(b"new".to_vec()));
+    }
+
+    /// A key put and deleted between two flushes never reaches the inner store: the
+    /// listener is told the delete was dropped (so per-delete bookkeeping is let go)
+    /// and nothing is forwarded.
+    #[test]
+    fn a_delete_of_a_key_never_written_through_is_reported_dropped() {
+        let budget = CacheBudget::new(1 << 20);
+        let writer = RecordingChangelogWriter::new();
+        let logged = ChangeLoggingStore::new(
+            Box::new(InMemoryStore::new("s")),
+            ChangelogPartition {
+                topic: "app-s-changelog".into(),
+                partition: 0,
+            },
+            Arc::new(writer.clone()),
+        );
+        let mut store = CachingStore::new(Box::new(logged), budget.clone());
+        let queue = FlushQueue::tracking_dropped();
+        store.set_flush_listener(Box::new(queue.clone()), true);
+        store.put(b"brief", b"1").unwrap();
+        store.delete(b"brief").unwrap();
+        store.put(b"kept", b"2").unwrap();
+        store.flush().unwrap();
+        assert_eq!(queue.drain_dropped(), vec![b"brief".to_vec()]);
+        let forwarded: Vec<Vec<u8>> = queue.drain().into_iter().map(|e| e.key).collect();
+        assert_eq!(forwarded, vec![b"kept".to_vec()]);
+        assert!(queue.drain_dropped().is_empty());
+        // A queue not tracking them keeps nothing.
+        let (mut plain, _, untracked) = cached(&budget);
+        plain.put(b"brief", b"1").unwrap();
+        plain.delete(b"brief").unwrap();
+        plain.flush().unwrap();
+        assert!(untracked.drain_dropped().is_empty());
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl TupleForwarder {
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
     ) -> Result<(), ProcessorError> {
         let store = ctx.required_store::<TimestampedKeyValueStore<K, V>>(&self.store)?;
-        let queue = FlushQueue::new();
+        let queue = FlushQueue::tracking_dropped();
         if store.set_flush_listener(Box::new(queue.clone()), true)? {
             self.queue = Some(queue);
         }
@@ -79,6 +79,11 @@ impl TupleForwarder {
         let Some(queue) = &self.queue else {
             return Ok(());
         };
+        // Deletes of keys the store never had left the cache unforwarded: their
+        // timestamps are not needed any more.
+        for key in queue.drain_dropped() {
+            self.delete_timestamps.remove(&key);
+        }
         let entries = queue.drain();
         if entries.is_empty() {
             return Ok(());
