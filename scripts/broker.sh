@@ -166,7 +166,15 @@ CLIENT_CERT=$tls/client.pem
 CLIENT_KEY=$tls/client.key
 EOF
     fi
-    cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # Like Kafka's Uuid.randomUuid: never starting with '-', which kafka-storage's
+    # argument parser would take for an option (and fail the format).
+    cluster_id="$(python3 -c '
+import base64, uuid
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cid.startswith("-"):
+        break
+print(cid)')"
     format_args=(format --ignore-formatted -t "$cluster_id" -c "$props")
     if [ "$secure" -eq 1 ]; then
         format_args+=(--add-scram 'SCRAM-SHA-256=[name=bob,password=bob-scram256-secret]'
