@@ -79,8 +79,13 @@ async fn compacted_topic_config_describe_alter_and_delete() {
         .alter_topic_config(&topic, &[("retention.ms", Some("3600000"))])
         .await
         .unwrap();
-    let again = admin.describe_topic_config(&topic).await.unwrap();
-    assert_eq!(again.get("retention.ms"), Some("3600000"), "{again:?}");
+    // A KRaft broker applies the controller's config change asynchronously: a
+    // describe right after the alter may still show the old value.
+    let again = eventually("the altered retention.ms to be described", || async {
+        let described = admin.describe_topic_config(&topic).await.unwrap();
+        (described.get("retention.ms") == Some("3600000")).then_some(described)
+    })
+    .await;
     assert_eq!(
         again.get("cleanup.policy"),
         Some("compact"),
