@@ -81,6 +81,7 @@ pub(crate) mod task;
 mod task_manager;
 mod thread;
 mod topics;
+mod trace;
 
 pub use crate::topology::TopologyOptimization;
 pub(crate) use commit::{commit_tasks, OffsetCommitter};

@@ -13,16 +13,19 @@
 //! - runs stream-time and wall-clock punctuations;
 //! - remembers, per input partition, the next offset to commit.
 //!
+//! Each step (a record, a punctuation, a commit's cache flush) runs in a `tracing`
+//! span whose W3C trace context its output records carry (see `trace.rs`).
+//!
 //! Its state follows Kafka's `StreamTask`: `Created` → `Restoring` (stores open,
 //! changelogs being replayed; input buffered, nothing processed) → `Running` →
 //! `Closed`.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use kafka_client::serde::BoxError;
+use kafka_client::trace_context::TraceHeaders;
 use kafka_client::TopicPartition;
 
 use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
@@ -131,6 +134,8 @@ pub(crate) struct StreamTask {
     forwarded: u64,
     /// The wall-clock time of the latest processing step.
     wall_clock: i64,
+    /// The trace context of the running step's span, which its output records carry.
+    trace: Option<TraceHeaders>,
     env: Arc<TaskEnv>,
 }
 
@@ -215,6 +220,7 @@ impl StreamTask {
             current_timestamp: 0,
             forwarded: 0,
             wall_clock: 0,
+            trace: None,
             env,
         })
     }
@@ -447,13 +453,18 @@ impl StreamTask {
         metadata.offset = queued.offset;
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
-        let result = self.run(
-            source,
-            Step::Process(record),
-            Some(&metadata),
-            collector,
-            wall_clock,
-        );
+        let step = super::trace::process(self.id, &metadata, &record.headers);
+        self.trace = step.headers;
+        let result = step.span.in_scope(|| {
+            self.run(
+                source,
+                Step::Process(record),
+                Some(&metadata),
+                collector,
+                wall_clock,
+            )
+        });
+        self.trace = None;
         *self.group.metadata_mut(qi) = metadata;
         result?;
         self.env.metrics.processed();
@@ -500,7 +511,13 @@ impl StreamTask {
                 continue;
             }
             self.current_timestamp = time.max(0);
-            self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)?;
+            let step = super::trace::punctuate(self.id, kind, time);
+            self.trace = step.headers;
+            let result = step.span.in_scope(|| {
+                self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)
+            });
+            self.trace = None;
+            result?;
             self.env.metrics.punctuated();
             ran = true;
         }
@@ -579,6 +596,7 @@ impl StreamTask {
             id,
             env,
             forwarded,
+            trace,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -663,7 +681,7 @@ impl StreamTask {
                                 key: encoded.key,
                                 value: encoded.value,
                                 timestamp: record.timestamp,
-                                headers: Cow::Borrowed(&record.headers),
+                                headers: super::trace::stamp(&record.headers, trace.as_ref()),
                             };
                             collector
                                 .send(encoded, name, metadata)
@@ -734,19 +752,14 @@ impl StreamTask {
             .filter(|(_, n)| !n.stores.is_empty() && matches!(n.kind, RuntimeKind::Processor(_)))
             .map(|(i, _)| i)
             .collect();
-        // A flushed update may be written to a cached store further down (a table
-        // derived from a table); flush again until nothing moves, bounded by depth.
-        for _ in 0..=store_nodes.len() {
-            self.state_manager.flush()?;
-            let before = self.forwarded;
-            for &node in &store_nodes {
-                self.run(node, Step::Flush, None, collector, self.wall_clock)?;
-            }
-            if self.forwarded == before {
-                break;
-            }
-        }
-        self.send_changelog(collector)?;
+        // What the caches held back goes out in a flush span (a stateless task
+        // has no cache and needs none).
+        let step = (!store_nodes.is_empty()).then(|| super::trace::flush(self.id));
+        self.trace = step.as_ref().and_then(|s| s.headers.clone());
+        let _entered = step.as_ref().map(|s| s.span.enter());
+        let flushed = self.flush_caches(&store_nodes, collector);
+        self.trace = None;
+        flushed?;
         if self.commit_needed {
             Ok(self
                 .group
@@ -758,11 +771,32 @@ impl StreamTask {
         }
     }
 
+    /// Flushes the stores and forwards what the caches of `store_nodes` held back.
+    fn flush_caches(
+        &mut self,
+        store_nodes: &[usize],
+        collector: &mut dyn RecordCollector,
+    ) -> Result<()> {
+        // A flushed update may be written to a cached store further down (a table
+        // derived from a table); flush again until nothing moves, bounded by depth.
+        for _ in 0..=store_nodes.len() {
+            self.state_manager.flush()?;
+            let before = self.forwarded;
+            for &node in store_nodes {
+                self.run(node, Step::Flush, None, collector, self.wall_clock)?;
+            }
+            if self.forwarded == before {
+                break;
+            }
+        }
+        self.send_changelog(collector)
+    }
+
     /// Hands the changelog records the stores wrote to the collector, stamped with the
-    /// timestamp of the record being processed.
+    /// timestamp of the record being processed and the running step's trace context.
     fn send_changelog(&mut self, collector: &mut dyn RecordCollector) -> Result<()> {
         self.state_manager
-            .send_changelog(collector, self.current_timestamp)
+            .send_changelog(collector, self.current_timestamp, self.trace.as_ref())
     }
 
     /// Commit, last step (Kafka's `postCommit`): the offsets are committed; each
