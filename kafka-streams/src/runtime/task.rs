@@ -136,6 +136,9 @@ pub(crate) struct StreamTask {
     wall_clock: i64,
     /// The trace context of the running step's span, which its output records carry.
     trace: Option<TraceHeaders>,
+    /// Whether a record or punctuation ran since the last commit: only then may the
+    /// caches hold something, and the commit's flush get a span.
+    stepped_since_commit: bool,
     env: Arc<TaskEnv>,
 }
 
@@ -221,6 +224,7 @@ impl StreamTask {
             forwarded: 0,
             wall_clock: 0,
             trace: None,
+            stepped_since_commit: false,
             env,
         })
     }
@@ -453,6 +457,7 @@ impl StreamTask {
         metadata.offset = queued.offset;
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
+        self.stepped_since_commit = true;
         let step = super::trace::process(self.id, &metadata, &record.headers);
         self.trace = step.headers;
         let result = step.span.in_scope(|| {
@@ -511,6 +516,7 @@ impl StreamTask {
                 continue;
             }
             self.current_timestamp = time.max(0);
+            self.stepped_since_commit = true;
             let step = super::trace::punctuate(self.id, kind, time);
             self.trace = step.headers;
             let result = step.span.in_scope(|| {
@@ -752,9 +758,10 @@ impl StreamTask {
             .filter(|(_, n)| !n.stores.is_empty() && matches!(n.kind, RuntimeKind::Processor(_)))
             .map(|(i, _)| i)
             .collect();
-        // What the caches held back goes out in a flush span (a stateless task
-        // has no cache and needs none).
-        let step = (!store_nodes.is_empty()).then(|| super::trace::flush(self.id));
+        // What the caches held back goes out in a flush span; none when they hold
+        // nothing (no root span per idle commit).
+        let step = (!store_nodes.is_empty() && self.stepped_since_commit)
+            .then(|| super::trace::flush(self.id));
         self.trace = step.as_ref().and_then(|s| s.headers.clone());
         let _entered = step.as_ref().map(|s| s.span.enter());
         let flushed = self.flush_caches(&store_nodes, collector);
@@ -809,6 +816,7 @@ impl StreamTask {
     /// (`closing`), as Kafka writes its checkpoint file only on a clean close.
     pub fn post_commit(&mut self, collector: &dyn RecordCollector, closing: bool) -> Result<()> {
         self.commit_needed = false;
+        self.stepped_since_commit = false;
         if self.env.config.processing_guarantee.is_exactly_once() && !closing {
             return Ok(());
         }
