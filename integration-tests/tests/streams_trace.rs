@@ -115,6 +115,7 @@ fn one_trace_from_producer_through_a_repartition_and_a_count_to_consumer() {
     let streams_config = StreamsConfig::new(&app, config())
         .commit_interval(Duration::from_millis(200))
         .cache_max_bytes(0)
+        .trace_context(true)
         .state_dir(state_dir.path());
     let streams = start_running(builder, streams_config);
 

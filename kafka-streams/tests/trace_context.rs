@@ -1,7 +1,8 @@
-//! W3C trace context through the topology, in the TopologyTestDriver (which keeps
-//! headers, as Kafka's does): each processed record runs in a `kafka_streams.process`
-//! span, the child of its `traceparent`; everything a step writes (sinks,
-//! repartition topics, changelogs) carries that step's span context.
+//! W3C trace context through the topology (`StreamsConfig::trace_context`), in the
+//! TopologyTestDriver (which keeps headers, as Kafka's does): each processed record
+//! runs in a `kafka_streams.process` span, the child of its `traceparent`;
+//! everything a step writes (sinks, repartition topics, changelogs) carries that
+//! step's span context.
 
 use std::time::Duration;
 
@@ -96,9 +97,18 @@ fn carried(headers: &Headers) -> SpanContext {
     trace_context::extract(headers).unwrap_or_else(|| panic!("no traceparent in {headers:?}"))
 }
 
+fn config(trace_context: bool) -> StreamsConfig {
+    StreamsConfig::new(APP, kafka_client::ClientConfig::new("unused:9092"))
+        .trace_context(trace_context)
+}
+
 /// The word count of `ktable_aggregations.rs`: `group_by` repartitions through
 /// [`REPARTITION`], `count` logs to [`CHANGELOG`].
 fn word_count(cache_max_bytes: usize) -> anyhow::Result<TopologyTestDriver> {
+    word_count_with(config(true).cache_max_bytes(cache_max_bytes))
+}
+
+fn word_count_with(config: StreamsConfig) -> anyhow::Result<TopologyTestDriver> {
     let builder = StreamsBuilder::new();
     builder
         .stream::<String, String>("lines")
@@ -111,8 +121,6 @@ fn word_count(cache_max_bytes: usize) -> anyhow::Result<TopologyTestDriver> {
         .count_with(Materialized::as_("word-counts"))
         .to_stream()
         .to("word-counts-out");
-    let config = StreamsConfig::new(APP, kafka_client::ClientConfig::new("unused:9092"))
-        .cache_max_bytes(cache_max_bytes);
     Ok(TopologyTestDriver::with_config(builder.build()?, config)?)
 }
 
@@ -269,6 +277,39 @@ fn without_opentelemetry_inherited_headers_pass_through() -> R {
     Ok(())
 }
 
+/// Off by default: no spans, and records keep the headers they inherited.
+#[test]
+fn off_by_default() -> R {
+    assert!(
+        !StreamsConfig::new(APP, kafka_client::ClientConfig::new("unused:9092"))
+            .get_trace_context()
+    );
+    let pipeline = Pipeline::install();
+    let driver = word_count_with(config(false).cache_max_bytes(0))?;
+    driver
+        .create_input_topic::<String, String>("lines")
+        .pipe_record(traced_line("hello"))?;
+    let repartitioned = driver
+        .create_output_topic::<Vec<u8>, Vec<u8>>(REPARTITION)
+        .read_records_to_list()?;
+    assert_eq!(repartitioned.len(), 1);
+    assert_eq!(repartitioned[0].headers, traced_line("").headers);
+    let changelog = driver
+        .create_output_topic::<Vec<u8>, Vec<u8>>(CHANGELOG)
+        .read_records_to_list()?;
+    assert_eq!(changelog.len(), 1);
+    assert_eq!(changelog[0].headers, Headers::new());
+    assert!(
+        pipeline
+            .spans()
+            .iter()
+            .all(|s| !s.name.starts_with("kafka_streams.")),
+        "{:?}",
+        pipeline.spans()
+    );
+    Ok(())
+}
+
 /// What a cache holds back until the commit goes out in the commit's flush span.
 #[test]
 fn cached_updates_carry_the_flush_span() -> R {
@@ -355,7 +396,7 @@ fn punctuation_output_carries_the_punctuation_span() -> R {
         .stream::<String, String>("clock")
         .process(|| Ticker)
         .to("ticks");
-    let driver = TopologyTestDriver::new(builder.build()?)?;
+    let driver = TopologyTestDriver::with_config(builder.build()?, config(true))?;
     driver
         .create_input_topic::<String, String>("clock")
         .pipe_record(traced_line("now"))?;

@@ -68,6 +68,9 @@ pub struct StreamsConfig {
     /// of a left or outer stream-stream join; `None` is the default (1 s, and 0 in the
     /// test driver, as Kafka's `TopologyTestDriver` sets it).
     pub(crate) outer_join_emit_interval_ms: Option<i64>,
+    /// Whether tasks run each step in a span and stamp its W3C trace context on
+    /// their output (see [`StreamsConfig::trace_context`]).
+    pub(crate) trace_context: bool,
 }
 
 /// `processing.guarantee`: what a crash or a rebalance may do to the output.
@@ -184,7 +187,39 @@ impl StreamsConfig {
             topology_optimization: TopologyOptimization::NONE,
             windowed_aggregation_emit_interval_ms: None,
             outer_join_emit_interval_ms: None,
+            trace_context: false,
         }
+    }
+
+    /// W3C trace context through the topology (off by default, as kafka-client's
+    /// [`ProducerBuilder::trace_context`](kafka_client::ProducerBuilder::trace_context)
+    /// and [`ConsumerBuilder::trace_context`](kafka_client::ConsumerBuilder::trace_context);
+    /// Kafka Streams has no such setting). On, a task processes each record in an
+    /// info-level `kafka_streams.process` span, the child of the `traceparent` in
+    /// the record's headers (a new root without one); punctuations and the commit's
+    /// cache flush run in `kafka_streams.punctuate` and `kafka_streams.flush` spans.
+    /// Every record a step writes to a sink, a repartition topic or a changelog
+    /// carries its span's context as `traceparent`/`tracestate`, replacing the
+    /// inherited ones. Trace ids come from OpenTelemetry through
+    /// `tracing-opentelemetry`'s layer; without it (or when no subscriber wants the
+    /// spans) records keep the headers they inherited, and a disabled span costs a
+    /// few nanoseconds per record.
+    ///
+    /// What a record cache holds back until the commit carries the flush span's
+    /// context (a cache keeps no headers); a punctuation's output, the punctuation
+    /// span's. With [`StreamsConfig::cache_max_bytes`] 0 an aggregation's output
+    /// continues the trace of the record it counts.
+    ///
+    /// Off, nothing is created per record: a subscriber that logs info-level spans
+    /// (a `fmt` subscriber's default) would otherwise pay for a span per record.
+    pub fn trace_context(mut self, enabled: bool) -> Self {
+        self.trace_context = enabled;
+        self
+    }
+
+    /// Whether trace context runs through the topology ([`StreamsConfig::trace_context`]).
+    pub fn get_trace_context(&self) -> bool {
+        self.trace_context
     }
 
     /// `topology.optimization` (default [`TopologyOptimization::NONE`]); see

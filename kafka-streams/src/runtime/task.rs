@@ -13,8 +13,9 @@
 //! - runs stream-time and wall-clock punctuations;
 //! - remembers, per input partition, the next offset to commit.
 //!
-//! Each step (a record, a punctuation, a commit's cache flush) runs in a `tracing`
-//! span whose W3C trace context its output records carry (see `trace.rs`).
+//! With `trace_context` on, each step (a record, a punctuation, a commit's cache
+//! flush) runs in a `tracing` span whose W3C trace context its output records carry
+//! (see `trace.rs`).
 //!
 //! Its state follows Kafka's `StreamTask`: `Created` → `Restoring` (stores open,
 //! changelogs being replayed; input buffered, nothing processed) → `Running` →
@@ -458,7 +459,12 @@ impl StreamTask {
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
         self.stepped_since_commit = true;
-        let step = super::trace::process(self.id, &metadata, &record.headers);
+        let step = super::trace::process(
+            self.env.config.trace_context,
+            self.id,
+            &metadata,
+            &record.headers,
+        );
         self.trace = step.headers;
         let result = step.span.in_scope(|| {
             self.run(
@@ -517,7 +523,7 @@ impl StreamTask {
             }
             self.current_timestamp = time.max(0);
             self.stepped_since_commit = true;
-            let step = super::trace::punctuate(self.id, kind, time);
+            let step = super::trace::punctuate(self.env.config.trace_context, self.id, kind, time);
             self.trace = step.headers;
             let result = step.span.in_scope(|| {
                 self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)
@@ -760,10 +766,11 @@ impl StreamTask {
             .collect();
         // What the caches held back goes out in a flush span; none when they hold
         // nothing (no root span per idle commit).
-        let step = (!store_nodes.is_empty() && self.stepped_since_commit)
-            .then(|| super::trace::flush(self.id));
-        self.trace = step.as_ref().and_then(|s| s.headers.clone());
-        let _entered = step.as_ref().map(|s| s.span.enter());
+        let traced =
+            self.env.config.trace_context && !store_nodes.is_empty() && self.stepped_since_commit;
+        let step = super::trace::flush(traced, self.id);
+        self.trace = step.headers.clone();
+        let _entered = step.span.enter();
         let flushed = self.flush_caches(&store_nodes, collector);
         self.trace = None;
         flushed?;

@@ -1,5 +1,5 @@
 //! W3C trace context through the topology (kafka-client's [`trace_context`], which
-//! parses and formats the headers).
+//! parses and formats the headers), with `StreamsConfig::trace_context` on.
 //!
 //! Every step a task runs is a `tracing` span, a root unless said otherwise:
 //! - `kafka_streams.process`, one per input record (topic, partition, offset, task):
@@ -22,7 +22,8 @@
 //! OpenTelemetry layer in it, the span has no context and records keep the headers
 //! they inherited (Kafka's behaviour: an upstream `traceparent` passes through
 //! untouched). A disabled span costs a check of its callsite's interest per
-//! record; nothing is extracted, formatted or copied.
+//! record; nothing is extracted, formatted or copied. With the setting off (the
+//! default) no span is created at all.
 
 use std::borrow::Cow;
 
@@ -38,6 +39,14 @@ pub(crate) struct StepTrace {
 }
 
 impl StepTrace {
+    /// No span, no trace context (the setting is off).
+    fn none() -> Self {
+        StepTrace {
+            span: tracing::Span::none(),
+            headers: None,
+        }
+    }
+
     fn of(span: tracing::Span) -> Self {
         // `of_span` is `None` for a disabled span without touching the subscriber.
         let headers = TraceHeaders::of_span(&span);
@@ -46,8 +55,16 @@ impl StepTrace {
 }
 
 /// The span processing `input` (read at `metadata`): the child of its
-/// `traceparent`, or a new root.
-pub(crate) fn process(task: TaskId, metadata: &RecordMetadata, input: &Headers) -> StepTrace {
+/// `traceparent`, or a new root; none unless `enabled`.
+pub(crate) fn process(
+    enabled: bool,
+    task: TaskId,
+    metadata: &RecordMetadata,
+    input: &Headers,
+) -> StepTrace {
+    if !enabled {
+        return StepTrace::none();
+    }
     let span = tracing::info_span!(
         parent: None,
         "kafka_streams.process",
@@ -62,8 +79,16 @@ pub(crate) fn process(task: TaskId, metadata: &RecordMetadata, input: &Headers) 
     StepTrace::of(span)
 }
 
-/// The span of a punctuation of `kind` at `time`.
-pub(crate) fn punctuate(task: TaskId, kind: PunctuationType, time: i64) -> StepTrace {
+/// The span of a punctuation of `kind` at `time`; none unless `enabled`.
+pub(crate) fn punctuate(
+    enabled: bool,
+    task: TaskId,
+    kind: PunctuationType,
+    time: i64,
+) -> StepTrace {
+    if !enabled {
+        return StepTrace::none();
+    }
     StepTrace::of(tracing::info_span!(
         parent: None,
         "kafka_streams.punctuate",
@@ -73,8 +98,11 @@ pub(crate) fn punctuate(task: TaskId, kind: PunctuationType, time: i64) -> StepT
     ))
 }
 
-/// The span of a commit's cache flush.
-pub(crate) fn flush(task: TaskId) -> StepTrace {
+/// The span of a commit's cache flush; none unless `enabled`.
+pub(crate) fn flush(enabled: bool, task: TaskId) -> StepTrace {
+    if !enabled {
+        return StepTrace::none();
+    }
     StepTrace::of(tracing::info_span!(
         parent: None,
         "kafka_streams.flush",
