@@ -58,6 +58,17 @@ pub fn consumer_config(group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "500")
 }
 
+/// A kafka-client producer of `String` keys and values on the test broker; with
+/// `trace_context` on, `send` injects the current span's `traceparent`.
+pub fn string_producer(trace_context: bool) -> kafka_client::Producer<String, String> {
+    kafka_client::Producer::builder(&config())
+        .key_serializer(kafka_client::serde::StringSerde)
+        .value_serializer(kafka_client::serde::StringSerde)
+        .trace_context(trace_context)
+        .build()
+        .expect("producer")
+}
+
 /// A record timestamp an hour ago, on a whole second. Tests that set timestamps use
 /// recent ones: a broker deletes records older than `retention.ms` (7 days by
 /// default) at its next retention check, whatever their offsets.

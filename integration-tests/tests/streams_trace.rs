@@ -14,12 +14,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use integration_tests::{
-    block_on, config, consumer_config, count_words, create_topic, start_running, unique_name,
-    DEADLINE,
+    block_on, config, consumer_config, count_words, create_topic, start_running, string_producer,
+    unique_name, DEADLINE,
 };
 use kafka_client::serde::{BytesSerde, StringSerde};
 use kafka_client::trace_context;
-use kafka_client::{Consumer, ConsumerRecord, Producer, ProducerRecord};
+use kafka_client::{Consumer, ConsumerRecord, ProducerRecord};
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::StreamsConfig;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
@@ -123,13 +123,7 @@ fn one_trace_from_producer_through_a_repartition_and_a_count_to_consumer() {
     let produced = checkout.context().span().span_context().clone();
     assert!(produced.is_valid());
     let (output_record, consumed, repartitioned, logged) = block_on(async {
-        let producer = Producer::builder(&config())
-            .key_serializer(StringSerde)
-            .value_serializer(StringSerde)
-            .trace_context(true)
-            .build()
-            .expect("producer");
-        producer
+        string_producer(true)
             .send(ProducerRecord::new(
                 &input,
                 "order-1".to_string(),

@@ -15,6 +15,10 @@
 //! Context: `traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`;
 //! it is written and parsed here with OpenTelemetry's id types, so this crate
 //! needs only the `opentelemetry` API crate, not its SDK.
+//!
+//! kafka-streams continues traces through its topologies with the same functions
+//! (its `StreamsConfig::trace_context`): [`set_remote_parent`] for each processed
+//! record's span, [`TraceHeaders`] to stamp everything a step writes.
 
 use std::str::FromStr;
 
