@@ -69,6 +69,7 @@ pub(crate) mod global;
 pub mod handlers;
 mod membership;
 mod metrics;
+mod offset_metadata;
 pub(crate) mod partition_group;
 mod process_id;
 mod query;
@@ -83,7 +84,7 @@ mod thread;
 mod topics;
 
 pub use crate::topology::TopologyOptimization;
-pub(crate) use commit::{commit_tasks, OffsetCommitter};
+pub(crate) use commit::{commit_tasks, CommitOffsets, OffsetCommitter};
 pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
 pub use metrics::MetricsSnapshot;
 pub(crate) use metrics::StreamsMetrics;

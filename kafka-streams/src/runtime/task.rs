@@ -18,15 +18,17 @@
 //! `Closed`.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use kafka_client::serde::BoxError;
 use kafka_client::TopicPartition;
 
+use super::commit::{CommitOffsets, OffsetAndMetadata};
 use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
 use super::metrics::StreamsMetrics;
+use super::offset_metadata::{merge_committed, TopicPartitionMetadata, UNKNOWN_PARTITION_TIME};
 use super::partition_group::{FetchedLags, PartitionGroup};
 use super::record_collector::{EncodedRecord, RecordCollector};
 use super::record_deserializer::{Blocker, RawRecord, RecordDeserializer};
@@ -34,6 +36,7 @@ use super::state_manager::ProcessorStateManager;
 use super::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::processor::internal::{ContextCore, ErasedProcessor, ErasedRecord, Punctuators};
+use crate::processor::metadata::ProcessorMetadata;
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
 use crate::state::StoreContext;
 use crate::topology::codec::{EncodeError, SinkCodec};
@@ -131,6 +134,9 @@ pub(crate) struct StreamTask {
     forwarded: u64,
     /// The wall-clock time of the latest processing step.
     wall_clock: i64,
+    /// What the processors keep across restarts (Kafka's `ProcessorMetadata`):
+    /// committed with every input offset, read back when the task is created again.
+    processor_metadata: ProcessorMetadata,
     env: Arc<TaskEnv>,
 }
 
@@ -215,6 +221,7 @@ impl StreamTask {
             current_timestamp: 0,
             forwarded: 0,
             wall_clock: 0,
+            processor_metadata: ProcessorMetadata::default(),
             env,
         })
     }
@@ -298,6 +305,20 @@ impl StreamTask {
         self.state == TaskState::Running
     }
 
+    /// Takes the processor metadata committed with the task's input offsets (the
+    /// metadata string of each partition, empty when it has none): the largest value
+    /// per key. Before [`StreamTask::complete_restoration`], which hands it to the
+    /// processors. Unreadable metadata is skipped with a warning.
+    pub fn init_processor_metadata<'a>(
+        &mut self,
+        committed: impl IntoIterator<Item = (&'a TopicPartition, &'a [u8])>,
+    ) {
+        self.processor_metadata = merge_committed(self.id, committed);
+        if !self.processor_metadata.is_empty() {
+            tracing::debug!(task = %self.id, metadata = ?self.processor_metadata, "processor metadata read from the committed offsets");
+        }
+    }
+
     /// Opens the stores (Kafka's `initializeIfNeeded`): the task is then `Restoring`
     /// until [`StreamTask::complete_restoration`].
     pub fn init_stores(&mut self) -> Result<()> {
@@ -329,6 +350,7 @@ impl StreamTask {
             stream_time,
             id,
             env,
+            processor_metadata,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -359,6 +381,7 @@ impl StreamTask {
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     globals: env.global_stores(),
                     outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                    processor_metadata,
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -579,6 +602,7 @@ impl StreamTask {
             id,
             env,
             forwarded,
+            processor_metadata,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -611,6 +635,7 @@ impl StreamTask {
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                         globals: env.global_stores(),
                         outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                        processor_metadata: &mut *processor_metadata,
                     }
                 };
             }
@@ -720,10 +745,7 @@ impl StreamTask {
     /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores, forwards
     /// what their record caches held back, and returns the offsets to commit (empty
     /// when nothing was processed since the last commit).
-    pub fn prepare_commit(
-        &mut self,
-        collector: &mut dyn RecordCollector,
-    ) -> Result<BTreeMap<TopicPartition, i64>> {
+    pub fn prepare_commit(&mut self, collector: &mut dyn RecordCollector) -> Result<CommitOffsets> {
         // Processors of a task still restoring were not initialised: nothing to emit.
         let running = self.state == TaskState::Running;
         let store_nodes: Vec<usize> = self
@@ -747,15 +769,35 @@ impl StreamTask {
             }
         }
         self.send_changelog(collector)?;
-        if self.commit_needed {
-            Ok(self
-                .group
-                .offsets_to_commit()
-                .map(|(tp, o)| (tp.clone(), o))
-                .collect())
-        } else {
-            Ok(BTreeMap::new())
+        if !self.commit_needed {
+            return Ok(CommitOffsets::new());
         }
+        // Every partition committed carries the task's processor metadata (Kafka
+        // writes it to each), so whichever were committed last, the largest value
+        // per key read back is the latest.
+        Ok(self
+            .group
+            .offsets_to_commit()
+            .map(|(tp, offset)| {
+                let partition_time = self
+                    .group
+                    .index_of(&tp.topic, tp.partition)
+                    .map(|i| self.group.partition_time(i))
+                    .filter(|&t| t != i64::MIN)
+                    .unwrap_or(UNKNOWN_PARTITION_TIME);
+                let metadata = TopicPartitionMetadata {
+                    partition_time,
+                    processor_metadata: self.processor_metadata.clone(),
+                };
+                (
+                    tp.clone(),
+                    OffsetAndMetadata {
+                        offset,
+                        metadata: metadata.encode(),
+                    },
+                )
+            })
+            .collect())
     }
 
     /// Hands the changelog records the stores wrote to the collector, stamped with the

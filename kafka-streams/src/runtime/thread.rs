@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kafka_client::internal::{FetchQueue, FetchedBatch};
+use kafka_client::internal::{partition_metadata_bytes, FetchQueue, FetchedBatch};
 use kafka_client::TopicPartition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -130,10 +130,12 @@ impl StreamsConsumerContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         let committed = |changelog: &ChangelogPartition| committed_offset(consumer, changelog);
+        let metadata = |partitions: &[TopicPartition]| committed_metadata(consumer, partitions);
         let assigned = core.task_manager.handle_assignment(
             &claimed,
             &mut core.reader,
             &committed,
+            &metadata,
             &self.shared,
             now_ms(),
         )?;
@@ -210,35 +212,91 @@ fn committed_offset<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     partition: &ChangelogPartition,
 ) -> Result<Option<i64>> {
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition(&partition.topic, partition.partition);
+    let tp = TopicPartition::new(partition.topic.clone(), partition.partition);
+    let committed = read_committed(
+        consumer,
+        std::slice::from_ref(&tp),
+        "the end of its table's restore",
+    )?;
+    Ok(committed.into_iter().next().and_then(|c| c.offset))
+}
+
+/// What the group committed for one input partition.
+struct Committed {
+    partition: TopicPartition,
+    /// `None`: nothing committed.
+    offset: Option<i64>,
+    /// The metadata committed with the offset (empty when none).
+    metadata: Vec<u8>,
+}
+
+/// The group's committed offsets of `partitions` (input partitions of the thread),
+/// with their metadata, in one request. `purpose` says why, for errors.
+fn read_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[TopicPartition],
+    purpose: &str,
+) -> Result<Vec<Committed>> {
+    let mut tpl = rdkafka::TopicPartitionList::with_capacity(partitions.len());
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    let describe = || {
+        partitions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let committed = consumer
         .committed_offsets(tpl, COMMITTED_TIMEOUT)
         .map_err(|e| {
             StreamsError::kafka(
-                format!(
-                    "reading the committed offset of partition {} (the end of its table's restore)",
-                    partition.partition
-                ),
-                &partition.topic,
+                format!("reading the committed offsets ({purpose})"),
+                describe(),
                 e,
             )
         })?;
-    let elem = committed.find_partition(&partition.topic, partition.partition);
-    if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
-        return Err(StreamsError::kafka(
-            format!(
-                "reading the committed offset of partition {}",
-                partition.partition
-            ),
-            &partition.topic,
-            e,
-        ));
-    }
-    Ok(elem.and_then(|e| match e.offset() {
-        Offset::Offset(offset) => Some(offset),
-        _ => None,
-    }))
+    partitions
+        .iter()
+        .map(|tp| {
+            let elem = committed.find_partition(&tp.topic, tp.partition);
+            if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
+                return Err(StreamsError::kafka(
+                    format!("reading the committed offset ({purpose})"),
+                    tp.to_string(),
+                    e,
+                ));
+            }
+            let offset = elem.and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+            let metadata = offset
+                .and_then(|_| partition_metadata_bytes(&committed, &tp.topic, tp.partition))
+                .unwrap_or_default();
+            Ok(Committed {
+                partition: tp.clone(),
+                offset,
+                metadata,
+            })
+        })
+        .collect()
+}
+
+/// The processor metadata committed with `partitions` (a new task's input), per
+/// partition that has a committed offset.
+fn committed_metadata<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[TopicPartition],
+) -> Result<Vec<(TopicPartition, Vec<u8>)>> {
+    Ok(
+        read_committed(consumer, partitions, "the task's processor metadata")?
+            .into_iter()
+            .filter(|c| c.offset.is_some())
+            .map(|c| (c.partition, c.metadata))
+            .collect(),
+    )
 }
 
 /// Runs stream thread `index` until shutdown or failure.
