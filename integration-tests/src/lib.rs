@@ -674,50 +674,39 @@ pub const FINAL_COUNTS_RETENTION: Duration = Duration::from_secs(3600);
 
 /// The emit-final windowed count (`EmitStrategy::on_window_close`) of the emit-final
 /// restart tests (`tests/streams_emit_final.rs`), in process or as `streams_instance
-/// final-count`: `readings` counted per sensor in epoch-aligned one-minute tumbling
-/// windows without grace, in the RocksDB window store `store` (kept
-/// [`FINAL_COUNTS_RETENTION`]), each window's final count written to `output` once
-/// it closes, with time-windowed keys and big-endian `i64` counts.
-pub fn final_count_per_minute(
+/// final-count`: `readings` counted per sensor, in epoch-aligned one-minute tumbling
+/// windows without grace, or with `sessions` in session windows with a one-minute
+/// inactivity gap and no grace, in the RocksDB store `store` (kept
+/// [`FINAL_COUNTS_RETENTION`]); each window's or session's final count goes to
+/// `output` once it closes, with windowed keys and big-endian `i64` counts.
+pub fn final_count(
     readings: kafka_streams::KStream<String, String>,
+    sessions: bool,
     store: &str,
     output: &str,
 ) {
     use kafka_client::serde::{BigEndian, OptionSerde};
-    use kafka_streams::dsl::{EmitStrategy, Materialized, Produced, TimeWindows};
-    let size = Duration::from_millis(MINUTE_MS.unsigned_abs());
-    readings
-        .group_by_key()
-        .windowed_by(TimeWindows::of_size_with_no_grace(size).expect("windows"))
-        .emit_strategy(EmitStrategy::on_window_close())
-        .count_with(Materialized::as_(store).with_retention(FINAL_COUNTS_RETENTION))
-        .to_stream()
-        .to_with(
-            output,
-            Produced::as_("final-counts-out").with_value_serializer(OptionSerde(BigEndian)),
-        );
-}
-
-/// [`final_count_per_minute`] over session windows: an inactivity gap of one minute,
-/// no grace, each closed session's final count written to `output` once.
-pub fn final_count_per_session(
-    readings: kafka_streams::KStream<String, String>,
-    store: &str,
-    output: &str,
-) {
-    use kafka_client::serde::{BigEndian, OptionSerde};
-    use kafka_streams::dsl::{EmitStrategy, Materialized, Produced, SessionWindows};
-    let gap = Duration::from_millis(MINUTE_MS.unsigned_abs());
-    readings
-        .group_by_key()
-        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(gap).expect("windows"))
-        .emit_strategy(EmitStrategy::on_window_close())
-        .count_with(Materialized::as_(store).with_retention(FINAL_COUNTS_RETENTION))
-        .to_stream()
-        .to_with(
-            output,
-            Produced::as_("final-counts-out").with_value_serializer(OptionSerde(BigEndian)),
-        );
+    use kafka_streams::dsl::{EmitStrategy, Materialized, Produced, SessionWindows, TimeWindows};
+    let minute = Duration::from_millis(MINUTE_MS.unsigned_abs());
+    let grouped = readings.group_by_key();
+    let materialized = Materialized::as_(store).with_retention(FINAL_COUNTS_RETENTION);
+    let counts = if sessions {
+        grouped
+            .windowed_by_session(
+                SessionWindows::of_inactivity_gap_with_no_grace(minute).expect("windows"),
+            )
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count_with(materialized)
+    } else {
+        grouped
+            .windowed_by(TimeWindows::of_size_with_no_grace(minute).expect("windows"))
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count_with(materialized)
+    };
+    counts.to_stream().to_with(
+        output,
+        Produced::as_("final-counts-out").with_value_serializer(OptionSerde(BigEndian)),
+    );
 }
 
 /// Per key and epoch-aligned one-minute window, the number of `records` (key,

@@ -14,10 +14,9 @@ use std::collections::BTreeMap;
 
 use integration_tests::exactly_once::read_committed_counts_by;
 use integration_tests::{
-    an_hour_ago_ms, block_on, committed_to_end, create_topic, final_count_per_minute,
-    final_count_per_session, per_minute_counts, produce_timestamped, restart_test_config,
-    spawn_instance, split_windowed, start_running, unique_name, wait_until, FINAL_COUNTS_STORE,
-    MINUTE_MS,
+    an_hour_ago_ms, block_on, committed_to_end, create_topic, final_count, per_minute_counts,
+    produce_timestamped, restart_test_config, spawn_instance, split_windowed, start_running,
+    unique_name, wait_until, FINAL_COUNTS_STORE, MINUTE_MS,
 };
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, StreamsConfig};
@@ -49,14 +48,8 @@ fn start(
     dir: &std::path::Path,
 ) -> KafkaStreams {
     let builder = StreamsBuilder::new();
-    match count {
-        Count::Tumbling => {
-            final_count_per_minute(builder.stream(input), FINAL_COUNTS_STORE, output)
-        }
-        Count::Session => {
-            final_count_per_session(builder.stream(input), FINAL_COUNTS_STORE, output)
-        }
-    }
+    let sessions = matches!(count, Count::Session);
+    final_count(builder.stream(input), sessions, FINAL_COUNTS_STORE, output);
     start_running(builder, config(app, dir))
 }
 

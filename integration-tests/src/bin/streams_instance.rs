@@ -11,7 +11,7 @@
 //!   `StreamsConfig` property (e.g. `processing.guarantee=exactly_once_v2`, for the
 //!   crash test `tests/streams_crash.rs`).
 //! - `streams_instance APP INPUT OUTPUT final-count STATE_DIR [KEY=VALUE...]`: the
-//!   emit-final windowed count of `integration_tests::final_count_per_minute` (store
+//!   emit-final tumbling windowed count of `integration_tests::final_count` (store
 //!   `final-counts`), for the emit-final restart tests (`tests/streams_emit_final.rs`).
 //!
 //! `KAFKA_BOOTSTRAP_SERVERS` must be set.
@@ -20,8 +20,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use integration_tests::{
-    count_per_minute, final_count_per_minute, FINAL_COUNTS_STORE, WINDOW_COUNTS_GRACE,
-    WINDOW_COUNTS_STORE,
+    count_per_minute, final_count, FINAL_COUNTS_STORE, WINDOW_COUNTS_GRACE, WINDOW_COUNTS_STORE,
 };
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -48,7 +47,7 @@ fn main() -> anyhow::Result<()> {
             (app, Some(state_dir), properties)
         }
         [app, input, output, mode, state_dir, properties @ ..] if mode == "final-count" => {
-            final_count_per_minute(builder.stream(input), FINAL_COUNTS_STORE, output);
+            final_count(builder.stream(input), false, FINAL_COUNTS_STORE, output);
             (app, Some(state_dir), properties)
         }
         _ => anyhow::bail!(

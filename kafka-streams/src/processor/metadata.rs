@@ -161,10 +161,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn metadata(entries: &[(&str, i64)]) -> ProcessorMetadata {
+    /// Metadata holding `entries`.
+    pub(crate) fn metadata(entries: &[(&str, i64)]) -> ProcessorMetadata {
         let mut m = ProcessorMetadata::default();
         for (k, v) in entries {
             m.put(k, *v);

@@ -113,16 +113,9 @@ pub(crate) fn merge_committed<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::processor::metadata::tests::metadata as processor_metadata;
     use kafka_client::TopicPartition;
     use proptest::prelude::*;
-
-    fn processor_metadata(entries: &[(&str, i64)]) -> ProcessorMetadata {
-        let mut m = ProcessorMetadata::default();
-        for (k, v) in entries {
-            m.put(k, *v);
-        }
-        m
-    }
 
     fn metadata(partition_time: i64, entries: &[(&str, i64)]) -> TopicPartitionMetadata {
         TopicPartitionMetadata {
