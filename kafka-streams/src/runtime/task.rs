@@ -785,17 +785,9 @@ impl StreamTask {
                     .map(|i| self.group.partition_time(i))
                     .filter(|&t| t != i64::MIN)
                     .unwrap_or(UNKNOWN_PARTITION_TIME);
-                let metadata = TopicPartitionMetadata {
-                    partition_time,
-                    processor_metadata: self.processor_metadata.clone(),
-                };
-                (
-                    tp.clone(),
-                    OffsetAndMetadata {
-                        offset,
-                        metadata: metadata.encode(),
-                    },
-                )
+                let metadata =
+                    TopicPartitionMetadata::encode(partition_time, &self.processor_metadata);
+                (tp.clone(), OffsetAndMetadata { offset, metadata })
             })
             .collect())
     }
