@@ -136,6 +136,29 @@ pub enum StreamsError {
         /// Why.
         reason: InvalidStoreReason,
     },
+    /// Another instance holds the application's state directory (Kafka's
+    /// "multiple instances of Kafka Streams are running in the same state directory"):
+    /// each instance needs its own `state.dir`.
+    #[error("the state directory {} is locked by another instance of the application (in this process or another); each instance needs its own state.dir", .directory.display())]
+    StateDirectoryLocked {
+        /// The locked directory, `<state.dir>/<application.id>`.
+        directory: std::path::PathBuf,
+    },
+    /// Under exactly-once, a stream thread's producer was fenced by another live
+    /// instance with the same process id, hence the same `transactional.id`s: its
+    /// state directory (which keeps the process id) was copied from this one. The
+    /// fenced, older instance gives up its tasks and fails; the newer one carries on.
+    #[error("stream thread {thread} was fenced by another live instance with the same process id {process_id} (transactional.id {transactional_id}; its consumer {client_id} is in the group): the instances share an identity, e.g. a copied state directory, so this older one stops; give each instance its own state.dir")]
+    DuplicateProcessId {
+        /// The fenced stream thread.
+        thread: String,
+        /// The process id both instances have.
+        process_id: String,
+        /// The `transactional.id` both instances' threads have.
+        transactional_id: String,
+        /// The `client.id` of the group members sharing the identity.
+        client_id: String,
+    },
     /// An operation that is not valid in the current state (e.g. starting twice).
     #[error("illegal state: {0}")]
     IllegalState(String),
@@ -209,7 +232,9 @@ impl StreamsError {
             | StreamsError::Processing { .. }
             | StreamsError::CoPartitioning { .. }
             | StreamsError::MissingSourceTopic { .. }
-            | StreamsError::IllegalState(_) => ErrorDomain::User,
+            | StreamsError::IllegalState(_)
+            | StreamsError::StateDirectoryLocked { .. }
+            | StreamsError::DuplicateProcessId { .. } => ErrorDomain::User,
             StreamsError::InvalidStateStore { reason, .. } => match reason {
                 InvalidStoreReason::Unknown | InvalidStoreReason::WrongType { .. } => {
                     ErrorDomain::User
