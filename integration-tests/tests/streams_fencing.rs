@@ -95,12 +95,6 @@ fn produce_until(topic: String, stop: Arc<AtomicBool>) -> BTreeMap<String, i64> 
     expected
 }
 
-fn start_producing(topic: &str) -> (Arc<AtomicBool>, JoinHandle<BTreeMap<String, i64>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (topic, flag) = (topic.to_owned(), stop.clone());
-    (stop, std::thread::spawn(move || produce_until(topic, flag)))
-}
-
 /// An output record: a word's count, and the instance that wrote it.
 #[derive(Debug)]
 struct Tagged {
@@ -187,43 +181,90 @@ fn signal(instance: &Instance, signal: &str) {
     assert!(status.success(), "kill {signal} failed");
 }
 
+/// Both tests' start: topics, two state directories, A running (tag `a`) with
+/// output committed, and input flowing.
+struct Scene {
+    app: String,
+    input: String,
+    output: String,
+    dir_a: tempfile::TempDir,
+    dir_b: tempfile::TempDir,
+    a: Instance,
+    a_lines: Receiver<String>,
+    stop: Arc<AtomicBool>,
+    producer: Option<JoinHandle<BTreeMap<String, i64>>>,
+}
+
+impl Scene {
+    fn start(name: &str) -> Scene {
+        let app = unique_name(name);
+        let input = unique_name(&format!("{name}-lines"));
+        let output = unique_name(&format!("{name}-counts"));
+        block_on(create_topic(&input, 2));
+        block_on(create_topic(&output, 2));
+        let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, a_lines) = start(&app, &input, &output, dir_a.path(), "a");
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (topic, stop) = (input.clone(), stop.clone());
+            std::thread::spawn(move || produce_until(topic, stop))
+        };
+        wait_until("A's first committed output", || {
+            read_tagged(&output).iter().any(|t| t.tag == "a")
+        });
+        Scene {
+            app,
+            input,
+            output,
+            dir_a,
+            dir_b,
+            a,
+            a_lines,
+            stop,
+            producer: Some(producer),
+        }
+    }
+
+    /// Starts B (tag `b`) on the second state directory; waits until it is `RUNNING`.
+    fn start_b(&self) -> (Instance, Receiver<String>) {
+        let dir = self.dir_b.path();
+        start(&self.app, &self.input, &self.output, dir, "b")
+    }
+
+    /// Stops the input; returns each word's count in it.
+    fn stop_input(&mut self) -> BTreeMap<String, i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        let producer = self.producer.take().expect("input still flowing");
+        producer.join().expect("producer thread")
+    }
+}
+
 #[test]
 fn instance_with_a_copied_process_id_fences_the_older_which_stops_leaving_no_output_after_the_fence(
 ) {
-    let app = unique_name("fence-dup");
-    let input = unique_name("fence-dup-lines");
-    let output = unique_name("fence-dup-counts");
-    block_on(create_topic(&input, 2));
-    block_on(create_topic(&output, 2));
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut a, a_lines) = start(&app, &input, &output, dir_a.path(), "a");
-    let (stop, producer) = start_producing(&input);
-    wait_until("A's first committed output", || {
-        read_tagged(&output).iter().any(|t| t.tag == "a")
-    });
+    let mut scene = Scene::start("fence-dup");
 
     // B gets A's process id, as a copied state directory would give it.
-    std::fs::create_dir_all(dir_b.path().join(&app)).unwrap();
+    std::fs::create_dir_all(scene.dir_b.path().join(&scene.app)).unwrap();
     std::fs::copy(
-        dir_a.path().join(&app).join(PROCESS_FILE),
-        dir_b.path().join(&app).join(PROCESS_FILE),
+        scene.dir_a.path().join(&scene.app).join(PROCESS_FILE),
+        scene.dir_b.path().join(&scene.app).join(PROCESS_FILE),
     )
     .expect("copying the process id file");
-    let (b, b_lines) = start(&app, &input, &output, dir_b.path(), "b");
+    let (b, b_lines) = scene.start_b();
 
     // A is fenced, gives up its tasks and fails with the duplicate-identity error.
-    let failure = wait_for_line(&a_lines, "FAILED");
+    let failure = wait_for_line(&scene.a_lines, "FAILED");
     assert!(
         failure.contains("DuplicateProcessId"),
         "A failed otherwise: {failure}"
     );
-    let status = a.0.wait().expect("A exits");
+    let status = scene.a.0.wait().expect("A exits");
     assert!(!status.success(), "A exited cleanly: {status}");
     eprintln!("A: {failure}");
 
-    stop.store(true, Ordering::SeqCst);
-    let expected = producer.join().expect("producer thread");
-    let out = wait_for_all(&output, &expected);
+    let expected = scene.stop_input();
+    let out = wait_for_all(&scene.output, &expected);
 
     let first_b = first_offsets_of(&out, "b");
     let (from_a, from_b) = (
@@ -259,38 +300,27 @@ fn instance_with_a_copied_process_id_fences_the_older_which_stops_leaving_no_out
 
 #[test]
 fn zombie_resumed_after_a_takeover_is_fenced_rejoins_and_leaves_no_late_output() {
-    let app = unique_name("fence-zombie");
-    let input = unique_name("fence-zombie-lines");
-    let output = unique_name("fence-zombie-counts");
-    block_on(create_topic(&input, 2));
-    block_on(create_topic(&output, 2));
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, a_lines) = start(&app, &input, &output, dir_a.path(), "a");
-    let (stop, producer) = start_producing(&input);
-    wait_until("A's first committed output", || {
-        read_tagged(&output).iter().any(|t| t.tag == "a")
-    });
+    let mut scene = Scene::start("fence-zombie");
 
     // A stalls mid-stream; B (its own state directory, its own process id) joins,
     // and gets every partition once A's session has timed out.
-    signal(&a, "-STOP");
-    let (b, b_lines) = start(&app, &input, &output, dir_b.path(), "b");
+    signal(&scene.a, "-STOP");
+    let (b, b_lines) = scene.start_b();
     wait_until("B's first committed output", || {
-        read_tagged(&output).iter().any(|t| t.tag == "b")
+        read_tagged(&scene.output).iter().any(|t| t.tag == "b")
     });
     // A resumes: its transaction was aborted at its timeout; it is fenced, gives
     // up its tasks and rejoins: it writes again, after B's first records.
-    signal(&a, "-CONT");
+    signal(&scene.a, "-CONT");
     wait_until("A's output after its return", || {
-        let out = read_tagged(&output);
+        let out = read_tagged(&scene.output);
         let first_b = first_offsets_of(&out, "b");
         out.iter()
             .any(|t| t.tag == "a" && first_b.get(&t.partition).is_some_and(|f| t.offset > *f))
     });
 
-    stop.store(true, Ordering::SeqCst);
-    let expected = producer.join().expect("producer thread");
-    let out = wait_for_all(&output, &expected);
+    let expected = scene.stop_input();
+    let out = wait_for_all(&scene.output, &expected);
     eprintln!(
         "{} counts out ({} by A, {} by B)",
         out.len(),
@@ -303,9 +333,9 @@ fn zombie_resumed_after_a_takeover_is_fenced_rejoins_and_leaves_no_late_output()
         "the output is not exactly once"
     );
     // A zombie is no duplicate identity: both instances are still up.
-    for (name, lines) in [("A", &a_lines), ("B", &b_lines)] {
+    for (name, lines) in [("A", &scene.a_lines), ("B", &b_lines)] {
         let failed: Vec<String> = lines.try_iter().filter(|l| l.contains("FAILED")).collect();
         assert!(failed.is_empty(), "{name} failed: {failed:?}");
     }
-    drop((a, b));
+    drop((scene, b));
 }

@@ -293,7 +293,11 @@ pub(crate) fn run_stream_thread(
     // Registered once the consumer is on its way into the group: an instance that
     // fences another with the same identity shows up there promptly (see
     // `duplicate_identity.rs`).
-    lock(&core).collector.init_transactions()?;
+    let registered = lock(&core).collector.init_transactions();
+    if let Err(error) = registered {
+        shared.unregister_thread_core(index, &core);
+        return Err(error);
+    }
     tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
 
     let result = run_loop(index, &consumer, &core, &env, &shared, &topic_refs);
