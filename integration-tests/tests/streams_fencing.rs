@@ -9,9 +9,10 @@
 //!   and so on forever). Read with `read_committed`, no record of A follows B's first
 //!   record in any output partition (the fence), and the output is exactly once;
 //! - a zombie: A, SIGSTOPped past its session and transaction timeouts, is replaced
-//!   by B (another process id). Once resumed, A's late transaction is aborted, A is
-//!   fenced, gives up its tasks, rejoins and goes on; the output is exactly once (a
-//!   visible late write of A would repeat counts B wrote).
+//!   by B (another process id). Once resumed, A finds its transaction aborted (the
+//!   broker aborted it at its timeout) or its membership gone, gives up its tasks,
+//!   rejoins and goes on: it is no duplicate identity and must not fail. The output
+//!   is exactly once (a visible late write of A would repeat counts B wrote).
 //!
 //! Input flows the whole time, so A is mid-transaction when the fence comes.
 
@@ -309,8 +310,8 @@ fn zombie_resumed_after_a_takeover_is_fenced_rejoins_and_leaves_no_late_output()
     wait_until("B's first committed output", || {
         read_tagged(&scene.output).iter().any(|t| t.tag == "b")
     });
-    // A resumes: its transaction was aborted at its timeout; it is fenced, gives
-    // up its tasks and rejoins: it writes again, after B's first records.
+    // A resumes: its transaction was aborted at its timeout; it gives up its tasks
+    // and rejoins: it writes again, after B's first records.
     signal(&scene.a, "-CONT");
     wait_until("A's output after its return", || {
         let out = read_tagged(&scene.output);
