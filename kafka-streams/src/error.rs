@@ -107,7 +107,9 @@ pub enum StreamsError {
     /// Under exactly-once, a call of a stream thread's transactional producer failed
     /// (Kafka's `TaskMigratedException` when `fenced`, `TaskCorruptedException`
     /// otherwise). The thread aborts the transaction, gives up its tasks (their stores
-    /// are rebuilt from the changelogs) and rejoins the group; it does not fail.
+    /// are rebuilt from the changelogs) and rejoins the group; it does not fail
+    /// (unless another live instance has its identity: see
+    /// [`StreamsError::DuplicateProcessId`]).
     #[error("transaction of producer {transactional_id} failed while {operation}{}: {source}", if *.fenced { " (fenced by a newer producer with the same transactional.id, or fatal)" } else { "" })]
     Transaction {
         /// The producer's `transactional.id`.

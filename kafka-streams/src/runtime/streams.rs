@@ -262,6 +262,11 @@ pub struct KafkaStreams {
 
 impl KafkaStreams {
     /// A client for `topology`; nothing connects until [`KafkaStreams::start`].
+    ///
+    /// When the topology has a store on disk, or under exactly-once, the client locks
+    /// `<state.dir>/<application.id>` until it is closed, as Kafka does: while another
+    /// instance holds that directory, this fails with
+    /// [`StreamsError::StateDirectoryLocked`].
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         config.validate()?;
         config.check_topology_optimization(&topology)?;
