@@ -352,6 +352,15 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
 /// the RocksDB store `store` (repartitioned by word, logged to its changelog), and
 /// the counts' changelog stream written to `output`.
 pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, output: &str) {
+    word_counts(lines, store).to_stream().to(output);
+}
+
+/// The table of [`count_words`]: the lowercase words of `lines` counted into the
+/// RocksDB store `store`.
+pub fn word_counts(
+    lines: kafka_streams::KStream<String, String>,
+    store: &str,
+) -> kafka_streams::dsl::KTable<String, i64> {
     lines
         .flat_map_values(|line| {
             line.split_whitespace()
@@ -360,8 +369,6 @@ pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, o
         })
         .group_by(|_, word| word.clone())
         .count_with(kafka_streams::dsl::Materialized::as_(store))
-        .to_stream()
-        .to(output);
 }
 
 /// A word-count table as bytes (UTF-8 words, big-endian `i64` counts) decoded.
@@ -510,6 +517,15 @@ impl Drop for Instance {
 /// Starts the binary `exe` with `args` against the test broker and waits until it
 /// prints `RUNNING`.
 pub fn spawn_instance(exe: &str, args: &[&str]) -> Instance {
+    spawn_instance_with_output(exe, args).0
+}
+
+/// [`spawn_instance`], also handing over the lines the instance prints after
+/// `RUNNING` (e.g. `FAILED <error>` from a binary that reports its failure so).
+pub fn spawn_instance_with_output(
+    exe: &str,
+    args: &[&str],
+) -> (Instance, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(exe)
@@ -527,15 +543,20 @@ pub fn spawn_instance(exe: &str, args: &[&str]) -> Instance {
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("RUNNING") {
-                let _ = tx.send(());
-            }
+            // Nobody listening any more is fine: the lines are only drained.
+            let _ = tx.send(line);
         }
     });
     let instance = Instance(child);
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{exe} never became RUNNING"));
-    instance
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("RUNNING") => return (instance, rx),
+            Ok(_) => {}
+            Err(_) => panic!("{exe} never became RUNNING"),
+        }
+    }
 }
 
 /// The committed offset of group `app` and the log end of each partition of `topic`.

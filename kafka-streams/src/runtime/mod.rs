@@ -65,6 +65,7 @@
 
 mod commit;
 mod config;
+mod duplicate_identity;
 pub(crate) mod global;
 pub mod handlers;
 mod membership;
@@ -76,6 +77,7 @@ mod query;
 mod record_collector;
 mod record_deserializer;
 mod restore;
+mod state_dir_lock;
 mod state_manager;
 mod streams;
 pub(crate) mod task;

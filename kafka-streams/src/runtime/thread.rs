@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset};
 
 use super::commit::KafkaCommitter;
+use super::duplicate_identity::{fail_on_duplicate_identity, main_consumer_client_id};
 use super::membership::claim_record;
 use super::partition_group::FetchedLags;
 use super::record_collector::{KafkaCollector, RecordCollector};
@@ -336,18 +337,25 @@ pub(crate) fn run_stream_thread(
         env: env.clone(),
         shared: shared.clone(),
     };
-    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> = Arc::new(
-        config
-            .main_consumer_config(&thread_name, index + 1)
-            .create_with_context(context)
-            .map_err(|e| {
-                StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
-            })?,
-    );
+    let mut consumer_config = config.main_consumer_config(&thread_name, index + 1);
+    // Kafka's client.id, with the process id: it tells duplicate identities apart.
+    consumer_config.set("client.id", main_consumer_client_id(&env, index));
+    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> =
+        Arc::new(consumer_config.create_with_context(context).map_err(|e| {
+            StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
+        })?);
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| StreamsError::kafka("subscribing", topics.join(", "), e))?;
+    // Registered once the consumer is on its way into the group: an instance that
+    // fences another with the same identity shows up there promptly (see
+    // `duplicate_identity.rs`).
+    let registered = lock(&core).collector.init_transactions();
+    if let Err(error) = registered {
+        shared.unregister_thread_core(index, &core);
+        return Err(error);
+    }
     tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
 
     let result = run_loop(index, &consumer, &core, &env, &shared, &topic_refs);
@@ -388,21 +396,19 @@ pub(crate) fn run_stream_thread(
 
 /// The producer side of stream thread `index`: under exactly-once a transactional
 /// producer, `transactional.id` = `<application.id>-<process id>-<thread index>` as in
-/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), registered with
-/// the cluster before use.
+/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), to be registered
+/// with the cluster (`init_transactions`) before use.
 fn new_collector(env: &TaskEnv, thread_name: &str, index: usize) -> Result<KafkaCollector> {
     let config = &env.config;
     let transactional_id = config
         .processing_guarantee
         .is_exactly_once()
         .then(|| format!("{}-{}-{}", env.application_id, env.process_id, index + 1));
-    let mut collector = KafkaCollector::new(
+    KafkaCollector::new(
         &config.producer_config(thread_name, transactional_id.as_deref()),
         config.production_handler.clone(),
         env.metrics.clone(),
-    )?;
-    collector.init_transactions()?;
-    Ok(collector)
+    )
 }
 
 /// Whether `error` says the thread is no longer a member of the group's current
@@ -430,7 +436,9 @@ fn is_task_migrated(error: &StreamsError) -> bool {
 /// (if any), gives up every task without committing (under exactly-once their
 /// stores, which may hold the aborted writes, have no checkpoint and are wiped and
 /// restored when the tasks come back), replaces a fenced producer, and rejoins the
-/// group, which hands the partitions out again from the committed offsets.
+/// group, which hands the partitions out again from the committed offsets. A fence by
+/// another live instance with the same identity fails the thread instead, with
+/// [`StreamsError::DuplicateProcessId`] (see `duplicate_identity.rs`).
 fn recover_lost_tasks(
     index: usize,
     consumer: &BaseConsumer<StreamsConsumerContext>,
@@ -452,10 +460,22 @@ fn recover_lost_tasks(
     c.assignment_generation += 1;
     let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
     tracing::info!(thread = index, tasks = ?lost, "tasks closed dirty; their stores will be restored from the changelogs");
+    if let StreamsError::Transaction {
+        fenced: true,
+        transactional_id,
+        ..
+    } = error
+    {
+        // Taking the id back would fence a live instance with the same identity,
+        // which would fence this one again: this one stops instead.
+        fail_on_duplicate_identity(consumer, env, index, transactional_id)?;
+    }
     if replace_producer {
         let thread_name = format!("{}-StreamThread-{index}", env.application_id);
+        let mut collector = new_collector(env, &thread_name, index)?;
         // Registering the id again fences the old producer, dropped here.
-        c.collector = new_collector(env, &thread_name, index)?;
+        collector.init_transactions()?;
+        c.collector = collector;
     }
     consumer.unsubscribe();
     consumer
@@ -642,9 +662,9 @@ fn step(
             Err(error) if is_retriable_commit_error(&error) => {
                 // Like Kafka's commit on a `TimeoutException`: processing goes on and
                 // the next interval commits again (everything since the last
-                // successful commit), until the failures outlast the task timeout.
+                // successful commit), until the failures outlast `task.timeout.ms`.
                 let since = *round.commits_failing_since.get_or_insert(round.last_commit);
-                if since.elapsed() >= COMMIT_RETRY_TIMEOUT {
+                if since.elapsed() >= config.task_timeout {
                     return Err(error);
                 }
                 tracing::warn!(thread = index, %error, failing_for = ?since.elapsed(), "commit failed; retrying at the next commit interval");
@@ -654,10 +674,6 @@ fn step(
     }
     Ok(())
 }
-
-/// How long commits may keep failing with retriable errors (the group coordinator or
-/// the broker away) before the thread fails: Kafka's `task.timeout.ms` default.
-const COMMIT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Whether a failed commit may succeed later without the thread giving up anything:
 /// the coordinator or broker is unreachable or busy (Kafka's `TimeoutException` and
