@@ -283,7 +283,7 @@ impl Reader {
             return Err(e);
         }
         self.reads = self.reads.wrapping_add(1);
-        let periodic = self.reads % POLL_CONSUMER_EVERY == 0;
+        let periodic = self.reads.is_multiple_of(POLL_CONSUMER_EVERY);
         let generation = consumer.context().assignment_generation();
         if generation != self.routed_generation
             || ((periodic || self.idle) && self.last_route.elapsed() >= ROUTE_REFRESH)

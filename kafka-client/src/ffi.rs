@@ -897,3 +897,32 @@ pub(crate) fn incremental_alter_topic_config<C: ClientContext>(
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Committed offsets' metadata
+// ---------------------------------------------------------------------------------
+
+/// The metadata bytes of `topic`/`partition` in `list` (empty when it has none;
+/// `None` when the list does not hold the partition), whatever they are: `rdkafka`'s
+/// `TopicPartitionListElem::metadata` panics on bytes that are not UTF-8, and offset
+/// metadata comes from whichever client committed it.
+pub fn partition_metadata_bytes(
+    list: &rdkafka::TopicPartitionList,
+    topic: &str,
+    partition: i32,
+) -> Option<Vec<u8>> {
+    let topic = CString::new(topic).ok()?;
+    // SAFETY: `list.ptr()` is a valid list for as long as `list` is borrowed, and
+    // `find` only reads it; it returns null or a pointer to one of its elements.
+    let elem = unsafe {
+        rd::rd_kafka_topic_partition_list_find(list.ptr(), topic.as_ptr(), partition).as_ref()
+    }?;
+    if elem.metadata.is_null() || elem.metadata_size == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: librdkafka keeps `metadata_size` bytes at `metadata` for the element's
+    // life, which `list`'s borrow covers; they are copied out before it ends.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(elem.metadata as *const u8, elem.metadata_size) };
+    Some(bytes.to_vec())
+}

@@ -44,6 +44,8 @@ pub struct StreamsConfig {
     pub(crate) max_poll_records: usize,
     /// `max.task.idle.ms`; `-1` never waits.
     pub(crate) max_task_idle_ms: i64,
+    /// `task.timeout.ms`: how long a task may stall on retriable errors.
+    pub(crate) task_timeout: Duration,
     /// `restore.consumer.max.poll.records`: the restore batch size; `None` lets the
     /// changelog reader pick one.
     pub(crate) restore_max_poll_records: Option<usize>,
@@ -114,6 +116,9 @@ impl ProcessingGuarantee {
 /// aborts it at once).
 const EOS_TRANSACTION_TIMEOUT_MS: &str = "10000";
 
+/// `task.timeout.ms`'s default, Kafka's: 5 minutes.
+const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_millis(300_000);
+
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
 /// interactive queries routed between instances.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -173,6 +178,7 @@ impl StreamsConfig {
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
             max_task_idle_ms: 0,
+            task_timeout: DEFAULT_TASK_TIMEOUT,
             restore_max_poll_records: None,
             replication_factor: -1,
             deserialization_handler: Arc::new(LogAndFailExceptionHandler),
@@ -386,6 +392,33 @@ impl StreamsConfig {
             .map(Duration::from_millis)
     }
 
+    /// `task.timeout.ms` (default 300 000 ms, 5 minutes, as in Kafka): how long a task
+    /// may stall on internal errors that may go away (Kafka's `TimeoutException`s)
+    /// before the stream thread fails. Today that covers offset commits failing
+    /// because the group coordinator or the broker is unreachable: processing goes on,
+    /// each commit interval commits again, and the thread fails once the commits have
+    /// failed for this long. With zero, the first such failure fails the thread.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_client::ClientConfig;
+    /// use kafka_streams::runtime::StreamsConfig;
+    ///
+    /// let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+    /// assert_eq!(config.get_task_timeout(), Duration::from_secs(300));
+    /// let config = config.set("task.timeout.ms", "60000").unwrap();
+    /// assert_eq!(config.get_task_timeout(), Duration::from_secs(60));
+    /// ```
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = timeout;
+        self
+    }
+
+    /// The configured `task.timeout.ms`.
+    pub fn get_task_timeout(&self) -> Duration {
+        self.task_timeout
+    }
+
     /// `replication.factor` of internal topics (default -1: the broker's default).
     pub fn replication_factor(mut self, factor: i32) -> Self {
         self.replication_factor = factor;
@@ -479,6 +512,7 @@ impl StreamsConfig {
     /// `processing.guarantee` (`at_least_once` or `exactly_once_v2`),
     /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
     /// `max.task.idle.ms` (`-1` never waits; see [`StreamsConfig::max_task_idle`]),
+    /// `task.timeout.ms` (see [`StreamsConfig::task_timeout`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
@@ -515,6 +549,7 @@ impl StreamsConfig {
                     Err(e) => return Err(StreamsError::Config(format!("{key}={value}: {e}"))),
                 }
             }
+            "task.timeout.ms" => self.task_timeout = Duration::from_millis(num(value)?),
             "restore.consumer.max.poll.records" => {
                 self.restore_max_poll_records = Some(num(value)?.max(1) as usize)
             }
@@ -747,6 +782,27 @@ mod tests {
             assert!(matches!(err, StreamsError::Config(_)), "{bad}: {text}");
             assert!(text.contains("topology.optimization"), "{text}");
             assert!(text.contains("reuse.ktable.source.topics"), "{text}");
+        }
+    }
+
+    #[test]
+    fn task_timeout_ms_defaults_to_five_minutes_and_parses() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert_eq!(config.get_task_timeout(), Duration::from_millis(300_000));
+        let config = config.set("task.timeout.ms", "0").unwrap();
+        assert_eq!(config.get_task_timeout(), Duration::ZERO);
+        let config = config.set("task.timeout.ms", " 45000 ").unwrap();
+        assert_eq!(config.get_task_timeout(), Duration::from_secs(45));
+        // A streams setting, not passed on to librdkafka.
+        assert_eq!(config.client_config().get("task.timeout.ms"), None);
+        let config = config.task_timeout(Duration::from_secs(7));
+        assert_eq!(config.get_task_timeout(), Duration::from_secs(7));
+        for bad in ["-1", "later", ""] {
+            let err = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+                .set("task.timeout.ms", bad)
+                .unwrap_err();
+            assert!(matches!(err, StreamsError::Config(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("task.timeout.ms"), "{err}");
         }
     }
 

@@ -65,16 +65,19 @@
 
 mod commit;
 mod config;
+mod duplicate_identity;
 pub(crate) mod global;
 pub mod handlers;
 mod membership;
 mod metrics;
+mod offset_metadata;
 pub(crate) mod partition_group;
 mod process_id;
 mod query;
 mod record_collector;
 mod record_deserializer;
 mod restore;
+mod state_dir_lock;
 mod state_manager;
 mod streams;
 pub(crate) mod task;
@@ -84,7 +87,7 @@ mod topics;
 mod trace;
 
 pub use crate::topology::TopologyOptimization;
-pub(crate) use commit::{commit_tasks, OffsetCommitter};
+pub(crate) use commit::{commit_tasks, CommitOffsets, OffsetCommitter};
 pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
 pub use metrics::MetricsSnapshot;
 pub(crate) use metrics::StreamsMetrics;

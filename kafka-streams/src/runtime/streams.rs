@@ -16,6 +16,7 @@ use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
 use super::query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
 use super::record_deserializer::Blocker;
+use super::state_dir_lock::StateDirLock;
 use super::task::TaskEnv;
 use super::thread::ThreadCore;
 use super::thread::{run_stream_thread, ThreadState};
@@ -222,6 +223,17 @@ struct ClientInner {
     shared: Arc<ClientShared>,
     uncaught: Mutex<Option<UncaughtExceptionHandler>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Held from creation until the client is closed (or dropped).
+    state_dir_lock: Mutex<Option<StateDirLock>>,
+}
+
+/// Whether some store of `topology` (local or global) keeps its data on disk.
+fn topology_is_persistent(topology: &Topology) -> bool {
+    topology.stores.values().any(|b| b.persistent())
+        || topology
+            .global_stores
+            .values()
+            .any(|g| g.builder.persistent())
 }
 
 /// A Kafka Streams client: runs a topology with `num.stream.threads` stream threads
@@ -250,6 +262,11 @@ pub struct KafkaStreams {
 
 impl KafkaStreams {
     /// A client for `topology`; nothing connects until [`KafkaStreams::start`].
+    ///
+    /// When the topology has a store on disk, or under exactly-once, the client locks
+    /// `<state.dir>/<application.id>` until it is closed, as Kafka does: while another
+    /// instance holds that directory, this fails with
+    /// [`StreamsError::StateDirectoryLocked`].
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         config.validate()?;
         config.check_topology_optimization(&topology)?;
@@ -262,6 +279,13 @@ impl KafkaStreams {
             None => Blocker::Futures,
         };
         let threads = config.num_stream_threads;
+        // Like Kafka, an instance whose state lives on disk owns its state directory;
+        // so does one under exactly-once, whose process id (hence its producers'
+        // transactional.id) is kept there.
+        let state_dir_lock = (topology_is_persistent(&topology)
+            || config.processing_guarantee.is_exactly_once())
+        .then(|| StateDirLock::acquire(&config.state_dir, &config.application_id))
+        .transpose()?;
         // Under exactly-once the id must survive restarts (it names the transactional
         // producers); otherwise a fresh one will do.
         let process_id = if config.processing_guarantee.is_exactly_once() {
@@ -298,6 +322,7 @@ impl KafkaStreams {
                 }),
                 uncaught: Mutex::new(None),
                 handles: Mutex::new(Vec::new()),
+                state_dir_lock: Mutex::new(state_dir_lock),
             }),
         })
     }
@@ -463,6 +488,8 @@ impl KafkaStreams {
             }
         }
         self.inner.shared.set_state(State::NotRunning);
+        // The threads are gone: another instance may take the directory now.
+        relock(&self.inner.state_dir_lock).take();
         true
     }
 

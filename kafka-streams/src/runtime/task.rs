@@ -21,7 +21,7 @@
 //! changelogs being replayed; input buffered, nothing processed) → `Running` →
 //! `Closed`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -29,8 +29,10 @@ use kafka_client::serde::BoxError;
 use kafka_client::trace_context::TraceHeaders;
 use kafka_client::TopicPartition;
 
+use super::commit::{CommitOffsets, OffsetAndMetadata};
 use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
 use super::metrics::StreamsMetrics;
+use super::offset_metadata::{merge_committed, TopicPartitionMetadata, UNKNOWN_PARTITION_TIME};
 use super::partition_group::{FetchedLags, PartitionGroup};
 use super::record_collector::{EncodedRecord, RecordCollector};
 use super::record_deserializer::{Blocker, RawRecord, RecordDeserializer};
@@ -38,6 +40,7 @@ use super::state_manager::ProcessorStateManager;
 use super::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::processor::internal::{ContextCore, ErasedProcessor, ErasedRecord, Punctuators};
+use crate::processor::metadata::ProcessorMetadata;
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
 use crate::state::StoreContext;
 use crate::topology::codec::{EncodeError, SinkCodec};
@@ -135,6 +138,9 @@ pub(crate) struct StreamTask {
     forwarded: u64,
     /// The wall-clock time of the latest processing step.
     wall_clock: i64,
+    /// What the processors keep across restarts (Kafka's `ProcessorMetadata`):
+    /// committed with every input offset, read back when the task is created again.
+    processor_metadata: ProcessorMetadata,
     /// The trace context of the running step's span, which its output records carry.
     trace: Option<TraceHeaders>,
     /// Whether a record or punctuation ran since the last commit: only then may the
@@ -224,6 +230,7 @@ impl StreamTask {
             current_timestamp: 0,
             forwarded: 0,
             wall_clock: 0,
+            processor_metadata: ProcessorMetadata::default(),
             trace: None,
             stepped_since_commit: false,
             env,
@@ -309,6 +316,20 @@ impl StreamTask {
         self.state == TaskState::Running
     }
 
+    /// Takes the processor metadata committed with the task's input offsets (the
+    /// metadata string of each partition, empty when it has none): the largest value
+    /// per key. Before [`StreamTask::complete_restoration`], which hands it to the
+    /// processors. Unreadable metadata is skipped with a warning.
+    pub fn init_processor_metadata<'a>(
+        &mut self,
+        committed: impl IntoIterator<Item = (&'a TopicPartition, &'a [u8])>,
+    ) {
+        self.processor_metadata = merge_committed(self.id, committed);
+        if !self.processor_metadata.is_empty() {
+            tracing::debug!(task = %self.id, metadata = ?self.processor_metadata, "processor metadata read from the committed offsets");
+        }
+    }
+
     /// Opens the stores (Kafka's `initializeIfNeeded`): the task is then `Restoring`
     /// until [`StreamTask::complete_restoration`].
     pub fn init_stores(&mut self) -> Result<()> {
@@ -340,6 +361,7 @@ impl StreamTask {
             stream_time,
             id,
             env,
+            processor_metadata,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -370,6 +392,7 @@ impl StreamTask {
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     globals: env.global_stores(),
                     outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                    processor_metadata,
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -608,6 +631,7 @@ impl StreamTask {
             id,
             env,
             forwarded,
+            processor_metadata,
             trace,
             ..
         } = self;
@@ -641,6 +665,7 @@ impl StreamTask {
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                         globals: env.global_stores(),
                         outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                        processor_metadata: &mut *processor_metadata,
                     }
                 };
             }
@@ -750,10 +775,7 @@ impl StreamTask {
     /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores, forwards
     /// what their record caches held back, and returns the offsets to commit (empty
     /// when nothing was processed since the last commit).
-    pub fn prepare_commit(
-        &mut self,
-        collector: &mut dyn RecordCollector,
-    ) -> Result<BTreeMap<TopicPartition, i64>> {
+    pub fn prepare_commit(&mut self, collector: &mut dyn RecordCollector) -> Result<CommitOffsets> {
         // Processors of a task still restoring were not initialised: nothing to emit.
         let running = self.state == TaskState::Running;
         let store_nodes: Vec<usize> = self
@@ -774,15 +796,27 @@ impl StreamTask {
         let flushed = self.flush_caches(&store_nodes, collector);
         self.trace = None;
         flushed?;
-        if self.commit_needed {
-            Ok(self
-                .group
-                .offsets_to_commit()
-                .map(|(tp, o)| (tp.clone(), o))
-                .collect())
-        } else {
-            Ok(BTreeMap::new())
+        if !self.commit_needed {
+            return Ok(CommitOffsets::new());
         }
+        // Every partition committed carries the task's processor metadata (Kafka
+        // writes it to each), so whichever were committed last, the largest value
+        // per key read back is the latest.
+        Ok(self
+            .group
+            .offsets_to_commit()
+            .map(|(tp, offset)| {
+                let partition_time = self
+                    .group
+                    .index_of(&tp.topic, tp.partition)
+                    .map(|i| self.group.partition_time(i))
+                    .filter(|&t| t != i64::MIN)
+                    .unwrap_or(UNKNOWN_PARTITION_TIME);
+                let metadata =
+                    TopicPartitionMetadata::encode(partition_time, &self.processor_metadata);
+                (tp.clone(), OffsetAndMetadata { offset, metadata })
+            })
+            .collect())
     }
 
     /// Flushes the stores and forwards what the caches of `store_nodes` held back.

@@ -33,6 +33,11 @@ pub(crate) struct TaskManager {
     cache_budget: crate::state::CacheBudget,
 }
 
+/// Reads the metadata committed with input partitions: per partition with a
+/// committed offset, its metadata string's bytes.
+pub(crate) type CommittedMetadata<'a> =
+    dyn Fn(&[TopicPartition]) -> Result<Vec<(TopicPartition, Vec<u8>)>> + 'a;
+
 /// What an assignment changed.
 pub(crate) struct Assigned {
     /// Every task of the assignment, sorted.
@@ -108,12 +113,15 @@ impl TaskManager {
     /// Creates the tasks of the newly assigned `partitions` (existing ones stay):
     /// opens their stores, and registers the logged ones with `reader`; a task with
     /// nothing to restore starts at once. `committed` reads the group's committed
-    /// offset of an input partition (the end of a source table's restore).
+    /// offset of an input partition (the end of a source table's restore);
+    /// `committed_metadata` the metadata committed with a new task's input offsets,
+    /// which holds its processor metadata (see `offset_metadata.rs`).
     pub fn handle_assignment(
         &mut self,
         partitions: &[(String, i32)],
         reader: &mut ChangelogReader,
         committed: &dyn Fn(&ChangelogPartition) -> Result<Option<i64>>,
+        committed_metadata: &CommittedMetadata<'_>,
         shared: &ClientShared,
         wall_clock: i64,
     ) -> Result<Assigned> {
@@ -140,6 +148,9 @@ impl TaskManager {
             let sub = &self.topology.subtopologies[id.subtopology];
             let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
             task.set_cache_budget(self.cache_budget.clone());
+            let inputs: Vec<TopicPartition> = task.partitions().cloned().collect();
+            let metadata = committed_metadata(&inputs)?;
+            task.init_processor_metadata(metadata.iter().map(|(tp, m)| (tp, m.as_slice())));
             task.init_stores()?;
             if reader.register(&mut task, committed)? {
                 shared.set_restoring(*id, true);

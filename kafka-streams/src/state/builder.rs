@@ -385,6 +385,10 @@ impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
         &self.spec.name
     }
 
+    fn persistent(&self) -> bool {
+        self.spec.kind == StoreKind::RocksDb
+    }
+
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {
         Ok(Box::new(TypedKeyValueStore::unopened(
             self.spec.clone(),

@@ -248,6 +248,13 @@ pub trait StoreBuilder: Send + Sync + 'static {
     /// A new store for `task`.
     fn build(&self, task: TaskId) -> Result<Box<dyn StateStore>>;
 
+    /// Whether the stores it builds keep their data on disk, under `state.dir`
+    /// (Kafka's `StoreBuilder` answers through its stores' `persistent()`): an
+    /// instance with such stores locks its state directory.
+    fn persistent(&self) -> bool {
+        false
+    }
+
     /// The changelog topic of the stores it builds, if they are logged
     /// (`<application.id>-<store>-changelog`), for creating it as a compacted topic.
     /// The runtime creates none for a source table reusing its input topic.

@@ -430,6 +430,10 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
         &self.parts.spec.name
     }
 
+    fn persistent(&self) -> bool {
+        self.parts.spec.kind == StoreKind::RocksDb
+    }
+
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {
         Ok(Box::new(TypedWindowStore::unopened(
             self.parts.spec.clone(),
@@ -564,6 +568,10 @@ impl<K, V> SessionStoreBuilder<K, V> {
 impl<K: 'static, V: 'static> StoreBuilder for SessionStoreBuilder<K, V> {
     fn name(&self) -> &str {
         &self.parts.spec.name
+    }
+
+    fn persistent(&self) -> bool {
+        self.parts.spec.kind == StoreKind::RocksDb
     }
 
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {

@@ -41,8 +41,8 @@ use crate::processor::{PunctuationType, RecordMetadata};
 use crate::runtime::partition_group::AllFetched;
 use crate::runtime::task::{StreamTask, TaskEnv};
 use crate::runtime::{
-    commit_tasks, Blocker, EncodedRecord, MetricsSnapshot, OffsetCommitter, RawRecord,
-    RecordCollector, StreamsConfig, StreamsMetrics,
+    commit_tasks, Blocker, CommitOffsets, EncodedRecord, MetricsSnapshot, OffsetCommitter,
+    RawRecord, RecordCollector, StreamsConfig, StreamsMetrics,
 };
 use crate::state::{queryable_key_value_store, QueryableKeyValueStore, StateStore};
 use crate::topology::Topology;
@@ -104,10 +104,12 @@ struct MemoryCommitter {
     committed: BTreeMap<TopicPartition, i64>,
 }
 
+/// Like Kafka's test driver, which has no broker commit: offsets are kept here, and
+/// the tasks keep their processor metadata in memory (nothing reads it back).
 impl OffsetCommitter for MemoryCommitter {
-    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    fn commit(&mut self, offsets: &CommitOffsets) -> Result<()> {
         self.committed
-            .extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
+            .extend(offsets.iter().map(|(k, v)| (k.clone(), v.offset)));
         Ok(())
     }
 }
