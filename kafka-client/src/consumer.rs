@@ -324,7 +324,10 @@ impl Reader {
         // stores the offset for the run.
         let handed = &out[start..];
         for (i, message) in handed.iter().enumerate() {
-            if handed.get(i + 1).is_none_or(|next| !next.same_partition(message)) {
+            if handed
+                .get(i + 1)
+                .is_none_or(|next| !next.same_partition(message))
+            {
                 self.handed_out(consumer, message);
             }
         }

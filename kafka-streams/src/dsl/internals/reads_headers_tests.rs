@@ -26,13 +26,14 @@ use crate::windowed::{Window, Windowed};
 /// that reads headers, such as one taking a schema id from a header).
 struct TenantTagged;
 
+/// Written as the string serde writes them.
 impl Serializer<String> for TenantTagged {
     fn serialize(
         &self,
         data: &String,
-        _: &SerdeContext<'_>,
+        ctx: &SerdeContext<'_>,
     ) -> Result<Option<Vec<u8>>, SerdeError> {
-        Ok(Some(data.as_bytes().to_vec()))
+        StringSerde.serialize(data, ctx)
     }
 }
 
