@@ -415,7 +415,7 @@ impl Reader {
         self.reads = self.reads.wrapping_add(1);
         // A read of many (a read-ahead, a batch) always serves the consumer's own
         // queue too: rebalances and errors wait for it no longer than for single reads.
-        let periodic = max > 1 || self.reads.is_multiple_of(POLL_CONSUMER_EVERY);
+        let periodic = max > 1 || self.reads % POLL_CONSUMER_EVERY == 0;
         let generation = consumer.context().assignment_generation();
         self.buffer_generation = generation;
         if generation != self.routed_generation
