@@ -349,6 +349,28 @@ impl OwnedMessage {
     pub(crate) fn headers(&self) -> &Headers {
         self.headers.get_or_init(|| self.message.headers())
     }
+
+    /// The topic handle, only to tell whether two messages share a topic.
+    pub(crate) fn topic_handle(&self) -> *const rd::rd_kafka_topic_t {
+        self.message.topic_handle()
+    }
+
+    /// Stores the offset after this message as its partition's offset to commit
+    /// (`rd_kafka_offset_store_message`: through the message's own partition handle,
+    /// no lookup by name). Requires `enable.auto.offset.store=false`; fails with
+    /// `__STATE` when the partition is no longer assigned.
+    pub(crate) fn store_offset(&self) -> KafkaResult<()> {
+        // SAFETY: the message is alive and was consumed from a queue (so librdkafka
+        // knows its partition); the returned error, if any, is ours to destroy.
+        let error = unsafe { rd::rd_kafka_offset_store_message(self.message.ptr.as_ptr()) };
+        if error.is_null() {
+            return Ok(());
+        }
+        let error = Owned(error, rd::rd_kafka_error_destroy);
+        // SAFETY: `error` is a valid error object until dropped.
+        let code = unsafe { rd::rd_kafka_error_code(error.0) };
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::from(code)))
+    }
 }
 
 /// One fetched message, owned (destroyed when dropped) and held in librdkafka's
