@@ -59,6 +59,8 @@ pub struct StreamsConfig {
     pub(crate) restore_listener: Option<Arc<dyn crate::state::StateRestoreListener>>,
     pub(crate) cache_max_bytes: usize,
     pub(crate) application_server: Option<HostInfo>,
+    /// `num.standby.replicas` (see [`StreamsConfig::num_standby_replicas`]).
+    pub(crate) num_standby_replicas: usize,
     pub(crate) topology_optimization: TopologyOptimization,
     /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`: how much
     /// wall-clock time passes at least between two looks for closed windows of an
@@ -190,6 +192,7 @@ impl StreamsConfig {
             restore_listener: None,
             cache_max_bytes: crate::state::DEFAULT_CACHE_MAX_BYTES,
             application_server: None,
+            num_standby_replicas: 0,
             topology_optimization: TopologyOptimization::NONE,
             windowed_aggregation_emit_interval_ms: None,
             outer_join_emit_interval_ms: None,
@@ -287,6 +290,23 @@ impl StreamsConfig {
     pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
         self.application_server = Some(HostInfo::parse(endpoint)?);
         Ok(self)
+    }
+
+    /// `num.standby.replicas` (default 0): how many other instances keep a standby
+    /// copy of each task's logged stores, kept up to date with the changelogs, so that
+    /// the instance taking a task over restores only the tail. See the `standby`
+    /// section of the crate's README and [`KafkaStreams`](super::KafkaStreams) for the
+    /// placement rule; instances publish their membership to the
+    /// `<application.id>-streams-metadata` topic for it.
+    pub fn num_standby_replicas(mut self, replicas: usize) -> Self {
+        self.num_standby_replicas = replicas;
+        self
+    }
+
+    /// Whether the instance publishes its claims to the metadata topic: key lookups
+    /// (`application.server`) and standby placement read them.
+    pub(crate) fn publishes_membership(&self) -> bool {
+        self.application_server.is_some() || self.num_standby_replicas > 0
     }
 
     /// The application id.
@@ -510,9 +530,9 @@ impl StreamsConfig {
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `processing.guarantee` (`at_least_once` or `exactly_once_v2`),
-    /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
-    /// `max.task.idle.ms` (`-1` never waits; see [`StreamsConfig::max_task_idle`]),
-    /// `task.timeout.ms` (see [`StreamsConfig::task_timeout`]),
+    /// `application.server`, `num.standby.replicas`, `topology.optimization` (see
+    /// [`TopologyOptimization::parse`]), `max.task.idle.ms` (`-1` never waits; see
+    /// [`StreamsConfig::max_task_idle`]), `task.timeout.ms` (see [`StreamsConfig::task_timeout`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
@@ -557,6 +577,7 @@ impl StreamsConfig {
                 self.cache_max_bytes = num(value)? as usize
             }
             "application.server" => self.application_server = Some(HostInfo::parse(value)?),
+            "num.standby.replicas" => self.num_standby_replicas = num(value)? as usize,
             "__emit.interval.ms.kstreams.windowed.aggregation__" => {
                 self.windowed_aggregation_emit_interval_ms =
                     Some(i64::try_from(num(value)?).unwrap_or(i64::MAX))

@@ -77,6 +77,7 @@ mod query;
 mod record_collector;
 mod record_deserializer;
 mod restore;
+mod standby;
 mod state_dir_lock;
 mod state_manager;
 mod streams;
@@ -92,7 +93,9 @@ pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
 pub use metrics::MetricsSnapshot;
 pub(crate) use metrics::StreamsMetrics;
 pub(crate) use process_id::random_uuid as random_process_id;
-pub use query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
+pub use query::{
+    ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, StoreQueryParameters,
+};
 pub(crate) use record_collector::{EncodedRecord, RecordCollector};
 pub(crate) use record_deserializer::{Blocker, RawRecord};
 pub use streams::{KafkaStreams, KeyQueryMetadata, State, StreamsMetadata};

@@ -62,6 +62,17 @@ pub(crate) struct TaskEnv {
 }
 
 impl TaskEnv {
+    /// The context task `task`'s stores are opened with (active or standby): the
+    /// application id, the state directory and the shared RocksDB memory.
+    pub fn store_context(&self, task: TaskId) -> StoreContext {
+        StoreContext::new(
+            self.application_id.clone(),
+            self.config.state_dir.clone(),
+            task,
+        )
+        .with_rocksdb(self.rocksdb.clone())
+    }
+
     /// The global stores as processors see them, once set.
     pub fn global_stores(&self) -> Option<&dyn crate::processor::internal::GlobalStores> {
         self.globals
@@ -336,12 +347,7 @@ impl StreamTask {
         if self.state != TaskState::Created {
             return Ok(());
         }
-        let context = StoreContext::new(
-            self.env.application_id.clone(),
-            self.env.config.state_dir.clone(),
-            self.id,
-        )
-        .with_rocksdb(self.env.rocksdb.clone());
+        let context = self.env.store_context(self.id);
         self.state_manager.init_stores(context)?;
         self.state = TaskState::Restoring;
         Ok(())

@@ -145,13 +145,20 @@ impl TaskManager {
             if self.tasks.contains_key(id) {
                 continue;
             }
+            // A standby of the task here closes first: the task reopens its stores
+            // and restores only what follows their checkpoints.
+            shared.standbys().activate(*id);
             let sub = &self.topology.subtopologies[id.subtopology];
-            let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
-            task.set_cache_budget(self.cache_budget.clone());
-            let inputs: Vec<TopicPartition> = task.partitions().cloned().collect();
-            let metadata = committed_metadata(&inputs)?;
-            task.init_processor_metadata(metadata.iter().map(|(tp, m)| (tp, m.as_slice())));
-            task.init_stores()?;
+            let opened = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())
+                .and_then(|mut task| {
+                    task.set_cache_budget(self.cache_budget.clone());
+                    let inputs: Vec<TopicPartition> = task.partitions().cloned().collect();
+                    let metadata = committed_metadata(&inputs)?;
+                    task.init_processor_metadata(metadata.iter().map(|(tp, m)| (tp, m.as_slice())));
+                    task.init_stores()?;
+                    Ok(task)
+                });
+            let mut task = opened.inspect_err(|_| shared.standbys().deactivate(*id))?;
             if reader.register(&mut task, committed)? {
                 shared.set_restoring(*id, true);
                 // Its input waits until the stores are restored; the thread's other
@@ -225,6 +232,7 @@ impl TaskManager {
         for (id, task) in self.tasks.iter_mut() {
             task.close();
             shared.set_restoring(*id, false);
+            shared.standbys().deactivate(*id);
         }
         self.tasks.clear();
         reader.clear();

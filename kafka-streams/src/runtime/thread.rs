@@ -80,19 +80,27 @@ pub(crate) fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
 impl ClientContext for StreamsConsumerContext {}
 
 /// Publishes the thread's claim on `partitions` to the metadata topic (see
-/// `membership.rs`), when the instance has an `application.server`. A failure is
-/// logged: it affects key lookups, not processing.
+/// `membership.rs`), when the instance has an `application.server` or standby
+/// replicas. A failure is logged: it affects key lookups and standby placement, not
+/// processing.
 fn publish_claim(
     env: &TaskEnv,
     index: usize,
     collector: &mut KafkaCollector,
     partitions: Option<&[(String, i32)]>,
 ) {
-    let Some(host) = &env.config.application_server else {
+    if !env.config.publishes_membership() {
         return;
-    };
-    let sent = claim_record(&env.application_id, host, index, partitions, now_ms())
-        .and_then(|record| collector.send(record, "streams-metadata", None));
+    }
+    let sent = claim_record(
+        &env.application_id,
+        &env.process_id,
+        env.config.application_server.as_ref(),
+        index,
+        partitions,
+        now_ms(),
+    )
+    .and_then(|record| collector.send(record, "streams-metadata", None));
     if let Err(error) = sent {
         tracing::warn!(thread = index, %error, "publishing the thread's partitions to the metadata topic failed");
     }
@@ -155,8 +163,8 @@ impl StreamsConsumerContext {
             })?;
         }
         publish_claim(&self.env, self.index, &mut core.collector, Some(&claimed));
-        if self.env.config.application_server.is_some() {
-            // Key lookups read the claim: make it visible now, not at the next
+        if self.env.config.publishes_membership() {
+            // Key lookups and standby placement read the claim: make it visible now, not at the next
             // commit (nothing else is in flight right after a rebalance).
             if let Err(error) = core.collector.flush() {
                 tracing::warn!(thread = self.index, %error, "flushing the metadata claim failed");
