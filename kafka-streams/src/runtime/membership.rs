@@ -84,14 +84,11 @@ pub(crate) fn claim_record(
 struct Claim {
     process: String,
     host: Option<HostInfo>,
-    empty: bool,
+    partitions: Vec<(String, i32)>,
 }
 
 /// Decodes a claim record (`value` `None`: a tombstone, `Ok(None)`).
-fn decode_claim(
-    key: &str,
-    value: Option<&[u8]>,
-) -> std::result::Result<Option<(Claim, Vec<(String, i32)>)>, String> {
+fn decode_claim(key: &str, value: Option<&[u8]>) -> std::result::Result<Option<Claim>, String> {
     let Some(value) = value else { return Ok(None) };
     let (process, _) = key
         .rsplit_once('#')
@@ -112,12 +109,11 @@ fn decode_claim(
             (Some(host), partitions)
         }
     };
-    let claim = Claim {
+    Ok(Some(Claim {
         process: process.to_owned(),
         host,
-        empty: partitions.is_empty(),
-    };
-    Ok(Some((claim, partitions)))
+        partitions,
+    }))
 }
 
 /// Applies claims in topic order.
@@ -142,11 +138,11 @@ impl Owners {
         };
         self.owner.retain(|_, k| k != key);
         self.claims.remove(key);
-        let Some((claim, partitions)) = decoded else {
+        let Some(claim) = decoded else {
             return;
         };
-        for tp in partitions {
-            self.owner.insert(tp, key.to_owned());
+        for tp in &claim.partitions {
+            self.owner.insert(tp.clone(), key.to_owned());
         }
         self.claims.insert(key.to_owned(), claim);
     }
@@ -186,7 +182,7 @@ impl Owners {
         let owning: BTreeSet<&str> = self.owner.values().map(String::as_str).collect();
         self.claims
             .iter()
-            .filter(|(key, c)| c.empty || owning.contains(key.as_str()))
+            .filter(|(key, c)| c.partitions.is_empty() || owning.contains(key.as_str()))
             .map(|(_, c)| c.process.clone())
             .collect()
     }

@@ -144,15 +144,19 @@ pub(crate) fn standbys_of(
     .unwrap_or_default()
 }
 
-/// The tasks whose standby the placement puts on process `process`.
-fn standbys_on(
-    topology: &Topology,
-    env: &TaskEnv,
-    owners: &Owners,
-    process: &str,
-) -> BTreeSet<TaskId> {
+/// Where the placement puts standbys for one process.
+struct Placement {
+    /// The tasks whose standby goes to the process.
+    wanted: BTreeSet<TaskId>,
+    /// Every task with an active owner.
+    owned: BTreeSet<TaskId>,
+}
+
+/// The placement of standbys for process `process`.
+fn standbys_on(topology: &Topology, env: &TaskEnv, owners: &Owners, process: &str) -> Placement {
     let active = active_owners(topology, &env.application_id, owners);
-    place_standbys(
+    let owned = active.keys().copied().collect();
+    let wanted = place_standbys(
         &active,
         &owners.live_processes(),
         env.config.num_standby_replicas,
@@ -163,7 +167,8 @@ fn standbys_on(
             && has_standby_stores(topology, &env.application_id, task.subtopology)
     })
     .map(|(task, _)| task)
-    .collect()
+    .collect();
+    Placement { wanted, owned }
 }
 
 impl RestoringTasks for BTreeMap<TaskId, ProcessorStateManager> {
@@ -238,18 +243,21 @@ impl StandbyTasks {
         }
     }
 
-    /// Closes the standby tasks not in `wanted` and opens those missing, except tasks
-    /// active on the instance.
+    /// Opens the standby tasks `placement` wants and closes those it puts elsewhere,
+    /// except that tasks active on the instance have no standby. A standby whose task
+    /// has no owner at the moment (its owner left, the rebalance has not handed it out
+    /// yet) stays: its instance may be the one that gets the task.
     fn reconcile(
         &mut self,
-        wanted: &BTreeSet<TaskId>,
+        placement: &Placement,
         topology: &Topology,
         env: &TaskEnv,
     ) -> Result<()> {
+        let Placement { wanted, owned } = placement;
         let stale: Vec<TaskId> = self
             .tasks
             .keys()
-            .filter(|t| !wanted.contains(t) || self.active.contains(t))
+            .filter(|t| (owned.contains(t) && !wanted.contains(t)) || self.active.contains(t))
             .copied()
             .collect();
         for task in stale {
@@ -312,10 +320,10 @@ pub(crate) fn run_standby_updater(
     let mut wait = CLAIMS_WAIT;
     while !shared.shutdown.load(Ordering::SeqCst) {
         let round = follow_claims(&mut tail, &env, wait).and_then(|owners| {
-            let wanted = standbys_on(&topology, &env, owners, &env.process_id);
+            let placement = standbys_on(&topology, &env, owners, &env.process_id);
             let mut standbys = shared.standbys();
             standbys
-                .reconcile(&wanted, &topology, &env)
+                .reconcile(&placement, &topology, &env)
                 .and_then(|()| standbys.update(UPDATE_SLICE))
                 .inspect_err(|_| standbys.close_all())
         });
