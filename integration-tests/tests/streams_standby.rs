@@ -6,6 +6,7 @@
 //!   count), and the counts stay right;
 //! - without standbys the same failover restores the moved tasks' changelogs from
 //!   scratch: far more than 1%;
+//! - under exactly-once (the standby reading `read_committed`) the same holds;
 //! - a standby store answers queries that allow stale stores, not the others, and
 //!   `query_metadata_for_key` names its host among the standby hosts.
 
@@ -14,9 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use integration_tests::exactly_once::{latest_counts, read_committed_counts};
 use integration_tests::{
-    block_on, config, count_words, counts_of, create_topic, produce_lines, unique_name, wait_until,
-    DEADLINE,
+    block_on, config, count_words, create_topic, produce_lines, unique_name, wait_until, DEADLINE,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer};
 use kafka_client::serde::StringSerde;
@@ -53,6 +54,27 @@ fn start_instance(
     standbys: usize,
     restored: RestoredRecords,
 ) -> KafkaStreams {
+    start_with_guarantee(
+        app,
+        (input, output),
+        dir,
+        server,
+        standbys,
+        restored,
+        "at_least_once",
+    )
+}
+
+/// [`start_instance`] with `processing.guarantee` `guarantee`.
+fn start_with_guarantee(
+    app: &str,
+    (input, output): (&str, &str),
+    dir: &std::path::Path,
+    server: &str,
+    standbys: usize,
+    restored: RestoredRecords,
+    guarantee: &str,
+) -> KafkaStreams {
     let config = StreamsConfig::new(app, config())
         .commit_interval(Duration::from_millis(100))
         .cache_max_bytes(0)
@@ -60,6 +82,7 @@ fn start_instance(
         .num_standby_replicas(standbys)
         .state_restore_listener(restored)
         .application_server(server)
+        .and_then(|c| c.set("processing.guarantee", guarantee))
         .and_then(|c| c.set("session.timeout.ms", "6000"))
         .and_then(|c| c.set("heartbeat.interval.ms", "500"))
         .expect("valid config");
@@ -98,8 +121,8 @@ fn entries(streams: &KafkaStreams, stale: bool) -> usize {
     queried(streams, stale).map_or(0, |m| m.len())
 }
 
-/// The records the changelog of store `counts` holds (the sum of its partitions' end
-/// offsets: one record per update, no transactions).
+/// The offsets the changelog of store `counts` holds (the sum of its partitions' end
+/// offsets: one record per update, plus the transaction markers under exactly-once).
 fn changelog_records(app: &str, partitions: i32) -> i64 {
     let consumer: BaseConsumer = config().to_rdkafka().create().expect("consumer");
     let topic = format!("{app}-counts-changelog");
@@ -124,6 +147,11 @@ struct Failover {
 /// first one then closes, and the second takes its tasks over. Checks that the counts
 /// are right after the failover, and that counting goes on from them.
 fn fail_over(standbys: usize) -> Failover {
+    fail_over_with(standbys, "at_least_once", WORDS)
+}
+
+/// [`fail_over`] with `processing.guarantee` `guarantee` and `words` distinct words.
+fn fail_over_with(standbys: usize, guarantee: &str, words: usize) -> Failover {
     let app = unique_name("standby");
     let input = unique_name("standby-lines");
     let output = unique_name("standby-counts");
@@ -134,22 +162,24 @@ fn fail_over(standbys: usize) -> Failover {
     );
     let (restored_a, restored_b) = (RestoredRecords::default(), RestoredRecords::default());
     let topics = (input.as_str(), output.as_str());
-    let a = start_instance(
+    let a = start_with_guarantee(
         &app,
         topics,
         dir_a.path(),
         "127.0.0.1:7301",
         standbys,
         restored_a,
+        guarantee,
     );
     assert!(a.wait_for_state(State::Running, DEADLINE), "a not running");
-    let b = start_instance(
+    let b = start_with_guarantee(
         &app,
         topics,
         dir_b.path(),
         "127.0.0.1:7302",
         standbys,
         restored_b.clone(),
+        guarantee,
     );
     // Two tasks per sub-topology (the input and the repartition topic).
     wait_until("both instances to run tasks", || {
@@ -157,20 +187,20 @@ fn fail_over(standbys: usize) -> Failover {
         ta.len() == 2 && tb.len() == 2 && a.state() == State::Running && b.state() == State::Running
     });
 
-    produce_words(&input, 0, WORDS);
+    produce_words(&input, 0, words);
     wait_until("the two instances to count every word", || {
-        entries(&a, false) + entries(&b, false) == WORDS
+        entries(&a, false) + entries(&b, false) == words
     });
     let changelog = changelog_records(&app, 2);
     assert!(
-        changelog >= WORDS as i64,
+        changelog >= words as i64,
         "the changelog holds {changelog} records"
     );
     let on_b = entries(&b, false);
-    assert!(on_b > 0 && on_b < WORDS, "b counts {on_b} words itself");
+    assert!(on_b > 0 && on_b < words, "b counts {on_b} words itself");
     if standbys > 0 {
         // B's standby of A's counting task holds A's words too.
-        wait_until("b's standby to catch up", || entries(&b, true) == WORDS);
+        wait_until("b's standby to catch up", || entries(&b, true) == words);
         assert!(!b.local_standby_tasks().is_empty(), "b keeps a standby");
     } else {
         assert!(b.local_standby_tasks().is_empty());
@@ -181,24 +211,29 @@ fn fail_over(standbys: usize) -> Failover {
     assert!(a.close(), "graceful close of a");
     drop(a);
     wait_until("b to count every word alone", || {
-        entries(&b, false) == WORDS && b.state() == State::Running
+        entries(&b, false) == words && b.state() == State::Running
     });
     assert!(b.wait_for_state(State::Running, DEADLINE), "b not running");
     let restored = restored_b.get() - restored_before;
 
     // Counting goes on from the restored counts.
     produce_words(&input, 0, 1_000);
-    let mut want: BTreeMap<String, i64> = (0..WORDS).map(|n| (word(n), 1)).collect();
+    let mut want: BTreeMap<String, i64> = (0..words).map(|n| (word(n), 1)).collect();
     for n in 0..1_000 {
         want.insert(word(n), 2);
     }
     wait_until("b to count the second round", || {
         queried(&b, false).as_ref() == Some(&want)
     });
-    assert_eq!(counts_of(&output), want, "the output's latest counts");
     assert!(b.close(), "graceful close of b");
+    // Closed, B has committed everything: the committed output ends with the counts.
+    assert_eq!(
+        latest_counts(&read_committed_counts(&output)),
+        want,
+        "the output's latest counts"
+    );
     eprintln!(
-        "standbys={standbys}: changelog {changelog} records, restored on failover {restored}"
+        "{guarantee}, standbys={standbys}: changelog {changelog} offsets, restored on failover {restored}"
     );
     Failover {
         changelog,
@@ -227,6 +262,18 @@ fn without_standbys_the_new_owner_restores_the_moved_tasks_from_scratch() {
     // A counted about half of the words; B had no copy of them.
     assert!(
         restored as f64 >= changelog as f64 * 0.25,
+        "restored {restored} of {changelog} changelog records"
+    );
+}
+
+#[test]
+fn under_exactly_once_a_standby_also_leaves_only_the_tail_to_restore() {
+    let Failover {
+        changelog,
+        restored,
+    } = fail_over_with(1, "exactly_once_v2", 20_000);
+    assert!(
+        restored as f64 <= changelog as f64 * 0.01,
         "restored {restored} of {changelog} changelog records"
     );
 }

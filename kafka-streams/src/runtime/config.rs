@@ -293,11 +293,19 @@ impl StreamsConfig {
     }
 
     /// `num.standby.replicas` (default 0): how many other instances keep a standby
-    /// copy of each task's logged stores, kept up to date with the changelogs, so that
-    /// the instance taking a task over restores only the tail. See the `standby`
-    /// section of the crate's README and [`KafkaStreams`](super::KafkaStreams) for the
-    /// placement rule; instances publish their membership to the
-    /// `<application.id>-streams-metadata` topic for it.
+    /// copy of each task's logged stores, kept up to date from their changelogs
+    /// (`read_committed` under exactly-once), so that the instance taking a task over
+    /// restores only the changelog records after the standby's checkpoint.
+    ///
+    /// Placement, computed alike by every instance from the claims of the
+    /// `<application.id>-streams-metadata` topic: a task's owner is the process whose
+    /// latest claim names the task's partition; live instances are ordered by process
+    /// id as a ring; the task's standbys are the `num.standby.replicas` live instances
+    /// that follow its owner in the ring, never the owner (so at most instances − 1).
+    /// Standby stores answer queries that accept stale data
+    /// ([`StoreQueryParameters::enable_stale_stores`](super::StoreQueryParameters::enable_stale_stores)),
+    /// and [`KeyQueryMetadata::standby_hosts`](super::KeyQueryMetadata::standby_hosts)
+    /// lists their instances.
     pub fn num_standby_replicas(mut self, replicas: usize) -> Self {
         self.num_standby_replicas = replicas;
         self
