@@ -126,6 +126,29 @@ struct PartitionRestore {
     progress: Option<RestoreProgress>,
 }
 
+impl PartitionRestore {
+    /// Restoring `store` of `task` from `changelog`, offsets `next..end`: not a source
+    /// changelog, not a standby, no progress reporting (the caller sets those).
+    fn new(
+        task: TaskId,
+        store: String,
+        changelog: ChangelogPartition,
+        next: i64,
+        end: i64,
+    ) -> Self {
+        PartitionRestore {
+            task,
+            store,
+            changelog,
+            source: false,
+            next,
+            end,
+            standby: false,
+            progress: None,
+        }
+    }
+}
+
 /// Restores the logged stores of one stream thread's tasks.
 pub(crate) struct ChangelogReader {
     config: rdkafka::ClientConfig,
@@ -234,20 +257,10 @@ impl ChangelogReader {
                 end,
                 self.listener.clone(),
             ));
-            self.restoring.insert(
-                (changelog.topic.clone(), changelog.partition),
-                PartitionRestore {
-                    task: task_id,
-                    store: name,
-                    changelog,
-                    source,
-                    next: start,
-                    end,
-                    standby: false,
-                    progress,
-                },
-            );
-            self.reassign = true;
+            let mut restore = PartitionRestore::new(task_id, name, changelog, start, end);
+            restore.source = source;
+            restore.progress = progress;
+            self.track(restore);
             self.last_record = Instant::now();
             any = true;
         }
@@ -300,22 +313,18 @@ impl ChangelogReader {
             };
             let start = store.checkpointed_offset().unwrap_or(low).max(low);
             tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, "standby store registered");
-            self.restoring.insert(
-                (changelog.topic.clone(), changelog.partition),
-                PartitionRestore {
-                    task: task_id,
-                    store: name,
-                    changelog,
-                    source: false,
-                    next: start,
-                    end: i64::MAX,
-                    standby: true,
-                    progress: None,
-                },
-            );
-            self.reassign = true;
+            let mut restore = PartitionRestore::new(task_id, name, changelog, start, i64::MAX);
+            restore.standby = true;
+            self.track(restore);
         }
         Ok(())
+    }
+
+    /// Starts reading `restore`'s changelog partition.
+    fn track(&mut self, restore: PartitionRestore) {
+        let tp = (restore.changelog.topic.clone(), restore.changelog.partition);
+        self.restoring.insert(tp, restore);
+        self.reassign = true;
     }
 
     /// Stops reading the changelogs of task `task` (a standby task closed).
