@@ -124,6 +124,60 @@ fn changelog_records(app: &str, partitions: i32) -> i64 {
         .sum()
 }
 
+/// Two instances of one application (a word count into `counts`) with their topics
+/// and state directories.
+struct Pair {
+    app: String,
+    input: String,
+    output: String,
+    a: KafkaStreams,
+    b: KafkaStreams,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+/// Starts instance A at `servers.0`, then B at `servers.1` (with `restored_b`
+/// counting its restores), on a new 2-partition input named after `prefix`, and waits
+/// until each runs one task.
+fn start_pair(
+    prefix: &str,
+    servers: (&str, &str),
+    settings: (usize, &str),
+    restored_b: RestoredRecords,
+) -> Pair {
+    let app = unique_name(prefix);
+    let input = unique_name(&format!("{prefix}-words"));
+    let output = unique_name(&format!("{prefix}-counts"));
+    block_on(create_topic(&input, 2));
+    let dirs = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let topics = (input.as_str(), output.as_str());
+    let a = start_instance(
+        &app,
+        topics,
+        dirs.0.path(),
+        servers.0,
+        settings,
+        RestoredRecords::default(),
+    );
+    assert!(a.wait_for_state(State::Running, DEADLINE), "a not running");
+    let b = start_instance(&app, topics, dirs.1.path(), servers.1, settings, restored_b);
+    // One task per input partition.
+    wait_until("both instances to run tasks", || {
+        let (ta, tb) = (a.local_tasks(), b.local_tasks());
+        ta.len() == 1 && tb.len() == 1 && a.state() == State::Running && b.state() == State::Running
+    });
+    Pair {
+        app,
+        input,
+        output,
+        a,
+        b,
+        _dirs: dirs,
+    }
+}
+
 /// The records restored by the instance that takes the tasks over, and the
 /// changelog's size.
 struct Failover {
@@ -144,38 +198,20 @@ fn fail_over_with(standbys: usize, guarantee: &str, words: usize) -> Failover {
     // once on a small machine would only slow each other past the waits' deadline.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let app = unique_name("standby");
-    let input = unique_name("standby-words");
-    let output = unique_name("standby-counts");
-    block_on(create_topic(&input, 2));
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let (restored_a, restored_b) = (RestoredRecords::default(), RestoredRecords::default());
-    let topics = (input.as_str(), output.as_str());
-    let a = start_instance(
-        &app,
-        topics,
-        dir_a.path(),
-        "127.0.0.1:7301",
-        (standbys, guarantee),
-        restored_a,
-    );
-    assert!(a.wait_for_state(State::Running, DEADLINE), "a not running");
-    let b = start_instance(
-        &app,
-        topics,
-        dir_b.path(),
-        "127.0.0.1:7302",
+    let restored_b = RestoredRecords::default();
+    let Pair {
+        app,
+        input,
+        output,
+        a,
+        b,
+        _dirs,
+    } = start_pair(
+        "standby",
+        ("127.0.0.1:7301", "127.0.0.1:7302"),
         (standbys, guarantee),
         restored_b.clone(),
     );
-    // One task per input partition.
-    wait_until("both instances to run tasks", || {
-        let (ta, tb) = (a.local_tasks(), b.local_tasks());
-        ta.len() == 1 && tb.len() == 1 && a.state() == State::Running && b.state() == State::Running
-    });
 
     produce_words(&input, 0, words);
     wait_until("the two instances to count every word", || {
@@ -275,39 +311,15 @@ fn host(endpoint: &str) -> HostInfo {
 
 #[test]
 fn standby_stores_answer_stale_queries_only_and_are_listed_as_standby_hosts() {
-    let app = unique_name("standby-iq");
-    let input = unique_name("standby-iq-words");
-    let output = unique_name("standby-iq-counts");
-    block_on(create_topic(&input, 2));
-    let (dir_a, dir_b) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    let topics = (input.as_str(), output.as_str());
     let (server_a, server_b) = ("127.0.0.1:7311", "127.0.0.1:7312");
-    let a = start_instance(
-        &app,
-        topics,
-        dir_a.path(),
-        server_a,
+    let Pair {
+        input, a, b, _dirs, ..
+    } = start_pair(
+        "standby-iq",
+        (server_a, server_b),
         (1, "at_least_once"),
         RestoredRecords::default(),
     );
-    assert!(a.wait_for_state(State::Running, DEADLINE), "a not running");
-    let b = start_instance(
-        &app,
-        topics,
-        dir_b.path(),
-        server_b,
-        (1, "at_least_once"),
-        RestoredRecords::default(),
-    );
-    wait_until("both instances to run tasks", || {
-        a.local_tasks().len() == 1
-            && b.local_tasks().len() == 1
-            && a.state() == State::Running
-            && b.state() == State::Running
-    });
     let words = 200;
     produce_words(&input, 0, words);
     let want: BTreeMap<String, i64> = (0..words).map(|n| (word(n), 1)).collect();
