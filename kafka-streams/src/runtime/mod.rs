@@ -70,6 +70,8 @@ pub(crate) mod global;
 pub mod handlers;
 mod membership;
 mod metrics;
+#[cfg(feature = "metrics")]
+pub mod metrics_export;
 mod offset_metadata;
 pub(crate) mod partition_group;
 mod process_id;

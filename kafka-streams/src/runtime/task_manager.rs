@@ -165,6 +165,8 @@ impl TaskManager {
             let metadata = committed_metadata(&inputs)?;
             task.init_processor_metadata(metadata.iter().map(|(tp, m)| (tp, m.as_slice())));
             self.thread_metrics.add_task(task.metrics().clone());
+            // Its lags are reported from the next round on.
+            self.lags_refreshed = None;
             task.init_stores()?;
             if reader.register(&mut task, committed)? {
                 shared.set_restoring(*id, true);
