@@ -20,13 +20,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_client::dev::Cluster;
 use kafka_client::{Producer, ProducerRecord};
-use kafka_examples::{close, create_topics, init_tracing, run_id};
+use kafka_examples::{close, create_topics, init_tracing, run_id, wait_for_metrics};
 use kafka_streams::dsl::{Materialized, StreamsBuilder};
-use kafka_streams::runtime::{KafkaStreams, MetricsSnapshot, State, StreamsConfig};
+use kafka_streams::runtime::{KafkaStreams, MetricsSnapshot, StreamsConfig};
 use kafka_streams::state::changelog_topic;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
@@ -128,30 +128,19 @@ async fn main() -> anyhow::Result<()> {
     streams.start()?;
     let publisher = streams.spawn_metrics_publisher(Duration::from_secs(1))?;
 
-    let deadline = Instant::now() + Duration::from_secs(120);
     let mut commits_when_processed = None;
-    loop {
-        let m = streams.metrics();
-        if commits_when_processed.is_none() && m.processed_records >= records {
-            commits_when_processed = Some(m.commits);
-        }
-        if settled(&m, records, commits_when_processed) {
-            break;
-        }
-        anyhow::ensure!(
-            streams.state() != State::Error,
-            "streams failed: {:?}",
-            streams.error()
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "not settled within 120 s: {} of {records} processed, {} commits (state {:?})",
-            m.processed_records,
-            m.commits,
-            streams.state()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_metrics(
+        &streams,
+        Duration::from_secs(120),
+        "every reading processed, committed, lags known",
+        |m| {
+            if commits_when_processed.is_none() && m.processed_records >= records {
+                commits_when_processed = Some(m.commits);
+            }
+            settled(m, records, commits_when_processed)
+        },
+    )
+    .await?;
     // What the endpoint shows now is the settled snapshot (the publisher only
     // refreshes it with the same totals).
     streams.publish_metrics();
