@@ -603,10 +603,21 @@ impl StreamsMetrics {
         }
     }
 
-    /// Registers stream thread `name` (replacing a thread of that name that ended).
+    /// Registers stream thread `name`. A thread replacing one of that name that
+    /// ended (`ReplaceThread`) takes over its totals, so the client's do not go down.
     pub(crate) fn register_thread(&self, name: &str) -> Arc<ThreadMetrics> {
-        let thread = Arc::new(ThreadMetrics::new(name));
-        locked(&self.threads).insert(name.to_owned(), thread.clone());
+        let thread = ThreadMetrics::new(name);
+        let mut threads = locked(&self.threads);
+        if let Some(previous) = threads.get(name) {
+            let mut carried = *locked(&previous.retired);
+            for task in locked(&previous.tasks).values() {
+                carried.processed += task.process.snapshot().count;
+                carried.dropped += task.dropped.load(Ordering::Relaxed);
+            }
+            *locked(&thread.retired) = carried;
+        }
+        let thread = Arc::new(thread);
+        threads.insert(name.to_owned(), thread.clone());
         thread
     }
 
@@ -638,5 +649,84 @@ impl StreamsMetrics {
     }
     pub(crate) fn enforced_processing(&self) {
         self.enforced_processing.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(subtopology: usize, partition: i32) -> Arc<TaskMetrics> {
+        Arc::new(TaskMetrics::new(TaskId {
+            subtopology,
+            partition,
+        }))
+    }
+
+    #[test]
+    fn thread_totals_keep_closed_tasks_and_survive_a_replaced_thread() {
+        let metrics = StreamsMetrics::default();
+        let thread = metrics.register_thread("app-StreamThread-1");
+        let (a, b) = (task(0, 0), task(0, 1));
+        thread.add_task(a.clone());
+        thread.add_task(b.clone());
+        let started = Instant::now();
+        a.record_processed(started, 1_000, 1_250);
+        b.record_processed(started, 1_000, 1_010);
+        b.record_processed(started, 1_000, 1_030);
+        a.dropped.fetch_add(2, Ordering::Relaxed);
+        thread.record_poll(0);
+        thread.record_poll(3);
+        thread.record_poll(5);
+        thread.record_commit(started);
+        metrics.skipped();
+
+        let m = metrics.snapshot();
+        let t = &m.threads[0];
+        assert_eq!((t.process_total, t.dropped_records_total), (3, 2));
+        assert_eq!((t.poll_total, t.poll_records_max), (2, 5));
+        assert_eq!(t.poll_records_avg, 4.0);
+        assert_eq!(t.commit_total, 1);
+        assert_eq!(m.skipped_records, 3, "deserialization skips and drops");
+        let tb = m.tasks().find(|t| t.task.partition == 1).unwrap();
+        assert_eq!(tb.record_e2e_latency_min_ms, Some(10));
+        assert_eq!(tb.record_e2e_latency_max_ms, Some(30));
+        assert_eq!(tb.record_e2e_latency_avg_ms, Some(20.0));
+        assert_eq!(tb.process_total, 2);
+
+        // A closed task's totals stay in its thread's.
+        thread.remove_task(a.id);
+        let t = &metrics.snapshot().threads[0];
+        assert_eq!(t.tasks.len(), 1);
+        assert_eq!((t.process_total, t.dropped_records_total), (3, 2));
+
+        // A replacement thread of the same name carries them on.
+        let replacement = metrics.register_thread("app-StreamThread-1");
+        replacement.add_task(task(0, 0));
+        let m = metrics.snapshot();
+        assert_eq!(m.threads.len(), 1);
+        assert_eq!(m.threads[0].process_total, 3);
+        assert_eq!(m.skipped_records, 3);
+    }
+
+    #[test]
+    fn restores_are_tracked_through_the_listener() {
+        let metrics = Arc::new(StreamsMetrics::default());
+        let listener = MetricsRestoreListener::wrap(metrics.clone(), None);
+        let changelog = ChangelogPartition {
+            topic: "app-counts-changelog".into(),
+            partition: 2,
+        };
+        listener.on_restore_start(&changelog, "counts", 100, 1_100);
+        listener.on_batch_restored(&changelog, "counts", 599, 450);
+        let r = metrics.snapshot().restores[0].clone();
+        assert_eq!((r.restored, r.remaining, r.total()), (450, 500, 1_000));
+        assert_eq!(r.percent(), 50.0);
+        assert!(!r.done);
+        listener.on_restore_end(&changelog, "counts", 900);
+        let r = metrics.snapshot().restores[0].clone();
+        assert!(r.done);
+        assert_eq!((r.restored, r.remaining), (900, 0));
+        assert_eq!(r.percent(), 100.0);
     }
 }
