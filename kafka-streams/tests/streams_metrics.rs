@@ -78,7 +78,7 @@ fn process_e2e_commit_and_store_metrics_follow_the_records() -> R {
 }
 
 #[test]
-fn dropped_records_are_counted_per_task_and_in_the_client_total() -> R {
+fn dropped_records_are_counted_per_task_and_in_the_client_total_and_window_stores_are_timed() -> R {
     let builder = StreamsBuilder::new();
     builder
         .stream_with::<String, String>("input", Consumed::with(StringSerde, StringSerde))
@@ -99,5 +99,11 @@ fn dropped_records_are_counted_per_task_and_in_the_client_total() -> R {
     assert_eq!(task.dropped_records_total, 1);
     assert_eq!(task.process_total, 3);
     assert_eq!(m.threads[0].dropped_records_total, 1);
+    // The window store is timed too: a window fetch and a put per record counted,
+    // none for the dropped one.
+    let store = &task.stores[0];
+    assert_eq!(store.store, "counts");
+    assert_eq!((store.get.count, store.put.count), (2, 2), "{store:?}");
+    assert!(store.get.avg() > Duration::ZERO && store.put.avg() > Duration::ZERO);
     Ok(())
 }

@@ -199,8 +199,8 @@ pub struct PartitionLag {
     pub records_lag: Option<i64>,
 }
 
-/// A state store's operation latencies (Kafka's `stream-state-metrics`). Key-value
-/// stores are timed; window and session stores are not (yet).
+/// A state store's operation latencies (Kafka's `stream-state-metrics`), for
+/// key-value and window stores (session stores are not timed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreMetricsSnapshot {
     /// The store's name.
@@ -210,7 +210,8 @@ pub struct StoreMetricsSnapshot {
     /// Puts (`put-total`, `put-latency-avg` = [`LatencySnapshot::avg`],
     /// `put-latency-max`); a `put_all` counts each entry.
     pub put: LatencySnapshot,
-    /// Gets (`get-total`, `get-latency-avg`, `get-latency-max`).
+    /// Gets (`get-total`, `get-latency-avg`, `get-latency-max`); for a window store,
+    /// fetches of one window (Kafka's `fetch-latency-*`).
     pub get: LatencySnapshot,
     /// Deletes (`delete-total`, `delete-latency-avg`, `delete-latency-max`).
     pub delete: LatencySnapshot,

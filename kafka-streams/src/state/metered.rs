@@ -1,6 +1,7 @@
-//! Store latencies (Kafka's `MeteredKeyValueStore` and its `put-latency-avg`,
-//! `get-latency-avg`, `delete-latency-avg` … metrics): the outermost byte-level layer
-//! of a key-value stack times each operation and keeps count, total and maximum.
+//! Store latencies (Kafka's `MeteredKeyValueStore` and `MeteredWindowStore` and their
+//! `put-latency-avg`, `get-latency-avg`, `fetch-latency-avg`, `delete-latency-avg` …
+//! metrics): the outermost byte-level layer of a key-value or window stack times each
+//! operation and keeps count, total and maximum.
 //!
 //! The counters are written by the one stream thread that owns the store and read by
 //! whoever takes a metrics snapshot. A single writer needs no read-modify-write: each
@@ -16,6 +17,7 @@ use super::cache::CacheFlushListener;
 use super::error::StateResult;
 use super::key_value::{BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
+use super::window_store::{ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore};
 
 /// Count, total and maximum of one kind of timed operation, written by one thread.
 #[derive(Debug, Default)]
@@ -86,9 +88,11 @@ pub struct StoreLatencies {
     /// The store's name.
     pub store: String,
     /// `put`, `put_if_absent` and each entry of `put_all` (Kafka's `put-latency`;
-    /// a batch is timed whole and counted once per entry).
+    /// a batch is timed whole and counted once per entry); a window store's `put`
+    /// and `put_all` likewise.
     pub put: LatencyStat,
-    /// `get` (Kafka's `get-latency`).
+    /// `get` of a key-value store (Kafka's `get-latency`); the fetch of one window of
+    /// a window store (Kafka's `fetch-latency`).
     pub get: LatencyStat,
     /// `delete` (Kafka's `delete-latency`).
     pub delete: LatencyStat,
@@ -179,13 +183,7 @@ impl KeyValueStore for MeteredKeyValueStore {
     fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
         let started = Instant::now();
         let result = self.inner.put_all(entries);
-        if !entries.is_empty() {
-            // One sample per entry, so the average stays per put.
-            let per_entry = started.elapsed() / u32::try_from(entries.len()).unwrap_or(u32::MAX);
-            for _ in entries {
-                self.latencies.put.record(per_entry);
-            }
-        }
+        record_batch(&self.latencies.put, started, entries.len());
         result
     }
     fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> StateResult<Option<Vec<u8>>> {
@@ -205,28 +203,130 @@ impl KeyValueStore for MeteredKeyValueStore {
     }
 }
 
-impl RestorableStore for MeteredKeyValueStore {
-    fn changelog(&self) -> Option<&ChangelogPartition> {
-        self.inner.changelog()
+/// Hands the [`RestorableStore`] side of a timing layer to its inner store, untimed
+/// (restores are reported by the restore listener and metrics instead).
+macro_rules! restorable_through_inner {
+    ($layer:ty) => {
+        impl RestorableStore for $layer {
+            fn changelog(&self) -> Option<&ChangelogPartition> {
+                self.inner.changelog()
+            }
+            fn checkpointed_offset(&self) -> Option<i64> {
+                self.inner.checkpointed_offset()
+            }
+            fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
+                self.inner.restore_batch(records)
+            }
+            fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
+                self.inner.checkpoint(next_offset)
+            }
+            fn remove_checkpoint(&mut self) -> StateResult<()> {
+                self.inner.remove_checkpoint()
+            }
+            fn set_flush_listener(
+                &mut self,
+                listener: Box<dyn CacheFlushListener>,
+                send_old_values: bool,
+            ) -> bool {
+                self.inner.set_flush_listener(listener, send_old_values)
+            }
+        }
+    };
+}
+
+restorable_through_inner!(MeteredKeyValueStore);
+restorable_through_inner!(MeteredWindowStore);
+
+/// Records a batch that took the time since `started` as one sample per entry, so
+/// the average stays per put.
+fn record_batch(stat: &LatencyStat, started: Instant, entries: usize) {
+    if entries > 0 {
+        let per_entry = started.elapsed() / u32::try_from(entries).unwrap_or(u32::MAX);
+        for _ in 0..entries {
+            stat.record(per_entry);
+        }
     }
-    fn checkpointed_offset(&self) -> Option<i64> {
-        self.inner.checkpointed_offset()
+}
+
+/// The timing layer of a window store stack (Kafka's `MeteredWindowStore`, over
+/// bytes): puts and single-window fetches are timed; range fetches go through.
+pub(crate) struct MeteredWindowStore {
+    inner: Box<dyn WindowStore>,
+    latencies: Arc<StoreLatencies>,
+}
+
+impl MeteredWindowStore {
+    pub(crate) fn new(inner: Box<dyn WindowStore>, latencies: Arc<StoreLatencies>) -> Self {
+        MeteredWindowStore { inner, latencies }
     }
-    fn restore_batch(&mut self, records: &[RestoreRecord<'_>]) -> StateResult<()> {
-        self.inner.restore_batch(records)
+}
+
+impl ReadOnlyWindowStore for MeteredWindowStore {
+    fn name(&self) -> &str {
+        self.inner.name()
     }
-    fn checkpoint(&mut self, next_offset: i64) -> StateResult<()> {
-        self.inner.checkpoint(next_offset)
+    fn fetch_window(&self, key: &[u8], window_start: i64) -> StateResult<Option<Vec<u8>>> {
+        let started = Instant::now();
+        let value = self.inner.fetch_window(key, window_start);
+        self.latencies.get.record_since(started);
+        value
     }
-    fn remove_checkpoint(&mut self) -> StateResult<()> {
-        self.inner.remove_checkpoint()
+    fn fetch(&self, key: &[u8], time_from: i64, time_to: i64) -> StateResult<WindowFetchIter<'_>> {
+        self.inner.fetch(key, time_from, time_to)
     }
-    fn set_flush_listener(
-        &mut self,
-        listener: Box<dyn CacheFlushListener>,
-        send_old_values: bool,
-    ) -> bool {
-        self.inner.set_flush_listener(listener, send_old_values)
+    fn backward_fetch(
+        &self,
+        key: &[u8],
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<WindowFetchIter<'_>> {
+        self.inner.backward_fetch(key, time_from, time_to)
+    }
+    fn fetch_all(&self, time_from: i64, time_to: i64) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.fetch_all(time_from, time_to)
+    }
+    fn backward_fetch_all(&self, time_from: i64, time_to: i64) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.backward_fetch_all(time_from, time_to)
+    }
+    fn all(&self) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.all()
+    }
+    fn backward_all(&self) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.backward_all()
+    }
+}
+
+impl WindowStore for MeteredWindowStore {
+    fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> StateResult<()> {
+        let started = Instant::now();
+        let result = self.inner.put(key, window_start, value);
+        self.latencies.put.record_since(started);
+        result
+    }
+    fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
+        let started = Instant::now();
+        let result = self.inner.put_all(entries);
+        record_batch(&self.latencies.put, started, entries.len());
+        result
+    }
+    fn flush(&mut self) -> StateResult<()> {
+        self.inner.flush()
+    }
+    fn close(&mut self) -> StateResult<()> {
+        self.inner.close()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+    fn expired_records(&self) -> u64 {
+        self.inner.expired_records()
+    }
+    fn fetch_all_closed_windows(
+        &self,
+        time_from: i64,
+        time_to: i64,
+    ) -> StateResult<WindowEntryIter<'_>> {
+        self.inner.fetch_all_closed_windows(time_from, time_to)
     }
 }
 
