@@ -151,10 +151,7 @@ impl ReadOnlyKeyValueStore for MeteredKeyValueStore {
         self.inner.name()
     }
     fn get(&self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
-        let started = Instant::now();
-        let value = self.inner.get(key);
-        self.latencies.get.record_since(started);
-        value
+        timed(&self.latencies.get, || self.inner.get(key))
     }
     fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> StateResult<KeyValueIter<'_>> {
         self.inner.range(from, to)
@@ -169,16 +166,10 @@ impl ReadOnlyKeyValueStore for MeteredKeyValueStore {
 
 impl KeyValueStore for MeteredKeyValueStore {
     fn put(&mut self, key: &[u8], value: &[u8]) -> StateResult<()> {
-        let started = Instant::now();
-        let result = self.inner.put(key, value);
-        self.latencies.put.record_since(started);
-        result
+        timed(&self.latencies.put, || self.inner.put(key, value))
     }
     fn delete(&mut self, key: &[u8]) -> StateResult<Option<Vec<u8>>> {
-        let started = Instant::now();
-        let result = self.inner.delete(key);
-        self.latencies.delete.record_since(started);
-        result
+        timed(&self.latencies.delete, || self.inner.delete(key))
     }
     fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
         let started = Instant::now();
@@ -187,10 +178,7 @@ impl KeyValueStore for MeteredKeyValueStore {
         result
     }
     fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> StateResult<Option<Vec<u8>>> {
-        let started = Instant::now();
-        let result = self.inner.put_if_absent(key, value);
-        self.latencies.put.record_since(started);
-        result
+        timed(&self.latencies.put, || self.inner.put_if_absent(key, value))
     }
     fn flush(&mut self) -> StateResult<()> {
         self.inner.flush()
@@ -237,6 +225,14 @@ macro_rules! restorable_through_inner {
 restorable_through_inner!(MeteredKeyValueStore);
 restorable_through_inner!(MeteredWindowStore);
 
+/// Runs `op`, timed into `stat`.
+fn timed<T>(stat: &LatencyStat, op: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = op();
+    stat.record_since(started);
+    result
+}
+
 /// Records a batch that took the time since `started` as one sample per entry, so
 /// the average stays per put.
 fn record_batch(stat: &LatencyStat, started: Instant, entries: usize) {
@@ -266,10 +262,9 @@ impl ReadOnlyWindowStore for MeteredWindowStore {
         self.inner.name()
     }
     fn fetch_window(&self, key: &[u8], window_start: i64) -> StateResult<Option<Vec<u8>>> {
-        let started = Instant::now();
-        let value = self.inner.fetch_window(key, window_start);
-        self.latencies.get.record_since(started);
-        value
+        timed(&self.latencies.get, || {
+            self.inner.fetch_window(key, window_start)
+        })
     }
     fn fetch(&self, key: &[u8], time_from: i64, time_to: i64) -> StateResult<WindowFetchIter<'_>> {
         self.inner.fetch(key, time_from, time_to)
@@ -298,10 +293,9 @@ impl ReadOnlyWindowStore for MeteredWindowStore {
 
 impl WindowStore for MeteredWindowStore {
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> StateResult<()> {
-        let started = Instant::now();
-        let result = self.inner.put(key, window_start, value);
-        self.latencies.put.record_since(started);
-        result
+        timed(&self.latencies.put, || {
+            self.inner.put(key, window_start, value)
+        })
     }
     fn put_all(&mut self, entries: &[BatchEntry]) -> StateResult<()> {
         let started = Instant::now();
