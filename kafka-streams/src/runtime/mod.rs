@@ -70,6 +70,8 @@ pub(crate) mod global;
 pub mod handlers;
 mod membership;
 mod metrics;
+#[cfg(feature = "metrics")]
+pub mod metrics_export;
 mod offset_metadata;
 pub(crate) mod partition_group;
 mod process_id;
@@ -90,8 +92,10 @@ mod trace;
 pub use crate::topology::TopologyOptimization;
 pub(crate) use commit::{commit_tasks, CommitOffsets, OffsetCommitter};
 pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
-pub use metrics::MetricsSnapshot;
-pub(crate) use metrics::StreamsMetrics;
+pub(crate) use metrics::{MetricsRestoreListener, StreamsMetrics, ThreadMetrics};
+pub use metrics::{
+    MetricsSnapshot, PartitionLag, StoreMetricsSnapshot, TaskMetricsSnapshot, ThreadMetricsSnapshot,
+};
 pub(crate) use process_id::random_uuid as random_process_id;
 pub use query::{
     ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, StoreQueryParameters,

@@ -384,9 +384,16 @@ impl KafkaStreams {
         self.inner.shared.status().error.clone()
     }
 
-    /// The counters.
+    /// The metrics: the client's counters, and per stream thread, task, store and
+    /// store restore what Kafka's metrics report (see [`MetricsSnapshot`]).
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.env.metrics.snapshot()
+    }
+
+    /// The live metrics the snapshots copy.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn streams_metrics(&self) -> &Arc<StreamsMetrics> {
+        &self.inner.env.metrics
     }
 
     /// Waits (blocking) until the state is `target` or `timeout` passes; `true` if

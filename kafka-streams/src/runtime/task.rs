@@ -24,6 +24,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use kafka_client::serde::BoxError;
 use kafka_client::trace_context::TraceHeaders;
@@ -31,7 +32,7 @@ use kafka_client::TopicPartition;
 
 use super::commit::{CommitOffsets, OffsetAndMetadata};
 use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
-use super::metrics::StreamsMetrics;
+use super::metrics::{StreamsMetrics, TaskMetrics};
 use super::offset_metadata::{merge_committed, TopicPartitionMetadata, UNKNOWN_PARTITION_TIME};
 use super::partition_group::{FetchedLags, PartitionGroup};
 use super::record_collector::{EncodedRecord, RecordCollector};
@@ -158,6 +159,9 @@ pub(crate) struct StreamTask {
     /// caches hold something, and the commit's flush get a span.
     stepped_since_commit: bool,
     env: Arc<TaskEnv>,
+    /// The task's metrics (process latency, end-to-end latency, dropped records,
+    /// lags, store latencies).
+    metrics: Arc<TaskMetrics>,
 }
 
 impl StreamTask {
@@ -245,7 +249,13 @@ impl StreamTask {
             trace: None,
             stepped_since_commit: false,
             env,
+            metrics: Arc::new(TaskMetrics::new(id)),
         })
+    }
+
+    /// The task's metrics.
+    pub fn metrics(&self) -> &Arc<TaskMetrics> {
+        &self.metrics
     }
 
     /// The input partitions of the task.
@@ -347,7 +357,10 @@ impl StreamTask {
         if self.state != TaskState::Created {
             return Ok(());
         }
-        let context = self.env.store_context(self.id);
+        let context = self
+            .env
+            .store_context(self.id)
+            .with_store_metrics(self.metrics.stores.clone());
         self.state_manager.init_stores(context)?;
         self.state = TaskState::Restoring;
         Ok(())
@@ -368,6 +381,7 @@ impl StreamTask {
             id,
             env,
             processor_metadata,
+            metrics,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -394,7 +408,7 @@ impl StreamTask {
                     wall_clock,
                     task_id: *id,
                     application_id: &env.application_id,
-                    dropped_records: env.metrics.dropped_records_counter(),
+                    dropped_records: &metrics.dropped,
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     globals: env.global_stores(),
                     outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
@@ -487,6 +501,8 @@ impl StreamTask {
         metadata.offset = queued.offset;
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
+        let timestamp = record.timestamp;
+        let started = Instant::now();
         self.stepped_since_commit = true;
         let step = super::trace::process(
             self.env.config.trace_context,
@@ -507,6 +523,8 @@ impl StreamTask {
         self.trace = None;
         *self.group.metadata_mut(qi) = metadata;
         result?;
+        self.metrics
+            .record_processed(started, timestamp, wall_clock);
         self.env.metrics.processed();
         Ok(true)
     }
@@ -639,6 +657,7 @@ impl StreamTask {
             forwarded,
             processor_metadata,
             trace,
+            metrics: task_metrics,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -667,7 +686,7 @@ impl StreamTask {
                         wall_clock,
                         task_id: *id,
                         application_id: &env.application_id,
-                        dropped_records: env.metrics.dropped_records_counter(),
+                        dropped_records: &task_metrics.dropped,
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                         globals: env.global_stores(),
                         outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),

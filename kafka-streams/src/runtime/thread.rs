@@ -322,13 +322,17 @@ pub(crate) fn run_stream_thread(
     let reader = ChangelogReader::new(
         config.restore_consumer_config(&thread_name),
         &thread_name,
-        config.restore_listener.clone(),
+        Some(super::MetricsRestoreListener::wrap(
+            env.metrics.clone(),
+            config.restore_listener.clone(),
+        )),
         config.restore_max_poll_records,
     );
     let task_manager = TaskManager::new(
         topology,
         env.clone(),
         crate::state::CacheBudget::new(config.cache_max_bytes / config.num_stream_threads.max(1)),
+        env.metrics.register_thread(&thread_name),
     );
     let topics: Vec<String> = task_manager.source_topics().map(str::to_owned).collect();
     let core = Arc::new(Mutex::new(ThreadCore {
@@ -634,6 +638,9 @@ fn step(
     let config = &env.config;
     let now = now_ms();
     let lags = QueueLags(fetch);
+    c.task_manager
+        .thread_metrics()
+        .record_poll(round.polled.len() + round.fetched.len());
     for eof in round.polled_ends.drain(..) {
         reached_end_unattributed(c, &lags, eof);
     }

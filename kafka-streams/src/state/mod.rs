@@ -120,6 +120,7 @@ mod error;
 mod key_value;
 mod logging;
 mod memory;
+mod metered;
 mod restorable;
 mod restore;
 mod rocks;
@@ -155,8 +156,9 @@ pub use error::{StateError, StateResult};
 pub use key_value::{BatchEntry, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
 pub use logging::ChangelogWriter;
 pub use memory::InMemoryStore;
+pub use metered::{LatencySnapshot, LatencyStat, StoreLatencies, StoreMetricsRegistry};
 pub use restorable::{changelog_topic, ChangelogPartition, RestorableStore, RestoreRecord};
-pub use restore::StateRestoreListener;
+pub use restore::{StateRestoreListener, StoreRestoreProgress};
 pub use rocks::{
     RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
     StoreRecovery, ValueFormat,

@@ -124,6 +124,8 @@ struct DriverState {
     collector: MemoryCollector,
     committer: MemoryCommitter,
     metrics: Arc<StreamsMetrics>,
+    /// The driver's pseudo stream thread in the metrics: its tasks and commits.
+    thread_metrics: Arc<crate::runtime::ThreadMetrics>,
     wall_clock: i64,
 }
 
@@ -205,13 +207,17 @@ impl DriverState {
                 break;
             }
         }
-        commit_tasks(
+        let commit_started = std::time::Instant::now();
+        let committed = commit_tasks(
             self.tasks.iter_mut(),
             &mut self.collector,
             &mut self.committer,
             &self.metrics,
             false,
         )?;
+        if committed > 0 {
+            self.thread_metrics.record_commit(commit_started);
+        }
         // Records the commit itself produced (changelog records the store caches
         // flushed) become visible in their topics.
         let mut fed = false;
@@ -331,11 +337,13 @@ impl TopologyTestDriver {
         }
         let mut tasks = Vec::new();
         let mut task_of_topic = HashMap::new();
+        let thread_metrics = metrics.register_thread("TopologyTestDriver");
         for sub in &topology.subtopologies {
             let mut task = StreamTask::new(&topology, sub, 0, env.clone())?;
             // Piping a record hands it to its task at once: there is never a record
             // to wait for, so tasks process whatever they hold.
             task.disable_idling();
+            thread_metrics.add_task(task.metrics().clone());
             task.initialize(initial_wall_clock_ms)?;
             for tp in task.partitions() {
                 task_of_topic.insert(tp.topic.clone(), tasks.len());
@@ -352,6 +360,7 @@ impl TopologyTestDriver {
                 collector: MemoryCollector::default(),
                 committer: MemoryCommitter::default(),
                 metrics,
+                thread_metrics,
                 wall_clock: initial_wall_clock_ms,
             })),
             application_id,
