@@ -20,7 +20,10 @@
 //! A record's offset is stored for commits ([`Consumer::commit`], auto-commit,
 //! close, revocation) only once it is handed out, never while it is read ahead;
 //! records read ahead of a partition that is no longer assigned, paused or sought
-//! are not handed out.
+//! are not handed out. As with the Java consumer's `poll` and `max.poll.records`,
+//! the consumer's own events (rebalances, errors, statistics) are served between
+//! read-ahead batches: a handler that is slow per record delays them by up to one
+//! batch of records.
 //!
 //! A record that cannot be deserialized is a poison record: `recv` returns
 //! [`ConsumeError::Deserialization`] with the topic, partition, offset and raw bytes,

@@ -149,6 +149,10 @@ pub struct ClientStats {
     pub client_type: String,
     /// Wall clock time of the snapshot, seconds since the epoch.
     pub time: i64,
+    /// The client's age at the snapshot, microseconds since it was created (librdkafka's
+    /// `age`): successive snapshots differ by `statistics.interval.ms`, however late
+    /// the application receives them.
+    pub age_micros: i64,
     /// Messages in the producer queues (queue depth).
     pub queued_messages: u64,
     /// Bytes in the producer queues.
@@ -232,6 +236,7 @@ impl From<&Statistics> for ClientStats {
             client_id: s.client_id.clone(),
             client_type: s.client_type.clone(),
             time: s.time,
+            age_micros: s.age,
             queued_messages: s.msg_cnt,
             queued_bytes: s.msg_size,
             tx_requests: s.tx,
