@@ -1,8 +1,8 @@
 #![no_main]
 
-// The body is fuzz_targets::TARGETS' "changelog_record", which the stable regression test replays.
+// The body is fuzz_targets::target("changelog_record"), which the stable regression test replays.
 static TARGET: std::sync::LazyLock<fuzz_targets::Target> =
-    std::sync::LazyLock::new(|| fuzz_targets::target("changelog_record").expect("a listed target"));
+    std::sync::LazyLock::new(|| kafka_sdk_fuzz::target("changelog_record"));
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     TARGET(data);
