@@ -367,8 +367,13 @@ impl Deserializer<Value> for GenericAvroDeserializer {
         let (id, datum) = wire::split(payload, ctx).map_err(to_serde)?;
         let writer = self.writer(id).ok_or_else(|| not_prepared(ctx, id))?;
         match &self.reader {
-            Some(reader) => decode_resolved(&writer, reader, datum, id, ctx),
-            None => check_datum(&writer, datum, id, ctx).and_then(|()| {
+            // Resolving into the writer's own schema changes nothing, and apache-avro's
+            // union resolution clones and retries each level of a recursive schema:
+            // exponential in the nesting (found by fuzzing, as a hang).
+            Some(reader) if reader.canonical_form() != writer.canonical_form() => {
+                decode_resolved(&writer, reader, datum, id, ctx)
+            }
+            _ => check_datum(&writer, datum, id, ctx).and_then(|()| {
                 GenericDatumReader::builder(writer.schema())
                     .resolved_writer_schemata(writer.resolved().clone())
                     .build()
