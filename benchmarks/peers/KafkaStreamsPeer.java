@@ -1,8 +1,9 @@
 // The Kafka Streams side of the peer benchmark (benchmarks/src/bin/peers.rs), run as a
 // single-file program on the jars scripts/setup.sh fetched:
 //   java -cp "$KAFKA_STREAMS_JARS/*" benchmarks/peers/KafkaStreamsPeer.java \
-//       WORKLOAD BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR COMMIT_INTERVAL_MS GRACE_MS
-// WORKLOAD is stateless, word-count or tumbling-count; the topologies are the same as
+//       WORKLOAD BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR COMMIT_INTERVAL_MS GRACE_MS TABLE
+// WORKLOAD is stateless, word-count, tumbling-count or stream-table-join (TABLE is the
+// sensor -> plant table's topic, read by the join only); the topologies are the same as
 // the other engines' (see peers.rs). Settings fixed for every engine: at-least-once,
 // the commit interval, one stream thread, state on local disk; the rest are Kafka
 // Streams' defaults. It runs until the benchmark kills it.
@@ -20,6 +21,7 @@ import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.TimeWindows;
@@ -37,11 +39,11 @@ public class KafkaStreamsPeer {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 8) {
-            System.err.println("usage: KafkaStreamsPeer WORKLOAD BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR COMMIT_INTERVAL_MS GRACE_MS");
+        if (args.length != 9) {
+            System.err.println("usage: KafkaStreamsPeer WORKLOAD BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR COMMIT_INTERVAL_MS GRACE_MS TABLE");
             System.exit(2);
         }
-        String workload = args[0], input = args[2], output = args[3];
+        String workload = args[0], input = args[2], output = args[3], table = args[8];
         long graceMs = Long.parseLong(args[7]);
 
         Properties props = new Properties();
@@ -74,6 +76,10 @@ public class KafkaStreamsPeer {
                     .toStream()
                     .to(output, Produced.with(
                             WindowedSerdes.timeWindowedSerdeFrom(String.class, 1000L), Serdes.Long()));
+            case "stream-table-join" -> {
+                KTable<String, String> plants = builder.table(table);
+                lines.join(plants, (line, plant) -> plant + " " + line).to(output);
+            }
             default -> {
                 System.err.println("unknown workload " + workload);
                 System.exit(2);

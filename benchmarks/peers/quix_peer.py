@@ -1,10 +1,14 @@
 """The Quix Streams side of the peer benchmark (benchmarks/src/bin/peers.rs).
 
     python quix_peer.py WORKLOAD BOOTSTRAP INPUT OUTPUT CONSUMER_GROUP STATE_DIR \
-        COMMIT_INTERVAL_MS GRACE_MS
+        COMMIT_INTERVAL_MS GRACE_MS TABLE
 
-WORKLOAD is stateless, word-count or tumbling-count; the pipelines are the same as the
-other engines' (see peers.rs). Settings fixed for every engine: at-least-once, the
+WORKLOAD is stateless, word-count, tumbling-count or stream-table-join (TABLE is the
+sensor -> plant table's topic, read by the join only); the pipelines are the same as
+the other engines' (see peers.rs). Quix Streams has no stream-table join: the join
+runs its nearest equivalent, `join_asof`, which keeps the table topic's rows in its
+state store and joins each reading with its key's latest row at or before the
+reading's timestamp (the table's rows are older than every reading). Settings fixed for every engine: at-least-once, the
 commit interval, one process, state (RocksDB, with changelog topics) on local disk,
 reading from the earliest offset; the rest are Quix Streams' defaults. It runs until
 the benchmark kills it.
@@ -31,13 +35,14 @@ def count(_word, state):
 
 
 def main():
-    if len(sys.argv) != 9:
+    if len(sys.argv) != 10:
         sys.exit(
             "usage: quix_peer.py WORKLOAD BOOTSTRAP INPUT OUTPUT CONSUMER_GROUP "
-            "STATE_DIR COMMIT_INTERVAL_MS GRACE_MS"
+            "STATE_DIR COMMIT_INTERVAL_MS GRACE_MS TABLE"
         )
     workload, bootstrap, input_name, output_name, group, state_dir = sys.argv[1:7]
     commit_interval_ms, grace_ms = int(sys.argv[7]), int(sys.argv[8])
+    table_name = sys.argv[9]
     app = Application(
         broker_address=bootstrap,
         consumer_group=group,
@@ -61,6 +66,14 @@ def main():
     elif workload == "tumbling-count":
         sink = app.topic(output_name, key_serializer="str", value_serializer="json")
         sdf = sdf.tumbling_window(duration_ms=1000, grace_ms=grace_ms).count().current()
+    elif workload == "stream-table-join":
+        sink = app.topic(output_name, key_serializer="str", value_serializer="str")
+        plants = app.dataframe(
+            app.topic(table_name, key_deserializer="str", value_deserializer="str")
+        )
+        sdf = sdf.join_asof(
+            plants, how="inner", on_merge=lambda line, plant: f"{plant} {line}"
+        )
     else:
         sys.exit(f"unknown workload {workload}")
     sdf.to_topic(sink)

@@ -45,14 +45,24 @@ pub async fn create_topic(
     topic: &str,
     partitions: i32,
 ) -> anyhow::Result<()> {
+    create_topic_with(config, topic, partitions, &[]).await
+}
+
+/// [`create_topic`] with topic configs (`cleanup.policy=compact`, ...).
+pub async fn create_topic_with(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    topic_configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = config.to_rdkafka().create()?;
+    let new_topic = topic_configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |t, (name, value)| t.set(name, value),
+    );
     let results = admin
         .create_topics(
-            [&NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
+            [&new_topic],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await?;

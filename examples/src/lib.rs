@@ -12,7 +12,7 @@ use kafka_client::consumer::Offset;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::DefaultSerde;
 use kafka_client::{Consumer, TopicPartition};
-use kafka_streams::runtime::{KafkaStreams, State};
+use kafka_streams::runtime::{KafkaStreams, MetricsSnapshot, State};
 
 /// Logs warnings and errors (or what `RUST_LOG` asks for) to stderr.
 pub fn init_tracing() {
@@ -36,6 +36,37 @@ pub async fn close(streams: KafkaStreams) -> anyhow::Result<()> {
         "streams did not close cleanly ({state:?})"
     );
     Ok(())
+}
+
+/// Checks the client's metrics every 50 ms until `done` holds, and returns them then;
+/// fails when the client fails or `timeout` passes first (`what` names the wait).
+pub async fn wait_for_metrics(
+    streams: &KafkaStreams,
+    timeout: Duration,
+    what: &str,
+    mut done: impl FnMut(&MetricsSnapshot) -> bool,
+) -> anyhow::Result<MetricsSnapshot> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = streams.metrics();
+        if done(&m) {
+            return Ok(m);
+        }
+        anyhow::ensure!(
+            streams.state() != State::Error,
+            "streams failed: {:?}",
+            streams.error()
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what}: not within {timeout:?} ({} records processed, {} skipped, {} commits; state {:?})",
+            m.processed_records,
+            m.skipped_records,
+            m.commits,
+            streams.state()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Milliseconds since the epoch: suffixes topic and application names, so that reruns

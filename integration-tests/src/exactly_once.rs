@@ -28,6 +28,31 @@ pub fn read_committed_counts(topic: &str) -> Vec<(String, i64)> {
 /// Every record of `topic` a `read_committed` consumer sees, per partition in offset
 /// order: `(key, count)`, the key decoded by `decode_key`.
 pub fn read_committed_counts_by<K>(topic: &str, decode_key: fn(&[u8]) -> K) -> Vec<(K, i64)> {
+    read_committed_records(topic)
+        .into_iter()
+        .map(|r| {
+            let count: [u8; 8] = r.value.try_into().expect("i64");
+            (decode_key(&r.key), i64::from_be_bytes(count))
+        })
+        .collect()
+}
+
+/// A record a `read_committed` consumer saw.
+#[derive(Debug, Clone)]
+pub struct CommittedRecord {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: Vec<u8>,
+}
+
+/// Every record of `topic` a `read_committed` consumer sees, per partition in offset
+/// order (keys and values required).
+pub fn read_committed_records(topic: &str) -> Vec<CommittedRecord> {
     let consumer: BaseConsumer = config()
         .group_id(unique_name("crash-reader"))
         .set("isolation.level", "read_committed")
@@ -43,9 +68,12 @@ pub fn read_committed_counts_by<K>(topic: &str, decode_key: fn(&[u8]) -> K) -> V
         match consumer.poll(Duration::from_millis(100)) {
             Some(m) => {
                 let m = m.expect("output record");
-                let key = decode_key(m.key().expect("key"));
-                let count: [u8; 8] = m.payload().expect("count").try_into().expect("i64");
-                records.push((key, i64::from_be_bytes(count)));
+                records.push(CommittedRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().expect("key").to_vec(),
+                    value: m.payload().expect("value").to_vec(),
+                });
             }
             None => {
                 // Transaction markers hold no record: the position tells the end.
@@ -58,6 +86,7 @@ pub fn read_committed_counts_by<K>(topic: &str, decode_key: fn(&[u8]) -> K) -> V
                         )
                 });
                 if done {
+                    records.sort_by_key(|r| (r.partition, r.offset));
                     return records;
                 }
                 assert!(

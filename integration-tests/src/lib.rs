@@ -58,6 +58,17 @@ pub fn consumer_config(group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "500")
 }
 
+/// A kafka-client producer of `String` keys and values on the test broker; with
+/// `trace_context` on, `send` injects the current span's `traceparent`.
+pub fn string_producer(trace_context: bool) -> kafka_client::Producer<String, String> {
+    kafka_client::Producer::builder(&config())
+        .key_serializer(kafka_client::serde::StringSerde)
+        .value_serializer(kafka_client::serde::StringSerde)
+        .trace_context(trace_context)
+        .build()
+        .expect("producer")
+}
+
 /// A record timestamp an hour ago, on a whole second. Tests that set timestamps use
 /// recent ones: a broker deletes records older than `retention.ms` (7 days by
 /// default) at its next retention check, whatever their offsets.
@@ -352,6 +363,15 @@ pub fn read_to_end(topic: &str) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
 /// the RocksDB store `store` (repartitioned by word, logged to its changelog), and
 /// the counts' changelog stream written to `output`.
 pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, output: &str) {
+    word_counts(lines, store).to_stream().to(output);
+}
+
+/// The table of [`count_words`]: the lowercase words of `lines` counted into the
+/// RocksDB store `store`.
+pub fn word_counts(
+    lines: kafka_streams::KStream<String, String>,
+    store: &str,
+) -> kafka_streams::dsl::KTable<String, i64> {
     lines
         .flat_map_values(|line| {
             line.split_whitespace()
@@ -360,8 +380,6 @@ pub fn count_words(lines: kafka_streams::KStream<String, String>, store: &str, o
         })
         .group_by(|_, word| word.clone())
         .count_with(kafka_streams::dsl::Materialized::as_(store))
-        .to_stream()
-        .to(output);
 }
 
 /// A word-count table as bytes (UTF-8 words, big-endian `i64` counts) decoded.
@@ -510,6 +528,15 @@ impl Drop for Instance {
 /// Starts the binary `exe` with `args` against the test broker and waits until it
 /// prints `RUNNING`.
 pub fn spawn_instance(exe: &str, args: &[&str]) -> Instance {
+    spawn_instance_with_output(exe, args).0
+}
+
+/// [`spawn_instance`], also handing over the lines the instance prints after
+/// `RUNNING` (e.g. `FAILED <error>` from a binary that reports its failure so).
+pub fn spawn_instance_with_output(
+    exe: &str,
+    args: &[&str],
+) -> (Instance, std::sync::mpsc::Receiver<String>) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
     let mut child = Command::new(exe)
@@ -527,15 +554,20 @@ pub fn spawn_instance(exe: &str, args: &[&str]) -> Instance {
             .lines()
             .map_while(Result::ok)
         {
-            if line.contains("RUNNING") {
-                let _ = tx.send(());
-            }
+            // Nobody listening any more is fine: the lines are only drained.
+            let _ = tx.send(line);
         }
     });
     let instance = Instance(child);
-    rx.recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{exe} never became RUNNING"));
-    instance
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("RUNNING") => return (instance, rx),
+            Ok(_) => {}
+            Err(_) => panic!("{exe} never became RUNNING"),
+        }
+    }
 }
 
 /// The committed offset of group `app` and the log end of each partition of `topic`.
@@ -661,6 +693,51 @@ pub fn count_per_minute(
     counts.to_stream().to_with(
         output,
         Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
+    );
+}
+
+/// The emit-final counts' store.
+pub const FINAL_COUNTS_STORE: &str = "final-counts";
+
+/// How long the emit-final counts keep closed windows and sessions: long enough that
+/// every final of a test is still in the store when the app restarts, so that only
+/// the committed last emit time keeps it from going out again.
+pub const FINAL_COUNTS_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The emit-final windowed count (`EmitStrategy::on_window_close`) of the emit-final
+/// restart tests (`tests/streams_emit_final.rs`), in process or as `streams_instance
+/// final-count`: `readings` counted per sensor, in epoch-aligned one-minute tumbling
+/// windows without grace, or with `sessions` in session windows with a one-minute
+/// inactivity gap and no grace, in the RocksDB store `store` (kept
+/// [`FINAL_COUNTS_RETENTION`]); each window's or session's final count goes to
+/// `output` once it closes, with windowed keys and big-endian `i64` counts.
+pub fn final_count(
+    readings: kafka_streams::KStream<String, String>,
+    sessions: bool,
+    store: &str,
+    output: &str,
+) {
+    use kafka_client::serde::{BigEndian, OptionSerde};
+    use kafka_streams::dsl::{EmitStrategy, Materialized, Produced, SessionWindows, TimeWindows};
+    let minute = Duration::from_millis(MINUTE_MS.unsigned_abs());
+    let grouped = readings.group_by_key();
+    let materialized = Materialized::as_(store).with_retention(FINAL_COUNTS_RETENTION);
+    let counts = if sessions {
+        grouped
+            .windowed_by_session(
+                SessionWindows::of_inactivity_gap_with_no_grace(minute).expect("windows"),
+            )
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count_with(materialized)
+    } else {
+        grouped
+            .windowed_by(TimeWindows::of_size_with_no_grace(minute).expect("windows"))
+            .emit_strategy(EmitStrategy::on_window_close())
+            .count_with(materialized)
+    };
+    counts.to_stream().to_with(
+        output,
+        Produced::as_("final-counts-out").with_value_serializer(OptionSerde(BigEndian)),
     );
 }
 

@@ -15,7 +15,12 @@
 //! librdkafka's message rather than copying it and parse headers only when asked:
 //! the fastest way to read. Every way reads the same stream of records: the
 //! assigned partitions' fetched messages are routed to a queue of the consumer's
-//! own, read a batch per librdkafka call (`rd_kafka_consume_batch_queue`).
+//! own, read a batch per librdkafka call (`rd_kafka_consume_batch_queue`). `recv`
+//! and `recv_fetched` read ahead that way and hand the records out one at a time.
+//! A record's offset is stored for commits ([`Consumer::commit`], auto-commit,
+//! close, revocation) only once it is handed out, never while it is read ahead;
+//! records read ahead of a partition that is no longer assigned, paused or sought
+//! are not handed out.
 //!
 //! A record that cannot be deserialized is a poison record: `recv` returns
 //! [`ConsumeError::Deserialization`] with the topic, partition, offset and raw bytes,
@@ -41,6 +46,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -81,6 +87,10 @@ const POLL_CONSUMER_EVERY: u32 = 64;
 /// At most this many events are served per poll of the consumer's own queue, so that
 /// an endless stream of them cannot starve the fetch queue.
 const MAX_EVENTS_PER_POLL: usize = 1_000;
+
+/// Most messages [`Consumer::recv_fetched`] reads ahead per librdkafka call (one
+/// call per record costs a queue lock and clock reads each).
+const READ_AHEAD: usize = 512;
 
 /// How long blocking librdkafka requests (committed offsets, watermarks, seeks,
 /// offsets for times) may take.
@@ -258,18 +268,138 @@ struct Reader {
     idle: bool,
     /// An error met while records were already read, returned by the next read.
     pending_error: Option<KafkaError>,
-    /// Reused by `read_one`, which would otherwise allocate per record.
+    /// Messages read ahead and not handed out yet, in the order `recv` returns them.
+    /// Filled only when empty, so the consumer's own queue (rebalances) is polled
+    /// only while nothing is held here.
+    buffer: VecDeque<RawMessage>,
+    /// The assignment generation when `buffer` was filled: when it changes, messages
+    /// of partitions no longer assigned are dropped before any is handed out.
+    buffer_generation: u64,
+    /// Reused to fill `buffer`.
     scratch: Vec<RawMessage>,
+    /// Whether the offset after each handed-out message is stored for commits (the
+    /// user's `enable.auto.offset.store`). librdkafka's own automatic store is off:
+    /// it would store the offsets of messages read ahead but not handed out, which
+    /// a commit (or the auto-commit timer, or a revocation) would then cover.
+    store_handed_out: bool,
 }
 
 impl Reader {
-    /// Reads one message without waiting.
+    /// Hands out the next message (reading ahead when none is held) without
+    /// waiting.
     fn read_one(&mut self, consumer: &RdConsumer) -> KafkaResult<Option<RawMessage>> {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let read = self.read(consumer, &mut scratch, 1);
-        let message = scratch.pop();
-        self.scratch = scratch;
-        read.map(|()| message)
+        if self.buffer.is_empty() {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            let read = self.read(consumer, &mut scratch, READ_AHEAD);
+            self.buffer.extend(scratch.drain(..));
+            self.scratch = scratch;
+            read?;
+        } else {
+            self.drop_unassigned(consumer);
+        }
+        let message = self.buffer.pop_front();
+        if let Some(message) = &message {
+            self.handed_out(consumer, message);
+        }
+        Ok(message)
+    }
+
+    /// Hands out up to `max` messages into `out` without waiting: those read ahead
+    /// first, else a batch read now.
+    fn read_batch(
+        &mut self,
+        consumer: &RdConsumer,
+        out: &mut Vec<RawMessage>,
+        max: usize,
+    ) -> KafkaResult<()> {
+        let start = out.len();
+        if self.buffer.is_empty() {
+            self.read(consumer, out, max)?;
+        } else {
+            self.drop_unassigned(consumer);
+            let n = max.min(self.buffer.len());
+            out.extend(self.buffer.drain(..n));
+        }
+        // All handed out at once: the last of each run of a partition's messages
+        // stores the offset for the run.
+        let handed = &out[start..];
+        for (i, message) in handed.iter().enumerate() {
+            if handed
+                .get(i + 1)
+                .is_none_or(|next| !next.same_partition(message))
+            {
+                self.handed_out(consumer, message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the offset after `message`, now handed out, for the next commit.
+    fn handed_out(&self, consumer: &RdConsumer, message: &RawMessage) {
+        if !self.store_handed_out {
+            return;
+        }
+        let stored = match message {
+            RawMessage::Fetched(m) => m.store_offset(),
+            RawMessage::Polled(r) => consumer.store_offset(&r.topic, r.partition, r.offset),
+        };
+        if let Err(e) = stored {
+            // A partition revoked since: its new owner commits for it.
+            tracing::debug!(topic = message.topic(), partition = message.partition(), offset = message.offset(), error = %e, "offset of a handed-out record not stored");
+        }
+    }
+
+    /// Drops the messages read ahead for partitions no longer assigned, once per
+    /// assignment change (a check of an atomic otherwise).
+    fn drop_unassigned(&mut self, consumer: &RdConsumer) {
+        let generation = consumer.context().assignment_generation();
+        if generation == self.buffer_generation {
+            return;
+        }
+        match consumer.assignment() {
+            Ok(tpl) => {
+                let assigned = topic_partitions(&tpl);
+                self.buffer.retain(|m| {
+                    assigned
+                        .iter()
+                        .any(|tp| tp.partition == m.partition() && tp.topic == m.topic())
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the assignment: dropping the records read ahead");
+                self.buffer.clear();
+            }
+        }
+        self.buffer_generation = generation;
+    }
+
+    /// Drops the messages read ahead for `partition`; returns the first one's offset.
+    fn drop_buffered(&mut self, partition: &TopicPartition) -> Option<i64> {
+        let first = self
+            .buffer
+            .iter()
+            .find(|m| m.partition() == partition.partition && m.topic() == partition.topic)
+            .map(RawMessage::offset);
+        if first.is_some() {
+            self.buffer
+                .retain(|m| m.partition() != partition.partition || m.topic() != partition.topic);
+        }
+        first
+    }
+
+    /// The offset of the first message read ahead for each partition that has one:
+    /// the consumer's position there, which librdkafka puts past the read-ahead.
+    fn buffered_positions(&self) -> Vec<(TopicPartition, i64)> {
+        let mut first: Vec<(TopicPartition, i64)> = Vec::new();
+        for m in &self.buffer {
+            if !first
+                .iter()
+                .any(|(tp, _)| tp.partition == m.partition() && tp.topic == m.topic())
+            {
+                first.push((TopicPartition::new(m.topic(), m.partition()), m.offset()));
+            }
+        }
+        first
     }
 
     /// Appends up to `max` messages to `out` without waiting, or returns an error.
@@ -283,8 +413,11 @@ impl Reader {
             return Err(e);
         }
         self.reads = self.reads.wrapping_add(1);
-        let periodic = self.reads % POLL_CONSUMER_EVERY == 0;
+        // A read of many (a read-ahead, a batch) always serves the consumer's own
+        // queue too: rebalances and errors wait for it no longer than for single reads.
+        let periodic = max > 1 || self.reads.is_multiple_of(POLL_CONSUMER_EVERY);
         let generation = consumer.context().assignment_generation();
+        self.buffer_generation = generation;
         if generation != self.routed_generation
             || ((periodic || self.idle) && self.last_route.elapsed() >= ROUTE_REFRESH)
         {
@@ -447,6 +580,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         listener: Option<Arc<dyn RebalanceListener>>,
     ) -> Result<Self> {
         config.validate()?;
+        let store_handed_out = stores_offsets_automatically(config);
         let config = consumer_properties(config);
         let callbacks = ConsumerCallbacks {
             listener,
@@ -477,7 +611,10 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 reads: 0,
                 idle: false,
                 pending_error: None,
-                scratch: Vec::with_capacity(1),
+                buffer: VecDeque::with_capacity(READ_AHEAD),
+                buffer_generation: 0,
+                scratch: Vec::with_capacity(READ_AHEAD),
+                store_handed_out,
             }),
             inner,
             wakeup,
@@ -513,6 +650,8 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
 
     /// Leaves the subscription.
     pub fn unsubscribe(&self) {
+        let mut reader = self.lock_reader();
+        reader.buffer.clear();
         self.inner.unsubscribe();
         self.inner.context().assignment_changed();
     }
@@ -521,6 +660,10 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// management.
     pub fn assign(&self, partitions: &[(TopicPartition, Offset)]) -> Result<()> {
         let tpl = tpl_with_offsets(partitions.iter().map(|(tp, o)| (tp, o.to_rdkafka())))?;
+        // Every partition, kept or not, is read again from the offset given: what was
+        // read ahead goes (under the lock, so no read refills it in between).
+        let mut reader = self.lock_reader();
+        reader.buffer.clear();
         let assigned = self
             .inner
             .assign(&tpl)
@@ -644,16 +787,19 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
             partition = tracing::field::Empty,
             offset = tracing::field::Empty
         );
+        if span.is_disabled() {
+            // Not instrumented at all: entering and leaving even a disabled span costs
+            // as much per record as handing a record out of the read-ahead.
+            let message = self.read_one().await?;
+            return self.decode(message).await;
+        }
         let receive = async {
             let message = self.read_one().await?;
             // Recorded on the handle, not via Span::current(): that lookup costs a
-            // subscriber call per record even when the span is disabled. Skipped for a
-            // disabled span: reading the topic name costs a `strlen`.
-            if !span.is_disabled() {
-                span.record("topic", message.topic());
-                span.record("partition", message.partition());
-                span.record("offset", message.offset());
-            }
+            // subscriber call per record.
+            span.record("topic", message.topic());
+            span.record("partition", message.partition());
+            span.record("offset", message.offset());
             self.decode(message).await
         };
         receive.instrument(span.clone()).await
@@ -666,7 +812,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         max: usize,
     ) -> std::result::Result<(), ConsumeError> {
         self.read_until(|reader, consumer| {
-            reader.read(consumer, out, max)?;
+            reader.read_batch(consumer, out, max)?;
             Ok(!out.is_empty())
         })
         .await
@@ -877,25 +1023,37 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// The next offset to be read for each assigned partition (`None` before the
     /// first fetch).
     pub fn position(&self) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let reader = self.lock_reader();
         let tpl = self
             .inner
             .position()
             .map_err(|e| Error::kafka("position", "", e))?;
-        Ok(offsets_of(&tpl))
+        let mut positions = offsets_of(&tpl);
+        // librdkafka's position is past the records read ahead.
+        for (partition, first) in reader.buffered_positions() {
+            if let Some((_, position)) = positions.iter_mut().find(|(tp, _)| *tp == partition) {
+                *position = Some(first);
+            }
+        }
+        Ok(positions)
     }
 
     /// Moves the position of an assigned partition.
     pub async fn seek(&self, partition: &TopicPartition, offset: Offset) -> Result<()> {
         let tp = partition.clone();
-        self.blocking("seek", format!("{partition} to {offset:?}"), move |c| {
-            c.seek(
-                &tp.topic,
-                tp.partition,
-                offset.to_rdkafka(),
-                REQUEST_TIMEOUT,
-            )
-        })
-        .await
+        let sought = self
+            .blocking("seek", format!("{partition} to {offset:?}"), move |c| {
+                c.seek(
+                    &tp.topic,
+                    tp.partition,
+                    offset.to_rdkafka(),
+                    REQUEST_TIMEOUT,
+                )
+            })
+            .await;
+        // Records read ahead from the old position are not next any more.
+        self.lock_reader().drop_buffered(partition);
+        sought
     }
 
     /// Moves the position to the first record whose timestamp is at or after
@@ -907,29 +1065,55 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     ) -> Result<()> {
         let tp = partition.clone();
         let detail = format!("{partition} to timestamp {timestamp_ms}");
-        self.blocking("seek to timestamp", detail, move |c| {
-            let mut query = TopicPartitionList::new();
-            query.add_partition_offset(&tp.topic, tp.partition, RdOffset::Offset(timestamp_ms))?;
-            let found = c.offsets_for_times(query, REQUEST_TIMEOUT)?;
-            let offset = found
-                .find_partition(&tp.topic, tp.partition)
-                .map(|e| e.offset())
-                .unwrap_or(RdOffset::End);
-            let offset = match offset {
-                RdOffset::Offset(o) if o >= 0 => RdOffset::Offset(o),
-                _ => RdOffset::End,
-            };
-            c.seek(&tp.topic, tp.partition, offset, REQUEST_TIMEOUT)
-        })
-        .await
+        let sought = self
+            .blocking("seek to timestamp", detail, move |c| {
+                let mut query = TopicPartitionList::new();
+                query.add_partition_offset(
+                    &tp.topic,
+                    tp.partition,
+                    RdOffset::Offset(timestamp_ms),
+                )?;
+                let found = c.offsets_for_times(query, REQUEST_TIMEOUT)?;
+                let offset = found
+                    .find_partition(&tp.topic, tp.partition)
+                    .map(|e| e.offset())
+                    .unwrap_or(RdOffset::End);
+                let offset = match offset {
+                    RdOffset::Offset(o) if o >= 0 => RdOffset::Offset(o),
+                    _ => RdOffset::End,
+                };
+                c.seek(&tp.topic, tp.partition, offset, REQUEST_TIMEOUT)
+            })
+            .await;
+        self.lock_reader().drop_buffered(partition);
+        sought
     }
 
-    /// Stops fetching from these partitions until [`Consumer::resume`].
+    /// Stops fetching from these partitions until [`Consumer::resume`]. Records
+    /// already read ahead from them are given back: read again after `resume`.
     pub fn pause(&self, partitions: &[TopicPartition]) -> Result<()> {
         let tpl = tpl_of(partitions)?;
+        let mut reader = self.lock_reader();
         self.inner
             .pause(&tpl)
-            .map_err(|e| Error::kafka("pause", format!("{partitions:?}"), e))
+            .map_err(|e| Error::kafka("pause", format!("{partitions:?}"), e))?;
+        for tp in partitions {
+            if let Some(first) = reader.drop_buffered(tp) {
+                // Asynchronous (no wait): librdkafka applies it after the pause, and
+                // fetches from there on resume.
+                self.inner
+                    .seek(
+                        &tp.topic,
+                        tp.partition,
+                        RdOffset::Offset(first),
+                        Duration::ZERO,
+                    )
+                    .map_err(|e| {
+                        Error::kafka("pause", format!("{tp}: rewinding to offset {first}"), e)
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Resumes fetching from paused partitions.
@@ -1077,14 +1261,28 @@ fn offsets_of(tpl: &TopicPartitionList) -> Vec<(TopicPartition, Option<i64>)> {
 
 /// The properties a [`Consumer`] is created with: the user's, plus this SDK's
 /// consumer defaults where unset. Offsets are committed explicitly (or by opting in
-/// to auto-commit), and partition EOF is not an event `recv` returns.
+/// to auto-commit), and partition EOF is not an event `recv` returns. librdkafka
+/// never stores offsets itself: the consumer stores each record's as it hands it
+/// out, where the user's `enable.auto.offset.store` asks for it
+/// ([`stores_offsets_automatically`]).
 fn consumer_properties(config: &ClientConfig) -> ClientConfig {
     config
         .clone()
         .with_consumer_defaults()
         .with_default("enable.auto.commit", "false")
         .with_default("enable.partition.eof", "false")
+        .set("enable.auto.offset.store", "false")
 }
+
+/// The user's `enable.auto.offset.store` (librdkafka's default: on).
+fn stores_offsets_automatically(config: &ClientConfig) -> bool {
+    config
+        .get("enable.auto.offset.store")
+        .is_none_or(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
+}
+
+#[cfg(test)]
+mod read_ahead_tests;
 
 #[cfg(test)]
 mod tests {

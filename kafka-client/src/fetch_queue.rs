@@ -421,7 +421,7 @@ mod tests {
             partition,
             offset,
             Some(format!("sensor-{i}").into_bytes()),
-            (i % 5 != 0).then(|| value.clone().into_bytes()),
+            (!i.is_multiple_of(5)).then(|| value.clone().into_bytes()),
             Headers::new().with("seq", value),
             Some(1_000 + i as i64),
         )

@@ -85,6 +85,22 @@ impl RawMessage {
         }
     }
 
+    /// Whether `other` is of the same partition (compared by topic handle, without
+    /// reading the topic names, where both were fetched).
+    pub(crate) fn same_partition(&self, other: &RawMessage) -> bool {
+        if self.partition() != other.partition() {
+            return false;
+        }
+        match (self, other) {
+            (RawMessage::Fetched(a), RawMessage::Fetched(b))
+                if a.topic_handle() == b.topic_handle() =>
+            {
+                true
+            }
+            _ => self.topic() == other.topic(),
+        }
+    }
+
     /// The headers, owned: moved out of a copied message, copied from librdkafka's.
     fn into_headers(self) -> Headers {
         match self {

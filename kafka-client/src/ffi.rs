@@ -349,6 +349,28 @@ impl OwnedMessage {
     pub(crate) fn headers(&self) -> &Headers {
         self.headers.get_or_init(|| self.message.headers())
     }
+
+    /// The topic handle, only to tell whether two messages share a topic.
+    pub(crate) fn topic_handle(&self) -> *const rd::rd_kafka_topic_t {
+        self.message.topic_handle()
+    }
+
+    /// Stores the offset after this message as its partition's offset to commit
+    /// (`rd_kafka_offset_store_message`: through the message's own partition handle,
+    /// no lookup by name). Requires `enable.auto.offset.store=false`; fails with
+    /// `__STATE` when the partition is no longer assigned.
+    pub(crate) fn store_offset(&self) -> KafkaResult<()> {
+        // SAFETY: the message is alive and was consumed from a queue (so librdkafka
+        // knows its partition); the returned error, if any, is ours to destroy.
+        let error = unsafe { rd::rd_kafka_offset_store_message(self.message.ptr.as_ptr()) };
+        if error.is_null() {
+            return Ok(());
+        }
+        let error = Owned(error, rd::rd_kafka_error_destroy);
+        // SAFETY: `error` is a valid error object until dropped.
+        let code = unsafe { rd::rd_kafka_error_code(error.0) };
+        Err(KafkaError::StoreOffset(RDKafkaErrorCode::from(code)))
+    }
 }
 
 /// One fetched message, owned (destroyed when dropped) and held in librdkafka's
@@ -896,4 +918,33 @@ pub(crate) fn incremental_alter_topic_config<C: ClientContext>(
         }
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Committed offsets' metadata
+// ---------------------------------------------------------------------------------
+
+/// The metadata bytes of `topic`/`partition` in `list` (empty when it has none;
+/// `None` when the list does not hold the partition), whatever they are: `rdkafka`'s
+/// `TopicPartitionListElem::metadata` panics on bytes that are not UTF-8, and offset
+/// metadata comes from whichever client committed it.
+pub fn partition_metadata_bytes(
+    list: &rdkafka::TopicPartitionList,
+    topic: &str,
+    partition: i32,
+) -> Option<Vec<u8>> {
+    let topic = CString::new(topic).ok()?;
+    // SAFETY: `list.ptr()` is a valid list for as long as `list` is borrowed, and
+    // `find` only reads it; it returns null or a pointer to one of its elements.
+    let elem = unsafe {
+        rd::rd_kafka_topic_partition_list_find(list.ptr(), topic.as_ptr(), partition).as_ref()
+    }?;
+    if elem.metadata.is_null() || elem.metadata_size == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: librdkafka keeps `metadata_size` bytes at `metadata` for the element's
+    // life, which `list`'s borrow covers; they are copied out before it ends.
+    let bytes =
+        unsafe { std::slice::from_raw_parts(elem.metadata as *const u8, elem.metadata_size) };
+    Some(bytes.to_vec())
 }

@@ -67,6 +67,7 @@ pub mod transaction;
 #[doc(hidden)]
 pub mod internal {
     pub use crate::fetch_queue::{FetchQueue, FetchedBatch, FetchedMessage};
+    pub use crate::ffi::partition_metadata_bytes;
     pub use crate::topic_producer::{OutgoingRecord, TopicProducer};
 }
 

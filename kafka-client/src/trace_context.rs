@@ -15,6 +15,10 @@
 //! Context: `traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`;
 //! it is written and parsed here with OpenTelemetry's id types, so this crate
 //! needs only the `opentelemetry` API crate, not its SDK.
+//!
+//! kafka-streams continues traces through its topologies with the same functions
+//! (its `StreamsConfig::trace_context`): [`set_remote_parent`] for each processed
+//! record's span, [`TraceHeaders`] to stamp everything a step writes.
 
 use std::str::FromStr;
 
@@ -89,15 +93,68 @@ pub fn inject_current(headers: &mut Headers) -> Option<SpanContext> {
 pub fn inject(context: &Context, headers: &mut Headers) -> Option<SpanContext> {
     let span = context.span();
     let span_context = span.span_context();
-    let traceparent = format_traceparent(span_context)?;
-    headers.remove(TRACEPARENT);
-    headers.remove(TRACESTATE);
-    headers.insert(TRACEPARENT, traceparent);
-    let state = span_context.trace_state().header();
-    if !state.is_empty() {
-        headers.insert(TRACESTATE, state);
-    }
+    TraceHeaders::of_span_context(span_context)?.apply(headers);
     Some(span_context.clone())
+}
+
+/// One span's `traceparent` (and `tracestate`) header values, formatted once to
+/// stamp many records (e.g. every record a stream task writes while processing
+/// one input record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceHeaders {
+    traceparent: String,
+    tracestate: Option<String>,
+}
+
+impl TraceHeaders {
+    /// The headers of a span context; `None` for an invalid one.
+    pub fn of_span_context(context: &SpanContext) -> Option<Self> {
+        let traceparent = format_traceparent(context)?;
+        let state = context.trace_state().header();
+        Some(TraceHeaders {
+            traceparent,
+            tracestate: (!state.is_empty()).then_some(state),
+        })
+    }
+
+    /// The headers of a `tracing` span's OpenTelemetry context; `None` when it has
+    /// none (a disabled span, or no `tracing-opentelemetry` layer installed).
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        if span.is_disabled() {
+            return None;
+        }
+        let context = span.context();
+        let otel_span = context.span();
+        Self::of_span_context(otel_span.span_context())
+    }
+
+    /// The `traceparent` value.
+    pub fn traceparent(&self) -> &str {
+        &self.traceparent
+    }
+
+    /// The `tracestate` value, when the span has a trace state.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+
+    /// Writes these values into `headers`, replacing any earlier
+    /// `traceparent`/`tracestate`.
+    pub fn apply(&self, headers: &mut Headers) {
+        headers.remove(TRACEPARENT);
+        headers.remove(TRACESTATE);
+        headers.insert(TRACEPARENT, self.traceparent.as_bytes());
+        if let Some(state) = &self.tracestate {
+            headers.insert(TRACESTATE, state.as_bytes());
+        }
+    }
+
+    /// These values as headers of their own.
+    pub fn to_headers(&self) -> Headers {
+        let mut headers = Headers::new();
+        self.apply(&mut headers);
+        headers
+    }
 }
 
 /// The remote span context carried by `headers`, if any.
@@ -125,11 +182,24 @@ pub fn processing_span(
         messaging.kafka.partition = partition,
         messaging.kafka.offset = offset,
     );
-    if let Some(remote) = extract(headers) {
-        // Fails only for a disabled span, which has no parent to set.
-        let _ = span.set_parent(Context::new().with_remote_span_context(remote));
-    }
+    set_remote_parent(&span, headers);
     span
+}
+
+/// Makes the span context carried by `headers` (if any) the parent of `span`, which
+/// is then its remote child. `true` when a parent was set; `false` when `headers`
+/// carry no valid `traceparent` (the span keeps its own parent, or is a root) or
+/// the span is disabled.
+pub fn set_remote_parent(span: &tracing::Span, headers: &Headers) -> bool {
+    if span.is_disabled() {
+        return false;
+    }
+    match extract(headers) {
+        Some(remote) => span
+            .set_parent(Context::new().with_remote_span_context(remote))
+            .is_ok(),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -185,5 +255,40 @@ mod tests {
         let mut empty = Headers::new();
         assert_eq!(inject(&Context::new(), &mut empty), None);
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn trace_headers_carry_the_trace_state_and_replace_inherited_ones() {
+        let context = parse_traceparent(SAMPLE, Some("congo=t61rcWkgMzE")).unwrap();
+        let trace = TraceHeaders::of_span_context(&context).unwrap();
+        assert_eq!(trace.traceparent(), SAMPLE);
+        assert_eq!(trace.tracestate(), Some("congo=t61rcWkgMzE"));
+        assert_eq!(extract(&trace.to_headers()), Some(context));
+        let mut inherited = Headers::new()
+            .with(
+                TRACEPARENT,
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .with(TRACESTATE, "rojo=00f067aa0ba902b7")
+            .with("other", "x");
+        trace.apply(&mut inherited);
+        assert_eq!(inherited.len(), 3);
+        assert_eq!(inherited.last(TRACEPARENT), Some(SAMPLE.as_bytes()));
+        assert_eq!(
+            inherited.last(TRACESTATE),
+            Some("congo=t61rcWkgMzE".as_bytes())
+        );
+        // No trace state: an inherited one goes too.
+        let plain = TraceHeaders::of_span_context(&parse_traceparent(SAMPLE, None).unwrap());
+        plain.unwrap().apply(&mut inherited);
+        assert_eq!(inherited.last(TRACESTATE), None);
+        assert_eq!(inherited.len(), 2);
+        // A disabled span (no subscriber) has no context, and no parent to set.
+        let disabled = tracing::Span::none();
+        assert_eq!(TraceHeaders::of_span(&disabled), None);
+        assert!(!set_remote_parent(
+            &disabled,
+            &Headers::new().with(TRACEPARENT, SAMPLE)
+        ));
     }
 }

@@ -107,7 +107,9 @@ pub enum StreamsError {
     /// Under exactly-once, a call of a stream thread's transactional producer failed
     /// (Kafka's `TaskMigratedException` when `fenced`, `TaskCorruptedException`
     /// otherwise). The thread aborts the transaction, gives up its tasks (their stores
-    /// are rebuilt from the changelogs) and rejoins the group; it does not fail.
+    /// are rebuilt from the changelogs) and rejoins the group; it does not fail
+    /// (unless another live instance has its identity: see
+    /// [`StreamsError::DuplicateProcessId`]).
     #[error("transaction of producer {transactional_id} failed while {operation}{}: {source}", if *.fenced { " (fenced by a newer producer with the same transactional.id, or fatal)" } else { "" })]
     Transaction {
         /// The producer's `transactional.id`.
@@ -135,6 +137,29 @@ pub enum StreamsError {
         store: String,
         /// Why.
         reason: InvalidStoreReason,
+    },
+    /// Another instance holds the application's state directory (Kafka's
+    /// "multiple instances of Kafka Streams are running in the same state directory"):
+    /// each instance needs its own `state.dir`.
+    #[error("the state directory {} is locked by another instance of the application (in this process or another); each instance needs its own state.dir", .directory.display())]
+    StateDirectoryLocked {
+        /// The locked directory, `<state.dir>/<application.id>`.
+        directory: std::path::PathBuf,
+    },
+    /// Under exactly-once, a stream thread's producer was fenced by another live
+    /// instance with the same process id, hence the same `transactional.id`s: its
+    /// state directory (which keeps the process id) was copied from this one. The
+    /// fenced, older instance gives up its tasks and fails; the newer one carries on.
+    #[error("stream thread {thread} was fenced by another live instance with the same process id {process_id} (transactional.id {transactional_id}; its consumer {client_id} is in the group): the instances share an identity, e.g. a copied state directory, so this older one stops; give each instance its own state.dir")]
+    DuplicateProcessId {
+        /// The fenced stream thread.
+        thread: String,
+        /// The process id both instances have.
+        process_id: String,
+        /// The `transactional.id` both instances' threads have.
+        transactional_id: String,
+        /// The `client.id` of the group members sharing the identity.
+        client_id: String,
     },
     /// An operation that is not valid in the current state (e.g. starting twice).
     #[error("illegal state: {0}")]
@@ -209,7 +234,9 @@ impl StreamsError {
             | StreamsError::Processing { .. }
             | StreamsError::CoPartitioning { .. }
             | StreamsError::MissingSourceTopic { .. }
-            | StreamsError::IllegalState(_) => ErrorDomain::User,
+            | StreamsError::IllegalState(_)
+            | StreamsError::StateDirectoryLocked { .. }
+            | StreamsError::DuplicateProcessId { .. } => ErrorDomain::User,
             StreamsError::InvalidStateStore { reason, .. } => match reason {
                 InvalidStoreReason::Unknown | InvalidStoreReason::WrongType { .. } => {
                     ErrorDomain::User

@@ -294,6 +294,11 @@ impl<T: AvroSchema + DeserializeOwned + Send + Sync> Deserializer<T> for AvroDes
             Ok(())
         }))
     }
+
+    /// The schema id is in the payload's framing, never in a header.
+    fn reads_headers(&self) -> bool {
+        false
+    }
 }
 
 /// Deserializes Confluent-framed Avro into `apache_avro::types::Value`s: as written, or
@@ -400,5 +405,10 @@ impl Deserializer<Value> for GenericAvroDeserializer {
                 .insert(id, writer);
             Ok(())
         }))
+    }
+
+    /// The schema id is in the payload's framing, never in a header.
+    fn reads_headers(&self) -> bool {
+        false
     }
 }

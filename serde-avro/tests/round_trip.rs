@@ -388,3 +388,53 @@ async fn warm_caches_need_no_prepare() {
     let other = SerdeContext::new("plant02", MessageField::Value, &headers);
     assert!(Serializer::prepare(&serializer, &record, &other).is_some());
 }
+
+/// Both deserializers say they never read headers (so the typed consumer skips parsing
+/// them), and indeed decode the same whatever the headers hold: headers that look like
+/// a schema id in a header (`__value_schema_id`) or a trace context change nothing.
+/// Were either to start reading headers while declaring `false`, the typed consumer
+/// would hand it empty headers and this would fail.
+#[tokio::test]
+async fn deserializers_never_read_headers() {
+    let url = fresh_mock_url("reads-headers");
+    let props = [("schema.registry.url", url.as_str())];
+    let serializer = AvroSerializer::<SensorMeasurement>::from_properties(props).unwrap();
+    let typed = AvroDeserializer::<SensorMeasurement>::from_properties(props).unwrap();
+    let generic = GenericAvroDeserializer::new(SchemaRegistryClient::from_url(&url).unwrap());
+    assert!(!Deserializer::reads_headers(&typed));
+    assert!(!Deserializer::reads_headers(&generic));
+
+    let none = Headers::new();
+    let some = Headers::new()
+        .with("__value_schema_id", vec![0, 0, 0, 0x2a])
+        .with("__key_schema_id", vec![0xff; 17])
+        .with(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        );
+    let record = SensorMeasurement {
+        sensor_id: "s1".into(),
+        datetime: 1000,
+        value: -3,
+    };
+    let bytes = serializer
+        .serialize_async(
+            &record,
+            &SerdeContext::new("plant01", MessageField::Value, &none),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    for headers in [&none, &some] {
+        let ctx = SerdeContext::new("plant01", MessageField::Value, headers);
+        assert_eq!(
+            typed.deserialize_async(Some(&bytes), &ctx).await.unwrap(),
+            record
+        );
+        let value = generic.deserialize_async(Some(&bytes), &ctx).await.unwrap();
+        assert_eq!(
+            apache_avro::from_value::<SensorMeasurement>(&value).unwrap(),
+            record
+        );
+    }
+}

@@ -12,7 +12,14 @@
 //!   - `word-count`: split into lowercase words, group by word (a repartition topic),
 //!     count in a persistent RocksDB store with a changelog, to;
 //!   - `tumbling-count`: count per key in 1-s tumbling windows (grace `--grace-ms`),
-//!     RocksDB window store with a changelog, to.
+//!     RocksDB window store with a changelog, to;
+//!   - `stream-table-join`: each reading joined with its sensor's row of a
+//!     sensor → plant table (`--plants` plants), read from a compacted topic preloaded
+//!     before the input with timestamps older than every reading, so each engine's
+//!     time synchronisation processes the table first: value `"<plant> <reading>"`,
+//!     to. Kafka Streams and ours: `KStream.join(KTable)`; Quix Streams has no table
+//!     join, and runs its nearest equivalent, `join_asof` (the latest right-hand value
+//!     of the key at or before the reading's timestamp, kept in its state store).
 //! - Engines, each a child process (so its CPU time and memory are its own):
 //!   - `ours`: this binary, `peers ours ...` (kafka-streams, jemalloc as in the other
 //!     streams benchmarks);
@@ -28,8 +35,9 @@
 //!
 //! Measures, per engine and workload:
 //! - progress, sampled every 50 ms, measured the same way for the three engines:
-//!   - stateless: the output topic's records (every engine writes one per input record
-//!     kept, none holds them back), as `streams_throughput` times its runs;
+//!   - stateless and stream-table join: the output topic's records (every engine
+//!     writes one per input record kept or joined, none holds them back), as
+//!     `streams_throughput` times its runs;
 //!   - stateful: the engine's consumer group's committed offsets over its source
 //!     topics (the input, and for the word count its repartition topic: each input
 //!     record and each repartitioned word is one unit of work). Every engine commits
@@ -47,8 +55,9 @@
 //! The run ends when the output holds every record (stateless) or the committed
 //! offsets cover every source record (stateful); the child is
 //! then killed and its output topic read back and checked against the result computed
-//! from the generated input (the same records and digest for the stateless pipeline,
-//! the same final count per word, the same final count per key and window). The
+//! from the generated input (the same records and digest for the stateless pipeline
+//! and the join, the same final count per word, the same final count per key and
+//! window). The
 //! engines' results are also compared with each other. A wrong result fails the
 //! benchmark, whatever its speed.
 //!
@@ -75,8 +84,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, probe_consumer, records_in, sentence, unique,
-    vocabulary, words, Preloader, Rng, TopicToEnd,
+    broker_config, create_topic, create_topic_with, init_tracing, probe_consumer, records_in,
+    sentence, unique, vocabulary, words, Preloader, Rng, TopicToEnd,
 };
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
 use kafka_client::rdkafka::producer::BaseRecord;
@@ -111,6 +120,9 @@ struct EngineArgs {
     input: String,
     #[arg(long)]
     output: String,
+    /// The sensor → plant table's topic (read by the stream-table join only).
+    #[arg(long)]
+    table: String,
     /// `application.id` / consumer group.
     #[arg(long)]
     group: String,
@@ -136,6 +148,9 @@ struct RunArgs {
     /// Distinct keys (sensors).
     #[arg(long, default_value_t = 1000)]
     keys: u64,
+    /// Plants of the stream-table join's sensor → plant table.
+    #[arg(long, default_value_t = 50)]
+    plants: u64,
     /// Input records per second of event time (1M records span 100 s at 10,000).
     #[arg(long, default_value_t = 10_000)]
     events_per_second: u64,
@@ -165,7 +180,7 @@ struct RunArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "stateless,word-count,tumbling-count"
+        default_value = "stateless,word-count,tumbling-count,stream-table-join"
     )]
     workloads: Vec<Workload>,
     /// The `java` launcher for Kafka Streams.
@@ -185,8 +200,6 @@ struct RunArgs {
 /// The workloads. Each is implemented three times: [`ours`] here,
 /// `benchmarks/peers/KafkaStreamsPeer.java` and `benchmarks/peers/quix_peer.py`, with
 /// its expected result in [`Expected`] and its output decoding in [`Outcome::read`].
-/// The stream-table join goes here next, once joins are on main: a `stream-table-join`
-/// variant, a table topic preloaded beside the input, and the same four places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Workload {
     /// filter + map + to.
@@ -195,6 +208,8 @@ enum Workload {
     WordCount,
     /// group by key, 1-s tumbling windows, count (RocksDB window store, changelog), to.
     TumblingCount,
+    /// join with the sensor → plant table (Quix: `join_asof`), to.
+    StreamTableJoin,
 }
 
 impl Workload {
@@ -203,6 +218,7 @@ impl Workload {
             Workload::Stateless => "stateless",
             Workload::WordCount => "word-count",
             Workload::TumblingCount => "tumbling-count",
+            Workload::StreamTableJoin => "stream-table-join",
         }
     }
 
@@ -211,6 +227,7 @@ impl Workload {
             Workload::Stateless => "filter + map + to",
             Workload::WordCount => "word count (RocksDB + changelog)",
             Workload::TumblingCount => "tumbling 1 s window count",
+            Workload::StreamTableJoin => "stream-table join",
         }
     }
 }
@@ -246,6 +263,7 @@ impl Engine {
             app.state_dir.display().to_string(),
             app.commit_interval_ms.to_string(),
             app.grace_ms.to_string(),
+            app.table.clone(),
         ];
         let command = match self {
             Engine::Ours => {
@@ -253,6 +271,7 @@ impl Engine {
                 c.arg("ours")
                     .args(["--workload", app.workload.name()])
                     .args(["--input", &app.input, "--output", &app.output])
+                    .args(["--table", &app.table])
                     .args(["--group", &app.group])
                     .arg("--state-dir")
                     .arg(&app.state_dir)
@@ -292,6 +311,11 @@ fn kept_by_filter(line: &str) -> bool {
     !line.len().is_multiple_of(10)
 }
 
+/// The stream-table join's output value (every engine joins the same way).
+fn joined(plant: &str, line: &str) -> String {
+    format!("{plant} {line}")
+}
+
 /// Runs `app` on kafka-streams until killed.
 fn ours(app: EngineArgs) -> anyhow::Result<()> {
     let config = broker_config()?;
@@ -320,6 +344,12 @@ fn ours(app: EngineArgs) -> anyhow::Result<()> {
                 &app.output,
                 Produced::as_("window-counts-out").with_value_serializer(OptionSerde(BigEndian)),
             ),
+        Workload::StreamTableJoin => {
+            let plants = builder.table::<String, String>(&app.table);
+            lines
+                .join_table(&plants, |line, plant| joined(plant, line))
+                .to(&app.output)
+        }
     }
     let streams_config = StreamsConfig::new(&app.group, config)
         .num_stream_threads(1)
@@ -351,6 +381,8 @@ struct Expected {
     /// (key, upper-cased value).
     kept: u64,
     kept_digest: u64,
+    /// Stream-table join: the digest of every (key, "<plant> <reading>").
+    joined_digest: u64,
     word_counts: HashMap<String, i64>,
     window_counts: HashMap<(String, i64), i64>,
 }
@@ -366,9 +398,26 @@ fn record_hash(key: &[u8], value: &[u8]) -> u64 {
     h
 }
 
-/// Fills the input topic once and computes every workload's expected result.
-fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result<Expected> {
+/// The stream-table join's sensor → plant table topic, beside `input`.
+fn table_topic(input: &str) -> String {
+    format!("{input}-plants")
+}
+
+/// The stream-table join's plant of sensor `n`.
+fn plant_of(sensor: u64, plants: u64) -> String {
+    format!("plant-{}", sensor % plants)
+}
+
+/// Fills the sensor → plant table's topic and then the input topic once, and computes
+/// every workload's expected result.
+fn preload(
+    config: &ClientConfig,
+    topic: &str,
+    table: &str,
+    args: &RunArgs,
+) -> anyhow::Result<Expected> {
     anyhow::ensure!(args.keys >= 1, "--keys must be at least 1");
+    anyhow::ensure!(args.plants >= 1, "--plants must be at least 1");
     anyhow::ensure!(args.vocabulary >= 1, "--vocabulary must be at least 1");
     anyhow::ensure!(
         args.events_per_second >= 1,
@@ -382,14 +431,30 @@ fn preload(config: &ClientConfig, topic: &str, args: &RunArgs) -> anyhow::Result
     let mut rng = Rng(args.seed);
     let vocabulary = vocabulary(args.vocabulary, &mut rng);
     let mut preloader = Preloader::new(config)?;
+    // One row per sensor, older than every reading: the engines' time synchronisation
+    // (Kafka's KIP-695, ours, Quix's in-order buffering) processes the table first.
+    let plants: Vec<String> = (0..args.keys).map(|n| plant_of(n, args.plants)).collect();
+    for (n, plant) in plants.iter().enumerate() {
+        preloader.send(
+            BaseRecord::to(table)
+                .key(format!("sensor-{n}").as_bytes())
+                .payload(plant.as_bytes())
+                .timestamp(base_ms - 1000),
+        )?;
+    }
     let mut expected = Expected {
         records: args.records,
         ..Expected::default()
     };
     let mut last_log = Instant::now();
     for i in 0..args.records {
-        let key = format!("sensor-{}", i % args.keys);
+        let sensor = i % args.keys;
+        let key = format!("sensor-{sensor}");
         let line = sentence(&vocabulary, args.value_size, &mut rng);
+        expected.joined_digest = expected.joined_digest.wrapping_add(record_hash(
+            key.as_bytes(),
+            joined(&plants[sensor as usize], &line).as_bytes(),
+        ));
         let timestamp = base_ms + i64::try_from(i * 1000 / args.events_per_second)?;
         if kept_by_filter(&line) {
             expected.kept += 1;
@@ -530,7 +595,8 @@ impl Progress {
             group_probe,
             group: group.to_owned(),
             sources,
-            output: (workload == Workload::Stateless).then(|| (output.to_owned(), partitions)),
+            output: matches!(workload, Workload::Stateless | Workload::StreamTableJoin)
+                .then(|| (output.to_owned(), partitions)),
             repartition_pending: workload == Workload::WordCount,
         })
     }
@@ -607,6 +673,7 @@ fn run_one(
         workload,
         input: input.to_owned(),
         output: output.clone(),
+        table: table_topic(input),
         group: unique(&format!("peers-{}-{}", engine.name(), workload.name())),
         state_dir: state_dir.0.clone(),
         commit_interval_ms: args.commit_interval_ms,
@@ -634,6 +701,7 @@ fn run_one(
     // Units of work in the whole run (see `Progress`).
     let total = match workload {
         Workload::Stateless => expected.kept,
+        Workload::StreamTableJoin => expected.records,
         Workload::WordCount => expected.records + expected.words,
         Workload::TumblingCount => expected.records,
     };
@@ -788,7 +856,16 @@ impl Drop for StateDir {
 
 /// What an engine wrote, decoded.
 enum Outcome {
-    Records { count: u64, digest: u64 },
+    /// The stateless pipeline's records.
+    Records {
+        count: u64,
+        digest: u64,
+    },
+    /// The stream-table join's records.
+    JoinedRecords {
+        count: u64,
+        digest: u64,
+    },
     WordCounts(HashMap<String, i64>),
     WindowCounts(HashMap<(String, i64), i64>),
 }
@@ -823,6 +900,10 @@ impl Outcome {
             },
             Workload::WordCount => Outcome::WordCounts(HashMap::new()),
             Workload::TumblingCount => Outcome::WindowCounts(HashMap::new()),
+            Workload::StreamTableJoin => Outcome::JoinedRecords {
+                count: 0,
+                digest: 0,
+            },
         };
         to_end.read(Instant::now() + Duration::from_secs(600), |message| {
             outcome
@@ -845,7 +926,7 @@ impl Outcome {
     /// Takes one output record in.
     fn add(&mut self, engine: Engine, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
         match self {
-            Outcome::Records { count, digest } => {
+            Outcome::Records { count, digest } | Outcome::JoinedRecords { count, digest } => {
                 *count += 1;
                 *digest = digest.wrapping_add(record_hash(key, value));
             }
@@ -878,22 +959,31 @@ impl Outcome {
     /// Compares the output with what the input says it must be.
     fn check(&self, expected: &Expected) -> Check {
         match self {
-            Outcome::Records { count, digest } => Check {
-                ok: *count == expected.kept && *digest == expected.kept_digest,
-                detail: format!(
-                    "{count} records (expected {}), digest {}",
-                    expected.kept,
-                    if *digest == expected.kept_digest {
-                        "matches"
-                    } else {
-                        "differs"
-                    }
-                ),
-                digest: *digest,
-            },
+            Outcome::Records { count, digest } => {
+                compare_records(*count, *digest, expected.kept, expected.kept_digest)
+            }
+            Outcome::JoinedRecords { count, digest } => {
+                compare_records(*count, *digest, expected.records, expected.joined_digest)
+            }
             Outcome::WordCounts(counts) => compare(counts, &expected.word_counts, "words"),
             Outcome::WindowCounts(counts) => compare(counts, &expected.window_counts, "windows"),
         }
+    }
+}
+
+/// Records against the expected multiset: the count and the digest.
+fn compare_records(count: u64, digest: u64, expected: u64, expected_digest: u64) -> Check {
+    Check {
+        ok: count == expected && digest == expected_digest,
+        detail: format!(
+            "{count} records (expected {expected}), digest {}",
+            if digest == expected_digest {
+                "matches"
+            } else {
+                "differs"
+            }
+        ),
+        digest,
     }
 }
 
@@ -1001,7 +1091,7 @@ fn markdown(results: &[Measured], args: &RunArgs, expected: &Expected, context: 
             line.verdict
         ));
     }
-    md.push_str("\nSteady state: input records per second between the first progress seen and the last before the end, sampled every 50 ms: for the stateless pipeline the output topic's records (one per input record kept, in every engine); for the stateful ones the engines' committed offsets over their source topics (input and repartition), as each engine commits only what it has processed and flushed. CPU: the process's user + system time over the same interval; peak RSS: VmHWM of the process (start-up included). The whole run runs from process start to the end (output complete, or the commit that covers every record).\n");
+    md.push_str("\nSteady state: input records per second between the first progress seen and the last before the end, sampled every 50 ms: for the stateless pipeline and the stream-table join the output topic's records (one per input record kept or joined, in every engine); for the stateful ones the engines' committed offsets over their source topics (input and repartition), as each engine commits only what it has processed and flushed. CPU: the process's user + system time over the same interval; peak RSS: VmHWM of the process (start-up included). The whole run runs from process start to the end (output complete, or the commit that covers every record).\n");
     md
 }
 
@@ -1150,7 +1240,14 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let input = unique("peers-input");
     runtime.block_on(create_topic(&config, &input, args.partitions))?;
-    let expected = preload(&config, &input, &args)?;
+    // Co-partitioned with the input (same partition count, same producer).
+    runtime.block_on(create_topic_with(
+        &config,
+        &table_topic(&input),
+        args.partitions,
+        &[("cleanup.policy", "compact")],
+    ))?;
+    let expected = preload(&config, &input, &table_topic(&input), &args)?;
     create_offsets_topic(&config, &input)?;
     let log_dir = std::env::temp_dir().join(unique("peers-logs"));
     std::fs::create_dir_all(&log_dir)?;
@@ -1235,6 +1332,11 @@ mod tests {
             words: 3,
             kept: 2,
             kept_digest: record_hash(b"a", b"X").wrapping_add(record_hash(b"b", b"Y")),
+            joined_digest: [(b"a", "x"), (b"b", "y"), (b"c", "z")]
+                .iter()
+                .fold(0, |d, (k, v)| {
+                    d.wrapping_add(record_hash(*k, joined("plant-0", v).as_bytes()))
+                }),
             word_counts: HashMap::from([("fu".to_owned(), 2), ("ka".to_owned(), 1)]),
             window_counts: HashMap::from([(("sensor-1".to_owned(), 5000), 3)]),
         }
@@ -1252,6 +1354,34 @@ mod tests {
         out.add(Engine::Ours, b"a", b"X").unwrap();
         let check = out.check(&expected());
         assert!(!check.ok, "a duplicate must fail: {}", check.detail);
+    }
+
+    #[test]
+    fn joined_output_needs_every_reading_with_its_plant() {
+        let joined_output = |records: &[(&[u8], &[u8])]| {
+            let mut out = Outcome::JoinedRecords {
+                count: 0,
+                digest: 0,
+            };
+            for (key, value) in records {
+                out.add(Engine::Quix, key, value).unwrap();
+            }
+            out.check(&expected())
+        };
+        let (a, c) = (
+            (&b"a"[..], &b"plant-0 x"[..]),
+            (&b"c"[..], &b"plant-0 z"[..]),
+        );
+        let check = joined_output(&[c, a]);
+        assert!(
+            !check.ok,
+            "a reading left unjoined must fail: {}",
+            check.detail
+        );
+        let check = joined_output(&[c, a, (b"b", b"plant-1 y")]);
+        assert!(!check.ok, "a wrong plant must fail: {}", check.detail);
+        let check = joined_output(&[c, (b"b", b"plant-0 y"), a]);
+        assert!(check.ok, "{}", check.detail);
     }
 
     #[test]

@@ -20,13 +20,14 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kafka_client::admin::AdminClient;
 use kafka_client::config::AutoOffsetReset;
 use kafka_client::dev::Cluster;
 use kafka_client::serde::Json;
 use kafka_client::{Consumer, Offset, Producer, ProducerRecord, TopicPartition};
+use kafka_examples::wait_for_metrics;
 use kafka_streams::dsl::{Branched, Consumed, StreamsBuilder};
 use kafka_streams::runtime::handlers::LogAndContinueExceptionHandler;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
@@ -253,26 +254,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Wait until every input reading went through the topology (processed, or
     // skipped as poison), then close: closing flushes the outputs.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let m = streams.metrics();
-        if (m.processed_records + m.skipped_records) as usize >= samples.len() {
-            break;
-        }
-        anyhow::ensure!(
-            streams.state() != State::Error,
-            "streams failed: {:?}",
-            streams.error()
-        );
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "only {} of {} readings processed within 60 s (state {:?})",
-            m.processed_records + m.skipped_records,
-            samples.len(),
-            streams.state()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_metrics(
+        &streams,
+        Duration::from_secs(60),
+        "every reading processed or skipped",
+        |m| (m.processed_records + m.skipped_records) as usize >= samples.len(),
+    )
+    .await?;
     // close() blocks while the stream threads commit: keep it off the executor.
     let closed = tokio::task::spawn_blocking(move || {
         let ok = streams.close();

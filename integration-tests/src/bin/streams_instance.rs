@@ -10,13 +10,18 @@
 //!   SIGKILL restore test, `tests/streams_windows.rs`); each `KEY=VALUE` is a
 //!   `StreamsConfig` property (e.g. `processing.guarantee=exactly_once_v2`, for the
 //!   crash test `tests/streams_crash.rs`).
+//! - `streams_instance APP INPUT OUTPUT final-count STATE_DIR [KEY=VALUE...]`: the
+//!   emit-final tumbling windowed count of `integration_tests::final_count` (store
+//!   `final-counts`), for the emit-final restart tests (`tests/streams_emit_final.rs`).
 //!
 //! `KAFKA_BOOTSTRAP_SERVERS` must be set.
 
 use std::io::Write;
 use std::time::Duration;
 
-use integration_tests::{count_per_minute, WINDOW_COUNTS_GRACE, WINDOW_COUNTS_STORE};
+use integration_tests::{
+    count_per_minute, final_count, FINAL_COUNTS_STORE, WINDOW_COUNTS_GRACE, WINDOW_COUNTS_STORE,
+};
 use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::{KafkaStreams, State, StreamsConfig};
 
@@ -41,8 +46,12 @@ fn main() -> anyhow::Result<()> {
             );
             (app, Some(state_dir), properties)
         }
+        [app, input, output, mode, state_dir, properties @ ..] if mode == "final-count" => {
+            final_count(builder.stream(input), false, FINAL_COUNTS_STORE, output);
+            (app, Some(state_dir), properties)
+        }
         _ => anyhow::bail!(
-            "usage: streams_instance APP INPUT OUTPUT [windowed-count STATE_DIR [KEY=VALUE...]]"
+            "usage: streams_instance APP INPUT OUTPUT [windowed-count|final-count STATE_DIR [KEY=VALUE...]]"
         ),
     };
     let mut config = StreamsConfig::new(app.as_str(), integration_tests::config())

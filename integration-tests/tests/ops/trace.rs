@@ -1,24 +1,15 @@
 //! W3C trace context: the producer injects its span's `traceparent`, and the
 //! consumer's processing span is that span's child.
 
-use integration_tests::{config, consumer_config, create_topic, unique_name};
+use integration_tests::{consumer_config, create_topic, string_producer, unique_name};
 use kafka_client::serde::StringSerde;
 use kafka_client::trace_context::{self, TRACEPARENT};
-use kafka_client::{Consumer, Producer, ProducerRecord};
+use kafka_client::{Consumer, ProducerRecord};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-fn producer(trace: bool) -> Producer<String, String> {
-    Producer::builder(&config())
-        .key_serializer(StringSerde)
-        .value_serializer(StringSerde)
-        .trace_context(trace)
-        .build()
-        .unwrap()
-}
 
 fn consumer(group: &str, trace: bool) -> Consumer<String, String> {
     Consumer::builder(&consumer_config(group))
@@ -44,7 +35,7 @@ async fn consumer_processing_span_is_the_child_of_the_producer_span() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     // Off by default: no header.
-    producer(false)
+    string_producer(false)
         .send(ProducerRecord::new(
             &topic,
             "plain".to_string(),
@@ -57,7 +48,7 @@ async fn consumer_processing_span_is_the_child_of_the_producer_span() {
     let checkout = tracing::info_span!("checkout");
     let injected = checkout.context().span().span_context().clone();
     assert!(injected.is_valid());
-    producer(true)
+    string_producer(true)
         .send(ProducerRecord::new(
             &topic,
             "traced".to_string(),

@@ -91,7 +91,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     /// then start (Kafka's time-ordered session store), with the headers of the record
     /// that closed them. As in Kafka, the store then has no record cache.
     ///
-    /// The last emitted close time is not kept across restarts (see
+    /// The last emitted close time is kept across restarts (see
     /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
     ///
     /// ```

@@ -100,7 +100,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     /// the store then has no record cache and reads windows back to its latest start
     /// minus the retention (Kafka's time-ordered window store).
     ///
-    /// The last emitted close time is not kept across restarts (see
+    /// The last emitted close time is kept across restarts (see
     /// [`TimeWindowedKStream::emit_strategy`](super::TimeWindowedKStream::emit_strategy)).
     ///
     /// ```

@@ -85,9 +85,12 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     /// that closed it. See [`EmitStrategy`] for the windows a jump of stream time
     /// takes out of the store before they are emitted.
     ///
-    /// Unlike Kafka, the last emitted close time is not kept across restarts yet
-    /// (Kafka commits it with the offsets): after a restart, closed windows still in
-    /// the store may be emitted again.
+    /// As in Kafka, the close time up to which finals went out is kept across
+    /// restarts: it is committed with the task's input offsets (in the offset-commit
+    /// metadata, Kafka Streams' format) and read back when the task starts again, so
+    /// a restart emits no final twice. Under at-least-once, finals emitted after the
+    /// last commit before a crash go out again (with the records processed again);
+    /// under exactly-once they were never committed.
     pub fn emit_strategy(mut self, strategy: EmitStrategy) -> Self {
         self.emit = strategy;
         self

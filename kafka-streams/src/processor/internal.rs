@@ -206,6 +206,8 @@ pub(crate) struct ContextCore<'a> {
     pub outer_join_emit_interval_ms: i64,
     /// The client's global stores, once opened (joins with a `GlobalKTable` read them).
     pub globals: Option<&'a dyn GlobalStores>,
+    /// The task's processor metadata, committed with its offsets.
+    pub processor_metadata: &'a mut super::metadata::ProcessorMetadata,
 }
 
 /// The global stores of a client, by store name (Kafka's global state manager as seen

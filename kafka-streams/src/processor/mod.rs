@@ -64,6 +64,7 @@
 //! ```
 
 pub(crate) mod internal;
+pub(crate) mod metadata;
 
 use std::any::Any;
 use std::marker::PhantomData;
@@ -322,6 +323,19 @@ impl<'a, K, V> ProcessorContext<'a, K, V> {
     /// `__emit.interval.ms.kstreams.windowed.aggregation__`).
     pub(crate) fn windowed_emit_interval_ms(&self) -> i64 {
         self.core.windowed_emit_interval_ms
+    }
+
+    /// The task's processor metadata under `key` (Kafka's
+    /// `processorMetadataForKey`): restored from the committed offsets when the task
+    /// was created, or set since by [`ProcessorContext::add_processor_metadata_key_value`].
+    pub(crate) fn processor_metadata_for_key(&self, key: &str) -> Option<i64> {
+        self.core.processor_metadata.get(key)
+    }
+
+    /// Sets the task's processor metadata `key` to `value` (Kafka's
+    /// `addProcessorMetadataKeyValue`); it is committed with the task's next offsets.
+    pub(crate) fn add_processor_metadata_key_value(&mut self, key: &str, value: i64) {
+        self.core.processor_metadata.put(key, value);
     }
 
     /// The least wall-clock time between two looks for closed windows of a left or

@@ -24,6 +24,7 @@ use kafka_client::TopicPartition;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata,
 };
+use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::metrics::StreamsMetrics;
@@ -31,9 +32,44 @@ use super::record_collector::RecordCollector;
 use super::task::StreamTask;
 use crate::error::{Result, StreamsError};
 
-/// Commits consumed offsets (the next offset to read, per partition).
+/// An input partition's offset to commit (the next one to read) and the metadata
+/// string committed with it (Kafka's `OffsetAndMetadata`; the string is a
+/// `TopicPartitionMetadata`, see `offset_metadata.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OffsetAndMetadata {
+    pub offset: i64,
+    pub metadata: String,
+}
+
+/// The offsets to commit, per input partition.
+pub(crate) type CommitOffsets = BTreeMap<TopicPartition, OffsetAndMetadata>;
+
+/// `offsets` as librdkafka's list, each partition with its offset and metadata.
+pub(crate) fn partition_list(offsets: &CommitOffsets) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (tp, committed) in offsets {
+        let mut elem = tpl.add_partition(&tp.topic, tp.partition);
+        elem.set_offset(Offset::Offset(committed.offset))?;
+        if !committed.metadata.is_empty() {
+            elem.set_metadata(&committed.metadata);
+        }
+    }
+    Ok(tpl)
+}
+
+/// `offsets` for error messages: `topic-partition@offset, ...`.
+pub(crate) fn describe_offsets(offsets: &CommitOffsets) -> String {
+    offsets
+        .iter()
+        .map(|(tp, o)| format!("{tp}@{}", o.offset))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Commits consumed offsets (the next offset to read, per partition) with their
+/// metadata.
 pub(crate) trait OffsetCommitter {
-    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()>;
+    fn commit(&mut self, offsets: &CommitOffsets) -> Result<()>;
 
     /// The consumer's group metadata, for committing offsets in a transaction.
     fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
@@ -48,20 +84,13 @@ pub(crate) struct KafkaCommitter<'a, C: ConsumerContext + 'static> {
 }
 
 impl<C: ConsumerContext + 'static> OffsetCommitter for KafkaCommitter<'_, C> {
-    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
-        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-        for (tp, offset) in offsets {
-            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-                .map_err(|e| StreamsError::kafka("building the commit", tp.to_string(), e))?;
-        }
-        self.consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-            let target = offsets
-                .iter()
-                .map(|(tp, o)| format!("{tp}@{o}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            StreamsError::kafka("committing offsets", target, e)
-        })
+    fn commit(&mut self, offsets: &CommitOffsets) -> Result<()> {
+        let tpl = partition_list(offsets).map_err(|e| {
+            StreamsError::kafka("building the commit", describe_offsets(offsets), e)
+        })?;
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| StreamsError::kafka("committing offsets", describe_offsets(offsets), e))
     }
 
     fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {

@@ -44,6 +44,8 @@ pub struct StreamsConfig {
     pub(crate) max_poll_records: usize,
     /// `max.task.idle.ms`; `-1` never waits.
     pub(crate) max_task_idle_ms: i64,
+    /// `task.timeout.ms`: how long a task may stall on retriable errors.
+    pub(crate) task_timeout: Duration,
     /// `restore.consumer.max.poll.records`: the restore batch size; `None` lets the
     /// changelog reader pick one.
     pub(crate) restore_max_poll_records: Option<usize>,
@@ -57,6 +59,8 @@ pub struct StreamsConfig {
     pub(crate) restore_listener: Option<Arc<dyn crate::state::StateRestoreListener>>,
     pub(crate) cache_max_bytes: usize,
     pub(crate) application_server: Option<HostInfo>,
+    /// `num.standby.replicas` (see [`StreamsConfig::num_standby_replicas`]).
+    pub(crate) num_standby_replicas: usize,
     pub(crate) topology_optimization: TopologyOptimization,
     /// Kafka's internal `__emit.interval.ms.kstreams.windowed.aggregation__`: how much
     /// wall-clock time passes at least between two looks for closed windows of an
@@ -68,6 +72,9 @@ pub struct StreamsConfig {
     /// of a left or outer stream-stream join; `None` is the default (1 s, and 0 in the
     /// test driver, as Kafka's `TopologyTestDriver` sets it).
     pub(crate) outer_join_emit_interval_ms: Option<i64>,
+    /// Whether tasks run each step in a span and stamp its W3C trace context on
+    /// their output (see [`StreamsConfig::trace_context`]).
+    pub(crate) trace_context: bool,
 }
 
 /// `processing.guarantee`: what a crash or a rebalance may do to the output.
@@ -110,6 +117,9 @@ impl ProcessingGuarantee {
 /// readers of its output for at most this long (a restart with the same process id
 /// aborts it at once).
 const EOS_TRANSACTION_TIMEOUT_MS: &str = "10000";
+
+/// `task.timeout.ms`'s default, Kafka's: 5 minutes.
+const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_millis(300_000);
 
 /// An instance's `application.server` endpoint (Kafka's `HostInfo`), for
 /// interactive queries routed between instances.
@@ -170,6 +180,7 @@ impl StreamsConfig {
             poll_timeout: Duration::from_millis(100),
             max_poll_records: 1000,
             max_task_idle_ms: 0,
+            task_timeout: DEFAULT_TASK_TIMEOUT,
             restore_max_poll_records: None,
             replication_factor: -1,
             deserialization_handler: Arc::new(LogAndFailExceptionHandler),
@@ -181,10 +192,43 @@ impl StreamsConfig {
             restore_listener: None,
             cache_max_bytes: crate::state::DEFAULT_CACHE_MAX_BYTES,
             application_server: None,
+            num_standby_replicas: 0,
             topology_optimization: TopologyOptimization::NONE,
             windowed_aggregation_emit_interval_ms: None,
             outer_join_emit_interval_ms: None,
+            trace_context: false,
         }
+    }
+
+    /// W3C trace context through the topology (off by default, as kafka-client's
+    /// [`ProducerBuilder::trace_context`](kafka_client::ProducerBuilder::trace_context)
+    /// and [`ConsumerBuilder::trace_context`](kafka_client::ConsumerBuilder::trace_context);
+    /// Kafka Streams has no such setting). On, a task processes each record in an
+    /// info-level `kafka_streams.process` span, the child of the `traceparent` in
+    /// the record's headers (a new root without one); punctuations and the commit's
+    /// cache flush run in `kafka_streams.punctuate` and `kafka_streams.flush` spans.
+    /// Every record a step writes to a sink, a repartition topic or a changelog
+    /// carries its span's context as `traceparent`/`tracestate`, replacing the
+    /// inherited ones. Trace ids come from OpenTelemetry through
+    /// `tracing-opentelemetry`'s layer; without it (or when no subscriber wants the
+    /// spans) records keep the headers they inherited, and a disabled span costs a
+    /// few nanoseconds per record.
+    ///
+    /// What a record cache holds back until the commit carries the flush span's
+    /// context (a cache keeps no headers); a punctuation's output, the punctuation
+    /// span's. With [`StreamsConfig::cache_max_bytes`] 0 an aggregation's output
+    /// continues the trace of the record it counts.
+    ///
+    /// Off, nothing is created per record: a subscriber that logs info-level spans
+    /// (a `fmt` subscriber's default) would otherwise pay for a span per record.
+    pub fn trace_context(mut self, enabled: bool) -> Self {
+        self.trace_context = enabled;
+        self
+    }
+
+    /// Whether trace context runs through the topology ([`StreamsConfig::trace_context`]).
+    pub fn get_trace_context(&self) -> bool {
+        self.trace_context
     }
 
     /// `topology.optimization` (default [`TopologyOptimization::NONE`]); see
@@ -246,6 +290,31 @@ impl StreamsConfig {
     pub fn application_server(mut self, endpoint: &str) -> Result<Self> {
         self.application_server = Some(HostInfo::parse(endpoint)?);
         Ok(self)
+    }
+
+    /// `num.standby.replicas` (default 0): how many other instances keep a standby
+    /// copy of each task's logged stores, kept up to date from their changelogs
+    /// (`read_committed` under exactly-once), so that the instance taking a task over
+    /// restores only the changelog records after the standby's checkpoint.
+    ///
+    /// Placement, computed alike by every instance from the claims of the
+    /// `<application.id>-streams-metadata` topic: a task's owner is the process whose
+    /// latest claim names the task's partition; live instances are ordered by process
+    /// id as a ring; the task's standbys are the `num.standby.replicas` live instances
+    /// that follow its owner in the ring, never the owner (so at most instances − 1).
+    /// Standby stores answer queries that accept stale data
+    /// ([`StoreQueryParameters::enable_stale_stores`](super::StoreQueryParameters::enable_stale_stores)),
+    /// and [`KeyQueryMetadata::standby_hosts`](super::KeyQueryMetadata::standby_hosts)
+    /// lists their instances.
+    pub fn num_standby_replicas(mut self, replicas: usize) -> Self {
+        self.num_standby_replicas = replicas;
+        self
+    }
+
+    /// Whether the instance publishes its claims to the metadata topic: key lookups
+    /// (`application.server`) and standby placement read them.
+    pub(crate) fn publishes_membership(&self) -> bool {
+        self.application_server.is_some() || self.num_standby_replicas > 0
     }
 
     /// The application id.
@@ -351,6 +420,33 @@ impl StreamsConfig {
             .map(Duration::from_millis)
     }
 
+    /// `task.timeout.ms` (default 300 000 ms, 5 minutes, as in Kafka): how long a task
+    /// may stall on internal errors that may go away (Kafka's `TimeoutException`s)
+    /// before the stream thread fails. Today that covers offset commits failing
+    /// because the group coordinator or the broker is unreachable: processing goes on,
+    /// each commit interval commits again, and the thread fails once the commits have
+    /// failed for this long. With zero, the first such failure fails the thread.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kafka_client::ClientConfig;
+    /// use kafka_streams::runtime::StreamsConfig;
+    ///
+    /// let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+    /// assert_eq!(config.get_task_timeout(), Duration::from_secs(300));
+    /// let config = config.set("task.timeout.ms", "60000").unwrap();
+    /// assert_eq!(config.get_task_timeout(), Duration::from_secs(60));
+    /// ```
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = timeout;
+        self
+    }
+
+    /// The configured `task.timeout.ms`.
+    pub fn get_task_timeout(&self) -> Duration {
+        self.task_timeout
+    }
+
     /// `replication.factor` of internal topics (default -1: the broker's default).
     pub fn replication_factor(mut self, factor: i32) -> Self {
         self.replication_factor = factor;
@@ -442,8 +538,9 @@ impl StreamsConfig {
     /// (`num.stream.threads`, `commit.interval.ms`, `state.dir`, `poll.ms`, `replication.factor`,
     /// `statestore.cache.max.bytes` (or the older `cache.max.bytes.buffering`),
     /// `processing.guarantee` (`at_least_once` or `exactly_once_v2`),
-    /// `application.server`, `topology.optimization` (see [`TopologyOptimization::parse`]),
-    /// `max.task.idle.ms` (`-1` never waits; see [`StreamsConfig::max_task_idle`]),
+    /// `application.server`, `num.standby.replicas`, `topology.optimization` (see
+    /// [`TopologyOptimization::parse`]), `max.task.idle.ms` (`-1` never waits; see
+    /// [`StreamsConfig::max_task_idle`]), `task.timeout.ms` (see [`StreamsConfig::task_timeout`]),
     /// `max.poll.records`, `restore.consumer.max.poll.records` (changelog records applied
     /// per restore batch; by default 50 000, or 20 000 while other tasks run),
     /// `default.deserialization.exception.handler` = `logAndFail`
@@ -480,6 +577,7 @@ impl StreamsConfig {
                     Err(e) => return Err(StreamsError::Config(format!("{key}={value}: {e}"))),
                 }
             }
+            "task.timeout.ms" => self.task_timeout = Duration::from_millis(num(value)?),
             "restore.consumer.max.poll.records" => {
                 self.restore_max_poll_records = Some(num(value)?.max(1) as usize)
             }
@@ -487,6 +585,7 @@ impl StreamsConfig {
                 self.cache_max_bytes = num(value)? as usize
             }
             "application.server" => self.application_server = Some(HostInfo::parse(value)?),
+            "num.standby.replicas" => self.num_standby_replicas = num(value)? as usize,
             "__emit.interval.ms.kstreams.windowed.aggregation__" => {
                 self.windowed_aggregation_emit_interval_ms =
                     Some(i64::try_from(num(value)?).unwrap_or(i64::MAX))
@@ -712,6 +811,27 @@ mod tests {
             assert!(matches!(err, StreamsError::Config(_)), "{bad}: {text}");
             assert!(text.contains("topology.optimization"), "{text}");
             assert!(text.contains("reuse.ktable.source.topics"), "{text}");
+        }
+    }
+
+    #[test]
+    fn task_timeout_ms_defaults_to_five_minutes_and_parses() {
+        let config = StreamsConfig::new("app", ClientConfig::new("localhost:9092"));
+        assert_eq!(config.get_task_timeout(), Duration::from_millis(300_000));
+        let config = config.set("task.timeout.ms", "0").unwrap();
+        assert_eq!(config.get_task_timeout(), Duration::ZERO);
+        let config = config.set("task.timeout.ms", " 45000 ").unwrap();
+        assert_eq!(config.get_task_timeout(), Duration::from_secs(45));
+        // A streams setting, not passed on to librdkafka.
+        assert_eq!(config.client_config().get("task.timeout.ms"), None);
+        let config = config.task_timeout(Duration::from_secs(7));
+        assert_eq!(config.get_task_timeout(), Duration::from_secs(7));
+        for bad in ["-1", "later", ""] {
+            let err = StreamsConfig::new("app", ClientConfig::new("localhost:9092"))
+                .set("task.timeout.ms", bad)
+                .unwrap_err();
+            assert!(matches!(err, StreamsError::Config(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("task.timeout.ms"), "{err}");
         }
     }
 

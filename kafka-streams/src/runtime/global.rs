@@ -219,7 +219,10 @@ pub(crate) fn run_global_thread(
             &changelog,
             0,
             end,
-            env.config.restore_listener.clone(),
+            Some(super::MetricsRestoreListener::wrap(
+                env.metrics.clone(),
+                env.config.restore_listener.clone(),
+            )),
         );
         if end > 0 {
             progress.insert((topic.clone(), *partition), p);

@@ -65,30 +65,41 @@
 
 mod commit;
 mod config;
+mod duplicate_identity;
 pub(crate) mod global;
 pub mod handlers;
 mod membership;
 mod metrics;
+#[cfg(feature = "metrics")]
+pub mod metrics_export;
+mod offset_metadata;
 pub(crate) mod partition_group;
 mod process_id;
 mod query;
 mod record_collector;
 mod record_deserializer;
 mod restore;
+mod standby;
+mod state_dir_lock;
 mod state_manager;
 mod streams;
 pub(crate) mod task;
 mod task_manager;
 mod thread;
 mod topics;
+mod trace;
 
 pub use crate::topology::TopologyOptimization;
-pub(crate) use commit::{commit_tasks, OffsetCommitter};
+pub(crate) use commit::{commit_tasks, CommitOffsets, OffsetCommitter};
 pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
-pub use metrics::MetricsSnapshot;
-pub(crate) use metrics::StreamsMetrics;
+pub(crate) use metrics::{MetricsRestoreListener, StreamsMetrics, ThreadMetrics};
+pub use metrics::{
+    MetricsSnapshot, PartitionLag, StoreMetricsSnapshot, TaskMetricsSnapshot, ThreadMetricsSnapshot,
+};
 pub(crate) use process_id::random_uuid as random_process_id;
-pub use query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
+pub use query::{
+    ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, StoreQueryParameters,
+};
 pub(crate) use record_collector::{EncodedRecord, RecordCollector};
 pub(crate) use record_deserializer::{Blocker, RawRecord};
 pub use streams::{KafkaStreams, KeyQueryMetadata, State, StreamsMetadata};

@@ -3,7 +3,10 @@
 //! restarted instance has the same one. Under exactly-once it is part of each stream
 //! thread's `transactional.id`: the restarted instance's producers fence the crashed
 //! ones and abort their open transactions at once, instead of leaving
-//! `read_committed` readers waiting for the transaction timeout.
+//! `read_committed` readers waiting for the transaction timeout. The instance holds
+//! the directory's lock (see `state_dir_lock.rs`), so the id belongs to one live
+//! instance; one whose directory was copied from another's has that one's id, which
+//! `duplicate_identity.rs` detects.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

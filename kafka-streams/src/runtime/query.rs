@@ -66,9 +66,17 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
                 name,
                 subtopology,
                 shared,
+                stale: false,
             },
             _types: PhantomData,
         }
+    }
+
+    /// Whether the handle also reads standby and restoring stores (see
+    /// [`StoreQueryParameters::enable_stale_stores`]).
+    pub(crate) fn with_stale_stores(mut self, stale: bool) -> Self {
+        self.query.stale = stale;
+        self
     }
 
     /// The store's name.
@@ -239,9 +247,17 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
                 name,
                 subtopology,
                 shared,
+                stale: false,
             },
             _types: PhantomData,
         }
+    }
+
+    /// Whether the handle also reads standby and restoring stores (see
+    /// [`StoreQueryParameters::enable_stale_stores`]).
+    pub(crate) fn with_stale_stores(mut self, stale: bool) -> Self {
+        self.query.stale = stale;
+        self
     }
 
     /// The store's name.
@@ -362,9 +378,17 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
                 name,
                 subtopology,
                 shared,
+                stale: false,
             },
             _types: PhantomData,
         }
+    }
+
+    /// Whether the handle also reads standby and restoring stores (see
+    /// [`StoreQueryParameters::enable_stale_stores`]).
+    pub(crate) fn with_stale_stores(mut self, stale: bool) -> Self {
+        self.query.stale = stale;
+        self
     }
 
     /// The store's name.
@@ -442,6 +466,58 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
     }
 }
 
+/// What a query of the local instance's stores may read (Kafka's
+/// `StoreQueryParameters`), for
+/// [`KafkaStreams::store_with_parameters`](super::KafkaStreams::store_with_parameters)
+/// and its window and session counterparts.
+///
+/// By default a query reads the stores of the instance's active, running tasks.
+/// [`StoreQueryParameters::enable_stale_stores`] lets it read stores that may lag
+/// behind too: those of standby tasks (see
+/// [`StreamsConfig::num_standby_replicas`](super::StreamsConfig::num_standby_replicas))
+/// and of active tasks still restoring.
+///
+/// ```no_run
+/// # use kafka_streams::runtime::{KafkaStreams, StoreQueryParameters};
+/// # fn f(streams: &KafkaStreams) -> kafka_streams::Result<()> {
+/// let params = StoreQueryParameters::from_name("word-counts").enable_stale_stores();
+/// let counts = streams.store_with_parameters::<String, i64>(&params)?;
+/// println!("kafka (maybe stale): {:?}", counts.get(&"kafka".to_string())?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreQueryParameters {
+    store_name: String,
+    stale_stores: bool,
+}
+
+impl StoreQueryParameters {
+    /// Queries of store `store_name`, active running tasks only.
+    pub fn from_name(store_name: impl Into<String>) -> Self {
+        StoreQueryParameters {
+            store_name: store_name.into(),
+            stale_stores: false,
+        }
+    }
+
+    /// Lets the query read standby stores and stores of tasks still restoring, which
+    /// may lag behind the active ones (Kafka's `enableStaleStores`).
+    pub fn enable_stale_stores(mut self) -> Self {
+        self.stale_stores = true;
+        self
+    }
+
+    /// The store's name.
+    pub fn store_name(&self) -> &str {
+        &self.store_name
+    }
+
+    /// Whether stale stores may answer.
+    pub fn stale_stores_enabled(&self) -> bool {
+        self.stale_stores
+    }
+}
+
 /// What every query handle shares: the store's name, the subtopology of its tasks
 /// and the client whose tasks it visits.
 #[derive(Clone)]
@@ -449,6 +525,8 @@ struct StoreQuery {
     name: String,
     subtopology: Option<usize>,
     shared: Arc<ClientShared>,
+    /// Standby and restoring stores answer too.
+    stale: bool,
 }
 
 impl StoreQuery {
@@ -487,7 +565,8 @@ impl StoreQuery {
 
     /// Runs `f` on every local instance of the store (the global store of that name,
     /// or the store of every local task), after checking that all of them are
-    /// queryable, each under its stream thread's lock.
+    /// queryable, each under its stream thread's lock. A stale query also visits
+    /// the tasks still restoring and the standby tasks.
     fn visit(&self, mut f: impl FnMut(&mut dyn StateStore) -> Result<()>) -> Result<()> {
         let state = self.shared.state();
         if !matches!(state, State::Running | State::Rebalancing) {
@@ -503,6 +582,9 @@ impl StoreQuery {
                 )));
             };
             return f(store);
+        }
+        if self.stale {
+            return self.visit_stale(f);
         }
         if let Some(task) = self
             .subtopology
@@ -540,6 +622,34 @@ impl StoreQuery {
                     f(store)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// [`StoreQuery::visit`] for a stale query: every local task's store, restoring
+    /// or not, then every standby task's; fails only when none hosts it.
+    fn visit_stale(&self, mut f: impl FnMut(&mut dyn StateStore) -> Result<()>) -> Result<()> {
+        let cores = self.shared.thread_cores();
+        let mut guards: Vec<_> = cores.iter().map(|c| lock(c)).collect();
+        // Lock order as the stream threads': their cores, then the standbys.
+        let mut standbys = self.shared.standbys();
+        let mut hosting = 0;
+        for guard in guards.iter_mut() {
+            for task in guard.task_manager.tasks_mut().values_mut() {
+                if let Some(store) = task.store_dyn_mut(&self.name) {
+                    hosting += 1;
+                    f(store)?;
+                }
+            }
+        }
+        for store in standbys.stores_mut(&self.name) {
+            hosting += 1;
+            f(store)?;
+        }
+        if hosting == 0 {
+            return Err(self.error(InvalidStoreReason::Migrating(
+                "no local active or standby task hosts it".into(),
+            )));
         }
         Ok(())
     }

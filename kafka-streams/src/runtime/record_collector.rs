@@ -13,19 +13,20 @@
 //! stream thread, a plain OS thread, never on an async executor.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_client::internal::{OutgoingRecord, TopicProducer};
-use kafka_client::{Headers, TopicPartition};
+use kafka_client::Headers;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
+use super::commit::{describe_offsets, partition_list, CommitOffsets};
 use super::handlers::{HandlerResponse, ProductionErrorContext, ProductionExceptionHandler};
 use super::metrics::StreamsMetrics;
 use crate::error::{Result, StreamsError};
@@ -93,10 +94,11 @@ pub(crate) trait RecordCollector {
 
     /// Under exactly-once, commits the output sent since the last commit together with
     /// the input `offsets` (each the next offset to read), for the consumer group of
-    /// `group`, in one transaction (opened here if no record opened it).
+    /// `group`, in one transaction (opened here if no record opened it). Each offset
+    /// carries its metadata (the task's processor metadata) into the transaction.
     fn commit_transaction(
         &mut self,
-        offsets: &BTreeMap<TopicPartition, i64>,
+        offsets: &CommitOffsets,
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<()> {
         let _ = (offsets, group);
@@ -417,7 +419,7 @@ impl RecordCollector for KafkaCollector {
 
     fn commit_transaction(
         &mut self,
-        offsets: &BTreeMap<TopicPartition, i64>,
+        offsets: &CommitOffsets,
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<()> {
         let Some(tx) = &self.transactions else {
@@ -437,16 +439,9 @@ impl RecordCollector for KafkaCollector {
                         .into(),
                 ));
             };
-            let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-            for (tp, offset) in offsets {
-                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-                    .map_err(|e| self.fail("building the transaction's offsets", e))?;
-            }
-            let target = offsets
-                .iter()
-                .map(|(tp, o)| format!("{tp}@{o}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let tpl = partition_list(offsets)
+                .map_err(|e| self.fail("building the transaction's offsets", e))?;
+            let target = describe_offsets(offsets);
             self.retrying(timeout, |p| {
                 p.send_offsets_to_transaction(&tpl, group, timeout)
             })

@@ -16,6 +16,13 @@
 //! group's committed offset of that partition (Kafka's `changelogAsSource`): the task
 //! processes the records from there on again, and must find the store as it was
 //! before them. See [`source_restore_end`].
+//!
+//! The same reader keeps **standby** stores up to date (Kafka's standby mode of the
+//! `StoreChangelogReader`): a standby task's stores are registered with
+//! [`ChangelogReader::register_standby`] and read without end, by the same batches,
+//! into the same [`RestorableStore::restore_batch`](crate::state::RestorableStore::restore_batch),
+//! which checkpoints them; they never complete and report nothing to the restore
+//! listener (see `standby.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +33,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::state_manager::ProcessorStateManager;
 use super::task::StreamTask;
 use crate::error::{Result, StreamsError};
 use crate::processor::TaskId;
@@ -79,6 +87,25 @@ pub(crate) fn source_restore_end(high: i64, committed: Option<i64>) -> i64 {
 /// read through the stream thread's consumer.
 pub(crate) type CommittedOffset<'a> = dyn Fn(&ChangelogPartition) -> Result<Option<i64>> + 'a;
 
+/// The tasks a [`ChangelogReader`] restores into: a stream thread's active tasks, or
+/// an instance's standby tasks.
+pub(crate) trait RestoringTasks {
+    /// The stores of task `task`.
+    fn state_manager(&mut self, task: TaskId) -> Option<&mut ProcessorStateManager>;
+    /// Whether any of the tasks is processing (restore batches stay small then).
+    fn any_running(&self) -> bool;
+}
+
+impl RestoringTasks for BTreeMap<TaskId, StreamTask> {
+    fn state_manager(&mut self, task: TaskId) -> Option<&mut ProcessorStateManager> {
+        self.get_mut(&task).map(StreamTask::state_manager_mut)
+    }
+
+    fn any_running(&self) -> bool {
+        self.values().any(StreamTask::is_running)
+    }
+}
+
 /// One changelog partition being restored into one store of one task.
 struct PartitionRestore {
     task: TaskId,
@@ -90,9 +117,36 @@ struct PartitionRestore {
     /// Next changelog offset to apply.
     next: i64,
     /// Where the restore ends (exclusive): the changelog's end (high watermark) when
-    /// it started, or for a source changelog [`source_restore_end`].
+    /// it started, or for a source changelog [`source_restore_end`]; `i64::MAX` for a
+    /// standby, which never ends.
     end: i64,
-    progress: RestoreProgress,
+    /// A standby task's store, kept up to date rather than restored.
+    standby: bool,
+    /// `None` for a standby.
+    progress: Option<RestoreProgress>,
+}
+
+impl PartitionRestore {
+    /// Restoring `store` of `task` from `changelog`, offsets `next..end`: not a source
+    /// changelog, not a standby, no progress reporting (the caller sets those).
+    fn new(
+        task: TaskId,
+        store: String,
+        changelog: ChangelogPartition,
+        next: i64,
+        end: i64,
+    ) -> Self {
+        PartitionRestore {
+            task,
+            store,
+            changelog,
+            source: false,
+            next,
+            end,
+            standby: false,
+            progress: None,
+        }
+    }
 }
 
 /// Restores the logged stores of one stream thread's tasks.
@@ -175,19 +229,7 @@ impl ChangelogReader {
             let source = task
                 .partitions()
                 .any(|tp| tp.partition == changelog.partition && tp.topic == changelog.topic);
-            let (low, high) = self
-                .consumer()?
-                .fetch_watermarks(&changelog.topic, changelog.partition, WATERMARK_TIMEOUT)
-                .map_err(|e| {
-                    StreamsError::kafka(
-                        format!(
-                            "fetching changelog watermarks (restoring store {name} of task {task_id}, partition {})",
-                            changelog.partition
-                        ),
-                        &changelog.topic,
-                        e,
-                    )
-                })?;
+            let (low, high) = self.watermarks(&name, task_id, &changelog)?;
             let end = if source {
                 let offset = committed(&changelog)?;
                 let end = source_restore_end(high, offset);
@@ -208,25 +250,95 @@ impl ChangelogReader {
                 }
                 continue;
             }
-            let progress =
-                RestoreProgress::start(name.clone(), &changelog, start, end, self.listener.clone());
-            self.restoring.insert(
-                (changelog.topic.clone(), changelog.partition),
-                PartitionRestore {
-                    task: task_id,
-                    store: name,
-                    changelog,
-                    source,
-                    next: start,
-                    end,
-                    progress,
-                },
-            );
-            self.reassign = true;
+            let progress = Some(RestoreProgress::start(
+                name.clone(),
+                &changelog,
+                start,
+                end,
+                self.listener.clone(),
+            ));
+            let mut restore = PartitionRestore::new(task_id, name, changelog, start, end);
+            restore.source = source;
+            restore.progress = progress;
+            self.track(restore);
             self.last_record = Instant::now();
             any = true;
         }
         Ok(any)
+    }
+
+    /// The low and high watermarks of `changelog`, the changelog of store `name` of
+    /// task `task_id`.
+    fn watermarks(
+        &mut self,
+        name: &str,
+        task_id: TaskId,
+        changelog: &ChangelogPartition,
+    ) -> Result<(i64, i64)> {
+        self.consumer()?
+            .fetch_watermarks(&changelog.topic, changelog.partition, WATERMARK_TIMEOUT)
+            .map_err(|e| {
+                StreamsError::kafka(
+                    format!(
+                        "fetching changelog watermarks (restoring store {name} of task {task_id}, partition {})",
+                        changelog.partition
+                    ),
+                    &changelog.topic,
+                    e,
+                )
+            })
+    }
+
+    /// Registers the logged stores of standby task `task_id`, just opened through
+    /// `state_manager`: from now on each is read from its checkpoint (or the start of
+    /// its changelog) on, without end, until [`ChangelogReader::remove_task`]. Stores
+    /// whose changelog is an input topic (source tables under
+    /// `reuse.ktable.source.topics`) are left out: how far they may go is the active
+    /// task's committed offset, so the task that takes them over restores them.
+    pub fn register_standby(
+        &mut self,
+        task_id: TaskId,
+        state_manager: &mut ProcessorStateManager,
+        source_topics: &[String],
+    ) -> Result<()> {
+        let logged: Vec<(String, ChangelogPartition)> = state_manager
+            .changelog_partitions()
+            .filter(|(_, c)| !source_topics.contains(&c.topic))
+            .map(|(name, c)| (name.to_owned(), c.clone()))
+            .collect();
+        for (name, changelog) in logged {
+            let (low, _) = self.watermarks(&name, task_id, &changelog)?;
+            let Some(store) = state_manager.restorable_mut(&name) else {
+                continue;
+            };
+            let start = store.checkpointed_offset().unwrap_or(low).max(low);
+            tracing::debug!(store = %name, task = %task_id, changelog = %changelog, start, "standby store registered");
+            let mut restore = PartitionRestore::new(task_id, name, changelog, start, i64::MAX);
+            restore.standby = true;
+            self.track(restore);
+        }
+        Ok(())
+    }
+
+    /// Starts reading `restore`'s changelog partition.
+    fn track(&mut self, restore: PartitionRestore) {
+        let tp = (restore.changelog.topic.clone(), restore.changelog.partition);
+        self.restoring.insert(tp, restore);
+        self.reassign = true;
+    }
+
+    /// Stops reading the changelogs of task `task` (a standby task closed).
+    pub fn remove_task(&mut self, task: TaskId) {
+        let before = self.restoring.len();
+        self.restoring.retain(|_, r| r.task != task);
+        if self.restoring.len() == before {
+            return;
+        }
+        if self.restoring.is_empty() {
+            self.clear_assignment();
+        } else {
+            self.reassign = true;
+        }
     }
 
     /// Forgets every restore (the thread's tasks were closed) and stops fetching
@@ -249,7 +361,7 @@ impl ChangelogReader {
     /// whose stores have all reached their changelog's end.
     pub fn restore(
         &mut self,
-        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        tasks: &mut impl RestoringTasks,
         budget: Duration,
     ) -> Result<Vec<TaskId>> {
         if self.restoring.is_empty() {
@@ -296,7 +408,7 @@ impl ChangelogReader {
     fn restore_from(
         &mut self,
         fetch: &FetchQueue<DefaultConsumerContext>,
-        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        tasks: &mut impl RestoringTasks,
         budget: Duration,
     ) -> Result<Vec<TaskId>> {
         let consumer: &BaseConsumer = fetch.consumer();
@@ -304,7 +416,7 @@ impl ChangelogReader {
         let mut done = Vec::new();
         let batch_limit = match self.max_poll_records {
             Some(limit) => limit,
-            None if tasks.values().any(StreamTask::is_running) => RESTORE_BATCH_WHILE_RUNNING,
+            None if tasks.any_running() => RESTORE_BATCH_WHILE_RUNNING,
             None => RESTORE_BATCH,
         };
         // Records fetched before their partition was routed to the fetch queue come
@@ -366,7 +478,8 @@ impl ChangelogReader {
             if messages.is_empty() {
                 self.finish_by_position(consumer, &mut done)?;
                 if self.last_record.elapsed() > RESTORE_STALL_TIMEOUT {
-                    if let Some(r) = self.restoring.values().next() {
+                    // A standby waits for new changelog records as long as it takes.
+                    if let Some(r) = self.restoring.values().find(|r| !r.standby) {
                         return Err(StreamsError::IllegalState(format!(
                             "restoring store {} of task {} from {} stalled at offset {} (end {})",
                             r.store, r.task, r.changelog, r.next, r.end
@@ -422,7 +535,7 @@ impl ChangelogReader {
     /// Applies a batch of changelog records, partition by partition, in order.
     fn apply(
         &mut self,
-        tasks: &mut BTreeMap<TaskId, StreamTask>,
+        tasks: &mut impl RestoringTasks,
         messages: &[ChangelogMessage<'_>],
         done: &mut Vec<TaskId>,
     ) -> Result<()> {
@@ -465,8 +578,8 @@ impl ChangelogReader {
             records.retain(|rec| rec.offset >= next && rec.offset < end);
             if let Some(last) = records.last().map(|rec| rec.offset) {
                 let Some(store) = tasks
-                    .get_mut(&r.task)
-                    .and_then(|t| t.state_manager_mut().restorable_mut(&r.store))
+                    .state_manager(r.task)
+                    .and_then(|m| m.restorable_mut(&r.store))
                 else {
                     return Err(StreamsError::Internal(format!(
                         "restoring store {} of task {}: the task or store is gone",
@@ -475,7 +588,9 @@ impl ChangelogReader {
                 };
                 store.restore_batch(&records)?;
                 r.next = last + 1;
-                r.progress.batch_restored(records.len() as u64, last);
+                if let Some(progress) = &mut r.progress {
+                    progress.batch_restored(records.len() as u64, last);
+                }
             }
             // Having read the record before `end`, or any after it, the restore is done
             // even if that record was not applied (no key, or past `end`).
@@ -522,7 +637,9 @@ impl ChangelogReader {
         if r.source {
             self.finished_sources.push(tp.clone());
         }
-        r.progress.finish();
+        if let Some(progress) = r.progress {
+            progress.finish();
+        }
         if !self.restoring.values().any(|o| o.task == r.task) && !done.contains(&r.task) {
             done.push(r.task);
         }

@@ -171,11 +171,12 @@ impl ProcessorStateManager {
 
     /// Hands the changelog records the stores wrote to the collector, each to its
     /// task's partition of the changelog topic, stamped with `timestamp` (of the record
-    /// that caused it).
+    /// that caused it) and the trace context of the step that wrote them.
     pub fn send_changelog(
         &mut self,
         collector: &mut dyn RecordCollector,
         timestamp: i64,
+        trace: Option<&kafka_client::trace_context::TraceHeaders>,
     ) -> Result<()> {
         // Only the task's stores write changelog records: a stateless task skips
         // the writer's lock on every record.
@@ -190,7 +191,11 @@ impl ProcessorStateManager {
                     key: Some(Cow::Owned(logged.key)),
                     value: logged.value.map(Cow::Owned),
                     timestamp: logged.timestamp.unwrap_or(timestamp).max(0),
-                    headers: Cow::Owned(kafka_client::Headers::new()),
+                    headers: Cow::Owned(
+                        trace
+                            .map(kafka_client::trace_context::TraceHeaders::to_headers)
+                            .unwrap_or_default(),
+                    ),
                 },
                 "changelog",
                 None,
@@ -365,7 +370,9 @@ mod tests {
         counts.put(&"kafka".into(), &1).expect("put");
         counts.delete(&"gone".into()).expect("delete");
         let mut collector = Collector::default();
-        manager.send_changelog(&mut collector, 1_000).expect("send");
+        manager
+            .send_changelog(&mut collector, 1_000, None)
+            .expect("send");
         assert_eq!(
             collector.sent,
             vec![
@@ -432,7 +439,9 @@ mod tests {
         assert_eq!(counts.get(&"streams".into()).expect("get"), Some(2));
         counts.put(&"kafka".into(), &5).expect("put");
         let mut collector = Collector::default();
-        second.send_changelog(&mut collector, 0).expect("send");
+        second
+            .send_changelog(&mut collector, 0, None)
+            .expect("send");
         second.flush().expect("flush");
         collector
             .delivered
@@ -522,7 +531,9 @@ mod tests {
         let latest = manager.store_mut::<Counts>("latest").expect("typed store");
         latest.put(&"p1".into(), &3).expect("put");
         let mut collector = Collector::default();
-        manager.send_changelog(&mut collector, 0).expect("send");
+        manager
+            .send_changelog(&mut collector, 0, None)
+            .expect("send");
         assert!(
             collector.sent.is_empty(),
             "the input topic is the changelog"

@@ -14,8 +14,13 @@ use super::config::HostInfo;
 use super::global::{open_global_stores, run_global_thread, SharedGlobalStore};
 use super::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 use super::metrics::{MetricsSnapshot, StreamsMetrics};
-use super::query::{ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore};
+use super::query::{
+    ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore, StoreQueryParameters,
+};
 use super::record_deserializer::Blocker;
+use super::restore::ChangelogReader;
+use super::standby::{run_standby_updater, standbys_of, StandbyTasks};
+use super::state_dir_lock::StateDirLock;
 use super::task::TaskEnv;
 use super::thread::ThreadCore;
 use super::thread::{run_stream_thread, ThreadState};
@@ -67,6 +72,8 @@ pub(crate) struct ClientShared {
     /// Local tasks restoring their stores. Kept outside the threads' locks so that a
     /// query answers "restoring" at once instead of waiting for a restore step.
     restoring: Mutex<BTreeSet<TaskId>>,
+    /// The instance's standby tasks (see `standby.rs`).
+    standbys: Mutex<StandbyTasks>,
 }
 
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,6 +111,12 @@ impl ClientShared {
     }
 
     /// A local task of sub-topology `subtopology` that is restoring, if any.
+    /// The instance's standby tasks. Lock order: a stream thread's core first, then
+    /// this (the standby updater takes no core lock).
+    pub fn standbys(&self) -> MutexGuard<'_, StandbyTasks> {
+        relock(&self.standbys)
+    }
+
     pub fn restoring_task_of(&self, subtopology: usize) -> Option<TaskId> {
         relock(&self.restoring)
             .iter()
@@ -222,6 +235,17 @@ struct ClientInner {
     shared: Arc<ClientShared>,
     uncaught: Mutex<Option<UncaughtExceptionHandler>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// Held from creation until the client is closed (or dropped).
+    state_dir_lock: Mutex<Option<StateDirLock>>,
+}
+
+/// Whether some store of `topology` (local or global) keeps its data on disk.
+fn topology_is_persistent(topology: &Topology) -> bool {
+    topology.stores.values().any(|b| b.persistent())
+        || topology
+            .global_stores
+            .values()
+            .any(|g| g.builder.persistent())
 }
 
 /// A Kafka Streams client: runs a topology with `num.stream.threads` stream threads
@@ -250,6 +274,11 @@ pub struct KafkaStreams {
 
 impl KafkaStreams {
     /// A client for `topology`; nothing connects until [`KafkaStreams::start`].
+    ///
+    /// When the topology has a store on disk, or under exactly-once, the client locks
+    /// `<state.dir>/<application.id>` until it is closed, as Kafka does: while another
+    /// instance holds that directory, this fails with
+    /// [`StreamsError::StateDirectoryLocked`].
     pub fn new(topology: Topology, config: StreamsConfig) -> Result<Self> {
         config.validate()?;
         config.check_topology_optimization(&topology)?;
@@ -262,13 +291,31 @@ impl KafkaStreams {
             None => Blocker::Futures,
         };
         let threads = config.num_stream_threads;
+        // Like Kafka, an instance whose state lives on disk owns its state directory;
+        // so does one under exactly-once, whose process id (hence its producers'
+        // transactional.id) is kept there, and one with standbys (whose process id
+        // places them).
+        let state_dir_lock = (topology_is_persistent(&topology)
+            || config.processing_guarantee.is_exactly_once()
+            || config.num_standby_replicas > 0)
+            .then(|| StateDirLock::acquire(&config.state_dir, &config.application_id))
+            .transpose()?;
         // Under exactly-once the id must survive restarts (it names the transactional
-        // producers); otherwise a fresh one will do.
-        let process_id = if config.processing_guarantee.is_exactly_once() {
-            super::process_id::load_or_create(&config.state_dir, &config.application_id)?
-        } else {
-            super::process_id::random_uuid()
-        };
+        // producers), and with standbys too (placement orders instances by it, and a
+        // restarted instance replaces its own claims); otherwise a fresh one will do.
+        let process_id =
+            if config.processing_guarantee.is_exactly_once() || config.num_standby_replicas > 0 {
+                super::process_id::load_or_create(&config.state_dir, &config.application_id)?
+            } else {
+                super::process_id::random_uuid()
+            };
+        let standby_name = format!("{}-StandbyUpdater", config.application_id);
+        let standby_reader = ChangelogReader::new(
+            config.restore_consumer_config(&standby_name),
+            &standby_name,
+            None,
+            config.restore_max_poll_records,
+        );
         let env = Arc::new(TaskEnv {
             application_id: config.application_id.clone(),
             config,
@@ -295,9 +342,11 @@ impl KafkaStreams {
                     globals: Mutex::new(BTreeMap::new()),
                     partitions: Mutex::new(BTreeMap::new()),
                     restoring: Mutex::new(BTreeSet::new()),
+                    standbys: Mutex::new(StandbyTasks::new(standby_reader)),
                 }),
                 uncaught: Mutex::new(None),
                 handles: Mutex::new(Vec::new()),
+                state_dir_lock: Mutex::new(state_dir_lock),
             }),
         })
     }
@@ -335,9 +384,16 @@ impl KafkaStreams {
         self.inner.shared.status().error.clone()
     }
 
-    /// The counters.
+    /// The metrics: the client's counters, and per stream thread, task, store and
+    /// store restore what Kafka's metrics report (see [`MetricsSnapshot`]).
     pub fn metrics(&self) -> MetricsSnapshot {
         self.inner.env.metrics.snapshot()
+    }
+
+    /// The live metrics the snapshots copy.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn streams_metrics(&self) -> &Arc<StreamsMetrics> {
+        &self.inner.env.metrics
     }
 
     /// Waits (blocking) until the state is `target` or `timeout` passes; `true` if
@@ -463,6 +519,8 @@ impl KafkaStreams {
             }
         }
         self.inner.shared.set_state(State::NotRunning);
+        // The threads are gone: another instance may take the directory now.
+        relock(&self.inner.state_dir_lock).take();
         true
     }
 
@@ -529,6 +587,41 @@ impl KafkaStreams {
         ))
     }
 
+    /// [`KafkaStreams::store`] with query parameters (Kafka's
+    /// `KafkaStreams.store(StoreQueryParameters)`): with
+    /// [`StoreQueryParameters::enable_stale_stores`] the handle also reads the
+    /// instance's standby stores and stores still restoring.
+    pub fn store_with_parameters<K: 'static, V: 'static>(
+        &self,
+        parameters: &StoreQueryParameters,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>> {
+        Ok(self
+            .store(parameters.store_name())?
+            .with_stale_stores(parameters.stale_stores_enabled()))
+    }
+
+    /// [`KafkaStreams::window_store`] with query parameters (see
+    /// [`KafkaStreams::store_with_parameters`]).
+    pub fn window_store_with_parameters<K: 'static, V: 'static>(
+        &self,
+        parameters: &StoreQueryParameters,
+    ) -> Result<ReadOnlyWindowStore<K, V>> {
+        Ok(self
+            .window_store(parameters.store_name())?
+            .with_stale_stores(parameters.stale_stores_enabled()))
+    }
+
+    /// [`KafkaStreams::session_store`] with query parameters (see
+    /// [`KafkaStreams::store_with_parameters`]).
+    pub fn session_store_with_parameters<K: 'static, V: 'static>(
+        &self,
+        parameters: &StoreQueryParameters,
+    ) -> Result<ReadOnlySessionStore<K, V>> {
+        Ok(self
+            .session_store(parameters.store_name())?
+            .with_stale_stores(parameters.stale_stores_enabled()))
+    }
+
     /// The subtopology of store `name` (none for a global store), or the `Unknown`
     /// error when the topology has no such store.
     fn queryable_store_subtopology(&self, name: &str) -> Result<Option<usize>> {
@@ -545,8 +638,11 @@ impl KafkaStreams {
     /// Which instance hosts `key` of store `store` (Kafka's
     /// `KafkaStreams.queryMetadataForKey`): the partition the key belongs to
     /// (Kafka's default partitioning of `key_serializer`'s bytes over the store's
-    /// source topic) and the `application.server` of the group member that owns it.
-    /// For a global store, this instance.
+    /// source topic), the `application.server` of the group member that owns it, and
+    /// those of the instances that keep a standby copy of its task (see
+    /// [`StreamsConfig::num_standby_replicas`](super::StreamsConfig::num_standby_replicas);
+    /// standbys on instances without an `application.server` are left out). For a
+    /// global store, this instance.
     ///
     /// For a window or session store, `key` is the plain key, not the windowed one:
     /// every window of a key lives in the task of the key's partition, as the
@@ -573,6 +669,7 @@ impl KafkaStreams {
             let host = self.own_host()?;
             return Ok(KeyQueryMetadata {
                 active_host: host,
+                standby_hosts: BTreeSet::new(),
                 partition: -1,
             });
         }
@@ -610,8 +707,17 @@ impl KafkaStreams {
             })?;
         let owners = super::membership::read_owners(&self.inner.env.config.client, app)?;
         if let Some(host) = owners.owner_of(&topic, partition) {
+            let task = TaskId {
+                subtopology: sub.id,
+                partition,
+            };
+            let standby_hosts = standbys_of(topology, &self.inner.env, &owners, task)
+                .iter()
+                .filter_map(|process| owners.host_of_process(process).cloned())
+                .collect();
             return Ok(KeyQueryMetadata {
                 active_host: host.clone(),
+                standby_hosts,
                 partition,
             });
         }
@@ -669,6 +775,12 @@ impl KafkaStreams {
             })
     }
 
+    /// The standby tasks this instance keeps now (see
+    /// [`StreamsConfig::num_standby_replicas`](super::StreamsConfig::num_standby_replicas)).
+    pub fn local_standby_tasks(&self) -> Vec<TaskId> {
+        self.inner.shared.standbys().task_ids()
+    }
+
     /// The tasks this instance runs now, with whether each is restoring.
     pub fn local_tasks(&self) -> Vec<(TaskId, bool)> {
         let mut out = Vec::new();
@@ -688,6 +800,10 @@ impl KafkaStreams {
 pub struct KeyQueryMetadata {
     /// The `application.server` of the instance whose active task holds the key.
     pub active_host: HostInfo,
+    /// The `application.server`s of the instances that keep a standby copy of the
+    /// key's task (Kafka's `standbyHosts`); query them with
+    /// [`StoreQueryParameters::enable_stale_stores`].
+    pub standby_hosts: BTreeSet<HostInfo>,
     /// The key's partition (`-1` for a global store, held everywhere).
     pub partition: i32,
 }
@@ -726,6 +842,23 @@ fn fail_client(inner: &ClientInner, error: StreamsError) {
 }
 
 fn spawn_stream_threads(inner: &Arc<ClientInner>) {
+    if inner.env.config.num_standby_replicas > 0 {
+        let (topology, env, shared) = (
+            inner.topology.clone(),
+            inner.env.clone(),
+            inner.shared.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-StandbyUpdater", inner.env.application_id))
+            .spawn(move || run_standby_updater(topology, env, shared));
+        match spawned {
+            Ok(handle) => lock_handles(inner).push(handle),
+            // Standbys only speed failovers up: processing goes on without them.
+            Err(error) => {
+                tracing::warn!(%error, "spawning the standby updater failed; no standby tasks")
+            }
+        }
+    }
     for index in 0..inner.env.config.num_stream_threads {
         if inner.shared.shutdown.load(Ordering::SeqCst) {
             break;

@@ -13,20 +13,27 @@
 //! - runs stream-time and wall-clock punctuations;
 //! - remembers, per input partition, the next offset to commit.
 //!
+//! With `trace_context` on, each step (a record, a punctuation, a commit's cache
+//! flush) runs in a `tracing` span whose W3C trace context its output records carry
+//! (see `trace.rs`).
+//!
 //! Its state follows Kafka's `StreamTask`: `Created` → `Restoring` (stores open,
 //! changelogs being replayed; input buffered, nothing processed) → `Running` →
 //! `Closed`.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use kafka_client::serde::BoxError;
+use kafka_client::trace_context::TraceHeaders;
 use kafka_client::TopicPartition;
 
+use super::commit::{CommitOffsets, OffsetAndMetadata};
 use super::handlers::{ErrorContext, HandlerResponse, ProductionErrorContext};
-use super::metrics::StreamsMetrics;
+use super::metrics::{StreamsMetrics, TaskMetrics};
+use super::offset_metadata::{merge_committed, TopicPartitionMetadata, UNKNOWN_PARTITION_TIME};
 use super::partition_group::{FetchedLags, PartitionGroup};
 use super::record_collector::{EncodedRecord, RecordCollector};
 use super::record_deserializer::{Blocker, RawRecord, RecordDeserializer};
@@ -34,6 +41,7 @@ use super::state_manager::ProcessorStateManager;
 use super::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::processor::internal::{ContextCore, ErasedProcessor, ErasedRecord, Punctuators};
+use crate::processor::metadata::ProcessorMetadata;
 use crate::processor::{PunctuationType, PunctuatorId, RecordMetadata, TaskId};
 use crate::state::StoreContext;
 use crate::topology::codec::{EncodeError, SinkCodec};
@@ -55,6 +63,17 @@ pub(crate) struct TaskEnv {
 }
 
 impl TaskEnv {
+    /// The context task `task`'s stores are opened with (active or standby): the
+    /// application id, the state directory and the shared RocksDB memory.
+    pub fn store_context(&self, task: TaskId) -> StoreContext {
+        StoreContext::new(
+            self.application_id.clone(),
+            self.config.state_dir.clone(),
+            task,
+        )
+        .with_rocksdb(self.rocksdb.clone())
+    }
+
     /// The global stores as processors see them, once set.
     pub fn global_stores(&self) -> Option<&dyn crate::processor::internal::GlobalStores> {
         self.globals
@@ -131,7 +150,18 @@ pub(crate) struct StreamTask {
     forwarded: u64,
     /// The wall-clock time of the latest processing step.
     wall_clock: i64,
+    /// What the processors keep across restarts (Kafka's `ProcessorMetadata`):
+    /// committed with every input offset, read back when the task is created again.
+    processor_metadata: ProcessorMetadata,
+    /// The trace context of the running step's span, which its output records carry.
+    trace: Option<TraceHeaders>,
+    /// Whether a record or punctuation ran since the last commit: only then may the
+    /// caches hold something, and the commit's flush get a span.
+    stepped_since_commit: bool,
     env: Arc<TaskEnv>,
+    /// The task's metrics (process latency, end-to-end latency, dropped records,
+    /// lags, store latencies).
+    metrics: Arc<TaskMetrics>,
 }
 
 impl StreamTask {
@@ -215,8 +245,17 @@ impl StreamTask {
             current_timestamp: 0,
             forwarded: 0,
             wall_clock: 0,
+            processor_metadata: ProcessorMetadata::default(),
+            trace: None,
+            stepped_since_commit: false,
             env,
+            metrics: Arc::new(TaskMetrics::new(id)),
         })
+    }
+
+    /// The task's metrics.
+    pub fn metrics(&self) -> &Arc<TaskMetrics> {
+        &self.metrics
     }
 
     /// The input partitions of the task.
@@ -298,18 +337,30 @@ impl StreamTask {
         self.state == TaskState::Running
     }
 
+    /// Takes the processor metadata committed with the task's input offsets (the
+    /// metadata string of each partition, empty when it has none): the largest value
+    /// per key. Before [`StreamTask::complete_restoration`], which hands it to the
+    /// processors. Unreadable metadata is skipped with a warning.
+    pub fn init_processor_metadata<'a>(
+        &mut self,
+        committed: impl IntoIterator<Item = (&'a TopicPartition, &'a [u8])>,
+    ) {
+        self.processor_metadata = merge_committed(self.id, committed);
+        if !self.processor_metadata.is_empty() {
+            tracing::debug!(task = %self.id, metadata = ?self.processor_metadata, "processor metadata read from the committed offsets");
+        }
+    }
+
     /// Opens the stores (Kafka's `initializeIfNeeded`): the task is then `Restoring`
     /// until [`StreamTask::complete_restoration`].
     pub fn init_stores(&mut self) -> Result<()> {
         if self.state != TaskState::Created {
             return Ok(());
         }
-        let context = StoreContext::new(
-            self.env.application_id.clone(),
-            self.env.config.state_dir.clone(),
-            self.id,
-        )
-        .with_rocksdb(self.env.rocksdb.clone());
+        let context = self
+            .env
+            .store_context(self.id)
+            .with_store_metrics(self.metrics.stores.clone());
         self.state_manager.init_stores(context)?;
         self.state = TaskState::Restoring;
         Ok(())
@@ -329,6 +380,8 @@ impl StreamTask {
             stream_time,
             id,
             env,
+            processor_metadata,
+            metrics,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -355,10 +408,11 @@ impl StreamTask {
                     wall_clock,
                     task_id: *id,
                     application_id: &env.application_id,
-                    dropped_records: env.metrics.dropped_records_counter(),
+                    dropped_records: &metrics.dropped,
                     windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                     globals: env.global_stores(),
                     outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                    processor_metadata,
                 };
                 p.init(core).map_err(|source| StreamsError::Processing {
                     node: name.clone(),
@@ -447,15 +501,30 @@ impl StreamTask {
         metadata.offset = queued.offset;
         self.stream_time = self.stream_time.max(record.timestamp);
         self.current_timestamp = record.timestamp;
-        let result = self.run(
-            source,
-            Step::Process(record),
-            Some(&metadata),
-            collector,
-            wall_clock,
+        let timestamp = record.timestamp;
+        let started = Instant::now();
+        self.stepped_since_commit = true;
+        let step = super::trace::process(
+            self.env.config.trace_context,
+            self.id,
+            &metadata,
+            &record.headers,
         );
+        self.trace = step.headers;
+        let result = step.span.in_scope(|| {
+            self.run(
+                source,
+                Step::Process(record),
+                Some(&metadata),
+                collector,
+                wall_clock,
+            )
+        });
+        self.trace = None;
         *self.group.metadata_mut(qi) = metadata;
         result?;
+        self.metrics
+            .record_processed(started, timestamp, wall_clock);
         self.env.metrics.processed();
         Ok(true)
     }
@@ -500,7 +569,14 @@ impl StreamTask {
                 continue;
             }
             self.current_timestamp = time.max(0);
-            self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)?;
+            self.stepped_since_commit = true;
+            let step = super::trace::punctuate(self.env.config.trace_context, self.id, kind, time);
+            self.trace = step.headers;
+            let result = step.span.in_scope(|| {
+                self.run(node, Step::Punctuate(id, time), None, collector, wall_clock)
+            });
+            self.trace = None;
+            result?;
             self.env.metrics.punctuated();
             ran = true;
         }
@@ -579,6 +655,9 @@ impl StreamTask {
             id,
             env,
             forwarded,
+            processor_metadata,
+            trace,
+            metrics: task_metrics,
             ..
         } = self;
         let stores = state_manager.stores_mut();
@@ -607,10 +686,11 @@ impl StreamTask {
                         wall_clock,
                         task_id: *id,
                         application_id: &env.application_id,
-                        dropped_records: env.metrics.dropped_records_counter(),
+                        dropped_records: &task_metrics.dropped,
                         windowed_emit_interval_ms: env.config.windowed_emit_interval_ms(),
                         globals: env.global_stores(),
                         outer_join_emit_interval_ms: env.config.outer_join_emit_interval_ms(),
+                        processor_metadata: &mut *processor_metadata,
                     }
                 };
             }
@@ -663,7 +743,7 @@ impl StreamTask {
                                 key: encoded.key,
                                 value: encoded.value,
                                 timestamp: record.timestamp,
-                                headers: Cow::Borrowed(&record.headers),
+                                headers: super::trace::stamp(&record.headers, trace.as_ref()),
                             };
                             collector
                                 .send(encoded, name, metadata)
@@ -720,10 +800,7 @@ impl StreamTask {
     /// Commit, step 1 (Kafka's `prepareCommit`): flushes the task's stores, forwards
     /// what their record caches held back, and returns the offsets to commit (empty
     /// when nothing was processed since the last commit).
-    pub fn prepare_commit(
-        &mut self,
-        collector: &mut dyn RecordCollector,
-    ) -> Result<BTreeMap<TopicPartition, i64>> {
+    pub fn prepare_commit(&mut self, collector: &mut dyn RecordCollector) -> Result<CommitOffsets> {
         // Processors of a task still restoring were not initialised: nothing to emit.
         let running = self.state == TaskState::Running;
         let store_nodes: Vec<usize> = self
@@ -734,35 +811,65 @@ impl StreamTask {
             .filter(|(_, n)| !n.stores.is_empty() && matches!(n.kind, RuntimeKind::Processor(_)))
             .map(|(i, _)| i)
             .collect();
+        // What the caches held back goes out in a flush span; none when they hold
+        // nothing (no root span per idle commit).
+        let traced =
+            self.env.config.trace_context && !store_nodes.is_empty() && self.stepped_since_commit;
+        let step = super::trace::flush(traced, self.id);
+        self.trace = step.headers.clone();
+        let _entered = step.span.enter();
+        let flushed = self.flush_caches(&store_nodes, collector);
+        self.trace = None;
+        flushed?;
+        if !self.commit_needed {
+            return Ok(CommitOffsets::new());
+        }
+        // Every partition committed carries the task's processor metadata (Kafka
+        // writes it to each), so whichever were committed last, the largest value
+        // per key read back is the latest.
+        Ok(self
+            .group
+            .offsets_to_commit()
+            .map(|(tp, offset)| {
+                let partition_time = self
+                    .group
+                    .index_of(&tp.topic, tp.partition)
+                    .map(|i| self.group.partition_time(i))
+                    .filter(|&t| t != i64::MIN)
+                    .unwrap_or(UNKNOWN_PARTITION_TIME);
+                let metadata =
+                    TopicPartitionMetadata::encode(partition_time, &self.processor_metadata);
+                (tp.clone(), OffsetAndMetadata { offset, metadata })
+            })
+            .collect())
+    }
+
+    /// Flushes the stores and forwards what the caches of `store_nodes` held back.
+    fn flush_caches(
+        &mut self,
+        store_nodes: &[usize],
+        collector: &mut dyn RecordCollector,
+    ) -> Result<()> {
         // A flushed update may be written to a cached store further down (a table
         // derived from a table); flush again until nothing moves, bounded by depth.
         for _ in 0..=store_nodes.len() {
             self.state_manager.flush()?;
             let before = self.forwarded;
-            for &node in &store_nodes {
+            for &node in store_nodes {
                 self.run(node, Step::Flush, None, collector, self.wall_clock)?;
             }
             if self.forwarded == before {
                 break;
             }
         }
-        self.send_changelog(collector)?;
-        if self.commit_needed {
-            Ok(self
-                .group
-                .offsets_to_commit()
-                .map(|(tp, o)| (tp.clone(), o))
-                .collect())
-        } else {
-            Ok(BTreeMap::new())
-        }
+        self.send_changelog(collector)
     }
 
     /// Hands the changelog records the stores wrote to the collector, stamped with the
-    /// timestamp of the record being processed.
+    /// timestamp of the record being processed and the running step's trace context.
     fn send_changelog(&mut self, collector: &mut dyn RecordCollector) -> Result<()> {
         self.state_manager
-            .send_changelog(collector, self.current_timestamp)
+            .send_changelog(collector, self.current_timestamp, self.trace.as_ref())
     }
 
     /// Commit, last step (Kafka's `postCommit`): the offsets are committed; each
@@ -775,6 +882,7 @@ impl StreamTask {
     /// (`closing`), as Kafka writes its checkpoint file only on a clean close.
     pub fn post_commit(&mut self, collector: &dyn RecordCollector, closing: bool) -> Result<()> {
         self.commit_needed = false;
+        self.stepped_since_commit = false;
         if self.env.config.processing_guarantee.is_exactly_once() && !closing {
             return Ok(());
         }

@@ -6,10 +6,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kafka_client::TopicPartition;
 
 use super::commit::{commit_tasks, OffsetCommitter};
+use super::metrics::ThreadMetrics;
 use super::partition_group::FetchedLags;
 use super::record_collector::RecordCollector;
 use super::restore::ChangelogReader;
@@ -31,7 +33,20 @@ pub(crate) struct TaskManager {
     sub_of_topic: Vec<(String, usize)>,
     /// The thread's share of `statestore.cache.max.bytes`, shared by its tasks.
     cache_budget: crate::state::CacheBudget,
+    /// The thread's metrics, which list its tasks'.
+    thread_metrics: Arc<ThreadMetrics>,
+    /// When the tasks' `records-lag` was last refreshed.
+    lags_refreshed: Option<Instant>,
 }
+
+/// Reads the metadata committed with input partitions: per partition with a
+/// committed offset, its metadata string's bytes.
+pub(crate) type CommittedMetadata<'a> =
+    dyn Fn(&[TopicPartition]) -> Result<Vec<(TopicPartition, Vec<u8>)>> + 'a;
+
+/// How often the tasks' `records-lag` metrics are refreshed from the consumer's
+/// cached watermarks.
+const LAG_REFRESH: Duration = Duration::from_secs(1);
 
 /// What an assignment changed.
 pub(crate) struct Assigned {
@@ -48,6 +63,7 @@ impl TaskManager {
         topology: Arc<Topology>,
         env: Arc<TaskEnv>,
         cache_budget: crate::state::CacheBudget,
+        thread_metrics: Arc<ThreadMetrics>,
     ) -> Self {
         let mut sub_of_topic = Vec::new();
         for sub in &topology.subtopologies {
@@ -61,6 +77,8 @@ impl TaskManager {
             tasks: BTreeMap::new(),
             sub_of_topic,
             cache_budget,
+            thread_metrics,
+            lags_refreshed: None,
         }
     }
 
@@ -108,12 +126,15 @@ impl TaskManager {
     /// Creates the tasks of the newly assigned `partitions` (existing ones stay):
     /// opens their stores, and registers the logged ones with `reader`; a task with
     /// nothing to restore starts at once. `committed` reads the group's committed
-    /// offset of an input partition (the end of a source table's restore).
+    /// offset of an input partition (the end of a source table's restore);
+    /// `committed_metadata` the metadata committed with a new task's input offsets,
+    /// which holds its processor metadata (see `offset_metadata.rs`).
     pub fn handle_assignment(
         &mut self,
         partitions: &[(String, i32)],
         reader: &mut ChangelogReader,
         committed: &dyn Fn(&ChangelogPartition) -> Result<Option<i64>>,
+        committed_metadata: &CommittedMetadata<'_>,
         shared: &ClientShared,
         wall_clock: i64,
     ) -> Result<Assigned> {
@@ -137,10 +158,23 @@ impl TaskManager {
             if self.tasks.contains_key(id) {
                 continue;
             }
+            // A standby of the task here closes first: the task reopens its stores
+            // and restores only what follows their checkpoints.
+            shared.standbys().activate(*id);
             let sub = &self.topology.subtopologies[id.subtopology];
-            let mut task = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())?;
-            task.set_cache_budget(self.cache_budget.clone());
-            task.init_stores()?;
+            let opened = StreamTask::new(&self.topology, sub, id.partition, self.env.clone())
+                .and_then(|mut task| {
+                    task.set_cache_budget(self.cache_budget.clone());
+                    let inputs: Vec<TopicPartition> = task.partitions().cloned().collect();
+                    let metadata = committed_metadata(&inputs)?;
+                    task.init_processor_metadata(metadata.iter().map(|(tp, m)| (tp, m.as_slice())));
+                    task.init_stores()?;
+                    Ok(task)
+                });
+            let mut task = opened.inspect_err(|_| shared.standbys().deactivate(*id))?;
+            self.thread_metrics.add_task(task.metrics().clone());
+            // Its lags are reported from the next round on.
+            self.lags_refreshed = None;
             if reader.register(&mut task, committed)? {
                 shared.set_restoring(*id, true);
                 // Its input waits until the stores are restored; the thread's other
@@ -214,6 +248,8 @@ impl TaskManager {
         for (id, task) in self.tasks.iter_mut() {
             task.close();
             shared.set_restoring(*id, false);
+            shared.standbys().deactivate(*id);
+            self.thread_metrics.remove_task(*id);
         }
         self.tasks.clear();
         reader.clear();
@@ -226,7 +262,17 @@ impl TaskManager {
         collector: &mut dyn RecordCollector,
         committer: &mut dyn OffsetCommitter,
     ) -> Result<usize> {
-        self.commit_all(collector, committer, false)
+        let started = Instant::now();
+        let committed = self.commit_all(collector, committer, false)?;
+        if committed > 0 {
+            self.thread_metrics.record_commit(started);
+        }
+        Ok(committed)
+    }
+
+    /// The thread's metrics.
+    pub fn thread_metrics(&self) -> &ThreadMetrics {
+        &self.thread_metrics
     }
 
     /// Commits every task; `closing`: they close next, cleanly (see `commit.rs`).
@@ -253,6 +299,18 @@ impl TaskManager {
         wall_clock: i64,
         lags: &dyn FetchedLags,
     ) -> Result<()> {
+        if self
+            .lags_refreshed
+            .is_none_or(|at| at.elapsed() >= LAG_REFRESH)
+        {
+            self.lags_refreshed = Some(Instant::now());
+            for task in self.tasks.values() {
+                task.metrics().set_lags(task.partitions().map(|tp| {
+                    let lag = lags.lag(tp, task.position(&tp.topic, tp.partition));
+                    (tp.clone(), lag)
+                }));
+            }
+        }
         for task in self.tasks.values_mut() {
             task.process_all(collector, wall_clock, lags)?;
             task.maybe_punctuate(

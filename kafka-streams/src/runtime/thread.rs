@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kafka_client::internal::{FetchQueue, FetchedBatch};
+use kafka_client::internal::{partition_metadata_bytes, FetchQueue, FetchedBatch};
 use kafka_client::TopicPartition;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -16,6 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset};
 
 use super::commit::KafkaCommitter;
+use super::duplicate_identity::{fail_on_duplicate_identity, main_consumer_client_id};
 use super::membership::claim_record;
 use super::partition_group::FetchedLags;
 use super::record_collector::{KafkaCollector, RecordCollector};
@@ -79,19 +80,27 @@ pub(crate) fn lock(core: &Mutex<ThreadCore>) -> MutexGuard<'_, ThreadCore> {
 impl ClientContext for StreamsConsumerContext {}
 
 /// Publishes the thread's claim on `partitions` to the metadata topic (see
-/// `membership.rs`), when the instance has an `application.server`. A failure is
-/// logged: it affects key lookups, not processing.
+/// `membership.rs`), when the instance has an `application.server` or standby
+/// replicas. A failure is logged: it affects key lookups and standby placement, not
+/// processing.
 fn publish_claim(
     env: &TaskEnv,
     index: usize,
     collector: &mut KafkaCollector,
     partitions: Option<&[(String, i32)]>,
 ) {
-    let Some(host) = &env.config.application_server else {
+    if !env.config.publishes_membership() {
         return;
-    };
-    let sent = claim_record(&env.application_id, host, index, partitions, now_ms())
-        .and_then(|record| collector.send(record, "streams-metadata", None));
+    }
+    let sent = claim_record(
+        &env.application_id,
+        &env.process_id,
+        env.config.application_server.as_ref(),
+        index,
+        partitions,
+        now_ms(),
+    )
+    .and_then(|record| collector.send(record, "streams-metadata", None));
     if let Err(error) = sent {
         tracing::warn!(thread = index, %error, "publishing the thread's partitions to the metadata topic failed");
     }
@@ -130,10 +139,12 @@ impl StreamsConsumerContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         let committed = |changelog: &ChangelogPartition| committed_offset(consumer, changelog);
+        let metadata = |partitions: &[TopicPartition]| committed_metadata(consumer, partitions);
         let assigned = core.task_manager.handle_assignment(
             &claimed,
             &mut core.reader,
             &committed,
+            &metadata,
             &self.shared,
             now_ms(),
         )?;
@@ -152,8 +163,8 @@ impl StreamsConsumerContext {
             })?;
         }
         publish_claim(&self.env, self.index, &mut core.collector, Some(&claimed));
-        if self.env.config.application_server.is_some() {
-            // Key lookups read the claim: make it visible now, not at the next
+        if self.env.config.publishes_membership() {
+            // Key lookups and standby placement read the claim: make it visible now, not at the next
             // commit (nothing else is in flight right after a rebalance).
             if let Err(error) = core.collector.flush() {
                 tracing::warn!(thread = self.index, %error, "flushing the metadata claim failed");
@@ -210,35 +221,91 @@ fn committed_offset<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     partition: &ChangelogPartition,
 ) -> Result<Option<i64>> {
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition(&partition.topic, partition.partition);
+    let tp = TopicPartition::new(partition.topic.clone(), partition.partition);
+    let committed = read_committed(
+        consumer,
+        std::slice::from_ref(&tp),
+        "the end of its table's restore",
+    )?;
+    Ok(committed.into_iter().next().and_then(|c| c.offset))
+}
+
+/// What the group committed for one input partition.
+struct Committed {
+    partition: TopicPartition,
+    /// `None`: nothing committed.
+    offset: Option<i64>,
+    /// The metadata committed with the offset (empty when none).
+    metadata: Vec<u8>,
+}
+
+/// The group's committed offsets of `partitions` (input partitions of the thread),
+/// with their metadata, in one request. `purpose` says why, for errors.
+fn read_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[TopicPartition],
+    purpose: &str,
+) -> Result<Vec<Committed>> {
+    let mut tpl = rdkafka::TopicPartitionList::with_capacity(partitions.len());
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, tp.partition);
+    }
+    let describe = || {
+        partitions
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let committed = consumer
         .committed_offsets(tpl, COMMITTED_TIMEOUT)
         .map_err(|e| {
             StreamsError::kafka(
-                format!(
-                    "reading the committed offset of partition {} (the end of its table's restore)",
-                    partition.partition
-                ),
-                &partition.topic,
+                format!("reading the committed offsets ({purpose})"),
+                describe(),
                 e,
             )
         })?;
-    let elem = committed.find_partition(&partition.topic, partition.partition);
-    if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
-        return Err(StreamsError::kafka(
-            format!(
-                "reading the committed offset of partition {}",
-                partition.partition
-            ),
-            &partition.topic,
-            e,
-        ));
-    }
-    Ok(elem.and_then(|e| match e.offset() {
-        Offset::Offset(offset) => Some(offset),
-        _ => None,
-    }))
+    partitions
+        .iter()
+        .map(|tp| {
+            let elem = committed.find_partition(&tp.topic, tp.partition);
+            if let Some(Err(e)) = elem.as_ref().map(|e| e.error()) {
+                return Err(StreamsError::kafka(
+                    format!("reading the committed offset ({purpose})"),
+                    tp.to_string(),
+                    e,
+                ));
+            }
+            let offset = elem.and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+            let metadata = offset
+                .and_then(|_| partition_metadata_bytes(&committed, &tp.topic, tp.partition))
+                .unwrap_or_default();
+            Ok(Committed {
+                partition: tp.clone(),
+                offset,
+                metadata,
+            })
+        })
+        .collect()
+}
+
+/// The processor metadata committed with `partitions` (a new task's input), per
+/// partition that has a committed offset.
+fn committed_metadata<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[TopicPartition],
+) -> Result<Vec<(TopicPartition, Vec<u8>)>> {
+    Ok(
+        read_committed(consumer, partitions, "the task's processor metadata")?
+            .into_iter()
+            .filter(|c| c.offset.is_some())
+            .map(|c| (c.partition, c.metadata))
+            .collect(),
+    )
 }
 
 /// Runs stream thread `index` until shutdown or failure.
@@ -255,13 +322,17 @@ pub(crate) fn run_stream_thread(
     let reader = ChangelogReader::new(
         config.restore_consumer_config(&thread_name),
         &thread_name,
-        config.restore_listener.clone(),
+        Some(super::MetricsRestoreListener::wrap(
+            env.metrics.clone(),
+            config.restore_listener.clone(),
+        )),
         config.restore_max_poll_records,
     );
     let task_manager = TaskManager::new(
         topology,
         env.clone(),
         crate::state::CacheBudget::new(config.cache_max_bytes / config.num_stream_threads.max(1)),
+        env.metrics.register_thread(&thread_name),
     );
     let topics: Vec<String> = task_manager.source_topics().map(str::to_owned).collect();
     let core = Arc::new(Mutex::new(ThreadCore {
@@ -278,18 +349,25 @@ pub(crate) fn run_stream_thread(
         env: env.clone(),
         shared: shared.clone(),
     };
-    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> = Arc::new(
-        config
-            .main_consumer_config(&thread_name, index + 1)
-            .create_with_context(context)
-            .map_err(|e| {
-                StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
-            })?,
-    );
+    let mut consumer_config = config.main_consumer_config(&thread_name, index + 1);
+    // Kafka's client.id, with the process id: it tells duplicate identities apart.
+    consumer_config.set("client.id", main_consumer_client_id(&env, index));
+    let consumer: Arc<BaseConsumer<StreamsConsumerContext>> =
+        Arc::new(consumer_config.create_with_context(context).map_err(|e| {
+            StreamsError::kafka("creating the stream thread's consumer", &thread_name, e)
+        })?);
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| StreamsError::kafka("subscribing", topics.join(", "), e))?;
+    // Registered once the consumer is on its way into the group: an instance that
+    // fences another with the same identity shows up there promptly (see
+    // `duplicate_identity.rs`).
+    let registered = lock(&core).collector.init_transactions();
+    if let Err(error) = registered {
+        shared.unregister_thread_core(index, &core);
+        return Err(error);
+    }
     tracing::info!(thread = %thread_name, topics = ?topics, "stream thread started");
 
     let result = run_loop(index, &consumer, &core, &env, &shared, &topic_refs);
@@ -330,21 +408,19 @@ pub(crate) fn run_stream_thread(
 
 /// The producer side of stream thread `index`: under exactly-once a transactional
 /// producer, `transactional.id` = `<application.id>-<process id>-<thread index>` as in
-/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), registered with
-/// the cluster before use.
+/// Kafka's `exactly_once_v2` (index from 1, as in the thread's name), to be registered
+/// with the cluster (`init_transactions`) before use.
 fn new_collector(env: &TaskEnv, thread_name: &str, index: usize) -> Result<KafkaCollector> {
     let config = &env.config;
     let transactional_id = config
         .processing_guarantee
         .is_exactly_once()
         .then(|| format!("{}-{}-{}", env.application_id, env.process_id, index + 1));
-    let mut collector = KafkaCollector::new(
+    KafkaCollector::new(
         &config.producer_config(thread_name, transactional_id.as_deref()),
         config.production_handler.clone(),
         env.metrics.clone(),
-    )?;
-    collector.init_transactions()?;
-    Ok(collector)
+    )
 }
 
 /// Whether `error` says the thread is no longer a member of the group's current
@@ -372,7 +448,9 @@ fn is_task_migrated(error: &StreamsError) -> bool {
 /// (if any), gives up every task without committing (under exactly-once their
 /// stores, which may hold the aborted writes, have no checkpoint and are wiped and
 /// restored when the tasks come back), replaces a fenced producer, and rejoins the
-/// group, which hands the partitions out again from the committed offsets.
+/// group, which hands the partitions out again from the committed offsets. A fence by
+/// another live instance with the same identity fails the thread instead, with
+/// [`StreamsError::DuplicateProcessId`] (see `duplicate_identity.rs`).
 fn recover_lost_tasks(
     index: usize,
     consumer: &BaseConsumer<StreamsConsumerContext>,
@@ -394,10 +472,22 @@ fn recover_lost_tasks(
     c.assignment_generation += 1;
     let lost: Vec<String> = lost.iter().map(ToString::to_string).collect();
     tracing::info!(thread = index, tasks = ?lost, "tasks closed dirty; their stores will be restored from the changelogs");
+    if let StreamsError::Transaction {
+        fenced: true,
+        transactional_id,
+        ..
+    } = error
+    {
+        // Taking the id back would fence a live instance with the same identity,
+        // which would fence this one again: this one stops instead.
+        fail_on_duplicate_identity(consumer, env, index, transactional_id)?;
+    }
     if replace_producer {
         let thread_name = format!("{}-StreamThread-{index}", env.application_id);
+        let mut collector = new_collector(env, &thread_name, index)?;
         // Registering the id again fences the old producer, dropped here.
-        c.collector = new_collector(env, &thread_name, index)?;
+        collector.init_transactions()?;
+        c.collector = collector;
     }
     consumer.unsubscribe();
     consumer
@@ -548,6 +638,9 @@ fn step(
     let config = &env.config;
     let now = now_ms();
     let lags = QueueLags(fetch);
+    c.task_manager
+        .thread_metrics()
+        .record_poll(round.polled.len() + round.fetched.len());
     for eof in round.polled_ends.drain(..) {
         reached_end_unattributed(c, &lags, eof);
     }
@@ -584,9 +677,9 @@ fn step(
             Err(error) if is_retriable_commit_error(&error) => {
                 // Like Kafka's commit on a `TimeoutException`: processing goes on and
                 // the next interval commits again (everything since the last
-                // successful commit), until the failures outlast the task timeout.
+                // successful commit), until the failures outlast `task.timeout.ms`.
                 let since = *round.commits_failing_since.get_or_insert(round.last_commit);
-                if since.elapsed() >= COMMIT_RETRY_TIMEOUT {
+                if since.elapsed() >= config.task_timeout {
                     return Err(error);
                 }
                 tracing::warn!(thread = index, %error, failing_for = ?since.elapsed(), "commit failed; retrying at the next commit interval");
@@ -596,10 +689,6 @@ fn step(
     }
     Ok(())
 }
-
-/// How long commits may keep failing with retriable errors (the group coordinator or
-/// the broker away) before the thread fails: Kafka's `task.timeout.ms` default.
-const COMMIT_RETRY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Whether a failed commit may succeed later without the thread giving up anything:
 /// the coordinator or broker is unreachable or busy (Kafka's `TimeoutException` and

@@ -156,7 +156,7 @@ pub(crate) fn prepare_topics(
         }
     }
 
-    if config.application_server.is_some() {
+    if config.publishes_membership() {
         all.insert(
             super::membership::metadata_topic(app),
             (1, crate::state::compacted_topic_configs()),

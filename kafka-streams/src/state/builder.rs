@@ -9,7 +9,8 @@
 //!
 //! ```text
 //! TypedKeyValueStore<K, V>      serdes (only this layer knows the types)
-//!   └ CachingStore              if caching is enabled
+//!   └ MeteredKeyValueStore      if the context has store metrics (timing)
+//!     └ CachingStore            if caching is enabled
 //!       └ ChangeLoggingStore    if logging is enabled, to a changelog of its own
 //!           └ RocksDbStore | InMemoryStore
 //! ```
@@ -31,6 +32,7 @@ use super::error::{StateError, StateResult};
 use super::key_value::KeyValueStore;
 use super::logging::{ChangeLoggingStore, ChangelogWriter};
 use super::memory::InMemoryStore;
+use super::metered::{MeteredKeyValueStore, StoreMetricsRegistry};
 use super::restorable::{changelog_topic, ChangelogPartition};
 use super::rocks::{RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation, ValueFormat};
 use super::timestamped_restore::TimestampingRestoreStore;
@@ -81,6 +83,9 @@ pub struct StoreContext {
     /// opened without the change-logging layer (the topic already holds every write),
     /// and its changelog partition is this topic's partition of the task.
     pub source_topic_changelog: Option<String>,
+    /// Where the stores register their operation latencies (the task's metrics):
+    /// a key-value stack then gets a timing layer on top.
+    pub store_metrics: Option<StoreMetricsRegistry>,
 }
 
 impl fmt::Debug for StoreContext {
@@ -94,6 +99,7 @@ impl fmt::Debug for StoreContext {
             .field("rocksdb", &self.rocksdb)
             .field("directory", &self.directory)
             .field("source_topic_changelog", &self.source_topic_changelog)
+            .field("store_metrics", &self.store_metrics.is_some())
             .finish()
     }
 }
@@ -115,7 +121,14 @@ impl StoreContext {
             rocksdb: RocksDbMemory::with_config(RocksDbMemoryConfig::default()),
             directory: None,
             source_topic_changelog: None,
+            store_metrics: None,
         }
+    }
+
+    /// Times the stores' operations into `registry` (see [`StoreContext::store_metrics`]).
+    pub fn with_store_metrics(mut self, registry: StoreMetricsRegistry) -> Self {
+        self.store_metrics = Some(registry);
+        self
     }
 
     /// Uses `topic`, the store's input topic, as its changelog (see
@@ -262,6 +275,12 @@ impl KeyValueStoreSpec {
         if self.caching {
             store = Box::new(CachingStore::new(store, context.cache_budget.clone()));
         }
+        if let Some(registry) = &context.store_metrics {
+            store = Box::new(MeteredKeyValueStore::new(
+                store,
+                registry.register(&self.name),
+            ));
+        }
         Ok(OpenedStore {
             store,
             changelog,
@@ -383,6 +402,10 @@ impl<K, V> KeyValueStoreBuilder<K, ValueAndTimestamp<V>> {
 impl<K: 'static, V: 'static> StoreBuilder for KeyValueStoreBuilder<K, V> {
     fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    fn persistent(&self) -> bool {
+        self.spec.kind == StoreKind::RocksDb
     }
 
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {

@@ -120,6 +120,7 @@ mod error;
 mod key_value;
 mod logging;
 mod memory;
+mod metered;
 mod restorable;
 mod restore;
 mod rocks;
@@ -155,8 +156,9 @@ pub use error::{StateError, StateResult};
 pub use key_value::{BatchEntry, KeyValue, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
 pub use logging::ChangelogWriter;
 pub use memory::InMemoryStore;
+pub use metered::{LatencySnapshot, LatencyStat, StoreLatencies, StoreMetricsRegistry};
 pub use restorable::{changelog_topic, ChangelogPartition, RestorableStore, RestoreRecord};
-pub use restore::StateRestoreListener;
+pub use restore::{StateRestoreListener, StoreRestoreProgress};
 pub use rocks::{
     RocksDbConfigSetter, RocksDbMemory, RocksDbMemoryConfig, RocksDbStore, StoreLocation,
     StoreRecovery, ValueFormat,
@@ -253,6 +255,13 @@ pub trait StoreBuilder: Send + Sync + 'static {
 
     /// A new store for `task`.
     fn build(&self, task: TaskId) -> Result<Box<dyn StateStore>>;
+
+    /// Whether the stores it builds keep their data on disk, under `state.dir`
+    /// (Kafka's `StoreBuilder` answers through its stores' `persistent()`): an
+    /// instance with such stores locks its state directory.
+    fn persistent(&self) -> bool {
+        false
+    }
 
     /// The changelog topic of the stores it builds, if they are logged
     /// (`<application.id>-<store>-changelog`), for creating it as a compacted topic.

@@ -18,8 +18,84 @@ use std::time::{Duration, Instant};
 
 use super::restorable::ChangelogPartition;
 
-/// Interval between `info`-level progress lines of one restore.
-pub(crate) const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Interval between `info`-level progress lines (and
+/// [`StateRestoreListener::on_restore_progress`] calls) of one restore: checked
+/// between batches, so a line comes with the first batch after it elapsed.
+pub(crate) const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where one store's restore from one changelog partition stands (what
+/// [`StateRestoreListener::on_restore_progress`] gets, and what the runtime's metrics
+/// report per store and partition).
+///
+/// Progress is measured in changelog offsets: `total` is `end_offset - start_offset`,
+/// an upper bound on the records (compaction and transaction markers leave gaps), so
+/// `restored` may finish below it while `percent` reaches 100.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreRestoreProgress {
+    /// The store being restored.
+    pub store: String,
+    /// The changelog partition it is restored from.
+    pub changelog: ChangelogPartition,
+    /// The first changelog offset to restore (the checkpoint, or the log start).
+    pub start_offset: i64,
+    /// Where the restore ends (exclusive): the changelog's end when it started.
+    pub end_offset: i64,
+    /// Records applied so far.
+    pub restored: u64,
+    /// Changelog offsets still to read before `end_offset`.
+    pub remaining: u64,
+    /// Time since the restore started.
+    pub elapsed: Duration,
+    /// Whether the restore reached `end_offset`.
+    pub done: bool,
+}
+
+impl StoreRestoreProgress {
+    /// Offsets to restore in all: `end_offset - start_offset`.
+    pub fn total(&self) -> u64 {
+        u64::try_from(self.end_offset.saturating_sub(self.start_offset)).unwrap_or(0)
+    }
+
+    /// Offsets read so far: `total - remaining`.
+    pub fn progressed(&self) -> u64 {
+        self.total().saturating_sub(self.remaining)
+    }
+
+    /// Share of the offsets read, 0 to 100 (100 when there was nothing to restore or
+    /// the restore is done).
+    pub fn percent(&self) -> f64 {
+        let total = self.total();
+        if self.done || total == 0 {
+            100.0
+        } else {
+            self.progressed() as f64 * 100.0 / total as f64
+        }
+    }
+
+    /// Records restored per second since the start (0 before time has passed).
+    pub fn rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.restored as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Estimated time left, at the pace of offsets read so far: zero when done, `None`
+    /// while nothing was read yet.
+    pub fn eta(&self) -> Option<Duration> {
+        if self.done || self.remaining == 0 {
+            return Some(Duration::ZERO);
+        }
+        let progressed = self.progressed();
+        (progressed > 0 && !self.elapsed.is_zero()).then(|| {
+            Duration::from_secs_f64(
+                self.elapsed.as_secs_f64() * self.remaining as f64 / progressed as f64,
+            )
+        })
+    }
+}
 
 /// Told about restores (Kafka's `StateRestoreListener`). Called on the thread that
 /// restores: keep it quick.
@@ -45,6 +121,13 @@ pub trait StateRestoreListener: Send + Sync {
         num_restored: u64,
     ) {
         let _ = (changelog, store, batch_end_offset, num_restored);
+    }
+
+    /// Where a restore stands: called with the first batch after each
+    /// [progress interval](StoreRestoreProgress) (5 s), as the progress is logged, and
+    /// once more when the restore ends. Not part of Kafka's listener.
+    fn on_restore_progress(&self, progress: &StoreRestoreProgress) {
+        let _ = progress;
     }
 
     /// Restoring `store` finished after `total_restored` records.
@@ -150,20 +233,33 @@ impl RestoreProgress {
         u64::try_from(self.end_offset.saturating_sub(self.position)).unwrap_or(0)
     }
 
-    /// Records per second since the start, at `now`.
-    pub fn rate_at(&self, now: Instant) -> f64 {
-        let secs = now.saturating_duration_since(self.started).as_secs_f64();
-        if secs > 0.0 {
-            self.restored as f64 / secs
-        } else {
-            0.0
+    /// Where the restore stands at `now`.
+    pub fn progress_at(&self, now: Instant) -> StoreRestoreProgress {
+        StoreRestoreProgress {
+            store: self.store.clone(),
+            changelog: self.changelog.clone(),
+            start_offset: self.start_offset,
+            end_offset: self.end_offset,
+            restored: self.restored,
+            remaining: self.remaining(),
+            elapsed: now.saturating_duration_since(self.started),
+            done: false,
         }
     }
 
-    /// Estimated time to the changelog's end at the rate so far, at `now`.
+    /// Records per second since the start, at `now`.
+    #[cfg(test)]
+    pub fn rate_at(&self, now: Instant) -> f64 {
+        self.progress_at(now).rate()
+    }
+
+    /// Estimated time to the changelog's end at the pace so far, at `now`.
+    #[cfg(test)]
     pub fn eta_at(&self, now: Instant) -> Option<Duration> {
-        let rate = self.rate_at(now);
-        (rate > 0.0).then(|| Duration::from_secs_f64(self.remaining() as f64 / rate))
+        let progress = self.progress_at(now);
+        (progress.progressed() > 0)
+            .then(|| progress.eta())
+            .flatten()
     }
 
     /// A batch of `count` records up to `last_offset` was applied.
@@ -178,19 +274,22 @@ impl RestoreProgress {
         if let Some(listener) = &self.listener {
             listener.on_batch_restored(&self.changelog, &self.store, last_offset, count);
         }
-        let rate = self.rate_at(now);
-        let eta_secs = self.eta_at(now).map(|d| d.as_secs());
         if now.saturating_duration_since(self.last_log) >= PROGRESS_LOG_INTERVAL {
             self.last_log = now;
+            let progress = self.progress_at(now);
             tracing::info!(
                 store = %self.store,
                 changelog = %self.changelog,
-                restored = self.restored,
-                total = self.restored + self.remaining(),
-                rate_per_sec = rate as u64,
-                eta_secs,
+                restored = progress.restored,
+                total = progress.total(),
+                percent = format_args!("{:.1}", progress.percent()),
+                rate_per_sec = progress.rate() as u64,
+                eta_secs = progress.eta().map(|d| d.as_secs()),
                 "restore progress"
             );
+            if let Some(listener) = &self.listener {
+                listener.on_restore_progress(&progress);
+            }
         } else {
             tracing::debug!(
                 store = %self.store,
@@ -208,16 +307,23 @@ impl RestoreProgress {
     }
 
     /// [`RestoreProgress::finish`] with an explicit clock reading.
-    pub fn finish_at(self, now: Instant) {
+    pub fn finish_at(mut self, now: Instant) {
+        // The end was reached, whatever offsets compaction or markers left unread.
+        self.position = self.position.max(self.end_offset);
+        let progress = StoreRestoreProgress {
+            done: true,
+            ..self.progress_at(now)
+        };
         tracing::info!(
             store = %self.store,
             changelog = %self.changelog,
             restored = self.restored,
-            elapsed_ms = now.saturating_duration_since(self.started).as_millis() as u64,
-            rate_per_sec = self.rate_at(now) as u64,
+            elapsed_ms = progress.elapsed.as_millis() as u64,
+            rate_per_sec = progress.rate() as u64,
             "restored state store"
         );
         if let Some(listener) = &self.listener {
+            listener.on_restore_progress(&progress);
             listener.on_restore_end(&self.changelog, &self.store, self.restored);
         }
     }
@@ -275,6 +381,135 @@ mod tests {
                 "batch 299 200".to_string(),
                 "batch 1099 800".to_string(),
                 "end counts 1000".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn percent_total_and_eta() {
+        let changelog = ChangelogPartition {
+            topic: "app-counts-changelog".into(),
+            partition: 0,
+        };
+        let t0 = Instant::now();
+        let mut progress = RestoreProgress::start_at(t0, "counts", &changelog, 1_000, 5_000, None);
+        let at_start = progress.progress_at(t0);
+        assert_eq!(at_start.total(), 4_000);
+        assert_eq!(at_start.percent(), 0.0);
+        assert_eq!(at_start.eta(), None);
+        // 1 000 offsets in 4 s (900 records: compaction gaps): 25 %, 12 s to go.
+        progress.batch_restored_at(t0 + Duration::from_secs(4), 900, 1_999);
+        let p = progress.progress_at(t0 + Duration::from_secs(4));
+        assert_eq!(
+            (p.restored, p.remaining, p.progressed()),
+            (900, 3_000, 1_000)
+        );
+        assert!((p.percent() - 25.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.eta(), Some(Duration::from_secs(12)));
+        assert!((p.rate() - 225.0).abs() < 1e-9);
+        assert!(!p.done);
+        // Finished with offsets left unread (a compacted tail): 100 %, nothing to go.
+        let done = StoreRestoreProgress {
+            done: true,
+            ..p.clone()
+        };
+        assert_eq!(done.percent(), 100.0);
+        assert_eq!(done.eta(), Some(Duration::ZERO));
+        // Nothing to restore at all.
+        let empty = StoreRestoreProgress {
+            start_offset: 7,
+            end_offset: 7,
+            remaining: 0,
+            ..p
+        };
+        assert_eq!(empty.total(), 0);
+        assert_eq!(empty.percent(), 100.0);
+    }
+
+    /// Captures the `tracing` events' messages and fields, as text.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct ProgressRecorder(Mutex<Vec<(u64, String, bool)>>);
+    impl StateRestoreListener for ProgressRecorder {
+        fn on_restore_progress(&self, p: &StoreRestoreProgress) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((p.restored, format!("{:.0}", p.percent()), p.done));
+        }
+    }
+
+    #[test]
+    fn a_long_restore_logs_its_progress_every_five_seconds() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let recorder = Arc::new(ProgressRecorder::default());
+        let changelog = ChangelogPartition {
+            topic: "app-counts-changelog".into(),
+            partition: 3,
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let t0 = Instant::now();
+            let mut progress = RestoreProgress::start_at(
+                t0,
+                "counts",
+                &changelog,
+                0,
+                12_000,
+                Some(recorder.clone()),
+            );
+            // A batch of 1 000 records a second for 12 s, on a controlled clock.
+            for second in 1..=12u64 {
+                progress.batch_restored_at(
+                    t0 + Duration::from_secs(second),
+                    1_000,
+                    second as i64 * 1_000 - 1,
+                );
+            }
+            progress.finish_at(t0 + Duration::from_secs(12));
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let progress_lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("restore progress"))
+            .collect();
+        // At 5 s and 10 s: every 5 s, not with every batch.
+        assert_eq!(progress_lines.len(), 2, "{log}");
+        assert!(progress_lines[0].contains("restored=5000"), "{log}");
+        assert!(progress_lines[0].contains("total=12000"), "{log}");
+        assert!(progress_lines[0].contains("percent=41.7"), "{log}");
+        assert!(progress_lines[0].contains("eta_secs=7"), "{log}");
+        assert!(progress_lines[0].contains("store=counts"), "{log}");
+        assert!(
+            progress_lines[0].contains("changelog=app-counts-changelog-3"),
+            "{log}"
+        );
+        assert!(progress_lines[1].contains("restored=10000"), "{log}");
+        assert!(progress_lines[1].contains("eta_secs=2"), "{log}");
+        assert!(log.contains("restored state store"), "{log}");
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![
+                (5_000, "42".to_string(), false),
+                (10_000, "83".to_string(), false),
+                (12_000, "100".to_string(), true),
             ]
         );
     }

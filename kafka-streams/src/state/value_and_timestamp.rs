@@ -57,4 +57,8 @@ impl<V> Deserializer<ValueAndTimestamp<V>> for TimestampedSerde<V> {
             timestamp: i64::from_be_bytes(*timestamp),
         })
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<V>::reads_headers(&*self.0)
+    }
 }

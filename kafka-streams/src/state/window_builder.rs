@@ -32,6 +32,7 @@ use kafka_client::serde::{DefaultSerde, Serde};
 use super::builder::{StoreContext, StoreKind};
 use super::error::{StateError, StateResult};
 use super::logging::ChangelogWriter;
+use super::metered::MeteredWindowStore;
 use super::restorable::{changelog_topic, ChangelogPartition};
 use super::segments::default_segment_interval_ms;
 use super::session_store::{SegmentedSessionStore, SessionStore};
@@ -134,6 +135,12 @@ impl SegmentedStoreSpec {
                 store,
                 context.cache_budget.clone(),
                 self.segment_interval_ms,
+            ));
+        }
+        if let Some(registry) = &context.store_metrics {
+            store = Box::new(MeteredWindowStore::new(
+                store,
+                registry.register(&self.name),
             ));
         }
         Ok(OpenedSegmentedStore {
@@ -430,6 +437,10 @@ impl<K: 'static, V: 'static> StoreBuilder for WindowStoreBuilder<K, V> {
         &self.parts.spec.name
     }
 
+    fn persistent(&self) -> bool {
+        self.parts.spec.kind == StoreKind::RocksDb
+    }
+
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {
         Ok(Box::new(TypedWindowStore::unopened(
             self.parts.spec.clone(),
@@ -564,6 +575,10 @@ impl<K, V> SessionStoreBuilder<K, V> {
 impl<K: 'static, V: 'static> StoreBuilder for SessionStoreBuilder<K, V> {
     fn name(&self) -> &str {
         &self.parts.spec.name
+    }
+
+    fn persistent(&self) -> bool {
+        self.parts.spec.kind == StoreKind::RocksDb
     }
 
     fn build(&self, _task: TaskId) -> crate::Result<Box<dyn StateStore>> {

@@ -41,8 +41,8 @@ use crate::processor::{PunctuationType, RecordMetadata};
 use crate::runtime::partition_group::AllFetched;
 use crate::runtime::task::{StreamTask, TaskEnv};
 use crate::runtime::{
-    commit_tasks, Blocker, EncodedRecord, MetricsSnapshot, OffsetCommitter, RawRecord,
-    RecordCollector, StreamsConfig, StreamsMetrics,
+    commit_tasks, Blocker, CommitOffsets, EncodedRecord, MetricsSnapshot, OffsetCommitter,
+    RawRecord, RecordCollector, StreamsConfig, StreamsMetrics,
 };
 use crate::state::{queryable_key_value_store, QueryableKeyValueStore, StateStore};
 use crate::topology::Topology;
@@ -104,10 +104,12 @@ struct MemoryCommitter {
     committed: BTreeMap<TopicPartition, i64>,
 }
 
+/// Like Kafka's test driver, which has no broker commit: offsets are kept here, and
+/// the tasks keep their processor metadata in memory (nothing reads it back).
 impl OffsetCommitter for MemoryCommitter {
-    fn commit(&mut self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
+    fn commit(&mut self, offsets: &CommitOffsets) -> Result<()> {
         self.committed
-            .extend(offsets.iter().map(|(k, v)| (k.clone(), *v)));
+            .extend(offsets.iter().map(|(k, v)| (k.clone(), v.offset)));
         Ok(())
     }
 }
@@ -122,6 +124,8 @@ struct DriverState {
     collector: MemoryCollector,
     committer: MemoryCommitter,
     metrics: Arc<StreamsMetrics>,
+    /// The driver's pseudo stream thread in the metrics: its tasks and commits.
+    thread_metrics: Arc<crate::runtime::ThreadMetrics>,
     wall_clock: i64,
 }
 
@@ -203,13 +207,17 @@ impl DriverState {
                 break;
             }
         }
-        commit_tasks(
+        let commit_started = std::time::Instant::now();
+        let committed = commit_tasks(
             self.tasks.iter_mut(),
             &mut self.collector,
             &mut self.committer,
             &self.metrics,
             false,
         )?;
+        if committed > 0 {
+            self.thread_metrics.record_commit(commit_started);
+        }
         // Records the commit itself produced (changelog records the store caches
         // flushed) become visible in their topics.
         let mut fed = false;
@@ -329,11 +337,13 @@ impl TopologyTestDriver {
         }
         let mut tasks = Vec::new();
         let mut task_of_topic = HashMap::new();
+        let thread_metrics = metrics.register_thread("TopologyTestDriver");
         for sub in &topology.subtopologies {
             let mut task = StreamTask::new(&topology, sub, 0, env.clone())?;
             // Piping a record hands it to its task at once: there is never a record
             // to wait for, so tasks process whatever they hold.
             task.disable_idling();
+            thread_metrics.add_task(task.metrics().clone());
             task.initialize(initial_wall_clock_ms)?;
             for tp in task.partitions() {
                 task_of_topic.insert(tp.topic.clone(), tasks.len());
@@ -350,6 +360,7 @@ impl TopologyTestDriver {
                 collector: MemoryCollector::default(),
                 committer: MemoryCommitter::default(),
                 metrics,
+                thread_metrics,
                 wall_clock: initial_wall_clock_ms,
             })),
             application_id,

@@ -285,6 +285,10 @@ impl<K, D: Deserializer<K>> Deserializer<Windowed<K>> for TimeWindowedDeserializ
     ) -> Option<PrepareFuture<'a>> {
         self.inner.prepare(key_part(data, 1), ctx)
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&self.inner)
+    }
 }
 
 /// Both directions of a time-windowed key (Kafka's `WindowedSerdes.TimeWindowedSerde`),
@@ -345,6 +349,10 @@ impl<K, S: Deserializer<K>> Deserializer<Windowed<K>> for TimeWindowedSerde<S> {
         ctx: &'a SerdeContext<'a>,
     ) -> Option<PrepareFuture<'a>> {
         self.inner.prepare(key_part(data, 1), ctx)
+    }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&self.inner)
     }
 }
 
@@ -445,6 +453,10 @@ impl<K, D: Deserializer<K>> Deserializer<Windowed<K>> for SessionWindowedDeseria
     ) -> Option<PrepareFuture<'a>> {
         self.inner.prepare(key_part(data, 2), ctx)
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&self.inner)
+    }
 }
 
 /// Both directions of a session-windowed key (Kafka's
@@ -495,6 +507,10 @@ impl<K, S: Deserializer<K>> Deserializer<Windowed<K>> for SessionWindowedSerde<S
         ctx: &'a SerdeContext<'a>,
     ) -> Option<PrepareFuture<'a>> {
         self.inner.prepare(key_part(data, 2), ctx)
+    }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&self.inner)
     }
 }
 

@@ -175,6 +175,10 @@ impl<K> Deserializer<SubscriptionWrapper<K>> for SubscriptionWrapperSerde<K> {
             primary_partition: i32::from_be_bytes(p),
         })
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&*self.0)
+    }
 }
 
 /// A foreign row sent back to a subscriber (Kafka's `SubscriptionResponseWrapper`).
@@ -241,6 +245,10 @@ impl<VO> Deserializer<SubscriptionResponseWrapper<VO>> for ResponseWrapperSerde<
             foreign_value,
             primary_partition: i32::from_be_bytes(p),
         })
+    }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<VO>::reads_headers(&*self.0)
     }
 }
 

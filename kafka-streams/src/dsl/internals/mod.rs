@@ -3,6 +3,8 @@
 //! `kstream/internals`).
 
 pub(crate) mod fk_join_ops;
+#[cfg(test)]
+mod reads_headers_tests;
 pub(crate) mod session_ops;
 pub(crate) mod sliding_ops;
 pub(crate) mod stream_join_ops;

@@ -55,7 +55,7 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
             observed_stream_time: -1,
             forwarder: SessionTupleForwarder::new(store),
             emit,
-            emit_tracker: EmitFinalTracker::default(),
+            emit_tracker: EmitFinalTracker::new(store),
         }
     }
 
@@ -100,7 +100,7 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
                 headers: record.headers.clone(),
             });
         }
-        self.emit_tracker.emitted(window_close_time);
+        self.emit_tracker.emitted(ctx, window_close_time);
         Ok(())
     }
 
@@ -178,6 +178,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> Result<(), ProcessorError> {
         if self.emit == EmitStrategy::OnWindowUpdate {
             self.forwarder.init(ctx)?;
+        } else {
+            self.emit_tracker.init(ctx);
         }
         Ok(())
     }

@@ -103,7 +103,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
             observed_stream_time: -1,
             forwarder: WindowTupleForwarder::new(store),
             emit,
-            emit_tracker: EmitFinalTracker::default(),
+            emit_tracker: EmitFinalTracker::new(store),
         }
     }
 
@@ -139,7 +139,7 @@ impl<K: Data, V: Data, VA: Data> SlidingWindowAggregate<K, V, VA> {
             .last_emit_window_close_time()
             .map_or(0, |last| last.saturating_sub(difference).max(0));
         forward_closed_windows(ctx, &self.store, lower, upper, &record.headers)?;
-        self.emit_tracker.emitted(window_close_time);
+        self.emit_tracker.emitted(ctx, window_close_time);
         Ok(())
     }
 
@@ -421,6 +421,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> Result<(), ProcessorError> {
         if self.emit == EmitStrategy::OnWindowUpdate {
             self.forwarder.init(ctx)?;
+        } else {
+            self.emit_tracker.init(ctx);
         }
         Ok(())
     }

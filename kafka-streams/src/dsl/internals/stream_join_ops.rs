@@ -125,6 +125,10 @@ impl<K> Deserializer<TimestampedKeyAndJoinSide<K>> for TimestampedKeyAndJoinSide
             key: self.0.deserialize(Some(key), ctx)?,
         })
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<K>::reads_headers(&*self.0)
+    }
 }
 
 /// The values of one outer-join key (Kafka's `ListValueStore` over
@@ -188,6 +192,11 @@ impl<V1, V2> Deserializer<Vec<LeftOrRightValue<V1, V2>>> for LeftOrRightListSerd
             )));
         }
         Ok(values)
+    }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<V1>::reads_headers(&*self.left)
+            || Deserializer::<V2>::reads_headers(&*self.right)
     }
 }
 

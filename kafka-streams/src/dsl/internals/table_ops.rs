@@ -523,6 +523,10 @@ impl<V> Deserializer<Change<V>> for ChangeSerde<V> {
             }
         })
     }
+
+    fn reads_headers(&self) -> bool {
+        Deserializer::<V>::reads_headers(&*self.0)
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             agg,
             emit,
             observed_stream_time: -1,
-            emit_tracker: EmitFinalTracker::default(),
+            emit_tracker: EmitFinalTracker::new(store),
             forwarder: WindowTupleForwarder::new(store),
         }
     }
@@ -86,7 +86,7 @@ impl<K: Data, V: Data, VA: Data> WindowAggregate<K, V, VA> {
             }
         };
         forward_closed_windows(ctx, &self.store, lower, upper, &record.headers)?;
-        self.emit_tracker.emitted(window_close_time);
+        self.emit_tracker.emitted(ctx, window_close_time);
         Ok(())
     }
 }
@@ -102,6 +102,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> Result<(), ProcessorError> {
         if self.emit == EmitStrategy::OnWindowUpdate {
             self.forwarder.init(ctx)?;
+        } else {
+            self.emit_tracker.init(ctx);
         }
         Ok(())
     }

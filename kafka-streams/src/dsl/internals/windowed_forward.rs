@@ -154,8 +154,14 @@ impl SessionTupleForwarder {
 /// `shouldEmitFinal` with its `TimeTracker`): not before the next emit time (which each
 /// look pushes one emit interval past now, whether or not it finds anything), and only
 /// when the window close time moved since the last emit.
-#[derive(Debug, Default)]
+///
+/// The last emit's close time is also the task's processor metadata under the store's
+/// name (as in Kafka), committed with the task's offsets and read back when the task
+/// is created again, so a restart does not emit the same finals again.
+#[derive(Debug)]
 pub(crate) struct EmitFinalTracker {
+    /// The processor metadata key: the aggregation's store name.
+    store: String,
     /// The window close time up to which final results went downstream (Kafka's
     /// `lastEmitWindowCloseTime`); `None` before the first emit.
     last_emit_window_close_time: Option<i64>,
@@ -164,6 +170,23 @@ pub(crate) struct EmitFinalTracker {
 }
 
 impl EmitFinalTracker {
+    /// A tracker for the aggregation over `store`.
+    pub(crate) fn new(store: &str) -> Self {
+        EmitFinalTracker {
+            store: store.to_owned(),
+            last_emit_window_close_time: None,
+            next_time_to_emit: 0,
+        }
+    }
+
+    /// Takes the last emit's close time from the task's processor metadata (what the
+    /// task committed before a restart), if there is one (Kafka's processor `init`).
+    pub(crate) fn init<K, V>(&mut self, ctx: &ProcessorContext<'_, K, V>) {
+        if let Some(close_time) = ctx.processor_metadata_for_key(&self.store) {
+            self.last_emit_window_close_time = Some(close_time);
+        }
+    }
+
     /// Whether to look for windows closed by `window_close_time` now.
     pub(crate) fn should_emit_final<K, V>(
         &mut self,
@@ -184,9 +207,15 @@ impl EmitFinalTracker {
         self.last_emit_window_close_time
     }
 
-    /// Records that the windows closed by `window_close_time` went downstream.
-    pub(crate) fn emitted(&mut self, window_close_time: i64) {
+    /// Records that the windows closed by `window_close_time` went downstream, in the
+    /// task's processor metadata too.
+    pub(crate) fn emitted<K, V>(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, V>,
+        window_close_time: i64,
+    ) {
         self.last_emit_window_close_time = Some(window_close_time);
+        ctx.add_processor_metadata_key_value(&self.store, window_close_time);
     }
 }
 
