@@ -56,6 +56,8 @@
 mod common;
 pub mod dsl;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod processor;
 pub mod runtime;
 pub mod state;

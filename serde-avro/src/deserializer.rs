@@ -9,6 +9,7 @@ use apache_avro::{AvroSchema, Schema};
 use kafka_client::serde::{Deserializer, PrepareFuture, SerdeContext, SerdeError};
 use serde::de::DeserializeOwned;
 
+use crate::bounds;
 use crate::client::SchemaRegistryClient;
 use crate::config::SchemaRegistryConfig;
 use crate::error::{AvroSerdeError, Result};
@@ -98,6 +99,25 @@ fn resolution_error(
     .into()
 }
 
+/// Refuses a datum whose declared lengths do not fit in it, before apache-avro
+/// allocates what they ask for.
+fn check_datum(
+    writer: &ParsedSchema,
+    datum: &[u8],
+    id: u32,
+    ctx: &SerdeContext<'_>,
+) -> Result<(), SerdeError> {
+    bounds::check_datum(writer.schema(), writer.resolved().get_names(), datum).map_err(|reason| {
+        AvroSerdeError::MalformedDatum {
+            topic: ctx.topic.to_owned(),
+            field: ctx.field,
+            schema_id: id,
+            reason,
+        }
+        .into()
+    })
+}
+
 /// Decodes the writer's datum into a `Value` and resolves it into `reader`'s schema.
 fn decode_resolved(
     writer: &ParsedSchema,
@@ -106,6 +126,7 @@ fn decode_resolved(
     id: u32,
     ctx: &SerdeContext<'_>,
 ) -> Result<Value, SerdeError> {
+    check_datum(writer, datum, id, ctx)?;
     let decoder = GenericDatumReader::builder(writer.schema())
         .resolved_writer_schemata(writer.resolved().clone())
         .build()
@@ -247,10 +268,12 @@ impl<T: AvroSchema + DeserializeOwned + Send + Sync> Deserializer<T> for AvroDes
     fn deserialize(&self, data: Option<&[u8]>, ctx: &SerdeContext<'_>) -> Result<T, SerdeError> {
         let (id, datum, plan) = split_and_plan(&self.plans, data, ctx)?;
         match plan {
-            DecodePlan::Direct => self
-                .direct
-                .read(&mut &datum[..])
-                .map_err(|e| invalid_data(ctx, id, e)),
+            DecodePlan::Direct => {
+                check_datum(&self.reader, datum, id, ctx)?;
+                self.direct
+                    .read(&mut &datum[..])
+                    .map_err(|e| invalid_data(ctx, id, e))
+            }
             DecodePlan::Resolve(writer) => {
                 let value = decode_resolved(&writer, &self.reader, datum, id, ctx)?;
                 apache_avro::from_value::<T>(&value)
@@ -349,12 +372,19 @@ impl Deserializer<Value> for GenericAvroDeserializer {
         let (id, datum) = wire::split(payload, ctx).map_err(to_serde)?;
         let writer = self.writer(id).ok_or_else(|| not_prepared(ctx, id))?;
         match &self.reader {
-            Some(reader) => decode_resolved(&writer, reader, datum, id, ctx),
-            None => GenericDatumReader::builder(writer.schema())
-                .resolved_writer_schemata(writer.resolved().clone())
-                .build()
-                .and_then(|decoder| decoder.read_value(&mut &datum[..]))
-                .map_err(|e| invalid_data(ctx, id, e)),
+            // Resolving into the writer's own schema changes nothing, and apache-avro's
+            // union resolution clones and retries each level of a recursive schema:
+            // exponential in the nesting (found by fuzzing, as a hang).
+            Some(reader) if reader.canonical_form() != writer.canonical_form() => {
+                decode_resolved(&writer, reader, datum, id, ctx)
+            }
+            _ => check_datum(&writer, datum, id, ctx).and_then(|()| {
+                GenericDatumReader::builder(writer.schema())
+                    .resolved_writer_schemata(writer.resolved().clone())
+                    .build()
+                    .and_then(|decoder| decoder.read_value(&mut &datum[..]))
+                    .map_err(|e| invalid_data(ctx, id, e))
+            }),
         }
     }
 

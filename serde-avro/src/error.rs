@@ -69,6 +69,20 @@ pub enum AvroSerdeError {
         /// Avro's decoding error.
         source: apache_avro::Error,
     },
+    /// The datum declares a string, bytes, fixed, array or map longer than the bytes that
+    /// follow, or nests deeper than decoding allows: refused before decoding would
+    /// allocate for it (see `bounds.rs`).
+    #[error("{field} on topic {topic}: malformed Avro datum for schema id {schema_id}: {reason}")]
+    MalformedDatum {
+        /// Topic of the record.
+        topic: String,
+        /// Key or value.
+        field: MessageField,
+        /// The writer schema id from the header.
+        schema_id: u32,
+        /// What does not fit.
+        reason: String,
+    },
     /// The value to encode does not match the writer schema.
     #[error("{field} on topic {topic}: value does not match schema id {schema_id} of subject {subject}: {reason}")]
     DatumMismatch {

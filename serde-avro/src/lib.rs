@@ -57,6 +57,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bounds;
 pub mod client;
 pub mod compatibility;
 pub mod config;

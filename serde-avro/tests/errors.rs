@@ -141,6 +141,30 @@ async fn truncated_or_garbage_avro_data() {
 }
 
 #[tokio::test]
+async fn lengths_beyond_the_datum_are_refused_before_decoding() {
+    let fixture = Fixture::new("huge-length");
+    let bytes = fixture.valid_bytes().await;
+    let id = u32::from_be_bytes(bytes[1..5].try_into().unwrap());
+    // A sensor_id string declaring 2^62 bytes: apache-avro would allocate up to its
+    // 512 MiB limit for it before finding the datum short (found by fuzzing).
+    let mut huge = bytes[..5].to_vec();
+    huge.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0]);
+    let err = fixture.read(&huge).await.unwrap_err();
+    match avro_error(&err) {
+        AvroSerdeError::MalformedDatum {
+            topic,
+            schema_id,
+            reason,
+            ..
+        } => {
+            assert_eq!((topic.as_str(), *schema_id), ("plant01", id));
+            assert!(reason.contains("string of"), "{reason}");
+        }
+        other => panic!("expected MalformedDatum, got {other}"),
+    }
+}
+
+#[tokio::test]
 async fn datum_that_does_not_match_the_schema() {
     let client = SchemaRegistryClient::from_url(&fresh_mock_url("mismatch")).unwrap();
     let schema = SchemaDefinition::from_schema(&SensorMeasurement::get_schema());

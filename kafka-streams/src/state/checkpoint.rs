@@ -88,6 +88,11 @@ impl CheckpointFile {
             }
             Err(e) => return Err(self.io("reading", &self.path, e)),
         };
+        self.parse(&text)
+    }
+
+    /// The entries of a checkpoint file's text.
+    pub fn parse(&self, text: &str) -> StateResult<BTreeMap<String, CheckpointEntry>> {
         let mut lines = text.lines();
         let version = lines.next().ok_or_else(|| self.corrupt("empty file"))?;
         if version.trim().parse::<u32>().ok() != Some(VERSION) {
@@ -133,21 +138,7 @@ impl CheckpointFile {
 
     /// Replaces the file with `entries`, atomically.
     pub fn write(&self, entries: &BTreeMap<String, CheckpointEntry>) -> StateResult<()> {
-        let mut text = format!("{VERSION}\n{}\n", entries.len());
-        for (store, entry) in entries {
-            for name in [store.as_str(), entry.changelog.topic.as_str()] {
-                if name.is_empty() || name.chars().any(char::is_whitespace) {
-                    return Err(StateError::Config {
-                        store: store.clone(),
-                        reason: format!("name {name:?} cannot be written to a checkpoint file"),
-                    });
-                }
-            }
-            text.push_str(&format!(
-                "{store} {} {} {}\n",
-                entry.changelog.topic, entry.changelog.partition, entry.offset
-            ));
-        }
+        let text = Self::render(entries)?;
         let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
         fs::create_dir_all(dir).map_err(|e| self.io("creating the directory", dir, e))?;
         let tmp = self.path.with_extension("tmp");
@@ -165,6 +156,26 @@ impl CheckpointFile {
                 .map_err(|e| self.io("syncing the directory", dir, e))?;
         }
         Ok(())
+    }
+
+    /// The file's text for `entries`; names that the format cannot hold are refused.
+    pub fn render(entries: &BTreeMap<String, CheckpointEntry>) -> StateResult<String> {
+        let mut text = format!("{VERSION}\n{}\n", entries.len());
+        for (store, entry) in entries {
+            for name in [store.as_str(), entry.changelog.topic.as_str()] {
+                if name.is_empty() || name.chars().any(char::is_whitespace) {
+                    return Err(StateError::Config {
+                        store: store.clone(),
+                        reason: format!("name {name:?} cannot be written to a checkpoint file"),
+                    });
+                }
+            }
+            text.push_str(&format!(
+                "{store} {} {} {}\n",
+                entry.changelog.topic, entry.changelog.partition, entry.offset
+            ));
+        }
+        Ok(text)
     }
 
     /// Sets the entry of `store` and rewrites the file (other stores' entries are kept).

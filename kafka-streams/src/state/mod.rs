@@ -192,6 +192,12 @@ pub(crate) use restore::RestoreProgress;
 pub(crate) use suppression_buffer::{
     BufferedRecordContext, Eviction, TimeOrderedKeyValueBuffer, TimeOrderedKeyValueBufferBuilder,
 };
+// The decoders of bytes other processes wrote, for the fuzz targets (`crate::fuzzing`).
+pub(crate) use checkpoint::{CheckpointEntry, CheckpointFile};
+pub(crate) use segments::{session_key, window_key};
+pub(crate) use suppression_buffer::{
+    changelog_value_round_trips, restore_and_evict_all, sample_changelog_values,
+};
 
 /// The parts of the [RocksDB crate](https://docs.rs/rocksdb) that a
 /// [`RocksDbConfigSetter`] is handed: its signature takes RocksDB's own option types,

@@ -563,6 +563,77 @@ impl<K: 'static, V: 'static> StoreBuilder for TimeOrderedKeyValueBufferBuilder<K
     }
 }
 
+/// Restores an open, in-memory buffer of byte keys and values from `records`, then
+/// evicts every update, as a restarted task would: the number of evictions. The way
+/// into the changelog value decoder for the fuzz targets (`crate::fuzzing`).
+pub(crate) fn restore_and_evict_all(records: &[RestoreRecord<'_>]) -> StateResult<usize> {
+    let serde: Arc<dyn Serde<Vec<u8>>> = Arc::new(kafka_client::serde::BytesSerde);
+    let mut buffer = TimeOrderedKeyValueBuffer::new("fuzz-buffer", true, serde.clone(), serde);
+    buffer.open = true;
+    buffer.restore_batch(records)?;
+    let mut evicted = 0;
+    while buffer.evict_oldest()?.is_some() {
+        evicted += 1;
+    }
+    Ok(evicted)
+}
+
+/// Decodes a changelog value, encodes what it read and decodes that again: `None` when
+/// `data` does not decode, else whether both reads agree (they must).
+pub(crate) fn changelog_value_round_trips(data: &[u8]) -> Option<bool> {
+    let (time, value) = BufferValue::decode(data).ok()?;
+    Some(BufferValue::decode(&value.encode(time)) == Ok((time, value)))
+}
+
+/// Changelog values as the buffer writes them, for the fuzz targets' seed corpus.
+pub(crate) fn sample_changelog_values() -> Vec<Vec<u8>> {
+    let context = BufferedRecordContext {
+        timestamp: 1_700_000_000_000,
+        offset: 42,
+        topic: "orders".into(),
+        partition: 3,
+        headers: Headers::new().with(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+    };
+    let mut no_value_header = Headers::new();
+    no_value_header.insert_null("flag");
+    let first_update = BufferValue {
+        prior: Some(b"old".to_vec()),
+        old: Some(b"old".to_vec()),
+        old_is_prior: true,
+        new: Some(b"new".to_vec()),
+        context: context.clone(),
+    };
+    let later_update = BufferValue {
+        prior: None,
+        old: Some(b"between".to_vec()),
+        old_is_prior: false,
+        new: None,
+        context: BufferedRecordContext {
+            headers: no_value_header,
+            ..context
+        },
+    };
+    let unknown_context = BufferValue {
+        prior: None,
+        old: None,
+        old_is_prior: true,
+        new: Some(Vec::new()),
+        context: BufferedRecordContext {
+            offset: -1,
+            partition: -1,
+            ..Default::default()
+        },
+    };
+    vec![
+        first_update.encode(1_700_000_000_000),
+        later_update.encode(0),
+        unknown_context.encode(-1),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use kafka_client::serde::{BigEndian, StringSerde};

@@ -1,0 +1,9 @@
+#![no_main]
+
+// The body is fuzz_targets::target("changelog_record"), which the stable regression test replays.
+static TARGET: std::sync::LazyLock<fuzz_targets::Target> =
+    std::sync::LazyLock::new(|| kafka_sdk_fuzz::target("changelog_record"));
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    TARGET(data);
+});
