@@ -17,6 +17,7 @@ use super::cache::CacheFlushListener;
 use super::error::StateResult;
 use super::key_value::{BatchEntry, KeyValueIter, KeyValueStore, ReadOnlyKeyValueStore};
 use super::restorable::{ChangelogPartition, RestorableStore, RestoreRecord};
+use super::session_store::{ReadOnlySessionStore, SessionIter, SessionStore};
 use super::window_store::{ReadOnlyWindowStore, WindowEntryIter, WindowFetchIter, WindowStore};
 
 /// Count, total and maximum of one kind of timed operation, written by one thread.
@@ -224,6 +225,7 @@ macro_rules! restorable_through_inner {
 
 restorable_through_inner!(MeteredKeyValueStore);
 restorable_through_inner!(MeteredWindowStore);
+restorable_through_inner!(MeteredSessionStore);
 
 /// Runs `op`, timed into `stat`.
 fn timed<T>(stat: &LatencyStat, op: impl FnOnce() -> T) -> T {
@@ -324,6 +326,87 @@ impl WindowStore for MeteredWindowStore {
     }
 }
 
+/// The timing layer of a session store stack (Kafka's `MeteredSessionStore`, over
+/// bytes): puts, removes and single-session fetches are timed; searches go through.
+pub(crate) struct MeteredSessionStore {
+    inner: Box<dyn SessionStore>,
+    latencies: Arc<StoreLatencies>,
+}
+
+impl MeteredSessionStore {
+    pub(crate) fn new(inner: Box<dyn SessionStore>, latencies: Arc<StoreLatencies>) -> Self {
+        MeteredSessionStore { inner, latencies }
+    }
+}
+
+impl ReadOnlySessionStore for MeteredSessionStore {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        self.inner
+            .find_sessions(key, earliest_session_end, latest_session_start)
+    }
+    fn backward_find_sessions(
+        &self,
+        key: &[u8],
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        self.inner
+            .backward_find_sessions(key, earliest_session_end, latest_session_start)
+    }
+    fn fetch(&self, key: &[u8]) -> StateResult<SessionIter<'_>> {
+        self.inner.fetch(key)
+    }
+    fn backward_fetch(&self, key: &[u8]) -> StateResult<SessionIter<'_>> {
+        self.inner.backward_fetch(key)
+    }
+    fn fetch_session(&self, key: &[u8], start: i64, end: i64) -> StateResult<Option<Vec<u8>>> {
+        timed(&self.latencies.get, || {
+            self.inner.fetch_session(key, start, end)
+        })
+    }
+}
+
+impl SessionStore for MeteredSessionStore {
+    fn put(&mut self, key: &[u8], start: i64, end: i64, value: Option<&[u8]>) -> StateResult<()> {
+        // A put of nothing removes the session, as Kafka's `remove` does.
+        let stat = match value {
+            Some(_) => &self.latencies.put,
+            None => &self.latencies.delete,
+        };
+        timed(stat, || self.inner.put(key, start, end, value))
+    }
+    fn find_sessions_ending_between(
+        &self,
+        earliest_session_end: i64,
+        latest_session_end: i64,
+    ) -> StateResult<SessionIter<'_>> {
+        self.inner
+            .find_sessions_ending_between(earliest_session_end, latest_session_end)
+    }
+    fn remove(&mut self, key: &[u8], start: i64, end: i64) -> StateResult<()> {
+        timed(&self.latencies.delete, || {
+            self.inner.remove(key, start, end)
+        })
+    }
+    fn flush(&mut self) -> StateResult<()> {
+        self.inner.flush()
+    }
+    fn close(&mut self) -> StateResult<()> {
+        self.inner.close()
+    }
+    fn persistent(&self) -> bool {
+        self.inner.persistent()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +436,32 @@ mod tests {
         assert!(s.get.snapshot().max <= s.get.snapshot().total);
         // Opening the store again keeps its figures.
         assert!(Arc::ptr_eq(&registry.register("counts"), s));
+    }
+
+    #[test]
+    fn session_puts_removes_and_fetches_are_timed() {
+        use crate::state::session_store::SegmentedSessionStore;
+        let registry = StoreMetricsRegistry::default();
+        let inner = SegmentedSessionStore::in_memory("sessions", None, 60_000, 10_000).unwrap();
+        let mut store = MeteredSessionStore::new(Box::new(inner), registry.register("sessions"));
+        store.put(b"a", 0, 10, Some(b"1")).unwrap();
+        store.put(b"b", 5, 20, Some(b"2")).unwrap();
+        assert_eq!(
+            store.fetch_session(b"a", 0, 10).unwrap(),
+            Some(b"1".to_vec())
+        );
+        store.remove(b"a", 0, 10).unwrap();
+        store.put(b"b", 5, 20, None).unwrap();
+        assert_eq!(store.fetch_session(b"a", 0, 10).unwrap(), None);
+        let s = &registry.stores()[0];
+        assert_eq!(
+            (
+                s.put.snapshot().count,
+                s.get.snapshot().count,
+                s.delete.snapshot().count
+            ),
+            (2, 2, 2)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use kafka_client::serde::{DefaultSerde, Serde};
 use super::builder::{StoreContext, StoreKind};
 use super::error::{StateError, StateResult};
 use super::logging::ChangelogWriter;
-use super::metered::MeteredWindowStore;
+use super::metered::{MeteredSessionStore, MeteredWindowStore};
 use super::restorable::{changelog_topic, ChangelogPartition};
 use super::segments::default_segment_interval_ms;
 use super::session_store::{SegmentedSessionStore, SessionStore};
@@ -182,6 +182,12 @@ impl SegmentedStoreSpec {
             store = Box::new(CachingSessionStore::new(
                 store,
                 context.cache_budget.clone(),
+            ));
+        }
+        if let Some(registry) = &context.store_metrics {
+            store = Box::new(MeteredSessionStore::new(
+                store,
+                registry.register(&self.name),
             ));
         }
         Ok(OpenedSegmentedStore {
