@@ -63,6 +63,14 @@ fn a_restore_is_reported_by_the_metrics_and_the_listener() {
         &lines.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     wait_until("counts", || counts_of(&output) == expected);
+    // The counts are out before the commit that covers them (at-least-once).
+    wait_until("a commit", || {
+        first
+            .metrics()
+            .threads
+            .first()
+            .is_some_and(|t| t.commit_total >= 1)
+    });
     let m = first.metrics();
     assert_eq!(m.processed_records, (WORDS / 10 + WORDS) as u64, "{m:#?}");
     let thread = &m.threads[0];
