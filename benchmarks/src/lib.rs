@@ -97,20 +97,6 @@ impl Rate {
     }
 }
 
-/// Times `run`, which returns the number of records it processed.
-pub async fn timed<F, Fut>(run: F) -> anyhow::Result<Rate>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<u64>>,
-{
-    let start = Instant::now();
-    let records = run().await?;
-    Ok(Rate {
-        records,
-        elapsed: start.elapsed(),
-    })
-}
-
 /// The median of the rates, by records per second.
 pub fn median(rates: &[Rate]) -> f64 {
     let mut values: Vec<f64> = rates.iter().map(Rate::per_second).collect();

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -13,10 +13,10 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{Partitioner as RdPartitioner, ProducerContext};
 use rdkafka::Message;
 use tokio::sync::futures::Notified;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::consumer::{RebalanceEvent, RebalanceListener};
-use crate::ffi::MaybeBoxed;
+use crate::delivery::Completion;
 use crate::producer::{default_partition, DeliveryFailure, Partitioner};
 use crate::record::TopicPartition;
 
@@ -61,9 +61,6 @@ impl ClientContext for LoggingContext {
         tracing::error!(target: "librdkafka", error = %error, "{reason}");
     }
 }
-
-/// The outcome of one delivery: partition, offset and timestamp, or the error.
-pub(crate) type DeliveryOutcome = Result<(i32, i64, rdkafka::Timestamp), KafkaError>;
 
 /// Wakes senders waiting for room in librdkafka's full queue.
 ///
@@ -114,61 +111,6 @@ impl Drop for QueueWaiter<'_> {
     }
 }
 
-/// Who waits for a delivery report: one `send`, or one record of a `send_batch`.
-pub(crate) enum Completion {
-    /// A single send awaiting its own report.
-    One(oneshot::Sender<DeliveryOutcome>),
-    /// Record `index` of a batch, which wakes its sender once, when all are in.
-    Batch {
-        batch: Arc<BatchDelivery>,
-        index: usize,
-    },
-}
-
-/// The shared delivery state of one `send_batch`: no per-record future, wake or lock.
-pub(crate) struct BatchDelivery {
-    outcomes: Vec<OnceLock<DeliveryOutcome>>,
-    /// Records still unreported, plus one guard held while records are enqueued.
-    remaining: AtomicUsize,
-    done: Notify,
-}
-
-impl BatchDelivery {
-    pub(crate) fn new(records: usize) -> Self {
-        BatchDelivery {
-            outcomes: (0..records).map(|_| OnceLock::new()).collect(),
-            remaining: AtomicUsize::new(records + 1),
-            done: Notify::new(),
-        }
-    }
-
-    /// Records the outcome of record `index` (or `None` if it never reached
-    /// librdkafka).
-    pub(crate) fn complete(&self, index: usize, outcome: Option<DeliveryOutcome>) {
-        if let (Some(outcome), Some(slot)) = (outcome, self.outcomes.get(index)) {
-            let _ = slot.set(outcome);
-        }
-        self.release();
-    }
-
-    fn release(&self) {
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // notify_one keeps a permit if the sender is not waiting yet.
-            self.done.notify_one();
-        }
-    }
-
-    /// Drops the enqueueing guard and waits for every report; returns them.
-    pub(crate) async fn finish(&self) -> Vec<Option<DeliveryOutcome>> {
-        self.release();
-        self.done.notified().await;
-        self.outcomes
-            .iter()
-            .map(|outcome| outcome.get().cloned())
-            .collect()
-    }
-}
-
 /// Producer callbacks: completes each send's oneshot and wakes senders waiting
 /// for room in librdkafka's queue.
 pub(crate) struct ProducerCallbacks {
@@ -209,34 +151,25 @@ impl ClientContext for ProducerCallbacks {
 }
 
 impl ProducerContext<PartitionerAdapter> for ProducerCallbacks {
-    /// `None` for a record sent with `send_and_forget`.
-    type DeliveryOpaque = MaybeBoxed<Completion>;
+    type DeliveryOpaque = Completion;
 
     fn delivery(&self, result: &DeliveryResult<'_>, done: Self::DeliveryOpaque) {
-        let Some(done) = done.0 else {
-            if let Err((error, message)) = result {
-                self.forgotten_failed(DeliveryFailure {
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    error: error.clone(),
-                });
+        match done {
+            Completion::Nobody => {
+                if let Err((error, message)) = result {
+                    self.forgotten_failed(DeliveryFailure {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        error: error.clone(),
+                    });
+                }
             }
-            self.queue_space.freed();
-            return;
-        };
-        let outcome = match result {
-            Ok(message) => Ok((message.partition(), message.offset(), message.timestamp())),
-            Err((error, _)) => Err(error.clone()),
-        };
-        match *done {
-            // The receiver may have been dropped (a cancelled send); the record was
-            // still delivered or failed, and nobody is waiting for which.
-            Completion::One(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Completion::Batch { batch, index } => batch.complete(index, Some(outcome)),
+            done => done.complete(match result {
+                Ok(message) => Ok((message.partition(), message.offset(), message.timestamp())),
+                Err((error, _)) => Err(error.clone()),
+            }),
         }
         self.queue_space.freed();
     }

@@ -37,13 +37,17 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-// Every call into librdkafka's C API is in `ffi`, the one module allowed `unsafe`.
+// Every call into librdkafka's C API is in `ffi`. It and `delivery` (the pointers
+// that librdkafka hands back with each delivery report) are the modules allowed
+// `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod consumer;
 mod context;
+#[allow(unsafe_code)]
+mod delivery;
 pub mod dev;
 pub mod dlq;
 pub mod error;

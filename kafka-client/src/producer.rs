@@ -26,8 +26,11 @@
 //! ```
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -37,11 +40,10 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use crate::config::ClientConfig;
-use crate::context::{
-    BatchDelivery, Completion, DeliveryOutcome, PartitionerAdapter, ProducerCallbacks, QueueSpace,
-};
+use crate::context::{PartitionerAdapter, ProducerCallbacks, QueueSpace};
+use crate::delivery::{BatchSender, Completion, DeliveryOutcome};
 use crate::error::{Error, Result, SendError, SendErrorKind};
-use crate::ffi::{MaybeBoxed, SharedProducerTopics};
+use crate::ffi::SharedProducerTopics;
 use crate::record::{timestamp_parts, ProducerRecord, RecordMetadata};
 use crate::serde::{DefaultSerde, MessageField, SerdeContext, SerdeError, Serializer};
 use crate::topic_producer::OutgoingRecord;
@@ -299,15 +301,23 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         })
     }
 
-    /// Sends `record` and waits for the broker's acknowledgement.
+    /// Sends `record`; the future resolves once the broker has acknowledged it.
     ///
-    /// Waits while librdkafka's queue is full. On failure the error holds the record.
-    /// Many sends can be in flight at once: keep several futures alive
-    /// (`futures::stream::FuturesUnordered`, `buffer_unordered`) for throughput.
-    pub async fn send(
+    /// As with Kafka's `KafkaProducer.send`, the record is queued in librdkafka by
+    /// this call when that needs no waiting, and the future only waits for the
+    /// acknowledgement: dropping it does not unsend the record. When queueing has to
+    /// wait (librdkafka's queue is full, or a serializer prepares asynchronously,
+    /// such as registering a schema), the future does the rest when polled.
+    ///
+    /// On failure the error holds the record. Many sends can be in flight at once:
+    /// keep several futures alive (`futures::stream::FuturesUnordered`,
+    /// `buffer_unordered`) for throughput. The future does not borrow the producer,
+    /// and keeps it alive until the acknowledgement.
+    pub fn send(
         &self,
         mut record: ProducerRecord<K, V>,
-    ) -> std::result::Result<RecordMetadata, SendError<K, V>> {
+    ) -> impl Future<Output = std::result::Result<RecordMetadata, SendError<K, V>>> + Send + 'static
+    {
         if self.shared.trace_context.load(Ordering::Relaxed) {
             crate::trace_context::inject_current(&mut record.headers);
         }
@@ -317,41 +327,45 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
             partition = tracing::field::Empty,
             offset = tracing::field::Empty
         );
-        if span.is_disabled() {
-            // Not instrumented at all: entering and leaving even a disabled span costs
-            // a measurable share of a send.
-            return match self.try_enqueue(&record) {
-                Some(report) => Self::await_report(record, report).await,
-                None => Box::pin(self.send_inner(record)).await,
-            };
-        }
-        // Common case first, synchronously: serializers without async preparation
-        // and room in librdkafka's queue. What stays alive until the report is then
-        // only the record and the report's receiver, so that many sends in flight
-        // stay small. Anything else takes the general path, boxed for the same
-        // reason.
-        let result = match span.in_scope(|| self.try_enqueue(&record)) {
-            Some(report) => Self::await_report(record, report).await,
-            None => {
-                Box::pin(self.send_inner(record))
-                    .instrument(span.clone())
-                    .await
+        // Not instrumented at all: entering and leaving even a disabled span costs a
+        // measurable share of a send.
+        let span = (!span.is_disabled()).then_some(span);
+        // Common case first, at once: serializers without async preparation and room
+        // in librdkafka's queue. The record's bytes are still in the CPU's cache
+        // here; the future may first be polled thousands of sends later.
+        let (tx, rx) = oneshot::channel::<DeliveryOutcome>();
+        let completion = Completion::One(Box::new(tx));
+        let enqueued = match &span {
+            Some(span) => span.in_scope(|| self.try_enqueue(&record, completion)),
+            None => self.try_enqueue(&record, completion),
+        };
+        let state = match enqueued {
+            Ok(()) => SendState::Enqueued(record, rx),
+            Err(_) => {
+                let producer = self.clone();
+                let general = async move { producer.send_inner(record).await };
+                SendState::General(match &span {
+                    Some(span) => Box::pin(general.instrument(span.clone())),
+                    None => Box::pin(general),
+                })
             }
         };
-        if let Ok(meta) = &result {
-            span.record("partition", meta.partition);
-            span.record("offset", meta.offset);
+        SendFuture {
+            span,
+            state,
+            _producer: self.clone(),
         }
-        result
     }
 
-    /// Serializes and enqueues `record` without waiting; `None` when that needs
-    /// waiting (a serializer's async preparation, a full queue) or failed, which the
-    /// general path then handles and reports.
+    /// Serializes and enqueues `record` without waiting, with `completion` for its
+    /// delivery report; gives the completion back when that needs waiting (a
+    /// serializer's async preparation, a full queue) or failed, which the general
+    /// path then handles and reports.
     fn try_enqueue(
         &self,
         record: &ProducerRecord<K, V>,
-    ) -> Option<oneshot::Receiver<DeliveryOutcome>> {
+        completion: Completion,
+    ) -> std::result::Result<(), Completion> {
         let shared = &self.shared;
         let key_ctx = SerdeContext::new(&record.topic, MessageField::Key, &record.headers);
         let value_ctx = SerdeContext::new(&record.topic, MessageField::Value, &record.headers);
@@ -364,35 +378,35 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 .prepare(&record.value, &value_ctx)
                 .is_some()
         {
-            return None;
+            return Err(completion);
         }
-        let key = shared
+        let Ok(key) = shared
             .key_serializer
             .serialize_borrowed(&record.key, &key_ctx)
-            .ok()?;
-        let value = shared
+        else {
+            return Err(completion);
+        };
+        let Ok(value) = shared
             .value_serializer
             .serialize_borrowed(&record.value, &value_ctx)
-            .ok()?;
-        let (tx, rx) = oneshot::channel::<DeliveryOutcome>();
+        else {
+            return Err(completion);
+        };
         let outgoing = outgoing(record, key.as_deref(), value.as_deref());
-        let completion = MaybeBoxed(Some(Box::new(Completion::One(tx))));
         shared
             .client
             .produce(&outgoing, completion)
-            .ok()
-            .map(|()| rx)
+            .map_err(|(_, completion)| completion)
     }
 
-    /// Waits for the delivery report of an enqueued record.
-    async fn await_report(
+    /// The result of a send from its delivery report.
+    #[allow(clippy::result_large_err)] // SendError hands the unsent record back
+    fn reported(
         record: ProducerRecord<K, V>,
-        report: oneshot::Receiver<DeliveryOutcome>,
+        report: std::result::Result<DeliveryOutcome, oneshot::error::RecvError>,
     ) -> std::result::Result<RecordMetadata, SendError<K, V>> {
-        let outcome = report.await.unwrap_or_else(|_| {
-            Err(KafkaError::Canceled) // the producer was torn down before the report
-        });
-        match outcome {
+        // No report: the producer was torn down before it.
+        match report.unwrap_or(Err(KafkaError::Canceled)) {
             Ok((partition, offset, timestamp)) => Ok(RecordMetadata {
                 topic: record.topic,
                 partition,
@@ -425,11 +439,11 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
                 &record,
                 key.as_deref(),
                 value.as_deref(),
-                MaybeBoxed(Some(Box::new(Completion::One(tx)))),
+                Completion::One(Box::new(tx)),
             )
             .await;
         match enqueued {
-            Ok(()) => Self::await_report(record, rx).await,
+            Ok(()) => Self::reported(record, rx.await),
             Err(e) => Err(SendError {
                 record,
                 kind: SendErrorKind::Kafka(e),
@@ -443,7 +457,7 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         record: &ProducerRecord<K, V>,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
-        mut completion: MaybeBoxed<Completion>,
+        mut completion: Completion,
     ) -> std::result::Result<(), KafkaError> {
         let outgoing = outgoing(record, key, value);
         let mut waiter = None;
@@ -503,9 +517,27 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         if self.shared.trace_context.load(Ordering::Relaxed) {
             crate::trace_context::inject_current(&mut record.headers);
         }
+        if self.try_enqueue(&record, Completion::Nobody).is_ok() {
+            return Ok(());
+        }
+        // Boxed, so that the common case above keeps this future small.
+        Box::pin(self.forget_in_general(record)).await
+    }
+
+    /// [`Producer::send_and_forget`] when serializing or enqueueing needs waiting.
+    #[allow(clippy::result_large_err)] // SendError hands the unsent record back
+    async fn forget_in_general(
+        &self,
+        record: ProducerRecord<K, V>,
+    ) -> std::result::Result<(), SendError<K, V>> {
         let enqueued = match self.serialize(&record).await {
             Ok((key, value)) => self
-                .enqueue(&record, key.as_deref(), value.as_deref(), MaybeBoxed(None))
+                .enqueue(
+                    &record,
+                    key.as_deref(),
+                    value.as_deref(),
+                    Completion::Nobody,
+                )
                 .await
                 .map_err(SendErrorKind::Kafka),
             Err(e) => Err(SendErrorKind::Serialization(e)),
@@ -532,8 +564,8 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     /// failure holds its record.
     ///
     /// Cheaper per record than many concurrent [`Producer::send`] futures: the
-    /// batch shares one completion, and its task is woken once, when the last
-    /// report arrives. Backpressure is the same: enqueueing waits while
+    /// batch shares one completion (one allocation, no per-record future or
+    /// reference count), and its task is woken once, when the last report arrives. Backpressure is the same: enqueueing waits while
     /// librdkafka's queue is full.
     ///
     /// ```no_run
@@ -558,27 +590,28 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
         let span = tracing::debug_span!("kafka.send_batch", records = records.len());
         async {
             let trace = self.shared.trace_context.load(Ordering::Relaxed);
-            let batch = Arc::new(BatchDelivery::new(records.len()));
+            let mut batch = BatchSender::new(records.len());
             let mut local_errors: Vec<Option<SendErrorKind>> = Vec::with_capacity(records.len());
-            for (index, record) in records.iter_mut().enumerate() {
+            for record in records.iter_mut() {
                 if trace {
                     crate::trace_context::inject_current(&mut record.headers);
                 }
-                let error = match self.serialize(record).await {
-                    Ok((key, value)) => {
-                        let completion = MaybeBoxed(Some(Box::new(Completion::Batch {
-                            batch: batch.clone(),
-                            index,
-                        })));
-                        self.enqueue(record, key.as_deref(), value.as_deref(), completion)
+                // Common case first, synchronously; the general path when that needs
+                // waiting or failed.
+                let error = match self.try_enqueue(record, batch.ticket()) {
+                    Ok(()) => None,
+                    Err(ticket) => match self.serialize(record).await {
+                        Ok((key, value)) => self
+                            .enqueue(record, key.as_deref(), value.as_deref(), ticket)
                             .await
                             .err()
-                            .map(SendErrorKind::Kafka)
-                    }
-                    Err(e) => Some(SendErrorKind::Serialization(e)),
+                            .map(SendErrorKind::Kafka),
+                        Err(e) => Some(SendErrorKind::Serialization(e)),
+                    },
                 };
-                if error.is_some() {
-                    batch.complete(index, None);
+                match error {
+                    None => batch.sent(),
+                    Some(_) => batch.unsent(),
                 }
                 local_errors.push(error);
             }
@@ -683,6 +716,65 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     }
 }
 
+/// The future of [`Producer::send`]: the record's delivery report, or the rest of a
+/// send that had to wait. Hand-written to stay small, as thousands are in flight at
+/// once: the `async fn` it replaces was five times the record's size.
+struct SendFuture<K, V> {
+    /// `None` when tracing is off for `kafka.send`.
+    span: Option<tracing::Span>,
+    state: SendState<K, V>,
+    /// Keeps librdkafka's producer, which delivers the report, alive until then.
+    _producer: Producer<K, V>,
+}
+
+type SendResult<K, V> = std::result::Result<RecordMetadata, SendError<K, V>>;
+
+enum SendState<K, V> {
+    /// Enqueued; waiting for its delivery report.
+    Enqueued(ProducerRecord<K, V>, oneshot::Receiver<DeliveryOutcome>),
+    /// Serializing or enqueueing had to wait (a serializer's async preparation, a
+    /// full queue): the general path, run when polled.
+    General(Pin<Box<dyn Future<Output = SendResult<K, V>> + Send>>),
+    /// Finished.
+    Done,
+}
+
+// Nothing in a `SendFuture` is pinned in place: the general path's future is pinned
+// on the heap, and the record and the receiver are only moved, or polled through
+// `Pin::new`.
+impl<K, V> Unpin for SendFuture<K, V> {}
+
+impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Future for SendFuture<K, V> {
+    type Output = SendResult<K, V>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let result = match std::mem::replace(&mut this.state, SendState::Done) {
+            SendState::Enqueued(record, mut report) => {
+                let Poll::Ready(report) = Pin::new(&mut report).poll(cx) else {
+                    this.state = SendState::Enqueued(record, report);
+                    return Poll::Pending;
+                };
+                Producer::reported(record, report)
+            }
+            SendState::General(mut general) => {
+                let Poll::Ready(result) = general.as_mut().poll(cx) else {
+                    this.state = SendState::General(general);
+                    return Poll::Pending;
+                };
+                result
+            }
+            // The `Future` contract allows a panic here, as an `async fn` does.
+            SendState::Done => panic!("`Producer::send` future polled after completion"),
+        };
+        if let (Some(span), Ok(meta)) = (&this.span, &result) {
+            span.record("partition", meta.partition);
+            span.record("offset", meta.offset);
+        }
+        Poll::Ready(result)
+    }
+}
+
 /// The record as librdkafka takes it: borrowed, with its serialized key and value.
 fn outgoing<'a, K, V>(
     record: &'a ProducerRecord<K, V>,
@@ -759,6 +851,25 @@ mod tests {
             .create_with_context(Acked(acked.clone()))
             .expect("producer");
         (producer, acked)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_queues_the_record_when_called_as_kafka_producers_do() {
+        let cluster = crate::dev::EmbeddedCluster::start(1).expect("mock cluster");
+        cluster.create_topic("eager", 1).expect("topic");
+        let producer: Producer<String, String> =
+            Producer::new(&cluster.client_config()).expect("producer");
+        let first = producer.send(ProducerRecord::new("eager", "a".into(), "1".into()));
+        // Queued before the future is polled; dropping a future does not unsend.
+        assert_eq!(producer.in_flight_count(), 1);
+        let dropped = producer.send(ProducerRecord::new("eager", "b".into(), "2".into()));
+        drop(dropped);
+        let third = producer.send(ProducerRecord::new("eager", "c".into(), "3".into()));
+        // The futures hold the producer: they resolve after the handle is gone.
+        drop(producer);
+        let first = first.await.expect("first delivered");
+        let third = third.await.expect("third delivered");
+        assert_eq!((first.offset, third.offset), (0, 2));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,15 @@
 //!   headers, and one copies each message into an owned `OwnedMessage` (`detach`).
 //!
 //! Each round runs every side once, in an order that rotates between rounds, and the
-//! medians are compared. Producers are timed from creation to the last delivery;
-//! consumers from the first record to the last (steady state, the figure the target
-//! applies to) and from creation (also printed).
+//! medians are compared. Producers are timed from the first send of the run to the
+//! last delivery, after one warm-up record that every side sends and sees delivered
+//! first. Without it the sides measured librdkafka's start-up, not their sends: an
+//! idempotent producer has no producer id until a metadata answer arrives while a
+//! broker connection is up, or else until its 500 ms retry timer fires, and which
+//! of the two happens is a race (a producer that sent at once lost it and stalled
+//! half a second, a third of a 1M-record run). Consumers are timed from the first
+//! record to the last (steady state, the figure the target applies to) and from
+//! creation (also printed).
 //!
 //! The whole process runs on jemalloc (the `jemalloc` feature, on by default), C
 //! libraries included, as `streams_state` does: a typed consumer allocates its keys
@@ -42,8 +48,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures::StreamExt;
 use kafka_benchmarks::{
-    broker_config, create_topic, init_tracing, median, report, timed, unique, Counting, Rate,
-    Timings,
+    broker_config, create_topic, init_tracing, median, report, unique, Counting, Rate, Timings,
 };
 use kafka_client::config::DEFAULT_FETCH_QUEUE_BACKOFF_MS;
 use kafka_client::rdkafka::consumer::{BaseConsumer, Consumer as _};
@@ -105,6 +110,9 @@ fn producer_settings(config: &ClientConfig) -> ClientConfig {
         .set("queue.buffering.max.messages", "200000")
 }
 
+/// The key of each producer's warm-up record.
+const WARM_UP_KEY: &str = "warm-up";
+
 fn keys(n: u64) -> Vec<String> {
     (0..n).map(|i| format!("sensor-{}", i % 1000)).collect()
 }
@@ -114,17 +122,26 @@ async fn raw_produce(
     topic: &str,
     keys: &[String],
     value: &str,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Rate> {
     let delivered = Arc::new(AtomicU64::new(0));
     let producer: ThreadedProducer<Counting> = producer_settings(config)
         .to_rdkafka()
         .create_with_context(Counting(delivered.clone()))?;
+    producer
+        .send(BaseRecord::to(topic).key(WARM_UP_KEY).payload(value))
+        .map_err(|(e, _)| e)?;
+    producer.flush(Duration::from_secs(30))?;
+    anyhow::ensure!(
+        delivered.swap(0, Ordering::Relaxed) == 1,
+        "warm-up record not delivered"
+    );
     let topic = topic.to_owned();
     let keys = keys.to_vec();
     let value = value.to_owned();
     // The raw producer's natural loop: enqueue, and on a full queue let the poll
     // thread drain it.
-    tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Rate> {
+        let start = Instant::now();
         for key in &keys {
             let mut record = BaseRecord::to(&topic)
                 .key(key.as_str())
@@ -144,7 +161,10 @@ async fn raw_produce(
             }
         }
         producer.flush(Duration::from_secs(120))?;
-        Ok(delivered.load(Ordering::Relaxed))
+        Ok(Rate {
+            records: delivered.load(Ordering::Relaxed),
+            elapsed: start.elapsed(),
+        })
     })
     .await?
 }
@@ -155,8 +175,16 @@ async fn raw_future_produce(
     keys: &[String],
     value: &str,
     window: usize,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Rate> {
     let producer: FutureProducer = producer_settings(config).to_rdkafka().create()?;
+    producer
+        .send(
+            FutureRecord::to(topic).key(WARM_UP_KEY).payload(value),
+            Timeout::Never,
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    let start = Instant::now();
     let mut sends = futures::stream::iter(keys.iter())
         .map(|key| {
             producer.send(
@@ -170,7 +198,29 @@ async fn raw_future_produce(
         result.map_err(|(e, _)| e)?;
         delivered += 1;
     }
-    Ok(delivered)
+    Ok(Rate {
+        records: delivered,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// A typed producer with the benchmark's settings that has sent one record and seen
+/// it delivered (see the module's notes on timing).
+async fn warm_typed_producer(
+    config: &ClientConfig,
+    topic: &str,
+    value: &str,
+) -> anyhow::Result<Producer<String, String>> {
+    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+    producer
+        .send(ProducerRecord::new(
+            topic,
+            WARM_UP_KEY.to_owned(),
+            value.to_owned(),
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(producer)
 }
 
 async fn typed_produce(
@@ -179,8 +229,9 @@ async fn typed_produce(
     keys: &[String],
     value: &str,
     window: usize,
-) -> anyhow::Result<u64> {
-    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+) -> anyhow::Result<Rate> {
+    let producer = warm_typed_producer(config, topic, value).await?;
+    let start = Instant::now();
     let mut sends = futures::stream::iter(keys.iter().cloned())
         .map(|key| producer.send(ProducerRecord::new(topic, key, value.to_owned())))
         .buffer_unordered(window);
@@ -189,7 +240,10 @@ async fn typed_produce(
         result.map_err(|e| anyhow::anyhow!("{e}"))?;
         delivered += 1;
     }
-    Ok(delivered)
+    Ok(Rate {
+        records: delivered,
+        elapsed: start.elapsed(),
+    })
 }
 
 async fn typed_produce_and_forget(
@@ -197,9 +251,10 @@ async fn typed_produce_and_forget(
     topic: &str,
     keys: &[String],
     value: &str,
-) -> anyhow::Result<u64> {
-    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+) -> anyhow::Result<Rate> {
+    let producer = warm_typed_producer(config, topic, value).await?;
     let mut failures = producer.delivery_failures();
+    let start = Instant::now();
     for key in keys {
         producer
             .send_and_forget(ProducerRecord::new(topic, key.clone(), value.to_owned()))
@@ -207,10 +262,14 @@ async fn typed_produce_and_forget(
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     producer.flush(Duration::from_secs(120)).await?;
+    let elapsed = start.elapsed();
     if let Ok(failure) = failures.try_recv() {
         anyhow::bail!("{failure}");
     }
-    Ok(keys.len() as u64)
+    Ok(Rate {
+        records: keys.len() as u64,
+        elapsed,
+    })
 }
 
 async fn typed_produce_batches(
@@ -219,8 +278,9 @@ async fn typed_produce_batches(
     keys: &[String],
     value: &str,
     batch: usize,
-) -> anyhow::Result<u64> {
-    let producer: Producer<String, String> = Producer::new(&producer_settings(config))?;
+) -> anyhow::Result<Rate> {
+    let producer = warm_typed_producer(config, topic, value).await?;
+    let start = Instant::now();
     // A few batches in flight, so librdkafka's queue never runs dry between them.
     let mut batches = futures::stream::iter(keys.chunks(batch.max(1)))
         .map(|chunk| {
@@ -238,7 +298,10 @@ async fn typed_produce_batches(
             delivered += 1;
         }
     }
-    Ok(delivered)
+    Ok(Rate {
+        records: delivered,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// The settings of every consumer side, raw and typed: the same fetch pacing on both
@@ -415,16 +478,11 @@ async fn main() -> anyhow::Result<()> {
             let topic = unique(&format!("bench-{}-produce", PRODUCERS[side]));
             create_topic(&config, &topic, args.partitions).await?;
             let rate = match side {
-                0 => timed(|| raw_produce(&config, &topic, &keys, &value)).await?,
-                1 => {
-                    timed(|| raw_future_produce(&config, &topic, &keys, &value, args.window))
-                        .await?
-                }
-                2 => timed(|| typed_produce(&config, &topic, &keys, &value, args.window)).await?,
-                3 => {
-                    timed(|| typed_produce_batches(&config, &topic, &keys, &value, 10_000)).await?
-                }
-                _ => timed(|| typed_produce_and_forget(&config, &topic, &keys, &value)).await?,
+                0 => raw_produce(&config, &topic, &keys, &value).await?,
+                1 => raw_future_produce(&config, &topic, &keys, &value, args.window).await?,
+                2 => typed_produce(&config, &topic, &keys, &value, args.window).await?,
+                3 => typed_produce_batches(&config, &topic, &keys, &value, 10_000).await?,
+                _ => typed_produce_and_forget(&config, &topic, &keys, &value).await?,
             };
             tracing::info!(
                 round,
