@@ -5,7 +5,10 @@
 //! - Input: `--records` records preloaded once into a topic of `--partitions`
 //!   partitions: keys `sensor-<n>` of `--keys` sensors, values ~`--value-size`-byte
 //!   sentences (the `streams_state` generator: skewed words from a made-up vocabulary),
-//!   event timestamps an hour ago advancing at `--events-per-second`.
+//!   event timestamps an hour ago advancing at `--events-per-second`. The
+//!   tumbling-window count reads an input of its own, of `--windowed-records` records
+//!   (three times `--records` by default) generated the same way: our engine went
+//!   through 1M records in two commit intervals, too short to measure a steady state.
 //! - Workloads (each engine runs the same pipeline, see [`Workload`]):
 //!   - `stateless`: filter (keeps values whose length is not a multiple of 10) + map
 //!     (upper-case the value) + to;
@@ -139,6 +142,11 @@ struct RunArgs {
     /// Input records, preloaded once (every run processes all of them).
     #[arg(long, env = "PEERS_RECORDS", default_value_t = 1_000_000)]
     records: u64,
+    /// Records of the tumbling-window workload's own input (by default three times
+    /// `--records`): at 1M records our engine finished it within two commit
+    /// intervals, too short a run to see a steady state in the committed offsets.
+    #[arg(long, env = "PEERS_WINDOWED_RECORDS")]
+    windowed_records: Option<u64>,
     /// Approximate value (sentence) size in bytes.
     #[arg(long, default_value_t = 60)]
     value_size: usize,
@@ -415,6 +423,7 @@ fn preload(
     topic: &str,
     table: &str,
     args: &RunArgs,
+    records: u64,
 ) -> anyhow::Result<Expected> {
     anyhow::ensure!(args.keys >= 1, "--keys must be at least 1");
     anyhow::ensure!(args.plants >= 1, "--plants must be at least 1");
@@ -443,11 +452,11 @@ fn preload(
         )?;
     }
     let mut expected = Expected {
-        records: args.records,
+        records,
         ..Expected::default()
     };
     let mut last_log = Instant::now();
-    for i in 0..args.records {
+    for i in 0..records {
         let sensor = i % args.keys;
         let key = format!("sensor-{sensor}");
         let line = sentence(&vocabulary, args.value_size, &mut rng);
@@ -478,14 +487,14 @@ fn preload(
                 .timestamp(timestamp),
         )?;
         if last_log.elapsed() >= Duration::from_secs(5) {
-            tracing::info!(produced = i, of = args.records, "preloading the input");
+            tracing::info!(produced = i, of = records, "preloading the input");
             last_log = Instant::now();
         }
     }
     let secs = preloader.finish()?.as_secs_f64();
     tracing::info!(
         topic,
-        records = args.records,
+        records,
         words = expected.words,
         distinct_words = expected.word_counts.len(),
         windows = expected.window_counts.len(),
@@ -1049,15 +1058,21 @@ fn ratios(ours: &Measured, peer: &Measured) -> (f64, f64, f64) {
 }
 
 /// The Markdown report: figures, ratios against the goals, correctness.
-fn markdown(results: &[Measured], args: &RunArgs, expected: &Expected, context: &str) -> String {
+fn markdown(
+    results: &[Measured],
+    args: &RunArgs,
+    expected: &Expected,
+    windowed_records: u64,
+    context: &str,
+) -> String {
     let mut md = String::new();
     md.push_str("# kafka-streams against Kafka Streams and Quix Streams\n\n");
     md.push_str(&format!(
         "Written by `bash scripts/bench.sh peers` (benchmarks/src/bin/peers.rs). {context}\n\n"
     ));
     md.push_str(&format!(
-        "Input: {} records ({} words), ~{}-byte sentences, {} keys, {} partitions; commit interval {} ms, at-least-once, one thread/process, state on local disk.\n\n",
-        args.records, expected.words, args.value_size, args.keys, args.partitions, args.commit_interval_ms
+        "Input: {} records ({} words), ~{}-byte sentences, {} keys, {} partitions; the tumbling-window count reads {} records of the same kind; commit interval {} ms, at-least-once, one thread/process, state on local disk.\n\n",
+        args.records, expected.words, args.value_size, args.keys, args.partitions, windowed_records, args.commit_interval_ms
     ));
     md.push_str("![records/s, CPU per million records, peak RSS](peers.png)\n\n");
     md.push_str("| workload | engine | records/s (steady) | CPU s / 1M records | peak RSS MiB | whole run s | whole run CPU s / 1M | output |\n");
@@ -1238,17 +1253,38 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let input = unique("peers-input");
-    runtime.block_on(create_topic(&config, &input, args.partitions))?;
-    // Co-partitioned with the input (same partition count, same producer).
-    runtime.block_on(create_topic_with(
-        &config,
-        &table_topic(&input),
-        args.partitions,
-        &[("cleanup.policy", "compact")],
-    ))?;
-    let expected = preload(&config, &input, &table_topic(&input), &args)?;
-    create_offsets_topic(&config, &input)?;
+    // One input for every workload, and a larger one of its own for the windowed
+    // count when asked for (see `--windowed-records`).
+    let mut inputs: Vec<(String, Expected)> = Vec::new();
+    let windowed_records = args.windowed_records.unwrap_or(3 * args.records);
+    let mut sizes = vec![args.records];
+    if args.workloads.contains(&Workload::TumblingCount) && windowed_records != args.records {
+        sizes.push(windowed_records);
+    }
+    for records in sizes {
+        let input = unique("peers-input");
+        runtime.block_on(create_topic(&config, &input, args.partitions))?;
+        // Co-partitioned with the input (same partition count, same producer).
+        runtime.block_on(create_topic_with(
+            &config,
+            &table_topic(&input),
+            args.partitions,
+            &[("cleanup.policy", "compact")],
+        ))?;
+        let expected = preload(&config, &input, &table_topic(&input), &args, records)?;
+        inputs.push((input, expected));
+    }
+    let input_of = |workload: Workload| {
+        let records = match workload {
+            Workload::TumblingCount => windowed_records,
+            _ => args.records,
+        };
+        inputs
+            .iter()
+            .find(|(_, expected)| expected.records == records)
+            .unwrap_or(&inputs[0])
+    };
+    create_offsets_topic(&config, &inputs[0].0)?;
     let log_dir = std::env::temp_dir().join(unique("peers-logs"));
     std::fs::create_dir_all(&log_dir)?;
     tracing::info!(dir = %log_dir.display(), "engine logs");
@@ -1259,8 +1295,9 @@ fn main() -> anyhow::Result<()> {
         // has just taken the others' (or the preload's) writes.
         for k in 0..args.engines.len() {
             let engine = args.engines[(w + k) % args.engines.len()];
+            let (input, expected) = input_of(workload);
             results.push(run_one(
-                &config, &args, engine, workload, &input, &expected, &log_dir,
+                &config, &args, engine, workload, input, expected, &log_dir,
             )?);
         }
     }
@@ -1273,6 +1310,8 @@ fn main() -> anyhow::Result<()> {
     });
 
     let agreement = cross_check(&results, &args.workloads);
+    let expected = &input_of(Workload::Stateless).1;
+    let windowed = input_of(Workload::TumblingCount).1.records;
 
     let context = format!(
         "Command: `{}`. {} CPU(s); load average (1, 5, 15 min) at the start `{load_at_start}`, at the end `{}`{}.",
@@ -1286,7 +1325,7 @@ fn main() -> anyhow::Result<()> {
         }
     );
     std::fs::create_dir_all(&args.out_dir)?;
-    let mut md = markdown(&results, &args, &expected, &context);
+    let mut md = markdown(&results, &args, expected, windowed, &context);
     md.push_str("\nCross-check of the engines' results: ");
     md.push_str(&agreement.join("; "));
     md.push('\n');

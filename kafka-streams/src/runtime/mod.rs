@@ -91,7 +91,10 @@ mod trace;
 
 pub use crate::topology::TopologyOptimization;
 pub(crate) use commit::{commit_tasks, CommitOffsets, OffsetCommitter};
-pub use config::{HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator};
+pub use config::{
+    HostInfo, ProcessingGuarantee, StreamsConfig, TopicCreator,
+    MAIN_CONSUMER_PREFETCH_PER_PARTITION,
+};
 pub(crate) use metrics::{MetricsRestoreListener, StreamsMetrics, ThreadMetrics};
 pub use metrics::{
     MetricsSnapshot, PartitionLag, StoreMetricsSnapshot, TaskMetricsSnapshot, ThreadMetricsSnapshot,
