@@ -307,7 +307,9 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     /// this call when that needs no waiting, and the future only waits for the
     /// acknowledgement: dropping it does not unsend the record. When queueing has to
     /// wait (librdkafka's queue is full, or a serializer prepares asynchronously,
-    /// such as registering a schema), the future does the rest when polled.
+    /// such as registering a schema), the future does the rest when polled. Such a
+    /// send can then land after later sends that did not wait: where the order of
+    /// records matters, await each send in turn, or use [`Producer::send_batch`].
     ///
     /// On failure the error holds the record. Many sends can be in flight at once:
     /// keep several futures alive (`futures::stream::FuturesUnordered`,
@@ -565,8 +567,8 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> Producer<K, V> {
     ///
     /// Cheaper per record than many concurrent [`Producer::send`] futures: the
     /// batch shares one completion (one allocation, no per-record future or
-    /// reference count), and its task is woken once, when the last report arrives. Backpressure is the same: enqueueing waits while
-    /// librdkafka's queue is full.
+    /// reference count), and its task is woken once, when the last report arrives.
+    /// Backpressure is the same: enqueueing waits while librdkafka's queue is full.
     ///
     /// ```no_run
     /// # async fn demo(producer: kafka_client::Producer<String, String>) {
