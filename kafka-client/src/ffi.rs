@@ -3,10 +3,10 @@
 //! messages), producing through cached topic handles, and IncrementalAlterConfigs.
 //!
 //! This and `delivery` (the delivery reports' opaque pointers) are the modules
-//! allowed `unsafe` (the crate denies `unsafe_code` elsewhere). Everything it exports is safe to call: each type owns what keeps its
-//! pointers valid (a queue owns a reference to its consumer, a message borrows its
-//! queue, topic handles live beside their producer and go first), and each `unsafe`
-//! block says why it is sound.
+//! allowed `unsafe` (the crate denies `unsafe_code` elsewhere). Everything this one
+//! exports is safe to call: each type owns what keeps its pointers valid (a queue
+//! owns a reference to its consumer, a message borrows its queue, topic handles live
+//! beside their producer and go first), and each `unsafe` block says why it is sound.
 
 use std::any::Any;
 use std::ffi::{c_char, c_void, CStr, CString};
