@@ -24,7 +24,6 @@ use kafka_streams::dsl::StreamsBuilder;
 use kafka_streams::runtime::StreamsConfig;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -123,13 +122,17 @@ fn one_trace_from_producer_through_a_repartition_and_a_count_to_consumer() {
     let produced = checkout.context().span().span_context().clone();
     assert!(produced.is_valid());
     let (output_record, consumed, repartitioned, logged) = block_on(async {
-        string_producer(true)
-            .send(ProducerRecord::new(
-                &input,
-                "order-1".to_string(),
-                "Hello".to_string(),
-            ))
-            .instrument(checkout.clone())
+        // `send` queues the record when called: the span current at the call is
+        // the record's context.
+        let producer = string_producer(true);
+        checkout
+            .in_scope(|| {
+                producer.send(ProducerRecord::new(
+                    &input,
+                    "order-1".to_string(),
+                    "Hello".to_string(),
+                ))
+            })
             .await
             .expect("send");
 

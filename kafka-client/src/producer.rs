@@ -152,7 +152,8 @@ impl<K: Send + Sync + 'static, V: Send + Sync + 'static> ProducerBuilder<K, V> {
     }
 
     /// Writes the current `tracing` span's W3C `traceparent` into each record's
-    /// headers (off by default; see [`crate::trace_context`]).
+    /// headers: for `send`, the span current when `send` is called (off by default;
+    /// see [`crate::trace_context`]).
     pub fn trace_context(mut self, enabled: bool) -> Self {
         self.trace_context = enabled;
         self

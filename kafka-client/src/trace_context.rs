@@ -2,7 +2,11 @@
 //!
 //! With [`ProducerBuilder::trace_context`](crate::ProducerBuilder::trace_context)
 //! on, `send` writes the current `tracing` span's context into the record's
-//! `traceparent` (and `tracestate`) headers. With
+//! `traceparent` (and `tracestate`) headers: the span current when `send` is
+//! called, since `send` queues the record then, as Kafka's `KafkaProducer.send`
+//! does. Enter the span around the call (`span.in_scope(|| producer.send(record))`,
+//! or call `send` inside an `#[instrument]`ed function), not around the returned
+//! future with `.instrument(span)`. With
 //! [`ConsumerBuilder::trace_context`](crate::ConsumerBuilder::trace_context) on,
 //! [`Consumer::processing_span`](crate::Consumer::processing_span) and
 //! [`Consumer::process_at_least_once`](crate::Consumer::process_at_least_once)

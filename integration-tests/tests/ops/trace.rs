@@ -7,7 +7,6 @@ use kafka_client::trace_context::{self, TRACEPARENT};
 use kafka_client::{Consumer, ProducerRecord};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -34,27 +33,32 @@ async fn consumer_processing_span_is_the_child_of_the_producer_span() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("kafka-sdk-test")));
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    // Off by default: no header.
-    string_producer(false)
-        .send(ProducerRecord::new(
-            &topic,
-            "plain".to_string(),
-            "v".to_string(),
-        ))
-        .instrument(tracing::info_span!("untraced"))
+    // Off by default: no header. `send` queues the record when called, so the span
+    // current at the call is the record's context (as with Kafka's producers).
+    let untraced = string_producer(false);
+    tracing::info_span!("untraced")
+        .in_scope(|| {
+            untraced.send(ProducerRecord::new(
+                &topic,
+                "plain".to_string(),
+                "v".to_string(),
+            ))
+        })
         .await
         .unwrap();
 
     let checkout = tracing::info_span!("checkout");
     let injected = checkout.context().span().span_context().clone();
     assert!(injected.is_valid());
-    string_producer(true)
-        .send(ProducerRecord::new(
-            &topic,
-            "traced".to_string(),
-            "v".to_string(),
-        ))
-        .instrument(checkout.clone())
+    let traced = string_producer(true);
+    checkout
+        .in_scope(|| {
+            traced.send(ProducerRecord::new(
+                &topic,
+                "traced".to_string(),
+                "v".to_string(),
+            ))
+        })
         .await
         .unwrap();
     drop(checkout);
