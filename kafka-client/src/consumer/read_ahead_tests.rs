@@ -28,7 +28,10 @@ async fn within<T>(future: impl Future<Output = T>) -> T {
 async fn cluster_with_records() -> EmbeddedCluster {
     let cluster = EmbeddedCluster::start(1).unwrap();
     cluster.create_topic(TOPIC, 2).unwrap();
-    let producer: Producer<String, String> = Producer::new(&cluster.client_config()).unwrap();
+    // Small record batches: a fetch returns whole batches, so these keep each fetch
+    // of a partition small (see `consumer`).
+    let producer: Producer<String, String> =
+        Producer::new(&cluster.client_config().set("batch.num.messages", "50")).unwrap();
     let records = (0..ON_P0 + ON_P1).map(|i| {
         let partition = if i < ON_P0 { 0 } else { 1 };
         ProducerRecord::new(TOPIC, format!("sensor-{i}"), format!("{i}")).with_partition(partition)
@@ -43,7 +46,13 @@ fn tp(partition: i32) -> TopicPartition {
     TopicPartition::new(TOPIC, partition)
 }
 
+/// A consumer of `partitions` whose fetches return small slices of each partition
+/// (`max.partition.fetch.bytes`, over the small record batches written above), so
+/// that librdkafka's queue interleaves the partitions and reads ahead come to hold
+/// records of several at once. With a whole partition per fetch, a run could hand
+/// out one partition entirely before the other arrived, and never hold both.
 fn consumer(config: ClientConfig, partitions: &[i32]) -> Consumer<String, String> {
+    let config = config.set("max.partition.fetch.bytes", "2048");
     let consumer = Consumer::new(&config).unwrap();
     let assignment: Vec<_> = partitions
         .iter()
@@ -208,7 +217,10 @@ async fn records_read_ahead_of_a_partition_no_longer_assigned_are_not_delivered(
         assert_eq!((record.partition(), record.offset()), (1, offset));
     }
     // Nothing of partition 0 comes before a record written to partition 1 now.
-    let producer: Producer<String, String> = Producer::new(&cluster.client_config()).unwrap();
+    // Small record batches: a fetch returns whole batches, so these keep each fetch
+    // of a partition small (see `consumer`).
+    let producer: Producer<String, String> =
+        Producer::new(&cluster.client_config().set("batch.num.messages", "50")).unwrap();
     producer
         .send(ProducerRecord::new(TOPIC, "late".to_owned(), "late".to_owned()).with_partition(1))
         .await
